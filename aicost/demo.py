@@ -1,0 +1,85 @@
+"""Demo data for local runs: realistic usage over the last weeks, recorded through the real pipeline."""
+
+import random
+import secrets
+from datetime import timedelta
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from pricing.models import ModelPricing
+from usage.models import UsageLog
+from usage.services import UsageRecordInput, usage_record_batch
+
+DEMO_STAFF_USERNAME = "admin"
+PURPOSES = ["chat", "summarise", "classify", "code-review", "embedding-rerank"]
+# Relative popularity: cheap models get most calls, as in real teams.
+MODEL_WEIGHTS = {
+    "deepseek-chat": 30,
+    "gpt-4o-mini": 25,
+    "qwen-plus": 12,
+    "claude-haiku-4-5": 10,
+    "gemini-2.5-flash": 8,
+    "deepseek-reasoner": 6,
+    "gpt-4o": 5,
+    "gpt-4.1": 2,
+    "claude-sonnet-4-5": 2,
+}
+DEMO_BUDGETS = {"gpt-4o": Decimal("2.00"), "claude-sonnet-4-5": Decimal("5.00"), "deepseek-chat": Decimal("1.20")}
+
+
+def _demo_record(rng: random.Random, model_name: str, at) -> UsageRecordInput:
+    prompt = int(rng.lognormvariate(7, 0.8))
+    failed = rng.random() < 0.03
+    return UsageRecordInput(
+        model_name=model_name,
+        prompt_tokens=prompt,
+        completion_tokens=0 if failed else int(rng.lognormvariate(5.5, 0.7)),
+        cached_tokens=int(prompt * rng.choice([0, 0, 0.3, 0.6])),
+        decision_id=f"demo-{rng.getrandbits(48):012x}",
+        user_id=rng.randint(1, 12),
+        response_time=round(rng.uniform(0.3, 6.0), 3),
+        success=not failed,
+        error_message="upstream timeout" if failed else "",
+        purpose=rng.choice(PURPOSES),
+        timestamp=at,
+    )
+
+
+@transaction.atomic
+def demo_usage_load(*, days: int = 90, calls_per_day: int = 300, seed: int = 7) -> int:
+    """Record demo calls spread over the last `days` days. Does nothing if usage exists already."""
+    if UsageLog.objects.exists():
+        return 0
+    for model_name, budget in DEMO_BUDGETS.items():
+        ModelPricing.objects.filter(model_name=model_name).update(monthly_budget=budget)
+    rng = random.Random(seed)  # noqa: S311 -- demo data, reproducible on purpose
+    names = list(MODEL_WEIGHTS)
+    weights = list(MODEL_WEIGHTS.values())
+    now = timezone.now()
+    total = 0
+    for day in range(days, -1, -1):
+        day_calls = int(calls_per_day * rng.uniform(0.6, 1.4))
+        batch = []
+        for _ in range(day_calls):
+            at = now - timedelta(days=day, seconds=rng.uniform(0, 86_400))
+            if at < now:
+                batch.append(_demo_record(rng, rng.choices(names, weights)[0], at))
+        batch.append(_demo_record(rng, "llama-3-70b-selfhosted", now - timedelta(days=day, hours=1)))
+        usage_record_batch(records=batch)
+        total += len(batch)
+    return total
+
+
+def demo_staff_login_ensure() -> tuple[str, str]:
+    """A staff superuser for the demo, with a fresh random password each run."""
+    password = secrets.token_urlsafe(12)
+    user, _created = get_user_model().objects.get_or_create(
+        username=DEMO_STAFF_USERNAME, defaults={"is_staff": True, "is_superuser": True}
+    )
+    user.is_staff = user.is_superuser = user.is_active = True
+    user.set_password(password)
+    user.save()
+    return DEMO_STAFF_USERNAME, password

@@ -1,0 +1,67 @@
+"""Reads of prices: which price was in force for a model at a moment."""
+
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pricing.models import ModelPriceVersion, ModelPricing
+
+
+@dataclass
+class PriceBook:
+    """The price history of a set of models, loaded once for a batch of usage records."""
+
+    pricing_by_model: dict[str, ModelPricing]
+    _versions: dict[str, list[ModelPriceVersion]] = field(default_factory=dict)
+    _starts: dict[str, list[datetime]] = field(default_factory=dict)
+
+    def add_version(self, version: ModelPriceVersion, model_name: str) -> None:
+        self._versions.setdefault(model_name, []).append(version)
+
+    def finish(self) -> "PriceBook":
+        for model_name, versions in self._versions.items():
+            versions.sort(key=lambda v: v.effective_from)
+            self._starts[model_name] = [v.effective_from for v in versions]
+        return self
+
+    def pricing(self, model_name: str) -> ModelPricing | None:
+        return self.pricing_by_model.get(model_name)
+
+    def version_at(self, model_name: str, at: datetime) -> ModelPriceVersion | None:
+        """The version whose half-open span [effective_from, effective_to) contains `at`."""
+        starts = self._starts.get(model_name)
+        if not starts:
+            return None
+        index = bisect_right(starts, at) - 1
+        if index < 0:
+            return None
+        version = self._versions[model_name][index]
+        if version.effective_to is not None and at >= version.effective_to:
+            return None
+        return version
+
+
+def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
+    names = set(model_names)
+    pricing_by_model = {p.model_name: p for p in ModelPricing.objects.filter(model_name__in=names)}
+    book = PriceBook(pricing_by_model=pricing_by_model)
+    name_by_pricing_id = {p.pk: p.model_name for p in pricing_by_model.values()}
+    versions = ModelPriceVersion.objects.filter(pricing_id__in=name_by_pricing_id)
+    for version in versions:
+        book.add_version(version, name_by_pricing_id[version.pricing_id])
+    return book.finish()
+
+
+def price_version_current(*, pricing: ModelPricing) -> ModelPriceVersion | None:
+    return pricing.price_versions.filter(effective_to__isnull=True).first()
+
+
+def price_versions_by_model() -> dict[str, list[ModelPriceVersion]]:
+    grouped: dict[str, list[ModelPriceVersion]] = defaultdict(list)
+    for version in ModelPriceVersion.objects.select_related("pricing").order_by(
+        "pricing__model_name", "effective_from"
+    ):
+        grouped[version.pricing.model_name].append(version)
+    return dict(grouped)

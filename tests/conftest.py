@@ -1,0 +1,40 @@
+import pytest
+from django.conf import settings
+from django.test import Client
+
+
+class HttpsClient(Client):
+    """Production settings redirect plain HTTP to HTTPS; this client speaks HTTPS like a real one behind TLS."""
+
+    def request(self, **request):
+        request.update({"wsgi.url_scheme": "https", "SERVER_PORT": "443"})
+        return super().request(**request)
+
+
+def pytest_sessionstart(session):
+    """The suite is meant for PostgreSQL; passing on SQLite would prove nothing about production."""
+    engine = settings.DATABASES["default"]["ENGINE"]
+    if "postgresql" not in engine:
+        pytest.exit(
+            f"Tests must run on PostgreSQL, not {engine}. Use bin/test (it starts a throwaway server) "
+            "or set DATABASE_URL=postgres://...",
+            returncode=3,
+        )
+
+
+@pytest.fixture
+def client():
+    return HttpsClient()
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user(
+        username="staff", password="staff-pass-123", is_staff=True, is_superuser=True
+    )
+
+
+@pytest.fixture
+def staff_client(client, staff_user):
+    client.force_login(staff_user)
+    return client

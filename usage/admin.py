@@ -1,0 +1,74 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+
+from usage.keys import api_key_create, api_key_revoke
+from usage.models import ApiKey, UsageLog
+
+
+@admin.register(UsageLog)
+class UsageLogAdmin(admin.ModelAdmin):
+    """The log is evidence: staff read it, nobody edits it by hand."""
+
+    list_display = [
+        "timestamp",
+        "model_name",
+        "purpose",
+        "user_id",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost",
+        "cost_source",
+        "success",
+        "response_time",
+    ]
+    list_filter = ["success", "cost_source", "model_name"]
+    search_fields = ["model_name", "decision_id", "purpose"]
+    date_hierarchy = "timestamp"
+    show_full_result_count = False  # COUNT(*) over millions of rows on every page is not worth it.
+    list_per_page = 100
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "scope", "created_by", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "prefix"]
+    fields = ["name", "scope", "prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke_keys"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A key's scope is fixed once issued; issue a new key for another scope.
+        return [*self.readonly_fields, "scope"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        created, raw_key = api_key_create(
+            name=form.cleaned_data["name"], scope=form.cleaned_data["scope"], created_by=request.user
+        )
+        obj.pk = created.pk
+        self.message_user(
+            request,
+            f"The key for “{created.name}” is {raw_key} — copy it now, it is shown only this once.",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_keys(self, request, queryset: QuerySet[ApiKey]) -> None:
+        for api_key in queryset:
+            api_key_revoke(api_key=api_key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # Revoke instead, so the audit trail keeps who had access.

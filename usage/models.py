@@ -1,0 +1,120 @@
+from django.conf import settings
+from django.db import models
+
+from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
+
+
+class CostSource(models.TextChoices):
+    COMPUTED = "computed", "Computed from the price in force"
+    PROVIDER = "provider", "Reported by the caller (provider's figure)"
+    UNPRICED = "unpriced", "Unpriced: unknown or disabled model"
+
+
+class UsageLog(models.Model):
+    """One LLM call as the client reported it, with the cost fixed at ingestion."""
+
+    model_name = models.CharField(max_length=100, db_index=True)
+    decision_id = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    user_id = models.IntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens served from the provider's cache.")
+    reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Completion tokens spent on reasoning.")
+    cost = models.DecimalField(
+        max_digits=COST_MAX_DIGITS,
+        decimal_places=COST_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+        help_text="Empty when the call could not be priced.",
+    )
+    cost_source = models.CharField(max_length=10, choices=CostSource.choices)
+    price_version = models.ForeignKey(
+        "pricing.ModelPriceVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="+",
+        help_text="The price the cost was computed from.",
+    )
+    response_time = models.FloatField(null=True, blank=True, help_text="Seconds.")
+    success = models.BooleanField(default=True)
+    error_message = models.TextField(blank=True, default="")
+    purpose = models.CharField(max_length=100, blank=True, default="")
+    timestamp = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "ai_model_usage_log"
+        ordering = ["-timestamp"]
+        verbose_name = "usage log entry"
+        verbose_name_plural = "usage log"
+
+    def __str__(self) -> str:
+        return f"{self.model_name} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class UsageRollupHourly(models.Model):
+    """Usage summed per UTC hour and model, kept in step with ingestion in the same transaction."""
+
+    bucket = models.DateTimeField(help_text="Start of the UTC hour.")
+    model_name = models.CharField(max_length=100)
+    calls = models.BigIntegerField(default=0)
+    successful_calls = models.BigIntegerField(default=0)
+    unpriced_calls = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, default=0)
+    response_time_sum = models.FloatField(default=0)
+    response_time_count = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "ai_usage_rollup_hourly"
+        constraints = [
+            models.UniqueConstraint(fields=["bucket", "model_name"], name="ai_usage_rollup_hourly_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} {self.bucket:%Y-%m-%d %H:00}"
+
+
+class ApiKeyScope(models.TextChoices):
+    READ = "read", "Read stats"
+    WRITE_USAGE = "write_usage", "Write usage"
+    READ_WRITE = "read_write", "Read stats and write usage"
+
+
+class ApiKey(models.Model):
+    """A key a client sends as `Authorization: Api-Key <key>`. Only its SHA-256 is stored."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scope = models.CharField(max_length=12, choices=ApiKeyScope.choices, default=ApiKeyScope.WRITE_USAGE)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        db_table = "ai_api_key"
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def can_read(self) -> bool:
+        return self.scope in (ApiKeyScope.READ, ApiKeyScope.READ_WRITE)
+
+    @property
+    def can_write_usage(self) -> bool:
+        return self.scope in (ApiKeyScope.WRITE_USAGE, ApiKeyScope.READ_WRITE)

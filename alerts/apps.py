@@ -3,3 +3,11 @@ from django.apps import AppConfig
 
 class AlertsConfig(AppConfig):
     name = "alerts"
+
+    def ready(self) -> None:
+        from django.core.checks import register
+
+        from alerts.checks import check_alert_channels, check_alert_thresholds
+
+        register(check_alert_thresholds)
+        register(check_alert_channels)

@@ -254,7 +254,7 @@ def _alerts_store(*, candidates: list[BudgetAlert], now: datetime) -> list[Budge
     return created
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # Inside ingestion: no savepoint round trips per batch.
 def budget_alerts_evaluate(
     *,
     model_names: Collection[str],

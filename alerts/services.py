@@ -7,6 +7,7 @@ in the same transaction and sent after commit.
 """
 
 import logging
+import time
 from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -43,7 +44,6 @@ from alerts.selectors import (
     model_pricings_with_budget,
 )
 from pricing.models import ModelPricing
-from usage.models import UsageRollupHourly
 
 logger = logging.getLogger("aicost.alerts")
 
@@ -270,22 +270,36 @@ def budget_alerts_evaluate(
     candidates = _model_budget_alerts(model_names=model_names, now=now)
     if include_global:
         candidates += _global_budget_alerts(now=now)
-    if include_anomalies and model_names:
-        candidates += _anomaly_alerts(model_names=model_names, now=now)
+    if include_anomalies:
+        due = _anomaly_checks_due(model_names, interval=settings.AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS)
+        if due:
+            candidates += _anomaly_alerts(model_names=due, now=now)
     return _alerts_store(candidates=candidates, now=now)
+
+
+_anomalies_checked_at: dict[str, float] = {}
+
+
+def _anomaly_checks_due(model_names: Collection[str], *, interval: float) -> list[str]:
+    """Error rate and spikes are trends: on ingestion each process looks at a model at most once per
+    `interval` seconds (the rollup scan is the dearest part of evaluation); cron looks at all of them."""
+    if interval <= 0:
+        return sorted(model_names)
+    clock = time.monotonic()
+    due = sorted(name for name in model_names if clock - _anomalies_checked_at.get(name, -interval) >= interval)
+    for name in due:
+        _anomalies_checked_at[name] = clock
+    return due
 
 
 @transaction.atomic
 def alerts_evaluate_all(*, now: datetime) -> list[BudgetAlert]:
     """Evaluate every budget and every model with recent usage (the cron path)."""
-    windows = activity_windows(now=now)
-    model_names = set(ModelPricing.objects.filter(monthly_budget__isnull=False).values_list("model_name", flat=True))
-    model_names |= set(
-        UsageRollupHourly.objects.filter(bucket__gte=min(windows.window_start, windows.today_start))
-        .values_list("model_name", flat=True)
-        .distinct()
-    )
-    return budget_alerts_evaluate(model_names=sorted(model_names), now=now)
+    budgeted = ModelPricing.objects.filter(monthly_budget__isnull=False).values_list("model_name", flat=True)
+    candidates = _model_budget_alerts(model_names=list(budgeted), now=now)
+    candidates += _global_budget_alerts(now=now)
+    candidates += _anomaly_alerts(model_names=None, now=now)
+    return _alerts_store(candidates=candidates, now=now)
 
 
 # --- Lifecycle --------------------------------------------------------------------------------------

@@ -24,6 +24,11 @@ from usage.services import UsageRecordInput, usage_record, usage_record_batch
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def anomalies_on_every_batch(settings):
+    settings.AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS = 0
+
+
 def spend(model_name: str, amount: str, **fields) -> None:
     usage_record(model_name=model_name, prompt_tokens=10, completion_tokens=10, cost=Decimal(amount), **fields)
 
@@ -247,6 +252,16 @@ def test_no_spike_without_history_or_below_the_minimum(settings):
     spend("deepseek-chat", "1", timestamp=timezone.now() - timedelta(days=2))
     spend("deepseek-chat", "40")  # 28000% of the average, but under 50
     assert not BudgetAlert.objects.filter(alert_type=AlertType.SPEND_SPIKE).exists()
+
+
+def test_ingestion_checks_anomalies_at_most_once_per_interval_and_cron_catches_up(settings, monkeypatch):
+    settings.AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS = 3600
+    monkeypatch.setattr("alerts.services._anomalies_checked_at", {})
+    usage_record_batch(records=_calls("qwen-plus", ok=30, failed=0))  # checked now: healthy
+    usage_record_batch(records=_calls("qwen-plus", ok=0, failed=30))  # within the interval: not checked
+    assert alerts_of(AlertType.ERROR_RATE, "qwen-plus") == []
+    alerts_evaluate_all(now=timezone.now())
+    assert alerts_of(AlertType.ERROR_RATE, "qwen-plus") == [(10, "warning"), (25, "critical")]
 
 
 def test_empty_threshold_settings_switch_a_kind_of_alert_off(settings):

@@ -6,12 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
-from aicost.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent_of
+from aicost.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent_of, quantize_cost
 from aicost.timeutils import day_bounds, month_start
-from alerts.models import BudgetAlert, GlobalBudget
+from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
 from pricing.models import ModelPricing
 from usage.models import UsageRollupHourly
 
@@ -57,10 +58,67 @@ def model_month_spent(pricing: ModelPricing, period_start: date) -> Decimal:
     return pricing.current_month_cost if pricing.current_month == period_start else ZERO
 
 
-def model_pricings_with_budget(*, model_names: Collection[str]) -> QuerySet[ModelPricing]:
-    return ModelPricing.objects.filter(model_name__in=model_names, monthly_budget__isnull=False).only(
-        "model_name", "display_name", "currency", "monthly_budget", "current_month_cost", "current_month"
-    )
+@dataclass(frozen=True)
+class WatchedBudget:
+    alert_type: str
+    scope: str  # model name, or GLOBAL_SCOPE
+    label: str
+    status: BudgetStatus
+
+
+def _stored_cost(value) -> Decimal:
+    # PostgreSQL returns Decimal; SQLite (local runs) may return float or int.
+    return quantize_cost(value if isinstance(value, Decimal) else Decimal(str(value)))
+
+
+def budgets_to_evaluate(*, model_names: Collection[str], now: datetime, include_global: bool) -> list[WatchedBudget]:
+    """The budgets of the given models and the global budget with this month's spend, in ONE query:
+    this runs in every ingestion batch, so it is plain SQL (no ORM compilation per batch).
+    Same figures as model_budget_status / global_budget_status."""
+    period_start = month_start(now)
+    period_param = connection.ops.adapt_datefield_value(period_start)
+    pricing_table = connection.ops.quote_name(ModelPricing._meta.db_table)
+    global_table = connection.ops.quote_name(GlobalBudget._meta.db_table)
+    parts, params = [], []
+    names = sorted(model_names)
+    if names:
+        name_placeholders = ", ".join(["%s"] * len(names))
+        parts.append(
+            f"SELECT %s, model_name, display_name, currency, monthly_budget, "  # noqa: S608 -- identifiers from metadata
+            f"CASE WHEN current_month = %s THEN current_month_cost ELSE 0 END "
+            f"FROM {pricing_table} WHERE monthly_budget IS NOT NULL AND model_name IN ({name_placeholders})"
+        )
+        params += [AlertType.MODEL_BUDGET.value, period_param, *names]
+    if include_global:
+        parts.append(
+            f"SELECT %s, %s, %s, g.currency, g.monthly_budget, "  # noqa: S608 -- identifiers from metadata
+            f"COALESCE((SELECT SUM(p.current_month_cost) FROM {pricing_table} p "
+            f"WHERE p.current_month = %s AND p.currency = g.currency), 0) "
+            f"FROM {global_table} g WHERE g.id = %s AND g.monthly_budget IS NOT NULL"
+        )
+        params += [
+            AlertType.GLOBAL_BUDGET.value,
+            GLOBAL_SCOPE,
+            "All models together",
+            period_param,
+            GlobalBudget.SINGLETON_ID,
+        ]
+    if not parts:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        rows = cursor.fetchall()
+    return [
+        WatchedBudget(
+            alert_type=alert_type,
+            scope=scope,
+            label=label or scope,
+            status=BudgetStatus(
+                budget=_stored_cost(budget), spent=_stored_cost(spent), currency=currency, period_start=period_start
+            ),
+        )
+        for alert_type, scope, label, currency, budget, spent in rows
+    ]
 
 
 def model_budget_status(*, pricing: ModelPricing, now: datetime) -> BudgetStatus:

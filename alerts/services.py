@@ -21,7 +21,6 @@ from django.utils import timezone
 from aicost.money import percent_of, quantize_cost
 from alerts import config
 from alerts.models import (
-    GLOBAL_SCOPE,
     AlertDelivery,
     AlertStatus,
     AlertType,
@@ -37,11 +36,9 @@ from alerts.selectors import (
     BudgetStatus,
     ModelActivity,
     activity_windows,
+    budgets_to_evaluate,
     capped_percent,
-    global_budget_status,
     model_activity,
-    model_budget_status,
-    model_pricings_with_budget,
 )
 from pricing.models import ModelPricing
 
@@ -77,26 +74,17 @@ def _budget_alerts(
     ]
 
 
-def _model_budget_alerts(*, model_names: Collection[str], now: datetime) -> list[BudgetAlert]:
+def _budget_alerts_all(*, model_names: Collection[str], now: datetime, include_global: bool) -> list[BudgetAlert]:
     alerts: list[BudgetAlert] = []
-    for pricing in model_pricings_with_budget(model_names=model_names):
+    for watched in budgets_to_evaluate(model_names=model_names, now=now, include_global=include_global):
         alerts += _budget_alerts(
-            alert_type=AlertType.MODEL_BUDGET,
-            model_name=pricing.model_name,
-            label=pricing.display_name or pricing.model_name,
-            status=model_budget_status(pricing=pricing, now=now),
+            alert_type=watched.alert_type,
+            model_name=watched.scope,
+            label=watched.label,
+            status=watched.status,
             now=now,
         )
     return alerts
-
-
-def _global_budget_alerts(*, now: datetime) -> list[BudgetAlert]:
-    status = global_budget_status(now=now)
-    if status is None:
-        return []
-    return _budget_alerts(
-        alert_type=AlertType.GLOBAL_BUDGET, model_name=GLOBAL_SCOPE, label="All models together", status=status, now=now
-    )
 
 
 def _error_rate_alerts(*, model_name: str, activity: ModelActivity, windows: ActivityWindows, now: datetime):
@@ -267,9 +255,7 @@ def budget_alerts_evaluate(
     Called by ingestion inside its transaction with the batch's models: one query for their budgets,
     one for the global budget, one over the hourly rollups for error rate and spend spikes, and one
     INSERT only when some threshold is crossed. Idempotent and safe under concurrency (unique key)."""
-    candidates = _model_budget_alerts(model_names=model_names, now=now)
-    if include_global:
-        candidates += _global_budget_alerts(now=now)
+    candidates = _budget_alerts_all(model_names=model_names, now=now, include_global=include_global)
     if include_anomalies:
         due = _anomaly_checks_due(model_names, interval=settings.AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS)
         if due:
@@ -296,8 +282,7 @@ def _anomaly_checks_due(model_names: Collection[str], *, interval: float) -> lis
 def alerts_evaluate_all(*, now: datetime) -> list[BudgetAlert]:
     """Evaluate every budget and every model with recent usage (the cron path)."""
     budgeted = ModelPricing.objects.filter(monthly_budget__isnull=False).values_list("model_name", flat=True)
-    candidates = _model_budget_alerts(model_names=list(budgeted), now=now)
-    candidates += _global_budget_alerts(now=now)
+    candidates = _budget_alerts_all(model_names=list(budgeted), now=now, include_global=True)
     candidates += _anomaly_alerts(model_names=None, now=now)
     return _alerts_store(candidates=candidates, now=now)
 

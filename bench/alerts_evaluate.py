@@ -4,10 +4,13 @@
 
 Fills 8 days of hourly rollups for --models models, gives every model a budget, then times the
 evaluation of a batch touching 5 models: (a) nothing crossed, (b) steady state after every
-threshold was crossed (the INSERT finds only conflicts). Prints per-call milliseconds (median, p95).
+threshold was crossed (the INSERT finds only conflicts); each with error-rate/spike checks on every
+batch and with the default per-process interval. Prints per-call milliseconds (median, p95),
+including the transaction around each call.
 """
 
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -24,8 +27,10 @@ import django
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import transaction  # noqa: E402
+from django.test import override_settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from aicost.timeutils import month_start  # noqa: E402
@@ -94,12 +99,17 @@ def main() -> None:
     names = setup(args.models)
     batch = names[:5]
     print(f"{args.models} models, {UsageRollupHourly.objects.count()} rollup rows, batch touching 5 models")
-    report("nothing crossed", timed(batch, args.runs))
+    for interval in (0, settings.AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS):
+        with override_settings(AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS=interval):
+            report(f"nothing crossed, anomaly interval {interval:g}s", timed(batch, args.runs))
     ModelPricing.objects.filter(model_name__in=names).update(current_month_cost=Decimal(2000))
     timed(batch, 1)
     print(f"alerts now: {BudgetAlert.objects.count()}")
-    report("steady state, every threshold crossed", timed(batch, args.runs))
+    for interval in (0, settings.AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS):
+        with override_settings(AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS=interval):
+            report(f"all crossed (INSERT conflicts), interval {interval:g}s", timed(batch, args.runs))
 
 
 if __name__ == "__main__":
+    logging.getLogger("aicost.alerts").setLevel(logging.ERROR)
     main()

@@ -48,6 +48,7 @@ class AlertListApi(APIView):
 
         class Meta:
             model = BudgetAlert
+            ref_name = "BudgetAlert"
             fields = [
                 "id",
                 "model_name",
@@ -131,6 +132,9 @@ class BudgetCheckApi(APIView):
         period_end = serializers.DateField(help_text="Exclusive.")
         model_budget = BudgetStatusSerializer()
         global_budget = BudgetStatusSerializer(allow_null=True)
+
+        class Meta:
+            ref_name = "BudgetCheck"
 
     @extend_schema(parameters=[InputSerializer], responses=_envelope("BudgetCheckResponse", OutputSerializer()))
     def get(self, request):

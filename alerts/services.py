@@ -63,7 +63,9 @@ def _budget_alerts(
             period_start=status.period_start,
             details={"spent": str(status.spent), "budget": str(status.budget), "currency": status.currency},
             message=(
-                f"{label} has used {used}% of its monthly budget ({status.spent} of {status.budget} "
+                f"{label} {'have' if alert_type == AlertType.GLOBAL_BUDGET else 'has'} used {used}% of "
+                f"{'the global' if alert_type == AlertType.GLOBAL_BUDGET else 'its'} monthly budget "
+                f"({status.spent} of {status.budget} "
                 f"{status.currency} in the month from {status.period_start}); the {threshold.percent}% "
                 f"threshold is crossed."
             ),

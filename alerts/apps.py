@@ -9,6 +9,8 @@ class AlertsConfig(AppConfig):
 
         from alerts import schema  # noqa: F401 -- registers the OpenAPI extension
         from alerts.checks import check_alert_channels, check_alert_thresholds
+        from alerts.config import alert_settings_validate
 
         register(check_alert_thresholds)
         register(check_alert_channels)
+        alert_settings_validate()

@@ -5,12 +5,10 @@ from django.core.checks import Error, Warning
 
 from alerts import config
 
-THRESHOLD_SETTINGS = ("AICOST_ALERT_THRESHOLDS", "AICOST_ERROR_RATE_THRESHOLDS", "AICOST_SPEND_SPIKE_THRESHOLDS")
-
 
 def check_alert_thresholds(app_configs=None, **kwargs) -> list:
     messages = []
-    for name in THRESHOLD_SETTINGS:
+    for name in config.THRESHOLD_SETTINGS:
         try:
             config.parse_thresholds(getattr(settings, name))
         except config.ThresholdSyntaxError as exc:

@@ -6,8 +6,10 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
-from alerts.models import AlertLevel
+# The values of alerts.models.AlertLevel (this module is imported before models are ready).
+LEVELS = ("info", "warning", "critical")
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,8 @@ def parse_thresholds(spec: str) -> tuple[Threshold, ...]:
     for item in filter(None, (part.strip() for part in spec.split(","))):
         percent_text, sep, level = item.partition(":")
         level = level.strip().lower()
-        if not sep or level not in AlertLevel.values:
-            raise ThresholdSyntaxError(
-                f"{item!r}: expected percent:level with level one of {', '.join(AlertLevel.values)}."
-            )
+        if not sep or level not in LEVELS:
+            raise ThresholdSyntaxError(f"{item!r}: expected percent:level with level one of {', '.join(LEVELS)}.")
         try:
             percent = int(percent_text)
         except ValueError:
@@ -79,3 +79,27 @@ def webhook_url_problem(url: str) -> str | None:
 
 def email_recipients() -> list[str]:
     return [address for address in settings.AICOST_ALERT_EMAIL_TO if address]
+
+
+THRESHOLD_SETTINGS = ("AICOST_ALERT_THRESHOLDS", "AICOST_ERROR_RATE_THRESHOLDS", "AICOST_SPEND_SPIKE_THRESHOLDS")
+
+
+def alert_settings_problems() -> list[str]:
+    problems = []
+    for name in THRESHOLD_SETTINGS:
+        try:
+            parse_thresholds(getattr(settings, name))
+        except ThresholdSyntaxError as exc:
+            problems.append(f"{name} is not valid: {exc}")
+    try:
+        spend_spike_min_cost()
+    except ThresholdSyntaxError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def alert_settings_validate() -> None:
+    """Refuse to start with alert settings that would fail while recording usage."""
+    problems = alert_settings_problems()
+    if problems:
+        raise ImproperlyConfigured(" ".join(problems) + " See .env.example.")

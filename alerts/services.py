@@ -223,13 +223,28 @@ def _configured_channels() -> list[str]:
     return channels
 
 
+def _worth_notifying(alerts: list[BudgetAlert]) -> list[BudgetAlert]:
+    """One message per budget (or model health) and period: when one batch crosses 50%, 80% and 100%
+    at once, only the 100% alert is sent; the others are still stored and listed."""
+    highest: dict[tuple, BudgetAlert] = {}
+    for alert in alerts:
+        key = (alert.alert_type, alert.model_name, alert.period_start)
+        if key not in highest or alert.threshold_percent > highest[key].threshold_percent:
+            highest[key] = alert
+    return sorted(highest.values(), key=_alert_key)
+
+
 def _deliveries_queue(*, alerts: list[BudgetAlert], now: datetime) -> None:
     """Outbox rows in the alert's transaction; the attempt itself runs only after commit."""
     channels = _configured_channels()
     if not alerts or not channels:
         return
     deliveries = AlertDelivery.objects.bulk_create(
-        [AlertDelivery(alert=alert, channel=channel, next_attempt_at=now) for alert in alerts for channel in channels]
+        [
+            AlertDelivery(alert=alert, channel=channel, next_attempt_at=now)
+            for alert in _worth_notifying(alerts)
+            for channel in channels
+        ]
     )
     delivery_ids = [delivery.pk for delivery in deliveries]
     # robust: a failing callback is logged and never turns a committed ingestion into an error.
@@ -384,16 +399,27 @@ def alert_delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> 
 
 
 def alert_deliveries_send(*, delivery_ids: Collection[int], now: datetime | None = None) -> list[AlertDelivery]:
-    """Attempt the given deliveries; never raises (runs after the ingestion commit)."""
+    """Attempt the given deliveries; never raises (it runs after the ingestion commit).
+
+    After one failure on a channel, the rest of that channel's deliveries are left due for the retry
+    command, so a hanging webhook costs one timeout here, not one per alert."""
+    channel_of = dict(AlertDelivery.objects.filter(pk__in=delivery_ids).values_list("pk", "channel"))
+    failed_channels: set[str] = set()
     attempted = []
     for delivery_id in delivery_ids:
+        if channel_of.get(delivery_id) in failed_channels:
+            continue
         try:
             delivery = alert_delivery_attempt(delivery_id=delivery_id, now=now)
         except Exception:
             logger.exception("Delivery %s could not be attempted; the retry command will try again.", delivery_id)
+            failed_channels.add(channel_of.get(delivery_id))
             continue
-        if delivery is not None:
-            attempted.append(delivery)
+        if delivery is None:
+            continue
+        attempted.append(delivery)
+        if delivery.status != DeliveryStatus.SENT:
+            failed_channels.add(delivery.channel)
     return attempted
 
 

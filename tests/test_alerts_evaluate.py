@@ -4,12 +4,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alerts.checks import check_alert_channels, check_alert_thresholds
-from alerts.config import Threshold, ThresholdSyntaxError, parse_thresholds
-from alerts.models import GLOBAL_SCOPE, AlertStatus, AlertType, BudgetAlert
+from alerts.config import LEVELS, Threshold, ThresholdSyntaxError, alert_settings_validate, parse_thresholds
+from alerts.models import GLOBAL_SCOPE, AlertLevel, AlertStatus, AlertType, BudgetAlert
 from alerts.services import (
     alerts_evaluate_all,
     budget_alerts_acknowledge,
@@ -311,3 +312,13 @@ def test_system_checks_reject_bad_alert_settings(settings):
     assert [m.id for m in check_alert_thresholds()] == ["alerts.E001", "alerts.E002"]
     assert [m.id for m in check_alert_channels()] == ["alerts.E003", "alerts.W001"]
     assert all(m.hint for m in check_alert_thresholds() + check_alert_channels())
+
+
+def test_levels_known_before_models_load_match_the_model_choices():
+    assert tuple(AlertLevel.values) == LEVELS
+
+
+def test_invalid_alert_settings_stop_the_service_from_starting(settings):
+    settings.AICOST_ERROR_RATE_THRESHOLDS = "10%:warning"
+    with pytest.raises(ImproperlyConfigured, match="AICOST_ERROR_RATE_THRESHOLDS"):
+        alert_settings_validate()

@@ -14,7 +14,7 @@ from alerts.notifications import webhook_payload
 from alerts.services import alert_deliveries_retry_due
 from tests.alert_helpers import WebhookReceiver, refused_url, set_budget
 from usage.models import UsageLog
-from usage.services import usage_record
+from usage.services import UsageRecordInput, usage_record, usage_record_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -173,3 +173,35 @@ def test_webhook_payload_is_slack_compatible():
     assert payload["text"].startswith(":rotating_light: [aicost] CRITICAL: Global monthly budget for all models")
     assert [block["type"] for block in payload["blocks"]] == ["header", "section", "section", "context"]
     assert payload["attachments"][0]["color"] == "#D00000"
+
+
+def test_a_batch_crossing_several_thresholds_sends_one_message(receiver, django_capture_on_commit_callbacks):
+    set_budget("gpt-4o", "10")
+    with django_capture_on_commit_callbacks(execute=True):
+        usage_record(model_name="gpt-4o", cost=Decimal("12"))
+    assert BudgetAlert.objects.count() == 3
+    (payload,) = receiver.payloads
+    assert "CRITICAL" in payload["text"]
+    assert AlertDelivery.objects.get().alert.threshold_percent == 100
+
+
+def test_one_failure_per_channel_per_run_so_a_dead_webhook_costs_one_timeout(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.AICOST_ALERT_WEBHOOK_URL = refused_url()
+    set_budget("gpt-4o", "10")
+    set_budget("gpt-4o-mini", "10")
+    with django_capture_on_commit_callbacks(execute=True):
+        usage_record_batch(
+            records=[
+                UsageRecordInput(model_name="gpt-4o", cost=Decimal("6")),
+                UsageRecordInput(model_name="gpt-4o-mini", cost=Decimal("6")),
+            ]
+        )
+    assert sorted(AlertDelivery.objects.values_list("attempts", flat=True)) == [0, 1]
+    assert DeliveryAttempt.objects.count() == 1
+    with WebhookReceiver() as receiver:
+        settings.AICOST_ALERT_WEBHOOK_URL = receiver.url
+        sent = alert_deliveries_retry_due(now=timezone.now() + timedelta(minutes=2))
+    assert [d.status for d in sent] == ["sent", "sent"]
+    assert len(receiver.payloads) == 2

@@ -2,9 +2,11 @@
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -322,3 +324,16 @@ def test_invalid_alert_settings_stop_the_service_from_starting(settings):
     settings.AICOST_ERROR_RATE_THRESHOLDS = "10%:warning"
     with pytest.raises(ImproperlyConfigured, match="AICOST_ERROR_RATE_THRESHOLDS"):
         alert_settings_validate()
+
+
+def test_alerts_evaluate_command_reports_new_alerts():
+    ModelPricing.objects.filter(model_name="gpt-4o").update(
+        monthly_budget=Decimal(10), current_month_cost=Decimal(8), current_month=timezone.localdate().replace(day=1)
+    )
+    out = StringIO()
+    call_command("alerts_evaluate", stdout=out)
+    assert "[warning] GPT-4o has used 80.00% of its monthly budget" in out.getvalue()
+    assert "2 new alert(s)." in out.getvalue()
+    out = StringIO()
+    call_command("alerts_evaluate", stdout=out)
+    assert "0 new alert(s)." in out.getvalue()

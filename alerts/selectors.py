@@ -37,10 +37,6 @@ class BudgetStatus:
     period_start: date
 
     @property
-    def has_budget(self) -> bool:
-        return self.budget is not None
-
-    @property
     def remaining(self) -> Decimal | None:
         return None if self.budget is None else max(self.budget - self.spent, ZERO)
 

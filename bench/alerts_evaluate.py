@@ -60,6 +60,11 @@ def setup(models: int) -> list[str]:
         ],
         ignore_conflicts=True,
     )
+    # A rerun on the same database starts from the same state.
+    ModelPricing.objects.filter(model_name__in=names).update(
+        monthly_budget=Decimal(1000), current_month_cost=Decimal(1), current_month=month_start(now)
+    )
+    BudgetAlert.objects.all().delete()
     hour = now.replace(minute=0, second=0, microsecond=0)
     UsageRollupHourly.objects.all().delete()
     UsageRollupHourly.objects.bulk_create(

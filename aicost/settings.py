@@ -145,3 +145,22 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Alerts (issue #6): thresholds, anomaly detection, notifications --------------------
+# "percent:level" pairs; levels are info, warning, critical. Validated by the alerts system checks.
+AICOST_ALERT_THRESHOLDS = env.str("AICOST_ALERT_THRESHOLDS", default="50:info,80:warning,100:critical")
+AICOST_ERROR_RATE_THRESHOLDS = env.str("AICOST_ERROR_RATE_THRESHOLDS", default="10:warning,25:critical")
+AICOST_ERROR_RATE_MIN_CALLS = env.int("AICOST_ERROR_RATE_MIN_CALLS", default=20)
+AICOST_ERROR_RATE_WINDOW_HOURS = env.int("AICOST_ERROR_RATE_WINDOW_HOURS", default=1)
+AICOST_SPEND_SPIKE_THRESHOLDS = env.str("AICOST_SPEND_SPIKE_THRESHOLDS", default="300:warning")
+AICOST_SPEND_SPIKE_MIN_COST = env.str("AICOST_SPEND_SPIKE_MIN_COST", default="1.00")
+AICOST_SPEND_SPIKE_TRAILING_DAYS = env.int("AICOST_SPEND_SPIKE_TRAILING_DAYS", default=7)
+AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS = env.float("AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS", default=30.0)
+AICOST_ALERT_EMAIL_TO = env.list("AICOST_ALERT_EMAIL_TO", default=[])
+AICOST_ALERT_WEBHOOK_URL = env.str("AICOST_ALERT_WEBHOOK_URL", default="")
+AICOST_ALERT_DELIVERY_TIMEOUT = env.float("AICOST_ALERT_DELIVERY_TIMEOUT", default=5.0)
+AICOST_ALERT_DELIVERY_MAX_ATTEMPTS = env.int("AICOST_ALERT_DELIVERY_MAX_ATTEMPTS", default=8)
+AICOST_ALERT_RETRY_BACKOFF_SECONDS = env.int("AICOST_ALERT_RETRY_BACKOFF_SECONDS", default=60)
+# E-mail (alerts): EMAIL_URL like smtp+tls://user:password@smtp.example.com:587 (django-environ email_url).
+vars().update(env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="aicost@localhost")

@@ -19,3 +19,13 @@ def month_bounds(moment: datetime) -> tuple[datetime, datetime]:
         datetime.combine(first, datetime.min.time(), tzinfo=zone),
         datetime.combine(following, datetime.min.time(), tzinfo=zone),
     )
+
+
+def day_bounds(moment: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of the calendar day (in TIME_ZONE) that contains `moment`, as aware datetimes."""
+    day = timezone.localtime(moment).date()
+    zone = timezone.get_current_timezone()
+    return (
+        datetime.combine(day, datetime.min.time(), tzinfo=zone),
+        datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=zone),
+    )

@@ -1,8 +1,26 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
-from alerts.models import BudgetAlert
-from alerts.services import budget_alerts_resolve
+from alerts.models import AlertDelivery, BudgetAlert, DeliveryAttempt, GlobalBudget
+from alerts.services import (
+    alert_deliveries_requeue,
+    alert_deliveries_send,
+    budget_alerts_acknowledge,
+    budget_alerts_resolve,
+    global_budget_set,
+)
+
+
+class AlertDeliveryInline(admin.TabularInline):
+    model = AlertDelivery
+    extra = 0
+    can_delete = False
+    fields = ["channel", "status", "attempts", "last_status_code", "last_error", "next_attempt_at", "delivered_at"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(BudgetAlert)
@@ -16,13 +34,15 @@ class BudgetAlertAdmin(admin.ModelAdmin):
         "usage_percentage",
         "current_cost",
         "budget_limit",
+        "period_start",
         "status",
         "is_resolved",
     ]
-    list_filter = ["is_resolved", "status", "alert_level", "alert_type", "model_name"]
+    list_filter = ["status", "is_resolved", "alert_level", "alert_type", "model_name"]
     search_fields = ["model_name", "message"]
     date_hierarchy = "created_at"
-    actions = ["resolve_alerts"]
+    actions = ["acknowledge_alerts", "resolve_alerts"]
+    inlines = [AlertDeliveryInline]
     readonly_fields = [
         "model_name",
         "alert_type",
@@ -33,15 +53,89 @@ class BudgetAlertAdmin(admin.ModelAdmin):
         "message",
         "period_start",
         "threshold_percent",
+        "details",
         "created_at",
         "is_resolved",
         "status",
+        "acknowledged_at",
+        "acknowledged_by",
+        "resolved_at",
+        "resolved_by",
     ]
 
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # Resolve instead: the row is what stops the same threshold firing again this period.
+
+    @admin.action(description="Acknowledge selected alerts")
+    def acknowledge_alerts(self, request, queryset: QuerySet[BudgetAlert]) -> None:
+        count = budget_alerts_acknowledge(alert_ids=list(queryset.values_list("pk", flat=True)), user=request.user)
+        self.message_user(request, f"Acknowledged {count} alert(s).", messages.SUCCESS)
+
     @admin.action(description="Resolve selected alerts")
     def resolve_alerts(self, request, queryset: QuerySet[BudgetAlert]) -> None:
-        count = budget_alerts_resolve(alert_ids=list(queryset.values_list("pk", flat=True)))
+        count = budget_alerts_resolve(alert_ids=list(queryset.values_list("pk", flat=True)), user=request.user)
         self.message_user(request, f"Resolved {count} alert(s).", messages.SUCCESS)
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    fields = ["number", "attempted_at", "succeeded", "status_code", "error", "duration_ms"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "alert", "channel", "status", "attempts", "last_status_code", "next_attempt_at"]
+    list_filter = ["status", "channel"]
+    list_select_related = ["alert"]
+    inlines = [DeliveryAttemptInline]
+    actions = ["retry_now"]
+    readonly_fields = [
+        "alert",
+        "channel",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_status_code",
+        "last_error",
+        "created_at",
+        "delivered_at",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Retry selected deliveries now")
+    def retry_now(self, request, queryset: QuerySet[AlertDelivery]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        alert_deliveries_requeue(delivery_ids=ids)
+        sent = [d for d in alert_deliveries_send(delivery_ids=ids) if d.status == "sent"]
+        self.message_user(request, f"Attempted {len(ids)} deliver(ies); {len(sent)} sent.", messages.INFO)
+
+
+@admin.register(GlobalBudget)
+class GlobalBudgetAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "monthly_budget", "currency", "updated_at"]
+    fields = ["monthly_budget", "currency", "updated_at"]
+    readonly_fields = ["updated_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return not GlobalBudget.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # Empty the amount instead.
+
+    def save_model(self, request, obj: GlobalBudget, form, change: bool) -> None:
+        saved = global_budget_set(monthly_budget=obj.monthly_budget, currency=obj.currency)
+        obj.pk = saved.pk

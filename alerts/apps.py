@@ -3,3 +3,14 @@ from django.apps import AppConfig
 
 class AlertsConfig(AppConfig):
     name = "alerts"
+
+    def ready(self) -> None:
+        from django.core.checks import register
+
+        from alerts import schema  # noqa: F401 -- registers the OpenAPI extension
+        from alerts.checks import check_alert_channels, check_alert_thresholds
+        from alerts.config import alert_settings_validate
+
+        register(check_alert_thresholds)
+        register(check_alert_channels)
+        alert_settings_validate()

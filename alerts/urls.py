@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from alerts.apis import AlertListApi, BudgetCheckApi
+
+urlpatterns = [
+    path("alerts/", AlertListApi.as_view(), name="alerts-list"),
+    path("budget/check", BudgetCheckApi.as_view(), name="budget-check"),
+]

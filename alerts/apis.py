@@ -1,0 +1,179 @@
+"""Alert list for the cost page and clients; the budget preflight for callers about to spend."""
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.views import APIView
+
+from aicost.api.exceptions import ApiError
+from aicost.api.permissions import CanReadStats, CanWriteUsage
+from aicost.api.responses import success_response
+from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
+from aicost.timeutils import month_bounds
+from alerts.models import AlertLevel, AlertStatus, AlertType, BudgetAlert
+from alerts.selectors import BudgetStatus, budget_alert_list, global_budget_status, model_budget_status
+from pricing.models import ModelPricing
+
+
+def _money(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, **kwargs)
+
+
+def _percent(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=PERCENT_MAX_DIGITS, decimal_places=PERCENT_DECIMAL_PLACES, **kwargs)
+
+
+def _envelope(name: str, data: serializers.Serializer) -> serializers.Serializer:
+    return inline_serializer(name=name, fields={"success": serializers.BooleanField(), "data": data})
+
+
+class AlertListApi(APIView):
+    """GET /api/v1/alerts/?is_resolved=false&status=&model=&alert_type=&level=&limit=&offset= (newest first)."""
+
+    permission_classes = [CanReadStats]
+
+    class InputSerializer(serializers.Serializer):
+        is_resolved = serializers.BooleanField(required=False, allow_null=True, default=None)
+        status = serializers.ChoiceField(choices=AlertStatus.choices, required=False)
+        model = serializers.CharField(required=False, max_length=100)
+        alert_type = serializers.ChoiceField(choices=AlertType.choices, required=False)
+        level = serializers.ChoiceField(choices=AlertLevel.choices, required=False)
+        limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=200)
+        offset = serializers.IntegerField(required=False, default=0, min_value=0)
+
+    class OutputSerializer(serializers.ModelSerializer):
+        current_cost = _money()
+        budget_limit = _money(allow_null=True, help_text="Budget; trailing daily average for spikes; null otherwise.")
+        usage_percentage = _percent()
+
+        class Meta:
+            model = BudgetAlert
+            ref_name = "BudgetAlert"
+            fields = [
+                "id",
+                "model_name",
+                "alert_type",
+                "alert_level",
+                "status",
+                "is_resolved",
+                "threshold_percent",
+                "usage_percentage",
+                "current_cost",
+                "budget_limit",
+                "period_start",
+                "message",
+                "details",
+                "created_at",
+                "acknowledged_at",
+                "resolved_at",
+            ]
+
+    @extend_schema(
+        parameters=[InputSerializer],
+        responses=_envelope(
+            "AlertListResponse",
+            inline_serializer(
+                name="AlertPage",
+                fields={
+                    "count": serializers.IntegerField(),
+                    "limit": serializers.IntegerField(),
+                    "offset": serializers.IntegerField(),
+                    "results": OutputSerializer(many=True),
+                },
+            ),
+        ),
+    )
+    def get(self, request):
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        query = params.validated_data
+        alerts = budget_alert_list(
+            is_resolved=query.get("is_resolved"),
+            status=query.get("status"),
+            model_name=query.get("model"),
+            alert_type=query.get("alert_type"),
+            alert_level=query.get("level"),
+        )
+        limit, offset = query["limit"], query["offset"]
+        page = alerts[offset : offset + limit]
+        return success_response(
+            {
+                "count": alerts.count(),
+                "limit": limit,
+                "offset": offset,
+                "results": self.OutputSerializer(page, many=True).data,
+            }
+        )
+
+
+class BudgetStatusSerializer(serializers.Serializer):
+    monthly_budget = _money(source="budget", allow_null=True, help_text="Null: no budget set.")
+    spent = _money(help_text="Spent in the current calendar month.")
+    remaining = _money(allow_null=True)
+    percent_used = _percent(allow_null=True)
+    currency = serializers.CharField()
+    within_budget = serializers.BooleanField()
+
+
+class BudgetCheckApi(APIView):
+    """GET /api/v1/budget/check?model=<name>: may a caller still spend on this model this month?
+
+    Callers that spend hold write_usage keys, so those may ask too (as well as read keys and staff)."""
+
+    permission_classes = [CanReadStats | CanWriteUsage]
+
+    class InputSerializer(serializers.Serializer):
+        model = serializers.CharField(max_length=100)
+
+    class OutputSerializer(serializers.Serializer):
+        model = serializers.CharField()
+        within_budget = serializers.BooleanField(help_text="False when the model's or the global budget is used up.")
+        period_start = serializers.DateField()
+        period_end = serializers.DateField(help_text="Exclusive.")
+        model_budget = BudgetStatusSerializer()
+        global_budget = BudgetStatusSerializer(allow_null=True)
+
+        class Meta:
+            ref_name = "BudgetCheck"
+
+    @extend_schema(parameters=[InputSerializer], responses=_envelope("BudgetCheckResponse", OutputSerializer()))
+    def get(self, request):
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        model_name = params.validated_data["model"]
+        pricing = ModelPricing.objects.filter(model_name=model_name).first()
+        if pricing is None:
+            raise ApiError(
+                f"Unknown model {model_name!r}: it has no price entry, so it has no budget.",
+                code="unknown_model",
+                status_code=status.HTTP_404_NOT_FOUND,
+                field="model",
+            )
+        now = timezone.now()
+        model_status = model_budget_status(pricing=pricing, now=now)
+        global_status = global_budget_status(now=now)
+        start, end = month_bounds(now)
+        data = {
+            "model": model_name,
+            "within_budget": _within(model_status) and _within(global_status),
+            "period_start": start.date(),
+            "period_end": end.date(),
+            "model_budget": _status_data(model_status),
+            "global_budget": _status_data(global_status) if global_status else None,
+        }
+        return success_response(self.OutputSerializer(data).data)
+
+
+def _within(budget_status: BudgetStatus | None) -> bool:
+    return budget_status is None or budget_status.within_budget
+
+
+def _status_data(budget_status: BudgetStatus) -> dict:
+    return {
+        "budget": budget_status.budget,
+        "spent": budget_status.spent,
+        "remaining": budget_status.remaining,
+        "percent_used": budget_status.percent_used,
+        "currency": budget_status.currency,
+        "within_budget": budget_status.within_budget,
+    }

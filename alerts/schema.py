@@ -1,0 +1,19 @@
+"""OpenAPI description of the API-key scheme, so drf-spectacular documents (and checks) these views.
+
+Belongs with aicost/api/authentication.py; kept here so this branch merges without touching it.
+If another branch registers the same extension, keep one (the lead moves it to aicost/api/)."""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "aicost.api.authentication.ApiKeyAuthentication"
+    name = "ApiKeyAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <key>` (or the header `X-API-Key: <key>`).",
+        }

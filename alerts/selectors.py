@@ -1,0 +1,242 @@
+"""Reads for alerts: budgets and spend, model activity from the rollups, the alert list."""
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import OuterRef, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from aicost.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent_of, quantize_cost
+from aicost.timeutils import day_bounds, month_start
+from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
+from pricing.models import ModelPricing
+from usage.models import UsageRollupHourly
+
+# Largest percentage the alerts' usage_percentage column holds (e.g. 9999999.99).
+MAX_PERCENT = Decimal(10 ** (PERCENT_MAX_DIGITS - PERCENT_DECIMAL_PLACES)) - Decimal(1).scaleb(-PERCENT_DECIMAL_PLACES)
+
+
+def capped_percent(part: Decimal, whole: Decimal) -> Decimal:
+    """part / whole in percent, capped to what the column holds; any spend against a zero budget is the cap."""
+    if not whole:
+        return MAX_PERCENT if part > 0 else ZERO
+    return min(percent_of(part, whole), MAX_PERCENT)
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """Spend against one monthly budget in the current calendar month."""
+
+    budget: Decimal | None
+    spent: Decimal
+    currency: str
+    period_start: date
+
+    @property
+    def remaining(self) -> Decimal | None:
+        return None if self.budget is None else max(self.budget - self.spent, ZERO)
+
+    @property
+    def percent_used(self) -> Decimal | None:
+        return None if self.budget is None else capped_percent(self.spent, self.budget)
+
+    @property
+    def within_budget(self) -> bool:
+        return self.budget is None or self.spent < self.budget
+
+
+def model_month_spent(pricing: ModelPricing, period_start: date) -> Decimal:
+    """The counter holds the month it counts; a counter from an earlier month means nothing spent yet."""
+    return pricing.current_month_cost if pricing.current_month == period_start else ZERO
+
+
+@dataclass(frozen=True)
+class WatchedBudget:
+    alert_type: str
+    scope: str  # model name, or GLOBAL_SCOPE
+    label: str
+    status: BudgetStatus
+
+
+def _stored_cost(value) -> Decimal:
+    # PostgreSQL returns Decimal; SQLite (local runs) may return float or int.
+    return quantize_cost(value if isinstance(value, Decimal) else Decimal(str(value)))
+
+
+def budgets_to_evaluate(*, model_names: Collection[str], now: datetime, include_global: bool) -> list[WatchedBudget]:
+    """The budgets of the given models and the global budget with this month's spend, in ONE query:
+    this runs in every ingestion batch, so it is plain SQL (no ORM compilation per batch).
+    Same figures as model_budget_status / global_budget_status."""
+    period_start = month_start(now)
+    period_param = connection.ops.adapt_datefield_value(period_start)
+    pricing_table = connection.ops.quote_name(ModelPricing._meta.db_table)
+    global_table = connection.ops.quote_name(GlobalBudget._meta.db_table)
+    parts, params = [], []
+    names = sorted(model_names)
+    if names:
+        name_placeholders = ", ".join(["%s"] * len(names))
+        parts.append(
+            f"SELECT %s, model_name, display_name, currency, monthly_budget, "  # noqa: S608 -- identifiers from metadata
+            f"CASE WHEN current_month = %s THEN current_month_cost ELSE 0 END "
+            f"FROM {pricing_table} WHERE monthly_budget IS NOT NULL AND model_name IN ({name_placeholders})"
+        )
+        params += [AlertType.MODEL_BUDGET.value, period_param, *names]
+    if include_global:
+        parts.append(
+            f"SELECT %s, %s, %s, g.currency, g.monthly_budget, "  # noqa: S608 -- identifiers from metadata
+            f"COALESCE((SELECT SUM(p.current_month_cost) FROM {pricing_table} p "
+            f"WHERE p.current_month = %s AND p.currency = g.currency), 0) "
+            f"FROM {global_table} g WHERE g.id = %s AND g.monthly_budget IS NOT NULL"
+        )
+        params += [
+            AlertType.GLOBAL_BUDGET.value,
+            GLOBAL_SCOPE,
+            "All models together",
+            period_param,
+            GlobalBudget.SINGLETON_ID,
+        ]
+    if not parts:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        rows = cursor.fetchall()
+    return [
+        WatchedBudget(
+            alert_type=alert_type,
+            scope=scope,
+            label=label or scope,
+            status=BudgetStatus(
+                budget=_stored_cost(budget), spent=_stored_cost(spent), currency=currency, period_start=period_start
+            ),
+        )
+        for alert_type, scope, label, currency, budget, spent in rows
+    ]
+
+
+def model_budget_status(*, pricing: ModelPricing, now: datetime) -> BudgetStatus:
+    period_start = month_start(now)
+    return BudgetStatus(
+        budget=pricing.monthly_budget,
+        spent=model_month_spent(pricing, period_start),
+        currency=pricing.currency,
+        period_start=period_start,
+    )
+
+
+def global_budget_get() -> GlobalBudget | None:
+    return GlobalBudget.objects.filter(pk=GlobalBudget.SINGLETON_ID).first()
+
+
+def global_budget_status(*, now: datetime) -> BudgetStatus | None:
+    """The global budget and this month's spend of all models in its currency (one query), or None."""
+    period_start = month_start(now)
+    row = (
+        GlobalBudget.objects.filter(pk=GlobalBudget.SINGLETON_ID, monthly_budget__isnull=False)
+        .annotate(
+            spent=Coalesce(
+                ModelPricing.objects.filter(current_month=period_start, currency=OuterRef("currency"))
+                .order_by()
+                .values("current_month")
+                .annotate(total=Sum("current_month_cost"))
+                .values("total"),
+                ZERO,
+            )
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    return BudgetStatus(budget=row.monthly_budget, spent=row.spent, currency=row.currency, period_start=period_start)
+
+
+@dataclass(frozen=True)
+class ModelActivity:
+    """A model's calls in the error-rate window, and its cost today and over the trailing days."""
+
+    calls_in_window: int
+    failed_in_window: int
+    cost_today: Decimal
+    cost_trailing: Decimal
+
+
+@dataclass(frozen=True)
+class ActivityWindows:
+    window_start: datetime
+    today_start: datetime
+    trailing_start: datetime
+    until: datetime
+    trailing_days: int
+    day: date
+
+
+def activity_windows(*, now: datetime) -> ActivityWindows:
+    """Bounds in whole UTC hours (the rollup grain): the error-rate window covers at least the last
+    AICOST_ERROR_RATE_WINDOW_HOURS hours; days are calendar days in TIME_ZONE."""
+    today_start, _ = day_bounds(now)
+    trailing_days = settings.AICOST_SPEND_SPIKE_TRAILING_DAYS
+    trailing_start = datetime.combine(
+        today_start.date() - timedelta(days=trailing_days), datetime.min.time(), tzinfo=today_start.tzinfo
+    )
+    window_hours = max(settings.AICOST_ERROR_RATE_WINDOW_HOURS, 1)
+    return ActivityWindows(
+        window_start=_hour_floor(now - timedelta(hours=window_hours)),
+        today_start=_hour_floor(today_start),
+        trailing_start=_hour_floor(trailing_start),
+        until=now,
+        trailing_days=trailing_days,
+        day=today_start.date(),
+    )
+
+
+def _hour_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def model_activity(*, windows: ActivityWindows, model_names: Collection[str] | None) -> dict[str, ModelActivity]:
+    """One aggregate over the hourly rollups, bounded by bucket range (and models when given).
+
+    This is the only place alerts read usage rollups; adapt it here if the rollups change."""
+    rollups = UsageRollupHourly.objects.filter(
+        bucket__gte=min(windows.trailing_start, windows.window_start), bucket__lte=windows.until
+    )
+    if model_names is not None:
+        rollups = rollups.filter(model_name__in=model_names)
+    in_window = Q(bucket__gte=windows.window_start)
+    rows = rollups.values("model_name").annotate(
+        window_calls=Coalesce(Sum("calls", filter=in_window), 0),
+        window_ok=Coalesce(Sum("successful_calls", filter=in_window), 0),
+        today=Coalesce(Sum("cost", filter=Q(bucket__gte=windows.today_start)), ZERO),
+        trailing=Coalesce(Sum("cost", filter=Q(bucket__lt=windows.today_start)), ZERO),
+    )
+    return {
+        row["model_name"]: ModelActivity(
+            calls_in_window=row["window_calls"],
+            failed_in_window=row["window_calls"] - row["window_ok"],
+            cost_today=row["today"],
+            cost_trailing=row["trailing"],
+        )
+        for row in rows
+    }
+
+
+def budget_alert_list(
+    *,
+    is_resolved: bool | None = None,
+    status: str | None = None,
+    model_name: str | None = None,
+    alert_type: str | None = None,
+    alert_level: str | None = None,
+) -> QuerySet[BudgetAlert]:
+    alerts = BudgetAlert.objects.order_by("-created_at", "-id")
+    filters = {
+        "is_resolved": is_resolved,
+        "status": status,
+        "model_name": model_name,
+        "alert_type": alert_type,
+        "alert_level": alert_level,
+    }
+    return alerts.filter(**{name: value for name, value in filters.items() if value is not None})

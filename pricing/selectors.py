@@ -5,8 +5,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pricing.models import ModelPriceVersion, ModelPricing
+
+if TYPE_CHECKING:
+    from pricing.litellm import PriceQuote
 
 
 @dataclass
@@ -65,3 +69,39 @@ def price_versions_by_model() -> dict[str, list[ModelPriceVersion]]:
     ):
         grouped[version.pricing.model_name].append(version)
     return dict(grouped)
+
+
+@dataclass(frozen=True)
+class PriceChange:
+    """How an imported quote differs from the price in force (pricing is None for a model not yet known)."""
+
+    quote: "PriceQuote"
+    pricing: ModelPricing | None
+    changed_fields: tuple[str, ...]
+
+
+_QUOTED_FIELDS = ("input_price_per_million", "output_price_per_million", "cached_input_price_per_million")
+
+
+def price_changes_from_quotes(
+    *, quotes: dict[str, "PriceQuote"], include_new: bool
+) -> tuple[list[PriceChange], list[str]]:
+    """The quotes that would change something (differing prices of known models, and new models if asked),
+    and the names of known models skipped because they are priced in another currency."""
+    known = {p.model_name: p for p in ModelPricing.objects.filter(model_name__in=quotes)}
+    changes = []
+    other_currency = []
+    for model_name in sorted(quotes):
+        quote = quotes[model_name]
+        pricing = known.get(model_name)
+        if pricing is None:
+            if include_new:
+                changes.append(PriceChange(quote=quote, pricing=None, changed_fields=_QUOTED_FIELDS))
+            continue
+        if pricing.currency != quote.currency:
+            other_currency.append(model_name)
+            continue
+        differing = tuple(f for f in _QUOTED_FIELDS if getattr(pricing, f) != getattr(quote, f))
+        if differing:
+            changes.append(PriceChange(quote=quote, pricing=pricing, changed_fields=differing))
+    return changes, other_currency

@@ -138,3 +138,34 @@ def model_pricing_update(*, pricing: ModelPricing, data: dict) -> ModelPricing:
 @transaction.atomic
 def model_pricing_set_enabled(*, model_names: list[str], enabled: bool) -> int:
     return ModelPricing.objects.filter(model_name__in=model_names).update(enabled=enabled, updated_at=timezone.now())
+
+
+@transaction.atomic
+def price_changes_apply(*, changes: list, effective_from: datetime, source: str) -> int:
+    """Apply imported prices as new price versions (known models) or new models; history is never edited."""
+    for change in changes:
+        quote = change.quote
+        if change.pricing is None:
+            model_pricing_create(
+                model_name=quote.model_name,
+                provider=quote.provider,
+                display_name=quote.model_name,
+                model_type=quote.model_type,
+                currency=quote.currency,
+                input_price_per_million=quote.input_price_per_million,
+                output_price_per_million=quote.output_price_per_million,
+                cached_input_price_per_million=quote.cached_input_price_per_million,
+                effective_from=effective_from,
+                source=source,
+            )
+            continue
+        model_pricing_set_prices(
+            pricing=change.pricing,
+            input_price_per_million=quote.input_price_per_million,
+            output_price_per_million=quote.output_price_per_million,
+            cached_input_price_per_million=quote.cached_input_price_per_million,
+            currency=quote.currency,
+            effective_from=effective_from,
+            source=source,
+        )
+    return len(changes)

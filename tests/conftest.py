@@ -2,6 +2,9 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from tests.api_helpers import api_client_with_key
+from usage.models import ApiKeyScope
+
 
 class HttpsClient(Client):
     """Production settings redirect plain HTTP to HTTPS; this client speaks HTTPS like a real one behind TLS."""
@@ -38,3 +41,15 @@ def staff_user(django_user_model):
 def staff_client(client, staff_user):
     client.force_login(staff_user)
     return client
+
+
+@pytest.fixture
+def writer(db):
+    """An API client with a write_usage key."""
+    return api_client_with_key(ApiKeyScope.WRITE_USAGE)
+
+
+@pytest.fixture
+def reader(db):
+    """An API client with a read key."""
+    return api_client_with_key(ApiKeyScope.READ)

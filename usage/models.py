@@ -118,3 +118,25 @@ class ApiKey(models.Model):
     @property
     def can_write_usage(self) -> bool:
         return self.scope in (ApiKeyScope.WRITE_USAGE, ApiKeyScope.READ_WRITE)
+
+
+class UsageIdempotencyKey(models.Model):
+    """A (decision_id, idempotency_key) pair already stored, so a retried record is stored once.
+
+    Kept apart from the usage log on purpose: the log is range-partitioned by timestamp on
+    PostgreSQL, where a unique constraint must include the partition key, and a retry that omits
+    its timestamp gets a new one. This small table enforces the pair's uniqueness on its own.
+    """
+
+    decision_id = models.CharField(max_length=100)
+    idempotency_key = models.CharField(max_length=100)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "ai_usage_idempotency"
+        constraints = [
+            models.UniqueConstraint(fields=["decision_id", "idempotency_key"], name="ai_usage_idempotency_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision_id}/{self.idempotency_key}"

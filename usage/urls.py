@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from usage.apis import UsageIngestApi
+
+urlpatterns = [
+    path("usage/", UsageIngestApi.as_view(), name="usage-ingest"),
+]

@@ -29,19 +29,50 @@ class ApiError(exceptions.APIException):
         self.field = field
 
 
-def _first_message(detail) -> str:
-    if isinstance(detail, list):
-        return _first_message(detail[0]) if detail else "Invalid input."
+def _child_path(path: str, key) -> str:
+    if key == "non_field_errors":
+        return path
+    if isinstance(key, int):  # A list serializer's errors are keyed by item index.
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _first_error(detail, path: str = "") -> tuple[str, str] | None:
+    """The first error in DRF's nested detail, with its field path, e.g. ("records[3].prompt_tokens", "...")."""
     if isinstance(detail, dict):
-        key, value = next(iter(detail.items()))
-        return f"{key}: {_first_message(value)}"
-    return str(detail)
+        for key, value in detail.items():
+            child_path = _child_path(path, key)
+            found = _first_error(value, child_path)
+            if found:
+                return found
+        return None
+    if isinstance(detail, list):
+        for index, item in enumerate(detail):
+            item_path = f"{path}[{index}]" if isinstance(item, dict | list) and item else path
+            found = _first_error(item, item_path)
+            if found:
+                return found
+        return None
+    return (path, str(detail))
+
+
+def _first_message(detail) -> str:
+    found = _first_error(detail)
+    if found is None:
+        return "Invalid input."
+    path, message = found
+    return f"{path}: {message}" if path else message
 
 
 def _validation_body(exc: exceptions.ValidationError) -> dict:
     detail = exc.detail
-    fields = detail if isinstance(detail, dict) else None
-    return error_body(code="invalid", message=_first_message(detail), fields=fields)
+    body = error_body(
+        code="invalid", message=_first_message(detail), fields=detail if isinstance(detail, dict) else None
+    )
+    found = _first_error(detail)
+    if found and found[0]:
+        body["error"]["field"] = found[0]
+    return body
 
 
 def api_exception_handler(exc, context):

@@ -4,7 +4,7 @@ One multi-row INSERT ... ON CONFLICT DO UPDATE adds a batch's sums to the bucket
 sent in key order so concurrent batches lock buckets in the same order and cannot deadlock.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -56,28 +56,39 @@ def rollup_deltas(logs: Iterable[UsageLog]) -> dict[tuple[datetime, str], Rollup
     return deltas
 
 
-def rollups_apply_logs(*, logs: Iterable[UsageLog]) -> None:
+def rollups_apply_logs(*, logs: Sequence[UsageLog]) -> None:
     """Add the logs to the hourly rollups. Must run in the transaction that stores the logs."""
-    deltas = rollup_deltas(logs)
+    deltas = sorted(rollup_deltas(logs).items())  # Key order: concurrent batches lock buckets alike.
     if not deltas:
         return
     table = UsageRollupHourly._meta.db_table
     quote = connection.ops.quote_name
-    bucket_field = UsageRollupHourly._meta.get_field("bucket")
-    cost_field = UsageRollupHourly._meta.get_field("cost")
-    columns = ["bucket", "model_name", *SUM_COLUMNS]
-    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    params: list = []
-    for (bucket, model_name), delta in sorted(deltas.items()):
-        values = {name: getattr(delta, name) for name in SUM_COLUMNS}
-        values["cost"] = cost_field.get_db_prep_save(values["cost"], connection)
-        params += [bucket_field.get_db_prep_save(bucket, connection), model_name, *values.values()]
+    columns = ", ".join(quote(c) for c in ["bucket", "model_name", *SUM_COLUMNS])
     updates = ", ".join(f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in SUM_COLUMNS)
-    # Identifiers come from model metadata, values are bound parameters.
+    rows = [[bucket, model_name, *(getattr(delta, c) for c in SUM_COLUMNS)] for (bucket, model_name), delta in deltas]
+    if connection.vendor == "postgresql":
+        # One array per column: a handful of parameters however many buckets the batch touches.
+        types = ["timestamptz", "text", *(_SQL_TYPES[c] for c in SUM_COLUMNS)]
+        source = "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"  # noqa: S608
+        params = [list(column) for column in zip(*rows, strict=True)]
+    else:
+        source = "VALUES " + ", ".join(["(" + ", ".join(["%s"] * len(rows[0])) + ")"] * len(rows))
+        params = [_sqlite_value(value) for row in rows for value in row]
+    # Identifiers come from model metadata; values are bound parameters.
     sql = (
-        f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608
-        f"VALUES {', '.join([placeholders] * len(deltas))} "
+        f"INSERT INTO {table} ({columns}) {source} "
         f"ON CONFLICT (bucket, model_name) DO UPDATE SET {updates}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+_SQL_TYPES = dict.fromkeys(SUM_COLUMNS, "bigint") | {"cost": "numeric", "response_time_sum": "float8"}
+
+
+def _sqlite_value(value):
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, Decimal):
+        return str(value)
+    return value

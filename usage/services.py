@@ -4,24 +4,23 @@ One batch is one transaction: the log rows, the idempotency keys, the per-model 
 rollups and the budget alerts are all written together, or none of them is.
 """
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from aicost.money import ZERO, quantize_cost
-from aicost.timeutils import month_start
+from aicost.timeutils import month_bounds, month_start
 from alerts.services import budget_alerts_evaluate
 from pricing.models import ModelPricing
 from pricing.selectors import PriceBook, price_book_for_models
 from usage.costing import call_cost
 from usage.models import CostSource, UsageIdempotencyKey, UsageLog
 from usage.rollups import rollups_apply_logs
+from usage.selectors import NO_USAGE, ModelTotals, usage_totals_by_model
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,14 +111,20 @@ def _claim_idempotency_keys(
 
 def _insert_new_pairs(*, pairs: list[tuple[str, str]], now: datetime) -> set[tuple[str, str]]:
     table = UsageIdempotencyKey._meta.db_table
-    created_at = UsageIdempotencyKey._meta.get_field("created_at").get_db_prep_save(now, connection)
-    values = ", ".join(["(%s, %s, %s)"] * len(pairs))
-    params = [value for pair in pairs for value in (*pair, created_at)]
-    # The table name comes from model metadata; all values are bound parameters.
-    sql = (
-        f"INSERT INTO {table} (decision_id, idempotency_key, created_at) VALUES {values} "  # noqa: S608
-        "ON CONFLICT (decision_id, idempotency_key) DO NOTHING RETURNING decision_id, idempotency_key"
-    )
+    conflict = "ON CONFLICT (decision_id, idempotency_key) DO NOTHING RETURNING decision_id, idempotency_key"
+    decision_ids, keys = zip(*pairs, strict=True)
+    if connection.vendor == "postgresql":
+        # Two array parameters instead of thousands of placeholders: far cheaper to send and parse.
+        sql = (
+            f"INSERT INTO {table} (decision_id, idempotency_key, created_at) "  # noqa: S608 -- name from metadata
+            f"SELECT d, k, %s FROM unnest(%s::text[], %s::text[]) AS pairs(d, k) {conflict}"
+        )
+        params = [now, list(decision_ids), list(keys)]
+    else:
+        created_at = UsageIdempotencyKey._meta.get_field("created_at").get_db_prep_save(now, connection)
+        values = ", ".join(["(%s, %s, %s)"] * len(pairs))
+        sql = f"INSERT INTO {table} (decision_id, idempotency_key, created_at) VALUES {values} {conflict}"  # noqa: S608
+        params = [value for pair in pairs for value in (*pair, created_at)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {tuple(row) for row in cursor.fetchall()}
@@ -168,28 +173,49 @@ def _logs_insert(logs: list[UsageLog]) -> None:
         UsageLog.objects.bulk_create(logs)
 
 
-def _pricing_counters_add(*, logs: Sequence[UsageLog], now: datetime) -> None:
-    """Add calls and cost to each model's counters with one UPDATE per model (no lost updates:
-    the database adds to the stored value). Models are updated in name order to avoid deadlocks."""
-    this_month = month_start(now)
-    calls: dict[str, int] = defaultdict(int)
-    cost: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    month_cost: dict[str, Decimal] = defaultdict(lambda: ZERO)
+def _counter_deltas(*, logs: Sequence[UsageLog], this_month: date) -> dict[str, list]:
+    deltas: dict[str, list] = {}
     for log in logs:
-        calls[log.model_name] += 1
-        cost[log.model_name] += log.cost or ZERO
-        if month_start(log.timestamp) == this_month:
-            month_cost[log.model_name] += log.cost or ZERO
-    for model_name in sorted(calls):
-        ModelPricing.objects.filter(model_name=model_name).update(
-            total_calls=F("total_calls") + calls[model_name],
-            total_cost=F("total_cost") + cost[model_name],
-            current_month_cost=Case(
-                When(current_month=this_month, then=F("current_month_cost") + month_cost[model_name]),
-                default=Value(month_cost[model_name]),
-            ),
-            current_month=this_month,
-            updated_at=now,
+        delta = deltas.setdefault(log.model_name, [0, ZERO, ZERO])
+        delta[0] += 1
+        if log.cost is not None:
+            delta[1] += log.cost
+            if month_start(log.timestamp) == this_month:
+                delta[2] += log.cost
+    return deltas
+
+
+def _pricing_counters_add(*, logs: Sequence[UsageLog], now: datetime) -> None:
+    """Add calls and cost to each model's counters in one UPDATE. The database adds to the stored
+    value, so concurrent batches lose no update; rows are locked in name order first, so two
+    batches touching the same models cannot deadlock."""
+    this_month = month_start(now)
+    deltas = _counter_deltas(logs=logs, this_month=this_month)
+    table = ModelPricing._meta.db_table
+    names = sorted(deltas)
+    with connection.cursor() as cursor:
+        if connection.features.has_select_for_update:
+            placeholders = ", ".join(["%s"] * len(names))
+            cursor.execute(
+                f"SELECT 1 FROM {table} WHERE model_name IN ({placeholders}) ORDER BY model_name FOR UPDATE",  # noqa: S608
+                names,
+            )
+        row = "(%s, CAST(%s AS BIGINT), CAST(%s AS NUMERIC), CAST(%s AS NUMERIC))"
+        month = ModelPricing._meta.get_field("current_month").get_db_prep_save(this_month, connection)
+        updated_at = ModelPricing._meta.get_field("updated_at").get_db_prep_save(now, connection)
+        params: list = [month, month, updated_at]
+        for name in names:
+            calls, cost, month_cost = deltas[name]
+            params += [name, calls, str(cost), str(month_cost)]
+        cursor.execute(
+            f"UPDATE {table} SET total_calls = {table}.total_calls + d.calls, "  # noqa: S608
+            f"total_cost = {table}.total_cost + d.cost, "
+            f"current_month_cost = CASE WHEN {table}.current_month = %s "
+            f"THEN {table}.current_month_cost + d.month_cost ELSE d.month_cost END, "
+            "current_month = %s, updated_at = %s "
+            f"FROM (VALUES {', '.join([row] * len(names))}) AS d(model_name, calls, cost, month_cost) "
+            f"WHERE {table}.model_name = d.model_name",
+            params,
         )
 
 
@@ -221,3 +247,52 @@ def usage_record(**fields) -> UsageLog | None:
     """Record one call (keyword arguments of UsageRecordInput); None if it was a retried duplicate."""
     stored = usage_record_batch(records=[UsageRecordInput(**fields)])
     return stored[0] if stored else None
+
+
+@dataclass(frozen=True)
+class CounterDifference:
+    model_name: str
+    field: str
+    stored: int | Decimal
+    from_log: int | Decimal
+
+
+def _counter_differences(*, pricing: ModelPricing, totals: ModelTotals, this_month: date) -> list[CounterDifference]:
+    # A counter left from an earlier month means nothing spent this month yet.
+    month_cost = pricing.current_month_cost if pricing.current_month == this_month else ZERO
+    pairs = {
+        "total_calls": (pricing.total_calls, totals.calls),
+        "total_cost": (pricing.total_cost, totals.cost),
+        "current_month_cost": (month_cost, totals.month_cost),
+    }
+    return [
+        CounterDifference(pricing.model_name, name, stored, from_log)
+        for name, (stored, from_log) in pairs.items()
+        if stored != from_log
+    ]
+
+
+@transaction.atomic
+def usage_counters_reconcile(*, fix: bool, now: datetime | None = None) -> list[CounterDifference]:
+    """Compare each model's counters with the log; with fix=True, set them to the log's figures.
+
+    The pricing rows are locked first, so a batch being ingested meanwhile either committed before
+    (its rows are counted) or waits and then adds its own delta on top of the corrected value."""
+    now = now or timezone.now()
+    this_month = month_start(now)
+    month_from, month_to = month_bounds(now)
+    pricings = list(ModelPricing.objects.select_for_update().order_by("model_name"))
+    totals = usage_totals_by_model(month_from=month_from, month_to=month_to)
+    differences: list[CounterDifference] = []
+    for pricing in pricings:
+        model_totals = totals.get(pricing.model_name, NO_USAGE)
+        found = _counter_differences(pricing=pricing, totals=model_totals, this_month=this_month)
+        differences += found
+        if fix and found:
+            ModelPricing.objects.filter(pk=pricing.pk).update(
+                total_calls=model_totals.calls,
+                total_cost=model_totals.cost,
+                current_month_cost=model_totals.month_cost,
+                current_month=this_month,
+            )
+    return differences

@@ -1,0 +1,135 @@
+"""Ingest throughput on PostgreSQL, batches of 1000 records.
+
+    .venv/bin/python -m bench.ingest [--batches 30]
+
+Starts its own throwaway PostgreSQL 15 (durable: fsync on, as in production) unless DATABASE_URL
+is set, migrates, and prints records/s for:
+  - service:   usage_ingest (pricing, COPY, counters, rollups, alerts) — the whole transaction;
+  - api:       POST /api/v1/usage/ through Django's WSGI handler in-process (JSON, auth, validation, service);
+  - baseline:  Django bulk_create of the same rows alone (no counters, rollups or alerts);
+and the share of the service time spent in rollup upkeep.
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+BATCH = 1000
+MODELS = ["gpt-4o", "gpt-4o-mini", "deepseek-chat", "claude-haiku-4-5", "qwen-plus", "gemini-2.5-flash"]
+
+
+def _records(rng: random.Random, start: datetime) -> list[dict]:
+    return [
+        {
+            "model_name": rng.choice(MODELS),
+            "decision_id": f"d-{rng.getrandbits(40):010x}",
+            "idempotency_key": "1",
+            "user_id": rng.randint(1, 50),
+            "prompt_tokens": rng.randint(100, 8000),
+            "completion_tokens": rng.randint(10, 2000),
+            "cached_tokens": 0,
+            "response_time": round(rng.uniform(0.2, 9), 3),
+            "success": rng.random() > 0.02,
+            "purpose": rng.choice(["chat", "summarise", "classify"]),
+            "timestamp": (start + timedelta(seconds=rng.uniform(0, 86_400))).isoformat(),
+        }
+        for _ in range(BATCH)
+    ]
+
+
+def _rate(seconds: list[float]) -> str:
+    median_ms = sorted(seconds)[len(seconds) // 2] * 1000
+    return f"{BATCH * len(seconds) / sum(seconds):>9,.0f} records/s  (median batch {median_ms:.1f} ms)"
+
+
+def _bench(batches: int) -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicost.settings")
+    os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 60)
+    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+    django.setup()
+    from django.core.management import call_command
+    from django.test import Client
+
+    from usage import rollups, services
+    from usage.apis import UsageRecordSerializer
+    from usage.keys import api_key_create
+    from usage.models import ApiKeyScope, UsageLog
+
+    call_command("migrate", verbosity=0)
+    rng = random.Random(42)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def as_inputs(raw: list[dict]) -> list:
+        serializer = UsageRecordSerializer(data=raw, many=True)
+        serializer.is_valid(raise_exception=True)
+        return [services.UsageRecordInput(**r) for r in serializer.validated_data]
+
+    rollup_seconds = 0.0
+    original_apply = rollups.rollups_apply_logs
+
+    def timed_apply(*, logs):
+        nonlocal rollup_seconds
+        began = time.perf_counter()
+        original_apply(logs=logs)
+        rollup_seconds += time.perf_counter() - began
+
+    services.rollups_apply_logs = timed_apply
+    service_times = []
+    for _ in range(batches):
+        inputs = as_inputs(_records(rng, start))
+        began = time.perf_counter()
+        services.usage_ingest(records=inputs)
+        service_times.append(time.perf_counter() - began)
+    services.rollups_apply_logs = original_apply
+
+    _key, raw_key = api_key_create(name="bench", scope=ApiKeyScope.WRITE_USAGE)
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
+    api_times = []
+    for _ in range(batches):
+        body = json.dumps(_records(rng, start))
+        began = time.perf_counter()
+        response = client.post("/api/v1/usage/", body, content_type="application/json", secure=True)
+        api_times.append(time.perf_counter() - began)
+        if response.status_code != 201:
+            raise SystemExit(f"ingest failed: {response.status_code} {response.content[:300]!r}")
+
+    baseline_times = []
+    for _ in range(batches):
+        inputs = as_inputs(_records(rng, start))
+        logs = [
+            UsageLog(
+                **{k: v for k, v in vars(r).items() if k not in ("idempotency_key", "cost")}, cost_source="computed"
+            )
+            for r in inputs
+        ]
+        began = time.perf_counter()
+        UsageLog.objects.bulk_create(logs)
+        baseline_times.append(time.perf_counter() - began)
+
+    print(f"PostgreSQL ingest, {batches} batches of {BATCH} records each, 2 cores shared")
+    print(f"  service  usage_ingest      {_rate(service_times)}")
+    print(f"  api      POST /api/v1/usage/ {_rate(api_times)}")
+    print(f"  baseline bulk_create only  {_rate(baseline_times)}")
+    print(f"  rollup upkeep: {100 * rollup_seconds / sum(service_times):.1f}% of service time")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, default=30)
+    args = parser.parse_args()
+    if not os.environ.get("DATABASE_URL"):
+        from tests.throwaway_pg import run
+
+        return run([sys.executable, "-m", "bench.ingest", "--batches", str(args.batches)], durable=True)
+    _bench(args.batches)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

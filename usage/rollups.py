@@ -75,10 +75,7 @@ def rollups_apply_logs(*, logs: Sequence[UsageLog]) -> None:
         source = "VALUES " + ", ".join(["(" + ", ".join(["%s"] * len(rows[0])) + ")"] * len(rows))
         params = [_sqlite_value(value) for row in rows for value in row]
     # Identifiers come from model metadata; values are bound parameters.
-    sql = (
-        f"INSERT INTO {table} ({columns}) {source} "
-        f"ON CONFLICT (bucket, model_name) DO UPDATE SET {updates}"
-    )
+    sql = f"INSERT INTO {table} ({columns}) {source} ON CONFLICT (bucket, model_name) DO UPDATE SET {updates}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 

@@ -6,3 +6,6 @@ class AicostConfig(AppConfig):
 
     name = "aicost"
     verbose_name = "aicost"
+
+    def ready(self) -> None:
+        from aicost.api import schema  # noqa: F401 -- registers the API-key scheme with drf-spectacular

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "aicost.apps.AicostConfig",
     "pricing.apps.PricingConfig",
     "usage.apps.UsageConfig",
@@ -132,6 +133,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "What your AI/LLM calls cost. Money amounts are decimal strings.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["aicost.api.permissions.CanReadStats"],
+    # Swagger UI served from the sidecar package: the docs work offline, no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # aicost itself

@@ -7,7 +7,6 @@ class AlertsConfig(AppConfig):
     def ready(self) -> None:
         from django.core.checks import register
 
-        from alerts import schema  # noqa: F401 -- registers the OpenAPI extension
         from alerts.checks import check_alert_channels, check_alert_thresholds
         from alerts.config import alert_settings_validate
 

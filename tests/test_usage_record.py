@@ -7,7 +7,7 @@ from django.utils import timezone
 from pricing.models import ModelPricing
 from pricing.services import model_pricing_set_prices
 from usage.costing import call_cost
-from usage.models import CostSource, UsageLog, UsageRollupHourly
+from usage.models import CostSource, UsageLog, UsageRollupQuarterHour
 from usage.services import UsageRecordInput, usage_record, usage_record_batch
 
 pytestmark = pytest.mark.django_db
@@ -36,8 +36,8 @@ def test_recording_fixes_cost_counters_and_rollups():
     assert log.price_version.input_price_per_million == Decimal("0.15")
     pricing = ModelPricing.objects.get(model_name="gpt-4o-mini")
     assert (pricing.total_calls, pricing.total_cost, pricing.current_month_cost) == (1, log.cost, log.cost)
-    rollup = UsageRollupHourly.objects.get(model_name="gpt-4o-mini")
-    assert rollup.bucket == at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    rollup = UsageRollupQuarterHour.objects.get(model_name="gpt-4o-mini")
+    assert rollup.bucket == at.astimezone(UTC).replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
     assert (rollup.calls, rollup.cost, rollup.prompt_tokens) == (1, log.cost, 2_000)
 
 
@@ -50,7 +50,7 @@ def test_unknown_and_disabled_models_are_recorded_unpriced_never_at_zero():
         ]
     )
     assert [(log.cost, log.cost_source) for log in logs] == [(None, CostSource.UNPRICED)] * 2
-    assert UsageRollupHourly.objects.get(model_name="no-such-model").unpriced_calls == 1
+    assert UsageRollupQuarterHour.objects.get(model_name="no-such-model").unpriced_calls == 1
 
 
 def test_provider_reported_cost_is_kept_and_flagged():

@@ -1,18 +1,22 @@
 """The usage API: POST /api/v1/usage/ records one call or a batch of calls."""
 
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.views import APIView
 
 from aicost.api.permissions import CanWriteUsage
 from aicost.api.responses import success_response
-from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
+from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
 from usage.services import UsageRecordInput, usage_ingest
+from usage.stats import TIME_RANGES, usage_daily_trend, usage_filters_resolve, usage_stats
 
 MAX_TOKENS = 2_147_483_647  # The columns are PostgreSQL integers.
+MAX_TREND_DAYS = 366
 
 
 class AwareDateTimeField(serializers.DateTimeField):
@@ -142,7 +146,13 @@ class UsageIngestApi(APIView):
     permission_classes = [CanWriteUsage]
 
     class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "UsageIngestResult"
+
         class StoredSerializer(serializers.Serializer):
+            class Meta:
+                ref_name = "UsageStoredRecord"
+
             id = serializers.IntegerField()
             model_name = serializers.CharField()
             cost = serializers.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
@@ -201,3 +211,180 @@ class UsageIngestApi(APIView):
             "records": result.stored,
         }
         return success_response(self.OutputSerializer(data).data, status=status.HTTP_201_CREATED)
+
+
+# --- Stats and daily trend: what the AI cost page reads -----------------------------------------
+
+
+class TimeZoneField(serializers.CharField):
+    default_error_messages = {"unknown": "Unknown time zone {value!r}; use an IANA name such as Asia/Shanghai."}
+
+    def to_internal_value(self, data):
+        name = super().to_internal_value(data)
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.fail("unknown", value=name)
+
+
+class UsageFilterSerializer(serializers.Serializer):
+    tz = TimeZoneField(required=False, help_text="IANA time zone for calendar days; default: TIME_ZONE.")
+    model = serializers.CharField(required=False, max_length=100)
+    provider = serializers.CharField(required=False, max_length=50)
+    user_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TOKENS)
+    purpose = serializers.CharField(required=False, max_length=100)
+
+
+def _filters_and_zone(validated: dict) -> tuple:
+    filters = usage_filters_resolve(
+        model=validated.get("model"),
+        provider=validated.get("provider"),
+        user_id=validated.get("user_id"),
+        purpose=validated.get("purpose"),
+    )
+    return filters, validated.get("tz") or timezone.get_current_timezone()
+
+
+def _money(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, **kwargs)
+
+
+def _percent(**kwargs) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=PERCENT_MAX_DIGITS, decimal_places=PERCENT_DECIMAL_PLACES, **kwargs)
+
+
+class CallRatesSerializer(serializers.Serializer):
+    calls = serializers.IntegerField()
+    successful_calls = serializers.IntegerField()
+    failed_calls = serializers.IntegerField()
+    success_rate = _percent(help_text="Percent of calls that succeeded.")
+    unpriced_calls = serializers.IntegerField(help_text="Calls of unknown or disabled models: no cost known.")
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    cached_tokens = serializers.IntegerField()
+    reasoning_tokens = serializers.IntegerField()
+    cost = _money()
+    avg_response_time = serializers.FloatField(allow_null=True, help_text="Seconds.")
+    cost_share = _percent(help_text="Percent of the window's total cost.")
+
+
+class UsageStatsApi(APIView):
+    """GET /api/v1/ai-platforms/stats?time_range=all: totals, per model and per provider."""
+
+    class InputSerializer(UsageFilterSerializer):
+        time_range = serializers.ChoiceField(choices=list(TIME_RANGES), default="all")
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "UsageStats"
+
+        class SummarySerializer(serializers.Serializer):
+            class Meta:
+                ref_name = "UsageStatsSummary"
+
+            total_calls = serializers.IntegerField()
+            successful_calls = serializers.IntegerField()
+            failed_calls = serializers.IntegerField()
+            success_rate = _percent()
+            total_cost = _money()
+            unpriced_calls = serializers.IntegerField()
+            prompt_tokens = serializers.IntegerField()
+            completion_tokens = serializers.IntegerField()
+            cached_tokens = serializers.IntegerField()
+            avg_response_time = serializers.FloatField(allow_null=True)
+            currency = serializers.CharField()
+
+        class PlatformSerializer(CallRatesSerializer):
+            class Meta:
+                ref_name = "UsagePlatform"
+
+            provider = serializers.CharField()
+            model_name = serializers.CharField()
+            display_name = serializers.CharField()
+            currency = serializers.CharField(allow_null=True)
+            monthly_budget = _money(allow_null=True)
+            current_month_cost = _money()
+            budget_used_percent = _percent(allow_null=True)
+
+        class ProviderSerializer(CallRatesSerializer):
+            class Meta:
+                ref_name = "UsageProvider"
+
+            provider = serializers.CharField()
+
+        time_range = serializers.CharField()
+        time_label = serializers.CharField()
+        start = serializers.DateTimeField(allow_null=True, help_text="Null for all time.")
+        end = serializers.DateTimeField(help_text="Exclusive.")
+        summary = SummarySerializer()
+        platforms = PlatformSerializer(many=True)
+        providers = ProviderSerializer(many=True)
+
+    @extend_schema(
+        parameters=[InputSerializer],
+        responses=inline_serializer(
+            name="UsageStatsResponse", fields={"success": serializers.BooleanField(), "data": OutputSerializer()}
+        ),
+    )
+    def get(self, request):
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        filters, zone = _filters_and_zone(params.validated_data)
+        data = usage_stats(
+            time_range=params.validated_data["time_range"], now=timezone.now(), zone=zone, filters=filters
+        )
+        return success_response(self.OutputSerializer(data).data)
+
+
+class UsageDailyTrendApi(APIView):
+    """GET /api/v1/ai-platforms/cost-trend-daily?days=7: cost and calls per calendar day, zero-filled."""
+
+    class InputSerializer(UsageFilterSerializer):
+        days = serializers.IntegerField(min_value=1, max_value=MAX_TREND_DAYS, default=7)
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "UsageDailyTrend"
+
+        class DaySerializer(serializers.Serializer):
+            class Meta:
+                ref_name = "UsageDay"
+
+            date = serializers.DateField()
+            cost = _money()
+            calls = serializers.IntegerField()
+            successful_calls = serializers.IntegerField()
+            failed_calls = serializers.IntegerField()
+            unpriced_calls = serializers.IntegerField()
+            prompt_tokens = serializers.IntegerField()
+            completion_tokens = serializers.IntegerField()
+
+        class SummarySerializer(serializers.Serializer):
+            class Meta:
+                ref_name = "UsageDailyTrendSummary"
+
+            total_cost = _money()
+            avg_daily_cost = _money()
+            max_daily_cost = _money()
+            min_daily_cost = _money()
+            total_calls = serializers.IntegerField()
+            unpriced_calls = serializers.IntegerField()
+            currency = serializers.CharField()
+
+        days = serializers.IntegerField()
+        time_zone = serializers.CharField()
+        daily_trend = DaySerializer(many=True)
+        summary = SummarySerializer()
+
+    @extend_schema(
+        parameters=[InputSerializer],
+        responses=inline_serializer(
+            name="UsageDailyTrendResponse", fields={"success": serializers.BooleanField(), "data": OutputSerializer()}
+        ),
+    )
+    def get(self, request):
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        filters, zone = _filters_and_zone(params.validated_data)
+        data = usage_daily_trend(days=params.validated_data["days"], now=timezone.now(), zone=zone, filters=filters)
+        return success_response(self.OutputSerializer(data).data)

@@ -53,10 +53,9 @@ class UsageLog(models.Model):
         return f"{self.model_name} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
 
 
-class UsageRollupHourly(models.Model):
-    """Usage summed per UTC hour and model, kept in step with ingestion in the same transaction."""
+class RollupSums(models.Model):
+    """What a rollup row adds up: calls, outcomes, tokens, cost and response time of its bucket."""
 
-    bucket = models.DateTimeField(help_text="Start of the UTC hour.")
     model_name = models.CharField(max_length=100)
     calls = models.BigIntegerField(default=0)
     successful_calls = models.BigIntegerField(default=0)
@@ -70,13 +69,40 @@ class UsageRollupHourly(models.Model):
     response_time_count = models.BigIntegerField(default=0)
 
     class Meta:
-        db_table = "ai_usage_rollup_hourly"
+        abstract = True
+
+
+class UsageRollupQuarterHour(RollupSums):
+    """Usage per model and 15-minute bucket (UTC), kept in step with ingestion in the same transaction.
+
+    Every time zone in use today is a whole number of quarter hours from UTC, so any calendar day
+    in any zone is an exact union of these buckets."""
+
+    bucket = models.DateTimeField(help_text="Start of the 15-minute bucket.")
+
+    class Meta:
+        db_table = "ai_usage_rollup_15m"
         constraints = [
-            models.UniqueConstraint(fields=["bucket", "model_name"], name="ai_usage_rollup_hourly_key"),
+            models.UniqueConstraint(fields=["bucket", "model_name"], name="ai_usage_rollup_15m_key"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.model_name} {self.bucket:%Y-%m-%d %H:00}"
+        return f"{self.model_name} {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class UsageRollupDaily(RollupSums):
+    """Usage per model and UTC day: long ranges (stats over months) read a few rows per day."""
+
+    day = models.DateField(help_text="UTC calendar day.")
+
+    class Meta:
+        db_table = "ai_usage_rollup_daily"
+        constraints = [
+            models.UniqueConstraint(fields=["day", "model_name"], name="ai_usage_rollup_daily_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} {self.day}"
 
 
 class ApiKeyScope(models.TextChoices):

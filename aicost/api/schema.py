@@ -1,7 +1,4 @@
-"""OpenAPI description of the API-key scheme, so drf-spectacular documents (and checks) these views.
-
-Belongs with aicost/api/authentication.py; kept here so this branch merges without touching it.
-If another branch registers the same extension, keep one (the lead moves it to aicost/api/)."""
+"""OpenAPI description of the API-key scheme, so drf-spectacular documents (and checks) the views."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 

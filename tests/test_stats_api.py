@@ -1,0 +1,148 @@
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from pricing.models import ModelPricing
+from tests.api_helpers import HttpsApiClient
+from usage.services import UsageRecordInput, usage_record_batch
+
+pytestmark = pytest.mark.django_db
+STATS = "/api/v1/ai-platforms/stats"
+TREND = "/api/v1/ai-platforms/cost-trend-daily"
+
+
+def _seed() -> None:
+    now = timezone.now()
+    usage_record_batch(
+        records=[
+            UsageRecordInput(model_name="gpt-4o", prompt_tokens=1_000_000, completion_tokens=0, timestamp=now),
+            UsageRecordInput(model_name="gpt-4o", prompt_tokens=0, completion_tokens=0, success=False, timestamp=now),
+            UsageRecordInput(
+                model_name="deepseek-chat", prompt_tokens=1_000_000, completion_tokens=0, user_id=5, purpose="batch"
+            ),
+            UsageRecordInput(model_name="llama-local", prompt_tokens=10, completion_tokens=10),
+            UsageRecordInput(model_name="gpt-4o-mini", prompt_tokens=1_000_000, timestamp=now - timedelta(days=40)),
+        ]
+    )
+
+
+def test_empty_database_gives_zeros_not_an_error(reader):
+    body = reader.get(STATS, {"time_range": "all"}).json()
+    assert body["success"] is True
+    assert body["data"]["summary"]["total_calls"] == 0
+    assert Decimal(body["data"]["summary"]["total_cost"]) == 0
+    assert body["data"]["platforms"] == []
+    trend = reader.get(TREND, {"days": 7}).json()["data"]
+    assert len(trend["daily_trend"]) == 7
+    assert all(Decimal(day["cost"]) == 0 for day in trend["daily_trend"])
+    assert Decimal(trend["summary"]["max_daily_cost"]) == 0
+
+
+def test_stats_shape_and_numbers(reader):
+    _seed()
+    ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal("10"))
+    data = reader.get(STATS, {"time_range": "all"}).json()["data"]
+    assert (data["time_range"], data["time_label"]) == ("all", "All time")
+    summary = data["summary"]
+    assert (summary["total_calls"], summary["successful_calls"], summary["failed_calls"]) == (5, 4, 1)
+    assert summary["success_rate"] == "80.00"
+    assert summary["unpriced_calls"] == 1
+    assert Decimal(summary["total_cost"]) == Decimal("2.50") + Decimal("0.28") + Decimal("0.15")
+    platforms = {p["model_name"]: p for p in data["platforms"]}
+    gpt4o = platforms["gpt-4o"]
+    assert (gpt4o["provider"], gpt4o["calls"], gpt4o["failed_calls"], gpt4o["success_rate"]) == (
+        "OpenAI",
+        2,
+        1,
+        "50.00",
+    )
+    assert gpt4o["cost"] == "2.50000000"
+    assert gpt4o["budget_used_percent"] == "25.00"
+    assert platforms["llama-local"]["provider"] == "unknown"
+    assert platforms["llama-local"]["unpriced_calls"] == 1
+    assert {p["provider"] for p in data["providers"]} == {"OpenAI", "DeepSeek", "unknown"}
+    assert sum(Decimal(p["cost_share"]) for p in data["platforms"]) == pytest.approx(Decimal(100), abs=Decimal("0.05"))
+
+
+@pytest.mark.parametrize(
+    ("params", "calls"),
+    [
+        ({"time_range": "7d"}, 4),
+        ({"time_range": "90d"}, 5),
+        ({"model": "gpt-4o"}, 2),
+        ({"provider": "OpenAI"}, 3),
+        ({"provider": "openai", "model": "deepseek-chat"}, 0),
+        ({"user_id": 5}, 1),
+        ({"purpose": "batch"}, 1),
+    ],
+)
+def test_filters_and_ranges(reader, params, calls):
+    _seed()
+    assert reader.get(STATS, params).json()["data"]["summary"]["total_calls"] == calls
+
+
+def test_trend_is_zero_filled_in_the_requested_zone(reader):
+    _seed()
+    data = reader.get(TREND, {"days": 30, "tz": "Asia/Kathmandu"}).json()["data"]
+    assert data["days"] == 30
+    assert data["time_zone"] == "Asia/Kathmandu"
+    assert len(data["daily_trend"]) == 30
+    dates = [day["date"] for day in data["daily_trend"]]
+    assert dates == sorted(dates)
+    assert sum(day["calls"] for day in data["daily_trend"]) == 4  # The 40-day-old call is outside.
+    summary = data["summary"]
+    assert Decimal(summary["total_cost"]) == Decimal("2.78")
+    assert Decimal(summary["avg_daily_cost"]) == (Decimal("2.78") / 30).quantize(Decimal("0.00000001"))
+    assert Decimal(summary["min_daily_cost"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "field"),
+    [
+        (STATS, {"time_range": "bogus"}, "time_range"),
+        (TREND, {"days": 0}, "days"),
+        (TREND, {"days": -1}, "days"),
+        (TREND, {"days": "abc"}, "days"),
+        (TREND, {"days": 100000}, "days"),
+        (TREND, {"tz": "Mars/Olympus_Mons"}, "tz"),
+        (TREND, {"tz": "../../etc/passwd"}, "tz"),
+        (STATS, {"user_id": "me"}, "user_id"),
+    ],
+)
+def test_bad_parameters_are_400_never_500(reader, url, params, field):
+    response = reader.get(url, params)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["success"] is False
+    assert body["error"]["code"] == "invalid"
+    assert body["error"]["field"] == field
+    assert body["error"]["message"]
+
+
+@pytest.mark.parametrize("url", [STATS, TREND])
+def test_reading_needs_staff_or_a_read_key(url, writer, staff_client):
+    assert HttpsApiClient().get(url).status_code == 401
+    assert writer.get(url).status_code == 403
+    assert staff_client.get(url).status_code == 200
+
+
+def test_openapi_schema_and_docs(staff_client):
+    schema = staff_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert schema["openapi"].startswith("3.")
+    assert {"/api/v1/ai-platforms/stats", "/api/v1/ai-platforms/cost-trend-daily", "/api/v1/usage/"} <= set(
+        schema["paths"]
+    )
+    money = schema["components"]["schemas"]["UsageStatsSummary"]["properties"]["total_cost"]
+    assert money["type"] == "string"
+    assert money["format"] == "decimal"
+    docs = staff_client.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"swagger-ui" in docs.content
+    assert b"//cdn" not in docs.content
+    assert b"https://" not in docs.content.replace(b"https://testserver", b"")
+
+
+def test_schema_is_not_public(client):
+    assert client.get("/api/schema/").status_code in (401, 403)

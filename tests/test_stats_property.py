@@ -1,0 +1,141 @@
+"""Property: whatever the data, zone, window and filters, the rollup-based answers equal a direct
+aggregation of the raw log."""
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from usage.models import UsageIdempotencyKey, UsageLog, UsageRollupDaily, UsageRollupQuarterHour
+from usage.services import UsageRecordInput, usage_record_batch
+from usage.stats import UsageFilters, usage_sums_by_local_day, usage_sums_by_model
+
+# Around the 2026 DST changes of New York and Lord Howe (a 30-minute DST), crossing UTC midnights.
+BASE = datetime(2026, 3, 6, 18, 0, tzinfo=UTC)
+SPAN_MINUTES = 4 * 24 * 60
+MODELS = ["gpt-4o", "gpt-4o-mini", "deepseek-chat", "not-in-pricing"]
+ZONES = [
+    "UTC",
+    "Asia/Shanghai",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "America/St_Johns",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+]
+
+records = st.lists(
+    st.builds(
+        lambda model, second, success, prompt, completion, response_time, user_id, purpose, provider_cost: (
+            UsageRecordInput(
+                model_name=model,
+                timestamp=BASE + timedelta(seconds=second),
+                success=success,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                response_time=response_time,
+                user_id=user_id,
+                purpose=purpose,
+                cost=provider_cost,
+            )
+        ),
+        model=st.sampled_from(MODELS),
+        second=st.integers(0, SPAN_MINUTES * 60 - 1),
+        success=st.booleans(),
+        prompt=st.integers(0, 50_000),
+        completion=st.integers(0, 10_000),
+        response_time=st.one_of(st.none(), st.floats(0, 30, allow_nan=False).map(lambda f: round(f, 3))),
+        user_id=st.one_of(st.none(), st.integers(1, 3)),
+        purpose=st.sampled_from(["", "chat", "batch"]),
+        provider_cost=st.one_of(st.none(), st.decimals("0", "5", places=8, allow_nan=False)),
+    ),
+    max_size=60,
+)
+filters = st.one_of(
+    st.just(UsageFilters()),
+    st.builds(lambda m: UsageFilters(model_names=frozenset(m)), st.sets(st.sampled_from(MODELS), max_size=2)),
+    st.builds(lambda u: UsageFilters(user_id=u), st.integers(1, 3)),
+    st.builds(lambda p: UsageFilters(purpose=p), st.sampled_from(["chat", "batch"])),
+)
+
+
+def _reset() -> None:
+    for model in (UsageLog, UsageRollupQuarterHour, UsageRollupDaily, UsageIdempotencyKey):
+        model.objects.all().delete()
+
+
+def _matches(log: UsageLog, chosen: UsageFilters) -> bool:
+    return (
+        (chosen.model_names is None or log.model_name in chosen.model_names)
+        and (chosen.user_id is None or log.user_id == chosen.user_id)
+        and (chosen.purpose is None or log.purpose == chosen.purpose)
+    )
+
+
+def _expected(logs: list[UsageLog]) -> tuple:
+    return (
+        len(logs),
+        sum(log.success for log in logs),
+        sum(log.cost is None for log in logs),
+        sum(log.prompt_tokens for log in logs),
+        sum((log.cost or Decimal(0) for log in logs), Decimal(0)),
+        sum(log.response_time is not None for log in logs),
+    )
+
+
+def _actual(sums) -> tuple:
+    return (
+        sums.calls,
+        sums.successful_calls,
+        sums.unpriced_calls,
+        sums.prompt_tokens,
+        sums.cost,
+        sums.response_time_count,
+    )
+
+
+@pytest.mark.django_db
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batch=records,
+    start_second=st.one_of(st.none(), st.integers(-3600, SPAN_MINUTES * 60)),
+    length_seconds=st.integers(1, SPAN_MINUTES * 60),
+    chosen=filters,
+)
+def test_window_sums_equal_the_raw_log(batch, start_second, length_seconds, chosen):
+    _reset()
+    usage_record_batch(records=batch)
+    start = None if start_second is None else BASE + timedelta(seconds=start_second, microseconds=start_second % 997)
+    end = (start or BASE) + timedelta(seconds=length_seconds)
+    sums = usage_sums_by_model(start=start, end=end, filters=chosen)
+    in_window = defaultdict(list)
+    for log in UsageLog.objects.all():
+        if (start is None or log.timestamp >= start) and log.timestamp < end and _matches(log, chosen):
+            in_window[log.model_name].append(log)
+    assert {name: _actual(s) for name, s in sums.items() if s.calls} == {
+        name: _expected(logs) for name, logs in in_window.items()
+    }
+
+
+@pytest.mark.django_db
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=records, zone_name=st.sampled_from(ZONES), days=st.integers(1, 5), chosen=filters)
+def test_local_day_sums_equal_the_raw_log(batch, zone_name, days, chosen):
+    _reset()
+    usage_record_batch(records=batch)
+    zone = ZoneInfo(zone_name)
+    first_day = BASE.astimezone(zone).date()
+    sums = usage_sums_by_local_day(first_day=first_day, days=days, zone=zone, filters=chosen)
+    by_day = defaultdict(list)
+    for log in UsageLog.objects.all():
+        local_day = log.timestamp.astimezone(zone).date()
+        if first_day <= local_day < first_day + timedelta(days=days) and _matches(log, chosen):
+            by_day[local_day].append(log)
+    assert {day: _actual(s) for day, s in sums.items() if s.calls} == {
+        day: _expected(logs) for day, logs in by_day.items()
+    }

@@ -1,0 +1,342 @@
+"""Reads behind the stats and daily-trend APIs: sums over any half-open window, from the rollups.
+
+A window [start, end) is split into the part that whole UTC days cover (daily rollup), the part
+whole quarter hours cover (15-minute rollup) and the unaligned edges, each shorter than 15 minutes,
+which come from the raw log through its timestamp index. Filters on user_id or purpose are not
+rollup dimensions (they would multiply the rollups by users x purposes); those windows are summed
+from the raw log, bounded by the timestamp index.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+
+from aicost.money import ZERO, percent_of, quantize_cost
+from pricing.models import ModelPricing
+from usage.models import CostSource, UsageLog, UsageRollupDaily, UsageRollupQuarterHour
+from usage.rollups import QUARTER_HOUR, SUM_COLUMNS, RollupDelta, quarter_hour_floor
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class UsageFilters:
+    model_names: frozenset[str] | None = None  # None: every model; from the model and provider filters.
+    user_id: int | None = None
+    purpose: str | None = None
+
+    @property
+    def needs_raw_log(self) -> bool:
+        return self.user_id is not None or self.purpose is not None
+
+
+def _rollup_sums() -> dict:
+    return {f"s_{c}": Sum(c) for c in SUM_COLUMNS}
+
+
+def _raw_sums() -> dict:
+    return {
+        "s_calls": Count("id"),
+        "s_successful_calls": Count("id", filter=Q(success=True)),
+        "s_unpriced_calls": Count("id", filter=Q(cost_source=CostSource.UNPRICED)),
+        "s_prompt_tokens": Sum("prompt_tokens"),
+        "s_completion_tokens": Sum("completion_tokens"),
+        "s_cached_tokens": Sum("cached_tokens"),
+        "s_reasoning_tokens": Sum("reasoning_tokens"),
+        "s_cost": Sum("cost"),
+        "s_response_time_sum": Sum("response_time"),
+        "s_response_time_count": Count("response_time"),
+    }
+
+
+def _add_row(target: RollupDelta, row: dict) -> None:
+    for column in SUM_COLUMNS:
+        value = row[f"s_{column}"]
+        if value is not None:
+            setattr(target, column, getattr(target, column) + value)
+
+
+def _filtered(queryset: QuerySet, filters: UsageFilters) -> QuerySet:
+    if filters.model_names is not None:
+        queryset = queryset.filter(model_name__in=filters.model_names)
+    if filters.user_id is not None:
+        queryset = queryset.filter(user_id=filters.user_id)
+    if filters.purpose is not None:
+        queryset = queryset.filter(purpose=filters.purpose)
+    return queryset
+
+
+def _raw(start: datetime | None, end: datetime, filters: UsageFilters) -> QuerySet:
+    queryset = UsageLog.objects.filter(timestamp__lt=end).order_by()
+    if start is not None:
+        queryset = queryset.filter(timestamp__gte=start)
+    return _filtered(queryset, filters)
+
+
+def _quarters(start: datetime | None, end: datetime, filters: UsageFilters) -> QuerySet:
+    queryset = UsageRollupQuarterHour.objects.filter(bucket__lt=end).order_by()
+    if start is not None:
+        queryset = queryset.filter(bucket__gte=start)
+    return _filtered(queryset, filters)
+
+
+def _days(start: date | None, end: date, filters: UsageFilters) -> QuerySet:
+    queryset = UsageRollupDaily.objects.filter(day__lt=end).order_by()
+    if start is not None:
+        queryset = queryset.filter(day__gte=start)
+    return _filtered(queryset, filters)
+
+
+def _ceil(moment: datetime, floor, step: timedelta) -> datetime:
+    floored = floor(moment)
+    return floored if floored == moment else floored + step
+
+
+def _utc_midnight(moment: datetime) -> datetime:
+    return datetime.combine(moment.astimezone(UTC).date(), time.min, tzinfo=UTC)
+
+
+def _window_parts(start: datetime | None, end: datetime, filters: UsageFilters) -> Iterable[QuerySet]:
+    """Querysets (each with s_* sums per model) whose union is exactly [start, end)."""
+    if filters.needs_raw_log:
+        yield _raw(start, end, filters).values("model_name").annotate(**_raw_sums())
+        return
+    q_start = None if start is None else _ceil(start, quarter_hour_floor, QUARTER_HOUR)
+    q_end = quarter_hour_floor(end)
+    if q_start is not None and q_start >= q_end:
+        yield _raw(start, end, filters).values("model_name").annotate(**_raw_sums())
+        return
+    if start is not None and start < q_start:
+        yield _raw(start, q_start, filters).values("model_name").annotate(**_raw_sums())
+    if q_end < end:
+        yield _raw(q_end, end, filters).values("model_name").annotate(**_raw_sums())
+    d_start = None if q_start is None else _ceil(q_start, _utc_midnight, DAY)
+    d_end = _utc_midnight(q_end)
+    if d_start is not None and d_start >= d_end:
+        yield _quarters(q_start, q_end, filters).values("model_name").annotate(**_rollup_sums())
+        return
+    yield (
+        _days(None if d_start is None else d_start.date(), d_end.date(), filters)
+        .values("model_name")
+        .annotate(**_rollup_sums())
+    )
+    if q_start is not None and q_start < d_start:
+        yield _quarters(q_start, d_start, filters).values("model_name").annotate(**_rollup_sums())
+    if d_end < q_end:
+        yield _quarters(d_end, q_end, filters).values("model_name").annotate(**_rollup_sums())
+
+
+def usage_sums_by_model(*, start: datetime | None, end: datetime, filters: UsageFilters) -> dict[str, RollupDelta]:
+    """Sums per model over [start, end) (start None: since the beginning)."""
+    totals: dict[str, RollupDelta] = defaultdict(RollupDelta)
+    for part in _window_parts(start, end, filters):
+        for row in part:
+            _add_row(totals[row["model_name"]], row)
+    return dict(totals)
+
+
+def _quarter_aligned(moments: Iterable[datetime]) -> bool:
+    return all(m.astimezone(UTC) == quarter_hour_floor(m) for m in moments)
+
+
+def usage_sums_by_local_day(
+    *, first_day: date, days: int, zone: tzinfo, filters: UsageFilters
+) -> dict[date, RollupDelta]:
+    """Sums per calendar day in `zone` for `days` days from `first_day`."""
+    boundaries = [datetime.combine(first_day + timedelta(days=n), time.min, tzinfo=zone) for n in range(days + 1)]
+    start, end = boundaries[0], boundaries[-1]
+    if filters.needs_raw_log or not _quarter_aligned(boundaries):
+        rows = (
+            _raw(start, end, filters)
+            .annotate(local_day=TruncDate("timestamp", tzinfo=zone))
+            .values("local_day")
+            .annotate(**_raw_sums())
+        )
+    else:
+        rows = (
+            _quarters(start, end, filters)
+            .annotate(local_day=TruncDate("bucket", tzinfo=zone))
+            .values("local_day")
+            .annotate(**_rollup_sums())
+        )
+    totals: dict[date, RollupDelta] = defaultdict(RollupDelta)
+    for row in rows:
+        _add_row(totals[row["local_day"]], row)
+    return dict(totals)
+
+
+# --- The shapes the cost page reads -------------------------------------------------------------
+
+TIME_RANGES = {
+    "today": "Today",
+    "24h": "Last 24 hours",
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "90d": "Last 90 days",
+    "month": "This month",
+    "all": "All time",
+}
+UNKNOWN_PROVIDER = "unknown"
+
+
+def time_range_window(*, time_range: str, now: datetime, zone: tzinfo) -> tuple[datetime | None, datetime]:
+    """[start, end) of a named range; calendar ranges (today, month) are in `zone`."""
+    local_today = now.astimezone(zone).date()
+    starts = {
+        "today": lambda: datetime.combine(local_today, time.min, tzinfo=zone),
+        "24h": lambda: now - timedelta(hours=24),
+        "7d": lambda: now - timedelta(days=7),
+        "30d": lambda: now - timedelta(days=30),
+        "90d": lambda: now - timedelta(days=90),
+        "month": lambda: datetime.combine(local_today.replace(day=1), time.min, tzinfo=zone),
+        "all": lambda: None,
+    }
+    return starts[time_range](), now
+
+
+def _rates(sums: RollupDelta) -> dict:
+    return {
+        "calls": sums.calls,
+        "successful_calls": sums.successful_calls,
+        "failed_calls": sums.calls - sums.successful_calls,
+        "success_rate": percent_of(sums.successful_calls, sums.calls),
+        "unpriced_calls": sums.unpriced_calls,
+        "prompt_tokens": sums.prompt_tokens,
+        "completion_tokens": sums.completion_tokens,
+        "cached_tokens": sums.cached_tokens,
+        "reasoning_tokens": sums.reasoning_tokens,
+        "cost": quantize_cost(sums.cost),
+        "avg_response_time": (
+            round(sums.response_time_sum / sums.response_time_count, 3) if sums.response_time_count else None
+        ),
+    }
+
+
+def _total(parts: Iterable[RollupDelta]) -> RollupDelta:
+    total = RollupDelta()
+    for part in parts:
+        for column in SUM_COLUMNS:
+            setattr(total, column, getattr(total, column) + getattr(part, column))
+    return total
+
+
+def _budget_use(pricing: ModelPricing | None, this_month: date) -> dict:
+    if pricing is None:
+        return {"monthly_budget": None, "current_month_cost": ZERO, "budget_used_percent": None}
+    spent = pricing.current_month_cost if pricing.current_month == this_month else ZERO
+    budget = pricing.monthly_budget
+    return {
+        "monthly_budget": budget,
+        "current_month_cost": spent,
+        "budget_used_percent": percent_of(spent, budget) if budget else None,
+    }
+
+
+def usage_filters_resolve(
+    *, model: str | None, provider: str | None, user_id: int | None, purpose: str | None
+) -> UsageFilters:
+    names: set[str] | None = None
+    if model:
+        names = {model}
+    if provider:
+        of_provider = set(ModelPricing.objects.filter(provider__iexact=provider).values_list("model_name", flat=True))
+        names = of_provider if names is None else names & of_provider
+    return UsageFilters(
+        model_names=None if names is None else frozenset(names), user_id=user_id, purpose=purpose or None
+    )
+
+
+def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageFilters) -> dict:
+    """The stats API's data: summary, one entry per model (platforms) and per provider."""
+    start, end = time_range_window(time_range=time_range, now=now, zone=zone)
+    sums = usage_sums_by_model(start=start, end=end, filters=filters)
+    pricings = ModelPricing.objects.filter(model_name__in=sums)
+    pricing_by_model = {p.model_name: p for p in pricings}
+    total = _total(sums.values())
+    this_month = now.astimezone(zone).date().replace(day=1)
+    platforms = []
+    for model_name in sorted(sums, key=lambda name: (-sums[name].cost, name)):
+        pricing = pricing_by_model.get(model_name)
+        platforms.append(
+            {
+                "provider": pricing.provider if pricing else UNKNOWN_PROVIDER,
+                "model_name": model_name,
+                "display_name": pricing.display_name if pricing else model_name,
+                "currency": pricing.currency if pricing else None,
+                **_rates(sums[model_name]),
+                "cost_share": percent_of(sums[model_name].cost, total.cost),
+                **_budget_use(pricing, this_month),
+            }
+        )
+    by_provider: dict[str, list[RollupDelta]] = defaultdict(list)
+    for platform in platforms:
+        by_provider[platform["provider"]].append(sums[platform["model_name"]])
+    providers = [
+        {"provider": provider, **_rates(_total(parts)), "cost_share": percent_of(_total(parts).cost, total.cost)}
+        for provider, parts in sorted(by_provider.items(), key=lambda item: -_total(item[1]).cost)
+    ]
+    summary = _rates(total)
+    return {
+        "time_range": time_range,
+        "time_label": TIME_RANGES[time_range],
+        "start": start,
+        "end": end,
+        "summary": {
+            "total_calls": summary["calls"],
+            "successful_calls": summary["successful_calls"],
+            "failed_calls": summary["failed_calls"],
+            "success_rate": summary["success_rate"],
+            "total_cost": summary["cost"],
+            "unpriced_calls": summary["unpriced_calls"],
+            "prompt_tokens": summary["prompt_tokens"],
+            "completion_tokens": summary["completion_tokens"],
+            "cached_tokens": summary["cached_tokens"],
+            "avg_response_time": summary["avg_response_time"],
+            "currency": settings.AICOST_CURRENCY,
+        },
+        "platforms": platforms,
+        "providers": providers,
+    }
+
+
+def usage_daily_trend(*, days: int, now: datetime, zone: tzinfo, filters: UsageFilters) -> dict:
+    """The daily-trend API's data: every calendar day of the window, zero-filled, oldest first."""
+    first_day = now.astimezone(zone).date() - timedelta(days=days - 1)
+    sums = usage_sums_by_local_day(first_day=first_day, days=days, zone=zone, filters=filters)
+    daily = []
+    for n in range(days):
+        day = first_day + timedelta(days=n)
+        rates = _rates(sums.get(day, RollupDelta()))
+        daily.append(
+            {
+                "date": day,
+                "cost": rates["cost"],
+                "calls": rates["calls"],
+                "successful_calls": rates["successful_calls"],
+                "failed_calls": rates["failed_calls"],
+                "unpriced_calls": rates["unpriced_calls"],
+                "prompt_tokens": rates["prompt_tokens"],
+                "completion_tokens": rates["completion_tokens"],
+            }
+        )
+    costs = [entry["cost"] for entry in daily]
+    total_cost = quantize_cost(sum(costs, ZERO))
+    return {
+        "days": days,
+        "time_zone": str(zone),
+        "daily_trend": daily,
+        "summary": {
+            "total_cost": total_cost,
+            "avg_daily_cost": quantize_cost(total_cost / days),
+            "max_daily_cost": max(costs),
+            "min_daily_cost": min(costs),
+            "total_calls": sum(entry["calls"] for entry in daily),
+            "unpriced_calls": sum(entry["unpriced_calls"] for entry in daily),
+            "currency": settings.AICOST_CURRENCY,
+        },
+    }

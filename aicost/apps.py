@@ -8,4 +8,5 @@ class AicostConfig(AppConfig):
     verbose_name = "aicost"
 
     def ready(self) -> None:
+        from aicost import checks  # noqa: F401 -- registers the schema guard check
         from aicost.api import schema  # noqa: F401 -- registers the API-key scheme with drf-spectacular

@@ -1,0 +1,325 @@
+"""The schema guard: compares every model Django manages with the live database.
+
+The incident behind aicost: the migration history said the tables existed; they did not, and the
+API answered 500. The guard looks at the database itself, not at the history: missing tables
+(saying whether their migration is recorded as applied), missing columns, type, length and
+nullability mismatches, missing indexes and unique constraints, indexes PostgreSQL left invalid,
+and migrations not yet applied. The same findings feed the deploy check, the startup refusal of
+runserver and gunicorn, the health endpoints and `manage.py schema_repair`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from django.apps import apps
+from django.core.checks import Error
+from django.db import DatabaseError, connections, models
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.operations import CreateModel
+
+REPAIR_COMMAND = "python manage.py schema_repair --apply"
+
+MISSING_TABLE = "aicost.E001"
+MISSING_COLUMN = "aicost.E002"
+WRONG_TYPE = "aicost.E003"
+WRONG_NULLABILITY = "aicost.E004"
+MISSING_INDEX = "aicost.E005"
+MISSING_UNIQUE = "aicost.E006"
+INVALID_INDEX = "aicost.E007"
+UNAPPLIED_MIGRATIONS = "aicost.E008"
+DATABASE_UNREACHABLE = "aicost.E009"
+
+
+@dataclass
+class TableStatus:
+    table: str
+    model: str
+    exists: bool
+    missing_columns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SchemaReport:
+    findings: list[Error]
+    tables: list[TableStatus]
+    pending_migrations: list[str]
+    latency_ms: float | None
+    repair_command: str = REPAIR_COMMAND
+
+    @property
+    def healthy(self) -> bool:
+        return not self.findings
+
+    @property
+    def missing_tables(self) -> list[str]:
+        return [t.table for t in self.tables if not t.exists]
+
+
+def managed_models() -> list[type[models.Model]]:
+    """Every concrete, managed model whose table Django creates (auto-created M2M tables included)."""
+    return [
+        model
+        for model in apps.get_models(include_auto_created=True)
+        if model._meta.managed and not model._meta.proxy and not model._meta.swapped
+    ]
+
+
+def _normalise_type(db_type: str) -> str:
+    db_type = db_type.lower().replace(" ", "")
+    return re.sub(r"^varchar", "charactervarying", db_type)
+
+
+def _postgresql_columns(connection, tables: list[str]) -> dict[str, dict[str, tuple[str, bool]]]:
+    """table -> column -> (type as format_type prints it, nullable), one query for all tables."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull
+            FROM pg_attribute a
+            JOIN pg_class c ON c.oid = a.attrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relname = ANY(%s)
+              AND a.attnum > 0 AND NOT a.attisdropped
+            """,
+            [tables],
+        )
+        columns: dict[str, dict[str, tuple[str, bool]]] = {}
+        for table, column, column_type, nullable in cursor.fetchall():
+            columns.setdefault(table, {})[column] = (column_type, nullable)
+        return columns
+
+
+def _generic_columns(connection, tables: list[str]) -> dict[str, dict[str, tuple[str | None, bool]]]:
+    with connection.cursor() as cursor:
+        return {
+            table: {
+                info.name: (None, bool(info.null_ok))
+                for info in connection.introspection.get_table_description(cursor, table)
+            }
+            for table in tables
+        }
+
+
+def _existing_tables(connection) -> set[str]:
+    with connection.cursor() as cursor:
+        # Partitioned parents (relkind 'p') count as tables; their partitions are not models.
+        return {info.name for info in connection.introspection.get_table_list(cursor) if info.type in ("t", "p")}
+
+
+def _creating_migrations() -> dict[tuple[str, str], tuple[str, str]]:
+    """(app_label, model name lowercased) -> the migration that creates it."""
+    from django.db.migrations.loader import MigrationLoader
+
+    creators: dict[tuple[str, str], tuple[str, str]] = {}
+    for key, migration in MigrationLoader(None, ignore_no_migrations=True).disk_migrations.items():
+        for operation in migration.operations:
+            if isinstance(operation, CreateModel):
+                creators.setdefault((key[0], operation.name.lower()), key)
+    return creators
+
+
+def _missing_table_finding(model, connection, creators, applied) -> Error:
+    table = model._meta.db_table
+    creator = creators.get((model._meta.app_label, model._meta.model_name))
+    if creator and creator in applied:
+        history = (
+            f"django_migrations records {creator[0]}.{creator[1]} as applied, "
+            "but the table is not there: the history and the database disagree"
+        )
+    elif creator:
+        history = f"its migration {creator[0]}.{creator[1]} is not applied yet"
+    else:
+        history = "no migration creates it"
+    return Error(
+        f"Table {table} ({model._meta.label}) is missing from database '{connection.alias}'; {history}.",
+        hint=f"Run `{REPAIR_COMMAND}` to recreate it without touching other data"
+        + ("." if creator in applied else ", or `python manage.py migrate`."),
+        obj=table,
+        id=MISSING_TABLE,
+    )
+
+
+PROJECT_APP_LABELS = frozenset({"aicost", "pricing", "usage", "alerts"})
+
+
+def _is_project_model(model) -> bool:
+    return model._meta.app_label in PROJECT_APP_LABELS
+
+
+def _column_findings(model, connection, columns: dict[str, tuple[str | None, bool]]) -> list[Error]:
+    """Missing columns of any model; types and nullability of the project's own models (Django's
+    contrib tables carry known, harmless differences, e.g. bigint ids of auto-created M2M tables)."""
+    table = model._meta.db_table
+    compare_types = _is_project_model(model)
+    findings = []
+    for model_field in model._meta.local_concrete_fields:
+        column = model_field.column
+        if column not in columns:
+            findings.append(
+                Error(
+                    f"Column {table}.{column} ({model._meta.label}.{model_field.name}) is missing.",
+                    hint=f"Run `{REPAIR_COMMAND}` to add it.",
+                    obj=f"{table}.{column}",
+                    id=MISSING_COLUMN,
+                )
+            )
+            continue
+        if not compare_types:
+            continue
+        actual_type, actual_null = columns[column]
+        expected_type = model_field.db_type(connection)
+        if actual_type is not None and expected_type and _normalise_type(expected_type) != _normalise_type(actual_type):
+            findings.append(
+                Error(
+                    f"Column {table}.{column} is {actual_type}; the model expects {expected_type}.",
+                    hint="A type change can lose data, so schema_repair leaves it to a person: write a migration.",
+                    obj=f"{table}.{column}",
+                    id=WRONG_TYPE,
+                )
+            )
+        if actual_null != model_field.null:
+            actual, expected = ("NULL", "NOT NULL") if actual_null else ("NOT NULL", "NULL")
+            findings.append(
+                Error(
+                    f"Column {table}.{column} is {actual}; the model expects {expected}.",
+                    hint="Write a migration (AlterField) after checking the data; schema_repair never alters columns.",
+                    obj=f"{table}.{column}",
+                    id=WRONG_NULLABILITY,
+                )
+            )
+    return findings
+
+
+def expected_indexes(model) -> list[tuple[tuple[str, ...], bool, str]]:
+    """(columns, unique, what) of each index or unique constraint the model asks for."""
+    meta = model._meta
+    expected = []
+    for model_field in meta.local_concrete_fields:
+        if model_field.primary_key:
+            continue
+        if model_field.unique:
+            expected.append(((model_field.column,), True, f"unique {model_field.name}"))
+        elif model_field.db_index:
+            expected.append(((model_field.column,), False, f"index on {model_field.name}"))
+    for index in meta.indexes:
+        columns = tuple(meta.get_field(name.lstrip("-")).column for name in index.fields)
+        expected.append((columns, False, f"index {index.name}"))
+    for constraint in meta.constraints:
+        if isinstance(constraint, models.UniqueConstraint) and constraint.fields:
+            columns = tuple(meta.get_field(name).column for name in constraint.fields)
+            expected.append((columns, True, f"unique constraint {constraint.name}"))
+    for fields in meta.unique_together:
+        expected.append((tuple(meta.get_field(name).column for name in fields), True, "unique_together"))
+    return expected
+
+
+def _index_findings(model, connection, constraints: dict) -> list[Error]:
+    table = model._meta.db_table
+    present = [(tuple(c["columns"]), bool(c["unique"] or c["primary_key"])) for c in constraints.values()]
+    findings = []
+    for columns, unique, what in expected_indexes(model):
+        found = any(cols == columns and (is_unique or not unique) for cols, is_unique in present)
+        if not found:
+            findings.append(
+                Error(
+                    f"Table {table} lacks its {what} on ({', '.join(columns)}).",
+                    hint=f"Run `{REPAIR_COMMAND}` to create it.",
+                    obj=table,
+                    id=MISSING_UNIQUE if unique else MISSING_INDEX,
+                )
+            )
+    return findings
+
+
+def _invalid_index_findings(connection, tables: list[str]) -> list[Error]:
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT t.relname, i.relname FROM pg_index x
+            JOIN pg_class i ON i.oid = x.indexrelid
+            JOIN pg_class t ON t.oid = x.indrelid
+            JOIN pg_namespace n ON n.oid = t.relnamespace
+            WHERE n.nspname = current_schema() AND t.relname = ANY(%s) AND NOT x.indisvalid
+            """,
+            [tables],
+        )
+        return [
+            Error(
+                f"Index {index} on {table} is invalid (left by a failed CREATE INDEX CONCURRENTLY?): "
+                "PostgreSQL keeps it up to date but never uses it.",
+                hint=f"Run `{REPAIR_COMMAND}` (it runs REINDEX INDEX {index}).",
+                obj=index,
+                id=INVALID_INDEX,
+            )
+            for table, index in cursor.fetchall()
+        ]
+
+
+def pending_migrations(connection) -> list[str]:
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return [f"{migration.app_label}.{migration.name}" for migration, backwards in plan if not backwards]
+
+
+def _pending_finding(pending: list[str]) -> list[Error]:
+    if not pending:
+        return []
+    return [
+        Error(
+            f"{len(pending)} migration(s) not applied: {', '.join(pending[:5])}{'…' if len(pending) > 5 else ''}.",
+            hint="Run `python manage.py migrate` before serving.",
+            id=UNAPPLIED_MIGRATIONS,
+        )
+    ]
+
+
+def schema_report(*, using: str = "default") -> SchemaReport:
+    """Compare the models with database `using`; never raises for a broken or unreachable database."""
+    connection = connections[using]
+    began = time.perf_counter()
+    try:
+        existing = _existing_tables(connection)
+    except DatabaseError as error:
+        finding = Error(
+            f"Database '{using}' cannot be reached: {error}".strip(),
+            hint="Check DATABASE_URL and that the server is up.",
+            id=DATABASE_UNREACHABLE,
+        )
+        return SchemaReport(findings=[finding], tables=[], pending_migrations=[], latency_ms=None)
+    latency_ms = (time.perf_counter() - began) * 1000
+    return _full_report(connection, existing, latency_ms)
+
+
+def _full_report(connection, existing: set[str], latency_ms: float) -> SchemaReport:
+    from django.db.migrations.recorder import MigrationRecorder
+
+    all_models = managed_models()
+    present_tables = [m._meta.db_table for m in all_models if m._meta.db_table in existing]
+    columns = (_postgresql_columns if connection.vendor == "postgresql" else _generic_columns)(
+        connection, present_tables
+    )
+    applied = set(MigrationRecorder(connection).applied_migrations()) if "django_migrations" in existing else set()
+    creators = _creating_migrations()
+    findings: list[Error] = []
+    tables: list[TableStatus] = []
+    with connection.cursor() as cursor:
+        for model in all_models:
+            table = model._meta.db_table
+            if table not in existing:
+                findings.append(_missing_table_finding(model, connection, creators, applied))
+                tables.append(TableStatus(table=table, model=model._meta.label, exists=False))
+                continue
+            column_findings = _column_findings(model, connection, columns.get(table, {}))
+            findings += column_findings
+            findings += _index_findings(model, connection, connection.introspection.get_constraints(cursor, table))
+            missing = [f.obj.split(".", 1)[1] for f in column_findings if f.id == MISSING_COLUMN]
+            tables.append(TableStatus(table=table, model=model._meta.label, exists=True, missing_columns=missing))
+    findings += _invalid_index_findings(connection, present_tables)
+    pending = pending_migrations(connection) if "django_migrations" in existing else ["(no migration history)"]
+    findings += _pending_finding(pending)
+    return SchemaReport(findings=findings, tables=tables, pending_migrations=pending, latency_ms=latency_ms)

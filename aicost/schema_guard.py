@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.apps import apps
@@ -72,7 +73,7 @@ def _normalise_type(db_type: str) -> str:
     return re.sub(r"^varchar", "charactervarying", db_type)
 
 
-def _postgresql_columns(connection, tables: list[str]) -> dict[str, dict[str, tuple[str, bool]]]:
+def postgresql_columns(connection, tables: list[str]) -> dict[str, dict[str, tuple[str, bool]]]:
     """table -> column -> (type as format_type prints it, nullable), one query for all tables."""
     with connection.cursor() as cursor:
         cursor.execute(
@@ -92,7 +93,7 @@ def _postgresql_columns(connection, tables: list[str]) -> dict[str, dict[str, tu
         return columns
 
 
-def _generic_columns(connection, tables: list[str]) -> dict[str, dict[str, tuple[str | None, bool]]]:
+def generic_columns(connection, tables: list[str]) -> dict[str, dict[str, tuple[str | None, bool]]]:
     with connection.cursor() as cursor:
         return {
             table: {
@@ -103,7 +104,11 @@ def _generic_columns(connection, tables: list[str]) -> dict[str, dict[str, tuple
         }
 
 
-def _existing_tables(connection) -> set[str]:
+def table_columns(connection, tables: list[str]) -> dict[str, dict[str, tuple[str | None, bool]]]:
+    return (postgresql_columns if connection.vendor == "postgresql" else generic_columns)(connection, tables)
+
+
+def existing_tables(connection) -> set[str]:
     with connection.cursor() as cursor:
         # Partitioned parents (relkind 'p') count as tables; their partitions are not models.
         return {info.name for info in connection.introspection.get_table_list(cursor) if info.type in ("t", "p")}
@@ -193,48 +198,78 @@ def _column_findings(model, connection, columns: dict[str, tuple[str | None, boo
     return findings
 
 
-def expected_indexes(model) -> list[tuple[tuple[str, ...], bool, str]]:
-    """(columns, unique, what) of each index or unique constraint the model asks for."""
+@dataclass(frozen=True)
+class ExpectedIndex:
+    columns: tuple[str, ...]
+    unique: bool
+    what: str
+    create: Callable  # create(schema_editor): adds the index or constraint.
+
+
+def _field_index_creator(model, model_field, *, unique: bool) -> Callable:
+    def create(editor) -> None:
+        if unique:
+            editor.execute(editor._create_unique_sql(model, [model_field]))
+        else:
+            editor.execute(editor._create_index_sql(model, fields=[model_field]))
+
+    return create
+
+
+def expected_indexes(model) -> list[ExpectedIndex]:
+    """Each index or unique constraint the model asks for, with how to create it."""
     meta = model._meta
     expected = []
     for model_field in meta.local_concrete_fields:
         if model_field.primary_key:
             continue
         if model_field.unique:
-            expected.append(((model_field.column,), True, f"unique {model_field.name}"))
+            creator = _field_index_creator(model, model_field, unique=True)
+            expected.append(ExpectedIndex((model_field.column,), True, f"unique {model_field.name}", creator))
         elif model_field.db_index:
-            expected.append(((model_field.column,), False, f"index on {model_field.name}"))
+            creator = _field_index_creator(model, model_field, unique=False)
+            expected.append(ExpectedIndex((model_field.column,), False, f"index on {model_field.name}", creator))
     for index in meta.indexes:
         columns = tuple(meta.get_field(name.lstrip("-")).column for name in index.fields)
-        expected.append((columns, False, f"index {index.name}"))
+        expected.append(ExpectedIndex(columns, False, f"index {index.name}", lambda e, i=index: e.add_index(model, i)))
     for constraint in meta.constraints:
         if isinstance(constraint, models.UniqueConstraint) and constraint.fields:
             columns = tuple(meta.get_field(name).column for name in constraint.fields)
-            expected.append((columns, True, f"unique constraint {constraint.name}"))
-    for fields in meta.unique_together:
-        expected.append((tuple(meta.get_field(name).column for name in fields), True, "unique_together"))
+            expected.append(
+                ExpectedIndex(
+                    columns,
+                    True,
+                    f"unique constraint {constraint.name}",
+                    lambda e, c=constraint: e.add_constraint(model, c),
+                )
+            )
     return expected
 
 
-def _index_findings(model, connection, constraints: dict) -> list[Error]:
-    table = model._meta.db_table
+def missing_indexes(model, constraints: dict) -> list[ExpectedIndex]:
     present = [(tuple(c["columns"]), bool(c["unique"] or c["primary_key"])) for c in constraints.values()]
-    findings = []
-    for columns, unique, what in expected_indexes(model):
-        found = any(cols == columns and (is_unique or not unique) for cols, is_unique in present)
-        if not found:
-            findings.append(
-                Error(
-                    f"Table {table} lacks its {what} on ({', '.join(columns)}).",
-                    hint=f"Run `{REPAIR_COMMAND}` to create it.",
-                    obj=table,
-                    id=MISSING_UNIQUE if unique else MISSING_INDEX,
-                )
-            )
-    return findings
+    return [
+        expected
+        for expected in expected_indexes(model)
+        if not any(cols == expected.columns and (is_unique or not expected.unique) for cols, is_unique in present)
+    ]
 
 
-def _invalid_index_findings(connection, tables: list[str]) -> list[Error]:
+def _index_findings(model, constraints: dict) -> list[Error]:
+    table = model._meta.db_table
+    return [
+        Error(
+            f"Table {table} lacks its {missing.what} on ({', '.join(missing.columns)}).",
+            hint=f"Run `{REPAIR_COMMAND}` to create it.",
+            obj=table,
+            id=MISSING_UNIQUE if missing.unique else MISSING_INDEX,
+        )
+        for missing in missing_indexes(model, constraints)
+    ]
+
+
+def invalid_indexes(connection, tables: list[str]) -> list[tuple[str, str]]:
+    """(table, index) of indexes PostgreSQL marked invalid."""
     if connection.vendor != "postgresql":
         return []
     with connection.cursor() as cursor:
@@ -248,16 +283,20 @@ def _invalid_index_findings(connection, tables: list[str]) -> list[Error]:
             """,
             [tables],
         )
-        return [
-            Error(
-                f"Index {index} on {table} is invalid (left by a failed CREATE INDEX CONCURRENTLY?): "
-                "PostgreSQL keeps it up to date but never uses it.",
-                hint=f"Run `{REPAIR_COMMAND}` (it runs REINDEX INDEX {index}).",
-                obj=index,
-                id=INVALID_INDEX,
-            )
-            for table, index in cursor.fetchall()
-        ]
+        return cursor.fetchall()
+
+
+def _invalid_index_findings(connection, tables: list[str]) -> list[Error]:
+    return [
+        Error(
+            f"Index {index} on {table} is invalid (left by a failed CREATE INDEX CONCURRENTLY?): "
+            "PostgreSQL keeps it up to date but never uses it.",
+            hint=f"Run `{REPAIR_COMMAND}` (it runs REINDEX INDEX {index}).",
+            obj=index,
+            id=INVALID_INDEX,
+        )
+        for table, index in invalid_indexes(connection, tables)
+    ]
 
 
 def pending_migrations(connection) -> list[str]:
@@ -283,7 +322,7 @@ def schema_report(*, using: str = "default") -> SchemaReport:
     connection = connections[using]
     began = time.perf_counter()
     try:
-        existing = _existing_tables(connection)
+        existing = existing_tables(connection)
     except DatabaseError as error:
         finding = Error(
             f"Database '{using}' cannot be reached: {error}".strip(),
@@ -300,9 +339,7 @@ def _full_report(connection, existing: set[str], latency_ms: float) -> SchemaRep
 
     all_models = managed_models()
     present_tables = [m._meta.db_table for m in all_models if m._meta.db_table in existing]
-    columns = (_postgresql_columns if connection.vendor == "postgresql" else _generic_columns)(
-        connection, present_tables
-    )
+    columns = (postgresql_columns if connection.vendor == "postgresql" else generic_columns)(connection, present_tables)
     applied = set(MigrationRecorder(connection).applied_migrations()) if "django_migrations" in existing else set()
     creators = _creating_migrations()
     findings: list[Error] = []
@@ -316,7 +353,7 @@ def _full_report(connection, existing: set[str], latency_ms: float) -> SchemaRep
                 continue
             column_findings = _column_findings(model, connection, columns.get(table, {}))
             findings += column_findings
-            findings += _index_findings(model, connection, connection.introspection.get_constraints(cursor, table))
+            findings += _index_findings(model, connection.introspection.get_constraints(cursor, table))
             missing = [f.obj.split(".", 1)[1] for f in column_findings if f.id == MISSING_COLUMN]
             tables.append(TableStatus(table=table, model=model._meta.label, exists=True, missing_columns=missing))
     findings += _invalid_index_findings(connection, present_tables)

@@ -4,12 +4,15 @@ import logging
 
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from aicost.api.responses import error_body
+from aicost.db_errors import database_unavailable, missing_schema_object
+from aicost.schema_guard import REPAIR_COMMAND
 
 logger = logging.getLogger("aicost.api")
 
@@ -75,7 +78,30 @@ def _validation_body(exc: exceptions.ValidationError) -> dict:
     return body
 
 
+def _database_error_response(exc) -> Response | None:
+    missing = missing_schema_object(exc)
+    if missing is not None:
+        logger.error("schema unhealthy: %s is missing (%s)", missing, exc)
+        body = error_body(
+            code="schema_unhealthy",
+            message=f"The database schema is broken: {missing} is missing. "
+            f"An operator must run `{REPAIR_COMMAND}`; see /api/v1/admin/health/database.",
+        )
+        body["error"]["missing"] = [missing]
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "30"})
+    if database_unavailable(exc):
+        logger.error("database unavailable: %s", exc)
+        body = error_body(
+            code="database_unavailable",
+            message="The database is unavailable; nothing was stored. Retry shortly.",
+        )
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})
+    return None
+
+
 def api_exception_handler(exc, context):
+    if isinstance(exc, DatabaseError):
+        return _database_error_response(exc)  # None: an unexpected database error stays a logged 500.
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

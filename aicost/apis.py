@@ -1,0 +1,111 @@
+"""Health endpoints: liveness, readiness and the database schema report."""
+
+import threading
+import time
+
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from aicost.api.responses import error_body
+from aicost.schema_guard import SchemaReport, schema_report
+
+READINESS_CACHE_SECONDS = 5.0
+_readiness_lock = threading.Lock()
+_readiness: dict = {"checked_at": 0.0, "healthy": False, "missing_tables": []}
+
+
+@require_GET
+def healthz(request):
+    """Liveness: the process answers. Touches no database, so a database outage never restarts pods."""
+    return JsonResponse({"status": "ok"})
+
+
+def _readiness_now() -> dict:
+    with _readiness_lock:
+        if time.monotonic() - _readiness["checked_at"] > READINESS_CACHE_SECONDS:
+            report = schema_report()
+            _readiness.update(
+                checked_at=time.monotonic(),
+                healthy=report.healthy,
+                missing_tables=report.missing_tables,
+                findings=[finding.id for finding in report.findings],
+            )
+        return dict(_readiness)
+
+
+@require_GET
+def readyz(request):
+    """Readiness: 503 while the schema is unhealthy or the database unreachable (cached a few seconds)."""
+    state = _readiness_now()
+    if state["healthy"]:
+        return JsonResponse({"status": "ready"})
+    body = {"status": "unready", "missing_tables": state["missing_tables"], "findings": state["findings"]}
+    return JsonResponse(body, status=503)
+
+
+def _report_data(report: SchemaReport) -> dict:
+    return {
+        "healthy": report.healthy,
+        "latency_ms": None if report.latency_ms is None else round(report.latency_ms, 2),
+        "tables": [
+            {"table": t.table, "model": t.model, "exists": t.exists, "missing_columns": t.missing_columns}
+            for t in report.tables
+        ],
+        "missing_tables": report.missing_tables,
+        "pending_migrations": report.pending_migrations,
+        "findings": [{"id": f.id, "message": f.msg, "hint": f.hint} for f in report.findings],
+        "repair_command": report.repair_command,
+    }
+
+
+class DatabaseHealthApi(APIView):
+    """GET /api/v1/admin/health/database: 200 when the schema matches the models, 503 when not."""
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "DatabaseHealth"
+
+        class TableSerializer(serializers.Serializer):
+            class Meta:
+                ref_name = "DatabaseHealthTable"
+
+            table = serializers.CharField()
+            model = serializers.CharField()
+            exists = serializers.BooleanField()
+            missing_columns = serializers.ListField(child=serializers.CharField())
+
+        class FindingSerializer(serializers.Serializer):
+            class Meta:
+                ref_name = "DatabaseHealthFinding"
+
+            id = serializers.CharField()
+            message = serializers.CharField()
+            hint = serializers.CharField(allow_null=True)
+
+        healthy = serializers.BooleanField()
+        latency_ms = serializers.FloatField(allow_null=True)
+        tables = TableSerializer(many=True)
+        missing_tables = serializers.ListField(child=serializers.CharField())
+        pending_migrations = serializers.ListField(child=serializers.CharField())
+        findings = FindingSerializer(many=True)
+        repair_command = serializers.CharField()
+
+    @extend_schema(
+        responses=inline_serializer(
+            name="DatabaseHealthResponse",
+            fields={"success": serializers.BooleanField(), "data": OutputSerializer()},
+        ),
+        description="200 when healthy; 503 with the same data and an error when not.",
+    )
+    def get(self, request):
+        report = schema_report()
+        data = self.OutputSerializer(_report_data(report)).data
+        if report.healthy:
+            return Response({"success": True, "data": data})
+        body = error_body(code="schema_unhealthy", message=report.findings[0].msg)
+        body["data"] = data
+        return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -1,0 +1,182 @@
+"""The incident, reproduced on PostgreSQL: ai_model_usage_log dropped while django_migrations still
+records usage.0001 as applied. Every part of the guard must say so, and repair must fix it.
+
+PostgreSQL DDL is transactional: each test's DROP is rolled back with the test's transaction."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.db import connection
+from django.db.migrations.recorder import MigrationRecorder
+
+from aicost.checks import check_schema_matches_models
+from aicost.schema_guard import schema_report
+from usage.services import usage_record
+
+pytestmark = pytest.mark.django_db
+HEALTH = "/api/v1/admin/health/database"
+
+
+def _sql(statement: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement)
+
+
+def _checksum(table: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT md5(string_agg(t::text, ',' ORDER BY t.id)) FROM {table} t")  # noqa: S608
+        return cursor.fetchone()[0] or ""
+
+
+INVALIDATE_TIMESTAMP_INDEX = (
+    "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ai_model_usage_log_timestamp_240e4ff5'::regclass"
+)
+
+
+def _drop_usage_log() -> None:
+    assert MigrationRecorder(connection).migration_qs.filter(app="usage", name="0001_initial").exists()
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")  # Deferred FK checks of rows written in this test first.
+    _sql("DROP TABLE ai_model_usage_log")
+
+
+def test_healthy_database_has_no_findings():
+    assert check_schema_matches_models(databases=["default"]) == []
+    report = schema_report()
+    assert report.healthy
+    assert report.pending_migrations == []
+    assert {t.table for t in report.tables} >= {"ai_model_pricing", "ai_model_usage_log", "ai_budget_alerts"}
+
+
+def test_check_names_the_missing_table_and_the_disagreeing_history():
+    _drop_usage_log()
+    findings = check_schema_matches_models(databases=["default"])
+    assert [f.id for f in findings] == ["aicost.E001"]
+    message = findings[0].msg
+    assert "ai_model_usage_log" in message
+    assert "django_migrations records usage.0001_initial as applied" in message
+    assert "schema_repair --apply" in findings[0].hint
+    with pytest.raises(SystemCheckError, match="ai_model_usage_log"):
+        call_command("check", "--deploy", "--database", "default", stdout=StringIO(), stderr=StringIO())
+
+
+def test_migrate_style_checks_without_databases_do_not_run_the_guard():
+    _drop_usage_log()
+    assert check_schema_matches_models(databases=None) == []
+
+
+@pytest.mark.parametrize(
+    ("statement", "finding", "needle"),
+    [
+        ("ALTER TABLE ai_model_usage_log DROP COLUMN purpose", "aicost.E002", "ai_model_usage_log.purpose"),
+        ("ALTER TABLE ai_model_usage_log ALTER COLUMN purpose TYPE varchar(50)", "aicost.E003", "varchar(100)"),
+        ("ALTER TABLE ai_model_usage_log ALTER COLUMN user_id SET NOT NULL", "aicost.E004", "user_id"),
+        ("DROP INDEX ai_model_usage_log_timestamp_240e4ff5", "aicost.E005", "timestamp"),
+        ("ALTER TABLE ai_model_pricing DROP CONSTRAINT ai_model_pricing_model_name_key", "aicost.E006", "model_name"),
+        (INVALIDATE_TIMESTAMP_INDEX, "aicost.E007", "invalid"),
+        (
+            "DELETE FROM django_migrations WHERE app = 'usage' AND name = '0003_rollups_quarter_hour_and_daily'",
+            "aicost.E008",
+            "usage.0003",
+        ),
+    ],
+)
+def test_each_kind_of_drift_is_found(statement, finding, needle):
+    _sql(statement)
+    findings = check_schema_matches_models(databases=["default"])
+    matching = [f for f in findings if f.id == finding]
+    assert matching, [f"{f.id} {f.msg}" for f in findings]
+    assert needle in matching[0].msg + matching[0].hint
+
+
+def test_health_endpoint_reports_the_missing_table(staff_client, reader):
+    assert staff_client.get(HEALTH).status_code == 200
+    _drop_usage_log()
+    response = reader.get(HEALTH)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["success"] is False
+    assert body["error"]["code"] == "schema_unhealthy"
+    assert body["data"]["missing_tables"] == ["ai_model_usage_log"]
+    usage_table = next(t for t in body["data"]["tables"] if t["table"] == "ai_model_usage_log")
+    assert usage_table["exists"] is False
+    assert body["data"]["latency_ms"] >= 0
+
+
+def test_health_details_need_staff_or_a_read_key(client, writer):
+    assert client.get(HEALTH).status_code == 401
+    assert writer.get(HEALTH).status_code == 403
+
+
+def test_liveness_and_readiness_are_public_and_not_redirected_to_https():
+    from django.test import Client
+
+    from aicost import apis
+
+    plain_http = Client()
+    assert plain_http.get("/healthz").status_code == 200
+    assert plain_http.get("/readyz").status_code == 200
+    assert plain_http.get("/admin/").status_code == 301  # Everything else goes to HTTPS.
+    _drop_usage_log()
+    apis._readiness["checked_at"] = 0.0  # Expire the short cache.
+    response = plain_http.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["missing_tables"] == ["ai_model_usage_log"]
+    assert plain_http.get("/healthz").status_code == 200
+
+
+def test_an_api_hitting_the_missing_table_answers_503_not_500(writer):
+    _drop_usage_log()
+    response = writer.post("/api/v1/usage/", {"model_name": "gpt-4o", "prompt_tokens": 1}, format="json")
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "schema_unhealthy"
+    assert error["missing"] == ["ai_model_usage_log"]
+    assert "Traceback" not in response.content.decode()
+
+
+def test_an_admin_page_hitting_the_missing_table_answers_503(staff_client):
+    _drop_usage_log()
+    response = staff_client.get("/admin/usage/usagelog/")
+    assert response.status_code == 503
+    assert b"ai_model_usage_log" in response.content
+    assert b"schema_repair --apply" in response.content
+
+
+def test_repair_dry_run_prints_sql_and_changes_nothing():
+    _drop_usage_log()
+    out = StringIO()
+    call_command("schema_repair", stdout=out)
+    assert 'CREATE TABLE "ai_model_usage_log"' in out.getvalue()
+    assert "Dry run" in out.getvalue()
+    assert not schema_report().healthy
+
+
+def test_repair_restores_the_table_and_leaves_other_data_alone():
+    usage_record(model_name="gpt-4o", prompt_tokens=1000, completion_tokens=10)
+    others = ["ai_model_pricing", "ai_model_price_version", "ai_usage_rollup_15m", "ai_budget_alerts"]
+    before = {table: _checksum(table) for table in others}
+    _drop_usage_log()
+    out = StringIO()
+    call_command("schema_repair", "--apply", stdout=out)
+    assert "the schema matches the models" in out.getvalue()
+    assert check_schema_matches_models(databases=["default"]) == []
+    assert {table: _checksum(table) for table in others} == before
+    assert usage_record(model_name="gpt-4o", prompt_tokens=1, completion_tokens=1).pk is not None
+
+
+def test_repair_adds_a_missing_column_and_index_and_rebuilds_an_invalid_index():
+    _sql("ALTER TABLE ai_model_usage_log DROP COLUMN purpose")
+    _sql("DROP INDEX ai_model_usage_log_decision_id_02e46f60")
+    _sql(INVALIDATE_TIMESTAMP_INDEX)
+    call_command("schema_repair", "--apply", stdout=StringIO())
+    assert check_schema_matches_models(databases=["default"]) == []
+
+
+def test_repair_refuses_what_could_lose_data():
+    _sql("ALTER TABLE ai_model_usage_log ALTER COLUMN purpose TYPE varchar(50)")
+    err = StringIO()
+    with pytest.raises(SystemExit):
+        call_command("schema_repair", "--apply", stdout=StringIO(), stderr=err)
+    assert "needs a person: aicost.E003" in err.getvalue()

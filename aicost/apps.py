@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 
 
 class AicostConfig(AppConfig):
@@ -10,3 +11,9 @@ class AicostConfig(AppConfig):
     def ready(self) -> None:
         from aicost import checks  # noqa: F401 -- registers the schema guard check
         from aicost.api import schema  # noqa: F401 -- registers the API-key scheme with drf-spectacular
+
+
+class AicostAdminConfig(AdminConfig):
+    """django.contrib.admin with aicost's site (it adds /admin/ai-cost)."""
+
+    default_site = "aicost.admin_site.AicostAdminSite"

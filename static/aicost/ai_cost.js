@@ -1,0 +1,144 @@
+// The AI cost page: reads the stats, daily-trend and alerts APIs with the staff session.
+(function () {
+  "use strict";
+  const root = document.getElementById("ai-cost");
+  if (!root) return;
+  const charts = {};
+  // Charts appear at once for people who ask for less motion (and in the screenshot tests).
+  if (window.matchMedia("(prefers-reduced-motion: reduce)").matches) Chart.defaults.animation = false;
+  const q = (testid) => root.querySelector(`[data-testid="${testid}"]`);
+
+  const integer = (n) => Number(n).toLocaleString("en-US");
+  const money = (text, currency) => `${currency || ""} ${Number(text).toFixed(2)}`.trim();
+  const percent = (text) => (text === null || text === undefined ? "–" : `${Number(text).toFixed(2)}%`);
+
+  async function getJson(url, params) {
+    const query = new URLSearchParams(params).toString();
+    const response = await fetch(`${url}?${query}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    const body = await response.json();
+    if (!response.ok || !body.success) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+    return body.data;
+  }
+
+  function showError(error) {
+    const box = q("load-error");
+    box.textContent = `Could not load: ${error.message}`;
+    box.hidden = false;
+  }
+
+  function setValue(testid, raw, text) {
+    const element = q(testid);
+    element.dataset.value = raw;
+    element.textContent = text;
+  }
+
+  function drawChart(key, canvas, config, empty) {
+    if (charts[key]) charts[key].destroy();
+    canvas.hidden = empty;
+    canvas.parentElement.hidden = empty;
+    if (!empty) charts[key] = new Chart(canvas, config);
+  }
+
+  function budgetCell(model) {
+    if (model.monthly_budget === null) return "<span class=\"aicost-muted\">no budget</span>";
+    const used = Number(model.budget_used_percent);
+    const level = used >= 100 ? "over" : used >= 80 ? "warn" : "";
+    const width = Math.min(used, 100);
+    return `<span class="aicost-bar ${level}" title="${percent(model.budget_used_percent)}"><span style="width:${width}%"></span></span> ` +
+      `${percent(model.budget_used_percent)} of ${money(model.monthly_budget, model.currency)}`;
+  }
+
+  function costCell(model) {
+    if (model.currency === null) return "<span class=\"aicost-muted\">unpriced</span>";
+    const unpriced = model.unpriced_calls > 0 ? ` <span class="aicost-muted">(+${integer(model.unpriced_calls)} unpriced)</span>` : "";
+    return money(model.cost, model.currency) + unpriced;
+  }
+
+  function renderModels(data) {
+    const body = q("models-table").querySelector("tbody");
+    body.replaceChildren();
+    for (const model of data.platforms) {
+      const row = document.createElement("tr");
+      row.dataset.model = model.model_name;
+      row.innerHTML =
+        `<td></td><td></td><td class="num" data-field="calls">${integer(model.calls)}</td>` +
+        `<td class="num">${percent(model.success_rate)}</td>` +
+        `<td class="num">${integer(model.prompt_tokens)} / ${integer(model.completion_tokens)}</td>` +
+        `<td class="num">${model.avg_response_time === null ? "–" : model.avg_response_time + " s"}</td>` +
+        `<td class="num" data-field="cost" data-value="${model.cost}">${costCell(model)}</td>` +
+        `<td class="num">${percent(model.cost_share)}</td><td class="budget">${budgetCell(model)}</td>`;
+      row.cells[0].textContent = model.display_name;
+      row.cells[1].textContent = model.provider;
+      body.appendChild(row);
+    }
+    q("models-empty").hidden = data.platforms.length > 0;
+  }
+
+  function renderProviders(data) {
+    const providers = data.providers.filter((p) => Number(p.cost) > 0);
+    drawChart("providers", document.getElementById("provider-chart"), {
+      type: "doughnut",
+      data: { labels: providers.map((p) => p.provider), datasets: [{ data: providers.map((p) => Number(p.cost)) }] },
+      options: { maintainAspectRatio: false, plugins: { legend: { position: "right" } } },
+    }, providers.length === 0);
+    q("provider-empty").hidden = providers.length > 0;
+  }
+
+  async function loadStats() {
+    const range = document.getElementById("time-range").value;
+    const data = await getJson(root.dataset.statsUrl, { time_range: range });
+    const s = data.summary;
+    q("range-label").textContent = data.time_label;
+    setValue("card-calls", s.total_calls, integer(s.total_calls));
+    setValue("card-success-rate", s.success_rate, percent(s.success_rate));
+    setValue("card-cost", s.total_cost, money(s.total_cost, s.currency));
+    setValue("card-unpriced", s.unpriced_calls, integer(s.unpriced_calls));
+    root.dataset.loadedRange = data.time_range;
+    renderModels(data);
+    renderProviders(data);
+  }
+
+  async function loadTrend(days) {
+    const data = await getJson(root.dataset.trendUrl, { days });
+    const hasData = data.daily_trend.some((d) => d.calls > 0);
+    drawChart("trend", document.getElementById("trend-chart"), {
+      type: "bar",
+      data: {
+        labels: data.daily_trend.map((d) => d.date),
+        datasets: [{ label: `Cost (${data.summary.currency})`, data: data.daily_trend.map((d) => Number(d.cost)) }],
+      },
+      options: { maintainAspectRatio: false, plugins: { legend: { display: false } } },
+    }, !hasData);
+    q("trend-empty").hidden = hasData;
+    const summary = q("trend-summary");
+    summary.dataset.totalCost = data.summary.total_cost;
+    summary.textContent = `${data.days} days: total ${money(data.summary.total_cost, data.summary.currency)}, ` +
+      `average ${money(data.summary.avg_daily_cost, data.summary.currency)} a day, ` +
+      `highest ${money(data.summary.max_daily_cost, data.summary.currency)}.`;
+    root.dataset.loadedDays = String(data.days);
+  }
+
+  async function loadAlerts() {
+    const data = await getJson(root.dataset.alertsUrl, { is_resolved: "false", limit: 10 });
+    const list = q("alerts");
+    list.replaceChildren();
+    for (const alert of data.results) {
+      const item = document.createElement("li");
+      item.className = alert.alert_level;
+      item.textContent = alert.message;
+      list.appendChild(item);
+    }
+    q("alerts-empty").hidden = data.results.length > 0;
+  }
+
+  document.getElementById("time-range").addEventListener("change", () => loadStats().catch(showError));
+  for (const button of root.querySelectorAll(".aicost-switch button")) {
+    button.addEventListener("click", () => {
+      root.querySelectorAll(".aicost-switch button").forEach((b) => b.classList.toggle("selected", b === button));
+      loadTrend(button.dataset.days).catch(showError);
+    });
+  }
+  Promise.all([loadStats(), loadTrend(7), loadAlerts()])
+    .then(() => { root.dataset.ready = "true"; })
+    .catch(showError);
+})();

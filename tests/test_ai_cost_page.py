@@ -1,0 +1,246 @@
+"""The AI cost page: server-side checks, and an end-to-end run in Debian's Chromium."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.db import connection, connections
+from django.templatetags.static import static
+
+from aicost.demo import demo_usage_load
+
+pytestmark = pytest.mark.django_db
+PAGE = "/admin/ai-cost"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = os.environ.get("AICOST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_the_page_is_inside_the_admin_and_linked_from_its_index(staff_client):
+    assert f'href="{PAGE}"' in staff_client.get("/admin/").content.decode()
+    page = staff_client.get(PAGE).content.decode()
+    assert "AI cost" in page
+    assert 'id="site-name"' in page  # The admin's own header: same look.
+    assert static("vendor/chartjs/chart.umd.min.js") in page
+    assert "cdn" not in page.lower()
+
+
+def test_non_staff_are_sent_to_the_login(client, django_user_model):
+    assert client.get(PAGE).status_code == 302
+    assert client.get(PAGE)["Location"].startswith("/admin/login/")
+    user = django_user_model.objects.create_user(username="plain", password="pw-12345-abc")
+    client.force_login(user)
+    assert client.get(PAGE)["Location"].startswith("/admin/login/")
+
+
+def test_a_missing_table_shows_a_banner_instead_of_failing(staff_client):
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE ai_model_usage_log")  # Rolled back with the test (transactional DDL).
+    response = staff_client.get(PAGE)
+    assert response.status_code == 503
+    page = response.content.decode()
+    assert 'data-testid="schema-banner"' in page
+    assert "<code>ai_model_usage_log</code>" in page
+    assert "python manage.py schema_repair --apply" in page
+
+
+def test_static_files_are_served_by_whitenoise_after_collectstatic(client):
+    url = static("vendor/chartjs/chart.umd.min.js")
+    assert ".min." in url
+    assert url != "/static/vendor/chartjs/chart.umd.min.js"  # Hashed name from the manifest.
+    response = client.get(url)
+    assert response.status_code == 200
+    assert b"Chart.js v4" in b"".join(response.streaming_content)[:200]
+    assert "max-age=315360000" in response["Cache-Control"]
+
+
+def _money(text: str) -> str:
+    return f"{Decimal(text):.2f}"
+
+
+@pytest.fixture
+def served(transactional_db):
+    """The service as production runs it (gunicorn, WhiteNoise) on the test database, over plain
+    HTTP on loopback: HTTPS redirect, HSTS and secure cookies are off for this server only."""
+    base = urlsplit(os.environ["DATABASE_URL"])
+    database_url = urlunsplit(base._replace(path=f"/{connection.settings_dict['NAME']}"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECURE_SSL_REDIRECT": "false",
+        "SECURE_HSTS_SECONDS": "0",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "GUNICORN_WORKERS": "2",
+    }
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "-c",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "aicost.wsgi",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=1)  # noqa: S310 -- loopback
+            break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        _wait_for_server_sessions_to_end()
+
+
+def _wait_for_server_sessions_to_end() -> None:
+    """PostgreSQL ends a backend a moment after its client has gone; the test database can only be
+    dropped once the server's sessions are gone."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are still sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}; bin/test installs Debian's chromium package.")
+    profile = tempfile.mkdtemp(prefix="aicost-chromium-")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1800},
+            reduced_motion="reduce",
+        )
+        yield context
+        context.close()
+        # ORM calls made while Playwright's event loop runs get their own connection (asgiref's
+        # context-local storage); close it, or the test database cannot be dropped at the end.
+        connections.close_all()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_staff_sees_the_numbers_the_api_gives(browser, served, django_user_model):
+    demo_usage_load(days=35, calls_per_day=40)
+    django_user_model.objects.create_user(username="ops", password="ops-pass-12345", is_staff=True)
+
+    page = browser.new_page()
+    page.goto(f"{served}{PAGE}")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", "ops-pass-12345")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#ai-cost[data-ready=true]", timeout=20_000)
+
+    def api(path: str) -> dict:
+        return page.evaluate(f"fetch('{path}', {{credentials: 'same-origin'}}).then(r => r.json())")["data"]
+
+    def cards() -> dict:
+        return {
+            name: page.get_attribute(f'[data-testid="card-{name}"]', "data-value")
+            for name in ("calls", "success-rate", "cost", "unpriced")
+        }
+
+    stats = api("/api/v1/ai-platforms/stats?time_range=30d")
+    summary = stats["summary"]
+    assert cards() == {
+        "calls": str(summary["total_calls"]),
+        "success-rate": summary["success_rate"],
+        "cost": summary["total_cost"],
+        "unpriced": str(summary["unpriced_calls"]),
+    }
+    assert summary["total_calls"] > 0
+    assert page.inner_text('[data-testid="card-cost"]') == f"USD {_money(summary['total_cost'])}"
+    rows = page.locator('[data-testid="models-table"] tbody tr')
+    assert rows.count() == len(stats["platforms"])
+    first = stats["platforms"][0]
+    assert rows.first.get_attribute("data-model") == first["model_name"]
+    assert rows.first.locator('[data-field="cost"]').get_attribute("data-value") == first["cost"]
+    unpriced = next(p for p in stats["platforms"] if p["currency"] is None)
+    unpriced_cost = page.locator(f'tr[data-model="{unpriced["model_name"]}"] [data-field="cost"]')
+    assert unpriced_cost.inner_text() == "unpriced"  # Never shown as a cost of 0.
+    trend = api("/api/v1/ai-platforms/cost-trend-daily?days=7")
+    assert page.get_attribute('[data-testid="trend-summary"]', "data-total-cost") == trend["summary"]["total_cost"]
+    assert page.is_visible('[data-testid="trend-chart"]')
+    assert page.is_hidden('[data-testid="trend-empty"]')
+
+    page.select_option('[data-testid="time-range"]', "today")
+    page.wait_for_selector("#ai-cost[data-loaded-range=today]")
+    today = api("/api/v1/ai-platforms/stats?time_range=today")["summary"]
+    assert cards()["calls"] == str(today["total_calls"])
+    assert cards()["cost"] == today["total_cost"]
+    assert page.inner_text('[data-testid="range-label"]') == "Today"
+
+    page.click(".aicost-switch button[data-days='30']")
+    page.wait_for_selector("#ai-cost[data-loaded-days='30']")
+    trend30 = api("/api/v1/ai-platforms/cost-trend-daily?days=30")
+    assert page.get_attribute('[data-testid="trend-summary"]', "data-total-cost") == trend30["summary"]["total_cost"]
+
+    page.select_option('[data-testid="time-range"]', "30d")
+    page.wait_for_selector("#ai-cost[data-loaded-range='30d']")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ai-cost-page.png"), full_page=True)
+    assert (ARTIFACTS / "ai-cost-page.png").stat().st_size > 10_000
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_empty_data_shows_empty_states_not_broken_charts(browser, served, django_user_model):
+    django_user_model.objects.create_user(username="ops", password="ops-pass-12345", is_staff=True)
+    page = browser.new_page()
+    page.goto(f"{served}/admin/login/?next={PAGE}")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", "ops-pass-12345")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#ai-cost[data-ready=true]", timeout=20_000)
+    for empty in ("trend-empty", "provider-empty", "models-empty", "alerts-empty"):
+        assert page.is_visible(f'[data-testid="{empty}"]'), empty
+    assert page.is_hidden('[data-testid="trend-chart"]')
+    assert page.get_attribute('[data-testid="card-calls"]', "data-value") == "0"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ai-cost-page-empty.png"), full_page=True)

@@ -57,7 +57,10 @@ def _report_data(report: SchemaReport) -> dict:
         ],
         "missing_tables": report.missing_tables,
         "pending_migrations": report.pending_migrations,
-        "findings": [{"id": f.id, "message": f.msg, "hint": f.hint} for f in report.findings],
+        "findings": [
+            {"id": f.id, "level": "error" if f.is_serious() else "warning", "message": f.msg, "hint": f.hint}
+            for f in report.findings
+        ],
         "repair_command": report.repair_command,
     }
 
@@ -83,6 +86,7 @@ class DatabaseHealthApi(APIView):
                 ref_name = "DatabaseHealthFinding"
 
             id = serializers.CharField()
+            level = serializers.ChoiceField(choices=["error", "warning"], help_text="Errors make the schema unhealthy.")
             message = serializers.CharField()
             hint = serializers.CharField(allow_null=True)
 
@@ -106,6 +110,6 @@ class DatabaseHealthApi(APIView):
         data = self.OutputSerializer(_report_data(report)).data
         if report.healthy:
             return Response({"success": True, "data": data})
-        body = error_body(code="schema_unhealthy", message=report.findings[0].msg)
+        body = error_body(code="schema_unhealthy", message=report.errors[0].msg)
         body["data"] = data
         return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)

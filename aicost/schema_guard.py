@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.apps import apps
-from django.core.checks import Error
+from django.core.checks import CheckMessage, Error
 from django.db import DatabaseError, connections, models
-from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import CreateModel
 
 REPAIR_COMMAND = "python manage.py schema_repair --apply"
@@ -34,6 +34,25 @@ UNAPPLIED_MIGRATIONS = "aicost.E008"
 DATABASE_UNREACHABLE = "aicost.E009"
 
 
+@dataclass(frozen=True)
+class TableLayout:
+    """A table whose physical layout Django's schema editor does not make (e.g. a partitioned table).
+    The app that owns it registers how to check it and how to create it."""
+
+    table: str
+    findings: Callable  # findings(connection) -> list[CheckMessage], when the table exists
+    create: Callable  # create(schema_editor): the table as it must be, in place of create_model
+    repairs: Callable  # repairs(connection) -> [(description, step(schema_editor))] for its findings
+    repairable: frozenset[str] = frozenset()  # ids of its findings that `repairs` fixes
+
+
+TABLE_LAYOUTS: dict[str, TableLayout] = {}
+
+
+def table_layout_register(layout: TableLayout) -> None:
+    TABLE_LAYOUTS[layout.table] = layout
+
+
 @dataclass
 class TableStatus:
     table: str
@@ -44,7 +63,7 @@ class TableStatus:
 
 @dataclass
 class SchemaReport:
-    findings: list[Error]
+    findings: list[CheckMessage]
     tables: list[TableStatus]
     pending_migrations: list[str]
     latency_ms: float | None
@@ -52,7 +71,16 @@ class SchemaReport:
 
     @property
     def healthy(self) -> bool:
-        return not self.findings
+        """No errors. Warnings (e.g. a future partition not made yet) are reported, not fatal."""
+        return not self.errors
+
+    @property
+    def errors(self) -> list[CheckMessage]:
+        return [finding for finding in self.findings if finding.is_serious()]
+
+    @property
+    def warnings(self) -> list[CheckMessage]:
+        return [finding for finding in self.findings if not finding.is_serious()]
 
     @property
     def missing_tables(self) -> list[str]:
@@ -116,8 +144,6 @@ def existing_tables(connection) -> set[str]:
 
 def _creating_migrations() -> dict[tuple[str, str], tuple[str, str]]:
     """(app_label, model name lowercased) -> the migration that creates it."""
-    from django.db.migrations.loader import MigrationLoader
-
     creators: dict[tuple[str, str], tuple[str, str]] = {}
     for key, migration in MigrationLoader(None, ignore_no_migrations=True).disk_migrations.items():
         for operation in migration.operations:
@@ -246,12 +272,20 @@ def expected_indexes(model) -> list[ExpectedIndex]:
     return expected
 
 
+def _serves(columns: tuple[str, ...], is_unique: bool, expected: ExpectedIndex) -> bool:
+    """A unique expectation needs a unique index on exactly its columns; a plain index is served by
+    any index that leads with its columns (e.g. a primary key on (timestamp, id) for timestamp)."""
+    if expected.unique:
+        return is_unique and columns == expected.columns
+    return columns[: len(expected.columns)] == expected.columns
+
+
 def missing_indexes(model, constraints: dict) -> list[ExpectedIndex]:
     present = [(tuple(c["columns"]), bool(c["unique"] or c["primary_key"])) for c in constraints.values()]
     return [
         expected
         for expected in expected_indexes(model)
-        if not any(cols == expected.columns and (is_unique or not expected.unique) for cols, is_unique in present)
+        if not any(_serves(columns, is_unique, expected) for columns, is_unique in present)
     ]
 
 
@@ -291,7 +325,7 @@ def _invalid_index_findings(connection, tables: list[str]) -> list[Error]:
         Error(
             f"Index {index} on {table} is invalid (left by a failed CREATE INDEX CONCURRENTLY?): "
             "PostgreSQL keeps it up to date but never uses it.",
-            hint=f"Run `{REPAIR_COMMAND}` (it runs REINDEX INDEX {index}).",
+            hint=f"Run `{REPAIR_COMMAND}` (it rebuilds {index}).",
             obj=index,
             id=INVALID_INDEX,
         )
@@ -300,9 +334,10 @@ def _invalid_index_findings(connection, tables: list[str]) -> list[Error]:
 
 
 def pending_migrations(connection) -> list[str]:
-    executor = MigrationExecutor(connection)
-    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    return [f"{migration.app_label}.{migration.name}" for migration, backwards in plan if not backwards]
+    """Every migration on disk that the history does not record, also one whose successors are
+    recorded (a history edited by hand: the plan from the leaf nodes would not show it)."""
+    loader = MigrationLoader(connection)
+    return sorted(f"{app}.{name}" for app, name in loader.graph.nodes if (app, name) not in loader.applied_migrations)
 
 
 def _pending_finding(pending: list[str]) -> list[Error]:
@@ -342,7 +377,7 @@ def _full_report(connection, existing: set[str], latency_ms: float) -> SchemaRep
     columns = (postgresql_columns if connection.vendor == "postgresql" else generic_columns)(connection, present_tables)
     applied = set(MigrationRecorder(connection).applied_migrations()) if "django_migrations" in existing else set()
     creators = _creating_migrations()
-    findings: list[Error] = []
+    findings: list[CheckMessage] = []
     tables: list[TableStatus] = []
     with connection.cursor() as cursor:
         for model in all_models:
@@ -354,6 +389,8 @@ def _full_report(connection, existing: set[str], latency_ms: float) -> SchemaRep
             column_findings = _column_findings(model, connection, columns.get(table, {}))
             findings += column_findings
             findings += _index_findings(model, connection.introspection.get_constraints(cursor, table))
+            if table in TABLE_LAYOUTS:
+                findings += TABLE_LAYOUTS[table].findings(connection)
             missing = [f.obj.split(".", 1)[1] for f in column_findings if f.id == MISSING_COLUMN]
             tables.append(TableStatus(table=table, model=model._meta.label, exists=True, missing_columns=missing))
     findings += _invalid_index_findings(connection, present_tables)

@@ -16,6 +16,7 @@ from aicost.schema_guard import (
     MISSING_INDEX,
     MISSING_TABLE,
     MISSING_UNIQUE,
+    TABLE_LAYOUTS,
     SchemaReport,
     existing_tables,
     invalid_indexes,
@@ -65,6 +66,23 @@ def _plan_columns(plan: RepairPlan, connection, model, columns: dict) -> None:
         )
 
 
+def _index_rebuild_step(connection, index: str) -> Callable:
+    """REINDEX, or for an index of a partitioned table (which REINDEX cannot rebuild inside a
+    transaction) the same index dropped and created again from its own definition."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relkind = 'I', pg_get_indexdef(oid) FROM pg_class WHERE oid = %s::regclass", [index])
+        partitioned, definition = cursor.fetchone()
+    quoted = connection.ops.quote_name(index)
+    if not partitioned:
+        return lambda editor: editor.execute(f"REINDEX INDEX {quoted}")
+
+    def recreate(editor) -> None:
+        editor.execute(f"DROP INDEX {quoted}")
+        editor.execute(definition.replace(" ON ONLY ", " ON ", 1))  # ONLY would leave it invalid again.
+
+    return recreate
+
+
 def schema_repair_plan(*, using: str = "default") -> RepairPlan:
     connection = connections[using]
     existing = existing_tables(connection)
@@ -77,17 +95,21 @@ def schema_repair_plan(*, using: str = "default") -> RepairPlan:
         for model in models:
             table = model._meta.db_table
             if table in missing:
-                if not _creates_with_parent(model, missing):
+                if table in TABLE_LAYOUTS:
+                    plan.steps.append((f"create table {table}", TABLE_LAYOUTS[table].create))
+                elif not _creates_with_parent(model, missing):
                     plan.steps.append((f"create table {table}", lambda e, m=model: e.create_model(m)))
                 continue
+            if table in TABLE_LAYOUTS:
+                plan.steps += TABLE_LAYOUTS[table].repairs(connection)
             _plan_columns(plan, connection, model, columns.get(table, {}))
             for index in missing_indexes(model, connection.introspection.get_constraints(cursor, table)):
                 plan.steps.append((f"create {index.what} on {table}", index.create))
     for _table, index in invalid_indexes(connection, present):
-        quoted = connection.ops.quote_name(index)
-        plan.steps.append((f"rebuild invalid index {index}", lambda e, q=quoted: e.execute(f"REINDEX INDEX {q}")))
+        plan.steps.append((f"rebuild invalid index {index}", _index_rebuild_step(connection, index)))
     report = schema_report(using=using)
-    plan.refused += [f"{f.id}: {f.msg}" for f in report.findings if f.id not in REPAIRABLE]
+    repairable = REPAIRABLE.union(*(layout.repairable for layout in TABLE_LAYOUTS.values()))
+    plan.refused += [f"{f.id}: {f.msg}" for f in report.findings if f.id not in repairable]
     return plan
 
 

@@ -150,6 +150,8 @@ SPECTACULAR_SETTINGS = {
 # aicost itself
 AICOST_CURRENCY = env.str("AICOST_CURRENCY", default="USD")
 AICOST_MAX_BATCH_SIZE = env.int("AICOST_MAX_BATCH_SIZE", default=1000)
+# PostgreSQL: monthly partitions of the usage log kept ready beyond the current UTC month.
+AICOST_USAGE_PARTITIONS_AHEAD = env.int("AICOST_USAGE_PARTITIONS_AHEAD", default=3)
 
 LOGGING = {
     "version": 1,

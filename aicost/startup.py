@@ -18,10 +18,12 @@ def schema_guard_or_exit(*, using: str = "default", stream=sys.stderr) -> None:
         stream.write(f"aicost: {SKIP_VARIABLE} is set: serving WITHOUT checking the database schema.\n")
         return
     report = schema_report(using=using)
+    for warning in report.warnings:
+        stream.write(f"aicost: warning {warning.id}: {warning.msg}\n")
     if report.healthy:
         return
     stream.write(f"aicost: refusing to start: the database schema does not match the models ({using}).\n")
-    for finding in report.findings:
+    for finding in report.errors:
         stream.write(f"  {finding.id}: {finding.msg}\n")
         if finding.hint:
             stream.write(f"    fix: {finding.hint}\n")

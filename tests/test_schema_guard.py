@@ -31,7 +31,7 @@ def _checksum(table: str) -> str:
 
 
 INVALIDATE_TIMESTAMP_INDEX = (
-    "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ai_model_usage_log_timestamp_240e4ff5'::regclass"
+    "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ai_model_usage_log_model_name_idx'::regclass"
 )
 
 
@@ -72,7 +72,7 @@ def test_migrate_style_checks_without_databases_do_not_run_the_guard():
         ("ALTER TABLE ai_model_usage_log DROP COLUMN purpose", "aicost.E002", "ai_model_usage_log.purpose"),
         ("ALTER TABLE ai_model_usage_log ALTER COLUMN purpose TYPE varchar(50)", "aicost.E003", "varchar(100)"),
         ("ALTER TABLE ai_model_usage_log ALTER COLUMN user_id SET NOT NULL", "aicost.E004", "user_id"),
-        ("DROP INDEX ai_model_usage_log_timestamp_240e4ff5", "aicost.E005", "timestamp"),
+        ("DROP INDEX ai_model_usage_log_model_name_idx", "aicost.E005", "model_name"),
         ("ALTER TABLE ai_model_pricing DROP CONSTRAINT ai_model_pricing_model_name_key", "aicost.E006", "model_name"),
         (INVALIDATE_TIMESTAMP_INDEX, "aicost.E007", "invalid"),
         (
@@ -148,7 +148,8 @@ def test_repair_dry_run_prints_sql_and_changes_nothing():
     _drop_usage_log()
     out = StringIO()
     call_command("schema_repair", stdout=out)
-    assert 'CREATE TABLE "ai_model_usage_log"' in out.getvalue()
+    assert "CREATE TABLE ai_model_usage_log (" in out.getvalue()
+    assert 'PARTITION BY RANGE ("timestamp")' in out.getvalue()
     assert "Dry run" in out.getvalue()
     assert not schema_report().healthy
 
@@ -168,7 +169,7 @@ def test_repair_restores_the_table_and_leaves_other_data_alone():
 
 def test_repair_adds_a_missing_column_and_index_and_rebuilds_an_invalid_index():
     _sql("ALTER TABLE ai_model_usage_log DROP COLUMN purpose")
-    _sql("DROP INDEX ai_model_usage_log_decision_id_02e46f60")
+    _sql("DROP INDEX ai_model_usage_log_decision_id_idx")
     _sql(INVALIDATE_TIMESTAMP_INDEX)
     call_command("schema_repair", "--apply", stdout=StringIO())
     assert check_schema_matches_models(databases=["default"]) == []

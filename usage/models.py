@@ -105,6 +105,29 @@ class UsageRollupDaily(RollupSums):
         return f"{self.model_name} {self.day}"
 
 
+class UsageRetiredMonth(models.Model):
+    """What a month of the usage log held per model when retention dropped it.
+
+    The counters on ai_model_pricing count every call ever recorded; `usage_reconcile` adds these
+    rows to what the log still holds, so it stays exact after old months are gone."""
+
+    month = models.DateField(help_text="First day of the UTC month that was dropped.")
+    model_name = models.CharField(max_length=100)
+    calls = models.BigIntegerField()
+    cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
+    retired_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "ai_usage_retired"
+        ordering = ["-month", "model_name"]
+        constraints = [
+            models.UniqueConstraint(fields=["month", "model_name"], name="ai_usage_retired_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} {self.month:%Y-%m}"
+
+
 class ApiKeyScope(models.TextChoices):
     READ = "read", "Read stats"
     WRITE_USAGE = "write_usage", "Write usage"

@@ -11,8 +11,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, models, transaction
+from django.db.models import Max
 
-from usage.models import CostSource, UsageLog, UsageRollupDaily, UsageRollupQuarterHour
+from usage.models import CostSource, UsageLog, UsageRetiredMonth, UsageRollupDaily, UsageRollupQuarterHour
+from usage.partitions import month_bounds_utc, next_month
 
 QUARTER_HOUR = timedelta(minutes=15)
 
@@ -110,9 +112,16 @@ def rollups_apply_logs(*, logs: Sequence[UsageLog]) -> None:
 
 @transaction.atomic
 def rollups_rebuild(*, chunk_size: int = 5000) -> int:
-    """Recompute both rollups from the whole log (after a restore or a manual fix). Returns rows read."""
-    UsageRollupQuarterHour.objects.all().delete()
-    UsageRollupDaily.objects.all().delete()
+    """Recompute both rollups from the whole log (after a restore or a manual fix). Returns rows read.
+    Months that retention dropped from the log keep their rollups: they are all that is left of them."""
+    retired = UsageRetiredMonth.objects.aggregate(last=Max("month"))["last"]
+    if retired is None:
+        UsageRollupQuarterHour.objects.all().delete()
+        UsageRollupDaily.objects.all().delete()
+    else:
+        kept_until, _ = month_bounds_utc(next_month(retired))
+        UsageRollupQuarterHour.objects.filter(bucket__gte=kept_until).delete()
+        UsageRollupDaily.objects.filter(day__gte=kept_until.date()).delete()
     read = 0
     chunk: list[UsageLog] = []
     for log in UsageLog.objects.order_by().iterator(chunk_size=chunk_size):

@@ -2,14 +2,16 @@
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Count, DecimalField, Q, Sum
 from django.db.models.functions import Coalesce
 
 from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, ZERO, quantize_cost
-from usage.models import ApiKey, UsageLog
+from usage.models import ApiKey, UsageLog, UsageRetiredMonth, UsageRollupDaily
+from usage.partitions import month_bounds_utc, partition_name
 
 COST_FIELD = DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
 
@@ -50,3 +52,30 @@ def usage_totals_by_model(*, month_from: datetime, month_to: datetime) -> dict[s
         )
         for row in rows
     }
+
+
+def usage_retired_totals_by_model() -> dict[str, ModelTotals]:
+    """Calls and cost of the months retention dropped, per model."""
+    rows = UsageRetiredMonth.objects.values("model_name").annotate(
+        n_calls=Sum("calls"), sum_cost=Coalesce(Sum("cost"), ZERO, output_field=COST_FIELD)
+    )
+    return {
+        row["model_name"]: ModelTotals(calls=row["n_calls"], cost=quantize_cost(row["sum_cost"]), month_cost=ZERO)
+        for row in rows
+    }
+
+
+def partition_model_sums(*, month: date) -> dict[str, tuple[int, Decimal]]:
+    """model_name -> (calls, cost) of one partition of the log (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT model_name, count(*), coalesce(sum(cost), 0) FROM {partition_name(month)} GROUP BY model_name"  # noqa: S608
+        )
+        return {name: (calls, cost) for name, calls, cost in cursor.fetchall()}
+
+
+def rollup_month_calls(*, month: date) -> int:
+    """Calls the daily rollups hold for one UTC month (partitions and rollup days are both UTC)."""
+    start, end = month_bounds_utc(month)
+    total = UsageRollupDaily.objects.filter(day__gte=start.date(), day__lt=end.date()).aggregate(n=Sum("calls"))["n"]
+    return total or 0

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -18,9 +19,25 @@ from alerts.services import budget_alerts_evaluate
 from pricing.models import ModelPricing
 from pricing.selectors import PriceBook, price_book_for_models
 from usage.costing import call_cost
-from usage.models import CostSource, UsageIdempotencyKey, UsageLog
+from usage.models import CostSource, UsageIdempotencyKey, UsageLog, UsageRetiredMonth
+from usage.partitions import (
+    LOG_TABLE,
+    add_months,
+    create_partition_sql,
+    month_of,
+    months_from,
+    partition_months,
+    partition_name,
+)
 from usage.rollups import rollups_apply_logs
-from usage.selectors import NO_USAGE, ModelTotals, usage_totals_by_model
+from usage.selectors import (
+    NO_USAGE,
+    ModelTotals,
+    partition_model_sums,
+    rollup_month_calls,
+    usage_retired_totals_by_model,
+    usage_totals_by_model,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,13 +236,19 @@ def _pricing_counters_add(*, logs: Sequence[UsageLog], now: datetime) -> None:
         )
 
 
-@transaction.atomic
 def usage_ingest(*, records: Sequence[UsageRecordInput]) -> IngestResult:
     """Store calls with their cost, and update counters, rollups and alerts in one transaction.
     Records whose (decision_id, idempotency_key) was stored before are skipped and counted."""
     if not records:
         return IngestResult()
     now = timezone.now()
+    # Before the batch's transaction: creating a partition locks the whole log, so keep that short.
+    usage_partitions_ensure(months={month_of(record.timestamp or now) for record in records})
+    return _ingest(records=records, now=now)
+
+
+@transaction.atomic
+def _ingest(*, records: Sequence[UsageRecordInput], now: datetime) -> IngestResult:
     fresh, duplicates = _claim_idempotency_keys(records=records, now=now)
     if not fresh:
         return IngestResult(duplicates=duplicates)
@@ -283,6 +306,11 @@ def usage_counters_reconcile(*, fix: bool, now: datetime | None = None) -> list[
     month_from, month_to = month_bounds(now)
     pricings = list(ModelPricing.objects.select_for_update().order_by("model_name"))
     totals = usage_totals_by_model(month_from=month_from, month_to=month_to)
+    for name, retired in usage_retired_totals_by_model().items():
+        kept = totals.get(name, NO_USAGE)
+        totals[name] = ModelTotals(
+            calls=kept.calls + retired.calls, cost=kept.cost + retired.cost, month_cost=kept.month_cost
+        )
     differences: list[CounterDifference] = []
     for pricing in pricings:
         model_totals = totals.get(pricing.model_name, NO_USAGE)
@@ -296,3 +324,81 @@ def usage_counters_reconcile(*, fix: bool, now: datetime | None = None) -> list[
                 current_month=this_month,
             )
     return differences
+
+
+# --- The partitioned usage log (PostgreSQL) -------------------------------------------------------
+
+PARTITION_LOCK = 0x61695F6C6F67  # pg_advisory_xact_lock key: one partition creator at a time.
+
+
+def _missing_partition_months(months: set[date]) -> list[date]:
+    names = [partition_name(month) for month in sorted(months)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL", [names])
+        missing = {row[0] for row in cursor.fetchall()}
+    return [month for month in sorted(months) if partition_name(month) in missing]
+
+
+def usage_partitions_ensure(*, months: set[date]) -> list[date]:
+    """Create the log's partitions for these UTC months where missing; returns the months created.
+    Safe from many processes at once (an advisory lock, then CREATE ... IF NOT EXISTS)."""
+    if connection.vendor != "postgresql" or not months:
+        return []
+    missing = _missing_partition_months(months)
+    if not missing:
+        return []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PARTITION_LOCK])
+        missing = _missing_partition_months(set(missing))
+        for month in missing:
+            cursor.execute(create_partition_sql(month))
+    return missing
+
+
+def usage_partitions_ensure_ahead(*, now: datetime, ahead: int | None = None) -> list[date]:
+    """The current UTC month and `ahead` months after it (cron; also run by migrate)."""
+    ahead = settings.AICOST_USAGE_PARTITIONS_AHEAD if ahead is None else ahead
+    current = month_of(now)
+    return usage_partitions_ensure(months=set(months_from(current, add_months(current, ahead))))
+
+
+def usage_retention_months(*, keep_months: int, now: datetime) -> list[date]:
+    """Partitions older than the current UTC month and the keep_months - 1 months before it."""
+    if keep_months < 1:
+        raise ValueError("keep_months must be at least 1: the current month is always kept")
+    oldest_kept = add_months(month_of(now), -(keep_months - 1))
+    return [month for month in partition_months(connection) if month < oldest_kept]
+
+
+@dataclass(frozen=True)
+class RetentionOutcome:
+    month: date
+    rows: int
+    dropped: bool
+    reason: str = ""
+
+
+@transaction.atomic
+def usage_partition_retire(*, month: date, now: datetime) -> RetentionOutcome:
+    """Drop one month of the log after checking that the rollups hold it (the stats keep reading
+    them) and recording its per-model totals (the counters' reconciliation keeps adding them)."""
+    sums = partition_model_sums(month=month)
+    rows = sum(calls for calls, _cost in sums.values())
+    rolled_up = rollup_month_calls(month=month)
+    if rolled_up != rows:
+        reason = (
+            f"the rollups hold {rolled_up} calls for {month:%Y-%m} but the partition has {rows}; "
+            "rebuild them first (python manage.py usage_rollups_rebuild)"
+        )
+        return RetentionOutcome(month=month, rows=rows, dropped=False, reason=reason)
+    UsageRetiredMonth.objects.bulk_create(
+        [
+            UsageRetiredMonth(month=month, model_name=name, calls=calls, cost=cost, retired_at=now)
+            for name, (calls, cost) in sums.items()
+        ]
+    )
+    with connection.cursor() as cursor:
+        # DETACH first: DROP then only touches the detached table, however large it is.
+        cursor.execute(f"ALTER TABLE {LOG_TABLE} DETACH PARTITION {partition_name(month)}")
+        cursor.execute(f"DROP TABLE {partition_name(month)}")
+    return RetentionOutcome(month=month, rows=rows, dropped=True)

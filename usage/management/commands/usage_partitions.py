@@ -1,0 +1,31 @@
+from django.core.management.base import BaseCommand
+from django.db import connection
+from django.utils import timezone
+
+from usage.partitions import is_partitioned, partition_months
+from usage.services import usage_partitions_ensure_ahead
+
+
+class Command(BaseCommand):
+    help = (
+        "PostgreSQL: create the usage log's monthly partitions for the current UTC month and the next "
+        "AICOST_USAGE_PARTITIONS_AHEAD months where missing. Safe to run from cron (e.g. daily) and from "
+        "several hosts at once. Does nothing on SQLite."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--ahead", type=int, default=None, help="Months after the current one (default: setting).")
+
+    def handle(self, *args, ahead: int | None, **options):
+        if not is_partitioned(connection):
+            self.stdout.write("The usage log is not partitioned on this database; nothing to do.")
+            return
+        created = usage_partitions_ensure_ahead(now=timezone.now(), ahead=ahead)
+        for month in created:
+            self.stdout.write(f"created partition for {month:%Y-%m}")
+        months = partition_months(connection)
+        self.stdout.write(
+            self.style.SUCCESS(f"{len(months)} partition(s), {months[0]:%Y-%m} to {months[-1]:%Y-%m}.")
+            if months
+            else "No partitions."
+        )

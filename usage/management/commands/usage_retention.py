@@ -1,0 +1,44 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.utils import timezone
+
+from usage.partitions import is_partitioned
+from usage.services import usage_partition_retire, usage_retention_months
+
+
+class Command(BaseCommand):
+    help = (
+        "Drop whole months of the usage log older than the current UTC month and the N-1 months before it. "
+        "Dry run unless --apply. Each month is dropped only if the rollups hold it (stats keep reading them); "
+        "its per-model totals are kept in ai_usage_retired. Rollups are never dropped. PostgreSQL only."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--keep-months", type=int, required=True, help="Months kept, the current one included.")
+        parser.add_argument("--apply", action="store_true", help="Drop them (default: only list them).")
+
+    def handle(self, *args, keep_months: int, apply: bool, **options):
+        if keep_months < 1:
+            raise CommandError("--keep-months must be at least 1 (the current month is always kept).")
+        if not is_partitioned(connection):
+            raise CommandError("The usage log is not partitioned on this database (SQLite?): nothing to drop.")
+        now = timezone.now()
+        months = usage_retention_months(keep_months=keep_months, now=now)
+        if not months:
+            self.stdout.write("Nothing older than the kept months.")
+            return
+        if not apply:
+            for month in months:
+                self.stdout.write(f"would drop {month:%Y-%m}")
+            self.stdout.write("Dry run: add --apply to drop them.")
+            return
+        refused = 0
+        for month in months:
+            outcome = usage_partition_retire(month=month, now=now)
+            if outcome.dropped:
+                self.stdout.write(f"dropped {month:%Y-%m} ({outcome.rows} rows)")
+            else:
+                refused += 1
+                self.stderr.write(f"kept {month:%Y-%m}: {outcome.reason}")
+        if refused:
+            raise SystemExit(1)

@@ -1,0 +1,14 @@
+from django.core.management.base import BaseCommand
+
+from usage.rollups import rollups_rebuild
+
+
+class Command(BaseCommand):
+    help = (
+        "Recompute the 15-minute and daily usage rollups from the usage log (after a restore or a manual "
+        "fix of the log). Months retention has dropped keep their rollups."
+    )
+
+    def handle(self, *args, **options):
+        rows = rollups_rebuild()
+        self.stdout.write(self.style.SUCCESS(f"Rebuilt the rollups from {rows} usage rows."))

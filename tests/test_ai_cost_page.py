@@ -2,12 +2,8 @@
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +13,7 @@ from django.db import connection, connections
 from django.templatetags.static import static
 
 from aicost.demo import demo_usage_load
+from tests.gunicorn_server import gunicorn_serving
 
 pytestmark = pytest.mark.django_db
 PAGE = "/admin/ai-cost"
@@ -78,51 +75,11 @@ def _money(text: str) -> str:
 
 @pytest.fixture
 def served(transactional_db):
-    """The service as production runs it (gunicorn, WhiteNoise) on the test database, over plain
-    HTTP on loopback: HTTPS redirect, HSTS and secure cookies are off for this server only."""
     base = urlsplit(os.environ["DATABASE_URL"])
     database_url = urlunsplit(base._replace(path=f"/{connection.settings_dict['NAME']}"))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SECURE_SSL_REDIRECT": "false",
-        "SECURE_HSTS_SECONDS": "0",
-        "SESSION_COOKIE_SECURE": "false",
-        "CSRF_COOKIE_SECURE": "false",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "GUNICORN_WORKERS": "2",
-    }
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "-c",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "aicost.wsgi",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/healthz", timeout=1)  # noqa: S310 -- loopback
-            break
-        except OSError:
-            time.sleep(0.2)
-    try:
+    with gunicorn_serving(database_url=database_url) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        _wait_for_server_sessions_to_end()
+    _wait_for_server_sessions_to_end()
 
 
 def _wait_for_server_sessions_to_end() -> None:

@@ -1,0 +1,62 @@
+"""The service as production runs it (gunicorn with gunicorn.conf.py, WhiteNoise), on loopback over
+plain HTTP: HTTPS redirect, HSTS and secure cookies are off for this server only. Used by the
+end-to-end, fault and load tests."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_live(url: str, server: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with status {server.returncode} before serving")
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=1)  # noqa: S310 -- loopback
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"gunicorn did not answer {url}/healthz within {seconds} s")
+
+
+@contextmanager
+def gunicorn_serving(*, database_url: str, workers: int = 2, env: dict | None = None, log=None) -> Iterator[str]:
+    """Yield the base URL of a gunicorn serving aicost on `database_url`; stop it afterwards."""
+    port = free_port()
+    server_env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECURE_SSL_REDIRECT": "false",
+        "SECURE_HSTS_SECONDS": "0",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "GUNICORN_WORKERS": str(workers),
+        **(env or {}),
+    }
+    command = [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py"]
+    command += ["--bind", f"127.0.0.1:{port}", "aicost.wsgi"]
+    output = log or subprocess.DEVNULL
+    server = subprocess.Popen(command, cwd=ROOT, env=server_env, stdout=output, stderr=output)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_live(url, server)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

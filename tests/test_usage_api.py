@@ -96,6 +96,8 @@ def test_same_key_twice_in_one_batch_and_other_decisions_are_independent(writer)
         (_record(promt_tokens=5), "records[0].promt_tokens"),
         (_record(timestamp="2026-11-24T10:00:00"), "records[0].timestamp"),
         (_record(timestamp="yesterday"), "records[0].timestamp"),
+        (_record(timestamp="9999-12-31T23:59:59Z"), "records[0].timestamp"),
+        (_record(timestamp="1970-01-01T00:00:00Z"), "records[0].timestamp"),
         (_record(cached_tokens=2000), "records[0].cached_tokens"),
         (_record(user_id=0), "records[0].user_id"),
         (_record(model_name=""), "records[0].model_name"),

@@ -1,6 +1,6 @@
 """The usage API: POST /api/v1/usage/ records one call or a batch of calls."""
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -19,10 +19,18 @@ MAX_TOKENS = 2_147_483_647  # The columns are PostgreSQL integers.
 MAX_TREND_DAYS = 366
 
 
-class AwareDateTimeField(serializers.DateTimeField):
-    """ISO 8601 with a UTC offset (or Z). A naive timestamp is ambiguous, so it is refused."""
+EARLIEST_CALL = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_CLOCK_SKEW = timedelta(days=1)
 
-    default_error_messages = {"naive": "Timestamp must include a time zone offset, e.g. 2026-11-24T10:00:00Z."}
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """ISO 8601 with a UTC offset (or Z). A naive timestamp is ambiguous, so it is refused; so is one
+    no LLM call can have (before 2000, or more than a day ahead of this server's clock)."""
+
+    default_error_messages = {
+        "naive": "Timestamp must include a time zone offset, e.g. 2026-11-24T10:00:00Z.",
+        "implausible": "Timestamp must lie between 2000-01-01 and one day after the server's current time.",
+    }
 
     def to_internal_value(self, value):
         if isinstance(value, str):
@@ -32,7 +40,10 @@ class AwareDateTimeField(serializers.DateTimeField):
                 self.fail("invalid", format="ISO 8601 with offset")
             if parsed.tzinfo is None:
                 self.fail("naive")
-        return super().to_internal_value(value)
+        moment = super().to_internal_value(value)
+        if not EARLIEST_CALL <= moment <= timezone.now() + LATEST_CLOCK_SKEW:
+            self.fail("implausible")
+        return moment
 
 
 def _token_field(**kwargs) -> serializers.IntegerField:

@@ -16,7 +16,6 @@ from django.http import StreamingHttpResponse
 from usage.selectors import USAGE_EXPORT_COLUMNS
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-FREE_TEXT_COLUMNS = frozenset({"model_name", "decision_id", "purpose", "error_message"})
 ROWS_PER_CHUNK = 1000  # Rows per chunk handed to the server: few writes, small buffers.
 CONTENT_TYPE = "text/csv; charset=utf-8"
 
@@ -25,33 +24,54 @@ def spreadsheet_safe(text: str) -> str:
     return f"'{text}" if text.startswith(FORMULA_PREFIXES) else text
 
 
-def _decimal(value) -> str:
-    return format(value, "f")
+def _row_formatter(zone: tzinfo) -> Callable[[tuple], tuple]:
+    """Cells of one USAGE_EXPORT_COLUMNS row; None stays None (csv writes an empty cell). Spelled out
+    column by column: this runs a million times for a million rows."""
 
+    def cells(row: tuple) -> tuple:
+        (
+            id_,
+            timestamp,
+            model_name,
+            decision_id,
+            user_id,
+            purpose,
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens,
+            reasoning_tokens,
+            cost,
+            cost_source,
+            price_version_id,
+            response_time,
+            success,
+            error_message,
+        ) = row
+        return (
+            id_,
+            timestamp.astimezone(zone).isoformat(),
+            spreadsheet_safe(model_name),
+            spreadsheet_safe(decision_id),
+            user_id,
+            spreadsheet_safe(purpose),
+            prompt_tokens,
+            completion_tokens,
+            cached_tokens,
+            reasoning_tokens,
+            None if cost is None else format(cost, "f"),  # str() would give 1E-8 for 0.00000001.
+            cost_source,
+            price_version_id,
+            None if response_time is None else repr(response_time),
+            "true" if success else "false",
+            spreadsheet_safe(error_message),
+        )
 
-def _boolean(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _formatters(zone: tzinfo) -> list[Callable | None]:
-    """One formatter per column (never called with None: csv writes None as an empty cell); None where
-    csv's own str() is already right (integers, codes)."""
-    special = {
-        "timestamp": lambda moment: moment.astimezone(zone).isoformat(),
-        "cost": _decimal,
-        "response_time": repr,
-        "success": _boolean,
-    }
-    return [spreadsheet_safe if column in FREE_TEXT_COLUMNS else special.get(column) for column in USAGE_EXPORT_COLUMNS]
+    return cells
 
 
 def usage_csv_chunks(rows: Iterable[tuple], *, zone: tzinfo) -> Iterator[str]:
     """The CSV text of `rows` (USAGE_EXPORT_COLUMNS tuples) in chunks of ROWS_PER_CHUNK rows, header first."""
-    formatters = _formatters(zone)
-    cells = (
-        [value if fmt is None or value is None else fmt(value) for fmt, value in zip(formatters, row, strict=True)]
-        for row in rows
-    )
+    cells = map(_row_formatter(zone), rows)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(USAGE_EXPORT_COLUMNS)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -246,6 +247,15 @@ def test_the_export_is_in_the_openapi_schema(staff_client):
         "user_id",
         "purpose",
     }
+
+
+def test_a_missing_table_is_a_503_json_not_a_cut_off_download(reader):
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE ai_model_usage_log")  # Rolled back with the test's transaction.
+    response = reader.get(EXPORT)
+    assert response.status_code == 503
+    assert not response.streaming
+    assert response.json()["error"]["code"] == "schema_unhealthy"
 
 
 # --- Admin action --------------------------------------------------------------------------------

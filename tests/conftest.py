@@ -2,6 +2,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from aicost.db_routers import REPLICA
 from tests.api_helpers import api_client_with_key
 from usage.models import ApiKeyScope
 
@@ -23,6 +24,15 @@ def pytest_sessionstart(session):
             "or set DATABASE_URL=postgres://...",
             returncode=3,
         )
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """A `replica` alias for the read-replica tests: its own connection to default's test database
+    (a test mirror, as Django recommends for replicas). No router is installed here, so only tests that
+    switch routing on (tests/test_db_router.py) ever query it."""
+    default = settings.DATABASES["default"]
+    settings.DATABASES[REPLICA] = {**default, "TEST": {**default.get("TEST", {}), "NAME": None, "MIRROR": "default"}}
 
 
 @pytest.fixture

@@ -1,19 +1,23 @@
-"""The usage API: POST /api/v1/usage/ records one call or a batch of calls."""
+"""The usage API: recording calls (POST /api/v1/usage/), stats, daily trend and the CSV export."""
 
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.views import APIView
 
+from aicost.api.negotiation import ErrorsAsJsonNegotiation
 from aicost.api.permissions import CanWriteUsage
 from aicost.api.responses import success_response
 from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
+from usage.export import usage_csv_response, usage_export_filename
+from usage.selectors import USAGE_EXPORT_COLUMNS, usage_export_rows
 from usage.services import UsageRecordInput, usage_ingest
-from usage.stats import TIME_RANGES, usage_daily_trend, usage_filters_resolve, usage_stats
+from usage.stats import TIME_RANGES, time_range_window, usage_daily_trend, usage_filters_resolve, usage_stats
 
 MAX_TOKENS = 2_147_483_647  # The columns are PostgreSQL integers.
 MAX_TREND_DAYS = 366
@@ -399,3 +403,35 @@ class UsageDailyTrendApi(APIView):
         filters, zone = _filters_and_zone(params.validated_data)
         data = usage_daily_trend(days=params.validated_data["days"], now=timezone.now(), zone=zone, filters=filters)
         return success_response(self.OutputSerializer(data).data)
+
+
+class UsageExportApi(APIView):
+    """GET /api/v1/usage/export.csv: the raw log rows behind the stats, as a streamed CSV download."""
+
+    content_negotiation_class = ErrorsAsJsonNegotiation
+    InputSerializer = UsageStatsApi.InputSerializer
+
+    @extend_schema(
+        operation_id="v1_usage_export_csv",
+        parameters=[InputSerializer],
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                response=OpenApiTypes.STR,
+                description=(
+                    "A header row, then one row per logged call, oldest first: "
+                    f"{', '.join(USAGE_EXPORT_COLUMNS)}. The same rows the stats API counts for the same "
+                    "parameters. Money is the stored decimal, timestamps ISO 8601 with offset (in tz), "
+                    "free text starting with = + - @ is prefixed with a single quote. Errors are JSON."
+                ),
+            )
+        },
+    )
+    def get(self, request):
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        filters, zone = _filters_and_zone(params.validated_data)
+        time_range = params.validated_data["time_range"]
+        start, end = time_range_window(time_range=time_range, now=timezone.now(), zone=zone)
+        rows = usage_export_rows(start=start, end=end, filters=filters)
+        filename = usage_export_filename(label=time_range, start=start, end=end)
+        return usage_csv_response(rows, zone=zone, filename=filename)

@@ -1,17 +1,20 @@
-"""Reads of usage data and API keys."""
+"""Reads of usage data and API keys, and the raw rows of the CSV export."""
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Count, DecimalField, Q, Sum
+from django.db.models import Count, DecimalField, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
+from aicost.db_routers import replica_read_alias
 from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, ZERO, quantize_cost
 from usage.models import ApiKey, UsageLog, UsageRetiredMonth, UsageRollupDaily
 from usage.partitions import month_bounds_utc, partition_name
+from usage.stats import UsageFilters, usage_log_window
 
 COST_FIELD = DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
 
@@ -79,3 +82,43 @@ def rollup_month_calls(*, month: date) -> int:
     start, end = month_bounds_utc(month)
     total = UsageRollupDaily.objects.filter(day__gte=start.date(), day__lt=end.date()).aggregate(n=Sum("calls"))["n"]
     return total or 0
+
+
+# --- The CSV export: raw rows, streamed ------------------------------------------------------------
+
+USAGE_EXPORT_COLUMNS = (
+    "id",
+    "timestamp",
+    "model_name",
+    "decision_id",
+    "user_id",
+    "purpose",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost",
+    "cost_source",
+    "price_version_id",
+    "response_time",
+    "success",
+    "error_message",
+)
+EXPORT_FETCH_ROWS = 5000  # Rows per round trip from the server-side cursor: memory stays at one batch.
+
+
+def usage_log_rows(queryset: QuerySet[UsageLog]) -> Iterator[tuple]:
+    """`queryset`'s rows as USAGE_EXPORT_COLUMNS tuples, oldest first, fetched batch by batch from a
+    server-side cursor (PostgreSQL), so memory does not grow with the number of rows."""
+    return (
+        queryset.order_by("timestamp", "id").values_list(*USAGE_EXPORT_COLUMNS).iterator(chunk_size=EXPORT_FETCH_ROWS)
+    )
+
+
+def usage_export_rows(*, start: datetime | None, end: datetime, filters: UsageFilters) -> Iterator[tuple]:
+    """The raw rows behind the stats for the same window and filters, from the read replica if any.
+
+    The rows are fetched lazily (while the response streams, after any context has been left), so the
+    alias is fixed on the queryset now."""
+    alias = replica_read_alias(UsageLog)
+    return usage_log_rows(usage_log_window(start=start, end=end, filters=filters).using(alias))

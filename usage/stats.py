@@ -4,7 +4,8 @@ A window [start, end) is split into the part that whole UTC days cover (daily ro
 whole quarter hours cover (15-minute rollup) and the unaligned edges, each shorter than 15 minutes,
 which come from the raw log through its timestamp index. Filters on user_id or purpose are not
 rollup dimensions (they would multiply the rollups by users x purposes); those windows are summed
-from the raw log, bounded by the timestamp index.
+from the raw log, bounded by the timestamp index. With a read replica configured, these reads are
+served by it (aicost/db_routers.py).
 """
 
 from collections import defaultdict
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
+from aicost.db_routers import reading_from_replica
 from aicost.money import ZERO, percent_of, quantize_cost
 from pricing.models import ModelPricing
 from usage.models import CostSource, UsageLog, UsageRollupDaily, UsageRollupQuarterHour
@@ -76,6 +78,11 @@ def _raw(start: datetime | None, end: datetime, filters: UsageFilters) -> QueryS
     if start is not None:
         queryset = queryset.filter(timestamp__gte=start)
     return _filtered(queryset, filters)
+
+
+def usage_log_window(*, start: datetime | None, end: datetime, filters: UsageFilters) -> QuerySet[UsageLog]:
+    """The raw log rows in [start, end) passing `filters`: exactly the rows the stats figures sum."""
+    return _raw(start, end, filters)
 
 
 def _quarters(start: datetime | None, end: datetime, filters: UsageFilters) -> QuerySet:
@@ -237,6 +244,7 @@ def _budget_use(pricing: ModelPricing | None, this_month: date) -> dict:
     }
 
 
+@reading_from_replica()
 def usage_filters_resolve(
     *, model: str | None, provider: str | None, user_id: int | None, purpose: str | None
 ) -> UsageFilters:
@@ -251,6 +259,7 @@ def usage_filters_resolve(
     )
 
 
+@reading_from_replica()
 def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageFilters) -> dict:
     """The stats API's data: summary, one entry per model (platforms) and per provider."""
     start, end = time_range_window(time_range=time_range, now=now, zone=zone)
@@ -304,6 +313,7 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
     }
 
 
+@reading_from_replica()
 def usage_daily_trend(*, days: int, now: datetime, zone: tzinfo, filters: UsageFilters) -> dict:
     """The daily-trend API's data: every calendar day of the window, zero-filled, oldest first."""
     first_day = now.astimezone(zone).date() - timedelta(days=days - 1)

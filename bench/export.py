@@ -20,6 +20,7 @@ import resource
 import sys
 import time
 import tracemalloc
+from datetime import timedelta
 from pathlib import Path
 
 RANGES = ["24h", "7d", "30d", "90d", "all"]
@@ -104,12 +105,17 @@ def _bench(rows: int) -> None:
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client
+    from django.utils import timezone
 
     from usage.keys import api_key_create
     from usage.models import ApiKeyScope, UsageLog
+    from usage.partitions import month_of
     from usage.selectors import USAGE_EXPORT_COLUMNS
+    from usage.services import usage_partitions_ensure
 
     call_command("migrate", verbosity=0)
+    now = timezone.now()
+    usage_partitions_ensure(months={month_of(now - timedelta(days=day)) for day in range(101)})
     began = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE ai_model_usage_log")

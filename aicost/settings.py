@@ -50,6 +50,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it counts every response, redirects and errors of the middleware below included.
+    "aicost.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -105,8 +107,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else 
 
 # Security: secure by default, relaxed only by DEBUG for local development.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-# Probes speak plain HTTP to the pod/host directly.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Probes and Prometheus speak plain HTTP to the pod/host directly. (A redirect would not protect the
+# metrics token anyway: the scraper has sent it before it sees the redirect.)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
@@ -145,6 +148,8 @@ SPECTACULAR_SETTINGS = {
 # aicost itself
 AICOST_CURRENCY = env.str("AICOST_CURRENCY", default="USD")
 AICOST_MAX_BATCH_SIZE = env.int("AICOST_MAX_BATCH_SIZE", default=1000)
+# Bearer token Prometheus sends to /metrics; empty: only staff and read-scoped API keys may scrape.
+AICOST_METRICS_TOKEN = env.str("AICOST_METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,

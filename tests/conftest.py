@@ -2,6 +2,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from aicost.schema_guard import schema_health_forget
 from tests.api_helpers import api_client_with_key
 from usage.models import ApiKeyScope
 
@@ -23,6 +24,14 @@ def pytest_sessionstart(session):
             "or set DATABASE_URL=postgres://...",
             returncode=3,
         )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_schema_health():
+    """Readiness and metrics cache the schema check for seconds; no test may see another's schema."""
+    schema_health_forget()
+    yield
+    schema_health_forget()
 
 
 @pytest.fixture

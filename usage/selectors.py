@@ -9,7 +9,7 @@ from django.db.models import Count, DecimalField, Q, Sum
 from django.db.models.functions import Coalesce
 
 from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, ZERO, quantize_cost
-from usage.models import ApiKey, UsageLog
+from usage.models import ApiKey, UsageLog, UsageRollupDaily
 
 COST_FIELD = DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
 
@@ -50,3 +50,15 @@ def usage_totals_by_model(*, month_from: datetime, month_to: datetime) -> dict[s
         )
         for row in rows
     }
+
+
+def unpriced_calls_by_model() -> dict[str, int]:
+    """Calls stored without a cost, per model, all time, from the daily rollups (a row per model and
+    day, so far fewer rows than the log). Models without a price entry appear here too."""
+    rows = (
+        UsageRollupDaily.objects.values("model_name")
+        .annotate(unpriced=Sum("unpriced_calls"))
+        .filter(unpriced__gt=0)
+        .values_list("model_name", "unpriced")
+    )
+    return dict(rows)

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from aicost.api.authentication import ApiKeyAuthentication, MetricsTokenAuthentication
 from aicost.api.permissions import CanReadStats, HasMetricsToken
-from aicost.api.responses import error_body
+from aicost.api.responses import ErrorSerializer, error_body
 from aicost.metrics import metrics_exposition
 from aicost.schema_guard import SchemaReport, schema_health, schema_report
 
@@ -80,10 +80,16 @@ class DatabaseHealthApi(APIView):
         repair_command = serializers.CharField()
 
     @extend_schema(
-        responses=inline_serializer(
-            name="DatabaseHealthResponse",
-            fields={"success": serializers.BooleanField(), "data": OutputSerializer()},
-        ),
+        responses={
+            200: inline_serializer(
+                name="DatabaseHealthResponse",
+                fields={"success": serializers.BooleanField(), "data": OutputSerializer()},
+            ),
+            503: inline_serializer(
+                name="DatabaseUnhealthyResponse",
+                fields={"success": serializers.BooleanField(), "error": ErrorSerializer(), "data": OutputSerializer()},
+            ),
+        },
         description="200 when healthy; 503 with the same data and an error when not.",
     )
     def get(self, request):

@@ -127,7 +127,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "aicost.api.exceptions.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "aicost.api.schema.AicostAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Money is serialized as JSON strings of the exact decimal ("0.00001234").
     "COERCE_DECIMAL_TO_STRING": True,
@@ -139,6 +139,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["aicost.api.permissions.CanReadStats"],
+    # Request bodies get components of their own, with what only input has (minLength of required text).
+    "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI served from the sidecar package: the docs work offline, no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

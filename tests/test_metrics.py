@@ -239,7 +239,8 @@ def _test_database_url() -> str:
 
 
 @pytest.mark.slow
-def test_counts_add_up_across_gunicorn_workers(transactional_db, tmp_path):
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # Committed: gunicorn must see it.
+def test_counts_add_up_across_gunicorn_workers(tmp_path):
     """Any worker may answer a scrape; each must report all workers' requests and the same usage."""
     usage_record(model_name="gpt-4o", prompt_tokens=10)
     usage_record(model_name="gpt-4o", prompt_tokens=20)

@@ -2,10 +2,16 @@
 
 The master process checks the database schema before it forks any worker and exits with status 3
 when the schema does not match the models (AICOST_SKIP_SCHEMA_GUARD=1 skips the check).
+
+Prometheus request metrics add up across workers: every worker writes its counters to files in
+PROMETHEUS_MULTIPROC_DIR (made here when unset, wiped at each start) and /metrics sums them.
 """
 
+import glob
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", min(2 * multiprocessing.cpu_count() + 1, 8)))
@@ -23,8 +29,27 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+_created_metrics_dir: list[str] = []
+
+
+def _prepare_metrics_dir() -> None:
+    """Before anything imports prometheus_client, which picks multiprocess mode from this variable at
+    import. Files of an earlier run would carry its counts over, so a given directory is wiped."""
+    path = os.environ.get(METRICS_DIR_VARIABLE)
+    if not path:
+        path = tempfile.mkdtemp(prefix="aicost-prometheus-")
+        _created_metrics_dir.append(path)
+        os.environ[METRICS_DIR_VARIABLE] = path  # Inherited by every worker.
+        return
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)
+
+
 def on_starting(server):
     """Runs once in the master, before workers fork: a broken schema never gets to serve."""
+    _prepare_metrics_dir()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicost.settings")
     import django
 
@@ -37,3 +62,15 @@ def on_starting(server):
         schema_guard_or_exit()
     finally:
         connections.close_all()  # Workers must not inherit the master's connection.
+
+
+def child_exit(server, worker):
+    """A worker is gone: drop its live-gauge files (its counters stay, so totals never go down)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    for path in _created_metrics_dir:
+        shutil.rmtree(path, ignore_errors=True)

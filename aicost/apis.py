@@ -1,21 +1,19 @@
-"""Health endpoints: liveness, readiness and the database schema report."""
+"""Operations endpoints: liveness, readiness, the database schema report and Prometheus metrics."""
 
-import threading
-import time
-
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from aicost.api.responses import error_body
-from aicost.schema_guard import SchemaReport, schema_report
-
-READINESS_CACHE_SECONDS = 5.0
-_readiness_lock = threading.Lock()
-_readiness: dict = {"checked_at": 0.0, "healthy": False, "missing_tables": []}
+from aicost.api.authentication import ApiKeyAuthentication, MetricsTokenAuthentication
+from aicost.api.permissions import CanReadStats, HasMetricsToken
+from aicost.api.responses import ErrorSerializer, error_body
+from aicost.metrics import metrics_exposition
+from aicost.schema_guard import SchemaReport, schema_health, schema_report
 
 
 @require_GET
@@ -24,26 +22,13 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-def _readiness_now() -> dict:
-    with _readiness_lock:
-        if time.monotonic() - _readiness["checked_at"] > READINESS_CACHE_SECONDS:
-            report = schema_report()
-            _readiness.update(
-                checked_at=time.monotonic(),
-                healthy=report.healthy,
-                missing_tables=report.missing_tables,
-                findings=[finding.id for finding in report.findings],
-            )
-        return dict(_readiness)
-
-
 @require_GET
 def readyz(request):
     """Readiness: 503 while the schema is unhealthy or the database unreachable (cached a few seconds)."""
-    state = _readiness_now()
-    if state["healthy"]:
+    health = schema_health()
+    if health.healthy:
         return JsonResponse({"status": "ready"})
-    body = {"status": "unready", "missing_tables": state["missing_tables"], "findings": state["findings"]}
+    body = {"status": "unready", "missing_tables": health.missing_tables, "findings": health.findings}
     return JsonResponse(body, status=503)
 
 
@@ -99,10 +84,16 @@ class DatabaseHealthApi(APIView):
         repair_command = serializers.CharField()
 
     @extend_schema(
-        responses=inline_serializer(
-            name="DatabaseHealthResponse",
-            fields={"success": serializers.BooleanField(), "data": OutputSerializer()},
-        ),
+        responses={
+            200: inline_serializer(
+                name="DatabaseHealthResponse",
+                fields={"success": serializers.BooleanField(), "data": OutputSerializer()},
+            ),
+            503: inline_serializer(
+                name="DatabaseUnhealthyResponse",
+                fields={"success": serializers.BooleanField(), "error": ErrorSerializer(), "data": OutputSerializer()},
+            ),
+        },
         description="200 when healthy; 503 with the same data and an error when not.",
     )
     def get(self, request):
@@ -113,3 +104,29 @@ class DatabaseHealthApi(APIView):
         body = error_body(code="schema_unhealthy", message=report.errors[0].msg)
         body["data"] = data
         return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+class IgnoreAcceptNegotiation(BaseContentNegotiation):
+    """The scrape chooses its own format from Accept; errors are always JSON. Never a 406."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class MetricsApi(APIView):
+    """GET /metrics: Prometheus exposition (text or OpenMetrics, as the scraper asks).
+
+    For a staff login, an API key with read scope, or `Authorization: Bearer $AICOST_METRICS_TOKEN`
+    (the scraper's way: it needs no database, so the scrape answers during an outage too)."""
+
+    authentication_classes = [MetricsTokenAuthentication, ApiKeyAuthentication, SessionAuthentication]
+    permission_classes = [HasMetricsToken | CanReadStats]
+    content_negotiation_class = IgnoreAcceptNegotiation
+
+    @extend_schema(exclude=True)  # Not part of the JSON API; documented in the README.
+    def get(self, request):
+        body, content_type = metrics_exposition(accept=request.headers.get("Accept"))
+        return HttpResponse(body, content_type=content_type)

@@ -11,6 +11,7 @@ runserver and gunicorn, the health endpoints and `manage.py schema_repair`.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -397,3 +398,48 @@ def _full_report(connection, existing: set[str], latency_ms: float) -> SchemaRep
     pending = pending_migrations(connection) if "django_migrations" in existing else ["(no migration history)"]
     findings += _pending_finding(pending)
     return SchemaReport(findings=findings, tables=tables, pending_migrations=pending, latency_ms=latency_ms)
+
+
+# --- A short-lived cache for probes and scrapes --------------------------------------------------
+
+HEALTH_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class SchemaHealth:
+    """The gist of a schema report, as readiness probes and metrics scrapes need it."""
+
+    healthy: bool
+    database_up: bool
+    missing_tables: list[str]
+    findings: list[str]
+
+
+_health_lock = threading.Lock()
+_health_cache: dict = {"checked_at": None, "health": None}
+
+
+def _health_from(report: SchemaReport) -> SchemaHealth:
+    finding_ids = [finding.id for finding in report.findings]
+    return SchemaHealth(
+        healthy=report.healthy,
+        database_up=DATABASE_UNREACHABLE not in finding_ids,
+        missing_tables=report.missing_tables,
+        findings=finding_ids,
+    )
+
+
+def schema_health(*, max_age: float = HEALTH_CACHE_SECONDS) -> SchemaHealth:
+    """The schema report of the default database, at most `max_age` seconds old (per process): probes
+    and scrapes every few seconds then cost one introspection per interval, not one each."""
+    with _health_lock:
+        checked_at = _health_cache["checked_at"]
+        if checked_at is None or time.monotonic() - checked_at > max_age:
+            _health_cache.update(health=_health_from(schema_report()), checked_at=time.monotonic())
+        return _health_cache["health"]
+
+
+def schema_health_forget() -> None:
+    """Drop the cached health, so the next call looks at the database again."""
+    with _health_lock:
+        _health_cache.update(checked_at=None, health=None)

@@ -50,6 +50,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it counts every response, redirects and errors of the middleware below included.
+    "aicost.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -121,8 +123,9 @@ STORAGES = {
 
 # Security: secure by default, relaxed only by DEBUG for local development.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-# Probes speak plain HTTP to the pod/host directly.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Probes and Prometheus speak plain HTTP to the pod/host directly. (A redirect would not protect the
+# metrics token anyway: the scraper has sent it before it sees the redirect.)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
@@ -140,7 +143,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "aicost.api.exceptions.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "aicost.api.schema.AicostAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Money is serialized as JSON strings of the exact decimal ("0.00001234").
     "COERCE_DECIMAL_TO_STRING": True,
@@ -152,6 +155,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["aicost.api.permissions.CanReadStats"],
+    # Request bodies get components of their own, with what only input has (minLength of required text).
+    "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI served from the sidecar package: the docs work offline, no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -163,6 +168,9 @@ AICOST_CURRENCY = env.str("AICOST_CURRENCY", default="USD")
 AICOST_MAX_BATCH_SIZE = env.int("AICOST_MAX_BATCH_SIZE", default=1000)
 # PostgreSQL: monthly partitions of the usage log kept ready beyond the current UTC month.
 AICOST_USAGE_PARTITIONS_AHEAD = env.int("AICOST_USAGE_PARTITIONS_AHEAD", default=3)
+
+# Bearer token Prometheus sends to /metrics; empty: only staff and read-scoped API keys may scrape.
+AICOST_METRICS_TOKEN = env.str("AICOST_METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,

@@ -6,8 +6,9 @@ from rest_framework import serializers, status
 from rest_framework.views import APIView
 
 from aicost.api.exceptions import ApiError
+from aicost.api.fields import lookup_field
 from aicost.api.permissions import CanReadStats, CanWriteUsage
-from aicost.api.responses import success_response
+from aicost.api.responses import ErrorResponseSerializer, success_response
 from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
 from aicost.timeutils import month_bounds
 from alerts.models import AlertLevel, AlertStatus, AlertType, BudgetAlert
@@ -35,7 +36,7 @@ class AlertListApi(APIView):
     class InputSerializer(serializers.Serializer):
         is_resolved = serializers.BooleanField(required=False, allow_null=True, default=None)
         status = serializers.ChoiceField(choices=AlertStatus.choices, required=False)
-        model = serializers.CharField(required=False, max_length=100)
+        model = lookup_field(required=False, max_length=100)
         alert_type = serializers.ChoiceField(choices=AlertType.choices, required=False)
         level = serializers.ChoiceField(choices=AlertLevel.choices, required=False)
         limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=200)
@@ -123,7 +124,7 @@ class BudgetCheckApi(APIView):
     permission_classes = [CanReadStats | CanWriteUsage]
 
     class InputSerializer(serializers.Serializer):
-        model = serializers.CharField(max_length=100)
+        model = lookup_field(max_length=100)
 
     class OutputSerializer(serializers.Serializer):
         model = serializers.CharField()
@@ -136,7 +137,10 @@ class BudgetCheckApi(APIView):
         class Meta:
             ref_name = "BudgetCheck"
 
-    @extend_schema(parameters=[InputSerializer], responses=_envelope("BudgetCheckResponse", OutputSerializer()))
+    @extend_schema(
+        parameters=[InputSerializer],
+        responses={200: _envelope("BudgetCheckResponse", OutputSerializer()), 404: ErrorResponseSerializer},
+    )
     def get(self, request):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)

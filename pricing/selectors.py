@@ -5,6 +5,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from pricing.models import ModelPriceVersion, ModelPricing
@@ -105,3 +106,20 @@ def price_changes_from_quotes(
         if differing:
             changes.append(PriceChange(quote=quote, pricing=pricing, changed_fields=differing))
     return changes, other_currency
+
+
+@dataclass(frozen=True)
+class ModelCounters:
+    model_name: str
+    provider: str
+    currency: str
+    total_calls: int
+    total_cost: Decimal
+
+
+def model_counters_list() -> list[ModelCounters]:
+    """Each priced model's running counters (kept by ingestion in its transaction): one small query."""
+    rows = ModelPricing.objects.order_by("model_name").values_list(
+        "model_name", "provider", "currency", "total_calls", "total_cost"
+    )
+    return [ModelCounters(*row) for row in rows]

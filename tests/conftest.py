@@ -3,6 +3,7 @@ from django.conf import settings
 from django.test import Client
 
 from aicost.db_routers import REPLICA
+from aicost.schema_guard import schema_health_forget
 from tests.api_helpers import api_client_with_key
 from usage.models import ApiKeyScope
 
@@ -33,6 +34,14 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     switch routing on (tests/test_db_router.py) ever query it."""
     default = settings.DATABASES["default"]
     settings.DATABASES[REPLICA] = {**default, "TEST": {**default.get("TEST", {}), "NAME": None, "MIRROR": "default"}}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_schema_health():
+    """Readiness and metrics cache the schema check for seconds; no test may see another's schema."""
+    schema_health_forget()
+    yield
+    schema_health_forget()
 
 
 @pytest.fixture

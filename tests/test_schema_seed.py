@@ -74,7 +74,10 @@ def test_usage_log_indexes_from_the_report():
     with connection.cursor() as cursor:
         constraints = connection.introspection.get_constraints(cursor, "ai_model_usage_log")
     indexed = {tuple(c["columns"]) for c in constraints.values() if c["index"]}
-    assert {("model_name",), ("decision_id",), ("timestamp",)} <= indexed
+    assert {("model_name",), ("decision_id",)} <= indexed
+    # The partitioned log's primary key (timestamp, id) is its timestamp index.
+    primary_keys = [c["columns"] for c in constraints.values() if c["primary_key"]]
+    assert primary_keys == [["timestamp", "id"]]
 
 
 @pytest.mark.django_db

@@ -1,15 +1,22 @@
 """The usage API: recording calls (POST /api/v1/usage/), stats, daily trend and the CSV export."""
 
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.views import APIView
 
+from aicost.api.fields import lookup_field
 from aicost.api.negotiation import ErrorsAsJsonNegotiation
 from aicost.api.permissions import CanWriteUsage
 from aicost.api.responses import success_response
@@ -108,9 +115,15 @@ class UsageRecordSerializer(StrictSerializer):
     user_id = serializers.IntegerField(min_value=1, max_value=MAX_TOKENS, required=False, allow_null=True)
     prompt_tokens = _token_field(required=False)
     completion_tokens = _token_field(required=False)
-    cached_tokens = _token_field(required=False, help_text="Part of prompt_tokens served from cache.")
-    reasoning_tokens = _token_field(required=False, help_text="Part of completion_tokens spent reasoning.")
-    usage = OpenAIUsageSerializer(required=False, help_text="An OpenAI-style usage object, instead of token fields.")
+    cached_tokens = _token_field(
+        required=False, help_text="Part of prompt_tokens served from cache: at most prompt_tokens."
+    )
+    reasoning_tokens = _token_field(
+        required=False, help_text="Part of completion_tokens spent reasoning: at most completion_tokens."
+    )
+    usage = OpenAIUsageSerializer(
+        required=False, help_text="An OpenAI-style usage object, instead of the token fields (never with them)."
+    )
     response_time = serializers.FloatField(min_value=0, max_value=86_400, required=False, allow_null=True)
     success = serializers.BooleanField(required=False, default=True)
     error_message = serializers.CharField(required=False, default="", allow_blank=True, max_length=10_000)
@@ -170,7 +183,12 @@ class UsageIngestApi(APIView):
 
             id = serializers.IntegerField()
             model_name = serializers.CharField()
-            cost = serializers.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
+            cost = serializers.DecimalField(
+                max_digits=COST_MAX_DIGITS,
+                decimal_places=COST_DECIMAL_PLACES,
+                allow_null=True,
+                help_text="Null when the call could not be priced (cost_source unpriced).",
+            )
             cost_source = serializers.CharField()
             timestamp = serializers.DateTimeField()
 
@@ -231,11 +249,21 @@ class UsageIngestApi(APIView):
 # --- Stats and daily trend: what the AI cost page reads -----------------------------------------
 
 
+# The zones this system's tz database knows: the schema lists exactly what the API accepts.
+TIME_ZONE_NAMES = frozenset(available_timezones())
+
+
+@extend_schema_field({"type": "string", "enum": sorted(TIME_ZONE_NAMES), "example": "Asia/Shanghai"})
 class TimeZoneField(serializers.CharField):
     default_error_messages = {"unknown": "Unknown time zone {value!r}; use an IANA name such as Asia/Shanghai."}
 
+    def __init__(self, **kwargs):
+        super().__init__(trim_whitespace=False, **kwargs)  # Exactly a listed name, as the schema says.
+
     def to_internal_value(self, data):
         name = super().to_internal_value(data)
+        if name not in TIME_ZONE_NAMES:  # Also keeps arbitrary input away from the file system.
+            self.fail("unknown", value=name)
         try:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
@@ -244,10 +272,10 @@ class TimeZoneField(serializers.CharField):
 
 class UsageFilterSerializer(serializers.Serializer):
     tz = TimeZoneField(required=False, help_text="IANA time zone for calendar days; default: TIME_ZONE.")
-    model = serializers.CharField(required=False, max_length=100)
-    provider = serializers.CharField(required=False, max_length=50)
+    model = lookup_field(required=False, max_length=100)
+    provider = lookup_field(required=False, max_length=50)
     user_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TOKENS)
-    purpose = serializers.CharField(required=False, max_length=100)
+    purpose = lookup_field(required=False, max_length=100)
 
 
 def _filters_and_zone(validated: dict) -> tuple:

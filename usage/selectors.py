@@ -122,3 +122,15 @@ def usage_export_rows(*, start: datetime | None, end: datetime, filters: UsageFi
     alias is fixed on the queryset now."""
     alias = replica_read_alias(UsageLog)
     return usage_log_rows(usage_log_window(start=start, end=end, filters=filters).using(alias))
+
+
+def unpriced_calls_by_model() -> dict[str, int]:
+    """Calls stored without a cost, per model, all time, from the daily rollups (a row per model and
+    day, so far fewer rows than the log). Models without a price entry appear here too."""
+    rows = (
+        UsageRollupDaily.objects.values("model_name")
+        .annotate(unpriced=Sum("unpriced_calls"))
+        .filter(unpriced__gt=0)
+        .values_list("model_name", "unpriced")
+    )
+    return dict(rows)

@@ -1,5 +1,6 @@
 from rest_framework.permissions import BasePermission
 
+from aicost.api.authentication import METRICS_TOKEN
 from usage.models import ApiKey
 
 
@@ -30,3 +31,12 @@ class CanWriteUsage(BasePermission):
     def has_permission(self, request, view) -> bool:
         key = _api_key(request)
         return _is_staff(request) or bool(key and key.can_write_usage)
+
+
+class HasMetricsToken(BasePermission):
+    """A scraper that authenticated with the AICOST_METRICS_TOKEN bearer token."""
+
+    message = "Metrics need a staff login, an API key with read scope, or the metrics bearer token."
+
+    def has_permission(self, request, view) -> bool:
+        return request.auth is METRICS_TOKEN

@@ -1,0 +1,185 @@
+"""Who may call what: every URL under /api/ (found by walking the URL resolver, so a new endpoint is
+covered the day it is added) against every kind of caller.
+
+/api/schema/ and /api/docs/ are not public (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] is
+CanReadStats), so they are in the matrix like any read endpoint."""
+
+import json
+import logging
+
+import pytest
+from django.urls import URLResolver, get_resolver
+
+from tests.api_helpers import HttpsApiClient
+from usage.keys import api_key_create, api_key_revoke
+from usage.models import ApiKeyScope, UsageLog
+
+pytestmark = pytest.mark.django_db
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Read endpoints that also admit write_usage keys on purpose (alerts/apis.py: callers about to
+# spend hold write keys and must be able to ask whether budget remains).
+WRITE_KEYS_MAY_READ = frozenset({"/api/v1/budget/check"})
+KNOWN_ENDPOINTS = {
+    ("POST", "/api/v1/usage/"),
+    ("GET", "/api/v1/ai-platforms/stats"),
+    ("GET", "/api/v1/ai-platforms/cost-trend-daily"),
+    ("GET", "/api/v1/alerts/"),
+    ("GET", "/api/v1/budget/check"),
+    ("GET", "/api/v1/admin/health/database"),
+    ("GET", "/api/schema/"),
+    ("GET", "/api/docs/"),
+}
+QUERY = {"/api/v1/budget/check": {"model": "gpt-4o"}}
+RECORD = {"model_name": "gpt-4o-mini", "prompt_tokens": 100, "completion_tokens": 10}
+
+
+def _walk(patterns, prefix: str = ""):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern))
+        else:
+            yield "/" + prefix + str(pattern.pattern), pattern.callback
+
+
+def _methods(view) -> list[str]:
+    view_class = getattr(view, "cls", None) or getattr(view, "view_class", None)
+    if view_class is None:  # A function view: it says nothing about its methods, so try the usual ones.
+        return ["GET", "POST"]
+    return [m.upper() for m in view_class.http_method_names if m not in ("head", "options") and hasattr(view_class, m)]
+
+
+def api_endpoints() -> list[tuple[str, str]]:
+    endpoints = []
+    for route, view in _walk(get_resolver().url_patterns):
+        if route.startswith("/api/"):
+            assert "<" not in route, f"{route}: give the matrix a concrete path for parametrised routes"
+            endpoints += [(method, route) for method in _methods(view)]
+    return sorted(endpoints)
+
+
+ENDPOINTS = api_endpoints()
+WRITES = [(method, route) for method, route in ENDPOINTS if method in WRITE_METHODS]
+READS = [(method, route) for method, route in ENDPOINTS if method not in WRITE_METHODS]
+
+
+def call(client, method: str, route: str, **extra):
+    if method in WRITE_METHODS:
+        return client.generic(method, route, json.dumps(RECORD), content_type="application/json", **extra)
+    return client.get(route, QUERY.get(route, {}), **extra)
+
+
+def key_client(scope: str, *, revoked: bool = False) -> HttpsApiClient:
+    api_key, raw_key = api_key_create(name=f"matrix-{scope}", scope=scope)
+    if revoked:
+        api_key_revoke(api_key=api_key)
+    client = HttpsApiClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
+    return client
+
+
+def assert_denied(response, *statuses: int) -> None:
+    assert response.status_code in statuses, (response.status_code, response.content[:300])
+    if response["Content-Type"].startswith("application/json"):
+        assert response.json()["success"] is False
+
+
+def assert_allowed(response) -> None:
+    assert 200 <= response.status_code < 300, (response.status_code, response.content[:300])
+
+
+def test_the_walk_finds_every_known_endpoint():
+    assert ENDPOINTS
+    assert set(ENDPOINTS) >= KNOWN_ENDPOINTS
+    assert WRITES
+    assert READS
+
+
+@pytest.mark.parametrize(("method", "route"), ENDPOINTS)
+def test_anonymous_is_refused(method, route):
+    assert_denied(call(HttpsApiClient(), method, route), 401, 403)
+
+
+@pytest.mark.parametrize(("method", "route"), ENDPOINTS)
+@pytest.mark.parametrize("scope", list(ApiKeyScope.values))
+def test_a_revoked_key_is_refused_whatever_its_scope(method, route, scope):
+    assert_denied(call(key_client(scope, revoked=True), method, route), 401)
+
+
+@pytest.mark.parametrize(("method", "route"), ENDPOINTS)
+def test_a_key_that_never_existed_is_refused(method, route):
+    client = HttpsApiClient()
+    client.credentials(HTTP_AUTHORIZATION="Api-Key aic_deadbeef_not-a-real-key")
+    assert_denied(call(client, method, route), 401)
+
+
+@pytest.mark.parametrize(("method", "route"), WRITES)
+def test_a_read_key_may_not_write(method, route):
+    assert_denied(call(key_client(ApiKeyScope.READ), method, route), 403)
+    assert not UsageLog.objects.exists()
+
+
+@pytest.mark.parametrize(("method", "route"), WRITES)
+@pytest.mark.parametrize("scope", [ApiKeyScope.WRITE_USAGE, ApiKeyScope.READ_WRITE])
+def test_a_write_key_may_write(method, route, scope):
+    assert_allowed(call(key_client(scope), method, route))
+
+
+@pytest.mark.parametrize(("method", "route"), READS)
+def test_a_write_only_key_may_not_read_except_where_meant_to(method, route):
+    response = call(key_client(ApiKeyScope.WRITE_USAGE), method, route)
+    if route in WRITE_KEYS_MAY_READ:
+        assert_allowed(response)
+    else:
+        assert_denied(response, 403)
+
+
+@pytest.mark.parametrize(("method", "route"), READS)
+@pytest.mark.parametrize("scope", [ApiKeyScope.READ, ApiKeyScope.READ_WRITE])
+def test_a_read_key_may_read(method, route, scope):
+    assert_allowed(call(key_client(scope), method, route))
+
+
+@pytest.mark.parametrize(("method", "route"), READS)
+def test_a_staff_session_may_read(method, route, staff_client):
+    assert_allowed(call(staff_client, method, route))
+
+
+@pytest.mark.parametrize(("method", "route"), ENDPOINTS)
+def test_a_session_without_staff_is_refused(method, route, django_user_model):
+    client = HttpsApiClient()
+    client.force_login(django_user_model.objects.create_user(username="plain", password="plain-pass-123"))
+    assert_denied(call(client, method, route), 403)
+
+
+@pytest.mark.parametrize(("method", "route"), WRITES)
+def test_a_staff_session_writes_only_with_the_csrf_token(method, route, staff_user):
+    browser = HttpsApiClient(enforce_csrf_checks=True)
+    browser.force_login(staff_user)
+    assert browser.get("/admin/").status_code == 200  # Sets the CSRF cookie, as the admin page does.
+    token = browser.cookies["csrftoken"].value
+    same_origin = {"HTTP_ORIGIN": "https://testserver", "HTTP_REFERER": "https://testserver/admin/"}
+
+    refused = call(browser, method, route, **same_origin)
+    assert_denied(refused, 403)
+    assert "CSRF" in refused.json()["error"]["message"]
+    assert not UsageLog.objects.exists()
+
+    assert_allowed(call(browser, method, route, HTTP_X_CSRFTOKEN=token, **same_origin))
+
+
+def test_the_raw_api_key_never_reaches_the_logs(caplog):
+    caplog.set_level(logging.DEBUG)
+    api_key, raw_key = api_key_create(name="secret", scope=ApiKeyScope.READ_WRITE)
+    client = HttpsApiClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
+    assert client.post("/api/v1/usage/", RECORD, format="json").status_code == 201
+    assert client.post("/api/v1/usage/", {"model_name": ""}, format="json").status_code == 400
+    assert client.get("/api/v1/budget/check", {"model": "nope"}).status_code == 404
+    assert client.get("/api/v1/ai-platforms/stats", HTTP_X_API_KEY=raw_key).status_code == 200
+    api_key_revoke(api_key=api_key)
+    assert client.get("/api/v1/alerts/").status_code == 401
+    assert "Unauthorized" in caplog.text  # The 401 and 4xx were logged ...
+    assert raw_key not in caplog.text  # ... and the key was not.
+    secret_part = raw_key.split("_", 2)[2]  # aic_<prefix>_<secret>; the secret may contain "_".
+    assert secret_part not in caplog.text

@@ -121,18 +121,24 @@ def browser(monkeypatch):
     shutil.rmtree(profile, ignore_errors=True)
 
 
+def _logged_in_page(browser, url: str):
+    """Open `url`, log in as the staff user "ops" on the admin's login form, wait for the cost page."""
+    page = browser.new_page()
+    page.goto(url)
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", "ops-pass-12345")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#ai-cost[data-ready=true]", timeout=20_000)
+    return page
+
+
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_staff_sees_the_numbers_the_api_gives(browser, served, django_user_model):
     demo_usage_load(days=35, calls_per_day=40)
     django_user_model.objects.create_user(username="ops", password="ops-pass-12345", is_staff=True)
 
-    page = browser.new_page()
-    page.goto(f"{served}{PAGE}")
-    page.fill("#id_username", "ops")
-    page.fill("#id_password", "ops-pass-12345")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#ai-cost[data-ready=true]", timeout=20_000)
+    page = _logged_in_page(browser, f"{served}{PAGE}")
 
     def api(path: str) -> dict:
         return page.evaluate(f"fetch('{path}', {{credentials: 'same-origin'}}).then(r => r.json())")["data"]
@@ -189,12 +195,7 @@ def test_staff_sees_the_numbers_the_api_gives(browser, served, django_user_model
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_empty_data_shows_empty_states_not_broken_charts(browser, served, django_user_model):
     django_user_model.objects.create_user(username="ops", password="ops-pass-12345", is_staff=True)
-    page = browser.new_page()
-    page.goto(f"{served}/admin/login/?next={PAGE}")
-    page.fill("#id_username", "ops")
-    page.fill("#id_password", "ops-pass-12345")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#ai-cost[data-ready=true]", timeout=20_000)
+    page = _logged_in_page(browser, f"{served}/admin/login/?next={PAGE}")
     for empty in ("trend-empty", "provider-empty", "models-empty", "alerts-empty"):
         assert page.is_visible(f'[data-testid="{empty}"]'), empty
     assert page.is_hidden('[data-testid="trend-chart"]')

@@ -147,24 +147,8 @@ def _insert_new_pairs(*, pairs: list[tuple[str, str]], now: datetime) -> set[tup
         return {tuple(row) for row in cursor.fetchall()}
 
 
-COPY_COLUMNS = [
-    "id",
-    "model_name",
-    "decision_id",
-    "user_id",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cost",
-    "cost_source",
-    "price_version_id",
-    "response_time",
-    "success",
-    "error_message",
-    "purpose",
-    "timestamp",
-]
+# Every column of the log, as COPY sends them (ids are preallocated from the identity sequence).
+COPY_COLUMNS = [field.column for field in UsageLog._meta.concrete_fields]
 
 
 def _logs_insert_copy(logs: list[UsageLog]) -> None:

@@ -204,18 +204,20 @@ def _pricing_counters_add(*, logs: Sequence[UsageLog], now: datetime) -> None:
         row = "(%s, CAST(%s AS BIGINT), CAST(%s AS NUMERIC), CAST(%s AS NUMERIC))"
         month = ModelPricing._meta.get_field("current_month").get_db_prep_save(this_month, connection)
         updated_at = ModelPricing._meta.get_field("updated_at").get_db_prep_save(now, connection)
-        params: list = [month, month, updated_at]
+        params: list = []
         for name in names:
             calls, cost, month_cost = deltas[name]
             params += [name, calls, str(cost), str(month_cost)]
+        params += [month, month, updated_at]
+        # A CTE with a column list: both PostgreSQL and SQLite (the local default) accept it.
         cursor.execute(
-            f"UPDATE {table} SET total_calls = {table}.total_calls + d.calls, "  # noqa: S608
+            f"WITH d(model_name, calls, cost, month_cost) AS (VALUES {', '.join([row] * len(names))}) "  # noqa: S608
+            f"UPDATE {table} SET total_calls = {table}.total_calls + d.calls, "
             f"total_cost = {table}.total_cost + d.cost, "
             f"current_month_cost = CASE WHEN {table}.current_month = %s "
             f"THEN {table}.current_month_cost + d.month_cost ELSE d.month_cost END, "
             "current_month = %s, updated_at = %s "
-            f"FROM (VALUES {', '.join([row] * len(names))}) AS d(model_name, calls, cost, month_cost) "
-            f"WHERE {table}.model_name = d.model_name",
+            f"FROM d WHERE {table}.model_name = d.model_name",
             params,
         )
 

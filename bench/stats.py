@@ -27,6 +27,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as clock
@@ -76,7 +77,7 @@ INSERT INTO ai_model_usage_log (
     cost, cost_source, price_version_id, response_time, success, error_message, purpose, timestamp
 )
 SELECT
-    m.model_name, 'bench-' || t.i, t.user_id, t.prompt, t.completion, t.cached,
+    m.model_name, 'bench-' || lpad(t.i::text, 10, '0'), t.user_id, t.prompt, t.completion, t.cached,
     CASE WHEN m.model_name = 'deepseek-reasoner' THEN t.completion * 6 / 10 ELSE 0 END,
     CASE WHEN m.version_id IS NULL THEN NULL
          ELSE round(((t.prompt - t.cached) * m.p_in + t.cached * m.p_cached + t.completion * m.p_out) / 1000000, 8)
@@ -138,6 +139,7 @@ def _cases() -> list[Case]:
     cases.append(Case("stats", STATS_URL, {"time_range": "30d", "provider": PROVIDER}))
     for variant in ({}, {"tz": ZONE}, {"model": MODEL}):
         cases += [Case("trend", TREND_URL, {"days": d, **variant}) for d in TREND_DAYS]
+    cases.append(Case("trend", TREND_URL, {"days": 366, "provider": PROVIDER}))
     cases.append(Case("trend", TREND_URL, {"days": 366, "tz": WORST_ZONE}))
     cases += [
         Case("raw-log filter", STATS_URL, {"time_range": "24h", "user_id": 42}),
@@ -236,12 +238,19 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _load() -> str:
+    return "load average " + " ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
 def _print_environment() -> None:
     from django.conf import settings
     from django.db import connection
 
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"machine: {usable} usable cores of {os.cpu_count()}, {_cpu_model()}, Python {platform.python_version()}")
+    print(
+        f"machine: {usable} usable cores of {os.cpu_count()}, {_cpu_model()}, Python {platform.python_version()}, "
+        f"{_load()} (the database server shares these cores)"
+    )
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         version = cursor.fetchone()[0]
@@ -260,7 +269,8 @@ def _print_sizes() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        for table in ("ai_model_usage_log", "ai_usage_rollup_15m", "ai_usage_rollup_daily"):
+        tables = ["ai_model_usage_log", "ai_usage_rollup_15m", "ai_usage_rollup_1h", "ai_usage_rollup_1h_total"]
+        for table in [*tables, "ai_usage_rollup_daily"]:
             cursor.execute(f"SELECT count(*), pg_size_pretty(pg_total_relation_size('{table}')) FROM {table}")
             count, size = cursor.fetchone()
             print(f"  {table:<24} {count:>11,} rows  {size:>8} with indexes")
@@ -426,6 +436,7 @@ def _bench(rows: int, iterations: int, warmup: int, raw_budget: float, skip_seed
     os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 60)
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     os.environ.setdefault("DEBUG", "false")
+    warnings.filterwarnings("ignore", message="No directory at")  # Static files are not collected here.
     django.setup()
     from django.core.management import call_command
     from django.test import Client
@@ -444,9 +455,11 @@ def _bench(rows: int, iterations: int, warmup: int, raw_budget: float, skip_seed
     _key, raw_key = api_key_create(name="bench-stats", scope=ApiKeyScope.READ)
     client = Client(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
     cases = _cases()
+    began = time.perf_counter()
     for case in cases:
         _measure(case, client, iterations, warmup, raw_budget)
         print(f"  measured {case.label}", flush=True)
+    print(f"measured in {time.perf_counter() - began:.0f} s; {_load()}")
     _print_table(cases, rows, iterations)
     return 0 if _print_goals(cases, rows) else 1
 

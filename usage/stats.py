@@ -248,13 +248,16 @@ def _range_sums(cursor, grain: Grain, ranges: list[tuple], filters: UsageFilters
     return {ranges[n]: sums for n, *sums in cursor.fetchall()}
 
 
+_DELTA_FIELDS = [(f.name, f.type) for f in fields(RollupDelta)]
+
+
 def _delta_of_row(values: Iterable) -> RollupDelta:
     # Sums come back as the database gives them: numeric, or float on SQLite, which rounding to the
     # stored precision makes exact again.
     return RollupDelta(
         **{
-            f.name: quantize_cost(Decimal(str(value))) if f.type is Decimal else f.type(value)
-            for f, value in zip(fields(RollupDelta), values, strict=True)
+            name: quantize_cost(Decimal(str(value))) if kind is Decimal else kind(value)
+            for (name, kind), value in zip(_DELTA_FIELDS, values, strict=True)
         }
     )
 

@@ -166,6 +166,7 @@ def _quarter_aligned(moments: Iterable[datetime]) -> bool:
 # rollup rows instead of 96 quarter hours per model and day.
 Term = tuple[str, date | datetime, date | datetime]  # (grain name, first bucket, bucket after the last)
 EPOCH_DAY = date(1970, 1, 1)
+_DELTA_FIELDS = [(f.name, f.type) for f in fields(RollupDelta)]
 
 
 def _since_utc_midnight(moment: datetime) -> list[tuple[int, Term]]:
@@ -238,7 +239,10 @@ def _range_sums(cursor, grain: Grain, ranges: list[tuple], filters: UsageFilters
     if filters.model_names is not None and grain.per_model:
         models_sql = f" AND t.model_name IN ({', '.join(['%s'] * len(filters.model_names))})"
         params += sorted(filters.model_names)
-    sums = ", ".join(f"sum(t.{column})" for column in SUM_COLUMNS)
+    # Counts as BIGINT: PostgreSQL sums them as numeric, which the driver would turn into Decimals.
+    sums = ", ".join(
+        f"CAST(sum(t.{name}) AS BIGINT)" if kind is int else f"sum(t.{name})" for name, kind in _DELTA_FIELDS
+    )
     # Identifiers come from model metadata; values are bound parameters.
     cursor.execute(
         f"SELECT r.n, {sums} FROM {table} AS r JOIN {grain.model._meta.db_table} AS t "  # noqa: S608
@@ -246,9 +250,6 @@ def _range_sums(cursor, grain: Grain, ranges: list[tuple], filters: UsageFilters
         params,
     )
     return {ranges[n]: sums for n, *sums in cursor.fetchall()}
-
-
-_DELTA_FIELDS = [(f.name, f.type) for f in fields(RollupDelta)]
 
 
 def _delta_of_row(values: Iterable) -> RollupDelta:

@@ -53,14 +53,24 @@ def test_every_rollup_holds_every_call():
         assert sum(row.cost for row in rows) == sum(log.cost or 0 for log in UsageLog.objects.all())
 
 
-def test_hour_total_is_the_sum_of_the_models_hours():
+@pytest.mark.parametrize(
+    ("per_model", "total", "buckets"),
+    [
+        ("ai_usage_rollup_15m", "ai_usage_rollup_15m_total", 15),  # 23:30 to 03:00 UTC
+        ("ai_usage_rollup_1h", "ai_usage_rollup_1h_total", 5),  # 23:00 to 03:00
+        ("ai_usage_rollup_daily", "ai_usage_rollup_daily_total", 2),
+    ],
+)
+def test_each_total_is_the_sum_of_its_models(per_model, total, buckets):
     _record_batches()
-    hourly, total = _snapshot()["ai_usage_rollup_1h"], _snapshot()["ai_usage_rollup_1h_total"]
-    by_hour: dict = {}
-    for bucket, _model, calls, *_rest in hourly:
-        by_hour[bucket] = by_hour.get(bucket, 0) + calls
-    assert {row[0]: row[1] for row in total} == by_hour
-    assert len(by_hour) == 5  # 23:40 to 03:05 UTC
+    snapshot = _snapshot()
+    by_bucket: dict = {}
+    for bucket, _model, *sums in snapshot[per_model]:
+        by_bucket[bucket] = [a + b for a, b in zip(by_bucket.get(bucket, [0] * len(sums)), sums, strict=True)]
+    assert {bucket: [round(v, 6) for v in sums] for bucket, *sums in snapshot[total]} == {
+        bucket: [round(v, 6) for v in sums] for bucket, sums in by_bucket.items()
+    }
+    assert len(by_bucket) == buckets
 
 
 def test_rebuild_reproduces_what_ingestion_kept():

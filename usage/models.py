@@ -113,9 +113,24 @@ class UsageRollupHour(ModelRollupSums):
         return f"{self.model_name} {self.bucket:%Y-%m-%d %H:%M}"
 
 
+class UsageRollupQuarterHourTotal(RollupSums):
+    """Usage of all models together per 15-minute bucket (UTC). The *Total rollups give the
+    unfiltered daily trend one row per bucket, whatever the number of models."""
+
+    bucket = models.DateTimeField(help_text="Start of the 15-minute bucket.")
+
+    class Meta:
+        db_table = "ai_usage_rollup_15m_total"
+        constraints = [
+            models.UniqueConstraint(fields=["bucket"], name="ai_usage_rollup_15m_total_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"all models {self.bucket:%Y-%m-%d %H:%M}"
+
+
 class UsageRollupHourTotal(RollupSums):
-    """Usage of all models together per UTC hour: one row per hour, whatever the number of models,
-    for the unfiltered daily trend in any time zone."""
+    """Usage of all models together per UTC hour."""
 
     bucket = models.DateTimeField(help_text="Start of the hour (UTC).")
 
@@ -142,6 +157,21 @@ class UsageRollupDaily(ModelRollupSums):
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.day}"
+
+
+class UsageRollupDailyTotal(RollupSums):
+    """Usage of all models together per UTC day."""
+
+    day = models.DateField(help_text="UTC calendar day.")
+
+    class Meta:
+        db_table = "ai_usage_rollup_daily_total"
+        constraints = [
+            models.UniqueConstraint(fields=["day"], name="ai_usage_rollup_daily_total_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"all models {self.day}"
 
 
 class ApiKeyScope(models.TextChoices):

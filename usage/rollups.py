@@ -1,10 +1,10 @@
 """Upkeep of the usage rollups, inside the ingestion transaction.
 
-Four tables: per model, 15-minute buckets (exact calendar days in any time zone), UTC hours and UTC
-days (long ranges); and all models together per UTC hour (the unfiltered trend in any zone).
-Each batch adds its sums with one INSERT ... ON CONFLICT DO UPDATE per table; tables are written in
-a fixed order and rows in key order, so concurrent batches lock rollup rows in the same order and
-cannot deadlock.
+Three grains: 15-minute buckets (exact calendar days in any time zone), UTC hours and UTC days
+(long ranges), each per model and for all models together (the unfiltered daily trend reads one
+row per bucket). Each batch adds its sums with one INSERT ... ON CONFLICT DO UPDATE per table;
+tables are written in a fixed order and rows in key order, so concurrent batches lock rollup rows
+in the same order and cannot deadlock.
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -18,9 +18,11 @@ from usage.models import (
     CostSource,
     UsageLog,
     UsageRollupDaily,
+    UsageRollupDailyTotal,
     UsageRollupHour,
     UsageRollupHourTotal,
     UsageRollupQuarterHour,
+    UsageRollupQuarterHourTotal,
 )
 
 QUARTER_HOUR = timedelta(minutes=15)
@@ -54,6 +56,10 @@ class RollupDelta:
             self.response_time_sum += log.response_time
             self.response_time_count += 1
 
+    def merge(self, other: "RollupDelta") -> None:
+        for column in SUM_COLUMNS:
+            setattr(self, column, getattr(self, column) + getattr(other, column))
+
 
 SUM_COLUMNS = [f.name for f in fields(RollupDelta)]
 _ARRAY_TYPES = dict.fromkeys(SUM_COLUMNS, "bigint") | {"cost": "numeric", "response_time_sum": "float8"}
@@ -85,40 +91,54 @@ class Grain:
     from_quarters: dict[str, str]
 
 
+_HOUR_OF_QUARTER = {
+    "postgresql": "date_bin('1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
+    "sqlite": "strftime('%Y-%m-%d %H:00:00', bucket)",  # SQLite stores UTC text.
+}
+_DAY_OF_QUARTER = {"postgresql": "(bucket AT TIME ZONE 'UTC')::date", "sqlite": "date(bucket)"}
+_QUARTER_OF_QUARTER = {"postgresql": "bucket", "sqlite": "bucket"}
+
 QUARTER_HOUR_GRAIN = Grain(UsageRollupQuarterHour, "bucket", "timestamptz", quarter_hour_floor, True, {})
-HOUR_GRAIN = Grain(
-    UsageRollupHour,
-    "bucket",
-    "timestamptz",
-    hour_floor,
-    True,
-    {
-        "postgresql": "date_bin('1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
-        "sqlite": "strftime('%Y-%m-%d %H:00:00', bucket)",  # SQLite stores UTC text.
-    },
+QUARTER_HOUR_TOTAL_GRAIN = Grain(
+    UsageRollupQuarterHourTotal, "bucket", "timestamptz", quarter_hour_floor, False, _QUARTER_OF_QUARTER
 )
-HOUR_TOTAL_GRAIN = Grain(UsageRollupHourTotal, "bucket", "timestamptz", hour_floor, False, HOUR_GRAIN.from_quarters)
-DAY_GRAIN = Grain(
-    UsageRollupDaily,
-    "day",
-    "date",
-    utc_day,
-    True,
-    {"postgresql": "(bucket AT TIME ZONE 'UTC')::date", "sqlite": "date(bucket)"},
+HOUR_GRAIN = Grain(UsageRollupHour, "bucket", "timestamptz", hour_floor, True, _HOUR_OF_QUARTER)
+HOUR_TOTAL_GRAIN = Grain(UsageRollupHourTotal, "bucket", "timestamptz", hour_floor, False, _HOUR_OF_QUARTER)
+DAY_GRAIN = Grain(UsageRollupDaily, "day", "date", utc_day, True, _DAY_OF_QUARTER)
+DAY_TOTAL_GRAIN = Grain(UsageRollupDailyTotal, "day", "date", utc_day, False, _DAY_OF_QUARTER)
+# The order batches lock rollup rows in; the 15-minute rollup first: the others are derived from it.
+GRAINS = (
+    QUARTER_HOUR_GRAIN,
+    QUARTER_HOUR_TOTAL_GRAIN,
+    HOUR_GRAIN,
+    HOUR_TOTAL_GRAIN,
+    DAY_GRAIN,
+    DAY_TOTAL_GRAIN,
 )
-GRAINS = (QUARTER_HOUR_GRAIN, HOUR_GRAIN, HOUR_TOTAL_GRAIN, DAY_GRAIN)  # The order rows are locked in.
 
 
-def rollup_deltas(logs: Iterable[UsageLog], grain: Grain) -> dict[tuple, RollupDelta]:
-    """Sums of the logs per key: (bucket, model_name), or (bucket,) for an all-models grain."""
+def rollup_deltas(logs: Iterable[UsageLog]) -> dict[tuple, RollupDelta]:
+    """Sums of the logs per (15-minute bucket, model_name)."""
     deltas: dict[tuple, RollupDelta] = {}
     for log in logs:
-        bucket = grain.bucket_of(log.timestamp)
-        key = (bucket, log.model_name) if grain.per_model else (bucket,)
+        key = (quarter_hour_floor(log.timestamp), log.model_name)
         delta = deltas.get(key)
         if delta is None:
             delta = deltas[key] = RollupDelta()
         delta.add(log)
+    return deltas
+
+
+def coarser_deltas(quarter_deltas: dict[tuple, RollupDelta], grain: Grain) -> dict[tuple, RollupDelta]:
+    """The 15-minute sums summed again per key of the grain: (bucket, model_name) or (bucket,)."""
+    deltas: dict[tuple, RollupDelta] = {}
+    for (quarter, model_name), quarter_delta in quarter_deltas.items():
+        bucket = grain.bucket_of(quarter)
+        key = (bucket, model_name) if grain.per_model else (bucket,)
+        delta = deltas.get(key)
+        if delta is None:
+            delta = deltas[key] = RollupDelta()
+        delta.merge(quarter_delta)
     return deltas
 
 
@@ -160,8 +180,10 @@ def rollups_apply_logs(*, logs: Sequence[UsageLog]) -> None:
     """Add the logs to every rollup. Must run in the transaction that stores the logs."""
     if not logs:
         return
-    for grain in GRAINS:
-        _upsert(grain, rollup_deltas(logs, grain))
+    quarter_deltas = rollup_deltas(logs)
+    _upsert(QUARTER_HOUR_GRAIN, quarter_deltas)
+    for grain in GRAINS[1:]:
+        _upsert(grain, coarser_deltas(quarter_deltas, grain))
 
 
 # Rollup sums of a group of log rows, in SUM_COLUMNS order.

@@ -24,15 +24,15 @@ from pricing.models import ModelPricing
 from usage.models import CostSource, UsageLog, UsageRollupDaily, UsageRollupQuarterHour
 from usage.rollups import (
     DAY_GRAIN,
-    HOUR,
+    DAY_TOTAL_GRAIN,
     HOUR_GRAIN,
     HOUR_TOTAL_GRAIN,
     QUARTER_HOUR,
     QUARTER_HOUR_GRAIN,
+    QUARTER_HOUR_TOTAL_GRAIN,
     SUM_COLUMNS,
     Grain,
     RollupDelta,
-    hour_floor,
     quarter_hour_floor,
 )
 
@@ -155,48 +155,50 @@ def usage_sums_by_model(*, start: datetime | None, end: datetime, filters: Usage
     return dict(totals)
 
 
-def _quarter_aligned(moments: Iterable[datetime]) -> bool:
-    return all(m.astimezone(UTC) == quarter_hour_floor(m) for m in moments)
-
-
 # A local day in any zone is a signed sum of a few rollup ranges: its whole UTC days, minus what
 # precedes its start on its first UTC day, plus what precedes its end on its last one. What
 # precedes a quarter-aligned moment on its UTC day is at most 12 hour rows and 2 quarter-hour rows
 # (past noon: the whole day minus the rest of it). A year of days in any zone reads a few thousand
-# rollup rows instead of 96 quarter hours per model and day.
-Term = tuple[str, date | datetime, date | datetime]  # (grain name, first bucket, bucket after the last)
+# rollup rows instead of 96 quarter hours per model and day. Moments are UTC epoch seconds here:
+# a year of boundaries is plain integer arithmetic.
+Term = tuple[str, int, int]  # (grain name, first bucket, bucket after the last), in epoch seconds
 EPOCH_DAY = date(1970, 1, 1)
+SECONDS_PER_QUARTER, SECONDS_PER_HOUR, SECONDS_PER_DAY = 900, 3600, 86_400
 _DELTA_FIELDS = [(f.name, f.type) for f in fields(RollupDelta)]
 
 
-def _since_utc_midnight(moment: datetime) -> list[tuple[int, Term]]:
-    """Signed ranges adding up to [UTC midnight, moment), for a quarter-aligned UTC moment."""
-    midnight = _utc_midnight(moment)
-    hour = hour_floor(moment)
-    if moment - hour > 2 * QUARTER_HOUR:
-        hour += HOUR  # The nearest hour; quarter hours make up the difference.
+def _epoch_seconds(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _since_utc_midnight(moment: int) -> list[tuple[int, Term]]:
+    """Signed ranges adding up to [UTC midnight, moment), for a quarter-aligned moment."""
+    midnight = moment - moment % SECONDS_PER_DAY
+    hour = moment - moment % SECONDS_PER_HOUR
+    if moment - hour > 2 * SECONDS_PER_QUARTER:
+        hour += SECONDS_PER_HOUR  # The nearest hour; quarter hours make up the difference.
     terms: list[tuple[int, Term]] = []
     if hour != moment:
         terms.append((1, ("quarter", hour, moment)) if hour < moment else (-1, ("quarter", moment, hour)))
-    if hour - midnight <= 12 * HOUR:
+    if hour - midnight <= 12 * SECONDS_PER_HOUR:
         if midnight < hour:
             terms.append((1, ("hour", midnight, hour)))
     else:
-        terms.append((1, ("day", midnight.date(), midnight.date() + DAY)))
-        if hour < midnight + DAY:
-            terms.append((-1, ("hour", hour, midnight + DAY)))
+        terms.append((1, ("day", midnight, midnight + SECONDS_PER_DAY)))
+        if hour < midnight + SECONDS_PER_DAY:
+            terms.append((-1, ("hour", hour, midnight + SECONDS_PER_DAY)))
     return terms
 
 
-def _local_day_terms(boundaries: list[datetime]) -> list[dict[Term, int]]:
+def _local_day_terms(boundaries: list[int]) -> list[dict[Term, int]]:
     """For each [boundaries[n], boundaries[n + 1]): its terms and their signs (terms that cancel out dropped)."""
-    utc = [moment.astimezone(UTC) for moment in boundaries]
-    before = [_since_utc_midnight(moment) for moment in utc]
+    before = [_since_utc_midnight(moment) for moment in boundaries]
     days = []
-    for n, (start, end) in enumerate(itertools.pairwise(utc)):
+    for n, (start, end) in enumerate(itertools.pairwise(boundaries)):
         terms: dict[Term, int] = defaultdict(int)
-        if start.date() < end.date():
-            terms[("day", start.date(), end.date())] += 1
+        first, last = start - start % SECONDS_PER_DAY, end - end % SECONDS_PER_DAY
+        if first < last:
+            terms[("day", first, last)] += 1
         for sign, term in before[n]:
             terms[term] -= sign
         for sign, term in before[n + 1]:
@@ -206,26 +208,37 @@ def _local_day_terms(boundaries: list[datetime]) -> list[dict[Term, int]]:
 
 
 def _trend_grains(filters: UsageFilters) -> dict[str, Grain]:
-    # Without a model filter, one all-models row per hour instead of one per model.
-    hours = HOUR_TOTAL_GRAIN if filters.model_names is None else HOUR_GRAIN
-    return {"day": DAY_GRAIN, "hour": hours, "quarter": QUARTER_HOUR_GRAIN}
+    if filters.model_names is None:  # One all-models row per bucket instead of one per model.
+        return {"day": DAY_TOTAL_GRAIN, "hour": HOUR_TOTAL_GRAIN, "quarter": QUARTER_HOUR_TOTAL_GRAIN}
+    return {"day": DAY_GRAIN, "hour": HOUR_GRAIN, "quarter": QUARTER_HOUR_GRAIN}
 
 
-def _ranges_table(grain: Grain, ranges: list[tuple]) -> tuple[str, list]:
-    """SQL for a table r(n, lo, hi) of the numbered ranges, and its parameters: on PostgreSQL three
-    integer arrays (epoch days or seconds: far cheaper for the driver to send than dates and
-    datetimes), elsewhere a VALUES list."""
+def _ranges_table(grain: Grain, ranges: list[tuple[int, int]]) -> tuple[str, list]:
+    """SQL for a table r(n, lo, hi) of the numbered ranges (epoch seconds), and its parameters: on
+    PostgreSQL three integer arrays (far cheaper for the driver to send than dates and datetimes),
+    elsewhere a VALUES list of dates or datetimes."""
+    is_date = grain.key_type == "date"
     if connection.vendor == "postgresql":
-        if grain.key_type == "date":
-            ends = [[(lo - EPOCH_DAY).days for lo, _hi in ranges], [(hi - EPOCH_DAY).days for _lo, hi in ranges]]
-            columns, int_type = "DATE '1970-01-01' + lo AS lo, DATE '1970-01-01' + hi AS hi", "int"
+        if is_date:
+            columns = "DATE '1970-01-01' + (lo / 86400)::int AS lo, DATE '1970-01-01' + (hi / 86400)::int AS hi"
         else:
-            ends = [[int(lo.timestamp()) for lo, _hi in ranges], [int(hi.timestamp()) for _lo, hi in ranges]]
-            columns, int_type = "to_timestamp(lo) AS lo, to_timestamp(hi) AS hi", "bigint"
-        sql = f"(SELECT n, {columns} FROM unnest(%s::int[], %s::{int_type}[], %s::{int_type}[]) AS u(n, lo, hi))"  # noqa: S608
-        return sql, [list(range(len(ranges))), *ends]
+            columns = "to_timestamp(lo) AS lo, to_timestamp(hi) AS hi"
+        # Arrays sent as one text literal each: the driver's per-element dumping costs more than the query.
+        sql = (
+            f"(SELECT n - 1 AS n, {columns} "  # noqa: S608
+            "FROM unnest(%s::bigint[], %s::bigint[]) WITH ORDINALITY AS u(lo, hi, n))"
+        )
+        return sql, [
+            "{" + ",".join(str(lo) for lo, _hi in ranges) + "}",
+            "{" + ",".join(str(hi) for _lo, hi in ranges) + "}",
+        ]
     ops = connection.ops
-    adapt = ops.adapt_datefield_value if grain.key_type == "date" else ops.adapt_datetimefield_value
+
+    def adapt(seconds: int):
+        if is_date:
+            return ops.adapt_datefield_value(EPOCH_DAY + timedelta(days=seconds // SECONDS_PER_DAY))
+        return ops.adapt_datetimefield_value(datetime.fromtimestamp(seconds, UTC))
+
     values = ", ".join(["(%s, %s, %s)"] * len(ranges))
     sql = f"(SELECT column1 AS n, column2 AS lo, column3 AS hi FROM (VALUES {values}))"  # noqa: S608
     return sql, [value for n, (lo, hi) in enumerate(ranges) for value in (n, adapt(lo), adapt(hi))]
@@ -263,9 +276,7 @@ def _delta_of_row(values: Iterable) -> RollupDelta:
     )
 
 
-def _local_days_from_rollups(
-    boundaries: list[datetime], filters: UsageFilters, days: list[date]
-) -> dict[date, RollupDelta]:
+def _local_days_from_rollups(boundaries: list[int], filters: UsageFilters, days: list[date]) -> dict[date, RollupDelta]:
     terms_of_days = _local_day_terms(boundaries)
     ranges: dict[str, set] = defaultdict(set)
     for terms in terms_of_days:
@@ -305,8 +316,9 @@ def usage_sums_by_local_day(
     boundaries = [datetime.combine(day, time.min, tzinfo=zone) for day in [*local_days, first_day + timedelta(days)]]
     if filters.model_names is not None and not filters.model_names:
         return {}
-    if not filters.needs_raw_log and _quarter_aligned(boundaries):
-        return _local_days_from_rollups(boundaries, filters, local_days)
+    seconds = [_epoch_seconds(moment) for moment in boundaries]
+    if not filters.needs_raw_log and all(moment % SECONDS_PER_QUARTER == 0 for moment in seconds):
+        return _local_days_from_rollups(seconds, filters, local_days)
     rows = (
         _raw(boundaries[0], boundaries[-1], filters)
         .annotate(local_day=TruncDate("timestamp", tzinfo=zone))

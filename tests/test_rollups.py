@@ -88,3 +88,11 @@ def test_rebuild_repairs_rollups_that_drifted():
         grain.model.objects.update(calls=0)
     rollups_rebuild()
     assert _snapshot() == kept
+
+
+def test_any_model_name_reaches_the_rollups_intact():
+    name = 'odd "model", {v2}\\ü ' + "x" * 80
+    usage_record_batch(records=[UsageRecordInput(model_name=name, timestamp=BASE, prompt_tokens=7)])
+    for grain in GRAINS:
+        row = grain.model.objects.get()
+        assert (getattr(row, "model_name", name), row.calls, row.prompt_tokens) == (name, 1, 7)

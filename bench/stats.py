@@ -268,12 +268,13 @@ def _print_environment() -> None:
 def _print_sizes() -> None:
     from django.db import connection
 
+    from usage.rollups import GRAINS
+
     with connection.cursor() as cursor:
-        tables = ["ai_model_usage_log", "ai_usage_rollup_15m", "ai_usage_rollup_1h", "ai_usage_rollup_1h_total"]
-        for table in [*tables, "ai_usage_rollup_daily"]:
+        for table in ["ai_model_usage_log", *(grain.model._meta.db_table for grain in GRAINS)]:
             cursor.execute(f"SELECT count(*), pg_size_pretty(pg_total_relation_size('{table}')) FROM {table}")
             count, size = cursor.fetchone()
-            print(f"  {table:<24} {count:>11,} rows  {size:>8} with indexes")
+            print(f"  {table:<28} {count:>11,} rows  {size:>8} with indexes")
 
 
 # --- The direct GROUP BY on the raw log ------------------------------------------------------------

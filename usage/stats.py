@@ -261,12 +261,16 @@ def _range_sums(cursor, grain: Grain, ranges: list[tuple], filters: UsageFilters
     return {ranges[n]: sums for n, *sums in cursor.fetchall()}
 
 
+def _as_cost(value) -> Decimal:
+    # PostgreSQL sums numeric exactly; SQLite sums as float, which rounding to the stored precision
+    # makes exact again.
+    return value if isinstance(value, Decimal) else quantize_cost(Decimal(str(value)))
+
+
 def _delta_of_row(values: Iterable) -> RollupDelta:
-    # Sums come back as the database gives them: numeric, or float on SQLite, which rounding to the
-    # stored precision makes exact again.
     return RollupDelta(
         **{
-            name: quantize_cost(Decimal(str(value))) if kind is Decimal else kind(value)
+            name: _as_cost(value) if kind is Decimal else kind(value)
             for (name, kind), value in zip(_DELTA_FIELDS, values, strict=True)
         }
     )
@@ -288,16 +292,12 @@ def _local_days_from_rollups(boundaries: list[int], filters: UsageFilters, days:
             if ranges[name]:
                 for (lo, hi), values in _range_sums(cursor, grain, sorted(ranges[name]), filters).items():
                     sums[(name, lo, hi)] = values
+    negated = {term: [-value for value in values] for term, values in sums.items()}
     totals = {}
     for day, terms in zip(days, terms_of_days, strict=True):
-        total = None
-        for term, sign in terms.items():
-            values = sums.get(term)
-            if values is not None:
-                signed = values if sign == 1 else [-v for v in values]
-                total = signed if total is None else [a + b for a, b in zip(total, signed, strict=True)]
-        if total is not None:
-            totals[day] = _delta_of_row(total)
+        parts = [sums[term] if sign > 0 else negated[term] for term, sign in terms.items() if term in sums]
+        if parts:
+            totals[day] = _delta_of_row([sum(column) for column in zip(*parts, strict=True)])
     return totals
 
 

@@ -228,7 +228,7 @@ def rollups_rebuild() -> int:
     with connection.cursor() as cursor:
         if vendor == "postgresql":
             cursor.execute(f"LOCK TABLE {log_table} IN EXCLUSIVE MODE")
-        for grain in reversed(GRAINS):  # The 15-minute rollup, their source, is emptied last.
+        for grain in GRAINS:
             cursor.execute(f"DELETE FROM {grain.model._meta.db_table}")  # noqa: S608 (names from model metadata)
         columns = ", ".join(["bucket", "model_name", *SUM_COLUMNS])
         cursor.execute(

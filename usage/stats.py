@@ -5,6 +5,9 @@ whole quarter hours cover (15-minute rollup) and the unaligned edges, each short
 which come from the raw log through its timestamp index. Filters on user_id or purpose are not
 rollup dimensions (they would multiply the rollups by users x purposes); those windows are summed
 from the raw log, bounded by the timestamp index.
+
+The daily trend sums each calendar day of any zone as a few signed day, hour and quarter-hour
+rollup ranges (see _since_utc_midnight); without a model filter it reads the all-models rollups.
 """
 
 import itertools

@@ -16,7 +16,16 @@ from django.db.models import Model
 
 REPLICA = "replica"
 REPLICA_READ_MODELS = frozenset(
-    {"usage.usagelog", "usage.usagerollupquarterhour", "usage.usagerollupdaily", "pricing.modelpricing"}
+    {
+        "usage.usagelog",
+        "usage.usagerollupquarterhour",
+        "usage.usagerollupquarterhourtotal",
+        "usage.usagerolluphour",
+        "usage.usagerolluphourtotal",
+        "usage.usagerollupdaily",
+        "usage.usagerollupdailytotal",
+        "pricing.modelpricing",
+    }
 )
 
 _reading_from_replica: ContextVar[bool] = ContextVar("reading_from_replica", default=False)

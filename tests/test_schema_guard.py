@@ -76,6 +76,7 @@ def test_migrate_style_checks_without_databases_do_not_run_the_guard():
         ("ALTER TABLE ai_model_pricing DROP CONSTRAINT ai_model_pricing_model_name_key", "aicost.E006", "model_name"),
         (INVALIDATE_TIMESTAMP_INDEX, "aicost.E007", "invalid"),
         (
+            # A migration below applied ones: the plan from the leaf nodes would not show it.
             "DELETE FROM django_migrations WHERE app = 'usage' AND name = '0003_rollups_quarter_hour_and_daily'",
             "aicost.E008",
             "usage.0003",

@@ -1,7 +1,7 @@
 """Property: whatever the data, zone, window and filters, the rollup-based answers equal a direct
 aggregation of the raw log."""
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -10,9 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from usage.models import UsageIdempotencyKey, UsageLog, UsageRollupDaily, UsageRollupQuarterHour
+from usage.models import UsageIdempotencyKey, UsageLog
+from usage.rollups import GRAINS
 from usage.services import UsageRecordInput, usage_record_batch
-from usage.stats import UsageFilters, usage_sums_by_local_day, usage_sums_by_model
+from usage.stats import UsageFilters, _local_day_terms, usage_sums_by_local_day, usage_sums_by_model
 
 # Around the 2026 DST changes of New York and Lord Howe (a 30-minute DST), crossing UTC midnights.
 BASE = datetime(2026, 3, 6, 18, 0, tzinfo=UTC)
@@ -65,7 +66,7 @@ filters = st.one_of(
 
 
 def _reset() -> None:
-    for model in (UsageLog, UsageRollupQuarterHour, UsageRollupDaily, UsageIdempotencyKey):
+    for model in (UsageLog, UsageIdempotencyKey, *(grain.model for grain in GRAINS)):
         model.objects.all().delete()
 
 
@@ -139,3 +140,20 @@ def test_local_day_sums_equal_the_raw_log(batch, zone_name, days, chosen):
     assert {day: _actual(s) for day, s in sums.items() if s.calls} == {
         day: _expected(logs) for day, logs in by_day.items()
     }
+
+
+@settings(max_examples=300, deadline=None)
+@given(quarters=st.lists(st.integers(0, 5 * 96), min_size=2, max_size=8, unique=True).map(sorted))
+def test_local_day_terms_count_each_quarter_hour_of_the_window_once(quarters):
+    """The signed rollup ranges of each window [b_n, b_n+1) add up to exactly its quarter hours,
+    wherever the boundaries fall in their UTC day (before or after noon, on or off the hour)."""
+    quarter = 900
+    boundaries = [int(BASE.timestamp()) - 18 * 3600 + q * quarter for q in quarters]  # From a UTC midnight.
+    for terms, start, end in zip(_local_day_terms(boundaries), boundaries[:-1], boundaries[1:], strict=True):
+        counted: Counter = Counter()
+        for (_grain, lo, hi), sign in terms.items():
+            for moment in range(lo, hi, quarter):
+                counted[moment] += sign
+        window = set(range(start, end, quarter))
+        assert {moment for moment, count in counted.items() if count} == window
+        assert {counted[moment] for moment in window} <= {1}

@@ -56,7 +56,6 @@ class UsageLog(models.Model):
 class RollupSums(models.Model):
     """What a rollup row adds up: calls, outcomes, tokens, cost and response time of its bucket."""
 
-    model_name = models.CharField(max_length=100)
     calls = models.BigIntegerField(default=0)
     successful_calls = models.BigIntegerField(default=0)
     unpriced_calls = models.BigIntegerField(default=0)
@@ -72,7 +71,16 @@ class RollupSums(models.Model):
         abstract = True
 
 
-class UsageRollupQuarterHour(RollupSums):
+class ModelRollupSums(RollupSums):
+    """Rollup sums of one model."""
+
+    model_name = models.CharField(max_length=100)
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollupQuarterHour(ModelRollupSums):
     """Usage per model and 15-minute bucket (UTC), kept in step with ingestion in the same transaction.
 
     Every time zone in use today is a whole number of quarter hours from UTC, so any calendar day
@@ -90,7 +98,53 @@ class UsageRollupQuarterHour(RollupSums):
         return f"{self.model_name} {self.bucket:%Y-%m-%d %H:%M}"
 
 
-class UsageRollupDaily(RollupSums):
+class UsageRollupHour(ModelRollupSums):
+    """Usage per model and UTC hour: the part of a local day that is not a whole UTC day, in a few rows."""
+
+    bucket = models.DateTimeField(help_text="Start of the hour (UTC).")
+
+    class Meta:
+        db_table = "ai_usage_rollup_1h"
+        constraints = [
+            models.UniqueConstraint(fields=["bucket", "model_name"], name="ai_usage_rollup_1h_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class UsageRollupQuarterHourTotal(RollupSums):
+    """Usage of all models together per 15-minute bucket (UTC). The *Total rollups give the
+    unfiltered daily trend one row per bucket, whatever the number of models."""
+
+    bucket = models.DateTimeField(help_text="Start of the 15-minute bucket.")
+
+    class Meta:
+        db_table = "ai_usage_rollup_15m_total"
+        constraints = [
+            models.UniqueConstraint(fields=["bucket"], name="ai_usage_rollup_15m_total_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"all models {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class UsageRollupHourTotal(RollupSums):
+    """Usage of all models together per UTC hour."""
+
+    bucket = models.DateTimeField(help_text="Start of the hour (UTC).")
+
+    class Meta:
+        db_table = "ai_usage_rollup_1h_total"
+        constraints = [
+            models.UniqueConstraint(fields=["bucket"], name="ai_usage_rollup_1h_total_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"all models {self.bucket:%Y-%m-%d %H:%M}"
+
+
+class UsageRollupDaily(ModelRollupSums):
     """Usage per model and UTC day: long ranges (stats over months) read a few rows per day."""
 
     day = models.DateField(help_text="UTC calendar day.")
@@ -103,6 +157,21 @@ class UsageRollupDaily(RollupSums):
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.day}"
+
+
+class UsageRollupDailyTotal(RollupSums):
+    """Usage of all models together per UTC day."""
+
+    day = models.DateField(help_text="UTC calendar day.")
+
+    class Meta:
+        db_table = "ai_usage_rollup_daily_total"
+        constraints = [
+            models.UniqueConstraint(fields=["day"], name="ai_usage_rollup_daily_total_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"all models {self.day}"
 
 
 class UsageRetiredMonth(models.Model):

@@ -1,8 +1,10 @@
 """Upkeep of the usage rollups, inside the ingestion transaction.
 
-Two grains: 15-minute buckets (exact calendar days in any time zone) and UTC days (long ranges).
-Each batch adds its sums with one INSERT ... ON CONFLICT DO UPDATE per grain; rows are sent in key
-order so concurrent batches lock rollup rows in the same order and cannot deadlock.
+Three grains: 15-minute buckets (exact calendar days in any time zone), UTC hours and UTC days
+(long ranges), each per model and for all models together (the unfiltered daily trend reads one
+row per bucket). Each batch adds its sums with one INSERT ... ON CONFLICT DO UPDATE per table;
+tables are written in a fixed order and rows in key order, so concurrent batches lock rollup rows
+in the same order and cannot deadlock.
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -13,10 +15,21 @@ from decimal import Decimal
 from django.db import connection, models, transaction
 from django.db.models import Max
 
-from usage.models import CostSource, UsageLog, UsageRetiredMonth, UsageRollupDaily, UsageRollupQuarterHour
+from usage.models import (
+    CostSource,
+    UsageLog,
+    UsageRetiredMonth,
+    UsageRollupDaily,
+    UsageRollupDailyTotal,
+    UsageRollupHour,
+    UsageRollupHourTotal,
+    UsageRollupQuarterHour,
+    UsageRollupQuarterHourTotal,
+)
 from usage.partitions import month_bounds_utc, next_month
 
 QUARTER_HOUR = timedelta(minutes=15)
+HOUR = timedelta(hours=1)
 
 
 @dataclass
@@ -46,6 +59,10 @@ class RollupDelta:
             self.response_time_sum += log.response_time
             self.response_time_count += 1
 
+    def merge(self, other: "RollupDelta") -> None:
+        for column in SUM_COLUMNS:
+            setattr(self, column, getattr(self, column) + getattr(other, column))
+
 
 SUM_COLUMNS = [f.name for f in fields(RollupDelta)]
 _ARRAY_TYPES = dict.fromkeys(SUM_COLUMNS, "bigint") | {"cost": "numeric", "response_time_sum": "float8"}
@@ -56,14 +73,58 @@ def quarter_hour_floor(moment: datetime) -> datetime:
     return utc.replace(minute=utc.minute - utc.minute % 15, second=0, microsecond=0)
 
 
+def hour_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def utc_day(moment: datetime) -> date:
     return moment.astimezone(UTC).date()
 
 
-def rollup_deltas(logs: Iterable[UsageLog], bucket_of: Callable[[datetime], object]) -> dict[tuple, RollupDelta]:
+@dataclass(frozen=True)
+class Grain:
+    """One rollup table: its bucket column, the bucket of a moment, and whether rows are per model.
+    `from_quarters` maps a 15-minute bucket to this grain's bucket in SQL, per database vendor."""
+
+    model: type[models.Model]
+    key_column: str
+    key_type: str
+    bucket_of: Callable[[datetime], date | datetime]
+    per_model: bool
+    from_quarters: dict[str, str]
+
+
+_HOUR_OF_QUARTER = {
+    "postgresql": "date_bin('1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
+    "sqlite": "strftime('%Y-%m-%d %H:00:00', bucket)",  # SQLite stores UTC text.
+}
+_DAY_OF_QUARTER = {"postgresql": "(bucket AT TIME ZONE 'UTC')::date", "sqlite": "date(bucket)"}
+_QUARTER_OF_QUARTER = {"postgresql": "bucket", "sqlite": "bucket"}
+
+QUARTER_HOUR_GRAIN = Grain(UsageRollupQuarterHour, "bucket", "timestamptz", quarter_hour_floor, True, {})
+QUARTER_HOUR_TOTAL_GRAIN = Grain(
+    UsageRollupQuarterHourTotal, "bucket", "timestamptz", quarter_hour_floor, False, _QUARTER_OF_QUARTER
+)
+HOUR_GRAIN = Grain(UsageRollupHour, "bucket", "timestamptz", hour_floor, True, _HOUR_OF_QUARTER)
+HOUR_TOTAL_GRAIN = Grain(UsageRollupHourTotal, "bucket", "timestamptz", hour_floor, False, _HOUR_OF_QUARTER)
+DAY_GRAIN = Grain(UsageRollupDaily, "day", "date", utc_day, True, _DAY_OF_QUARTER)
+DAY_TOTAL_GRAIN = Grain(UsageRollupDailyTotal, "day", "date", utc_day, False, _DAY_OF_QUARTER)
+# The order batches lock rollup rows in; the 15-minute rollup first: the others are derived from it.
+GRAINS = (
+    QUARTER_HOUR_GRAIN,
+    QUARTER_HOUR_TOTAL_GRAIN,
+    HOUR_GRAIN,
+    HOUR_TOTAL_GRAIN,
+    DAY_GRAIN,
+    DAY_TOTAL_GRAIN,
+)
+
+
+def rollup_deltas(logs: Iterable[UsageLog]) -> dict[tuple, RollupDelta]:
+    """Sums of the logs per (15-minute bucket, model_name)."""
     deltas: dict[tuple, RollupDelta] = {}
     for log in logs:
-        key = (bucket_of(log.timestamp), log.model_name)
+        key = (quarter_hour_floor(log.timestamp), log.model_name)
         delta = deltas.get(key)
         if delta is None:
             delta = deltas[key] = RollupDelta()
@@ -71,25 +132,48 @@ def rollup_deltas(logs: Iterable[UsageLog], bucket_of: Callable[[datetime], obje
     return deltas
 
 
-def _upsert(model: type[models.Model], key_column: str, key_type: str, deltas: dict[tuple, RollupDelta]) -> None:
-    table = model._meta.db_table
+def coarser_deltas(deltas: dict[tuple, RollupDelta], grain: Grain) -> dict[tuple, RollupDelta]:
+    """Finer per-model sums (15-minute or hour) summed again per key of the grain."""
+    coarser: dict[tuple, RollupDelta] = {}
+    for (bucket, model_name), delta in deltas.items():
+        coarse_bucket = grain.bucket_of(bucket)
+        key = (coarse_bucket, model_name) if grain.per_model else (coarse_bucket,)
+        target = coarser.get(key)
+        if target is None:
+            target = coarser[key] = RollupDelta()
+        target.merge(delta)
+    return coarser
+
+
+def array_literal(values: Iterable) -> str:
+    """A PostgreSQL array literal, every element quoted: one text parameter is far cheaper for the
+    driver to send than a list it adapts element by element."""
+    quoted = (str(value).replace("\\", "\\\\").replace('"', '\\"') for value in values)
+    return "{" + ",".join(f'"{value}"' for value in quoted) + "}"
+
+
+def _key_columns(grain: Grain) -> list[str]:
+    return [grain.key_column, "model_name"] if grain.per_model else [grain.key_column]
+
+
+def _upsert(grain: Grain, deltas: dict[tuple, RollupDelta]) -> None:
+    table = grain.model._meta.db_table
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(c) for c in [key_column, "model_name", *SUM_COLUMNS])
+    keys = _key_columns(grain)
+    columns = ", ".join(quote(c) for c in [*keys, *SUM_COLUMNS])
     updates = ", ".join(f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in SUM_COLUMNS)
-    rows = [[key, name, *(getattr(delta, c) for c in SUM_COLUMNS)] for (key, name), delta in sorted(deltas.items())]
+    rows = [[*key, *(getattr(delta, c) for c in SUM_COLUMNS)] for key, delta in sorted(deltas.items())]
     if connection.vendor == "postgresql":
         # One array per column: a dozen parameters however many buckets the batch touches.
-        types = [key_type, "text", *(_ARRAY_TYPES[c] for c in SUM_COLUMNS)]
+        types = [grain.key_type, "text"][: len(keys)] + [_ARRAY_TYPES[c] for c in SUM_COLUMNS]
         source = "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"  # noqa: S608
-        params = [list(column) for column in zip(*rows, strict=True)]
+        params = [array_literal(column) for column in zip(*rows, strict=True)]
     else:
         source = "VALUES " + ", ".join(["(" + ", ".join(["%s"] * len(rows[0])) + ")"] * len(rows))
         params = [_sqlite_value(value) for row in rows for value in row]
     # Identifiers come from model metadata; values are bound parameters.
-    sql = (
-        f"INSERT INTO {table} ({columns}) {source} "
-        f"ON CONFLICT ({quote(key_column)}, model_name) DO UPDATE SET {updates}"
-    )
+    conflict = ", ".join(quote(c) for c in keys)
+    sql = f"INSERT INTO {table} ({columns}) {source} ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
@@ -103,31 +187,88 @@ def _sqlite_value(value):
 
 
 def rollups_apply_logs(*, logs: Sequence[UsageLog]) -> None:
-    """Add the logs to both rollups. Must run in the transaction that stores the logs."""
+    """Add the logs to every rollup. Must run in the transaction that stores the logs."""
     if not logs:
         return
-    _upsert(UsageRollupQuarterHour, "bucket", "timestamptz", rollup_deltas(logs, quarter_hour_floor))
-    _upsert(UsageRollupDaily, "day", "date", rollup_deltas(logs, utc_day))
+    quarters = rollup_deltas(logs)
+    hours = coarser_deltas(quarters, HOUR_GRAIN)
+    for grain, deltas in (  # In GRAINS order, the order rows are locked in.
+        (QUARTER_HOUR_GRAIN, quarters),
+        (QUARTER_HOUR_TOTAL_GRAIN, coarser_deltas(quarters, QUARTER_HOUR_TOTAL_GRAIN)),
+        (HOUR_GRAIN, hours),
+        (HOUR_TOTAL_GRAIN, coarser_deltas(hours, HOUR_TOTAL_GRAIN)),
+        (DAY_GRAIN, coarser_deltas(hours, DAY_GRAIN)),
+        (DAY_TOTAL_GRAIN, coarser_deltas(hours, DAY_TOTAL_GRAIN)),
+    ):
+        _upsert(grain, deltas)
+
+
+# Rollup sums of a group of log rows, in SUM_COLUMNS order.
+_LOG_SUMS = (
+    "count(*), count(*) FILTER (WHERE success), count(*) FILTER (WHERE cost_source = 'unpriced'), "
+    "coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(cached_tokens), 0), "
+    "coalesce(sum(reasoning_tokens), 0), coalesce(sum(cost), 0), coalesce(sum(response_time), 0), "
+    "count(response_time)"
+)
+_QUARTER_OF_LOG = {
+    "postgresql": "date_bin('15 minutes', timestamp, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
+    "sqlite": (  # SQLite stores UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]'.
+        "strftime('%Y-%m-%d %H:', timestamp) "
+        "|| printf('%02d', (CAST(strftime('%M', timestamp) AS INTEGER) / 15) * 15) || ':00'"
+    ),
+}
 
 
 @transaction.atomic
-def rollups_rebuild(*, chunk_size: int = 5000) -> int:
-    """Recompute both rollups from the whole log (after a restore or a manual fix). Returns rows read.
-    Months that retention dropped from the log keep their rollups: they are all that is left of them."""
+def rollups_rebuild() -> int:
+    """Recompute every rollup from the whole log, in the database (after a restore or a manual fix):
+    the 15-minute rollup from the log, the coarser ones from it. Holds an exclusive lock on the log
+    meanwhile, so no batch is stored half-counted. Returns the number of log rows summed.
+
+    Months that retention dropped from the log keep their rollups: they are all that is left of
+    them. Retention drops whole UTC months, so every grain's buckets split cleanly at that edge."""
+    since = _rebuild_since()
+    vendor = connection.vendor
+    log_table = UsageLog._meta.db_table
+    quarters = UsageRollupQuarterHour._meta.db_table
+    sums = ", ".join(f"sum({c})" for c in SUM_COLUMNS)
+    with connection.cursor() as cursor:
+        if vendor == "postgresql":
+            cursor.execute(f"LOCK TABLE {log_table} IN EXCLUSIVE MODE")
+        for grain in GRAINS:
+            where, params = _from_edge(grain.key_column, grain.key_type, since)
+            cursor.execute(f"DELETE FROM {grain.model._meta.db_table} {where}", params)  # noqa: S608 (model metadata)
+        columns = ", ".join(["bucket", "model_name", *SUM_COLUMNS])
+        where, params = _from_edge('"timestamp"', "timestamptz", since)
+        cursor.execute(
+            f"INSERT INTO {quarters} ({columns}) "  # noqa: S608
+            f"SELECT {_QUARTER_OF_LOG[vendor]}, model_name, {_LOG_SUMS} FROM {log_table} {where} GROUP BY 1, 2",
+            params,
+        )
+        where, params = _from_edge("bucket", "timestamptz", since)
+        for grain in GRAINS[1:]:
+            keys = _key_columns(grain)
+            group = ", ".join(str(n) for n in range(1, len(keys) + 1))
+            source_keys = ", ".join([grain.from_quarters[vendor], *keys[1:]])
+            cursor.execute(
+                f"INSERT INTO {grain.model._meta.db_table} ({', '.join([*keys, *SUM_COLUMNS])}) "  # noqa: S608
+                f"SELECT {source_keys}, {sums} FROM {quarters} {where} GROUP BY {group}",
+                params,
+            )
+        cursor.execute(f"SELECT coalesce(sum(calls), 0) FROM {quarters} {where}", params)  # noqa: S608
+        return cursor.fetchone()[0]
+
+
+def _rebuild_since() -> datetime | None:
+    """Start of the first UTC month after the last one retention dropped (None: none dropped)."""
     retired = UsageRetiredMonth.objects.aggregate(last=Max("month"))["last"]
-    if retired is None:
-        UsageRollupQuarterHour.objects.all().delete()
-        UsageRollupDaily.objects.all().delete()
-    else:
-        kept_until, _ = month_bounds_utc(next_month(retired))
-        UsageRollupQuarterHour.objects.filter(bucket__gte=kept_until).delete()
-        UsageRollupDaily.objects.filter(day__gte=kept_until.date()).delete()
-    read = 0
-    chunk: list[UsageLog] = []
-    for log in UsageLog.objects.order_by().iterator(chunk_size=chunk_size):
-        chunk.append(log)
-        if len(chunk) == chunk_size:
-            rollups_apply_logs(logs=chunk)
-            read, chunk = read + len(chunk), []
-    rollups_apply_logs(logs=chunk)
-    return read + len(chunk)
+    return None if retired is None else month_bounds_utc(next_month(retired))[0]
+
+
+def _from_edge(column: str, column_type: str, since: datetime | None) -> tuple[str, list]:
+    """WHERE clause keeping `column` >= since, with the value adapted for the database."""
+    if since is None:
+        return "", []
+    ops = connection.ops
+    value = ops.adapt_datefield_value(since.date()) if column_type == "date" else ops.adapt_datetimefield_value(since)
+    return f"WHERE {column} >= %s", [value]

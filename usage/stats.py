@@ -6,14 +6,20 @@ which come from the raw log through its timestamp index. Filters on user_id or p
 rollup dimensions (they would multiply the rollups by users x purposes); those windows are summed
 from the raw log, bounded by the timestamp index. With a read replica configured, these reads are
 served by it (aicost/db_routers.py).
+
+The daily trend sums each calendar day of any zone as a few signed day, hour and quarter-hour
+rollup ranges (see _since_utc_midnight); without a model filter it reads the all-models rollups.
 """
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection, connections, router, transaction
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
@@ -21,7 +27,20 @@ from aicost.db_routers import reading_from_replica
 from aicost.money import ZERO, percent_of, quantize_cost
 from pricing.models import ModelPricing
 from usage.models import CostSource, UsageLog, UsageRollupDaily, UsageRollupQuarterHour
-from usage.rollups import QUARTER_HOUR, SUM_COLUMNS, RollupDelta, quarter_hour_floor
+from usage.rollups import (
+    DAY_GRAIN,
+    DAY_TOTAL_GRAIN,
+    HOUR_GRAIN,
+    HOUR_TOTAL_GRAIN,
+    QUARTER_HOUR,
+    QUARTER_HOUR_GRAIN,
+    QUARTER_HOUR_TOTAL_GRAIN,
+    SUM_COLUMNS,
+    Grain,
+    RollupDelta,
+    array_literal,
+    quarter_hour_floor,
+)
 
 DAY = timedelta(days=1)
 
@@ -147,30 +166,172 @@ def usage_sums_by_model(*, start: datetime | None, end: datetime, filters: Usage
     return dict(totals)
 
 
-def _quarter_aligned(moments: Iterable[datetime]) -> bool:
-    return all(m.astimezone(UTC) == quarter_hour_floor(m) for m in moments)
+# A local day in any zone is a signed sum of a few rollup ranges: its whole UTC days, minus what
+# precedes its start on its first UTC day, plus what precedes its end on its last one. What
+# precedes a quarter-aligned moment on its UTC day is at most 12 hour rows and 2 quarter-hour rows
+# (past noon: the whole day minus the rest of it). A year of days in any zone reads a few thousand
+# rollup rows instead of 96 quarter hours per model and day. Moments are UTC epoch seconds here:
+# a year of boundaries is plain integer arithmetic.
+Term = tuple[str, int, int]  # (grain name, first bucket, bucket after the last), in epoch seconds
+EPOCH_DAY = date(1970, 1, 1)
+SECONDS_PER_QUARTER, SECONDS_PER_HOUR, SECONDS_PER_DAY = 900, 3600, 86_400
+_DELTA_FIELDS = [(f.name, f.type) for f in fields(RollupDelta)]
+
+
+def _epoch_seconds(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _since_utc_midnight(moment: int) -> list[tuple[int, Term]]:
+    """Signed ranges adding up to [UTC midnight, moment), for a quarter-aligned moment."""
+    midnight = moment - moment % SECONDS_PER_DAY
+    hour = moment - moment % SECONDS_PER_HOUR
+    if moment - hour > 2 * SECONDS_PER_QUARTER:
+        hour += SECONDS_PER_HOUR  # The nearest hour; quarter hours make up the difference.
+    terms: list[tuple[int, Term]] = []
+    if hour != moment:
+        terms.append((1, ("quarter", hour, moment)) if hour < moment else (-1, ("quarter", moment, hour)))
+    if hour - midnight <= 12 * SECONDS_PER_HOUR:
+        if midnight < hour:
+            terms.append((1, ("hour", midnight, hour)))
+    else:
+        terms.append((1, ("day", midnight, midnight + SECONDS_PER_DAY)))
+        if hour < midnight + SECONDS_PER_DAY:
+            terms.append((-1, ("hour", hour, midnight + SECONDS_PER_DAY)))
+    return terms
+
+
+def _local_day_terms(boundaries: list[int]) -> list[dict[Term, int]]:
+    """For each [boundaries[n], boundaries[n + 1]): its terms and their signs (terms that cancel out dropped)."""
+    before = [_since_utc_midnight(moment) for moment in boundaries]
+    days = []
+    for n, (start, end) in enumerate(itertools.pairwise(boundaries)):
+        terms: dict[Term, int] = defaultdict(int)
+        first, last = start - start % SECONDS_PER_DAY, end - end % SECONDS_PER_DAY
+        if first < last:
+            terms[("day", first, last)] += 1
+        for sign, term in before[n]:
+            terms[term] -= sign
+        for sign, term in before[n + 1]:
+            terms[term] += sign
+        days.append({term: sign for term, sign in terms.items() if sign})
+    return days
+
+
+def _trend_grains(filters: UsageFilters) -> dict[str, Grain]:
+    if filters.model_names is None:  # One all-models row per bucket instead of one per model.
+        return {"day": DAY_TOTAL_GRAIN, "hour": HOUR_TOTAL_GRAIN, "quarter": QUARTER_HOUR_TOTAL_GRAIN}
+    return {"day": DAY_GRAIN, "hour": HOUR_GRAIN, "quarter": QUARTER_HOUR_GRAIN}
+
+
+def _ranges_table(grain: Grain, ranges: list[tuple[int, int]]) -> tuple[str, list]:
+    """SQL for a table r(n, lo, hi) of the numbered ranges (epoch seconds), and its parameters: on
+    PostgreSQL two arrays of integers, elsewhere a VALUES list of dates or datetimes."""
+    is_date = grain.key_type == "date"
+    if connection.vendor == "postgresql":
+        if is_date:
+            columns = "DATE '1970-01-01' + (lo / 86400)::int AS lo, DATE '1970-01-01' + (hi / 86400)::int AS hi"
+        else:
+            columns = "to_timestamp(lo) AS lo, to_timestamp(hi) AS hi"
+        sql = (
+            f"(SELECT n - 1 AS n, {columns} "  # noqa: S608
+            "FROM unnest(%s::bigint[], %s::bigint[]) WITH ORDINALITY AS u(lo, hi, n))"
+        )
+        return sql, [array_literal(lo for lo, _hi in ranges), array_literal(hi for _lo, hi in ranges)]
+    ops = connection.ops
+
+    def adapt(seconds: int):
+        if is_date:
+            return ops.adapt_datefield_value(EPOCH_DAY + timedelta(days=seconds // SECONDS_PER_DAY))
+        return ops.adapt_datetimefield_value(datetime.fromtimestamp(seconds, UTC))
+
+    values = ", ".join(["(%s, %s, %s)"] * len(ranges))
+    sql = f"(SELECT column1 AS n, column2 AS lo, column3 AS hi FROM (VALUES {values}))"  # noqa: S608
+    return sql, [value for n, (lo, hi) in enumerate(ranges) for value in (n, adapt(lo), adapt(hi))]
+
+
+def _range_sums(cursor, grain: Grain, ranges: list[tuple], filters: UsageFilters) -> dict[tuple, list]:
+    """The grain's sums over each [lo, hi) range: one query, one index range scan per range."""
+    table, params = _ranges_table(grain, ranges)
+    key = grain.key_column
+    models_sql = ""
+    if filters.model_names is not None and grain.per_model:
+        models_sql = f" AND t.model_name IN ({', '.join(['%s'] * len(filters.model_names))})"
+        params += sorted(filters.model_names)
+    # Counts as BIGINT: PostgreSQL sums them as numeric, which the driver would turn into Decimals.
+    sums = ", ".join(
+        f"CAST(sum(t.{name}) AS BIGINT)" if kind is int else f"sum(t.{name})" for name, kind in _DELTA_FIELDS
+    )
+    # Identifiers come from model metadata; values are bound parameters.
+    cursor.execute(
+        f"SELECT r.n, {sums} FROM {table} AS r JOIN {grain.model._meta.db_table} AS t "  # noqa: S608
+        f"ON t.{key} >= r.lo AND t.{key} < r.hi{models_sql} GROUP BY r.n",
+        params,
+    )
+    return {ranges[n]: sums for n, *sums in cursor.fetchall()}
+
+
+def _as_cost(value) -> Decimal:
+    # PostgreSQL sums numeric exactly; SQLite sums as float, which rounding to the stored precision
+    # makes exact again.
+    return value if isinstance(value, Decimal) else quantize_cost(Decimal(str(value)))
+
+
+def _delta_of_row(values: Iterable) -> RollupDelta:
+    return RollupDelta(
+        **{
+            name: _as_cost(value) if kind is Decimal else kind(value)
+            for (name, kind), value in zip(_DELTA_FIELDS, values, strict=True)
+        }
+    )
+
+
+def _local_days_from_rollups(boundaries: list[int], filters: UsageFilters, days: list[date]) -> dict[date, RollupDelta]:
+    terms_of_days = _local_day_terms(boundaries)
+    ranges: dict[str, set] = defaultdict(set)
+    for terms in terms_of_days:
+        for grain_name, lo, hi in terms:
+            ranges[grain_name].add((lo, hi))
+    sums: dict[Term, list] = {}
+    alias = router.db_for_read(UsageRollupQuarterHour)  # The read replica, if one serves reports.
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # The planner cannot size a join on ranges (it guesses 0.5% of the table per range), so
+            # it would JIT-compile these few-millisecond queries for 100-250 ms.
+            cursor.execute("SET LOCAL jit = off")
+        for name, grain in _trend_grains(filters).items():
+            if ranges[name]:
+                for (lo, hi), values in _range_sums(cursor, grain, sorted(ranges[name]), filters).items():
+                    sums[(name, lo, hi)] = values
+    negated = {term: [-value for value in values] for term, values in sums.items()}
+    totals = {}
+    for day, terms in zip(days, terms_of_days, strict=True):
+        parts = [sums[term] if sign > 0 else negated[term] for term, sign in terms.items() if term in sums]
+        if parts:
+            totals[day] = _delta_of_row([sum(column) for column in zip(*parts, strict=True)])
+    return totals
 
 
 def usage_sums_by_local_day(
     *, first_day: date, days: int, zone: tzinfo, filters: UsageFilters
 ) -> dict[date, RollupDelta]:
-    """Sums per calendar day in `zone` for `days` days from `first_day`."""
-    boundaries = [datetime.combine(first_day + timedelta(days=n), time.min, tzinfo=zone) for n in range(days + 1)]
-    start, end = boundaries[0], boundaries[-1]
-    if filters.needs_raw_log or not _quarter_aligned(boundaries):
-        rows = (
-            _raw(start, end, filters)
-            .annotate(local_day=TruncDate("timestamp", tzinfo=zone))
-            .values("local_day")
-            .annotate(**_raw_sums())
-        )
-    else:
-        rows = (
-            _quarters(start, end, filters)
-            .annotate(local_day=TruncDate("bucket", tzinfo=zone))
-            .values("local_day")
-            .annotate(**_rollup_sums())
-        )
+    """Sums per calendar day in `zone` for `days` days from `first_day`.
+
+    From the rollups, each local day is a signed sum of a few rollup ranges: counts, tokens and
+    cost are exact; response_time_sum, a float, may differ from a direct sum in its last bits."""
+    local_days = [first_day + timedelta(days=n) for n in range(days)]
+    boundaries = [datetime.combine(day, time.min, tzinfo=zone) for day in [*local_days, first_day + timedelta(days)]]
+    if filters.model_names is not None and not filters.model_names:
+        return {}
+    seconds = [_epoch_seconds(moment) for moment in boundaries]
+    if not filters.needs_raw_log and all(moment % SECONDS_PER_QUARTER == 0 for moment in seconds):
+        return _local_days_from_rollups(seconds, filters, local_days)
+    rows = (
+        _raw(boundaries[0], boundaries[-1], filters)
+        .annotate(local_day=TruncDate("timestamp", tzinfo=zone))
+        .values("local_day")
+        .annotate(**_raw_sums())
+    )
     totals: dict[date, RollupDelta] = defaultdict(RollupDelta)
     for row in rows:
         _add_row(totals[row["local_day"]], row)

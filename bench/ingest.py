@@ -22,7 +22,7 @@ BATCH = 1000
 MODELS = ["gpt-4o", "gpt-4o-mini", "deepseek-chat", "claude-haiku-4-5", "qwen-plus", "gemini-2.5-flash"]
 
 
-def _records(rng: random.Random, start: datetime) -> list[dict]:
+def _records(rng: random.Random, start: datetime, spread: float) -> list[dict]:
     return [
         {
             "model_name": rng.choice(MODELS),
@@ -35,7 +35,7 @@ def _records(rng: random.Random, start: datetime) -> list[dict]:
             "response_time": round(rng.uniform(0.2, 9), 3),
             "success": rng.random() > 0.02,
             "purpose": rng.choice(["chat", "summarise", "classify"]),
-            "timestamp": (start + timedelta(seconds=rng.uniform(0, 86_400))).isoformat(),
+            "timestamp": (start + timedelta(seconds=rng.uniform(0, spread))).isoformat(),
         }
         for _ in range(BATCH)
     ]
@@ -46,7 +46,7 @@ def _rate(seconds: list[float]) -> str:
     return f"{BATCH * len(seconds) / sum(seconds):>9,.0f} records/s  (median batch {median_ms:.1f} ms)"
 
 
-def _bench(batches: int) -> None:
+def _bench(batches: int, spread: float) -> None:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicost.settings")
@@ -82,7 +82,7 @@ def _bench(batches: int) -> None:
     services.rollups_apply_logs = timed_apply
     service_times = []
     for _ in range(batches):
-        inputs = as_inputs(_records(rng, start))
+        inputs = as_inputs(_records(rng, start, spread))
         began = time.perf_counter()
         services.usage_ingest(records=inputs)
         service_times.append(time.perf_counter() - began)
@@ -92,7 +92,7 @@ def _bench(batches: int) -> None:
     client = Client(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
     api_times = []
     for _ in range(batches):
-        body = json.dumps(_records(rng, start))
+        body = json.dumps(_records(rng, start, spread))
         began = time.perf_counter()
         response = client.post("/api/v1/usage/", body, content_type="application/json", secure=True)
         api_times.append(time.perf_counter() - began)
@@ -101,7 +101,7 @@ def _bench(batches: int) -> None:
 
     baseline_times = []
     for _ in range(batches):
-        inputs = as_inputs(_records(rng, start))
+        inputs = as_inputs(_records(rng, start, spread))
         logs = [
             UsageLog(
                 **{k: v for k, v in vars(r).items() if k not in ("idempotency_key", "cost")}, cost_source="computed"
@@ -112,7 +112,9 @@ def _bench(batches: int) -> None:
         UsageLog.objects.bulk_create(logs)
         baseline_times.append(time.perf_counter() - began)
 
-    print(f"PostgreSQL ingest, {batches} batches of {BATCH} records each, 2 cores shared")
+    print(
+        f"PostgreSQL ingest, {batches} batches of {BATCH} records each spread over {spread:g} s, {os.cpu_count()} cores"
+    )
     print(f"  service  usage_ingest      {_rate(service_times)}")
     print(f"  api      POST /api/v1/usage/ {_rate(api_times)}")
     print(f"  baseline bulk_create only  {_rate(baseline_times)}")
@@ -122,12 +124,19 @@ def _bench(batches: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=86_400,
+        help="seconds a batch's timestamps spread over: 86400 (a day, a backfill; the default) or e.g. 60 "
+        "(a live client sending what it just did)",
+    )
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL"):
         from tests.throwaway_pg import run
 
-        return run([sys.executable, "-m", "bench.ingest", "--batches", str(args.batches)], durable=True)
-    _bench(args.batches)
+        return run([sys.executable, "-m", "bench.ingest", *sys.argv[1:]], durable=True)
+    _bench(args.batches, args.spread)
     return 0
 
 

@@ -276,7 +276,11 @@ def _print_sizes() -> None:
 
     with connection.cursor() as cursor:
         for table in ["ai_model_usage_log", *(grain.model._meta.db_table for grain in GRAINS)]:
-            cursor.execute(f"SELECT count(*), pg_size_pretty(pg_total_relation_size('{table}')) FROM {table}")
+            # A partitioned table has no storage of its own: add up its partitions (and itself).
+            cursor.execute(
+                f"SELECT (SELECT count(*) FROM {table}), pg_size_pretty(sum(pg_total_relation_size(relid))) "
+                f"FROM pg_partition_tree('{table}')"
+            )
             count, size = cursor.fetchone()
             print(f"  {table:<28} {count:>11,} rows  {size:>8} with indexes")
 

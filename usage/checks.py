@@ -10,11 +10,9 @@ from django.utils import timezone
 from aicost.schema_guard import REPAIR_COMMAND, TableLayout
 from usage.partitions import (
     LOG_TABLE,
-    add_months,
     create_partition_sql,
     is_partitioned,
-    month_of,
-    months_from,
+    months_due,
     parent_table_sql,
     partition_months,
 )
@@ -24,8 +22,7 @@ FUTURE_PARTITION_MISSING = "aicost.W011"
 
 
 def _months_due() -> list:
-    current = month_of(timezone.now())
-    return months_from(current, add_months(current, settings.AICOST_USAGE_PARTITIONS_AHEAD))
+    return months_due(timezone.now(), settings.AICOST_USAGE_PARTITIONS_AHEAD)
 
 
 def _missing_months(connection) -> list:

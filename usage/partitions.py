@@ -83,6 +83,12 @@ def months_from(first: date, last: date) -> list[date]:
     return months
 
 
+def months_due(now: datetime, ahead: int) -> list[date]:
+    """The months that must have a partition: the current UTC month and `ahead` months after it."""
+    current = month_of(now)
+    return months_from(current, add_months(current, ahead))
+
+
 def partition_name(month: date) -> str:
     return f"{LOG_TABLE}_p{month:%Y_%m}"
 

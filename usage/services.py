@@ -25,7 +25,7 @@ from usage.partitions import (
     add_months,
     create_partition_sql,
     month_of,
-    months_from,
+    months_due,
     partition_months,
     partition_name,
 )
@@ -380,8 +380,7 @@ def usage_partitions_ensure(*, months: set[date]) -> list[date]:
 def usage_partitions_ensure_ahead(*, now: datetime, ahead: int | None = None) -> list[date]:
     """The current UTC month and `ahead` months after it (cron; also run by migrate)."""
     ahead = settings.AICOST_USAGE_PARTITIONS_AHEAD if ahead is None else ahead
-    current = month_of(now)
-    return usage_partitions_ensure(months=set(months_from(current, add_months(current, ahead))))
+    return usage_partitions_ensure(months=set(months_due(now, ahead)))
 
 
 def usage_retention_months(*, keep_months: int, now: datetime) -> list[date]:

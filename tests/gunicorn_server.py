@@ -11,6 +11,9 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +22,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def shared_test_database_url() -> str:
+    """DATABASE_URL pointing at the test database this process is using, for a server to share it."""
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path=f"/{connection.settings_dict['NAME']}"))
 
 
 def _wait_until_live(url: str, server: subprocess.Popen, seconds: float = 30) -> None:

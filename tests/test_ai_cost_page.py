@@ -6,14 +6,13 @@ import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.db import connection, connections
 from django.templatetags.static import static
 
 from aicost.demo import demo_usage_load
-from tests.gunicorn_server import gunicorn_serving
+from tests.gunicorn_server import gunicorn_serving, shared_test_database_url
 
 pytestmark = pytest.mark.django_db
 PAGE = "/admin/ai-cost"
@@ -75,9 +74,7 @@ def _money(text: str) -> str:
 
 @pytest.fixture
 def served(transactional_db):
-    base = urlsplit(os.environ["DATABASE_URL"])
-    database_url = urlunsplit(base._replace(path=f"/{connection.settings_dict['NAME']}"))
-    with gunicorn_serving(database_url=database_url) as url:
+    with gunicorn_serving(database_url=shared_test_database_url()) as url:
         yield url
     _wait_for_server_sessions_to_end()
 

@@ -5,17 +5,15 @@ the same gunicorn workers serve again without a restart (persistent connections 
 and replaced)."""
 
 import json
-import os
 import threading
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
-from tests.gunicorn_server import gunicorn_serving
+from tests.gunicorn_server import gunicorn_serving, shared_test_database_url
 from tests.throwaway_pg import ThrowawayPostgres
 from usage.keys import api_key_create
 from usage.models import ApiKeyScope, UsageLog
@@ -78,9 +76,7 @@ def test_a_postgres_restart_during_ingestion_gives_503s_then_recovers_without_a_
     if server is None:
         pytest.skip("needs the throwaway PostgreSQL that bin/test starts (it restarts it)")
     _api_key, raw_key = api_key_create(name="fault", scope=ApiKeyScope.WRITE_USAGE)
-    base = urlsplit(os.environ["DATABASE_URL"])
-    database_url = urlunsplit(base._replace(path=f"/{connection.settings_dict['NAME']}"))
-    with gunicorn_serving(database_url=database_url, env={"CONN_MAX_AGE": "600"}) as url:
+    with gunicorn_serving(database_url=shared_test_database_url(), env={"CONN_MAX_AGE": "600"}) as url:
         client = Ingesting(url, raw_key)
         client.start()
         try:

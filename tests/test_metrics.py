@@ -1,17 +1,9 @@
 """GET /metrics: who may scrape, and that the numbers move with what the service does."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from decimal import Decimal
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.db import connection
@@ -19,6 +11,7 @@ from django.test import Client, override_settings
 
 from pricing.models import ModelPricing
 from tests.api_helpers import HttpsApiClient
+from tests.gunicorn_server import free_port, gunicorn_serving, shared_test_database_url
 from tests.metrics_helpers import samples, value
 from usage.keys import api_key_create, api_key_revoke
 from usage.models import ApiKeyScope
@@ -180,62 +173,23 @@ def test_schema_health_gauges(reader):
 
 # --- Under gunicorn: several workers, and a database that is down ------------------------------
 
-GUNICORN = Path(sys.executable).with_name("gunicorn")
-ROOT = Path(__file__).resolve().parent.parent
+# Production settings with the HTTPS redirect on: scrapes and probes over plain HTTP must be exempt.
+PRODUCTION_HTTP = {"DEBUG": "false", "SECURE_SSL_REDIRECT": "true", "AICOST_METRICS_TOKEN": TOKEN}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(port: int, path: str, headers: dict | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+def _get(url: str, path: str, headers: dict | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(f"{url}{path}", headers=headers or {})  # noqa: S310 -- loopback http://
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 -- a fixed http:// URL
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 -- loopback http://
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
 
 
-@contextmanager
-def gunicorn(*, database_url: str, workers: int, **extra_env):
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "DEBUG": "false",
-        "GUNICORN_WORKERS": str(workers),
-        "AICOST_METRICS_TOKEN": TOKEN,
-        **extra_env,
-    }
-    command = [str(GUNICORN), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "aicost.wsgi"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while server.poll() is None and time.monotonic() < deadline:
-            try:
-                if _get(port, "/healthz")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
-        assert server.poll() is None, server.communicate()[0]
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def _scrape_over_http(port: int) -> dict:
-    status, body = _get(port, METRICS, {"Authorization": f"Bearer {TOKEN}"})
+def _scrape_over_http(url: str) -> dict:
+    status, body = _get(url, METRICS, {"Authorization": f"Bearer {TOKEN}"})
     assert status == 200, body
     return samples(body)
-
-
-def _test_database_url() -> str:
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path=f"/{connection.settings_dict['NAME']}"))
 
 
 @pytest.mark.slow
@@ -247,12 +201,13 @@ def test_counts_add_up_across_gunicorn_workers(tmp_path):
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     (metrics_dir / "counter_999999.db").write_bytes(b"left over from an earlier run")
-    with gunicorn(database_url=_test_database_url(), workers=2, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir)) as port:
+    env = {**PRODUCTION_HTTP, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with gunicorn_serving(database_url=shared_test_database_url(), workers=2, env=env) as url:
         assert not (metrics_dir / "counter_999999.db").exists()
         with ThreadPoolExecutor(max_workers=6) as pool:
-            statuses = list(pool.map(lambda _: _get(port, "/healthz")[0], range(60)))
+            statuses = list(pool.map(lambda _: _get(url, "/healthz")[0], range(60)))
         assert statuses == [200] * 60
-        scrapes = [_scrape_over_http(port) for _ in range(8)]
+        scrapes = [_scrape_over_http(url) for _ in range(8)]
         worker_files = sorted(path.name for path in metrics_dir.glob("counter_*.db"))
     healthz = {"method": "GET", "route": "/healthz", "status": "200"}
     assert len(worker_files) == 2, worker_files  # Both workers served requests...
@@ -264,10 +219,11 @@ def test_counts_add_up_across_gunicorn_workers(tmp_path):
 
 @pytest.mark.slow
 def test_a_scrape_answers_while_the_database_is_down():
-    unreachable = f"postgres://aicost@127.0.0.1:{_free_port()}/aicost"
-    with gunicorn(database_url=unreachable, workers=1, AICOST_SKIP_SCHEMA_GUARD="1") as port:
-        scraped = _scrape_over_http(port)
-        key_status, key_body = _get(port, METRICS, {"Authorization": "Api-Key aic_0000_unverifiable"})
+    unreachable = f"postgres://aicost@127.0.0.1:{free_port()}/aicost"
+    env = {**PRODUCTION_HTTP, "AICOST_SKIP_SCHEMA_GUARD": "1"}
+    with gunicorn_serving(database_url=unreachable, workers=1, env=env) as url:
+        scraped = _scrape_over_http(url)
+        key_status, key_body = _get(url, METRICS, {"Authorization": "Api-Key aic_0000_unverifiable"})
     assert value(scraped, "aicost_database_up") == 0
     assert value(scraped, "aicost_schema_healthy") == 0
     assert not any(name.startswith("aicost_model_") for name, _labels in scraped)

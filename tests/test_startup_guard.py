@@ -5,7 +5,6 @@ on the test server, migrated, with ai_model_usage_log dropped behind the migrati
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from tests.gunicorn_server import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 pytestmark = pytest.mark.slow
@@ -24,12 +25,6 @@ pytestmark = pytest.mark.slow
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +90,7 @@ def _gunicorn(url: str, port: int, **extra) -> subprocess.Popen:
 def test_gunicorn_and_runserver_refuse_a_broken_schema_and_serve_a_repaired_one(scratch_url):
     _break(scratch_url)
 
-    port = _free_port()
+    port = free_port()
     refused = _gunicorn(scratch_url, port)
     output, _ = refused.communicate(timeout=60)
     assert refused.returncode == 3, output
@@ -104,7 +99,7 @@ def test_gunicorn_and_runserver_refuse_a_broken_schema_and_serve_a_repaired_one(
     assert "schema_repair --apply" in output
 
     runserver = subprocess.run(
-        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{_free_port()}"],
+        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{free_port()}"],
         cwd=ROOT,
         env=_env(scratch_url),
         capture_output=True,
@@ -115,7 +110,7 @@ def test_gunicorn_and_runserver_refuse_a_broken_schema_and_serve_a_repaired_one(
     assert "ai_model_usage_log" in runserver.stderr
 
     _repair(scratch_url)
-    port = _free_port()
+    port = free_port()
     server = _gunicorn(scratch_url, port)
     try:
         assert _serves(server, port, "/readyz") == 200
@@ -126,7 +121,7 @@ def test_gunicorn_and_runserver_refuse_a_broken_schema_and_serve_a_repaired_one(
 
 def test_the_escape_hatch_starts_anyway_and_readiness_says_unready(scratch_url):
     _break(scratch_url)
-    port = _free_port()
+    port = free_port()
     server = _gunicorn(scratch_url, port, AICOST_SKIP_SCHEMA_GUARD="1")
     try:
         assert _serves(server, port, "/healthz") == 200

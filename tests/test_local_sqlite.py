@@ -33,6 +33,9 @@ for path in ("/admin/ai-cost", "/api/v1/ai-platforms/stats?time_range=all",
 stats = client.get("/api/v1/ai-platforms/stats?time_range=all").json()["data"]["summary"]
 from usage.models import UsageLog
 assert stats["total_calls"] == UsageLog.objects.count() > 0, stats
+trend = client.get("/api/v1/ai-platforms/cost-trend-daily?days=7&tz=Asia/Kathmandu").json()["data"]
+call_command("usage_rollups_rebuild", verbosity=0)
+assert client.get("/api/v1/ai-platforms/cost-trend-daily?days=7&tz=Asia/Kathmandu").json()["data"] == trend
 print("sqlite ok")
 """
 

@@ -8,7 +8,7 @@ from pricing.models import ModelPricing
 from pricing.services import model_pricing_set_prices
 from usage.costing import call_cost
 from usage.models import CostSource, UsageLog, UsageRollupQuarterHour
-from usage.services import UsageRecordInput, usage_record, usage_record_batch
+from usage.services import UsageRecordInput, UsageRow, usage_record, usage_record_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +26,11 @@ def test_cached_tokens_cost_the_input_price_when_model_has_no_cached_price():
     assert call_cost(version=version, prompt_tokens=1_000_000, completion_tokens=0, cached_tokens=500_000) == Decimal(
         "0.40000000"
     )
+
+
+def test_stored_rows_list_the_logs_columns_in_copy_order():
+    # Ingestion COPYs each UsageRow as is, so its fields must be the model's fields, in order.
+    assert list(UsageRow._fields) == [field.attname for field in UsageLog._meta.concrete_fields]
 
 
 def test_recording_fixes_cost_counters_and_rollups():

@@ -2,15 +2,18 @@
 
 Three grains: 15-minute buckets (exact calendar days in any time zone), UTC hours and UTC days
 (long ranges), each per model and for all models together (the unfiltered daily trend reads one
-row per bucket). Each batch adds its sums with one INSERT ... ON CONFLICT DO UPDATE per table;
-tables are written in a fixed order and rows in key order, so concurrent batches lock rollup rows
-in the same order and cannot deadlock.
+row per bucket). Each batch sums its calls once per 15-minute bucket and model in Python; one
+statement then adds those sums to all six tables (an INSERT ... ON CONFLICT DO UPDATE per table,
+each regrouping the sums to its grain in the database). Every batch runs the same statement, so
+tables are written in the same order and rows in key order: concurrent batches lock rollup rows in
+the same order and cannot deadlock.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Protocol
 
 from django.db import connection, models, transaction
 from django.db.models import Max
@@ -29,11 +32,12 @@ from usage.models import (
 from usage.partitions import month_bounds_utc, next_month
 
 QUARTER_HOUR = timedelta(minutes=15)
-HOUR = timedelta(hours=1)
 
 
 @dataclass
 class RollupDelta:
+    """The sums a rollup row holds (stats add rows of these up)."""
+
     calls: int = 0
     successful_calls: int = 0
     unpriced_calls: int = 0
@@ -45,27 +49,24 @@ class RollupDelta:
     response_time_sum: float = 0.0
     response_time_count: int = 0
 
-    def add(self, log: UsageLog) -> None:
-        self.calls += 1
-        self.successful_calls += log.success
-        self.unpriced_calls += log.cost_source == CostSource.UNPRICED
-        self.prompt_tokens += log.prompt_tokens
-        self.completion_tokens += log.completion_tokens
-        self.cached_tokens += log.cached_tokens
-        self.reasoning_tokens += log.reasoning_tokens
-        if log.cost is not None:
-            self.cost += log.cost
-        if log.response_time is not None:
-            self.response_time_sum += log.response_time
-            self.response_time_count += 1
-
-    def merge(self, other: "RollupDelta") -> None:
-        for column in SUM_COLUMNS:
-            setattr(self, column, getattr(self, column) + getattr(other, column))
-
 
 SUM_COLUMNS = [f.name for f in fields(RollupDelta)]
 _ARRAY_TYPES = dict.fromkeys(SUM_COLUMNS, "bigint") | {"cost": "numeric", "response_time_sum": "float8"}
+
+
+class LoggedCall(Protocol):
+    """What the rollups read of a stored call (usage.services.UsageRow, or a UsageLog)."""
+
+    model_name: str
+    timestamp: datetime
+    success: bool
+    cost_source: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost: Decimal | None
+    response_time: float | None
 
 
 def quarter_hour_floor(moment: datetime) -> datetime:
@@ -73,42 +74,32 @@ def quarter_hour_floor(moment: datetime) -> datetime:
     return utc.replace(minute=utc.minute - utc.minute % 15, second=0, microsecond=0)
 
 
-def hour_floor(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def utc_day(moment: datetime) -> date:
-    return moment.astimezone(UTC).date()
-
-
 @dataclass(frozen=True)
 class Grain:
-    """One rollup table: its bucket column, the bucket of a moment, and whether rows are per model.
-    `from_quarters` maps a 15-minute bucket to this grain's bucket in SQL, per database vendor."""
+    """One rollup table: its bucket column and whether rows are per model. `from_quarters` maps a
+    15-minute bucket to this grain's bucket in SQL, per database vendor."""
 
     model: type[models.Model]
     key_column: str
     key_type: str
-    bucket_of: Callable[[datetime], date | datetime]
     per_model: bool
     from_quarters: dict[str, str]
 
 
 _HOUR_OF_QUARTER = {
     "postgresql": "date_bin('1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
-    "sqlite": "strftime('%Y-%m-%d %H:00:00', bucket)",  # SQLite stores UTC text.
+    # SQLite stores UTC text. %% because the SQL is run with parameters.
+    "sqlite": "strftime('%%Y-%%m-%%d %%H:00:00', bucket)",
 }
 _DAY_OF_QUARTER = {"postgresql": "(bucket AT TIME ZONE 'UTC')::date", "sqlite": "date(bucket)"}
 _QUARTER_OF_QUARTER = {"postgresql": "bucket", "sqlite": "bucket"}
 
-QUARTER_HOUR_GRAIN = Grain(UsageRollupQuarterHour, "bucket", "timestamptz", quarter_hour_floor, True, {})
-QUARTER_HOUR_TOTAL_GRAIN = Grain(
-    UsageRollupQuarterHourTotal, "bucket", "timestamptz", quarter_hour_floor, False, _QUARTER_OF_QUARTER
-)
-HOUR_GRAIN = Grain(UsageRollupHour, "bucket", "timestamptz", hour_floor, True, _HOUR_OF_QUARTER)
-HOUR_TOTAL_GRAIN = Grain(UsageRollupHourTotal, "bucket", "timestamptz", hour_floor, False, _HOUR_OF_QUARTER)
-DAY_GRAIN = Grain(UsageRollupDaily, "day", "date", utc_day, True, _DAY_OF_QUARTER)
-DAY_TOTAL_GRAIN = Grain(UsageRollupDailyTotal, "day", "date", utc_day, False, _DAY_OF_QUARTER)
+QUARTER_HOUR_GRAIN = Grain(UsageRollupQuarterHour, "bucket", "timestamptz", True, _QUARTER_OF_QUARTER)
+QUARTER_HOUR_TOTAL_GRAIN = Grain(UsageRollupQuarterHourTotal, "bucket", "timestamptz", False, _QUARTER_OF_QUARTER)
+HOUR_GRAIN = Grain(UsageRollupHour, "bucket", "timestamptz", True, _HOUR_OF_QUARTER)
+HOUR_TOTAL_GRAIN = Grain(UsageRollupHourTotal, "bucket", "timestamptz", False, _HOUR_OF_QUARTER)
+DAY_GRAIN = Grain(UsageRollupDaily, "day", "date", True, _DAY_OF_QUARTER)
+DAY_TOTAL_GRAIN = Grain(UsageRollupDailyTotal, "day", "date", False, _DAY_OF_QUARTER)
 # The order batches lock rollup rows in; the 15-minute rollup first: the others are derived from it.
 GRAINS = (
     QUARTER_HOUR_GRAIN,
@@ -120,87 +111,114 @@ GRAINS = (
 )
 
 
-def rollup_deltas(logs: Iterable[UsageLog]) -> dict[tuple, RollupDelta]:
-    """Sums of the logs per (15-minute bucket, model_name)."""
-    deltas: dict[tuple, RollupDelta] = {}
+QUARTER_SECONDS = 15 * 60
+
+
+def quarter_sums(logs: Iterable[LoggedCall]) -> dict[tuple[int, str], list]:
+    """Sums of the logs per (15-minute bucket as UTC epoch seconds, model_name), in SUM_COLUMNS
+    order. Integer buckets: a batch of a thousand calls is summed in about a millisecond."""
+    sums: dict[tuple[int, str], list] = {}
     for log in logs:
-        key = (quarter_hour_floor(log.timestamp), log.model_name)
-        delta = deltas.get(key)
-        if delta is None:
-            delta = deltas[key] = RollupDelta()
-        delta.add(log)
-    return deltas
+        epoch = int(log.timestamp.timestamp())
+        key = (epoch - epoch % QUARTER_SECONDS, log.model_name)
+        row = sums.get(key)
+        if row is None:
+            row = sums[key] = [0, 0, 0, 0, 0, 0, 0, Decimal(0), 0.0, 0]
+        row[0] += 1
+        row[1] += log.success
+        row[2] += log.cost_source == CostSource.UNPRICED
+        row[3] += log.prompt_tokens
+        row[4] += log.completion_tokens
+        row[5] += log.cached_tokens
+        row[6] += log.reasoning_tokens
+        if log.cost is not None:
+            row[7] += log.cost
+        if log.response_time is not None:
+            row[8] += log.response_time
+            row[9] += 1
+    return sums
 
 
-def coarser_deltas(deltas: dict[tuple, RollupDelta], grain: Grain) -> dict[tuple, RollupDelta]:
-    """Finer per-model sums (15-minute or hour) summed again per key of the grain."""
-    coarser: dict[tuple, RollupDelta] = {}
-    for (bucket, model_name), delta in deltas.items():
-        coarse_bucket = grain.bucket_of(bucket)
-        key = (coarse_bucket, model_name) if grain.per_model else (coarse_bucket,)
-        target = coarser.get(key)
-        if target is None:
-            target = coarser[key] = RollupDelta()
-        target.merge(delta)
-    return coarser
-
-
-def array_literal(values: Iterable) -> str:
-    """A PostgreSQL array literal, every element quoted: one text parameter is far cheaper for the
-    driver to send than a list it adapts element by element."""
-    quoted = (str(value).replace("\\", "\\\\").replace('"', '\\"') for value in values)
-    return "{" + ",".join(f'"{value}"' for value in quoted) + "}"
+def array_literal(values: Iterable, *, quoted: bool = True) -> str:
+    """A PostgreSQL array literal: one text parameter is far cheaper for the driver to send than a
+    list it adapts element by element. Numbers need no quoting; text is quoted and escaped."""
+    if not quoted:
+        return "{" + ",".join(map(str, values)) + "}"
+    escaped = (str(value).replace("\\", "\\\\").replace('"', '\\"') for value in values)
+    return "{" + ",".join(f'"{value}"' for value in escaped) + "}"
 
 
 def _key_columns(grain: Grain) -> list[str]:
     return [grain.key_column, "model_name"] if grain.per_model else [grain.key_column]
 
 
-def _upsert(grain: Grain, deltas: dict[tuple, RollupDelta]) -> None:
+def _grain_upsert_sql(grain: Grain, vendor: str) -> str:
+    """INSERT ... SELECT the batch's sums (relation q: bucket, model_name, SUM_COLUMNS) regrouped by
+    the grain's keys, in key order (the order rows are locked in), adding to rows already there."""
     table = grain.model._meta.db_table
-    quote = connection.ops.quote_name
     keys = _key_columns(grain)
-    columns = ", ".join(quote(c) for c in [*keys, *SUM_COLUMNS])
-    updates = ", ".join(f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in SUM_COLUMNS)
-    rows = [[*key, *(getattr(delta, c) for c in SUM_COLUMNS)] for key, delta in sorted(deltas.items())]
-    if connection.vendor == "postgresql":
-        # One array per column: a dozen parameters however many buckets the batch touches.
-        types = [grain.key_type, "text"][: len(keys)] + [_ARRAY_TYPES[c] for c in SUM_COLUMNS]
-        source = "SELECT * FROM unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"  # noqa: S608
-        params = [array_literal(column) for column in zip(*rows, strict=True)]
-    else:
-        source = "VALUES " + ", ".join(["(" + ", ".join(["%s"] * len(rows[0])) + ")"] * len(rows))
-        params = [_sqlite_value(value) for row in rows for value in row]
-    # Identifiers come from model metadata; values are bound parameters.
-    conflict = ", ".join(quote(c) for c in keys)
-    sql = f"INSERT INTO {table} ({columns}) {source} ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+    columns = ", ".join([*keys, *SUM_COLUMNS])
+    key_values = ", ".join([grain.from_quarters[vendor], *keys[1:]])
+    order = ", ".join(str(n) for n in range(1, len(keys) + 1))
+    sums = ", ".join(f"sum({c})" for c in SUM_COLUMNS)
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in SUM_COLUMNS)
+    # WHERE true: SQLite's parser needs it between SELECT and ON CONFLICT. Names come from metadata.
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT {key_values}, {sums} FROM q WHERE true "  # noqa: S608
+        f"GROUP BY {order} ORDER BY {order} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    )
+
+
+_Q_COLUMNS = ["bucket", "model_name", *SUM_COLUMNS]
+
+
+def _apply_postgresql(sums: dict[tuple[int, str], list]) -> None:
+    """All six rollups in one statement: the batch's 15-minute sums arrive as one array per column,
+    and each grain regroups them in the database."""
+    keys = sorted(sums)
+    columns = [[epoch for epoch, _ in keys], [name for _, name in keys]]
+    columns += [[sums[key][index] for key in keys] for index in range(len(SUM_COLUMNS))]
+    types = ["bigint", "text"] + [_ARRAY_TYPES[c] for c in SUM_COLUMNS]
+    arrays = ", ".join(f"%s::{t}[]" for t in types)
+    upserts = ", ".join(f"g{n} AS ({_grain_upsert_sql(grain, 'postgresql')})" for n, grain in enumerate(GRAINS))
+    # Names come from model metadata; values are parameters.
+    sql = (
+        f"WITH u ({', '.join(_Q_COLUMNS)}) AS (SELECT * FROM unnest({arrays})), "  # noqa: S608
+        f"q AS (SELECT to_timestamp(bucket) AS bucket, {', '.join(_Q_COLUMNS[1:])} FROM u), "
+        f"{upserts} SELECT 1"
+    )
+    params = [array_literal(column, quoted=n == 1) for n, column in enumerate(columns)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
 
-def _sqlite_value(value):
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
-    if isinstance(value, date | Decimal):
-        return str(value)
-    return value
+def _apply_sqlite(sums: dict[tuple[int, str], list]) -> None:
+    """SQLite (local use) has no INSERT inside WITH: one statement per grain over the same VALUES."""
+    rows = [
+        (_sqlite_utc_text(epoch), name, *values[:7], str(values[7]), *values[8:])
+        for (epoch, name), values in sorted(sums.items())
+    ]
+    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(_Q_COLUMNS)) + ")"] * len(rows))
+    params = [value for row in rows for value in row]
+    with connection.cursor() as cursor:
+        for grain in GRAINS:
+            sql = f"WITH q ({', '.join(_Q_COLUMNS)}) AS (VALUES {placeholders}) {_grain_upsert_sql(grain, 'sqlite')}"
+            cursor.execute(sql, params)
 
 
-def rollups_apply_logs(*, logs: Sequence[UsageLog]) -> None:
+def _sqlite_utc_text(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def rollups_apply_logs(*, logs: Sequence[LoggedCall]) -> None:
     """Add the logs to every rollup. Must run in the transaction that stores the logs."""
     if not logs:
         return
-    quarters = rollup_deltas(logs)
-    hours = coarser_deltas(quarters, HOUR_GRAIN)
-    for grain, deltas in (  # In GRAINS order, the order rows are locked in.
-        (QUARTER_HOUR_GRAIN, quarters),
-        (QUARTER_HOUR_TOTAL_GRAIN, coarser_deltas(quarters, QUARTER_HOUR_TOTAL_GRAIN)),
-        (HOUR_GRAIN, hours),
-        (HOUR_TOTAL_GRAIN, coarser_deltas(hours, HOUR_TOTAL_GRAIN)),
-        (DAY_GRAIN, coarser_deltas(hours, DAY_GRAIN)),
-        (DAY_TOTAL_GRAIN, coarser_deltas(hours, DAY_TOTAL_GRAIN)),
-    ):
-        _upsert(grain, deltas)
+    sums = quarter_sums(logs)
+    if connection.vendor == "postgresql":
+        _apply_postgresql(sums)
+    else:
+        _apply_sqlite(sums)
 
 
 # Rollup sums of a group of log rows, in SUM_COLUMNS order.
@@ -212,9 +230,9 @@ _LOG_SUMS = (
 )
 _QUARTER_OF_LOG = {
     "postgresql": "date_bin('15 minutes', timestamp, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
-    "sqlite": (  # SQLite stores UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]'.
-        "strftime('%Y-%m-%d %H:', timestamp) "
-        "|| printf('%02d', (CAST(strftime('%M', timestamp) AS INTEGER) / 15) * 15) || ':00'"
+    "sqlite": (  # SQLite stores UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]'; %% as above.
+        "strftime('%%Y-%%m-%%d %%H:', timestamp) "
+        "|| printf('%%02d', (CAST(strftime('%%M', timestamp) AS INTEGER) / 15) * 15) || ':00'"
     ),
 }
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -64,54 +65,74 @@ class UsageRecordInput:
         return (self.decision_id, self.idempotency_key) if self.idempotency_key else None
 
 
+class UsageRow(NamedTuple):
+    """One call as stored: the log's columns in the model's field order, which is also the order
+    COPY sends them in. Ingestion handles thousands of these per batch; a tuple costs a fraction of
+    a model instance to build and to read."""
+
+    id: int | None
+    model_name: str
+    decision_id: str
+    user_id: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost: Decimal | None
+    cost_source: str
+    price_version_id: int | None
+    response_time: float | None
+    success: bool
+    error_message: str
+    purpose: str
+    timestamp: datetime
+
+
 @dataclass
 class IngestResult:
-    stored: list[UsageLog] = field(default_factory=list)
+    stored: list[UsageRow] = field(default_factory=list)
     duplicates: int = 0
 
 
-def _priced_log(record: UsageRecordInput, book: PriceBook, now: datetime) -> UsageLog:
-    timestamp = record.timestamp or now
+def _price_of(record: UsageRecordInput, book: PriceBook, timestamp: datetime) -> tuple[Decimal | None, str, int | None]:
+    """(cost, cost_source, price_version_id) of one call."""
     pricing = book.pricing(record.model_name)
     version = book.version_at(record.model_name, timestamp) if pricing is not None else None
+    version_id = None if version is None else version.pk
     if record.cost is not None:
-        cost, source = quantize_cost(record.cost), CostSource.PROVIDER
-    elif version is not None and pricing.enabled:
+        return quantize_cost(record.cost), CostSource.PROVIDER, version_id
+    if version is not None and pricing.enabled:
         cost = call_cost(
             version=version,
             prompt_tokens=record.prompt_tokens,
             completion_tokens=record.completion_tokens,
             cached_tokens=record.cached_tokens,
         )
-        source = CostSource.COMPUTED
-    else:
-        cost, source = None, CostSource.UNPRICED
-    return _new_log(
-        model_name=record.model_name,
-        decision_id=record.decision_id,
-        user_id=record.user_id,
-        prompt_tokens=record.prompt_tokens,
-        completion_tokens=record.completion_tokens,
-        cached_tokens=record.cached_tokens,
-        reasoning_tokens=record.reasoning_tokens,
-        cost=cost,
-        cost_source=source,
-        price_version_id=None if version is None else version.pk,
-        response_time=record.response_time,
-        success=record.success,
-        error_message=record.error_message,
-        purpose=record.purpose,
-        timestamp=timestamp,
+        return cost, CostSource.COMPUTED, version_id
+    return None, CostSource.UNPRICED, version_id
+
+
+def _priced_row(record: UsageRecordInput, log_id: int | None, book: PriceBook, now: datetime) -> UsageRow:
+    timestamp = record.timestamp or now
+    cost, source, version_id = _price_of(record, book, timestamp)
+    return UsageRow(
+        log_id,
+        record.model_name,
+        record.decision_id,
+        record.user_id,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.cached_tokens,
+        record.reasoning_tokens,
+        cost,
+        source,
+        version_id,
+        record.response_time,
+        record.success,
+        record.error_message,
+        record.purpose,
+        timestamp,
     )
-
-
-_LOG_ATTNAMES = [model_field.attname for model_field in UsageLog._meta.concrete_fields]
-
-
-def _new_log(**values) -> UsageLog:
-    """A UsageLog from positional values: Django's fast path (no keyword handling), which matters
-    at thousands of rows per batch. Attributes not given (the id) are None."""
-    return UsageLog(*[values.get(name) for name in _LOG_ATTNAMES])
 
 
 def _claim_idempotency_keys(
@@ -156,7 +177,7 @@ def _insert_new_pairs(*, pairs: list[tuple[str, str]], now: datetime) -> set[tup
         return {tuple(row) for row in cursor.fetchall()}
 
 
-# Every column of the log, as COPY sends them (ids are preallocated from the identity sequence).
+# Every column of the log, as COPY sends them: UsageRow's fields (a test holds the two in step).
 COPY_COLUMNS = [field.column for field in UsageLog._meta.concrete_fields]
 
 
@@ -183,33 +204,38 @@ def _copy_types_read() -> list[str]:
     return [types[column] for column in COPY_COLUMNS]
 
 
-def _logs_insert_copy(logs: list[UsageLog]) -> None:
-    """PostgreSQL: ids from the table's sequence, rows through binary COPY (an order of magnitude
-    faster than a multi-row INSERT for large batches)."""
-    table = UsageLog._meta.db_table
+def _log_ids_allocate(count: int) -> list[int] | list[None]:
+    """PostgreSQL: ids from the log's identity sequence, one round trip for the whole batch, so
+    rows go out with their ids (COPY returns nothing). SQLite: None, bulk_create sets them."""
+    if connection.vendor != "postgresql":
+        return [None] * count
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT array_agg(nextval(pg_get_serial_sequence(%s, 'id'))) FROM generate_series(1, %s)",
-            [table, len(logs)],
+            [UsageLog._meta.db_table, count],
         )
-        for log, log_id in zip(logs, cursor.fetchone()[0], strict=True):
-            log.id = log_id
-        columns = ", ".join(f'"{name}"' for name in COPY_COLUMNS)
-        types = _copy_types()
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(types)
-            for log in logs:
-                copy.write_row([getattr(log, name) for name in COPY_COLUMNS])
+        return cursor.fetchone()[0]
 
 
-def _logs_insert(logs: list[UsageLog]) -> None:
-    if connection.vendor == "postgresql":
-        _logs_insert_copy(logs)
-    else:
-        UsageLog.objects.bulk_create(logs)
+def _rows_insert(rows: list[UsageRow]) -> list[UsageRow]:
+    """Store the rows; returns them with their ids. PostgreSQL: binary COPY, an order of magnitude
+    faster than a multi-row INSERT for large batches."""
+    if connection.vendor != "postgresql":
+        logs = UsageLog.objects.bulk_create([UsageLog(*row) for row in rows])
+        return [row._replace(id=log.pk) for row, log in zip(rows, logs, strict=True)]
+    columns = ", ".join(f'"{name}"' for name in COPY_COLUMNS)
+    types = _copy_types()
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {UsageLog._meta.db_table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+    return rows
 
 
-def _counter_deltas(*, logs: Sequence[UsageLog], now: datetime) -> dict[str, list]:
+def _counter_deltas(*, logs: Sequence[UsageRow], now: datetime) -> dict[str, list]:
     month_from, month_to = month_bounds(now)
     deltas: dict[str, list] = {}
     for log in logs:
@@ -222,7 +248,7 @@ def _counter_deltas(*, logs: Sequence[UsageLog], now: datetime) -> dict[str, lis
     return deltas
 
 
-def _pricing_counters_add(*, logs: Sequence[UsageLog], now: datetime) -> None:
+def _pricing_counters_add(*, logs: Sequence[UsageRow], now: datetime) -> None:
     """Add calls and cost to each model's counters in one UPDATE. The database adds to the stored
     value, so concurrent batches lose no update; rows are locked in name order first, so two
     batches touching the same models cannot deadlock."""
@@ -275,17 +301,19 @@ def _ingest(*, records: Sequence[UsageRecordInput], now: datetime) -> IngestResu
     if not fresh:
         return IngestResult(duplicates=duplicates)
     book = price_book_for_models(model_names={r.model_name for r in fresh})
-    logs = [_priced_log(record, book, now) for record in fresh]
-    _logs_insert(logs)
-    _pricing_counters_add(logs=logs, now=now)
-    rollups_apply_logs(logs=logs)
-    budget_alerts_evaluate(model_names={log.model_name for log in logs}, now=now)
-    return IngestResult(stored=logs, duplicates=duplicates)
+    log_ids = _log_ids_allocate(len(fresh))
+    rows = [_priced_row(record, log_id, book, now) for record, log_id in zip(fresh, log_ids, strict=True)]
+    rows = _rows_insert(rows)
+    _pricing_counters_add(logs=rows, now=now)
+    rollups_apply_logs(logs=rows)
+    budget_alerts_evaluate(model_names={row.model_name for row in rows}, now=now)
+    return IngestResult(stored=rows, duplicates=duplicates)
 
 
 def usage_record_batch(*, records: Sequence[UsageRecordInput]) -> list[UsageLog]:
     """Record calls; returns the stored ones (retried duplicates are skipped)."""
-    return usage_ingest(records=records).stored
+    stored = usage_ingest(records=records).stored
+    return [UsageLog.from_db(connection.alias, None, row) for row in stored]
 
 
 def usage_record(**fields) -> UsageLog | None:

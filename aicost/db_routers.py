@@ -18,8 +18,6 @@ REPLICA = "replica"
 REPLICA_READ_MODELS = frozenset(
     {
         "usage.usagelog",
-        "usage.usagerollupquarterhour",
-        "usage.usagerollupquarterhourtotal",
         "usage.usagerolluphour",
         "usage.usagerolluphourtotal",
         "usage.usagerollupdaily",

@@ -14,7 +14,7 @@ from aicost.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, perce
 from aicost.timeutils import day_bounds, month_start
 from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
 from pricing.models import ModelPricing
-from usage.models import UsageRollupQuarterHour
+from usage.models import UsageRollupHour
 
 # Largest percentage the alerts' usage_percentage column holds (e.g. 9999999.99).
 MAX_PERCENT = Decimal(10 ** (PERCENT_MAX_DIGITS - PERCENT_DECIMAL_PLACES)) - Decimal(1).scaleb(-PERCENT_DECIMAL_PLACES)
@@ -200,7 +200,7 @@ def model_activity(*, windows: ActivityWindows, model_names: Collection[str] | N
     """One aggregate over the hourly rollups, bounded by bucket range (and models when given).
 
     This is the only place alerts read usage rollups; adapt it here if the rollups change."""
-    rollups = UsageRollupQuarterHour.objects.filter(
+    rollups = UsageRollupHour.objects.filter(
         bucket__gte=min(windows.trailing_start, windows.window_start), bucket__lte=windows.until
     )
     if model_names is not None:

@@ -37,7 +37,7 @@ from aicost.timeutils import month_start  # noqa: E402
 from alerts.models import BudgetAlert  # noqa: E402
 from alerts.services import budget_alerts_evaluate, global_budget_set  # noqa: E402
 from pricing.models import ModelPricing  # noqa: E402
-from usage.models import UsageRollupQuarterHour  # noqa: E402
+from usage.models import UsageRollupHour  # noqa: E402
 
 
 def setup(models: int) -> list[str]:
@@ -66,10 +66,10 @@ def setup(models: int) -> list[str]:
     )
     BudgetAlert.objects.all().delete()
     hour = now.replace(minute=0, second=0, microsecond=0)
-    UsageRollupQuarterHour.objects.all().delete()
-    UsageRollupQuarterHour.objects.bulk_create(
+    UsageRollupHour.objects.all().delete()
+    UsageRollupHour.objects.bulk_create(
         [
-            UsageRollupQuarterHour(
+            UsageRollupHour(
                 bucket=hour - timedelta(hours=h), model_name=name, calls=100, successful_calls=99, cost=Decimal("0.5")
             )
             for h in range(8 * 24)
@@ -103,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     names = setup(args.models)
     batch = names[:5]
-    print(f"{args.models} models, {UsageRollupQuarterHour.objects.count()} rollup rows, batch touching 5 models")
+    print(f"{args.models} models, {UsageRollupHour.objects.count()} rollup rows, batch touching 5 models")
     for interval in (0, settings.AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS):
         with override_settings(AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS=interval):
             report(f"nothing crossed, anomaly interval {interval:g}s", timed(batch, args.runs))

@@ -90,7 +90,7 @@ def _verify(accepted: set[str], stored_reported: int) -> list[str]:
     from django.db import connection
     from django.db.models import Sum
 
-    from usage.models import UsageLog, UsageRollupDaily, UsageRollupQuarterHour
+    from usage.models import UsageLog, UsageRollupDaily, UsageRollupHour
     from usage.services import usage_counters_reconcile
 
     problems = []
@@ -107,7 +107,7 @@ def _verify(accepted: set[str], stored_reported: int) -> list[str]:
     if differences:
         problems.append(f"{len(differences)} counter(s) differ from the log: {differences[:3]}")
     log = UsageLog.objects.aggregate(cost=Sum("cost"))["cost"] or Decimal(0)
-    for rollup in (UsageRollupQuarterHour, UsageRollupDaily):
+    for rollup in (UsageRollupHour, UsageRollupDaily):
         sums = rollup.objects.aggregate(calls=Sum("calls"), cost=Sum("cost"))
         if sums["calls"] != rows or (sums["cost"] or Decimal(0)) != log:
             problems.append(f"{rollup.__name__}: {sums} but the log has {rows} calls costing {log}")

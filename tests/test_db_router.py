@@ -22,16 +22,14 @@ from django.utils import timezone
 from aicost.db_routers import REPLICA, ReplicaRouter, reading_from_replica
 from aicost.schema_guard import schema_report
 from pricing.models import ModelPricing
-from usage.models import ApiKey, UsageIdempotencyKey, UsageLog, UsageRollupDaily, UsageRollupQuarterHour
+from usage.models import ApiKey, UsageIdempotencyKey, UsageLog, UsageRollupDaily, UsageRollupHour
 from usage.services import UsageRecordInput, usage_record_batch
 
 STATS = "/api/v1/ai-platforms/stats"
 TREND = "/api/v1/ai-platforms/cost-trend-daily"
 EXPORT = "/api/v1/usage/export.csv"
-REPORT_TABLES = ("ai_model_usage_log", "ai_usage_rollup_15m", "ai_usage_rollup_daily", "ai_model_pricing")
+REPORT_TABLES = ("ai_model_usage_log", "ai_usage_rollup_1h", "ai_usage_rollup_daily", "ai_model_pricing")
 ROLLUP_TABLES = (
-    "ai_usage_rollup_15m",
-    "ai_usage_rollup_15m_total",
     "ai_usage_rollup_1h",
     "ai_usage_rollup_1h_total",
     "ai_usage_rollup_daily",
@@ -150,7 +148,7 @@ def test_router_sends_only_report_reads_of_report_models_to_the_replica(replica_
     router = ReplicaRouter()
     assert router.db_for_read(UsageLog) is None
     with reading_from_replica():
-        for model in (UsageLog, UsageRollupQuarterHour, UsageRollupDaily, ModelPricing):
+        for model in (UsageLog, UsageRollupHour, UsageRollupDaily, ModelPricing):
             assert router.db_for_read(model) == REPLICA
         for model in (ApiKey, UsageIdempotencyKey):
             assert router.db_for_read(model) is None

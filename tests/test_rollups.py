@@ -1,12 +1,16 @@
 """The four rollups: kept in step by ingestion, and rebuilt from the log to the same sums."""
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.db.models import Count, Sum
 
-from usage.models import UsageLog
-from usage.rollups import GRAINS, SUM_COLUMNS, rollups_rebuild
+from usage.models import PREFIX_MINUTES, UsageLog, UsageRollupHour, prefix_column
+from usage.rollups import GRAINS, rollup_columns, rollups_rebuild
 from usage.services import UsageRecordInput, usage_record_batch
 
 pytestmark = pytest.mark.django_db
@@ -36,10 +40,11 @@ def _snapshot() -> dict:
     snapshot = {}
     for grain in GRAINS:
         keys = [grain.key_column, "model_name"] if grain.per_model else [grain.key_column]
-        rows = grain.model.objects.values_list(*keys, *SUM_COLUMNS)
-        position = len(keys) + SUM_COLUMNS.index("response_time_sum")
+        columns = [*keys, *rollup_columns(grain)]
+        floats = [n for n, column in enumerate(columns) if column.startswith("response_time_sum")]
+        rows = grain.model.objects.values_list(*columns)
         snapshot[grain.model._meta.db_table] = sorted(
-            (*row[:position], round(row[position], 6), *row[position + 1 :]) for row in rows
+            tuple(round(value, 6) if n in floats else value for n, value in enumerate(row)) for row in rows
         )
     return snapshot
 
@@ -56,7 +61,6 @@ def test_every_rollup_holds_every_call():
 @pytest.mark.parametrize(
     ("per_model", "total", "buckets"),
     [
-        ("ai_usage_rollup_15m", "ai_usage_rollup_15m_total", 15),  # 23:30 to 03:00 UTC
         ("ai_usage_rollup_1h", "ai_usage_rollup_1h_total", 5),  # 23:00 to 03:00
         ("ai_usage_rollup_daily", "ai_usage_rollup_daily_total", 2),
     ],
@@ -96,3 +100,34 @@ def test_any_model_name_reaches_the_rollups_intact():
     for grain in GRAINS:
         row = grain.model.objects.get()
         assert (getattr(row, "model_name", name), row.calls, row.prompt_tokens) == (name, 1, 7)
+
+
+def test_hour_rows_hold_the_sums_of_their_first_15_30_and_45_minutes():
+    _record_batches()
+    for row in UsageRollupHour.objects.all():
+        in_hour = UsageLog.objects.filter(model_name=row.model_name, timestamp__gte=row.bucket)
+        for minutes in PREFIX_MINUTES:
+            first = in_hour.filter(timestamp__lt=row.bucket + timedelta(minutes=minutes))
+            sums = first.aggregate(calls=Count("id"), cost=Sum("cost"), tokens=Sum("prompt_tokens"))
+            stored = [getattr(row, prefix_column(name, minutes)) for name in ("calls", "cost", "prompt_tokens")]
+            assert stored == [sums["calls"], sums["cost"] or 0, sums["tokens"] or 0], (row, minutes)
+
+
+def test_the_prefix_migration_keeps_the_rollups_both_ways():
+    _record_batches()
+    kept = _snapshot()
+    executor = MigrationExecutor(connection)
+    executor.migrate([("usage", "0005_rollups_hour_and_totals")])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT bucket, sum(calls) FROM ai_usage_rollup_15m GROUP BY bucket ORDER BY bucket")
+        quarters = cursor.fetchall()
+        cursor.execute("SELECT bucket, calls FROM ai_usage_rollup_15m_total ORDER BY bucket")
+        assert cursor.fetchall() == quarters
+    by_quarter = Counter(
+        log.timestamp.replace(minute=log.timestamp.minute // 15 * 15, second=0, microsecond=0)
+        for log in UsageLog.objects.all()
+    )
+    assert quarters == sorted(by_quarter.items())
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert _snapshot() == kept

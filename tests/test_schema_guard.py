@@ -155,7 +155,7 @@ def test_repair_dry_run_prints_sql_and_changes_nothing():
 
 def test_repair_restores_the_table_and_leaves_other_data_alone():
     usage_record(model_name="gpt-4o", prompt_tokens=1000, completion_tokens=10)
-    others = ["ai_model_pricing", "ai_model_price_version", "ai_usage_rollup_15m", "ai_budget_alerts"]
+    others = ["ai_model_pricing", "ai_model_price_version", "ai_usage_rollup_1h", "ai_budget_alerts"]
     before = {table: _checksum(table) for table in others}
     _drop_usage_log()
     out = StringIO()

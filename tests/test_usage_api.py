@@ -7,7 +7,7 @@ from django.test import override_settings
 from pricing.models import ModelPricing
 from tests.api_helpers import HttpsApiClient
 from usage.keys import api_key_create, api_key_revoke
-from usage.models import ApiKeyScope, CostSource, UsageIdempotencyKey, UsageLog, UsageRollupQuarterHour
+from usage.models import ApiKeyScope, CostSource, UsageIdempotencyKey, UsageLog, UsageRollupHour
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/usage/"
@@ -35,7 +35,7 @@ def test_batch_as_array_and_as_records_object(writer):
     assert writer.post(URL, {"records": [_record()] * 3}, format="json").json()["data"]["stored"] == 3
     assert UsageLog.objects.count() == 5
     assert ModelPricing.objects.get(model_name="gpt-4o-mini").total_calls == 5
-    assert UsageRollupQuarterHour.objects.get(model_name="gpt-4o-mini").calls == 5
+    assert UsageRollupHour.objects.get(model_name="gpt-4o-mini").calls == 5
 
 
 def test_openai_usage_object_is_accepted_as_is(writer):

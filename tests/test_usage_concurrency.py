@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from pricing.models import ModelPricing
-from usage.models import UsageLog, UsageRollupQuarterHour
+from usage.models import UsageLog, UsageRollupHour
 from usage.services import UsageRecordInput, usage_counters_reconcile, usage_record_batch
 
 MODELS = ["gpt-4o", "gpt-4o-mini", "deepseek-chat", "claude-haiku-4-5", "unknown-model"]
@@ -65,7 +65,7 @@ def test_parallel_writers_lose_no_counter_update():
         assert pricing.total_calls == logs.count()
         assert pricing.total_cost == (logs.aggregate(total=Sum("cost"))["total"] or Decimal(0))
         assert pricing.current_month_cost == pricing.total_cost
-    rollup_calls = UsageRollupQuarterHour.objects.aggregate(total=Sum("calls"))["total"]
+    rollup_calls = UsageRollupHour.objects.aggregate(total=Sum("calls"))["total"]
     assert rollup_calls == writers * batches * size
     assert usage_counters_reconcile(fix=False) == []
 

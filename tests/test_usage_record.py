@@ -7,7 +7,7 @@ from django.utils import timezone
 from pricing.models import ModelPricing
 from pricing.services import model_pricing_set_prices
 from usage.costing import call_cost
-from usage.models import CostSource, UsageLog, UsageRollupQuarterHour
+from usage.models import CostSource, UsageLog, UsageRollupHour
 from usage.services import UsageRecordInput, UsageRow, usage_record, usage_record_batch
 
 pytestmark = pytest.mark.django_db
@@ -41,9 +41,11 @@ def test_recording_fixes_cost_counters_and_rollups():
     assert log.price_version.input_price_per_million == Decimal("0.15")
     pricing = ModelPricing.objects.get(model_name="gpt-4o-mini")
     assert (pricing.total_calls, pricing.total_cost, pricing.current_month_cost) == (1, log.cost, log.cost)
-    rollup = UsageRollupQuarterHour.objects.get(model_name="gpt-4o-mini")
-    assert rollup.bucket == at.astimezone(UTC).replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)
+    rollup = UsageRollupHour.objects.get(model_name="gpt-4o-mini")
+    assert rollup.bucket == at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     assert (rollup.calls, rollup.cost, rollup.prompt_tokens) == (1, log.cost, 2_000)
+    in_first = {minutes: int(at.minute < minutes) for minutes in (15, 30, 45)}
+    assert {m: getattr(rollup, f"calls_{m}m") for m in (15, 30, 45)} == in_first
 
 
 def test_unknown_and_disabled_models_are_recorded_unpriced_never_at_zero():
@@ -55,7 +57,7 @@ def test_unknown_and_disabled_models_are_recorded_unpriced_never_at_zero():
         ]
     )
     assert [(log.cost, log.cost_source) for log in logs] == [(None, CostSource.UNPRICED)] * 2
-    assert UsageRollupQuarterHour.objects.get(model_name="no-such-model").unpriced_calls == 1
+    assert UsageRollupHour.objects.get(model_name="no-such-model").unpriced_calls == 1
 
 
 def test_provider_reported_cost_is_kept_and_flagged():

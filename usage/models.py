@@ -80,28 +80,37 @@ class ModelRollupSums(RollupSums):
         abstract = True
 
 
-class UsageRollupQuarterHour(ModelRollupSums):
-    """Usage per model and 15-minute bucket (UTC), kept in step with ingestion in the same transaction.
+# An hour row also holds its sums over the hour's first 15, 30 and 45 minutes (calls_15m, ...).
+PREFIX_MINUTES = (15, 30, 45)
+
+
+def prefix_column(column: str, minutes: int) -> str:
+    """The column of `column`'s sum over the first `minutes` minutes of an hour row."""
+    return f"{column}_{minutes}m"
+
+
+class HourRollupSums(RollupSums):
+    """Sums of one UTC hour, and of its first 15, 30 and 45 minutes.
 
     Every time zone in use today is a whole number of quarter hours from UTC, so any calendar day
-    in any zone is an exact union of these buckets."""
-
-    bucket = models.DateTimeField(help_text="Start of the 15-minute bucket.")
+    in any zone is exactly its whole hours plus, at each end, one of these prefixes (or the hour
+    minus one). One row per hour instead of four 15-minute rows keeps ingestion's upkeep small."""
 
     class Meta:
-        db_table = "ai_usage_rollup_15m"
-        constraints = [
-            models.UniqueConstraint(fields=["bucket", "model_name"], name="ai_usage_rollup_15m_key"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.model_name} {self.bucket:%Y-%m-%d %H:%M}"
+        abstract = True
 
 
-class UsageRollupHour(ModelRollupSums):
-    """Usage per model and UTC hour: the part of a local day that is not a whole UTC day, in a few rows."""
+# Declared in a loop: thirty columns that differ only in name, each a copy of a RollupSums field.
+for _minutes in PREFIX_MINUTES:
+    for _sum_field in RollupSums._meta.local_fields:
+        HourRollupSums.add_to_class(prefix_column(_sum_field.name, _minutes), _sum_field.clone())
+
+
+class UsageRollupHour(HourRollupSums):
+    """Usage per model and UTC hour, kept in step with ingestion in the same transaction."""
 
     bucket = models.DateTimeField(help_text="Start of the hour (UTC).")
+    model_name = models.CharField(max_length=100)
 
     class Meta:
         db_table = "ai_usage_rollup_1h"
@@ -113,24 +122,9 @@ class UsageRollupHour(ModelRollupSums):
         return f"{self.model_name} {self.bucket:%Y-%m-%d %H:%M}"
 
 
-class UsageRollupQuarterHourTotal(RollupSums):
-    """Usage of all models together per 15-minute bucket (UTC). The *Total rollups give the
-    unfiltered daily trend one row per bucket, whatever the number of models."""
-
-    bucket = models.DateTimeField(help_text="Start of the 15-minute bucket.")
-
-    class Meta:
-        db_table = "ai_usage_rollup_15m_total"
-        constraints = [
-            models.UniqueConstraint(fields=["bucket"], name="ai_usage_rollup_15m_total_key"),
-        ]
-
-    def __str__(self) -> str:
-        return f"all models {self.bucket:%Y-%m-%d %H:%M}"
-
-
-class UsageRollupHourTotal(RollupSums):
-    """Usage of all models together per UTC hour."""
+class UsageRollupHourTotal(HourRollupSums):
+    """Usage of all models together per UTC hour. The *Total rollups give the unfiltered daily trend
+    one row per bucket, whatever the number of models."""
 
     bucket = models.DateTimeField(help_text="Start of the hour (UTC).")
 

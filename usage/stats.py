@@ -1,13 +1,14 @@
 """Reads behind the stats and daily-trend APIs: sums over any half-open window, from the rollups.
 
 A window [start, end) is split into the part that whole UTC days cover (daily rollup), the part
-whole quarter hours cover (15-minute rollup) and the unaligned edges, each shorter than 15 minutes,
-which come from the raw log through its timestamp index. Filters on user_id or purpose are not
+whole hours cover (hourly rollup), the quarter hours at its ends (one hour row each: a prefix sum,
+or the hour minus one) and the unaligned edges, each shorter than 15 minutes, which come from the
+raw log through its timestamp index. Filters on user_id or purpose are not
 rollup dimensions (they would multiply the rollups by users x purposes); those windows are summed
 from the raw log, bounded by the timestamp index. With a read replica configured, these reads are
 served by it (aicost/db_routers.py).
 
-The daily trend sums each calendar day of any zone as a few signed day, hour and quarter-hour
+The daily trend sums each calendar day of any zone as a few signed day, hour and hour-prefix
 rollup ranges (see _since_utc_midnight); without a model filter it reads the all-models rollups.
 """
 
@@ -20,21 +21,19 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, connections, router, transaction
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from aicost.db_routers import reading_from_replica
 from aicost.money import ZERO, percent_of, quantize_cost
 from pricing.models import ModelPricing
-from usage.models import CostSource, UsageLog, UsageRollupDaily, UsageRollupQuarterHour
+from usage.models import PREFIX_MINUTES, CostSource, UsageLog, UsageRollupDaily, UsageRollupHour, prefix_column
 from usage.rollups import (
     DAY_GRAIN,
     DAY_TOTAL_GRAIN,
     HOUR_GRAIN,
     HOUR_TOTAL_GRAIN,
     QUARTER_HOUR,
-    QUARTER_HOUR_GRAIN,
-    QUARTER_HOUR_TOTAL_GRAIN,
     SUM_COLUMNS,
     Grain,
     RollupDelta,
@@ -43,6 +42,7 @@ from usage.rollups import (
 )
 
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,57 @@ def usage_log_window(*, start: datetime | None, end: datetime, filters: UsageFil
     return _raw(start, end, filters)
 
 
-def _quarters(start: datetime | None, end: datetime, filters: UsageFilters) -> QuerySet:
-    queryset = UsageRollupQuarterHour.objects.filter(bucket__lt=end).order_by()
-    if start is not None:
-        queryset = queryset.filter(bucket__gte=start)
-    return _filtered(queryset, filters)
+def _hours(start: datetime, end: datetime, filters: UsageFilters) -> QuerySet:
+    return _filtered(UsageRollupHour.objects.filter(bucket__gte=start, bucket__lt=end).order_by(), filters)
+
+
+def _hour_minutes_sums(first: int, last: int) -> dict:
+    """Annotations summing minutes [first, last) of hour rows (multiples of 15): a prefix, or a
+    difference of two (the whole hour being the 60-minute prefix)."""
+
+    def prefix(column: str, minutes: int) -> F | None:
+        if minutes == 0:
+            return None
+        return F(column) if minutes == 60 else F(prefix_column(column, minutes))
+
+    sums = {}
+    for column in SUM_COLUMNS:
+        upper, lower = prefix(column, last), prefix(column, first)
+        sums[f"s_{column}"] = Sum(upper if lower is None else upper - lower)
+    return sums
+
+
+def _minutes(later: datetime, earlier: datetime) -> int:
+    return int((later - earlier).total_seconds()) // 60
+
+
+def _hour_parts(start: datetime, end: datetime, filters: UsageFilters) -> Iterable[QuerySet]:
+    """Querysets (s_* sums per model) whose union is [start, end), both quarter-aligned: whole hours,
+    and one hour row for each end that is not on the hour."""
+    first_hour, last_hour = _hour_floor(start), _hour_floor(end)
+    if first_hour == last_hour:
+        yield (
+            _hours(first_hour, first_hour + HOUR, filters)
+            .values("model_name")
+            .annotate(**_hour_minutes_sums(_minutes(start, first_hour), _minutes(end, first_hour)))
+        )
+        return
+    whole_from = first_hour
+    if start > first_hour:
+        whole_from = first_hour + HOUR
+        yield (
+            _hours(first_hour, whole_from, filters)
+            .values("model_name")
+            .annotate(**_hour_minutes_sums(_minutes(start, first_hour), 60))
+        )
+    if whole_from < last_hour:
+        yield _hours(whole_from, last_hour, filters).values("model_name").annotate(**_rollup_sums())
+    if end > last_hour:
+        yield (
+            _hours(last_hour, last_hour + HOUR, filters)
+            .values("model_name")
+            .annotate(**_hour_minutes_sums(0, _minutes(end, last_hour)))
+        )
 
 
 def _days(start: date | None, end: date, filters: UsageFilters) -> QuerySet:
@@ -121,6 +167,10 @@ def _days(start: date | None, end: date, filters: UsageFilters) -> QuerySet:
 def _ceil(moment: datetime, floor, step: timedelta) -> datetime:
     floored = floor(moment)
     return floored if floored == moment else floored + step
+
+
+def _hour_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def _utc_midnight(moment: datetime) -> datetime:
@@ -144,7 +194,7 @@ def _window_parts(start: datetime | None, end: datetime, filters: UsageFilters) 
     d_start = None if q_start is None else _ceil(q_start, _utc_midnight, DAY)
     d_end = _utc_midnight(q_end)
     if d_start is not None and d_start >= d_end:
-        yield _quarters(q_start, q_end, filters).values("model_name").annotate(**_rollup_sums())
+        yield from _hour_parts(q_start, q_end, filters)
         return
     yield (
         _days(None if d_start is None else d_start.date(), d_end.date(), filters)
@@ -152,9 +202,9 @@ def _window_parts(start: datetime | None, end: datetime, filters: UsageFilters) 
         .annotate(**_rollup_sums())
     )
     if q_start is not None and q_start < d_start:
-        yield _quarters(q_start, d_start, filters).values("model_name").annotate(**_rollup_sums())
+        yield from _hour_parts(q_start, d_start, filters)
     if d_end < q_end:
-        yield _quarters(d_end, q_end, filters).values("model_name").annotate(**_rollup_sums())
+        yield from _hour_parts(d_end, q_end, filters)
 
 
 def usage_sums_by_model(*, start: datetime | None, end: datetime, filters: UsageFilters) -> dict[str, RollupDelta]:
@@ -168,9 +218,9 @@ def usage_sums_by_model(*, start: datetime | None, end: datetime, filters: Usage
 
 # A local day in any zone is a signed sum of a few rollup ranges: its whole UTC days, minus what
 # precedes its start on its first UTC day, plus what precedes its end on its last one. What
-# precedes a quarter-aligned moment on its UTC day is at most 12 hour rows and 2 quarter-hour rows
-# (past noon: the whole day minus the rest of it). A year of days in any zone reads a few thousand
-# rollup rows instead of 96 quarter hours per model and day. Moments are UTC epoch seconds here:
+# precedes a quarter-aligned moment on its UTC day is at most 12 hour rows and one hour row's
+# prefix sum (past noon: the whole day minus the rest of it). A year of days in any zone reads a few thousand
+# rollup rows instead of 24 hours per model and day. Moments are UTC epoch seconds here:
 # a year of boundaries is plain integer arithmetic.
 Term = tuple[str, int, int]  # (grain name, first bucket, bucket after the last), in epoch seconds
 EPOCH_DAY = date(1970, 1, 1)
@@ -186,11 +236,9 @@ def _since_utc_midnight(moment: int) -> list[tuple[int, Term]]:
     """Signed ranges adding up to [UTC midnight, moment), for a quarter-aligned moment."""
     midnight = moment - moment % SECONDS_PER_DAY
     hour = moment - moment % SECONDS_PER_HOUR
-    if moment - hour > 2 * SECONDS_PER_QUARTER:
-        hour += SECONDS_PER_HOUR  # The nearest hour; quarter hours make up the difference.
     terms: list[tuple[int, Term]] = []
-    if hour != moment:
-        terms.append((1, ("quarter", hour, moment)) if hour < moment else (-1, ("quarter", moment, hour)))
+    if hour < moment:  # [hour, moment): the hour row's prefix sum of that many minutes.
+        terms.append((1, (_prefix_grain_name((moment - hour) // 60), hour, moment)))
     if hour - midnight <= 12 * SECONDS_PER_HOUR:
         if midnight < hour:
             terms.append((1, ("hour", midnight, hour)))
@@ -218,10 +266,17 @@ def _local_day_terms(boundaries: list[int]) -> list[dict[Term, int]]:
     return days
 
 
-def _trend_grains(filters: UsageFilters) -> dict[str, Grain]:
-    if filters.model_names is None:  # One all-models row per bucket instead of one per model.
-        return {"day": DAY_TOTAL_GRAIN, "hour": HOUR_TOTAL_GRAIN, "quarter": QUARTER_HOUR_TOTAL_GRAIN}
-    return {"day": DAY_GRAIN, "hour": HOUR_GRAIN, "quarter": QUARTER_HOUR_GRAIN}
+def _prefix_grain_name(minutes: int) -> str:
+    return f"first {minutes} minutes"
+
+
+def _trend_grains(filters: UsageFilters) -> dict[str, tuple[Grain, int | None]]:
+    """Each term's grain name: its rollup, and for hour prefixes the minutes they sum."""
+    day, hour = (DAY_TOTAL_GRAIN, HOUR_TOTAL_GRAIN) if filters.model_names is None else (DAY_GRAIN, HOUR_GRAIN)
+    # Without a model filter: one all-models row per bucket instead of one per model.
+    grains: dict[str, tuple[Grain, int | None]] = {"day": (day, None), "hour": (hour, None)}
+    grains |= {_prefix_grain_name(minutes): (hour, minutes) for minutes in PREFIX_MINUTES}
+    return grains
 
 
 def _ranges_table(grain: Grain, ranges: list[tuple[int, int]]) -> tuple[str, list]:
@@ -250,8 +305,17 @@ def _ranges_table(grain: Grain, ranges: list[tuple[int, int]]) -> tuple[str, lis
     return sql, [value for n, (lo, hi) in enumerate(ranges) for value in (n, adapt(lo), adapt(hi))]
 
 
-def _range_sums(cursor, grain: Grain, ranges: list[tuple], filters: UsageFilters) -> dict[tuple, list]:
-    """The grain's sums over each [lo, hi) range: one query, one index range scan per range."""
+def _prefixed(columns: list[tuple[str, type]], prefix_minutes: int | None) -> list[tuple[str, type]]:
+    if prefix_minutes is None:
+        return columns
+    return [(prefix_column(name, prefix_minutes), kind) for name, kind in columns]
+
+
+def _range_sums(
+    cursor, grain: Grain, ranges: list[tuple], filters: UsageFilters, prefix_minutes: int | None
+) -> dict[tuple, list]:
+    """The grain's sums over each [lo, hi) range (of its rows' prefix sums, given prefix_minutes):
+    one query, one index range scan per range."""
     table, params = _ranges_table(grain, ranges)
     key = grain.key_column
     models_sql = ""
@@ -259,8 +323,11 @@ def _range_sums(cursor, grain: Grain, ranges: list[tuple], filters: UsageFilters
         models_sql = f" AND t.model_name IN ({', '.join(['%s'] * len(filters.model_names))})"
         params += sorted(filters.model_names)
     # Counts as BIGINT: PostgreSQL sums them as numeric, which the driver would turn into Decimals.
+    columns = [
+        (name if prefix_minutes is None else prefix_column(name, prefix_minutes), kind) for name, kind in _DELTA_FIELDS
+    ]
     sums = ", ".join(
-        f"CAST(sum(t.{name}) AS BIGINT)" if kind is int else f"sum(t.{name})" for name, kind in _DELTA_FIELDS
+        f"CAST(sum(t.{column}) AS BIGINT)" if kind is int else f"sum(t.{column})" for column, kind in columns
     )
     # Identifiers come from model metadata; values are bound parameters.
     cursor.execute(
@@ -293,15 +360,16 @@ def _local_days_from_rollups(boundaries: list[int], filters: UsageFilters, days:
         for grain_name, lo, hi in terms:
             ranges[grain_name].add((lo, hi))
     sums: dict[Term, list] = {}
-    alias = router.db_for_read(UsageRollupQuarterHour)  # The read replica, if one serves reports.
+    alias = router.db_for_read(UsageRollupHour)  # The read replica, if one serves reports.
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         if connection.vendor == "postgresql":
             # The planner cannot size a join on ranges (it guesses 0.5% of the table per range), so
             # it would JIT-compile these few-millisecond queries for 100-250 ms.
             cursor.execute("SET LOCAL jit = off")
-        for name, grain in _trend_grains(filters).items():
+        for name, (grain, prefix_minutes) in _trend_grains(filters).items():
             if ranges[name]:
-                for (lo, hi), values in _range_sums(cursor, grain, sorted(ranges[name]), filters).items():
+                found = _range_sums(cursor, grain, sorted(ranges[name]), filters, prefix_minutes)
+                for (lo, hi), values in found.items():
                     sums[(name, lo, hi)] = values
     negated = {term: [-value for value in values] for term, values in sums.items()}
     totals = {}

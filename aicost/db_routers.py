@@ -22,6 +22,7 @@ REPLICA_READ_MODELS = frozenset(
         "usage.usagerolluphourtotal",
         "usage.usagerollupdaily",
         "usage.usagerollupdailytotal",
+        "usage.usagerolluppending",
         "pricing.modelpricing",
     }
 )

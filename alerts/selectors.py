@@ -7,14 +7,14 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import OuterRef, Q, QuerySet, Sum
+from django.db.models import Model, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from aicost.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent_of, quantize_cost
 from aicost.timeutils import day_bounds, month_start
 from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
 from pricing.models import ModelPricing
-from usage.models import UsageRollupHour
+from usage.models import UsageRollupHour, UsageRollupPending
 
 # Largest percentage the alerts' usage_percentage column holds (e.g. 9999999.99).
 MAX_PERCENT = Decimal(10 ** (PERCENT_MAX_DIGITS - PERCENT_DECIMAL_PLACES)) - Decimal(1).scaleb(-PERCENT_DECIMAL_PLACES)
@@ -162,6 +162,14 @@ class ModelActivity:
     cost_today: Decimal
     cost_trailing: Decimal
 
+    def __add__(self, other: "ModelActivity") -> "ModelActivity":
+        return ModelActivity(
+            calls_in_window=self.calls_in_window + other.calls_in_window,
+            failed_in_window=self.failed_in_window + other.failed_in_window,
+            cost_today=self.cost_today + other.cost_today,
+            cost_trailing=self.cost_trailing + other.cost_trailing,
+        )
+
 
 @dataclass(frozen=True)
 class ActivityWindows:
@@ -199,8 +207,20 @@ def _hour_floor(moment: datetime) -> datetime:
 def model_activity(*, windows: ActivityWindows, model_names: Collection[str] | None) -> dict[str, ModelActivity]:
     """One aggregate over the hourly rollups, bounded by bucket range (and models when given).
 
-    This is the only place alerts read usage rollups; adapt it here if the rollups change."""
-    rollups = UsageRollupHour.objects.filter(
+    This is the only place alerts read usage rollups; adapt it here if the rollups change. The
+    windows are whole hours, so the pending 15-minute sums (not yet folded) fall in them as the
+    hourly rows do."""
+    activity: dict[str, ModelActivity] = {}
+    for rollup in (UsageRollupHour, UsageRollupPending):
+        for name, found in _activity_of(rollup, windows=windows, model_names=model_names).items():
+            activity[name] = activity[name] + found if name in activity else found
+    return activity
+
+
+def _activity_of(
+    rollup: type[Model], *, windows: ActivityWindows, model_names: Collection[str] | None
+) -> dict[str, ModelActivity]:
+    rollups = rollup.objects.filter(
         bucket__gte=min(windows.trailing_start, windows.window_start), bucket__lte=windows.until
     )
     if model_names is not None:

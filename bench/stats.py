@@ -8,6 +8,9 @@ Starts its own throwaway PostgreSQL 15 unless DATABASE_URL is set, migrates, the
     unaligned newest edge of every window has rows, as under live ingestion), 3% failures, user ids,
     purposes, costs computed from the price in force;
   - rebuilds the rollups with usage.rollups.rollups_rebuild and ANALYZEs; each step is timed;
+  - records --pending-batches more batches of 1000 calls spread over the last day through the
+    ingestion service without folding them, so the reads also add up pending rollup sums (100
+    such batches: about 47k pending rows, what 5 s of backfill at full speed leaves between folds);
   - times GET /api/v1/ai-platforms/stats (every time_range) and /cost-trend-daily (days 7..366)
     through Django's test client (URL routing, middleware, API key auth, DRF, JSON), without and
     with tz and a model filter, --iterations times after a warm-up: p50/p95 in ms;
@@ -278,8 +281,9 @@ def _print_sizes() -> None:
         for table in ["ai_model_usage_log", *(grain.model._meta.db_table for grain in GRAINS)]:
             # A partitioned table has no storage of its own: add up its partitions (and itself).
             cursor.execute(
-                f"SELECT (SELECT count(*) FROM {table}), pg_size_pretty(sum(pg_total_relation_size(relid))) "
-                f"FROM pg_partition_tree('{table}')"
+                f"SELECT (SELECT count(*) FROM {table}), pg_size_pretty(coalesce("
+                f"(SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('{table}')), "
+                f"pg_total_relation_size('{table}')))"
             )
             count, size = cursor.fetchone()
             print(f"  {table:<28} {count:>11,} rows  {size:>8} with indexes")
@@ -438,7 +442,31 @@ def _print_goals(cases: list[Case], rows: int) -> bool:
     return met and exact
 
 
-def _bench(rows: int, iterations: int, warmup: int, raw_budget: float, skip_seed: bool) -> int:
+def _pending_seed(batches: int) -> None:
+    """Ingest batches spread over the last day and leave their rollup sums pending (no fold)."""
+    import math
+    import random
+
+    from django.utils import timezone
+
+    from bench.ingest import _records
+    from usage import rollups, services
+    from usage.apis import UsageRecordSerializer
+    from usage.models import UsageRollupPending
+
+    rollups._last_fold["at"] = math.inf  # Never due: this process does not fold.
+    rng = random.Random(7)
+    start = timezone.now() - timedelta(days=1)
+    began = time.perf_counter()
+    for _ in range(batches):
+        serializer = UsageRecordSerializer(data=_records(rng, start, 86_400 - 300), many=True)
+        serializer.is_valid(raise_exception=True)
+        services.usage_ingest(records=[services.UsageRecordInput(**r) for r in serializer.validated_data])
+    pending = UsageRollupPending.objects.count()
+    print(f"recorded {batches} batches in {time.perf_counter() - began:.1f} s, leaving {pending:,} pending rollup rows")
+
+
+def _bench(rows: int, iterations: int, warmup: int, raw_budget: float, skip_seed: bool, pending: int) -> int:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicost.settings")
@@ -459,6 +487,7 @@ def _bench(rows: int, iterations: int, warmup: int, raw_budget: float, skip_seed
         if UsageLog.objects.exists():
             raise SystemExit("The database already holds usage; use an empty one or pass --skip-seed.")
         _seed_all(rows)
+        _pending_seed(pending)
     rows = UsageLog.objects.count()
     _print_sizes()
     _key, raw_key = api_key_create(name="bench-stats", scope=ApiKeyScope.READ)
@@ -480,12 +509,13 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--raw-budget", type=float, default=6.0, help="seconds of raw GROUP BY runs per case")
     parser.add_argument("--skip-seed", action="store_true", help="measure the usage already in DATABASE_URL")
+    parser.add_argument("--pending-batches", type=int, default=100, help="batches left unfolded (pending sums)")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL"):
         from tests.throwaway_pg import run
 
         return run([sys.executable, "-m", "bench.stats", *sys.argv[1:]], durable=False)
-    return _bench(args.rows, args.iterations, args.warmup, args.raw_budget, args.skip_seed)
+    return _bench(args.rows, args.iterations, args.warmup, args.raw_budget, args.skip_seed, args.pending_batches)
 
 
 if __name__ == "__main__":

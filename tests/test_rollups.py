@@ -1,16 +1,19 @@
 """The four rollups: kept in step by ingestion, and rebuilt from the log to the same sums."""
 
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, Sum
 
-from usage.models import PREFIX_MINUTES, UsageLog, UsageRollupHour, prefix_column
-from usage.rollups import GRAINS, rollup_columns, rollups_rebuild
+from usage import rollups
+from usage.models import PREFIX_MINUTES, UsageLog, UsageRollupHour, UsageRollupPending, prefix_column
+from usage.rollups import GRAINS, rollup_columns, rollups_fold, rollups_rebuild
 from usage.services import UsageRecordInput, usage_record_batch
 
 pytestmark = pytest.mark.django_db
@@ -18,6 +21,11 @@ BASE = datetime(2026, 3, 7, 23, 40, tzinfo=UTC)  # Batches cross quarter hours, 
 
 
 def _record_batches() -> None:
+    _record_unfolded()
+    rollups_fold()
+
+
+def _record_unfolded() -> None:
     for batch in range(3):
         usage_record_batch(
             records=[
@@ -97,6 +105,7 @@ def test_rebuild_repairs_rollups_that_drifted():
 def test_any_model_name_reaches_the_rollups_intact():
     name = 'odd "model", {v2}\\ü ' + "x" * 80
     usage_record_batch(records=[UsageRecordInput(model_name=name, timestamp=BASE, prompt_tokens=7)])
+    rollups_fold()
     for grain in GRAINS:
         row = grain.model.objects.get()
         assert (getattr(row, "model_name", name), row.calls, row.prompt_tokens) == (name, 1, 7)
@@ -131,3 +140,60 @@ def test_the_prefix_migration_keeps_the_rollups_both_ways():
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
     assert _snapshot() == kept
+
+
+def test_batches_append_pending_sums_until_a_fold_moves_them(monkeypatch):
+    monkeypatch.setitem(rollups._last_fold, "at", time.monotonic())  # This process just folded.
+    _record_unfolded()
+    assert not UsageRollupHour.objects.exists()
+    pending = UsageRollupPending.objects.count()
+    assert UsageRollupPending.objects.aggregate(n=Sum("calls"))["n"] == 90
+    assert rollups_fold() == pending
+    assert not UsageRollupPending.objects.exists()
+    kept = _snapshot()
+    assert rollups_rebuild() == 90
+    assert _snapshot() == kept
+
+
+def test_ingestion_folds_once_the_interval_has_passed(monkeypatch, settings):
+    settings.AICOST_ROLLUP_FOLD_SECONDS = 60
+    monkeypatch.setitem(rollups._last_fold, "at", time.monotonic() - 61)
+    usage_record_batch(records=[UsageRecordInput(model_name="gpt-4o", timestamp=BASE, prompt_tokens=7)])
+    assert not UsageRollupPending.objects.exists()
+    usage_record_batch(records=[UsageRecordInput(model_name="gpt-4o", timestamp=BASE, prompt_tokens=7)])
+    assert UsageRollupPending.objects.get().calls == 1
+    assert UsageRollupHour.objects.get().calls == 1
+
+
+def test_rebuild_drops_pending_sums_it_recounts(monkeypatch):
+    monkeypatch.setitem(rollups._last_fold, "at", time.monotonic())
+    _record_unfolded()
+    assert rollups_rebuild() == 90
+    assert not UsageRollupPending.objects.exists()
+    assert sum(row.calls for row in UsageRollupHour.objects.all()) == 90
+
+
+def test_a_fold_while_another_runs_leaves_the_pending_sums_to_it(monkeypatch):
+    monkeypatch.setitem(rollups._last_fold, "at", time.monotonic())
+    _record_unfolded()
+    holding, release = threading.Event(), threading.Event()
+
+    def other_fold() -> None:  # Another process folding: it holds the fold lock meanwhile.
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [rollups.FOLD_LOCK])
+            holding.set()
+            release.wait(10)
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [rollups.FOLD_LOCK])
+        connections["default"].close()
+
+    thread = threading.Thread(target=other_fold)
+    thread.start()
+    assert holding.wait(10)
+    try:
+        assert rollups_fold() is None
+        assert UsageRollupPending.objects.aggregate(n=Sum("calls"))["n"] == 90
+    finally:
+        release.set()
+        thread.join(10)
+    assert rollups_fold() > 0
+    assert sum(row.calls for row in UsageRollupHour.objects.all()) == 90

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from usage.models import UsageIdempotencyKey, UsageLog
-from usage.rollups import GRAINS
+from usage.models import UsageIdempotencyKey, UsageLog, UsageRollupPending
+from usage.rollups import GRAINS, rollups_fold
 from usage.services import UsageRecordInput, usage_record_batch
 from usage.stats import UsageFilters, _local_day_terms, usage_sums_by_local_day, usage_sums_by_model
 
@@ -66,8 +66,17 @@ filters = st.one_of(
 
 
 def _reset() -> None:
-    for model in (UsageLog, UsageIdempotencyKey, *(grain.model for grain in GRAINS)):
+    for model in (UsageLog, UsageIdempotencyKey, UsageRollupPending, *(grain.model for grain in GRAINS)):
         model.objects.all().delete()
+
+
+def _record(batch: list, split: int, fold: bool) -> None:
+    """Record the batch in two parts, folding the pending sums between them or not: the sums then
+    sit in the rollups, in the pending table, or both."""
+    usage_record_batch(records=batch[:split])
+    if fold:
+        rollups_fold()
+    usage_record_batch(records=batch[split:])
 
 
 def _matches(log: UsageLog, chosen: UsageFilters) -> bool:
@@ -107,10 +116,12 @@ def _actual(sums) -> tuple:
     start_second=st.one_of(st.none(), st.integers(-3600, SPAN_MINUTES * 60)),
     length_seconds=st.integers(1, SPAN_MINUTES * 60),
     chosen=filters,
+    split=st.integers(0, 60),
+    fold=st.booleans(),
 )
-def test_window_sums_equal_the_raw_log(batch, start_second, length_seconds, chosen):
+def test_window_sums_equal_the_raw_log(batch, start_second, length_seconds, chosen, split, fold):
     _reset()
-    usage_record_batch(records=batch)
+    _record(batch, split, fold)
     start = None if start_second is None else BASE + timedelta(seconds=start_second, microseconds=start_second % 997)
     end = (start or BASE) + timedelta(seconds=length_seconds)
     sums = usage_sums_by_model(start=start, end=end, filters=chosen)
@@ -125,10 +136,17 @@ def test_window_sums_equal_the_raw_log(batch, start_second, length_seconds, chos
 
 @pytest.mark.django_db
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batch=records, zone_name=st.sampled_from(ZONES), days=st.integers(1, 5), chosen=filters)
-def test_local_day_sums_equal_the_raw_log(batch, zone_name, days, chosen):
+@given(
+    batch=records,
+    zone_name=st.sampled_from(ZONES),
+    days=st.integers(1, 5),
+    chosen=filters,
+    split=st.integers(0, 60),
+    fold=st.booleans(),
+)
+def test_local_day_sums_equal_the_raw_log(batch, zone_name, days, chosen, split, fold):
     _reset()
-    usage_record_batch(records=batch)
+    _record(batch, split, fold)
     zone = ZoneInfo(zone_name)
     first_day = BASE.astimezone(zone).date()
     sums = usage_sums_by_local_day(first_day=first_day, days=days, zone=zone, filters=chosen)

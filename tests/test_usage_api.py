@@ -8,6 +8,7 @@ from pricing.models import ModelPricing
 from tests.api_helpers import HttpsApiClient
 from usage.keys import api_key_create, api_key_revoke
 from usage.models import ApiKeyScope, CostSource, UsageIdempotencyKey, UsageLog, UsageRollupHour
+from usage.rollups import rollups_fold
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/usage/"
@@ -35,6 +36,7 @@ def test_batch_as_array_and_as_records_object(writer):
     assert writer.post(URL, {"records": [_record()] * 3}, format="json").json()["data"]["stored"] == 3
     assert UsageLog.objects.count() == 5
     assert ModelPricing.objects.get(model_name="gpt-4o-mini").total_calls == 5
+    rollups_fold()
     assert UsageRollupHour.objects.get(model_name="gpt-4o-mini").calls == 5
 
 

@@ -8,6 +8,7 @@ from pricing.models import ModelPricing
 from pricing.services import model_pricing_set_prices
 from usage.costing import call_cost
 from usage.models import CostSource, UsageLog, UsageRollupHour
+from usage.rollups import rollups_fold
 from usage.services import UsageRecordInput, UsageRow, usage_record, usage_record_batch
 
 pytestmark = pytest.mark.django_db
@@ -41,6 +42,7 @@ def test_recording_fixes_cost_counters_and_rollups():
     assert log.price_version.input_price_per_million == Decimal("0.15")
     pricing = ModelPricing.objects.get(model_name="gpt-4o-mini")
     assert (pricing.total_calls, pricing.total_cost, pricing.current_month_cost) == (1, log.cost, log.cost)
+    rollups_fold()
     rollup = UsageRollupHour.objects.get(model_name="gpt-4o-mini")
     assert rollup.bucket == at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     assert (rollup.calls, rollup.cost, rollup.prompt_tokens) == (1, log.cost, 2_000)
@@ -57,6 +59,7 @@ def test_unknown_and_disabled_models_are_recorded_unpriced_never_at_zero():
         ]
     )
     assert [(log.cost, log.cost_source) for log in logs] == [(None, CostSource.UNPRICED)] * 2
+    rollups_fold()
     assert UsageRollupHour.objects.get(model_name="no-such-model").unpriced_calls == 1
 
 

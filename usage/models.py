@@ -168,6 +168,24 @@ class UsageRollupDailyTotal(RollupSums):
         return f"all models {self.day}"
 
 
+class UsageRollupPending(RollupSums):
+    """15-minute sums per model that ingestion stored and no fold has added to the rollups yet: one
+    row per batch, 15-minute bucket and model.
+
+    Ingestion appends these in its transaction (COPY: no row to find, lock and rewrite); a fold
+    moves them into the hour and day rollups every few seconds, one upsert per rollup row for
+    however many batches it folds. Reads add what is pending, so answers stay exact."""
+
+    bucket = models.DateTimeField(help_text="Start of the 15-minute bucket (UTC).")
+    model_name = models.CharField(max_length=100)
+
+    class Meta:
+        db_table = "ai_usage_rollup_pending"
+
+    def __str__(self) -> str:
+        return f"{self.model_name} {self.bucket:%Y-%m-%d %H:%M} (pending)"
+
+
 class UsageRetiredMonth(models.Model):
     """What a month of the usage log held per model when retention dropped it.
 

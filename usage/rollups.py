@@ -2,19 +2,27 @@
 
 Two grains: UTC hours, whose rows also hold the sums of the hour's first 15, 30 and 45 minutes
 (exact calendar days in any time zone), and UTC days (long ranges); each per model and for all
-models together (the unfiltered daily trend reads one row per bucket). Each batch sums its calls
-once per 15-minute bucket and model in Python; one statement then adds those sums to all four
-tables (an INSERT ... ON CONFLICT DO UPDATE per table, each regrouping the sums to its grain in the
-database). Every batch runs the same statement, so tables are written in the same order and rows
-in key order: concurrent batches lock rollup rows in the same order and cannot deadlock.
+models together (the unfiltered daily trend reads one row per bucket).
+
+Each batch sums its calls once per 15-minute bucket and model in Python. On PostgreSQL it appends
+those sums to ai_usage_rollup_pending, a plain INSERT; every few seconds a fold moves all pending
+sums into the four rollups in one statement (an INSERT ... ON CONFLICT DO UPDATE per table, each
+regrouping the sums to its grain), so a rollup row is rewritten once per fold rather than once per
+batch. Reads add the pending sums, so answers are exact at every moment. Folds run one at a time
+(an advisory lock) and write rows in key order, so they cannot deadlock with each other; batches
+only append. SQLite (local use) upserts the rollups directly.
 """
 
+import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Protocol
 
+from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import Max
 
@@ -27,6 +35,7 @@ from usage.models import (
     UsageRollupDailyTotal,
     UsageRollupHour,
     UsageRollupHourTotal,
+    UsageRollupPending,
     prefix_column,
 )
 from usage.partitions import month_bounds_utc, next_month
@@ -77,55 +86,70 @@ def quarter_hour_floor(moment: datetime) -> datetime:
 @dataclass(frozen=True)
 class Grain:
     """One rollup table: its bucket column, whether rows are per model, and whether they hold the
-    hour's prefix sums. `from_quarters` maps a 15-minute bucket to this grain's bucket in SQL."""
+    hour's prefix sums. `from_hours` maps an hour's start to this grain's bucket in SQL."""
 
     model: type[models.Model]
     key_column: str
     key_type: str
     per_model: bool
     prefixes: bool
-    from_quarters: dict[str, str]
+    from_hours: dict[str, str]
 
 
-_HOUR_OF_QUARTER = {
-    "postgresql": "date_bin('1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
-    # SQLite stores UTC text. %% because the SQL is run with parameters.
-    "sqlite": "strftime('%%Y-%%m-%%d %%H:00:00', bucket)",
-}
-_DAY_OF_QUARTER = {"postgresql": "(bucket AT TIME ZONE 'UTC')::date", "sqlite": "date(bucket)"}
+_SAME_HOUR = {"postgresql": "bucket", "sqlite": "bucket"}
+_DAY_OF_HOUR = {"postgresql": "(bucket AT TIME ZONE 'UTC')::date", "sqlite": "date(bucket)"}
 
-HOUR_GRAIN = Grain(UsageRollupHour, "bucket", "timestamptz", True, True, _HOUR_OF_QUARTER)
-HOUR_TOTAL_GRAIN = Grain(UsageRollupHourTotal, "bucket", "timestamptz", False, True, _HOUR_OF_QUARTER)
-DAY_GRAIN = Grain(UsageRollupDaily, "day", "date", True, False, _DAY_OF_QUARTER)
-DAY_TOTAL_GRAIN = Grain(UsageRollupDailyTotal, "day", "date", False, False, _DAY_OF_QUARTER)
+HOUR_GRAIN = Grain(UsageRollupHour, "bucket", "timestamptz", True, True, _SAME_HOUR)
+HOUR_TOTAL_GRAIN = Grain(UsageRollupHourTotal, "bucket", "timestamptz", False, True, _SAME_HOUR)
+DAY_GRAIN = Grain(UsageRollupDaily, "day", "date", True, False, _DAY_OF_HOUR)
+DAY_TOTAL_GRAIN = Grain(UsageRollupDailyTotal, "day", "date", False, False, _DAY_OF_HOUR)
 # The order batches lock rollup rows in.
 GRAINS = (HOUR_GRAIN, HOUR_TOTAL_GRAIN, DAY_GRAIN, DAY_TOTAL_GRAIN)
 
 
 QUARTER_SECONDS = 15 * 60
 
+# What the rollups read of a call, fetched in one C call (a UsageRow or a UsageLog alike).
+_CALL_FIELDS = attrgetter(
+    "timestamp",
+    "model_name",
+    "success",
+    "cost_source",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost",
+    "response_time",
+)
+
 
 def quarter_sums(logs: Iterable[LoggedCall]) -> dict[tuple[int, str], list]:
     """Sums of the logs per (15-minute bucket as UTC epoch seconds, model_name), in SUM_COLUMNS
     order. Integer buckets: a batch of a thousand calls is summed in about a millisecond."""
     sums: dict[tuple[int, str], list] = {}
-    for log in logs:
-        epoch = int(log.timestamp.timestamp())
-        key = (epoch - epoch % QUARTER_SECONDS, log.model_name)
+    unpriced = CostSource.UNPRICED.value
+    for timestamp, model_name, success, source, prompt, completion, cached, reasoning, cost, response_time in map(
+        _CALL_FIELDS, logs
+    ):
+        epoch = int(timestamp.timestamp())
+        key = (epoch - epoch % QUARTER_SECONDS, model_name)
         row = sums.get(key)
         if row is None:
             row = sums[key] = [0, 0, 0, 0, 0, 0, 0, Decimal(0), 0.0, 0]
         row[0] += 1
-        row[1] += log.success
-        row[2] += log.cost_source == CostSource.UNPRICED
-        row[3] += log.prompt_tokens
-        row[4] += log.completion_tokens
-        row[5] += log.cached_tokens
-        row[6] += log.reasoning_tokens
-        if log.cost is not None:
-            row[7] += log.cost
-        if log.response_time is not None:
-            row[8] += log.response_time
+        if success:
+            row[1] += 1
+        if source == unpriced:
+            row[2] += 1
+        row[3] += prompt
+        row[4] += completion
+        row[5] += cached
+        row[6] += reasoning
+        if cost is not None:
+            row[7] += cost
+        if response_time is not None:
+            row[8] += response_time
             row[9] += 1
     return sums
 
@@ -150,30 +174,44 @@ def rollup_columns(grain: Grain) -> list[str]:
     return [*SUM_COLUMNS, *(prefix_column(c, minutes) for minutes in PREFIX_MINUTES for c in SUM_COLUMNS)]
 
 
-def _sums_from_quarters(grain: Grain) -> list[str]:
-    """SQL sums over relation q (15-minute sums with their quarter of the hour, 0-3), in
-    rollup_columns order: a prefix of n quarters sums the quarters before the n-th."""
-    sums = [f"sum({c})" for c in SUM_COLUMNS]
-    if grain.prefixes:
-        for minutes in PREFIX_MINUTES:
-            sums += [f"sum(CASE WHEN quarter < {minutes // 15} THEN {c} ELSE 0 END)" for c in SUM_COLUMNS]
-    return sums
+# An hour-shaped relation (h): an hour's start, a model, and the hour's sums and prefix sums. The
+# batches' pending sums have this shape, and every rollup is summed from one.
+HOUR_COLUMNS = rollup_columns(HOUR_GRAIN)
+_HOUR_OF_QUARTER = {
+    "postgresql": "date_bin('1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
+    # SQLite stores UTC text. %% because the SQL is run with parameters.
+    "sqlite": "strftime('%%Y-%%m-%%d %%H:00:00', bucket)",
+}
+
+
+def _hours_from_quarters_sql(quarters_sql: str, vendor: str) -> str:
+    """The hour-shaped sums of a relation of 15-minute sums (columns _Q_COLUMNS): a prefix of n
+    quarters sums the quarters before the n-th."""
+    sums = [f"sum({c}) AS {c}" for c in SUM_COLUMNS]
+    for minutes in PREFIX_MINUTES:
+        sums += [
+            f"sum(CASE WHEN quarter < {minutes // 15} THEN {c} ELSE 0 END) AS {prefix_column(c, minutes)}"
+            for c in SUM_COLUMNS
+        ]
+    return (
+        f"SELECT {_HOUR_OF_QUARTER[vendor]} AS bucket, model_name, {', '.join(sums)} "  # noqa: S608
+        f"FROM ({quarters_sql}) AS q GROUP BY 1, 2"
+    )
 
 
 def _grain_upsert_sql(grain: Grain, vendor: str) -> str:
-    """INSERT ... SELECT the sums of relation q (bucket, quarter, model_name, SUM_COLUMNS: 15-minute
-    sums) regrouped by the grain's keys, in key order (the order rows are locked in), adding to the
-    rows already there."""
+    """INSERT ... SELECT the sums of the hour-shaped relation h regrouped by the grain's keys, in key
+    order (the order rows are locked in), adding to the rows already there."""
     table = grain.model._meta.db_table
     keys = _key_columns(grain)
     stored = rollup_columns(grain)
-    key_values = ", ".join([grain.from_quarters[vendor], *keys[1:]])
+    key_values = ", ".join([grain.from_hours[vendor], *keys[1:]])
     order = ", ".join(str(n) for n in range(1, len(keys) + 1))
     updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in stored)
     # WHERE true: SQLite's parser needs it between SELECT and ON CONFLICT. Names come from metadata.
     return (
         f"INSERT INTO {table} ({', '.join([*keys, *stored])}) "  # noqa: S608
-        f"SELECT {key_values}, {', '.join(_sums_from_quarters(grain))} FROM q WHERE true "
+        f"SELECT {key_values}, {', '.join(f'sum({c})' for c in stored)} FROM h WHERE true "
         f"GROUP BY {order} ORDER BY {order} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
     )
 
@@ -181,34 +219,72 @@ def _grain_upsert_sql(grain: Grain, vendor: str) -> str:
 _Q_COLUMNS = ["bucket", "quarter", "model_name", *SUM_COLUMNS]
 
 
-def _upserts_run(cursor, q_sql: str, params: list) -> None:
-    """Add the 15-minute sums of q_sql (columns _Q_COLUMNS) to every grain. PostgreSQL: one
-    statement. SQLite (local use) has no INSERT inside WITH: one statement per grain."""
+def _upserts_run(cursor, hours_sql: str, params: list, *, before: str = "", result: str = "1") -> None:
+    """Add the hour-shaped sums of hours_sql to every grain. PostgreSQL: one statement, after the
+    CTEs in `before` (hours_sql may read them), selecting `result`. SQLite (local use) has no
+    INSERT inside WITH: one statement per grain."""
     if connection.vendor == "postgresql":
         upserts = ", ".join(f"g{n} AS ({_grain_upsert_sql(grain, 'postgresql')})" for n, grain in enumerate(GRAINS))
-        cursor.execute(f"WITH q AS ({q_sql}), {upserts} SELECT 1", params)
+        cursor.execute(f"WITH {before}h AS ({hours_sql}), {upserts} SELECT {result}", params)
         return
     for grain in GRAINS:
-        cursor.execute(f"WITH q AS ({q_sql}) {_grain_upsert_sql(grain, 'sqlite')}", params)
+        cursor.execute(f"WITH h AS ({hours_sql}) {_grain_upsert_sql(grain, 'sqlite')}", params)
 
 
-def _apply_postgresql(sums: dict[tuple[int, str], list]) -> None:
-    """All rollups in one statement: the batch's 15-minute sums arrive as one array per column, and
-    each grain regroups them in the database."""
-    keys = sorted(sums)
-    columns = [[epoch for epoch, _ in keys], [name for _, name in keys]]
-    columns += [[sums[key][index] for key in keys] for index in range(len(SUM_COLUMNS))]
-    types = ["bigint", "text"] + [_ARRAY_TYPES[c] for c in SUM_COLUMNS]
-    arrays = ", ".join(f"%s::{t}[]" for t in types)
-    names = ", ".join(["epoch", *_Q_COLUMNS[2:]])
-    # Names come from model metadata; values are parameters.
-    q_sql = (
-        f"SELECT to_timestamp(epoch) AS bucket, epoch %% 3600 / 900 AS quarter, {', '.join(_Q_COLUMNS[2:])} "  # noqa: S608
-        f"FROM unnest({arrays}) AS u ({names})"
-    )
-    params = [array_literal(column, quoted=n == 1) for n, column in enumerate(columns)]
+PENDING_TABLE = UsageRollupPending._meta.db_table
+
+
+_PENDING_COLUMNS = ["bucket", "model_name", *SUM_COLUMNS]
+_PENDING_TYPES = ["timestamptz", "text"] + [_ARRAY_TYPES[c] for c in SUM_COLUMNS]
+
+
+def _pending_append(sums: dict[tuple[int, str], list]) -> None:
+    """PostgreSQL: append the batch's 15-minute sums to the pending ones by binary COPY (no SQL to
+    plan, no text to format or parse)."""
+    columns = ", ".join(_PENDING_COLUMNS)
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {PENDING_TABLE} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(_PENDING_TYPES)
+        for (epoch, model_name), values in sums.items():
+            copy.write_row((datetime.fromtimestamp(epoch, UTC), model_name, *values))
+
+
+FOLD_LOCK = 0x61695F666F6C64  # pg_try_advisory_xact_lock key: one fold at a time.
+_last_fold = {"at": -math.inf}
+
+
+@transaction.atomic
+def rollups_fold() -> int | None:
+    """Move every committed pending sum into the rollups, in one statement; returns the number of
+    pending rows folded, or None when another fold is running (it folds them instead).
+
+    DELETE ... RETURNING removes exactly the rows this statement adds up: a batch committing
+    meanwhile keeps its rows pending for the next fold, and reads see them before or after."""
+    if connection.vendor != "postgresql":
+        return 0  # SQLite batches write the rollups directly.
     with connection.cursor() as cursor:
-        _upserts_run(cursor, q_sql, params)
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [FOLD_LOCK])
+        if not cursor.fetchone()[0]:
+            return None
+        moved = f"moved AS (DELETE FROM {PENDING_TABLE} RETURNING {', '.join(_PENDING_COLUMNS)}), "  # noqa: S608
+        # Many batches' rows per bucket and model: summed first, so the hour regrouping sees one each.
+        sums = ", ".join(f"sum({c}) AS {c}" for c in SUM_COLUMNS)
+        quarters = (
+            f"SELECT bucket, {_QUARTER_OF_HOUR['postgresql']} AS quarter, model_name, {sums} "  # noqa: S608
+            "FROM moved GROUP BY bucket, model_name"
+        )
+        hours = _hours_from_quarters_sql(quarters, "postgresql")
+        _upserts_run(cursor, hours, [], before=moved, result="(SELECT count(*) FROM moved)")
+        return cursor.fetchone()[0]
+
+
+def rollups_fold_if_due(*, now: float | None = None) -> None:
+    """Fold when this process last folded AICOST_ROLLUP_FOLD_SECONDS ago or more (ingestion)."""
+    now = time.monotonic() if now is None else now
+    if now - _last_fold["at"] >= settings.AICOST_ROLLUP_FOLD_SECONDS and rollups_fold() is not None:
+        _last_fold["at"] = now
 
 
 def _apply_sqlite(sums: dict[tuple[int, str], list]) -> None:
@@ -218,9 +294,9 @@ def _apply_sqlite(sums: dict[tuple[int, str], list]) -> None:
     ]
     placeholders = ", ".join(["(" + ", ".join(["%s"] * len(_Q_COLUMNS)) + ")"] * len(rows))
     names = ", ".join(f"column{n} AS {name}" for n, name in enumerate(_Q_COLUMNS, start=1))
+    quarters = f"SELECT {names} FROM (VALUES {placeholders})"  # noqa: S608 -- placeholders only
     with connection.cursor() as cursor:
-        values = f"SELECT {names} FROM (VALUES {placeholders})"  # noqa: S608 -- placeholders only
-        _upserts_run(cursor, values, [v for row in rows for v in row])
+        _upserts_run(cursor, _hours_from_quarters_sql(quarters, "sqlite"), [v for row in rows for v in row])
 
 
 def _sqlite_utc_text(epoch: int) -> str:
@@ -233,7 +309,8 @@ def rollups_apply_logs(*, logs: Sequence[LoggedCall]) -> None:
         return
     sums = quarter_sums(logs)
     if connection.vendor == "postgresql":
-        _apply_postgresql(sums)
+        _pending_append(sums)
+        rollups_fold_if_due()
     else:
         _apply_sqlite(sums)
 
@@ -291,8 +368,10 @@ def rollups_rebuild() -> int:
         for grain in GRAINS:
             where, params = _from_edge(grain.key_column, grain.key_type, since)
             cursor.execute(f"DELETE FROM {grain.model._meta.db_table} {where}", params)  # noqa: S608 (model metadata)
+        where, params = _from_edge("bucket", "timestamptz", since)
+        cursor.execute(f"DELETE FROM {PENDING_TABLE} {where}", params)  # noqa: S608 (model metadata)
         where, params = _from_edge('"timestamp"', "timestamptz", since)
-        _upserts_run(cursor, _log_quarters_sql(vendor, where), params)
+        _upserts_run(cursor, _hours_from_quarters_sql(_log_quarters_sql(vendor, where), vendor), params)
         where, params = _from_edge("day", "date", since)
         cursor.execute(f"SELECT coalesce(sum(calls), 0) FROM {DAY_TOTAL_GRAIN.model._meta.db_table} {where}", params)  # noqa: S608
         return cursor.fetchone()[0]

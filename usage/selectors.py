@@ -12,7 +12,7 @@ from django.db.models.functions import Coalesce
 
 from aicost.db_routers import replica_read_alias
 from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, ZERO, quantize_cost
-from usage.models import ApiKey, UsageLog, UsageRetiredMonth, UsageRollupDaily
+from usage.models import ApiKey, UsageLog, UsageRetiredMonth, UsageRollupDaily, UsageRollupPending
 from usage.partitions import month_bounds_utc, partition_name
 from usage.stats import UsageFilters, usage_log_window
 
@@ -78,10 +78,12 @@ def partition_model_sums(*, month: date) -> dict[str, tuple[int, Decimal]]:
 
 
 def rollup_month_calls(*, month: date) -> int:
-    """Calls the daily rollups hold for one UTC month (partitions and rollup days are both UTC)."""
+    """Calls the daily rollups and the pending sums hold for one UTC month (partitions and rollup
+    days are both UTC)."""
     start, end = month_bounds_utc(month)
     total = UsageRollupDaily.objects.filter(day__gte=start.date(), day__lt=end.date()).aggregate(n=Sum("calls"))["n"]
-    return total or 0
+    pending = UsageRollupPending.objects.filter(bucket__gte=start, bucket__lt=end).aggregate(n=Sum("calls"))["n"]
+    return (total or 0) + (pending or 0)
 
 
 # --- The CSV export: raw rows, streamed ------------------------------------------------------------

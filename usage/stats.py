@@ -13,8 +13,10 @@ rollup ranges (see _since_utc_midnight); without a model filter it reads the all
 """
 
 import itertools
+from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
@@ -27,7 +29,15 @@ from django.db.models.functions import TruncDate
 from aicost.db_routers import reading_from_replica
 from aicost.money import ZERO, percent_of, quantize_cost
 from pricing.models import ModelPricing
-from usage.models import PREFIX_MINUTES, CostSource, UsageLog, UsageRollupDaily, UsageRollupHour, prefix_column
+from usage.models import (
+    PREFIX_MINUTES,
+    CostSource,
+    UsageLog,
+    UsageRollupDaily,
+    UsageRollupHour,
+    UsageRollupPending,
+    prefix_column,
+)
 from usage.rollups import (
     DAY_GRAIN,
     DAY_TOTAL_GRAIN,
@@ -102,6 +112,14 @@ def _raw(start: datetime | None, end: datetime, filters: UsageFilters) -> QueryS
 def usage_log_window(*, start: datetime | None, end: datetime, filters: UsageFilters) -> QuerySet[UsageLog]:
     """The raw log rows in [start, end) passing `filters`: exactly the rows the stats figures sum."""
     return _raw(start, end, filters)
+
+
+def _pending(start: datetime | None, end: datetime, filters: UsageFilters) -> QuerySet:
+    """Pending 15-minute sums (stored by batches, not folded into the rollups yet) in [start, end)."""
+    queryset = UsageRollupPending.objects.filter(bucket__lt=end).order_by()
+    if start is not None:
+        queryset = queryset.filter(bucket__gte=start)
+    return _filtered(queryset, filters)
 
 
 def _hours(start: datetime, end: datetime, filters: UsageFilters) -> QuerySet:
@@ -191,6 +209,8 @@ def _window_parts(start: datetime | None, end: datetime, filters: UsageFilters) 
         yield _raw(start, q_start, filters).values("model_name").annotate(**_raw_sums())
     if q_end < end:
         yield _raw(q_end, end, filters).values("model_name").annotate(**_raw_sums())
+    # What batches stored since the last fold: 15-minute sums, all within [q_start, q_end) or not.
+    yield _pending(q_start, q_end, filters).values("model_name").annotate(**_rollup_sums())
     d_start = None if q_start is None else _ceil(q_start, _utc_midnight, DAY)
     d_end = _utc_midnight(q_end)
     if d_start is not None and d_start >= d_end:
@@ -207,12 +227,25 @@ def _window_parts(start: datetime | None, end: datetime, filters: UsageFilters) 
         yield from _hour_parts(d_end, q_end, filters)
 
 
+@contextmanager
+def _one_snapshot(alias: str) -> Iterator[None]:
+    """A transaction whose queries all see the same committed data (PostgreSQL: REPEATABLE READ),
+    so a fold or a batch committing between two parts of one answer is seen by all parts or none."""
+    outermost = not connections[alias].in_atomic_block  # Else a query may have run: too late to set.
+    with transaction.atomic(using=alias):
+        if outermost and connections[alias].vendor == "postgresql":
+            with connections[alias].cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
 def usage_sums_by_model(*, start: datetime | None, end: datetime, filters: UsageFilters) -> dict[str, RollupDelta]:
     """Sums per model over [start, end) (start None: since the beginning)."""
     totals: dict[str, RollupDelta] = defaultdict(RollupDelta)
-    for part in _window_parts(start, end, filters):
-        for row in part:
-            _add_row(totals[row["model_name"]], row)
+    with _one_snapshot(router.db_for_read(UsageRollupHour)):
+        for part in _window_parts(start, end, filters):
+            for row in part:
+                _add_row(totals[row["model_name"]], row)
     return dict(totals)
 
 
@@ -361,7 +394,7 @@ def _local_days_from_rollups(boundaries: list[int], filters: UsageFilters, days:
             ranges[grain_name].add((lo, hi))
     sums: dict[Term, list] = {}
     alias = router.db_for_read(UsageRollupHour)  # The read replica, if one serves reports.
-    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+    with _one_snapshot(alias), connections[alias].cursor() as cursor:
         if connection.vendor == "postgresql":
             # The planner cannot size a join on ranges (it guesses 0.5% of the table per range), so
             # it would JIT-compile these few-millisecond queries for 100-250 ms.
@@ -371,13 +404,29 @@ def _local_days_from_rollups(boundaries: list[int], filters: UsageFilters, days:
                 found = _range_sums(cursor, grain, sorted(ranges[name]), filters, prefix_minutes)
                 for (lo, hi), values in found.items():
                     sums[(name, lo, hi)] = values
+        pending = list(_pending_quarters(boundaries, filters))
     negated = {term: [-value for value in values] for term, values in sums.items()}
-    totals = {}
+    by_day: dict[date, list] = {}
     for day, terms in zip(days, terms_of_days, strict=True):
         parts = [sums[term] if sign > 0 else negated[term] for term, sign in terms.items() if term in sums]
         if parts:
-            totals[day] = _delta_of_row([sum(column) for column in zip(*parts, strict=True)])
-    return totals
+            by_day[day] = [sum(column) for column in zip(*parts, strict=True)]
+    for day, values in _pending_by_local_day(pending, boundaries, days):
+        by_day[day] = [a + b for a, b in zip(by_day[day], values, strict=True)] if day in by_day else values
+    return {day: _delta_of_row(values) for day, values in by_day.items()}
+
+
+def _pending_quarters(boundaries: list[int], filters: UsageFilters) -> QuerySet:
+    """Pending 15-minute sums in [boundaries[0], boundaries[-1]), summed over models, per bucket."""
+    start, end = (datetime.fromtimestamp(moment, UTC) for moment in (boundaries[0], boundaries[-1]))
+    return _pending(start, end, filters).values("bucket").annotate(**_rollup_sums())
+
+
+def _pending_by_local_day(rows: list[dict], boundaries: list[int], days: list[date]) -> Iterator[tuple[date, list]]:
+    """Each pending 15-minute bucket lies within one local day (boundaries are quarter-aligned)."""
+    for row in rows:
+        day = days[bisect_right(boundaries, _epoch_seconds(row["bucket"])) - 1]
+        yield day, [row[f"s_{column}"] or 0 for column in SUM_COLUMNS]
 
 
 def usage_sums_by_local_day(

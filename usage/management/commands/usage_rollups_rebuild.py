@@ -5,7 +5,7 @@ from usage.rollups import rollups_rebuild
 
 class Command(BaseCommand):
     help = (
-        "Recompute the 15-minute and daily usage rollups from the usage log (after a restore or a manual "
+        "Recompute the hourly and daily usage rollups from the usage log (after a restore or a manual "
         "fix of the log). Months retention has dropped keep their rollups."
     )
 

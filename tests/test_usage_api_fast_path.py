@@ -260,10 +260,13 @@ def _mostly_canonical(name: str):
 
 
 CANONICAL_RECORD = _record(CANONICAL.get)
-# Mostly canonical fields, now and then a near miss; usage with token fields; an unknown field, no model.
+# Mostly canonical fields, now and then a near miss (alone: where the fast path could be too lenient);
+# usage with token fields; an unknown field; no model.
+ONE_NEAR_MISS = st.sampled_from(list(NEAR_MISS)).flatmap(lambda name: st.tuples(st.just(name), NEAR_MISS[name]))
 MIXED_RECORD = st.one_of(
     _record(_mostly_canonical),
     _record(_mostly_canonical),
+    st.builds(lambda record, near_miss: dict([*record.items(), near_miss]), CANONICAL_RECORD, ONE_NEAR_MISS),
     st.fixed_dictionaries(
         {"model_name": _mostly_canonical("model_name")},
         optional={
@@ -343,6 +346,8 @@ NEAR_MISSES = [
     {"model_name": "gpt-4o", "prompt_tokens": "many"},
     {"model_name": "gpt-4o", "prompt_tokens": 5.5},
     {"model_name": "gpt-4o", "prompt_tokens": None},
+    {"model_name": "gpt-4o", "prompt_tokens": True},
+    {"model_name": "gpt-4o", "user_id": False},
     {"model_name": "gpt-4o", "user_id": 0},
     {"model_name": "gpt-4o", "cached_tokens": 3, "prompt_tokens": 2},
     {"model_name": "gpt-4o", "reasoning_tokens": 3, "completion_tokens": 2},

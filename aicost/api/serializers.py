@@ -126,8 +126,9 @@ def _decimal(field: serializers.DecimalField) -> Converter | None:
 
 
 def aware_datetime_converter(field: serializers.DateTimeField) -> Converter | None:
-    """An ISO 8601 string with an offset, converted as DRF's DateTimeField converts it (enforce_timezone)
-    into the time zone current now: converters are made per list, so this is read once per batch."""
+    """An ISO 8601 string with an offset, parsed and moved into the field's time zone as DRF's
+    DateTimeField does (parse_datetime, enforce_timezone). The zone is read when the converter is
+    made: once per list, not per record as DRF reads it (the same within one request)."""
     formats = getattr(field, "input_formats", api_settings.DATETIME_INPUT_FORMATS)
     zone = field.timezone if hasattr(field, "timezone") else field.default_timezone()
     if not formats or formats[0].lower() != ISO_8601 or zone is None:

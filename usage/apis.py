@@ -20,6 +20,13 @@ from aicost.api.fields import lookup_field
 from aicost.api.negotiation import ErrorsAsJsonNegotiation
 from aicost.api.permissions import CanWriteUsage
 from aicost.api.responses import success_response
+from aicost.api.serializers import (
+    FastListSerializer,
+    NotFast,
+    StrictSerializer,
+    aware_datetime_converter,
+    fast_converter_for,
+)
 from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
 from usage.export import usage_csv_response, usage_export_filename
 from usage.selectors import USAGE_EXPORT_COLUMNS, usage_export_rows
@@ -52,24 +59,31 @@ class AwareDateTimeField(serializers.DateTimeField):
             if parsed.tzinfo is None:
                 self.fail("naive")
         moment = super().to_internal_value(value)
-        if not EARLIEST_CALL <= moment <= timezone.now() + LATEST_CLOCK_SKEW:
+        if not self.is_plausible(moment):
             self.fail("implausible")
         return moment
+
+    @staticmethod
+    def is_plausible(moment: datetime) -> bool:
+        return EARLIEST_CALL <= moment <= timezone.now() + LATEST_CLOCK_SKEW
+
+
+@fast_converter_for(AwareDateTimeField)
+def _fast_aware_timestamp(field: AwareDateTimeField):
+    """The fast path's timestamp: DRF's conversion of an ISO string with offset, if plausible."""
+    to_moment = aware_datetime_converter(field)
+
+    def convert(value):
+        moment = to_moment(value)
+        if not field.is_plausible(moment):
+            raise NotFast
+        return moment
+
+    return convert
 
 
 def _token_field(**kwargs) -> serializers.IntegerField:
     return serializers.IntegerField(min_value=0, max_value=MAX_TOKENS, **kwargs)
-
-
-class StrictSerializer(serializers.Serializer):
-    """Refuses fields it does not know, so a typo never silently drops data."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
 
 
 class OpenAIUsageSerializer(serializers.Serializer):
@@ -103,6 +117,10 @@ TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasonin
 
 
 class UsageRecordSerializer(StrictSerializer):
+    class Meta:
+        # Batches of up to AICOST_MAX_BATCH_SIZE records: canonical records skip DRF's per-field machinery.
+        list_serializer_class = FastListSerializer
+
     model_name = serializers.CharField(max_length=100)
     decision_id = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
     idempotency_key = serializers.CharField(
@@ -180,6 +198,7 @@ class UsageIngestApi(APIView):
         class StoredSerializer(serializers.Serializer):
             class Meta:
                 ref_name = "UsageStoredRecord"
+                list_serializer_class = FastListSerializer
 
             id = serializers.IntegerField()
             model_name = serializers.CharField()

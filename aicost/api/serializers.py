@@ -1,0 +1,471 @@
+"""Serializers the APIs share: StrictSerializer, and FastListSerializer for lists of many flat records.
+
+DRF spends tens of microseconds of generic machinery per record (field lookups, empty-value handling,
+validator objects, error bookkeeping). FastListSerializer compiles the child serializer's declared
+fields, once per class, into plain conversions that give exactly what DRF gives for the common,
+canonical input (a JSON string for a CharField, an int for an IntegerField, ...). Every rule is read
+from the declared fields and their validators, so there is no second copy of them. Whatever the
+compiled path cannot prove valid — another type, a value out of range, a field or validator it does
+not know — raises NotFast and goes through DRF unchanged, so every error and every lenient coercion
+stays DRF's own. On output it writes the same primitives DRF's fields write, item by item.
+"""
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal, DecimalException
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import (
+    MaxLengthValidator,
+    MaxValueValidator,
+    MinLengthValidator,
+    MinValueValidator,
+    ProhibitNullCharactersValidator,
+)
+from django.db.models.manager import BaseManager
+from rest_framework import ISO_8601, serializers
+from rest_framework.fields import empty
+from rest_framework.settings import api_settings
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, so a typo never silently drops data."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class NotFast(Exception):
+    """The value needs DRF's own validation: it may be invalid, or valid in a way only DRF handles."""
+
+
+Converter = Callable[[object], object]
+
+# --- Input: primitive value -> the internal value DRF's field returns ----------------------------
+
+
+def _char(field: serializers.CharField) -> Converter:
+    trim, allow_blank = field.trim_whitespace, field.allow_blank
+
+    def convert(value):
+        if type(value) is not str:
+            raise NotFast
+        if trim:
+            value = value.strip()
+        if value == "" and not allow_blank:
+            raise NotFast
+        return value
+
+    return convert
+
+
+def _integer(_field: serializers.IntegerField) -> Converter:
+    def convert(value):
+        if type(value) is not int:  # Not bool, not "5", not 5.0.
+            raise NotFast
+        return value
+
+    return convert
+
+
+def _float(_field: serializers.FloatField) -> Converter:
+    def convert(value):
+        if type(value) is float:
+            if not math.isfinite(value):
+                raise NotFast
+            return value
+        if type(value) is int:
+            try:
+                return float(value)
+            except OverflowError:
+                raise NotFast from None
+        raise NotFast
+
+    return convert
+
+
+def _boolean(_field: serializers.BooleanField) -> Converter:
+    def convert(value):
+        if type(value) is not bool:
+            raise NotFast
+        return value
+
+    return convert
+
+
+def _decimal(field: serializers.DecimalField) -> Converter | None:
+    if field.localize:
+        return None
+
+    def convert(value):
+        if type(value) is str:
+            text = value.strip()
+        elif type(value) is int:
+            text = str(value)
+        else:
+            raise NotFast
+        if not text or len(text) > field.MAX_STRING_LENGTH:
+            raise NotFast
+        try:
+            number = Decimal(text)
+        except DecimalException:
+            raise NotFast from None
+        if not number.is_finite():
+            raise NotFast
+        return field.quantize(field.validate_precision(number))  # DRF's own; ValidationError falls back.
+
+    return convert
+
+
+def aware_datetime_converter(field: serializers.DateTimeField) -> Converter | None:
+    """An ISO 8601 string with an offset, parsed and moved into the field's time zone as DRF's
+    DateTimeField does (parse_datetime, enforce_timezone). The zone is read when the converter is
+    made: once per list, not per record as DRF reads it (the same within one request)."""
+    formats = getattr(field, "input_formats", api_settings.DATETIME_INPUT_FORMATS)
+    zone = field.timezone if hasattr(field, "timezone") else field.default_timezone()
+    if not formats or formats[0].lower() != ISO_8601 or zone is None:
+        return None
+
+    def convert(value):
+        if type(value) is not str:
+            raise NotFast
+        try:
+            parsed = datetime.fromisoformat(value)  # What django.utils.dateparse.parse_datetime tries first.
+        except ValueError:
+            raise NotFast from None
+        if parsed.tzinfo is None:
+            raise NotFast
+        try:
+            return parsed.astimezone(zone)
+        except OverflowError:
+            raise NotFast from None
+
+    return convert
+
+
+_CONVERTERS: dict[type, Callable[[serializers.Field], Converter | None]] = {
+    serializers.CharField: _char,
+    serializers.IntegerField: _integer,
+    serializers.FloatField: _float,
+    serializers.BooleanField: _boolean,
+    serializers.DecimalField: _decimal,
+    serializers.DateTimeField: aware_datetime_converter,
+}
+
+
+def fast_converter_for(field_class: type):
+    """Register the fast converter of a project field class that overrides DRF's conversion. The
+    converter must return what the field's run_validation returns, or raise NotFast."""
+
+    def register(factory):
+        _CONVERTERS[field_class] = factory
+        return factory
+
+    return register
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _validator_check(validator) -> Callable[[object], bool] | None:
+    """A predicate true exactly when the DRF/Django validator would pass the value."""
+    kind = type(validator)
+    if kind is ProhibitNullCharactersValidator:
+        return lambda value: "\x00" not in str(value)
+    if kind is ProhibitSurrogateCharactersValidator:
+        return lambda value: _SURROGATE.search(str(value)) is None
+    limit = getattr(validator, "limit_value", None)
+    if limit is None or callable(limit):
+        return None
+    if kind is MaxValueValidator:
+        return lambda value: not value > limit
+    if kind is MinValueValidator:
+        return lambda value: not value < limit
+    if kind is MaxLengthValidator:
+        return lambda value: not len(value) > limit
+    if kind is MinLengthValidator:
+        return lambda value: not len(value) < limit
+    return None
+
+
+def _validator_checks(validators: list) -> list | None:
+    checks = [_validator_check(validator) for validator in validators]
+    return None if None in checks else checks
+
+
+def _checked(convert: Converter, checks: list) -> Converter:
+    if not checks:
+        return convert
+
+    def checked(value):
+        value = convert(value)
+        for passes in checks:
+            if not passes(value):
+                raise NotFast
+        return value
+
+    return checked
+
+
+# A missing value is required (DRF says so), skipped, or replaced by the field's default.
+_REQUIRED = object()
+_SKIP = object()
+_ABSENT = object()
+
+
+def _missing_value(field: serializers.Field):
+    if field.required:
+        return _REQUIRED
+    if field.default is empty:
+        return _SKIP
+    return field.default
+
+
+Validated = Callable[[object, serializers.Serializer], dict]
+
+
+class _InputPlan:
+    """A serializer class's fields, each with a maker of its converter. bind() makes the converters
+    for one list, so what they read from the request's context (the time zone) is read once."""
+
+    __slots__ = ("fields", "names", "refuses_unknown", "validates")
+
+    def __init__(self, *, fields: list, names: frozenset, refuses_unknown: bool, validates: bool):
+        self.fields = fields
+        self.names = names
+        self.refuses_unknown = refuses_unknown
+        self.validates = validates
+
+    def bind(self) -> Validated | None:
+        fields = []
+        for name, make_converter, allow_null, missing in self.fields:
+            convert = make_converter()
+            if convert is None:
+                return None
+            fields.append((name, convert, allow_null, missing))
+        names, refuses_unknown, validates = self.names, self.refuses_unknown, self.validates
+
+        def validated(data, serializer: serializers.Serializer) -> dict:
+            """What serializer.run_validation(data) returns, or NotFast."""
+            if type(data) is not dict or (refuses_unknown and not names.issuperset(data)):
+                raise NotFast
+            attrs = {}
+            for name, convert, allow_null, missing in fields:
+                value = data.get(name, _ABSENT)
+                if value is _ABSENT:
+                    if missing is _REQUIRED:
+                        raise NotFast
+                    if missing is not _SKIP:
+                        attrs[name] = missing
+                elif value is None:
+                    if not allow_null:
+                        raise NotFast
+                    attrs[name] = None
+                else:
+                    attrs[name] = convert(value)
+            return serializer.validate(attrs) if validates else attrs
+
+        return validated
+
+
+_UNCHANGED_SERIALIZER_METHODS = (
+    "__init__",
+    "get_fields",
+    "get_value",
+    "validate_empty_values",
+    "run_validation",
+    "run_validators",
+    "get_validators",
+)
+
+
+def _plain_serializer(serializer: serializers.Serializer) -> bool:
+    """True when the class leaves DRF's validation as it is, apart from validate() and strictness."""
+    cls = type(serializer)
+    return (
+        all(getattr(cls, name) is getattr(serializers.Serializer, name) for name in _UNCHANGED_SERIALIZER_METHODS)
+        and cls.to_internal_value in (serializers.Serializer.to_internal_value, StrictSerializer.to_internal_value)
+        and not serializer.validators
+        and not any(field.read_only for field in serializer.fields.values())
+    )
+
+
+def _nested_maker(field: serializers.Serializer) -> Callable[[], Converter | None] | None:
+    plan = _input_plan(field)
+    if plan is None or plan.validates:
+        return None
+
+    def make_converter():
+        validated = plan.bind()
+        return None if validated is None else lambda value: validated(value, field)
+
+    return make_converter
+
+
+def _converter_maker(field: serializers.Field) -> Callable[[], Converter | None] | None:
+    """What makes the field's converter for a list, or None when the fast path cannot match DRF for it."""
+    if field.source != field.field_name or (field.default is not empty and callable(field.default)):
+        return None
+    if isinstance(field, serializers.Serializer):
+        return _nested_maker(field)
+    factory = _CONVERTERS.get(type(field))
+    checks = _validator_checks(field.validators)
+    if factory is None or checks is None or factory(field) is None:
+        return None
+
+    def make_converter():
+        convert = factory(field)
+        return None if convert is None else _checked(convert, checks)
+
+    return make_converter
+
+
+def _compile_input(serializer: serializers.Serializer) -> _InputPlan | None:
+    if not _plain_serializer(serializer):
+        return None
+    fields = []
+    for name, field in serializer.fields.items():
+        make_converter = _converter_maker(field)
+        if make_converter is None or hasattr(serializer, f"validate_{name}"):
+            return None
+        fields.append((name, make_converter, field.allow_null, _missing_value(field)))
+    return _InputPlan(
+        fields=fields,
+        names=frozenset(serializer.fields),
+        refuses_unknown=isinstance(serializer, StrictSerializer),
+        validates=type(serializer).validate is not serializers.Serializer.validate,
+    )
+
+
+_INPUT_PLANS: dict[type, _InputPlan | None] = {}
+
+
+def _input_plan(serializer: serializers.Serializer) -> _InputPlan | None:
+    """Compiled once per class: _plain_serializer guarantees every instance has the declared fields."""
+    cls = type(serializer)
+    if cls not in _INPUT_PLANS:
+        _INPUT_PLANS[cls] = _compile_input(serializer)
+    return _INPUT_PLANS[cls]
+
+
+# --- Output: attribute -> the primitive DRF's field writes ----------------------------------------
+
+
+def _decimal_output(field: serializers.DecimalField) -> Converter:
+    coerce = getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
+    if not coerce or field.localize or field.normalize_output or field.decimal_places is None:
+        return field.to_representation
+    exponent, max_digits = -field.decimal_places, field.max_digits
+
+    def represent(value):
+        if type(value) is Decimal:
+            _sign, digits, value_exponent = value.as_tuple()
+            if value_exponent == exponent and (max_digits is None or len(digits) <= max_digits):
+                return f"{value:f}"  # Already at the field's places: DRF's quantize changes nothing.
+        return field.to_representation(value)
+
+    return represent
+
+
+def _datetime_output(field: serializers.DateTimeField) -> Converter:
+    output_format = getattr(field, "format", api_settings.DATETIME_FORMAT)
+    zone = field.timezone if hasattr(field, "timezone") else field.default_timezone()
+    if output_format is None or output_format.lower() != ISO_8601 or zone is None:
+        return field.to_representation
+
+    def represent(value):
+        if type(value) is datetime and value.utcoffset() is not None:
+            try:
+                text = value.astimezone(zone).isoformat()
+            except OverflowError:
+                return field.to_representation(value)
+            return text[:-6] + "Z" if text.endswith("+00:00") else text
+        return field.to_representation(value)
+
+    return represent
+
+
+_REPRESENTERS: dict[type, Callable[[serializers.Field], Converter]] = {
+    serializers.IntegerField: lambda _field: int,  # What IntegerField.to_representation does.
+    serializers.CharField: lambda _field: str,
+    serializers.FloatField: lambda _field: float,
+    serializers.DecimalField: _decimal_output,
+    serializers.DateTimeField: _datetime_output,
+}
+
+
+def _output_representers(serializer: serializers.Serializer) -> list | None:
+    """(name, represent) per readable field, bound now: settings and the time zone are read per list."""
+    if type(serializer).to_representation is not serializers.Serializer.to_representation:
+        return None
+    representers = []
+    for name, field in serializer.fields.items():
+        if field.write_only:
+            continue
+        factory = _REPRESENTERS.get(type(field))
+        if factory is None or field.source != name:
+            return None
+        representers.append((name, factory(field)))
+    return representers
+
+
+def _represented(item, representers: list) -> dict:
+    """What Serializer.to_representation(item) returns, or NotFast."""
+    if isinstance(item, Mapping):
+        raise NotFast
+    row = {}
+    for name, represent in representers:
+        try:
+            value = getattr(item, name)
+        except (AttributeError, ObjectDoesNotExist):
+            raise NotFast from None
+        if value is None:
+            row[name] = None
+        elif callable(value):
+            raise NotFast
+        else:
+            row[name] = represent(value)
+    return row
+
+
+class FastListSerializer(serializers.ListSerializer):
+    """A ListSerializer that validates and represents each item on the compiled path when it can.
+    Use it as the child's Meta.list_serializer_class; errors and their shape stay DRF's."""
+
+    def to_internal_value(self, data):
+        plan = _input_plan(self.child)
+        self._fast_validated = None if plan is None or getattr(self.root, "partial", False) else plan.bind()
+        try:
+            return super().to_internal_value(data)
+        finally:
+            self._fast_validated = None
+
+    def run_child_validation(self, data):
+        fast_validated = getattr(self, "_fast_validated", None)
+        if fast_validated is not None:
+            try:
+                return fast_validated(data, self.child)
+            except (NotFast, serializers.ValidationError, DjangoValidationError):
+                pass  # DRF decides, and words the error.
+        return super().run_child_validation(data)
+
+    def to_representation(self, data):
+        representers = _output_representers(self.child)
+        if representers is None:
+            return super().to_representation(data)
+        items = data.all() if isinstance(data, BaseManager) else data
+        rows = []
+        for item in items:
+            try:
+                rows.append(_represented(item, representers))
+            except NotFast:
+                rows.append(self.child.to_representation(item))
+        return rows

@@ -1,6 +1,6 @@
 """Ingest throughput on PostgreSQL, batches of 1000 records.
 
-    .venv/bin/python -m bench.ingest [--batches 30]
+    .venv/bin/python -m bench.ingest [--batches 100] [--spread 60]
 
 Starts its own throwaway PostgreSQL 15 (durable: fsync on, as in production) unless DATABASE_URL
 is set, migrates, and prints records/s for:
@@ -134,7 +134,7 @@ def _bench(batches: int, spread: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--batches", type=int, default=100)
     parser.add_argument(
         "--spread",
         type=float,

@@ -9,8 +9,9 @@ Starts its own throwaway PostgreSQL 15 unless DATABASE_URL is set, migrates, the
     purposes, costs computed from the price in force;
   - rebuilds the rollups with usage.rollups.rollups_rebuild and ANALYZEs; each step is timed;
   - records --pending-batches more batches of 1000 calls spread over the last day through the
-    ingestion service without folding them, so the reads also add up pending rollup sums (100
-    such batches: about 47k pending rows, what 5 s of backfill at full speed leaves between folds);
+    ingestion service without folding them, so the reads also add up pending rollup sums (20 such
+    batches: about 9.5k pending rows, what a second of backfill at full speed leaves between folds
+    with AICOST_ROLLUP_FOLD_SECONDS=1);
   - times GET /api/v1/ai-platforms/stats (every time_range) and /cost-trend-daily (days 7..366)
     through Django's test client (URL routing, middleware, API key auth, DRF, JSON), without and
     with tz and a model filter, --iterations times after a warm-up: p50/p95 in ms;
@@ -509,7 +510,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--raw-budget", type=float, default=6.0, help="seconds of raw GROUP BY runs per case")
     parser.add_argument("--skip-seed", action="store_true", help="measure the usage already in DATABASE_URL")
-    parser.add_argument("--pending-batches", type=int, default=100, help="batches left unfolded (pending sums)")
+    parser.add_argument("--pending-batches", type=int, default=20, help="batches left unfolded (pending sums)")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL"):
         from tests.throwaway_pg import run

@@ -49,13 +49,13 @@ class PriceBook:
 
 
 def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
-    names = set(model_names)
-    pricing_by_model = {p.model_name: p for p in ModelPricing.objects.filter(model_name__in=names)}
-    book = PriceBook(pricing_by_model=pricing_by_model)
-    name_by_pricing_id = {p.pk: p.model_name for p in pricing_by_model.values()}
-    versions = ModelPriceVersion.objects.filter(pricing_id__in=name_by_pricing_id)
+    """The price histories of these models, in one query (ingestion loads one per batch). A model
+    with no price version is left out: no price was ever in force for it."""
+    book = PriceBook(pricing_by_model={})
+    versions = ModelPriceVersion.objects.filter(pricing__model_name__in=set(model_names)).select_related("pricing")
     for version in versions:
-        book.add_version(version, name_by_pricing_id[version.pricing_id])
+        book.pricing_by_model.setdefault(version.pricing.model_name, version.pricing)
+        book.add_version(version, version.pricing.model_name)
     return book.finish()
 
 

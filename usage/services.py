@@ -210,8 +210,10 @@ def _log_ids_allocate(count: int) -> list[int] | list[None]:
     if connection.vendor != "postgresql":
         return [None] * count
     with connection.cursor() as cursor:
+        # The sequence as a regclass constant: nextval(text) would look the name up for every id.
         cursor.execute(
-            "SELECT array_agg(nextval(pg_get_serial_sequence(%s, 'id'))) FROM generate_series(1, %s)",
+            "SELECT array_agg(nextval(seq)) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass AS seq) AS s, "
+            "generate_series(1, %s)",
             [UsageLog._meta.db_table, count],
         )
         return cursor.fetchone()[0]

@@ -5,7 +5,7 @@ Two grains: UTC hours, whose rows also hold the sums of the hour's first 15, 30 
 models together (the unfiltered daily trend reads one row per bucket).
 
 Each batch sums its calls once per 15-minute bucket and model in Python. On PostgreSQL it appends
-those sums to ai_usage_rollup_pending, a plain INSERT; every few seconds a fold moves all pending
+those sums to ai_usage_rollup_pending by COPY; every AICOST_ROLLUP_FOLD_SECONDS a fold moves all pending
 sums into the four rollups in one statement (an INSERT ... ON CONFLICT DO UPDATE per table, each
 regrouping the sums to its grain), so a rollup row is rewritten once per fold rather than once per
 batch. Reads add the pending sums, so answers are exact at every moment. Folds run one at a time
@@ -154,11 +154,9 @@ def quarter_sums(logs: Iterable[LoggedCall]) -> dict[tuple[int, str], list]:
     return sums
 
 
-def array_literal(values: Iterable, *, quoted: bool = True) -> str:
-    """A PostgreSQL array literal: one text parameter is far cheaper for the driver to send than a
-    list it adapts element by element. Numbers need no quoting; text is quoted and escaped."""
-    if not quoted:
-        return "{" + ",".join(map(str, values)) + "}"
+def array_literal(values: Iterable) -> str:
+    """A PostgreSQL array literal, every element quoted: one text parameter is far cheaper for the
+    driver to send than a list it adapts element by element."""
     escaped = (str(value).replace("\\", "\\\\").replace('"', '\\"') for value in values)
     return "{" + ",".join(f'"{value}"' for value in escaped) + "}"
 
@@ -174,8 +172,8 @@ def rollup_columns(grain: Grain) -> list[str]:
     return [*SUM_COLUMNS, *(prefix_column(c, minutes) for minutes in PREFIX_MINUTES for c in SUM_COLUMNS)]
 
 
-# An hour-shaped relation (h): an hour's start, a model, and the hour's sums and prefix sums. The
-# batches' pending sums have this shape, and every rollup is summed from one.
+# An hour-shaped relation (h): an hour's start, a model, and the hour's sums and prefix sums. Every
+# rollup is summed from one, made from 15-minute sums (a batch's, the pending ones, the log's).
 HOUR_COLUMNS = rollup_columns(HOUR_GRAIN)
 _HOUR_OF_QUARTER = {
     "postgresql": "date_bin('1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
@@ -365,6 +363,7 @@ def rollups_rebuild() -> int:
     with connection.cursor() as cursor:
         if vendor == "postgresql":
             cursor.execute(f"LOCK TABLE {UsageLog._meta.db_table} IN EXCLUSIVE MODE")
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])  # No fold meanwhile.
         for grain in GRAINS:
             where, params = _from_edge(grain.key_column, grain.key_type, since)
             cursor.execute(f"DELETE FROM {grain.model._meta.db_table} {where}", params)  # noqa: S608 (model metadata)

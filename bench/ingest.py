@@ -6,7 +6,8 @@ Starts its own throwaway PostgreSQL 15 (durable: fsync on, as in production) unl
 is set, migrates, and prints records/s for:
   - service:   usage_ingest (pricing, COPY, counters, rollups, alerts) — the whole transaction;
   - api:       POST /api/v1/usage/ through Django's WSGI handler in-process (JSON, auth, validation, service);
-  - baseline:  Django bulk_create of the same rows alone (no counters, rollups or alerts);
+  - baseline:  Django bulk_create of the same rows alone (no counters, rollups or alerts), and the
+               binary COPY the service uses, alone (rows already built, ids already taken);
 and the share of the service time spent in rollup upkeep: appending each batch's pending sums,
 the folds ingestion runs every AICOST_ROLLUP_FOLD_SECONDS, and a final fold of what is left
 pending (timed and counted as service time, so no upkeep is left out of the figures).
@@ -58,8 +59,10 @@ def _bench(batches: int, spread: float) -> None:
     django.setup()
     from django.conf import settings
     from django.core.management import call_command
+    from django.db import transaction
     from django.test import Client
 
+    from pricing.selectors import price_book_for_models
     from usage import rollups, services
     from usage.apis import UsageRecordSerializer
     from usage.keys import api_key_create
@@ -120,12 +123,24 @@ def _bench(batches: int, spread: float) -> None:
         UsageLog.objects.bulk_create(logs)
         baseline_times.append(time.perf_counter() - began)
 
+    copy_times = []
+    for _ in range(batches):
+        inputs = as_inputs(_records(rng, start, spread))
+        with transaction.atomic():
+            ids = services._log_ids_allocate(len(inputs))
+            book = price_book_for_models(model_names=MODELS)
+            rows = [services._priced_row(r, i, book, start) for r, i in zip(inputs, ids, strict=True)]
+            began = time.perf_counter()
+            services._rows_insert(rows)
+            copy_times.append(time.perf_counter() - began)
+
     print(
         f"PostgreSQL ingest, {batches} batches of {BATCH} records each spread over {spread:g} s, {os.cpu_count()} cores"
     )
     print(f"  service  usage_ingest      {_rate(service_times, extra=final_fold)}")
     print(f"  api      POST /api/v1/usage/ {_rate(api_times)}")
     print(f"  baseline bulk_create only  {_rate(baseline_times)}")
+    print(f"  baseline binary COPY only  {_rate(copy_times)}")
     print(
         f"  rollup upkeep: {100 * rollup_seconds / (sum(service_times) + final_fold):.1f}% of service time "
         f"(final fold {1000 * final_fold:.1f} ms; ingestion folds every {settings.AICOST_ROLLUP_FOLD_SECONDS:g} s)"

@@ -210,13 +210,23 @@ def _log_ids_allocate(count: int) -> list[int] | list[None]:
     if connection.vendor != "postgresql":
         return [None] * count
     with connection.cursor() as cursor:
-        # The sequence as a regclass constant: nextval(text) would look the name up for every id.
+        # A constant regclass, folded once: looking the sequence up in the query would cost it per id.
         cursor.execute(
-            "SELECT array_agg(nextval(seq)) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass AS seq) AS s, "
-            "generate_series(1, %s)",
-            [UsageLog._meta.db_table, count],
+            "SELECT array_agg(nextval(%s::regclass)) FROM generate_series(1, %s)", [_log_id_sequence(), count]
         )
         return cursor.fetchone()[0]
+
+
+_id_sequence_cache: dict[str, str] = {}
+
+
+def _log_id_sequence() -> str:
+    """The log's identity sequence, read from the catalog once per process and database."""
+    if connection.alias not in _id_sequence_cache:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [UsageLog._meta.db_table])
+            _id_sequence_cache[connection.alias] = cursor.fetchone()[0]
+    return _id_sequence_cache[connection.alias]
 
 
 def _rows_insert(rows: list[UsageRow]) -> list[UsageRow]:

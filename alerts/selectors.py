@@ -1,13 +1,14 @@
 """Reads for alerts: budgets and spend, model activity from the rollups, the alert list."""
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Model, OuterRef, Q, QuerySet, Sum
+from django.db.models import F, Model, OuterRef, Q, QuerySet, Sum
+from django.db.models.expressions import Combinable
 from django.db.models.functions import Coalesce
 
 from aicost.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent_of, quantize_cost
@@ -15,6 +16,7 @@ from aicost.timeutils import day_bounds, month_start
 from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
 from pricing.models import ModelPricing
 from usage.models import UsageRollupHour, UsageRollupPending
+from usage.rollups import pending_quarters_sum
 
 # Largest percentage the alerts' usage_percentage column holds (e.g. 9999999.99).
 MAX_PERCENT = Decimal(10 ** (PERCENT_MAX_DIGITS - PERCENT_DECIMAL_PLACES)) - Decimal(1).scaleb(-PERCENT_DECIMAL_PLACES)
@@ -211,15 +213,20 @@ def model_activity(*, windows: ActivityWindows, model_names: Collection[str] | N
     windows are whole hours, so the pending 15-minute sums (not yet folded) fall in them as the
     hourly rows do."""
     activity: dict[str, ModelActivity] = {}
-    for rollup in (UsageRollupHour, UsageRollupPending):
-        for name, found in _activity_of(rollup, windows=windows, model_names=model_names).items():
+    for rollup, total in ((UsageRollupHour, F), (UsageRollupPending, pending_quarters_sum)):
+        for name, found in _activity_of(rollup, total, windows=windows, model_names=model_names).items():
             activity[name] = activity[name] + found if name in activity else found
     return activity
 
 
 def _activity_of(
-    rollup: type[Model], *, windows: ActivityWindows, model_names: Collection[str] | None
+    rollup: type[Model],
+    total: Callable[[str], Combinable],
+    *,
+    windows: ActivityWindows,
+    model_names: Collection[str] | None,
 ) -> dict[str, ModelActivity]:
+    """Activity from hour rows; `total` gives a column's sum over a row's whole hour."""
     rollups = rollup.objects.filter(
         bucket__gte=min(windows.trailing_start, windows.window_start), bucket__lte=windows.until
     )
@@ -227,10 +234,10 @@ def _activity_of(
         rollups = rollups.filter(model_name__in=model_names)
     in_window = Q(bucket__gte=windows.window_start)
     rows = rollups.values("model_name").annotate(
-        window_calls=Coalesce(Sum("calls", filter=in_window), 0),
-        window_ok=Coalesce(Sum("successful_calls", filter=in_window), 0),
-        today=Coalesce(Sum("cost", filter=Q(bucket__gte=windows.today_start)), ZERO),
-        trailing=Coalesce(Sum("cost", filter=Q(bucket__lt=windows.today_start)), ZERO),
+        window_calls=Coalesce(Sum(total("calls"), filter=in_window), 0),
+        window_ok=Coalesce(Sum(total("successful_calls"), filter=in_window), 0),
+        today=Coalesce(Sum(total("cost"), filter=Q(bucket__gte=windows.today_start)), ZERO),
+        trailing=Coalesce(Sum(total("cost"), filter=Q(bucket__lt=windows.today_start)), ZERO),
     )
     return {
         row["model_name"]: ModelActivity(

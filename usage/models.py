@@ -168,15 +168,23 @@ class UsageRollupDailyTotal(RollupSums):
         return f"all models {self.day}"
 
 
-class UsageRollupPending(RollupSums):
-    """15-minute sums per model that ingestion stored and no fold has added to the rollups yet: one
-    row per batch, 15-minute bucket and model.
+QUARTERS = (0, 1, 2, 3)
+
+
+def quarter_column(column: str, quarter: int) -> str:
+    """The column of `column`'s sum over quarter `quarter` (0-3) of a pending hour row."""
+    return f"{column}_q{quarter}"
+
+
+class UsageRollupPending(models.Model):
+    """Sums that ingestion stored and no fold has added to the rollups yet: one row per batch, UTC
+    hour and model, with the sums of each quarter of the hour (calls_q0 ... calls_q3).
 
     Ingestion appends these in its transaction (COPY: no row to find, lock and rewrite); a fold
-    moves them into the hour and day rollups every few seconds, one upsert per rollup row for
-    however many batches it folds. Reads add what is pending, so answers stay exact."""
+    moves them into the hour and day rollups every second, one upsert per rollup row for however
+    many batches it folds. Reads add what is pending, so answers stay exact."""
 
-    bucket = models.DateTimeField(help_text="Start of the 15-minute bucket (UTC).")
+    bucket = models.DateTimeField(help_text="Start of the hour (UTC).")
     model_name = models.CharField(max_length=100)
 
     class Meta:
@@ -184,6 +192,12 @@ class UsageRollupPending(RollupSums):
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.bucket:%Y-%m-%d %H:%M} (pending)"
+
+
+# Declared in a loop: forty columns that differ only in name, each a copy of a RollupSums field.
+for _quarter in QUARTERS:
+    for _sum_field in RollupSums._meta.local_fields:
+        UsageRollupPending.add_to_class(quarter_column(_sum_field.name, _quarter), _sum_field.clone())
 
 
 class UsageRetiredMonth(models.Model):

@@ -14,20 +14,24 @@ only append. SQLite (local use) upserts the rollups directly.
 """
 
 import math
+import operator
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import reduce
 from operator import attrgetter
 from typing import Protocol
 
 from django.conf import settings
 from django.db import connection, models, transaction
-from django.db.models import Max
+from django.db.models import F, Max
+from django.db.models.expressions import Combinable
 
 from usage.models import (
     PREFIX_MINUTES,
+    QUARTERS,
     CostSource,
     UsageLog,
     UsageRetiredMonth,
@@ -37,6 +41,7 @@ from usage.models import (
     UsageRollupHourTotal,
     UsageRollupPending,
     prefix_column,
+    quarter_column,
 )
 from usage.partitions import month_bounds_utc, next_month
 
@@ -232,21 +237,55 @@ def _upserts_run(cursor, hours_sql: str, params: list, *, before: str = "", resu
 PENDING_TABLE = UsageRollupPending._meta.db_table
 
 
-_PENDING_COLUMNS = ["bucket", "model_name", *SUM_COLUMNS]
-_PENDING_TYPES = ["timestamptz", "text"] + [_ARRAY_TYPES[c] for c in SUM_COLUMNS]
+PENDING_COLUMNS = [quarter_column(c, quarter) for quarter in QUARTERS for c in SUM_COLUMNS]
+_PENDING_TYPES = ["timestamptz", "text"] + [_ARRAY_TYPES[c] for _quarter in QUARTERS for c in SUM_COLUMNS]
+_NO_SUMS = [0, 0, 0, 0, 0, 0, 0, Decimal(0), 0.0, 0]  # SUM_COLUMNS' zeros, typed as COPY sends them.
+
+
+def pending_rows(sums: dict[tuple[int, str], list]) -> dict[tuple[int, str], list]:
+    """The batch's 15-minute sums as pending rows: per (hour, model), PENDING_COLUMNS' values."""
+    width = len(SUM_COLUMNS)
+    rows: dict[tuple[int, str], list] = {}
+    for (epoch, model_name), values in sums.items():
+        key = (epoch - epoch % 3600, model_name)
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = _NO_SUMS * len(QUARTERS)
+        quarter = epoch % 3600 // QUARTER_SECONDS
+        row[quarter * width : (quarter + 1) * width] = values
+    return rows
 
 
 def _pending_append(sums: dict[tuple[int, str], list]) -> None:
-    """PostgreSQL: append the batch's 15-minute sums to the pending ones by binary COPY (no SQL to
-    plan, no text to format or parse)."""
-    columns = ", ".join(_PENDING_COLUMNS)
+    """PostgreSQL: append the batch's sums to the pending ones by binary COPY (no SQL to plan, no
+    text to format or parse), one row per hour and model."""
+    columns = ", ".join(["bucket", "model_name", *PENDING_COLUMNS])
     with (
         connection.cursor() as cursor,
         cursor.cursor.copy(f"COPY {PENDING_TABLE} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
     ):
         copy.set_types(_PENDING_TYPES)
-        for (epoch, model_name), values in sums.items():
-            copy.write_row((datetime.fromtimestamp(epoch, UTC), model_name, *values))
+        for (hour, model_name), values in pending_rows(sums).items():
+            copy.write_row((datetime.fromtimestamp(hour, UTC), model_name, *values))
+
+
+def pending_quarters_sum(column: str, quarters: Iterable[int] = QUARTERS) -> Combinable:
+    """ORM expression adding up a pending row's sums of `column` over some quarters of its hour."""
+    return reduce(operator.add, (F(quarter_column(column, quarter)) for quarter in quarters))
+
+
+def pending_sum_sql(column: str, quarters: Iterable[int] = QUARTERS) -> str:
+    """SQL adding up a pending row's sums of `column` over some quarters of its hour."""
+    return " + ".join(quarter_column(column, quarter) for quarter in quarters)
+
+
+def _hours_from_pending_sql(pending_sql: str) -> str:
+    """The hour-shaped sums of pending rows: the whole hour, and its first 1, 2 and 3 quarters."""
+    sums = [f"sum({pending_sum_sql(c)}) AS {c}" for c in SUM_COLUMNS]
+    for minutes in PREFIX_MINUTES:
+        quarters = range(minutes // 15)
+        sums += [f"sum({pending_sum_sql(c, quarters)}) AS {prefix_column(c, minutes)}" for c in SUM_COLUMNS]
+    return f"SELECT bucket, model_name, {', '.join(sums)} FROM ({pending_sql}) AS p GROUP BY 1, 2"  # noqa: S608
 
 
 FOLD_LOCK = 0x61695F666F6C64  # pg_try_advisory_xact_lock key: one fold at a time.
@@ -266,14 +305,9 @@ def rollups_fold() -> int | None:
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [FOLD_LOCK])
         if not cursor.fetchone()[0]:
             return None
-        moved = f"moved AS (DELETE FROM {PENDING_TABLE} RETURNING {', '.join(_PENDING_COLUMNS)}), "  # noqa: S608
-        # Many batches' rows per bucket and model: summed first, so the hour regrouping sees one each.
-        sums = ", ".join(f"sum({c}) AS {c}" for c in SUM_COLUMNS)
-        quarters = (
-            f"SELECT bucket, {_QUARTER_OF_HOUR['postgresql']} AS quarter, model_name, {sums} "  # noqa: S608
-            "FROM moved GROUP BY bucket, model_name"
-        )
-        hours = _hours_from_quarters_sql(quarters, "postgresql")
+        columns = ", ".join(["bucket", "model_name", *PENDING_COLUMNS])
+        moved = f"moved AS (DELETE FROM {PENDING_TABLE} RETURNING {columns}), "  # noqa: S608
+        hours = _hours_from_pending_sql("SELECT * FROM moved")
         _upserts_run(cursor, hours, [], before=moved, result="(SELECT count(*) FROM moved)")
         return cursor.fetchone()[0]
 

@@ -14,6 +14,7 @@ from aicost.db_routers import replica_read_alias
 from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, ZERO, quantize_cost
 from usage.models import ApiKey, UsageLog, UsageRetiredMonth, UsageRollupDaily, UsageRollupPending
 from usage.partitions import month_bounds_utc, partition_name
+from usage.rollups import pending_quarters_sum
 from usage.stats import UsageFilters, usage_log_window
 
 COST_FIELD = DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
@@ -82,7 +83,8 @@ def rollup_month_calls(*, month: date) -> int:
     days are both UTC)."""
     start, end = month_bounds_utc(month)
     total = UsageRollupDaily.objects.filter(day__gte=start.date(), day__lt=end.date()).aggregate(n=Sum("calls"))["n"]
-    pending = UsageRollupPending.objects.filter(bucket__gte=start, bucket__lt=end).aggregate(n=Sum("calls"))["n"]
+    pending_in_month = UsageRollupPending.objects.filter(bucket__gte=start, bucket__lt=end)
+    pending = pending_in_month.aggregate(n=Sum(pending_quarters_sum("calls")))["n"]
     return (total or 0) + (pending or 0)
 
 

@@ -23,7 +23,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, connections, router, transaction
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, F, Model, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from aicost.db_routers import reading_from_replica
@@ -31,28 +31,33 @@ from aicost.money import ZERO, percent_of, quantize_cost
 from pricing.models import ModelPricing
 from usage.models import (
     PREFIX_MINUTES,
+    QUARTERS,
     CostSource,
     UsageLog,
     UsageRollupDaily,
     UsageRollupHour,
     UsageRollupPending,
     prefix_column,
+    quarter_column,
 )
 from usage.rollups import (
     DAY_GRAIN,
     DAY_TOTAL_GRAIN,
     HOUR_GRAIN,
     HOUR_TOTAL_GRAIN,
+    PENDING_COLUMNS,
     QUARTER_HOUR,
     SUM_COLUMNS,
     Grain,
     RollupDelta,
     array_literal,
+    pending_quarters_sum,
     quarter_hour_floor,
 )
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
+EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)  # Before any call: "since the beginning" for hour rows.
 
 
 @dataclass(frozen=True)
@@ -114,21 +119,14 @@ def usage_log_window(*, start: datetime | None, end: datetime, filters: UsageFil
     return _raw(start, end, filters)
 
 
-def _pending(start: datetime | None, end: datetime, filters: UsageFilters) -> QuerySet:
-    """Pending 15-minute sums (stored by batches, not folded into the rollups yet) in [start, end)."""
-    queryset = UsageRollupPending.objects.filter(bucket__lt=end).order_by()
-    if start is not None:
-        queryset = queryset.filter(bucket__gte=start)
-    return _filtered(queryset, filters)
-
-
-def _hours(start: datetime, end: datetime, filters: UsageFilters) -> QuerySet:
-    return _filtered(UsageRollupHour.objects.filter(bucket__gte=start, bucket__lt=end).order_by(), filters)
+def _hours(start: datetime, end: datetime, filters: UsageFilters, rollup: type[Model]) -> QuerySet:
+    """Hour rows (of the hourly rollup, or pending) starting in [start, end)."""
+    return _filtered(rollup.objects.filter(bucket__gte=start, bucket__lt=end).order_by(), filters)
 
 
 def _hour_minutes_sums(first: int, last: int) -> dict:
-    """Annotations summing minutes [first, last) of hour rows (multiples of 15): a prefix, or a
-    difference of two (the whole hour being the 60-minute prefix)."""
+    """Annotations summing minutes [first, last) of hourly rollup rows (multiples of 15): a prefix,
+    or a difference of two (the whole hour being the 60-minute prefix)."""
 
     def prefix(column: str, minutes: int) -> F | None:
         if minutes == 0:
@@ -142,36 +140,48 @@ def _hour_minutes_sums(first: int, last: int) -> dict:
     return sums
 
 
+def _pending_minutes_sums(first: int, last: int) -> dict:
+    """Annotations summing minutes [first, last) of pending rows: their quarters in that span."""
+    quarters = range(first // 15, last // 15)
+    return {f"s_{column}": Sum(pending_quarters_sum(column, quarters)) for column in SUM_COLUMNS}
+
+
+_HOUR_READERS = {UsageRollupHour: _hour_minutes_sums, UsageRollupPending: _pending_minutes_sums}
+
+
 def _minutes(later: datetime, earlier: datetime) -> int:
     return int((later - earlier).total_seconds()) // 60
 
 
-def _hour_parts(start: datetime, end: datetime, filters: UsageFilters) -> Iterable[QuerySet]:
-    """Querysets (s_* sums per model) whose union is [start, end), both quarter-aligned: whole hours,
-    and one hour row for each end that is not on the hour."""
+def _hour_parts(
+    start: datetime, end: datetime, filters: UsageFilters, rollup: type[Model] = UsageRollupHour
+) -> Iterable[QuerySet]:
+    """Querysets (s_* sums per model) whose union is [start, end), both quarter-aligned, from hour
+    rows (the hourly rollup, or pending): whole hours, and one hour row for each end off the hour."""
+    minutes_sums = _HOUR_READERS[rollup]
     first_hour, last_hour = _hour_floor(start), _hour_floor(end)
     if first_hour == last_hour:
         yield (
-            _hours(first_hour, first_hour + HOUR, filters)
+            _hours(first_hour, first_hour + HOUR, filters, rollup)
             .values("model_name")
-            .annotate(**_hour_minutes_sums(_minutes(start, first_hour), _minutes(end, first_hour)))
+            .annotate(**minutes_sums(_minutes(start, first_hour), _minutes(end, first_hour)))
         )
         return
     whole_from = first_hour
     if start > first_hour:
         whole_from = first_hour + HOUR
         yield (
-            _hours(first_hour, whole_from, filters)
+            _hours(first_hour, whole_from, filters, rollup)
             .values("model_name")
-            .annotate(**_hour_minutes_sums(_minutes(start, first_hour), 60))
+            .annotate(**minutes_sums(_minutes(start, first_hour), 60))
         )
     if whole_from < last_hour:
-        yield _hours(whole_from, last_hour, filters).values("model_name").annotate(**_rollup_sums())
+        yield _hours(whole_from, last_hour, filters, rollup).values("model_name").annotate(**minutes_sums(0, 60))
     if end > last_hour:
         yield (
-            _hours(last_hour, last_hour + HOUR, filters)
+            _hours(last_hour, last_hour + HOUR, filters, rollup)
             .values("model_name")
-            .annotate(**_hour_minutes_sums(0, _minutes(end, last_hour)))
+            .annotate(**minutes_sums(0, _minutes(end, last_hour)))
         )
 
 
@@ -209,8 +219,8 @@ def _window_parts(start: datetime | None, end: datetime, filters: UsageFilters) 
         yield _raw(start, q_start, filters).values("model_name").annotate(**_raw_sums())
     if q_end < end:
         yield _raw(q_end, end, filters).values("model_name").annotate(**_raw_sums())
-    # What batches stored since the last fold: 15-minute sums, all within [q_start, q_end) or not.
-    yield _pending(q_start, q_end, filters).values("model_name").annotate(**_rollup_sums())
+    # What batches stored since the last fold: hour rows with the sums of each quarter.
+    yield from _hour_parts(q_start or EPOCH_START, q_end, filters, UsageRollupPending)
     d_start = None if q_start is None else _ceil(q_start, _utc_midnight, DAY)
     d_end = _utc_midnight(q_end)
     if d_start is not None and d_start >= d_end:
@@ -404,7 +414,7 @@ def _local_days_from_rollups(boundaries: list[int], filters: UsageFilters, days:
                 found = _range_sums(cursor, grain, sorted(ranges[name]), filters, prefix_minutes)
                 for (lo, hi), values in found.items():
                     sums[(name, lo, hi)] = values
-        pending = list(_pending_quarters(boundaries, filters))
+        pending = list(_pending_hours(boundaries, filters))
     negated = {term: [-value for value in values] for term, values in sums.items()}
     by_day: dict[date, list] = {}
     for day, terms in zip(days, terms_of_days, strict=True):
@@ -416,17 +426,23 @@ def _local_days_from_rollups(boundaries: list[int], filters: UsageFilters, days:
     return {day: _delta_of_row(values) for day, values in by_day.items()}
 
 
-def _pending_quarters(boundaries: list[int], filters: UsageFilters) -> QuerySet:
-    """Pending 15-minute sums in [boundaries[0], boundaries[-1]), summed over models, per bucket."""
-    start, end = (datetime.fromtimestamp(moment, UTC) for moment in (boundaries[0], boundaries[-1]))
-    return _pending(start, end, filters).values("bucket").annotate(**_rollup_sums())
+def _pending_hours(boundaries: list[int], filters: UsageFilters) -> QuerySet:
+    """Pending hour rows overlapping [boundaries[0], boundaries[-1]), summed over models, per hour."""
+    first_hour = boundaries[0] - boundaries[0] % SECONDS_PER_HOUR
+    start, end = (datetime.fromtimestamp(moment, UTC) for moment in (first_hour, boundaries[-1]))
+    window = _hours(start, end, filters, UsageRollupPending)
+    return window.values("bucket").annotate(**{f"s_{column}": Sum(column) for column in PENDING_COLUMNS})
 
 
 def _pending_by_local_day(rows: list[dict], boundaries: list[int], days: list[date]) -> Iterator[tuple[date, list]]:
-    """Each pending 15-minute bucket lies within one local day (boundaries are quarter-aligned)."""
+    """Each quarter of a pending hour row lies within one local day (boundaries are quarter-aligned)."""
     for row in rows:
-        day = days[bisect_right(boundaries, _epoch_seconds(row["bucket"])) - 1]
-        yield day, [row[f"s_{column}"] or 0 for column in SUM_COLUMNS]
+        hour = _epoch_seconds(row["bucket"])
+        for quarter in QUARTERS:
+            moment = hour + quarter * SECONDS_PER_QUARTER
+            if boundaries[0] <= moment < boundaries[-1]:
+                day = days[bisect_right(boundaries, moment) - 1]
+                yield day, [row[f"s_{quarter_column(column, quarter)}"] for column in SUM_COLUMNS]
 
 
 def usage_sums_by_local_day(

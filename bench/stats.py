@@ -10,7 +10,7 @@ Starts its own throwaway PostgreSQL 15 unless DATABASE_URL is set, migrates, the
   - rebuilds the rollups with usage.rollups.rollups_rebuild and ANALYZEs; each step is timed;
   - records --pending-batches more batches of 1000 calls spread over the last day through the
     ingestion service without folding them, so the reads also add up pending rollup sums (20 such
-    batches: about 9.5k pending rows, what a second of backfill at full speed leaves between folds
+    batches: about 2.9k pending rows, what a second of backfill at full speed leaves between folds
     with AICOST_ROLLUP_FOLD_SECONDS=1);
   - times GET /api/v1/ai-platforms/stats (every time_range) and /cost-trend-daily (days 7..366)
     through Django's test client (URL routing, middleware, API key auth, DRF, JSON), without and

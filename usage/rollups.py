@@ -5,12 +5,13 @@ Two grains: UTC hours, whose rows also hold the sums of the hour's first 15, 30 
 models together (the unfiltered daily trend reads one row per bucket).
 
 Each batch sums its calls once per 15-minute bucket and model in Python. On PostgreSQL it appends
-those sums to ai_usage_rollup_pending by COPY; every AICOST_ROLLUP_FOLD_SECONDS a fold moves all pending
-sums into the four rollups in one statement (an INSERT ... ON CONFLICT DO UPDATE per table, each
-regrouping the sums to its grain), so a rollup row is rewritten once per fold rather than once per
-batch. Reads add the pending sums, so answers are exact at every moment. Folds run one at a time
-(an advisory lock) and write rows in key order, so they cannot deadlock with each other; batches
-only append. SQLite (local use) upserts the rollups directly.
+those sums to ai_usage_rollup_pending by COPY, one row per hour and model holding each quarter's
+sums; every AICOST_ROLLUP_FOLD_SECONDS a fold moves all pending sums into the four rollups in one
+statement (an INSERT ... ON CONFLICT DO UPDATE per table, each regrouping the sums to its grain),
+so a rollup row is rewritten once per fold rather than once per batch. Reads add the pending sums,
+so answers are exact at every moment. Folds run one at a time (an advisory lock) and write rows in
+key order, so they cannot deadlock with each other; batches only append. SQLite (local use)
+upserts the rollups directly.
 """
 
 import math

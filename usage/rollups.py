@@ -179,8 +179,7 @@ def rollup_columns(grain: Grain) -> list[str]:
 
 
 # An hour-shaped relation (h): an hour's start, a model, and the hour's sums and prefix sums. Every
-# rollup is summed from one, made from 15-minute sums (a batch's, the pending ones, the log's).
-HOUR_COLUMNS = rollup_columns(HOUR_GRAIN)
+# rollup is summed from one, made from 15-minute sums (a batch's, the log's) or from pending rows.
 _HOUR_OF_QUARTER = {
     "postgresql": "date_bin('1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
     # SQLite stores UTC text. %% because the SQL is run with parameters.

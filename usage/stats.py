@@ -366,11 +366,9 @@ def _range_sums(
         models_sql = f" AND t.model_name IN ({', '.join(['%s'] * len(filters.model_names))})"
         params += sorted(filters.model_names)
     # Counts as BIGINT: PostgreSQL sums them as numeric, which the driver would turn into Decimals.
-    columns = [
-        (name if prefix_minutes is None else prefix_column(name, prefix_minutes), kind) for name, kind in _DELTA_FIELDS
-    ]
     sums = ", ".join(
-        f"CAST(sum(t.{column}) AS BIGINT)" if kind is int else f"sum(t.{column})" for column, kind in columns
+        f"CAST(sum(t.{column}) AS BIGINT)" if kind is int else f"sum(t.{column})"
+        for column, kind in _prefixed(_DELTA_FIELDS, prefix_minutes)
     )
     # Identifiers come from model metadata; values are bound parameters.
     cursor.execute(

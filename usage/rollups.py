@@ -312,9 +312,9 @@ def rollups_fold() -> int | None:
         return cursor.fetchone()[0]
 
 
-def rollups_fold_if_due(*, now: float | None = None) -> None:
+def rollups_fold_if_due() -> None:
     """Fold when this process last folded AICOST_ROLLUP_FOLD_SECONDS ago or more (ingestion)."""
-    now = time.monotonic() if now is None else now
+    now = time.monotonic()
     if now - _last_fold["at"] >= settings.AICOST_ROLLUP_FOLD_SECONDS and rollups_fold() is not None:
         _last_fold["at"] = now
 
@@ -387,7 +387,7 @@ def _log_quarters_sql(vendor: str, where: str) -> str:
 @transaction.atomic
 def rollups_rebuild() -> int:
     """Recompute every rollup from the whole log, in the database (after a restore or a manual fix),
-    with the statement ingestion uses. Holds an exclusive lock on the log meanwhile, so no batch is
+    with the statement a fold uses. Holds an exclusive lock on the log meanwhile, so no batch is
     stored half-counted. Returns the number of log rows summed.
 
     Months that retention dropped from the log keep their rollups: they are all that is left of

@@ -3,13 +3,16 @@
 A window [start, end) is split into the part that whole UTC days cover (daily rollup), the part
 whole hours cover (hourly rollup), the quarter hours at its ends (one hour row each: a prefix sum,
 or the hour minus one) and the unaligned edges, each shorter than 15 minutes, which come from the
-raw log through its timestamp index. Filters on user_id or purpose are not
-rollup dimensions (they would multiply the rollups by users x purposes); those windows are summed
-from the raw log, bounded by the timestamp index. With a read replica configured, these reads are
-served by it (aicost/db_routers.py).
+raw log through its timestamp index. The sums batches stored since the last fold (pending rows,
+one per hour with each quarter's sums) are added for the quarter-aligned part, and all parts are
+read in one snapshot. Filters on user_id or purpose are not rollup dimensions (they would multiply
+the rollups by users x purposes); those windows are summed from the raw log, bounded by the
+timestamp index. With a read replica configured, these reads are served by it
+(aicost/db_routers.py).
 
 The daily trend sums each calendar day of any zone as a few signed day, hour and hour-prefix
-rollup ranges (see _since_utc_midnight); without a model filter it reads the all-models rollups.
+rollup ranges (see _since_utc_midnight), plus the pending quarters of each day; without a model
+filter it reads the all-models rollups.
 """
 
 import itertools
@@ -262,9 +265,9 @@ def usage_sums_by_model(*, start: datetime | None, end: datetime, filters: Usage
 # A local day in any zone is a signed sum of a few rollup ranges: its whole UTC days, minus what
 # precedes its start on its first UTC day, plus what precedes its end on its last one. What
 # precedes a quarter-aligned moment on its UTC day is at most 12 hour rows and one hour row's
-# prefix sum (past noon: the whole day minus the rest of it). A year of days in any zone reads a few thousand
-# rollup rows instead of 24 hours per model and day. Moments are UTC epoch seconds here:
-# a year of boundaries is plain integer arithmetic.
+# prefix sum (past noon: the whole day minus the rest of it). A year of days in any zone reads a
+# few thousand rollup rows instead of 24 hours per model and day. Moments are UTC epoch seconds
+# here: a year of boundaries is plain integer arithmetic.
 Term = tuple[str, int, int]  # (grain name, first bucket, bucket after the last), in epoch seconds
 EPOCH_DAY = date(1970, 1, 1)
 SECONDS_PER_QUARTER, SECONDS_PER_HOUR, SECONDS_PER_DAY = 900, 3600, 86_400

@@ -23,6 +23,8 @@ import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
+from tests.throwaway_pg import rerun_without_database
+
 RANGES = ["24h", "7d", "30d", "90d", "all"]
 SEED_SQL = """
 INSERT INTO ai_model_usage_log (
@@ -151,10 +153,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL"):
-        from tests.throwaway_pg import run
-
-        return run([sys.executable, "-m", "bench.export", "--rows", str(args.rows)], durable=True)
+    status = rerun_without_database("bench.export", durable=True)
+    if status is not None:
+        return status
     _bench(args.rows)
     return 0
 

@@ -21,6 +21,8 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+from tests.throwaway_pg import rerun_without_database
+
 BATCH = 1000
 MODELS = ["gpt-4o", "gpt-4o-mini", "deepseek-chat", "claude-haiku-4-5", "qwen-plus", "gemini-2.5-flash"]
 
@@ -158,10 +160,9 @@ def main() -> int:
         "(a live client sending what it just did)",
     )
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL"):
-        from tests.throwaway_pg import run
-
-        return run([sys.executable, "-m", "bench.ingest", *sys.argv[1:]], durable=True)
+    status = rerun_without_database("bench.ingest", durable=True)
+    if status is not None:
+        return status
     _bench(args.batches, args.spread)
     return 0
 

@@ -22,6 +22,8 @@ import urllib.request
 from collections import Counter
 from decimal import Decimal
 
+from tests.throwaway_pg import rerun_without_database
+
 MODELS = ["gpt-4o", "gpt-4o-mini", "deepseek-chat", "claude-haiku-4-5", "qwen-plus", "no-such-model"]
 
 
@@ -168,10 +170,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch", type=int, default=100)
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL"):
-        from tests.throwaway_pg import run
-
-        return run([sys.executable, "-m", "bench.load", *sys.argv[1:]], durable=True)
+    status = rerun_without_database("bench.load", durable=True)
+    if status is not None:
+        return status
     return _bench(args)
 
 

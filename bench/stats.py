@@ -38,6 +38,8 @@ from datetime import time as clock
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from tests.throwaway_pg import rerun_without_database
+
 STATS_URL = "/api/v1/ai-platforms/stats"
 TREND_URL = "/api/v1/ai-platforms/cost-trend-daily"
 TIME_RANGES = ["today", "24h", "7d", "30d", "90d", "month", "all"]
@@ -513,10 +515,9 @@ def main() -> int:
     parser.add_argument("--skip-seed", action="store_true", help="measure the usage already in DATABASE_URL")
     parser.add_argument("--pending-batches", type=int, default=20, help="batches left unfolded (pending sums)")
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL"):
-        from tests.throwaway_pg import run
-
-        return run([sys.executable, "-m", "bench.stats", *sys.argv[1:]], durable=False)
+    status = rerun_without_database("bench.stats", durable=False)
+    if status is not None:
+        return status
     return _bench(args.rows, args.iterations, args.warmup, args.raw_budget, args.skip_seed, args.pending_batches)
 
 

@@ -19,6 +19,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from tests.throwaway_pg import rerun_without_database
+
 FREE_TEXT = ("decision_id", "error_message", "purpose")
 MODELS = ["gpt-4o", "gpt-4o-mini", "deepseek-chat", "claude-haiku-4-5", "qwen-plus", "gemini-2.5-flash"]
 
@@ -134,10 +136,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    if not os.environ.get("DATABASE_URL"):
-        from tests.throwaway_pg import run
-
-        return run([sys.executable, "-m", "bench.storage", "--rows", str(args.rows)], durable=True)
+    status = rerun_without_database("bench.storage", durable=True)
+    if status is not None:
+        return status
     _bench(args.rows)
     return 0
 

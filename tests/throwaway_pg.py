@@ -129,6 +129,14 @@ def remove_throwaway(server: ThrowawayPostgres) -> None:
     shutil.rmtree(server.root, ignore_errors=True)
 
 
+def rerun_without_database(module: str, *, durable: bool) -> int | None:
+    """For benchmarks: without DATABASE_URL, run `python -m module` with this process's arguments
+    on a throwaway server and return its exit status; with DATABASE_URL set, None (measure here)."""
+    if os.environ.get("DATABASE_URL"):
+        return None
+    return run([sys.executable, "-m", module, *sys.argv[1:]], durable=durable)
+
+
 def run(command: list[str], *, durable: bool) -> int:
     server = start_throwaway(durable=durable)
     print(f"throwaway PostgreSQL on 127.0.0.1:{server.port} in {server.root}", flush=True)

@@ -3,11 +3,13 @@ serves the demo with a printed login; a second run keeps the database, the demo 
 the password; a run after the rows were lost does not load the demo on top of the rollups; a broken
 schema stops it with the guard's findings and the repair, no traceback. Plus the env file settings read."""
 
+import hashlib
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +143,30 @@ def test_without_an_env_file_production_settings_still_require_a_secret_key():
 def test_the_env_file_bin_dev_writes_is_ignored_by_git():
     result = subprocess.run(["git", "check-ignore", ".env"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, "git would track .env (it holds the local SECRET_KEY)"
+
+
+def _stamped(venv: Path, requirements: str) -> bool:
+    stamp = venv / f".{requirements}.sha256"
+    wanted = hashlib.sha256((ROOT / requirements).read_bytes()).hexdigest()
+    return stamp.is_file() and stamp.read_text().strip() == wanted
+
+
+def test_a_venv_that_bin_test_filled_serves_bin_dev_without_installing():
+    """bin/test sourced bin/lib/venv.sh with both files before this ran; bin/dev's runtime file is then
+    satisfied by its stamp, also when AICOST_VENV is an absolute path and the shell is elsewhere."""
+    venv = Path(sys.prefix)
+    if not (_stamped(venv, "requirements.txt") and _stamped(venv, "requirements-test.txt")):
+        pytest.skip("the running venv was not filled by bin/lib/venv.sh (run through bin/test)")
+    script = 'cd "$1" && source bin/lib/venv.sh requirements.txt && echo "PATH=${PATH%%:*}" && command -v python'
+    result = subprocess.run(
+        ["bash", "-c", script, "bash", str(ROOT)],
+        cwd="/",
+        env={**os.environ, "AICOST_VENV": str(venv)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Installing" not in result.stdout + result.stderr
+    assert result.stdout.splitlines() == [f"PATH={venv}/bin", f"{venv}/bin/python"]

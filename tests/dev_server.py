@@ -153,6 +153,20 @@ def dev_run_to_exit(setup: DevSetup, *, name: str = "bin-dev", seconds: float = 
     return status, log.read_text(errors="replace")
 
 
+def dev_manage(setup: DevSetup, *arguments: str, seconds: float = 240) -> subprocess.CompletedProcess:
+    """`python manage.py <arguments>` in the venv, as the developer types it after bin/dev: nothing exported,
+    the settings come from the env file bin/dev wrote."""
+    return subprocess.run(
+        [str(Path(setup.environment()["AICOST_VENV"]) / "bin" / "python"), "manage.py", *arguments],
+        cwd=ROOT,
+        env=setup.environment(),
+        capture_output=True,
+        text=True,
+        timeout=seconds,
+        check=False,
+    )
+
+
 class Browser:
     """A cookie-keeping HTTP client for the admin's session login."""
 

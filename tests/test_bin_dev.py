@@ -7,13 +7,14 @@ import hashlib
 import json
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.dev_server import ROOT, Browser, dev_run_to_exit, dev_serving, dev_setup
+from tests.dev_server import ROOT, Browser, dev_manage, dev_run_to_exit, dev_serving, dev_setup
 
 STATS = "/api/v1/ai-platforms/stats?time_range=all"
 
@@ -36,15 +37,7 @@ def _stats_totals(browser: Browser) -> tuple[int, str]:
 def _settings_as_seen_by_manage_py(setup) -> tuple[str, str]:
     """DEBUG and SECRET_KEY as a `manage.py` command in the venv sees them, nothing exported."""
     code = "from django.conf import settings; print(settings.DEBUG, settings.SECRET_KEY)"
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-v0", "-c", code],
-        cwd=ROOT,
-        env=setup.environment(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = dev_manage(setup, "shell", "-v0", "-c", code)
     assert result.returncode == 0, result.stderr[-3000:]
     debug, secret_key = result.stdout.split()
     return debug, secret_key
@@ -69,6 +62,7 @@ def test_bin_dev_runs_again_without_loss_and_stops_on_a_broken_schema(tmp_path):
     env_file = setup.env_file.read_text()
     assert env_file.startswith("# Written by bin/dev")
     assert "\nDEBUG=true\n" in env_file
+    assert stat.S_IMODE(setup.env_file.stat().st_mode) == 0o600, "the env file holds a secret"
     debug, secret_key = _settings_as_seen_by_manage_py(setup)
     assert debug == "True"
     assert f"\nSECRET_KEY={secret_key}\n" in env_file

@@ -2,6 +2,7 @@
 
 import random
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
@@ -10,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pricing.models import ModelPricing
-from usage.models import UsageLog
+from usage.selectors import usage_any_recorded
 from usage.services import UsageRecordInput, usage_record_batch
 
 DEMO_STAFF_USERNAME = "admin"
@@ -50,8 +51,9 @@ def _demo_record(rng: random.Random, model_name: str, at) -> UsageRecordInput:
 
 @transaction.atomic
 def demo_usage_load(*, days: int = 90, calls_per_day: int = 300, seed: int = 7) -> int:
-    """Record demo calls spread over the last `days` days. Does nothing if usage exists already."""
-    if UsageLog.objects.exists():
+    """Record demo calls spread over the last `days` days. Does nothing if any usage is on record
+    (log or rollups): loading it on top of rollups that still count lost rows would count it twice."""
+    if usage_any_recorded():
         return 0
     for model_name, budget in DEMO_BUDGETS.items():
         ModelPricing.objects.filter(model_name=model_name).update(monthly_budget=budget)
@@ -73,13 +75,23 @@ def demo_usage_load(*, days: int = 90, calls_per_day: int = 300, seed: int = 7) 
     return total
 
 
-def demo_staff_login_ensure() -> tuple[str, str]:
-    """A staff superuser for the demo, with a fresh random password each run."""
-    password = secrets.token_urlsafe(12)
-    user, _created = get_user_model().objects.get_or_create(
+@dataclass(frozen=True)
+class StaffLogin:
+    username: str
+    password: str | None  # None: the user existed and kept its password
+
+
+@transaction.atomic
+def demo_staff_login_ensure() -> StaffLogin:
+    """The demo's staff superuser. Only a new user, or one without a usable password, gets a (random)
+    password; an existing password is kept, so a re-run neither locks anyone out nor ends their sessions."""
+    user, created = get_user_model().objects.get_or_create(
         username=DEMO_STAFF_USERNAME, defaults={"is_staff": True, "is_superuser": True}
     )
+    password = None
+    if created or not user.has_usable_password():
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
     user.is_staff = user.is_superuser = user.is_active = True
-    user.set_password(password)
     user.save()
-    return DEMO_STAFF_USERNAME, password
+    return StaffLogin(username=DEMO_STAFF_USERNAME, password=password)

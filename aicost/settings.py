@@ -1,5 +1,6 @@
 """aicost settings: 12-factor, every value from the environment (see .env.example)."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -8,8 +9,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-# A local .env is read when present; real environment variables win over it.
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# A local env file (.env beside manage.py, which bin/dev writes; AICOST_ENV_FILE names another, relative
+# to the project) is read when present; real environment variables win over it.
+ENV_FILE = BASE_DIR / (os.environ.get("AICOST_ENV_FILE") or ".env")
+environ.Env.read_env(ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 

@@ -12,7 +12,16 @@ from django.db.models.functions import Coalesce
 
 from aicost.db_routers import replica_read_alias
 from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, ZERO, quantize_cost
-from usage.models import ApiKey, UsageLog, UsageRetiredMonth, UsageRollupDaily, UsageRollupPending
+from usage.models import (
+    ApiKey,
+    UsageLog,
+    UsageRetiredMonth,
+    UsageRollupDaily,
+    UsageRollupDailyTotal,
+    UsageRollupHour,
+    UsageRollupHourTotal,
+    UsageRollupPending,
+)
 from usage.partitions import month_bounds_utc, partition_name
 from usage.rollups import pending_quarters_sum
 from usage.stats import UsageFilters, usage_log_window
@@ -29,6 +38,22 @@ def api_key_get_active(*, raw_key: str) -> ApiKey | None:
     if not raw_key:
         return None
     return ApiKey.objects.filter(key_hash=api_key_hash(raw_key), revoked_at__isnull=True).first()
+
+
+def usage_any_recorded() -> bool:
+    """Whether any usage is on record: in the log, or in what is derived from it (the hour and day
+    rollups, the pending sums not folded yet, the months retention retired). After rows were lost the
+    log may be empty while the rollups still count them."""
+    holders = (
+        UsageLog,
+        UsageRollupPending,
+        UsageRollupHour,
+        UsageRollupHourTotal,
+        UsageRollupDaily,
+        UsageRollupDailyTotal,
+        UsageRetiredMonth,
+    )
+    return any(model.objects.exists() for model in holders)
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,18 @@
     } catch (_notJson) {
       throw new Error(`HTTP ${response.status}`);
     }
-    if (!response.ok || !body.success) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+    if (!response.ok || !body.success) throw new Error(failureReason(response.status, body.error));
     return body.data;
+  }
+
+  // What a panel says when its API fails: the missing table for a broken schema (the banner above
+  // has the repair), else the API's own message.
+  function failureReason(status, error) {
+    if (!error) return `HTTP ${status}`;
+    if (error.code === "schema_unhealthy" && error.missing) {
+      return `${error.missing.join(", ")} is missing from the database (HTTP ${status}, ${error.code}).`;
+    }
+    return error.message;
   }
 
   // A panel whose API fails (e.g. 503: the table it reads is missing) says so; the others still render.

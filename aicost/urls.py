@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
+from aicost.api.docs import ApiDocsView
 from aicost.apis import DatabaseHealthApi, MetricsApi, healthz, readyz
 
 urlpatterns = [
@@ -12,6 +13,6 @@ urlpatterns = [
     path("api/v1/", include("usage.urls")),
     path("api/v1/", include("alerts.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
 ]

@@ -126,3 +126,36 @@ def test_creating_an_api_key_shows_it_once_and_stores_only_its_hash(logged_in):
     assert raw_key not in api_key.key_hash
     assert api_key_get_active(raw_key=raw_key) == api_key
     assert api_key.created_by.username == "staff"
+
+
+def test_the_created_message_and_the_key_list_show_the_keys_prefix(logged_in):
+    response = logged_in.post(
+        reverse("admin:usage_apikey_add"), {"name": "ingest-bot", "scope": "write_usage"}, follow=True
+    )
+    api_key = ApiKey.objects.get(name="ingest-bot")
+    shown = next(str(m) for m in response.context["messages"] if "copy it now" in str(m))
+    assert f"prefix aic_{api_key.prefix}_…" in shown
+    raw_key = shown.split(" is ")[1].split(" ")[0]
+    assert raw_key.startswith(f"aic_{api_key.prefix}_")  # The prefix is the key's own start, not secret.
+    changelist = logged_in.get(reverse("admin:usage_apikey_changelist")).content.decode()
+    assert "Key begins with" in changelist
+    assert f"aic_{api_key.prefix}_…" in changelist
+    assert raw_key not in changelist
+    searched = logged_in.get(reverse("admin:usage_apikey_changelist"), {"q": api_key.prefix})
+    assert searched.context["cl"].result_count == 1
+
+
+def test_the_sidebar_links_the_cost_page(logged_in):
+    page = logged_in.get(reverse("admin:pricing_modelpricing_changelist")).content.decode()
+    sidebar = page[page.index('id="nav-sidebar"') :]
+    assert 'href="/admin/ai-cost"' in sidebar
+    assert "AI cost" in sidebar
+    cost_page = logged_in.get("/admin/ai-cost").content.decode()
+    assert 'class="app-ai-cost module current-app"' in cost_page  # Marked as where one is.
+
+
+def test_the_cost_page_with_a_trailing_slash_redirects_to_it(logged_in):
+    response = logged_in.get("/admin/ai-cost/?time_range=7d")
+    assert response.status_code == 301
+    assert response["Location"] == "/admin/ai-cost?time_range=7d"
+    assert logged_in.get("/admin/ai-cost/", follow=True).status_code == 200

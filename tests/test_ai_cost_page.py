@@ -5,9 +5,11 @@ import shutil
 import tempfile
 import time
 from decimal import Decimal
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, connections
 from django.templatetags.static import static
 
@@ -199,3 +201,55 @@ def test_empty_data_shows_empty_states_not_broken_charts(browser, served, django
     assert page.get_attribute('[data-testid="card-calls"]', "data-value") == "0"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ai-cost-page-empty.png"), full_page=True)
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_broken_schema_shows_the_banner_over_the_panels_that_still_work(browser, served, django_user_model):
+    """The incident: the usage log is gone while its migration stays recorded. The stats need the log
+    (the minutes at the window's edges), so their panels say why they are missing; the trend (rollups),
+    the budgets (model counters) and the alerts (their own table) are still shown."""
+    demo_usage_load(days=10, calls_per_day=40)
+    django_user_model.objects.create_user(username="ops", password="ops-pass-12345", is_staff=True)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE ai_model_usage_log")  # Committed: the server sees it.
+    try:
+        page = browser.new_page()
+        responses = []
+        page.on("response", lambda response: responses.append((response.url, response.status)))
+        page.goto(f"{served}/admin/login/?next={PAGE}")
+        page.fill("#id_username", "ops")
+        page.fill("#id_password", "ops-pass-12345")
+        page.click("input[type=submit]")
+        page.wait_for_selector("#ai-cost[data-ready=true]", timeout=20_000)
+
+        assert (f"{served}{PAGE}", 503) in responses  # Probes and monitors still see the breakage.
+        banner = page.inner_text('[data-testid="schema-banner"]')
+        assert "ai_model_usage_log" in banner
+        assert "python manage.py schema_repair --apply" in banner
+        assert page.get_attribute("#ai-cost", "data-failed") == "stats"
+
+        stats_message = page.inner_text('[data-testid="stats-unavailable"]')
+        reason = "ai_model_usage_log is missing from the database (HTTP 503, schema_unhealthy)."
+        assert stats_message == f"Unavailable: {reason}"
+        for message in ("provider-unavailable", "models-unavailable"):
+            assert page.inner_text(f'[data-testid="{message}"]') == stats_message
+        assert page.is_hidden('[data-testid="cards"]')
+
+        assert page.is_visible('[data-testid="trend-chart"]')  # Drawn from the rollups.
+        assert page.evaluate("Chart.getChart('trend-chart').data.datasets[0].data.some((cost) => cost > 0)")
+        assert page.is_hidden('[data-testid="trend-unavailable"]')
+        trend_total = page.get_attribute('[data-testid="trend-summary"]', "data-total-cost")
+        assert Decimal(trend_total) > 0
+
+        assert page.is_hidden('[data-testid="alerts-unavailable"]')
+        alerts = page.locator('[data-testid="alerts"] li').count()
+        assert alerts > 0 or page.is_visible('[data-testid="alerts-empty"]')
+
+        assert page.is_visible('[data-testid="budgets"]')
+        assert page.locator('[data-testid="budgets"] tr[data-budget]').count() > 0
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "ai-cost-page-broken-schema.png"), full_page=True)
+    finally:
+        call_command("schema_repair", "--apply", stdout=StringIO())

@@ -2,15 +2,19 @@
 covered the day it is added) against every kind of caller.
 
 /api/schema/ and /api/docs/ are not public (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] is
-CanReadStats), so they are in the matrix like any read endpoint."""
+CanReadStats), so they are in the matrix like any read endpoint. /api/docs/ is a page for people:
+a browser without the right to read it (no login, or a login without staff) is sent to the admin
+login, as the admin's own pages do; the schema, read by tools, answers like the rest of the API."""
 
 import json
 import logging
 
 import pytest
+import yaml
 from django.urls import URLResolver, get_resolver
 
 from tests.api_helpers import HttpsApiClient
+from tests.conftest import HttpsClient
 from usage.keys import api_key_create, api_key_revoke
 from usage.models import ApiKeyScope, UsageLog
 
@@ -31,6 +35,7 @@ KNOWN_ENDPOINTS = {
     ("GET", "/api/docs/"),
 }
 QUERY = {"/api/v1/budget/check": {"model": "gpt-4o"}}
+PAGES_FOR_PEOPLE = frozenset({"/api/docs/"})
 RECORD = {"model_name": "gpt-4o-mini", "prompt_tokens": 100, "completion_tokens": 10}
 
 
@@ -84,6 +89,11 @@ def assert_denied(response, *statuses: int) -> None:
         assert response.json()["success"] is False
 
 
+def assert_sent_to_login(response, route: str) -> None:
+    assert response.status_code == 302, (response.status_code, response.content[:300])
+    assert response["Location"] == f"/admin/login/?next={route}"
+
+
 def assert_allowed(response) -> None:
     assert 200 <= response.status_code < 300, (response.status_code, response.content[:300])
 
@@ -97,7 +107,11 @@ def test_the_walk_finds_every_known_endpoint():
 
 @pytest.mark.parametrize(("method", "route"), ENDPOINTS)
 def test_anonymous_is_refused(method, route):
-    assert_denied(call(HttpsApiClient(), method, route), 401, 403)
+    response = call(HttpsApiClient(), method, route)
+    if route in PAGES_FOR_PEOPLE:
+        assert_sent_to_login(response, route)
+    else:
+        assert_denied(response, 401, 403)
 
 
 @pytest.mark.parametrize(("method", "route"), ENDPOINTS)
@@ -149,7 +163,11 @@ def test_a_staff_session_may_read(method, route, staff_client):
 def test_a_session_without_staff_is_refused(method, route, django_user_model):
     client = HttpsApiClient()
     client.force_login(django_user_model.objects.create_user(username="plain", password="plain-pass-123"))
-    assert_denied(call(client, method, route), 403)
+    response = call(client, method, route)
+    if route in PAGES_FOR_PEOPLE:
+        assert_sent_to_login(response, route)  # The login page says who is logged in and lacks the right.
+    else:
+        assert_denied(response, 403)
 
 
 @pytest.mark.parametrize(("method", "route"), WRITES)
@@ -183,3 +201,67 @@ def test_the_raw_api_key_never_reaches_the_logs(caplog):
     assert raw_key not in caplog.text  # ... and the key was not.
     secret_part = raw_key.split("_", 2)[2]  # aic_<prefix>_<secret>; the secret may contain "_".
     assert secret_part not in caplog.text
+
+
+# --- Telling a refused caller what would work --------------------------------------------------
+
+
+def _body(response) -> dict:
+    """The error envelope; /api/schema/ renders it in the schema's own format (YAML unless asked)."""
+    if response["Content-Type"].startswith("application/json"):
+        return response.json()
+    return yaml.safe_load(response.content)
+
+
+@pytest.mark.parametrize(("method", "route"), [(m, r) for m, r in ENDPOINTS if r not in PAGES_FOR_PEOPLE])
+def test_an_unaccepted_scheme_is_told_which_schemes_are_accepted(method, route):
+    """A valid key sent as `Authorization: Bearer <key>` (as many SDKs do) is not an accepted scheme."""
+    _api_key, raw_key = api_key_create(name="bearer", scope=ApiKeyScope.READ_WRITE)
+    client = HttpsApiClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    response = call(client, method, route)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Api-Key"
+    error = _body(response)["error"]
+    assert error["code"] == "not_authenticated"
+    message = error["message"]
+    assert "`Authorization: Bearer` scheme is not accepted here" in message
+    assert "`Authorization: Api-Key <key>`" in message
+    assert "`X-API-Key: <key>` header" in message
+    assert "staff session" in message
+    assert raw_key not in message
+
+
+def test_no_credentials_at_all_are_told_what_to_send():
+    response = HttpsApiClient().get("/api/v1/ai-platforms/stats")
+    assert response.status_code == 401
+    message = response.json()["error"]["message"]
+    assert message.startswith("Authentication credentials were not provided. Send `Authorization: Api-Key <key>`")
+
+
+def test_the_docs_send_a_browser_to_the_login_and_back(staff_user):
+    browser = HttpsClient()
+    response = browser.get("/api/docs/", follow=True)
+    assert response.redirect_chain == [("/admin/login/?next=/api/docs/", 302)]
+    assert 'name="next" value="/api/docs/"' in response.content.decode()
+    logged_in = browser.post(
+        "/admin/login/?next=/api/docs/", {"username": "staff", "password": "staff-pass-123", "next": "/api/docs/"}
+    )
+    assert logged_in["Location"] == "/api/docs/"
+    docs = browser.get("/api/docs/")
+    assert docs.status_code == 200
+    assert "swagger-ui" in docs.content.decode()
+
+
+def test_the_docs_answer_a_client_that_sent_a_key_like_the_api():
+    client = HttpsApiClient()
+    client.credentials(HTTP_AUTHORIZATION="Api-Key aic_deadbeef_not-a-real-key")
+    assert_denied(client.get("/api/docs/"), 401)
+    assert_denied(key_client(ApiKeyScope.WRITE_USAGE).get("/api/docs/"), 403)
+
+
+def test_the_schema_answers_anonymous_like_the_api():
+    response = HttpsApiClient().get("/api/schema/")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Api-Key"
+    assert "Send `Authorization: Api-Key <key>`" in _body(response)["error"]["message"]

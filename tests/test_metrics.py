@@ -41,7 +41,7 @@ def test_anonymous_and_write_keys_may_not_scrape(client, writer):
     anonymous = client.get(METRICS)
     assert anonymous.status_code == 401
     assert anonymous.json()["success"] is False
-    assert anonymous["WWW-Authenticate"] == "Bearer"
+    assert anonymous["WWW-Authenticate"] == "Api-Key"  # No metrics token set: no bearer scheme offered.
     forbidden = writer.get(METRICS)
     assert forbidden.status_code == 403
     assert forbidden.json()["error"]["code"] == "permission_denied"
@@ -65,6 +65,14 @@ def test_the_metrics_token_may_scrape_over_plain_http_and_a_wrong_one_may_not():
     wrong = bearer(TOKEN[:-1] + "X").get(METRICS)
     assert wrong.status_code == 401
     assert wrong.json()["error"]["code"] == "authentication_failed"
+
+
+@override_settings(AICOST_METRICS_TOKEN=TOKEN)
+def test_a_refused_scrape_is_told_about_the_metrics_token():
+    response = Client().get(METRICS)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer, Api-Key"
+    assert "`Authorization: Bearer <AICOST_METRICS_TOKEN>`" in response.json()["error"]["message"]
 
 
 @override_settings(AICOST_METRICS_TOKEN="")

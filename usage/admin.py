@@ -48,14 +48,24 @@ class UsageLogAdmin(admin.ModelAdmin):
         return False
 
 
+def api_key_display_prefix(api_key: ApiKey) -> str:
+    """The start of the plain key (aic_<prefix>_<secret>, usage/keys.py) that is not secret."""
+    return f"aic_{api_key.prefix}_…"
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "scope", "created_by", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["name", "key_start", "scope", "created_by", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix"]
-    fields = ["name", "scope", "prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    fields = ["name", "scope", "key_start", "created_by", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["key_start", "created_by", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke_keys"]
+
+    @admin.display(description="Key begins with", ordering="prefix")
+    def key_start(self, obj: ApiKey) -> str:
+        """The non-secret start of the key, as the holder sees it, to tell which key is which."""
+        return api_key_display_prefix(obj)
 
     def get_readonly_fields(self, request, obj=None):
         # A key's scope is fixed once issued; issue a new key for another scope.
@@ -71,7 +81,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         obj.pk = created.pk
         self.message_user(
             request,
-            f"The key for “{created.name}” is {raw_key} — copy it now, it is shown only this once.",
+            f"The key for “{created.name}” is {raw_key} — copy it now, it is shown only this once. "
+            f"The key list shows it by its prefix {api_key_display_prefix(created)}.",
             messages.WARNING,
         )
 

@@ -10,6 +10,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from aicost.api.authentication import accepted_credentials, challenges, offered_scheme
 from aicost.api.responses import error_body
 from aicost.db_errors import database_unavailable, missing_schema_object
 from aicost.schema_guard import REPAIR_COMMAND
@@ -118,10 +119,31 @@ def api_exception_handler(exc, context):
     else:
         code = exc.get_codes()
         message = _first_message(exc.detail)
+        if isinstance(exc, exceptions.NotAuthenticated) and response.status_code == status.HTTP_401_UNAUTHORIZED:
+            message = _not_authenticated_message(context["request"])
         body = error_body(code=code if isinstance(code, str) else "error", message=message)
         if isinstance(exc, ApiError) and exc.field:
             body["error"]["field"] = exc.field
-    return Response(body, status=response.status_code, headers=_passed_on_headers(response))
+    headers = _passed_on_headers(response)
+    if response.status_code == status.HTTP_401_UNAUTHORIZED:
+        request = context["request"]
+        headers["WWW-Authenticate"] = challenges(request, request.authenticators) or headers.get("WWW-Authenticate", "")
+    return Response(body, status=response.status_code, headers=headers)
+
+
+def _not_authenticated_message(request) -> str:
+    """Say what this endpoint accepts, and why what was sent (e.g. a bearer token) did not count."""
+    accepted = accepted_credentials(request.authenticators)
+    scheme = offered_scheme(request)
+    offered = (
+        f"The `Authorization: {scheme}` scheme is not accepted here."
+        if scheme
+        else "Authentication credentials were not provided."
+    )
+    if not accepted:
+        return offered
+    choices = accepted[0] if len(accepted) == 1 else f"{', '.join(accepted[:-1])}, or {accepted[-1]}"
+    return f"{offered} Send {choices}."
 
 
 def _passed_on_headers(response: Response) -> dict:

@@ -1,4 +1,5 @@
-// The AI cost page: reads the stats, daily-trend and alerts APIs with the staff session.
+// The AI cost page: reads the stats, daily-trend and alerts APIs with the staff session. Each panel
+// loads on its own, so while the schema is broken the panels whose tables exist still render.
 (function () {
   "use strict";
   const root = document.getElementById("ai-cost");
@@ -15,15 +16,49 @@
   async function getJson(url, params) {
     const query = new URLSearchParams(params).toString();
     const response = await fetch(`${url}?${query}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    const body = await response.json();
-    if (!response.ok || !body.success) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (_notJson) {
+      throw new Error(`HTTP ${response.status}`);
+    }
+    if (!response.ok || !body.success) throw new Error(failureReason(response.status, body.error));
     return body.data;
   }
 
-  function showError(error) {
-    const box = q("load-error");
-    box.textContent = `Could not load: ${error.message}`;
-    box.hidden = false;
+  // What a panel says when its API fails: the missing table for a broken schema (the banner above
+  // has the repair), else the API's own message.
+  function failureReason(status, error) {
+    if (!error) return `HTTP ${status}`;
+    if (error.code === "schema_unhealthy" && error.missing) {
+      return `${error.missing.join(", ")} is missing from the database (HTTP ${status}, ${error.code}).`;
+    }
+    return error.message;
+  }
+
+  // A panel whose API fails (e.g. 503: the table it reads is missing) says so; the others still render.
+  function panelUnavailable(panel, error) {
+    for (const box of root.querySelectorAll(`.aicost-unavailable[data-panel="${panel}"]`)) {
+      box.textContent = `Unavailable: ${error.message}`;
+      box.hidden = false;
+    }
+    for (const part of root.querySelectorAll(`[data-needs="${panel}"]`)) part.hidden = true;
+    const failed = new Set((root.dataset.failed || "").split(" ").filter(Boolean)).add(panel);
+    root.dataset.failed = [...failed].sort().join(" ");
+  }
+
+  function panelAvailable(panel) {
+    for (const box of root.querySelectorAll(`.aicost-unavailable[data-panel="${panel}"]`)) box.hidden = true;
+    // Charts show or hide their own box (drawChart: empty data); the rest comes back here.
+    for (const part of root.querySelectorAll(`[data-needs="${panel}"]:not(.aicost-chart)`)) part.hidden = false;
+    const failed = (root.dataset.failed || "").split(" ").filter((name) => name && name !== panel);
+    if (failed.length) root.dataset.failed = failed.join(" ");
+    else delete root.dataset.failed;
+  }
+
+  // Loads one panel; its failure is shown on that panel only.
+  function loadPanel(panel, load) {
+    return load().then(() => panelAvailable(panel), (error) => panelUnavailable(panel, error));
   }
 
   function setValue(testid, raw, text) {
@@ -131,14 +166,13 @@
     q("alerts-empty").hidden = data.results.length > 0;
   }
 
-  document.getElementById("time-range").addEventListener("change", () => loadStats().catch(showError));
+  document.getElementById("time-range").addEventListener("change", () => loadPanel("stats", loadStats));
   for (const button of root.querySelectorAll(".aicost-switch button")) {
     button.addEventListener("click", () => {
       root.querySelectorAll(".aicost-switch button").forEach((b) => b.classList.toggle("selected", b === button));
-      loadTrend(button.dataset.days).catch(showError);
+      loadPanel("trend", () => loadTrend(button.dataset.days));
     });
   }
-  Promise.all([loadStats(), loadTrend(7), loadAlerts()])
-    .then(() => { root.dataset.ready = "true"; })
-    .catch(showError);
+  Promise.all([loadPanel("stats", loadStats), loadPanel("trend", () => loadTrend(7)), loadPanel("alerts", loadAlerts)])
+    .then(() => { root.dataset.ready = "true"; });
 })();

@@ -7,7 +7,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import SystemCheckError
+from django.core.management.base import CommandError, SystemCheckError
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 
@@ -177,6 +177,6 @@ def test_repair_adds_a_missing_column_and_index_and_rebuilds_an_invalid_index():
 def test_repair_refuses_what_could_lose_data():
     _sql("ALTER TABLE ai_model_usage_log ALTER COLUMN purpose TYPE varchar(50)")
     err = StringIO()
-    with pytest.raises(SystemExit):
+    with pytest.raises(CommandError, match="need a person"):
         call_command("schema_repair", "--apply", stdout=StringIO(), stderr=err)
     assert "needs a person: aicost.E003" in err.getvalue()

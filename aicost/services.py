@@ -20,6 +20,7 @@ from aicost.schema_guard import (
     MISSING_TABLE,
     MISSING_UNIQUE,
     TABLE_LAYOUTS,
+    ExpectedIndex,
     SchemaReport,
     existing_tables,
     invalid_indexes,
@@ -89,6 +90,10 @@ def _columns_adder(model, names: list[str]) -> Callable:
     return add
 
 
+def _involved(index: ExpectedIndex) -> set[str]:
+    return {*index.columns, *index.condition_columns}
+
+
 def _plan_present_table(plan: RepairPlan, connection, cursor, model, columns: dict) -> None:
     """Indexes on existing columns first, then the missing columns (each brings its own unique or
     db_index), then the indexes and constraints that involve a new column. SQLite's rebuild of a
@@ -105,12 +110,12 @@ def _plan_present_table(plan: RepairPlan, connection, cursor, model, columns: di
     absent_columns = {f.column for f in absent}
     added_columns = {f.column for f in added}
     wanted = missing_indexes(model, connection.introspection.get_constraints(cursor, table))
-    on_present = [index for index in wanted if not absent_columns.intersection(index.columns)]
+    on_present = [index for index in wanted if not absent_columns.intersection(_involved(index))]
     on_added = [
         index
         for index in wanted
-        if absent_columns.intersection(index.columns)
-        and added_columns.issuperset(absent_columns.intersection(index.columns))
+        if absent_columns.intersection(_involved(index))
+        and added_columns.issuperset(absent_columns.intersection(_involved(index)))
         and index.of_field not in {f.name for f in added}
     ]
     plan.steps += [(f"create {index.what} on {table}", index.create) for index in on_present]

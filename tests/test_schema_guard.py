@@ -251,6 +251,8 @@ def test_repair_of_every_kind_at_once_keeps_every_other_row(staff_user):
         "DROP TABLE auth_user_groups",  # An auto-created many-to-many table.
         "ALTER TABLE ai_model_usage_log DROP COLUMN purpose",
         "ALTER TABLE ai_model_usage_log DROP COLUMN decision_id",  # Its index goes with it.
+        "ALTER TABLE ai_alert_delivery DROP COLUMN channel",  # And its unique (alert_id, channel).
+        "ALTER TABLE ai_alert_delivery DROP COLUMN status",  # And the partial index on status = 'pending'.
         "DROP INDEX ai_budget_alerts_open_idx",
         "ALTER TABLE ai_model_pricing DROP CONSTRAINT ai_model_pricing_model_name_key",
         "ALTER TABLE ai_usage_rollup_1h DROP CONSTRAINT ai_usage_rollup_1h_key",
@@ -293,3 +295,31 @@ def _future_partition() -> str:
 def test_repair_of_an_unknown_database_is_a_clear_error():
     with pytest.raises(CommandError, match="No database 'nosuch' in DATABASES"):
         call_command("schema_repair", "--database", "nosuch", stdout=StringIO())
+
+
+def _duplicate_a_pricing_row() -> None:
+    with connection.cursor() as cursor:
+        columns = [c.name for c in connection.introspection.get_table_description(cursor, "ai_model_pricing")]
+    copied = ", ".join(column for column in columns if column != "id")
+    _sql(f"INSERT INTO ai_model_pricing ({copied}) SELECT {copied} FROM ai_model_pricing LIMIT 1")  # noqa: S608
+
+
+def test_a_repair_that_fails_rolls_back_every_step_of_it():
+    """Partition and index steps run in the one transaction: a later step that fails (a unique
+    constraint that duplicate rows forbid) undoes them too."""
+    future = _future_partition()
+    for statement in (
+        f"DROP TABLE {future}",
+        INVALIDATE_TIMESTAMP_INDEX,
+        "DROP INDEX ai_budget_alerts_open_idx",
+        "ALTER TABLE ai_model_pricing DROP CONSTRAINT ai_model_pricing_model_name_key",
+    ):
+        _sql(statement)
+    _duplicate_a_pricing_row()
+    broken = sorted(f.id for f in schema_report().findings)
+    digests = _table_digests()
+    with pytest.raises(CommandError, match="Repair failed and was rolled back; nothing changed") as raised:
+        call_command("schema_repair", "--apply", stdout=StringIO())
+    assert "ai_model_pricing" in str(raised.value)
+    assert sorted(f.id for f in schema_report().findings) == broken
+    assert _table_digests() == digests

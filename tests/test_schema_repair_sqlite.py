@@ -116,9 +116,13 @@ def drop_many_to_many_table(conn):
 
 
 def drop_columns(conn):
-    """One plain column and one with an index of its own."""
+    """A plain column, one with an index of its own, one in a Meta UniqueConstraint and one in the
+    condition of a partial Meta index."""
     _rebuild(conn, "ai_model_usage_log", remove=r', "purpose" varchar\(100\) NOT NULL')
     _rebuild(conn, "ai_model_usage_log", remove=r', "decision_id" varchar\(100\) NOT NULL')
+    _rebuild(conn, "ai_alert_delivery", remove=r', CONSTRAINT "ai_alert_delivery_once_per_channel" UNIQUE \([^)]*\)')
+    _rebuild(conn, "ai_alert_delivery", remove=r', "channel" varchar\(10\) NOT NULL')
+    _rebuild(conn, "ai_alert_delivery", remove=r', "status" varchar\(10\) NOT NULL')
 
 
 def drop_indexes(conn):
@@ -144,7 +148,7 @@ def all_of_them(conn):
 BREAKS = {  # name: (how, the findings it must cause)
     "usage log": (drop_usage_log, {"aicost.E001"}),
     "many-to-many table": (drop_many_to_many_table, {"aicost.E001"}),
-    "columns": (drop_columns, {"aicost.E002", "aicost.E005"}),
+    "columns": (drop_columns, {"aicost.E002", "aicost.E005", "aicost.E006"}),
     "indexes": (drop_indexes, {"aicost.E005"}),
     "unique constraints": (drop_unique_constraints, {"aicost.E006"}),
     "all but the log at once": (all_of_them, {"aicost.E001", "aicost.E002", "aicost.E005", "aicost.E006"}),
@@ -186,8 +190,8 @@ def test_repair_fixes_each_kind_of_drift_on_sqlite_and_keeps_every_row(demo_data
         how(conn)
     broken = _report(db)
     assert {error.split()[0] for error in broken["errors"]} == expected, broken
-    if drift == "usage log":
-        assert "django_migrations records usage.0001_initial as applied" in broken["errors"][0]
+    if drift in ("usage log", "many-to-many table"):
+        assert "django_migrations records" in broken["errors"][0]
     columns = _columns(db)
     rows, layout = _rows(db, columns), _layout(db)
 
@@ -239,3 +243,23 @@ def test_bad_input_is_a_clear_error(demo_database, args, status, message):
     assert result.returncode == status
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_repair_that_fails_rolls_back_every_step_and_says_so(demo_database, tmp_path):
+    """A unique constraint that duplicate rows forbid: the whole repair is undone, the other steps too."""
+    db = tmp_path / "broken.sqlite3"
+    shutil.copy(demo_database, db)
+    with sqlite3.connect(db) as conn:
+        drop_many_to_many_table(conn)
+        drop_indexes(conn)
+        _rebuild(conn, "ai_model_pricing", remove=r"(?<=NOT NULL) UNIQUE")
+        columns = [row[1] for row in conn.execute('PRAGMA table_info("ai_model_pricing")') if row[1] != "id"]
+        copied = ", ".join(f'"{column}"' for column in columns)
+        conn.execute(f"INSERT INTO ai_model_pricing ({copied}) SELECT {copied} FROM ai_model_pricing LIMIT 1")  # noqa: S608
+    layout, rows = _layout(db), _rows(db, _columns(db))
+    result = _manage(db, "schema_repair", "--apply")
+    assert result.returncode == 1
+    assert "Repair failed and was rolled back; nothing changed" in result.stderr
+    assert "UNIQUE constraint failed: ai_model_pricing.model_name" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (_layout(db), _rows(db, _columns(db))) == (layout, rows)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
-from aicost.services import schema_repair_apply, schema_repair_plan, schema_repair_sql
+from aicost.services import RepairPlan, schema_repair_apply, schema_repair_plan, schema_repair_sql
 
 
 class Command(BaseCommand):
@@ -21,37 +21,42 @@ class Command(BaseCommand):
             raise CommandError(f"No database '{database}' in DATABASES (configured: {', '.join(connections)}).")
         try:
             plan = schema_repair_plan(using=database)
+            self._print_plan(plan, database)
         except DatabaseError as error:
             raise CommandError(f"Cannot read the schema of database '{database}': {error}".strip()) from error
+        if not plan.steps:
+            self.stdout.write("Nothing to repair." if not plan.refused else "Nothing schema_repair may do.")
+        elif not apply:
+            self.stdout.write(f"Dry run: {len(plan.steps)} step(s). Run with --apply to execute them.")
+        else:
+            return self._apply(plan, database)
+        if plan.refused:
+            raise CommandError("Some findings need a person (see above); schema_repair leaves them alone.")
+        return None
+
+    def _print_plan(self, plan: RepairPlan, database: str) -> None:
         for reason in plan.refused:
             self.stderr.write(f"needs a person: {reason}")
         for warning in plan.warnings:
             self.stderr.write(f"warning (not a schema repair): {warning}")
         if not plan.steps:
-            self.stdout.write("Nothing to repair." if not plan.refused else "Nothing schema_repair may do.")
-            return self._exit(healthy=not plan.refused)
+            return
         for description, _step in plan.steps:
             self.stdout.write(f"-- {description}")
         for statement in schema_repair_sql(plan=plan, using=database):
             self.stdout.write(statement)
-        if not apply:
-            self.stdout.write(f"Dry run: {len(plan.steps)} step(s). Run with --apply to execute them.")
-            return self._exit(healthy=not plan.refused)
+
+    def _apply(self, plan: RepairPlan, database: str) -> None:
         try:
             report = schema_repair_apply(plan=plan, using=database)
         except DatabaseError as error:
             raise CommandError(f"Repair failed and was rolled back; nothing changed: {error}".strip()) from error
         for finding in report.warnings:
-            self.stderr.write(f"warning: {finding.id}: {finding.msg}")
-        if report.healthy:
-            self.stdout.write(
-                self.style.SUCCESS(f"Repaired ({len(plan.steps)} step(s)); the schema matches the models.")
+            self.stderr.write(
+                f"warning: {finding.id}: {finding.msg}" + (f"\n  HINT: {finding.hint}" if finding.hint else "")
             )
-            return None
-        for finding in report.errors:
-            self.stderr.write(f"still wrong: {finding.id}: {finding.msg}")
-        return self._exit(healthy=False)
-
-    def _exit(self, *, healthy: bool):
-        if not healthy:
-            raise CommandError("Some findings need a person (see above); schema_repair left them alone.")
+        if not report.healthy:
+            for finding in report.errors:
+                self.stderr.write(f"still wrong: {finding.id}: {finding.msg}")
+            raise CommandError(f"Applied {len(plan.steps)} step(s), but the schema still differs (see above).")
+        self.stdout.write(self.style.SUCCESS(f"Repaired ({len(plan.steps)} step(s)); the schema matches the models."))

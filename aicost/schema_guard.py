@@ -155,7 +155,8 @@ def _creating_migrations() -> dict[tuple[str, str], tuple[str, str]]:
 
 def _missing_table_finding(model, connection, creators, applied) -> Error:
     table = model._meta.db_table
-    creator = creators.get((model._meta.app_label, model._meta.model_name))
+    owner = model._meta.auto_created or model  # An auto-created many-to-many table comes with its model.
+    creator = creators.get((owner._meta.app_label, owner._meta.model_name))
     if creator and creator in applied:
         history = (
             f"django_migrations records {creator[0]}.{creator[1]} as applied, "
@@ -231,6 +232,8 @@ class ExpectedIndex:
     unique: bool
     what: str
     create: Callable  # create(schema_editor): adds the index or constraint.
+    of_field: str | None = None  # The field whose own unique/db_index it is (made with its column).
+    condition_columns: tuple[str, ...] = ()  # Columns a partial index's condition names.
 
 
 def _field_index_creator(model, model_field, *, unique: bool) -> Callable:
@@ -252,13 +255,23 @@ def expected_indexes(model) -> list[ExpectedIndex]:
             continue
         if model_field.unique:
             creator = _field_index_creator(model, model_field, unique=True)
-            expected.append(ExpectedIndex((model_field.column,), True, f"unique {model_field.name}", creator))
+            what = f"unique {model_field.name}"
+            expected.append(ExpectedIndex((model_field.column,), True, what, creator, model_field.name))
         elif model_field.db_index:
             creator = _field_index_creator(model, model_field, unique=False)
-            expected.append(ExpectedIndex((model_field.column,), False, f"index on {model_field.name}", creator))
+            what = f"index on {model_field.name}"
+            expected.append(ExpectedIndex((model_field.column,), False, what, creator, model_field.name))
     for index in meta.indexes:
         columns = tuple(meta.get_field(name.lstrip("-")).column for name in index.fields)
-        expected.append(ExpectedIndex(columns, False, f"index {index.name}", lambda e, i=index: e.add_index(model, i)))
+        expected.append(
+            ExpectedIndex(
+                columns,
+                False,
+                f"index {index.name}",
+                lambda e, i=index: e.add_index(model, i),
+                condition_columns=_condition_columns(model, index.condition),
+            )
+        )
     for constraint in meta.constraints:
         if isinstance(constraint, models.UniqueConstraint) and constraint.fields:
             columns = tuple(meta.get_field(name).column for name in constraint.fields)
@@ -267,10 +280,18 @@ def expected_indexes(model) -> list[ExpectedIndex]:
                     columns,
                     True,
                     f"unique constraint {constraint.name}",
-                    lambda e, c=constraint: e.add_constraint(model, c),
+                    # Not add_constraint: on SQLite that rebuilds the table; a unique index serves the same.
+                    lambda e, c=constraint: e.execute(c.create_sql(model, e)),
+                    condition_columns=_condition_columns(model, constraint.condition),
                 )
             )
     return expected
+
+
+def _condition_columns(model, condition) -> tuple[str, ...]:
+    if condition is None:
+        return ()
+    return tuple(sorted(model._meta.get_field(name).column for name in condition.referenced_base_fields))
 
 
 def _serves(columns: tuple[str, ...], is_unique: bool, expected: ExpectedIndex) -> bool:

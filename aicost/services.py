@@ -7,8 +7,11 @@ type, nullability, an extra column) is reported for a person and never changed h
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
-from django.db import connections, transaction
+from django.apps import apps as global_apps
+from django.db import connections
+from django.db.migrations.state import ProjectState
 
 from aicost.schema_guard import (
     INVALID_INDEX,
@@ -17,6 +20,7 @@ from aicost.schema_guard import (
     MISSING_TABLE,
     MISSING_UNIQUE,
     TABLE_LAYOUTS,
+    ExpectedIndex,
     SchemaReport,
     existing_tables,
     invalid_indexes,
@@ -32,7 +36,8 @@ REPAIRABLE = {MISSING_TABLE, MISSING_COLUMN, MISSING_INDEX, MISSING_UNIQUE, INVA
 @dataclass
 class RepairPlan:
     steps: list[tuple[str, Callable]] = field(default_factory=list)  # (description, step(schema_editor))
-    refused: list[str] = field(default_factory=list)  # What a person must decide.
+    refused: list[str] = field(default_factory=list)  # Errors a person must decide on.
+    warnings: list[str] = field(default_factory=list)  # Warnings schema_repair does not fix (not fatal).
 
 
 def _table_has_rows(connection, table: str) -> bool:
@@ -41,29 +46,83 @@ def _table_has_rows(connection, table: str) -> bool:
         return cursor.fetchone()[0]
 
 
-def _creates_with_parent(model, missing: set[str]) -> bool:
-    """An auto-created many-to-many table is created with its model's table."""
-    if not model._meta.auto_created:
-        return False
-    parent = model._meta.auto_created
-    return parent._meta.db_table in missing
+def _create_table_alone(editor, model) -> None:
+    """create_model without the auto-created many-to-many tables: each missing table is a step of
+    its own, so a parent table can be recreated while its many-to-many tables still exist."""
+    sql, params = editor.table_sql(model)
+    editor.execute(sql, params or None)
+    editor.deferred_sql.extend(editor._model_indexes_sql(model))
 
 
-def _plan_columns(plan: RepairPlan, connection, model, columns: dict) -> None:
+def _needs_a_person(connection, model, model_field) -> bool:
+    needs_value = not model_field.null and not model_field.has_default() and not model_field.has_db_default()
+    return needs_value and _table_has_rows(connection, model._meta.db_table)
+
+
+def _references(item, names: set[str]) -> bool:
+    """Does an index or constraint of a model state name any of the fields `names`?"""
+    fields = {name.lstrip("-") for name in getattr(item, "fields", ()) or ()}
+    condition = getattr(item, "condition", None)
+    if condition is not None:
+        fields |= set(condition.referenced_base_fields)
+    return bool(fields & names)
+
+
+def _columns_adder(model, names: list[str]) -> Callable:
+    """Add the model's fields `names` one after another, as migrate's AddField does: to a model state
+    that lacks them. (SQLite rebuilds the table for most new columns and copies every column of the
+    model it is given; the real model names columns that are not there yet.) Indexes and constraints
+    on any missing column are left out of the state: the plan creates them afterwards."""
+
+    def add(editor) -> None:
+        state = ProjectState.from_apps(global_apps)
+        key = (model._meta.app_label, model._meta.model_name)
+        model_state = state.models[key]
+        fields = {name: model_state.fields.pop(name) for name in names}
+        for option in ("indexes", "constraints"):
+            kept = [item for item in model_state.options.get(option, []) if not _references(item, set(names))]
+            model_state.options[option] = kept
+        for name in names:
+            before = state.apps.get_model(*key)
+            state.add_field(*key, name, fields[name], preserve_default=True)
+            editor.add_field(before, state.apps.get_model(*key)._meta.get_field(name))
+
+    return add
+
+
+def _involved(index: ExpectedIndex) -> set[str]:
+    return {*index.columns, *index.condition_columns}
+
+
+def _plan_present_table(plan: RepairPlan, connection, cursor, model, columns: dict) -> None:
+    """Indexes on existing columns first, then the missing columns (each brings its own unique or
+    db_index), then the indexes and constraints that involve a new column. SQLite's rebuild of a
+    table for a new column recreates the indexes made before it, so nothing is made twice."""
     table = model._meta.db_table
-    for model_field in model._meta.local_concrete_fields:
-        if model_field.column in columns:
-            continue
-        needs_value = not model_field.null and not model_field.has_default() and not model_field.has_db_default()
-        if needs_value and _table_has_rows(connection, table):
-            plan.refused.append(
-                f"{table}.{model_field.column}: NOT NULL without a default on a table with rows; "
-                "add it with a migration that says what existing rows get."
-            )
-            continue
-        plan.steps.append(
-            (f"add column {table}.{model_field.column}", lambda e, m=model, f=model_field: e.add_field(m, f))
-        )
+    absent = [f for f in model._meta.local_concrete_fields if f.column not in columns]
+    refused = [f for f in absent if _needs_a_person(connection, model, f)]
+    plan.refused += [
+        f"{table}.{f.column}: NOT NULL without a default on a table with rows; "
+        "add it with a migration that says what existing rows get."
+        for f in refused
+    ]
+    added = [f for f in absent if f not in refused]
+    absent_columns = {f.column for f in absent}
+    added_columns = {f.column for f in added}
+    wanted = missing_indexes(model, connection.introspection.get_constraints(cursor, table))
+    on_present = [index for index in wanted if not absent_columns.intersection(_involved(index))]
+    on_added = [
+        index
+        for index in wanted
+        if absent_columns.intersection(_involved(index))
+        and added_columns.issuperset(absent_columns.intersection(_involved(index)))
+        and index.of_field not in {f.name for f in added}
+    ]
+    plan.steps += [(f"create {index.what} on {table}", index.create) for index in on_present]
+    if added:
+        names = ", ".join(f"{table}.{f.column}" for f in added)
+        plan.steps.append((f"add column {names}", _columns_adder(model, [f.name for f in added])))
+    plan.steps += [(f"create {index.what} on {table}", index.create) for index in on_added]
 
 
 def _index_rebuild_step(connection, index: str) -> Callable:
@@ -95,21 +154,19 @@ def schema_repair_plan(*, using: str = "default") -> RepairPlan:
         for model in models:
             table = model._meta.db_table
             if table in missing:
-                if table in TABLE_LAYOUTS:
-                    plan.steps.append((f"create table {table}", TABLE_LAYOUTS[table].create))
-                elif not _creates_with_parent(model, missing):
-                    plan.steps.append((f"create table {table}", lambda e, m=model: e.create_model(m)))
+                layout = TABLE_LAYOUTS.get(table)
+                create = layout.create if layout else partial(_create_table_alone, model=model)
+                plan.steps.append((f"create table {table}", create))
                 continue
             if table in TABLE_LAYOUTS:
                 plan.steps += TABLE_LAYOUTS[table].repairs(connection)
-            _plan_columns(plan, connection, model, columns.get(table, {}))
-            for index in missing_indexes(model, connection.introspection.get_constraints(cursor, table)):
-                plan.steps.append((f"create {index.what} on {table}", index.create))
+            _plan_present_table(plan, connection, cursor, model, columns.get(table, {}))
     for _table, index in invalid_indexes(connection, present):
         plan.steps.append((f"rebuild invalid index {index}", _index_rebuild_step(connection, index)))
     report = schema_report(using=using)
     repairable = REPAIRABLE.union(*(layout.repairable for layout in TABLE_LAYOUTS.values()))
-    plan.refused += [f"{f.id}: {f.msg}" for f in report.findings if f.id not in repairable]
+    plan.refused += [f"{f.id}: {f.msg}" for f in report.errors if f.id not in repairable]
+    plan.warnings += [f"{f.id}: {f.msg} {f.hint or ''}".strip() for f in report.warnings if f.id not in repairable]
     return plan
 
 
@@ -122,9 +179,13 @@ def schema_repair_sql(*, plan: RepairPlan, using: str = "default") -> list[str]:
 
 
 def schema_repair_apply(*, plan: RepairPlan, using: str = "default") -> SchemaReport:
-    """Run the plan in one transaction, then check the schema again."""
-    connection = connections[using]
-    with transaction.atomic(using=using), connection.schema_editor(atomic=False) as editor:
+    """Run the plan in one transaction, then check the schema again.
+
+    The schema editor opens the transaction itself (atomic=True), as migrate does: SQLite can only
+    switch off foreign key checks outside a transaction, so the editor must do that first; it checks
+    every foreign key before committing. On PostgreSQL it is one transaction like any other, so a
+    failing step leaves nothing half-made."""
+    with connections[using].schema_editor(atomic=True) as editor:
         for _description, step in plan.steps:
             step(editor)
     return schema_report(using=using)

@@ -7,7 +7,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import SystemCheckError
+from django.core.management.base import CommandError, SystemCheckError
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 
@@ -177,6 +177,149 @@ def test_repair_adds_a_missing_column_and_index_and_rebuilds_an_invalid_index():
 def test_repair_refuses_what_could_lose_data():
     _sql("ALTER TABLE ai_model_usage_log ALTER COLUMN purpose TYPE varchar(50)")
     err = StringIO()
-    with pytest.raises(SystemExit):
+    with pytest.raises(CommandError, match="need a person"):
         call_command("schema_repair", "--apply", stdout=StringIO(), stderr=err)
     assert "needs a person: aicost.E003" in err.getvalue()
+
+
+def test_plain_check_reports_the_guard_findings_with_the_repair_command():
+    out = StringIO()
+    call_command("check", stdout=out, stderr=StringIO())
+    assert "no issues" in out.getvalue()
+    _drop_usage_log()
+    with pytest.raises(SystemCheckError) as raised:
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    assert "(aicost.E001) Table ai_model_usage_log" in str(raised.value)
+    assert "HINT: Run `python manage.py schema_repair --apply`" in str(raised.value)
+
+
+def test_migrate_applies_on_a_broken_schema_and_warns_that_it_is_still_broken():
+    call_command("migrate", "alerts", "0001", verbosity=0, stdout=StringIO(), stderr=StringIO())
+    _drop_usage_log()
+    with pytest.raises(SystemCheckError, match=r"aicost\.E008"):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    err = StringIO()
+    call_command("migrate", verbosity=0, stdout=StringIO(), stderr=err)
+    recorder = MigrationRecorder(connection)
+    assert recorder.migration_qs.filter(app="alerts", name="0002_alert_lifecycle_anomalies_notifications").exists()
+    report = schema_report()
+    assert [(f.id, f.obj) for f in report.findings] == [("aicost.E001", "ai_model_usage_log")]
+    assert "still differs from the models after migrate" in err.getvalue()
+    assert "aicost.E001: Table ai_model_usage_log" in err.getvalue()
+    assert "schema_repair --apply" in err.getvalue()
+
+
+def test_migrate_says_nothing_more_on_a_healthy_schema():
+    err = StringIO()
+    call_command("migrate", verbosity=0, stdout=StringIO(), stderr=err)
+    assert err.getvalue() == ""
+
+
+def _table_digests() -> dict[str, tuple[int, str]]:
+    """Every table of the schema: row count and a digest of its rows (a partitioned table's with its
+    partitions', which introspection does not list)."""
+    digests = {}
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            rows = f"SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM {table} t"  # noqa: S608
+            cursor.execute(rows)
+            digests[table] = cursor.fetchone()
+    return digests
+
+
+LOG_COLUMNS_KEPT = "id, model_name, prompt_tokens, completion_tokens, cost, cost_source, timestamp"
+
+
+def _log_digest() -> tuple[int, str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*), md5(string_agg(row({LOG_COLUMNS_KEPT})::text, ',' ORDER BY id)) FROM ai_model_usage_log"  # noqa: S608
+        )
+        return cursor.fetchone()
+
+
+def test_repair_of_every_kind_at_once_keeps_every_other_row(staff_user):
+    from django.contrib.auth.models import Group
+
+    staff_user.groups.add(Group.objects.create(name="ops"))
+    for tokens in (1000, 2000, 3000):
+        usage_record(model_name="gpt-4o", prompt_tokens=tokens, completion_tokens=10)
+    future = _future_partition()
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")
+    log_before = _log_digest()
+    for statement in (
+        "DROP TABLE auth_user_groups",  # An auto-created many-to-many table.
+        "ALTER TABLE ai_model_usage_log DROP COLUMN purpose",
+        "ALTER TABLE ai_model_usage_log DROP COLUMN decision_id",  # Its index goes with it.
+        "ALTER TABLE ai_alert_delivery DROP COLUMN channel",  # And its unique (alert_id, channel).
+        "ALTER TABLE ai_alert_delivery DROP COLUMN status",  # And the partial index on status = 'pending'.
+        "DROP INDEX ai_budget_alerts_open_idx",
+        "ALTER TABLE ai_model_pricing DROP CONSTRAINT ai_model_pricing_model_name_key",
+        "ALTER TABLE ai_usage_rollup_1h DROP CONSTRAINT ai_usage_rollup_1h_key",
+        INVALIDATE_TIMESTAMP_INDEX,
+        f"DROP TABLE {future}",
+    ):
+        _sql(statement)
+    broken = {f.id for f in schema_report().findings}
+    assert broken == {"aicost.E001", "aicost.E002", "aicost.E005", "aicost.E006", "aicost.E007", "aicost.W011"}
+    digests = _table_digests()
+
+    out = StringIO()
+    call_command("schema_repair", stdout=out)
+    assert "Dry run: " in out.getvalue()
+    assert {f.id for f in schema_report().findings} == broken
+    assert _table_digests() == digests
+
+    out = StringIO()
+    call_command("schema_repair", "--apply", stdout=out)
+    assert "the schema matches the models" in out.getvalue()
+    assert schema_report().findings == []
+    after = _table_digests()
+    others = [table for table in digests if not table.startswith("ai_model_usage_log")]  # The log gained columns.
+    assert {table: after[table] for table in others} == {table: digests[table] for table in others}
+    assert after["auth_user_groups"][0] == 0  # Recreated, empty.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [future])
+        assert cursor.fetchone()[0]
+    assert _log_digest() == log_before
+
+
+def _future_partition() -> str:
+    from django.utils import timezone
+
+    from usage.partitions import add_months, month_of, partition_name
+
+    return partition_name(add_months(month_of(timezone.now()), 2))
+
+
+def test_repair_of_an_unknown_database_is_a_clear_error():
+    with pytest.raises(CommandError, match="No database 'nosuch' in DATABASES"):
+        call_command("schema_repair", "--database", "nosuch", stdout=StringIO())
+
+
+def _duplicate_a_pricing_row() -> None:
+    with connection.cursor() as cursor:
+        columns = [c.name for c in connection.introspection.get_table_description(cursor, "ai_model_pricing")]
+    copied = ", ".join(column for column in columns if column != "id")
+    _sql(f"INSERT INTO ai_model_pricing ({copied}) SELECT {copied} FROM ai_model_pricing LIMIT 1")  # noqa: S608
+
+
+def test_a_repair_that_fails_rolls_back_every_step_of_it():
+    """Partition and index steps run in the one transaction: a later step that fails (a unique
+    constraint that duplicate rows forbid) undoes them too."""
+    future = _future_partition()
+    for statement in (
+        f"DROP TABLE {future}",
+        INVALIDATE_TIMESTAMP_INDEX,
+        "DROP INDEX ai_budget_alerts_open_idx",
+        "ALTER TABLE ai_model_pricing DROP CONSTRAINT ai_model_pricing_model_name_key",
+    ):
+        _sql(statement)
+    _duplicate_a_pricing_row()
+    broken = sorted(f.id for f in schema_report().findings)
+    digests = _table_digests()
+    with pytest.raises(CommandError, match="Repair failed and was rolled back; nothing changed") as raised:
+        call_command("schema_repair", "--apply", stdout=StringIO())
+    assert "ai_model_pricing" in str(raised.value)
+    assert sorted(f.id for f in schema_report().findings) == broken
+    assert _table_digests() == digests

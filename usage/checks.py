@@ -7,7 +7,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.utils import timezone
 
-from aicost.schema_guard import REPAIR_COMMAND, TableLayout
+from aicost.schema_guard import REPAIR_COMMAND, ConsistencyCheck, TableLayout
+from usage.consistency import NO_SUMS, ConsistencyReading, MonthModel, Sums, usage_consistency_read
 from usage.partitions import (
     LOG_TABLE,
     create_partition_sql,
@@ -94,3 +95,95 @@ def usage_log_layout() -> TableLayout:
         repairs=_partition_repairs,
         repairable=frozenset({FUTURE_PARTITION_MISSING}),
     )
+
+
+# --- The log against what is derived from it --------------------------------------------------------
+
+LOG_DISAGREES = "aicost.W012"
+LISTED_AT_MOST = 10  # Months (and models) named in the finding; `usage_verify` lists them all.
+VERIFY_COMMAND = "python manage.py usage_verify"
+
+
+def _amount(sums: Sums, currency: str, *, exact: bool = True) -> str:
+    return f"{'at least ' if not exact else ''}{sums.calls:,} calls ({sums.cost} {currency})"
+
+
+def month_model_description(entry: MonthModel, currency: str) -> str:
+    """One disagreeing month and model in words, with its calls and cost."""
+    missing = entry.missing
+    if entry.lost:
+        return (
+            f"{entry.month:%Y-%m} {entry.model_name}: the log lacks {_amount(missing, currency)} that the rollups hold"
+        )
+    extra = NO_SUMS - missing
+    return (
+        f"{entry.month:%Y-%m} {entry.model_name}: the log holds {_amount(extra, currency, exact=entry.log_exact)} "
+        "more than the rollups"
+    )
+
+
+def _listed(descriptions: list[str]) -> str:
+    shown = "; ".join(descriptions[:LISTED_AT_MOST])
+    more = len(descriptions) - LISTED_AT_MOST
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def _lost_total(reading: ConsistencyReading) -> str:
+    by_currency: dict[str, Sums] = {}
+    for entry in reading.lost:
+        currency = reading.currency(entry.model_name)
+        by_currency[currency] = by_currency.get(currency, NO_SUMS) + entry.missing
+    calls = sum(sums.calls for sums in by_currency.values())
+    costs = ", ".join(f"{sums.cost} {currency}" for currency, sums in sorted(by_currency.items()))
+    return f"{calls:,} calls ({costs})"
+
+
+def consistency_message(reading: ConsistencyReading) -> str:
+    """What disagrees, for the finding and the commands."""
+    parts = []
+    if reading.disagreements:
+        months = sorted({entry.month for entry in reading.disagreements})
+        summary = f"in {len(months)} month(s) ({', '.join(f'{m:%Y-%m}' for m in months[:LISTED_AT_MOST])}"
+        summary += ", …)" if len(months) > LISTED_AT_MOST else ")"
+        if reading.lost:
+            summary += f" the log lacks {_lost_total(reading)} that the rollups hold"
+        details = [month_model_description(e, reading.currency(e.model_name)) for e in reading.disagreements]
+        parts.append(f"{summary}: {_listed(details)}")
+    if reading.counter_drift:
+        drift = [f"{c.model_name}.{c.field} is {c.stored}, the rollups hold {c.rollups}" for c in reading.counter_drift]
+        parts.append(f"{len(drift)} counter(s) differ from the rollups: {_listed(drift)}")
+    return "The usage log and what is derived from it (rollups, counters, retired months) disagree " + ". ".join(parts)
+
+
+RECONCILE_HINT = (
+    f"Run `{VERIFY_COMMAND}` to compare every month and model, then `python manage.py usage_reconcile`: "
+    "if rows were lost, `usage_reconcile --from-rollups --fix` keeps the rollups' totals and records the lost "
+    "rows, `usage_reconcile --from-log --fix` makes the log the truth (rebuilds the rollups, lowers the counters); "
+    "rows added outside the service are counted by `--from-log --fix`."
+)
+
+
+def usage_consistency_findings(connection) -> list[CheckMessage]:
+    """aicost.W012: the quick reading (no count of the log; see usage.consistency)."""
+    reading = usage_consistency_read(using=connection.alias, full=False)
+    if reading.consistent:
+        return []
+    return [Warning(consistency_message(reading) + ".", hint=RECONCILE_HINT, obj=LOG_TABLE, id=LOG_DISAGREES)]
+
+
+def usage_consistency_check() -> ConsistencyCheck:
+    from pricing.models import ModelPricing
+    from usage.models import UsageLogGap, UsageRetiredMonth, UsageRollupDaily, UsageRollupHour, UsageRollupPending
+
+    tables = [LOG_TABLE] + [
+        model._meta.db_table
+        for model in (
+            ModelPricing,
+            UsageLogGap,
+            UsageRetiredMonth,
+            UsageRollupDaily,
+            UsageRollupHour,
+            UsageRollupPending,
+        )
+    ]
+    return ConsistencyCheck(name="usage log", tables=frozenset(tables), findings=usage_consistency_findings)

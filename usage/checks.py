@@ -8,7 +8,15 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.utils import timezone
 
 from aicost.schema_guard import REPAIR_COMMAND, ConsistencyCheck, TableLayout
-from usage.consistency import NO_SUMS, ConsistencyReading, MonthModel, Sums, usage_consistency_read
+from usage.consistency import (
+    NO_SUMS,
+    ConsistencyReading,
+    MonthModel,
+    Sums,
+    calls_text,
+    money,
+    usage_consistency_read,
+)
 from usage.partitions import (
     LOG_TABLE,
     create_partition_sql,
@@ -105,7 +113,7 @@ VERIFY_COMMAND = "python manage.py usage_verify"
 
 
 def _amount(sums: Sums, currency: str, *, exact: bool = True) -> str:
-    return f"{'at least ' if not exact else ''}{sums.calls:,} calls ({sums.cost} {currency})"
+    return f"{'at least ' if not exact else ''}{calls_text(sums.calls)} ({money(sums.cost)} {currency})"
 
 
 def month_model_description(entry: MonthModel, currency: str) -> str:
@@ -128,31 +136,53 @@ def _listed(descriptions: list[str]) -> str:
     return shown + (f"; and {more} more" if more > 0 else "")
 
 
-def _lost_total(reading: ConsistencyReading) -> str:
+def _total(reading: ConsistencyReading, entries: list[MonthModel], sign: int) -> str:
     by_currency: dict[str, Sums] = {}
-    for entry in reading.lost:
+    for entry in entries:
         currency = reading.currency(entry.model_name)
         by_currency[currency] = by_currency.get(currency, NO_SUMS) + entry.missing
-    calls = sum(sums.calls for sums in by_currency.values())
-    costs = ", ".join(f"{sums.cost} {currency}" for currency, sums in sorted(by_currency.items()))
-    return f"{calls:,} calls ({costs})"
+    calls = sign * sum(sums.calls for sums in by_currency.values())
+    costs = ", ".join(f"{money(sign * sums.cost)} {currency}" for currency, sums in sorted(by_currency.items()))
+    return f"{calls_text(calls)} ({costs})"
+
+
+def _months_text(entries: list[MonthModel]) -> str:
+    months = sorted({entry.month for entry in entries})
+    shown = ", ".join(f"{month:%Y-%m}" for month in months[:LISTED_AT_MOST])
+    return f"{len(months)} month(s) ({shown}{', …' if len(months) > LISTED_AT_MOST else ''})"
+
+
+def _short(entry: MonthModel, reading: ConsistencyReading, sign: int) -> str:
+    missing = entry.missing
+    amount = _amount(Sums(sign * missing.calls, sign * missing.cost), reading.currency(entry.model_name))
+    return f"{entry.month:%Y-%m} {entry.model_name} {'at least ' if not entry.log_exact else ''}{amount}"
 
 
 def consistency_message(reading: ConsistencyReading) -> str:
-    """What disagrees, for the finding and the commands."""
+    """What disagrees, with months, models and amounts: the finding's message."""
     parts = []
-    if reading.disagreements:
-        months = sorted({entry.month for entry in reading.disagreements})
-        summary = f"in {len(months)} month(s) ({', '.join(f'{m:%Y-%m}' for m in months[:LISTED_AT_MOST])}"
-        summary += ", …)" if len(months) > LISTED_AT_MOST else ")"
-        if reading.lost:
-            summary += f" the log lacks {_lost_total(reading)} that the rollups hold"
-        details = [month_model_description(e, reading.currency(e.model_name)) for e in reading.disagreements]
-        parts.append(f"{summary}: {_listed(details)}")
+    if reading.lost:
+        listed = _listed([_short(entry, reading, 1) for entry in reading.lost])
+        parts.append(
+            f"over {_months_text(reading.lost)} the log lacks {_total(reading, reading.lost, 1)} "
+            f"that the rollups hold ({listed})"
+        )
+    if reading.extra:
+        at_least = "at least " if not all(entry.log_exact for entry in reading.extra) else ""
+        listed = _listed([_short(entry, reading, -1) for entry in reading.extra])
+        parts.append(
+            f"over {_months_text(reading.extra)} the log holds {at_least}{_total(reading, reading.extra, -1)} "
+            f"more than the rollups, added outside the service? ({listed})"
+        )
     if reading.counter_drift:
-        drift = [f"{c.model_name}.{c.field} is {c.stored}, the rollups hold {c.rollups}" for c in reading.counter_drift]
-        parts.append(f"{len(drift)} counter(s) differ from the rollups: {_listed(drift)}")
-    return "The usage log and what is derived from it (rollups, counters, retired months) disagree " + ". ".join(parts)
+        drift = [
+            f"{c.model_name}.{c.field} is {money(c.stored)}, the rollups hold {money(c.rollups)}"
+            for c in reading.counter_drift
+        ]
+        parts.append(f"{len(drift)} counter(s) differ from the rollups ({_listed(drift)})")
+    return "The usage log disagrees with what is derived from it (rollups, counters, retired months): " + "; ".join(
+        parts
+    )
 
 
 RECONCILE_HINT = (

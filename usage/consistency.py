@@ -62,6 +62,15 @@ class Sums:
 NO_SUMS = Sums()
 
 
+def money(value: Decimal | int) -> str:
+    """A cost as plain digits at its stored precision (never 0E-8)."""
+    return f"{value:f}" if isinstance(value, Decimal) else str(value)
+
+
+def calls_text(calls: int) -> str:
+    return f"{calls:,} call{'' if calls == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class MonthModel:
     """One UTC month of one model: what each side holds. `log` is None where the quick check saw

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from usage.checks import month_model_description
+from usage.consistency import calls_text, money
 from usage.services import FROM_LOG, FROM_ROLLUPS, CounterDifference, ReconcileOutcome, usage_reconcile
 
 
@@ -78,11 +79,11 @@ class Command(BaseCommand):
         would = "" if outcome.fix else "would "
         for difference in outcome.differences:
             line = (
-                f"{difference.model_name}.{difference.field}: counter {difference.stored}, "
-                f"log {difference.from_log}, rollups {difference.from_rollups}"
+                f"{difference.model_name}.{difference.field}: counter {money(difference.stored)}, "
+                f"log {money(difference.from_log)}, rollups {money(difference.from_rollups)}"
             )
             if difference.target is not None and not outcome.refused:
-                line += f" -> {would}set {difference.target}"
+                line += f" -> {would}set {money(difference.target)}"
             self.stdout.write(line)
         for difference in outcome.differences if not outcome.refused else []:
             if difference.lowered:
@@ -92,7 +93,7 @@ class Command(BaseCommand):
     def _lowered_line(difference: CounterDifference, would: str) -> str:
         line = (
             f"LOWERED{' (would be)' if would else ''}: {difference.model_name}.{difference.field} "
-            f"{difference.stored} -> {difference.target}"
+            f"{money(difference.stored)} -> {money(difference.target)}"
         )
         if difference.field == "current_month_cost":
             line += "; this month's budget use (the model's and the global budget's) falls with it"
@@ -103,15 +104,17 @@ class Command(BaseCommand):
             for entry in outcome.reading.lost:
                 missing = entry.gaps + entry.missing
                 self.stdout.write(
-                    f"would record lost rows: {entry.month:%Y-%m} {entry.model_name} {missing.calls:,} calls, "
-                    f"{missing.cost}"
+                    f"would record lost rows: {entry.month:%Y-%m} {entry.model_name} {calls_text(missing.calls)}, "
+                    f"{money(missing.cost)}"
                 )
         elif outcome.source == FROM_LOG:
             self.stdout.write("would rebuild the rollups from the log (months retention dropped keep theirs)")
 
     def _fixed(self, outcome: ReconcileOutcome) -> None:
         for gap in outcome.gaps_recorded:
-            self.stdout.write(f"recorded lost rows: {gap.month:%Y-%m} {gap.model_name} {gap.calls:,} calls, {gap.cost}")
+            self.stdout.write(
+                f"recorded lost rows: {gap.month:%Y-%m} {gap.model_name} {calls_text(gap.calls)}, {money(gap.cost)}"
+            )
         if outcome.rebuilt_rows is not None:
             self.stdout.write(
                 f"rebuilt the rollups from {outcome.rebuilt_rows:,} log rows; removed {outcome.gaps_removed} "

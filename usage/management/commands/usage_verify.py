@@ -3,7 +3,7 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
-from usage.consistency import ConsistencyReading, MonthModel, usage_consistency_read
+from usage.consistency import ConsistencyReading, MonthModel, money, usage_consistency_read
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 COLUMNS = (
@@ -69,9 +69,9 @@ class Command(BaseCommand):
             f"{entry.retired.calls:,}",
             f"{entry.gaps.calls:,}",
             f"{-entry.missing.calls:+,}" if entry.missing.calls else "0",
-            f"{entry.log.cost}",
-            f"{entry.rollups.cost}",
-            f"{-entry.missing.cost:+}" if entry.missing.cost else "0",
+            money(entry.log.cost),
+            money(entry.rollups.cost),
+            f"{-entry.missing.cost:+f}" if entry.missing.cost else "0",
             currency,
         )
         return "  ".join(
@@ -80,11 +80,12 @@ class Command(BaseCommand):
         )
 
     def _counters(self, reading: ConsistencyReading) -> None:
-        drift = [c for c in reading.counters if c.stored != c.rollups or (c.log != c.rollups and reading.disagreements)]
-        for counter in drift:
+        shown = [c for c in reading.counters if c.stored != c.rollups or (c.log != c.rollups and reading.disagreements)]
+        for counter in shown:
+            verdict = "differs from the rollups" if counter.stored != counter.rollups else "equals the rollups"
             self.stdout.write(
-                f"counter {counter.model_name}.{counter.field}: {counter.stored}; rollups {counter.rollups}, "
-                f"log {counter.log}"
+                f"counter {counter.model_name}.{counter.field} {money(counter.stored)} {verdict} "
+                f"({money(counter.rollups)}); from the log: {money(counter.log)}"
             )
 
     def _summary(self, reading: ConsistencyReading, only: date | None) -> None:
@@ -97,8 +98,9 @@ class Command(BaseCommand):
             return
         if not reading.checked_counters:
             self.stdout.write("Counters not checked (they are all time; run without --month).")
+        pairs, counters = len(reading.disagreements), len(reading.counter_drift)
         self.stderr.write(
-            f"{len(reading.disagreements)} month/model pair(s) and {len(reading.counter_drift)} counter(s) differ "
-            f"over {scope}; `python manage.py usage_reconcile` says what --fix would do. The difference column is "
+            f"{pairs} month/model pair(s) and {counters} counter(s) differ from the rollups over {scope}; "
+            "`python manage.py usage_reconcile` says what --fix would do. The difference column is "
             "log - (rollups - retired - lost): negative where rows were lost, positive where rows were added."
         )

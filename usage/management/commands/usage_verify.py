@@ -39,12 +39,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--month", help="Only this UTC month (YYYY-MM); the counters are then not checked.")
-        parser.add_argument("--all", action="store_true", help="List every month and model, not only differences.")
+        parser.add_argument(
+            "--all", dest="show_all", action="store_true", help="List every month and model, not only differences."
+        )
 
-    def handle(self, *args, month: str | None, all: bool, **options):
+    def handle(self, *args, month: str | None, show_all: bool, **options):
         only = None if month is None else _month(month)
         reading = usage_consistency_read(full=True, month=only)
-        rows = reading.months if all else reading.disagreements
+        rows = reading.months if show_all else reading.disagreements
         if rows:
             self._table(reading, rows)
         self._counters(reading)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, SystemCheckError
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from aicost.checks import check_schema_matches_models
@@ -140,6 +141,8 @@ def test_the_incident_replay_is_a_w012_finding_with_months_models_and_amounts(cl
     assert "usage_verify" in finding.hint
     assert "usage_reconcile --from-rollups --fix" in finding.hint
     assert W012 in {f.id for f in check_schema_matches_models(databases=["default"])}
+    with pytest.raises(SystemCheckError, match=W012):
+        call_command("check", "--deploy", "--database", "default", "--fail-level", "WARNING", stdout=StringIO())
 
     ready = client.get("/readyz")
     assert ready.status_code == 200
@@ -341,6 +344,39 @@ def test_from_log_removes_the_gaps_of_rebuilt_months():
     assert not UsageLogGap.objects.exists()
     assert ModelPricing.objects.get(model_name="gpt-4o").total_calls == 5
     assert _w012() == []
+
+
+def test_from_log_keeps_the_rollups_and_totals_of_retired_months(staff_client):
+    _seed()
+    call_command("usage_retention", "--keep-months", "2", "--apply", stdout=StringIO())  # Drops month -2.
+    assert _months_ago(2) not in partition_months(connection)
+    _lose_month(_months_ago(1))
+    code, out, _err = _run("usage_reconcile", "--from-log", "--fix")
+    assert code == 0
+    assert "LOWERED: gpt-4o.total_calls 9 -> 6" in out  # 4 retired + 2 this month; month -1's 3 are gone.
+    summary = staff_client.get(STATS, {"time_range": "all"}).json()["data"]["summary"]
+    assert summary["total_calls"] == 4 + 3  # The retired month's rollups stay; this month's 3 calls.
+    assert _w012() == []
+    assert _run("usage_verify")[0] == 0
+
+
+def test_the_quick_check_never_counts_the_log():
+    _seed()
+    ModelPricing.objects.filter(model_name="gpt-4o").update(total_calls=0)  # A finding, to run every path.
+    _sql(
+        f"INSERT INTO {LOG_TABLE} (model_name, decision_id, prompt_tokens, completion_tokens, cached_tokens, "  # noqa: S608
+        "reasoning_tokens, cost, cost_source, success, error_message, purpose, timestamp) "
+        "VALUES ('rogue-model', '', 1, 1, 0, 0, NULL, 'unpriced', true, '', '', %s)",
+        [_at(_months_ago(1), 5)],
+    )
+    with CaptureQueriesContext(connection) as queries:
+        (finding,) = _w012()
+    assert "rogue-model" in finding.msg
+    assert "gpt-4o.total_calls is 0" in finding.msg
+    log_reads = [q["sql"] for q in queries.captured_queries if f"FROM {LOG_TABLE}" in q["sql"]]
+    assert log_reads
+    for sql in log_reads:  # Index probes (a skip scan of model_name), or at most the first rows of a month.
+        assert "min(model_name)" in sql or "LIMIT" in sql, sql
 
 
 def test_bad_input_is_a_clear_error():

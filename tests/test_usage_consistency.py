@@ -252,6 +252,41 @@ def test_concurrent_ingestion_never_makes_a_false_finding():
 # --- usage_reconcile after rows were lost --------------------------------------------------------
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_from_rollups_fix_during_ingestion_records_exactly_the_lost_rows():
+    _seed()
+    _lose_month(_months_ago(2))  # gpt-4o's 4 calls of that month.
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def ingest(index: int) -> None:
+        try:
+            while not stop.is_set():
+                _record(_months_ago(index), "gpt-4o" if index else "gpt-4o-mini", 20, day=2)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    writers = [threading.Thread(target=ingest, args=(index,)) for index in (0, 1)]
+    for writer in writers:
+        writer.start()
+    try:
+        time.sleep(0.5)
+        code, _out, err = _run("usage_reconcile", "--from-rollups", "--fix")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(timeout=60)
+    assert errors == []
+    assert code == 0, err
+    gap = UsageLogGap.objects.get()  # Batches committing meanwhile were never taken for lost rows.
+    assert (gap.month, gap.model_name, gap.calls) == (_months_ago(2), "gpt-4o", 4)
+    assert _run("usage_verify")[0] == 0
+    assert _w012() == []
+
+
 def _lose_month(month: date) -> None:
     start, end = add_months(month, 0), add_months(month, 1)
     _sql(f'DELETE FROM {LOG_TABLE} WHERE "timestamp" >= %s AND "timestamp" < %s', [start, end])  # noqa: S608

@@ -150,6 +150,9 @@ def test_the_incident_replay_is_a_w012_finding_with_months_models_and_amounts(cl
     health = staff_client.get("/api/v1/admin/health/database").json()["data"]
     assert {"id": W012, "level": "warning"}.items() <= health["findings"][0].items()
     assert "the log lacks" in health["findings"][0]["message"]
+    page = staff_client.get("/admin/ai-cost").content.decode()
+    assert f'data-finding="{W012}"' in page  # The cost page's warnings banner, with the hint.
+    assert "usage_reconcile --from-rollups --fix" in page
     schema_health_forget()
     scraped = samples(staff_client.get("/metrics").content.decode())
     assert value(scraped, "aicost_usage_log_consistent") == 0

@@ -181,6 +181,12 @@ def test_a_drifted_counter_is_a_finding():
     ModelPricing.objects.filter(model_name="gpt-4o").update(total_calls=1)
     (finding,) = _w012()
     assert "gpt-4o.total_calls is 1, the rollups hold 9" in finding.msg
+    assert "usage_reconcile --fix" in finding.hint  # Only counters drifted: no choice of truth to make.
+    assert "--from-rollups" not in finding.hint
+    code, out, _err = _run("usage_reconcile", "--fix")
+    assert code == 0
+    assert "gpt-4o.total_calls: counter 1, log 9, rollups 9 -> set 9" in out
+    assert _w012() == []
 
 
 def test_rows_added_behind_the_service_are_reported(staff_client):

@@ -191,6 +191,10 @@ RECONCILE_HINT = (
     "rows, `usage_reconcile --from-log --fix` makes the log the truth (rebuilds the rollups, lowers the counters); "
     "rows added outside the service are counted by `--from-log --fix`."
 )
+COUNTERS_HINT = (
+    "The log agrees with its rollups; only counters drifted (e.g. a price added after the model's first calls). "
+    "Run `python manage.py usage_reconcile --fix`: it sets them from the record and prints any that go down."
+)
 
 
 def usage_consistency_findings(connection) -> list[CheckMessage]:
@@ -198,7 +202,8 @@ def usage_consistency_findings(connection) -> list[CheckMessage]:
     reading = usage_consistency_read(using=connection.alias, full=False)
     if reading.consistent:
         return []
-    return [Warning(consistency_message(reading) + ".", hint=RECONCILE_HINT, obj=LOG_TABLE, id=LOG_DISAGREES)]
+    hint = RECONCILE_HINT if reading.disagreements else COUNTERS_HINT
+    return [Warning(consistency_message(reading) + ".", hint=hint, obj=LOG_TABLE, id=LOG_DISAGREES)]
 
 
 def usage_consistency_check() -> ConsistencyCheck:

@@ -16,11 +16,13 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError, SystemCheckError
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from aicost.checks import check_schema_matches_models
 from aicost.schema_guard import schema_health_forget, schema_report
+from aicost.timeutils import month_bounds
 from pricing.models import ModelPricing
 from tests.metrics_helpers import samples, value
 from usage import rollups
@@ -174,6 +176,24 @@ def test_the_quick_check_stays_quiet_while_sums_are_pending():
         assert _run("usage_verify")[0] == 0
     finally:
         rollups._last_fold["at"] = -math.inf
+
+
+def test_the_month_counter_is_compared_over_the_local_month_in_any_zone():
+    with override_settings(TIME_ZONE="Asia/Kathmandu"):  # UTC+5:45: the month starts at hh:15 UTC.
+        month_from, _month_to = month_bounds(timezone.now())
+        usage_record_batch(
+            records=[
+                UsageRecordInput(model_name="gpt-4o", prompt_tokens=1000, timestamp=month_from + timedelta(minutes=m))
+                for m in (-20, -7, -1, 0, 1, 7, 20)
+            ]
+        )
+        counter = ModelPricing.objects.get(model_name="gpt-4o")
+        assert 0 < counter.current_month_cost < counter.total_cost  # Calls on both sides of the local month start.
+        assert _w012() == []
+        assert _run("usage_reconcile")[0] == 0
+        ModelPricing.objects.filter(model_name="gpt-4o").update(current_month_cost=counter.total_cost)
+        (finding,) = _w012()
+        assert "gpt-4o.current_month_cost" in finding.msg
 
 
 def test_a_drifted_counter_is_a_finding():

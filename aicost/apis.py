@@ -24,10 +24,14 @@ def healthz(request):
 
 @require_GET
 def readyz(request):
-    """Readiness: 503 while the schema is unhealthy or the database unreachable (cached a few seconds)."""
+    """Readiness: 503 while the schema is unhealthy or the database unreachable (cached a few seconds).
+    Warnings (e.g. aicost.W012, the usage log disagreeing with its rollups) keep it ready and are listed
+    by id; the health API has their messages (the probe is public, the amounts are not)."""
     health = schema_health()
     if health.healthy:
-        return JsonResponse({"status": "ready"})
+        return JsonResponse(
+            {"status": "ready", "warnings": health.warnings} if health.warnings else {"status": "ready"}
+        )
     body = {"status": "unready", "missing_tables": health.missing_tables, "findings": health.findings}
     return JsonResponse(body, status=503)
 

@@ -19,6 +19,7 @@ from prometheus_client.exposition import choose_encoder
 from aicost.db_errors import database_unavailable
 from aicost.schema_guard import SchemaHealth, schema_health
 from pricing.selectors import model_counters_list
+from usage.checks import LOG_DISAGREES as USAGE_LOG_DISAGREES
 from usage.selectors import unpriced_calls_by_model
 
 logger = logging.getLogger("aicost.metrics")
@@ -104,6 +105,20 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
+def _findings_family(health: SchemaHealth) -> GaugeMetricFamily:
+    """One sample per finding id present (errors and warnings alike): alert on any of them."""
+    findings = GaugeMetricFamily(
+        "aicost_schema_findings",
+        "Schema guard findings by id (aicost.E001..., aicost.W011, aicost.W012) and level; absent when none.",
+        labels=["id", "level"],
+    )
+    warnings = set(health.warnings)
+    for finding_id in sorted(set(health.findings)):
+        level = "warning" if finding_id in warnings else "error"
+        findings.add_metric([finding_id, level], health.findings.count(finding_id))
+    return findings
+
+
 class DatabaseCollector:
     """Read at scrape time. A database that is down or broken gives 0 gauges, never an error."""
 
@@ -131,6 +146,12 @@ class DatabaseCollector:
             "aicost_schema_missing_tables",
             "Tables the models need that the database lacks.",
             len(health.missing_tables),
+        )
+        yield _findings_family(health)
+        yield _gauge(
+            "aicost_usage_log_consistent",
+            "1 when the usage log agrees with its rollups, counters and retired months (no aicost.W012), else 0.",
+            int(database_up and USAGE_LOG_DISAGREES not in health.findings),
         )
         yield from usage
 

@@ -10,6 +10,7 @@ runserver and gunicorn, the health endpoints and `manage.py schema_repair`.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -21,6 +22,8 @@ from django.core.checks import CheckMessage, Error
 from django.db import DatabaseError, connections, models
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import CreateModel
+
+logger = logging.getLogger("aicost.schema_guard")
 
 REPAIR_COMMAND = "python manage.py schema_repair --apply"
 
@@ -52,6 +55,39 @@ TABLE_LAYOUTS: dict[str, TableLayout] = {}
 
 def table_layout_register(layout: TableLayout) -> None:
     TABLE_LAYOUTS[layout.table] = layout
+
+
+@dataclass(frozen=True)
+class ConsistencyCheck:
+    """A check of the data, not the schema, that an app registers (e.g. the usage log against what
+    is derived from it). schema_report runs it when every table it reads exists and has no error;
+    it must stay cheap (it runs at startup and for every probe) and read one snapshot."""
+
+    name: str
+    tables: frozenset[str]
+    findings: Callable  # findings(connection) -> list[CheckMessage]
+
+
+CONSISTENCY_CHECKS: dict[str, ConsistencyCheck] = {}
+
+
+def consistency_check_register(check: ConsistencyCheck) -> None:
+    CONSISTENCY_CHECKS[check.name] = check
+
+
+def _consistency_findings(connection, existing: set[str], findings: list[CheckMessage]) -> list[CheckMessage]:
+    """Findings of the registered consistency checks whose tables are all there and sound. A check
+    that fails on the database is logged and skipped: the schema findings already say what is wrong."""
+    broken = {str(f.obj).split(".", 1)[0] for f in findings if f.is_serious() and f.obj is not None}
+    found: list[CheckMessage] = []
+    for check in CONSISTENCY_CHECKS.values():
+        if not check.tables <= existing or check.tables & broken:
+            continue
+        try:
+            found += check.findings(connection)
+        except DatabaseError as error:
+            logger.warning("consistency check %s could not run: %s", check.name, error)
+    return found
 
 
 @dataclass
@@ -418,6 +454,7 @@ def _full_report(connection, existing: set[str], latency_ms: float) -> SchemaRep
     findings += _invalid_index_findings(connection, present_tables)
     pending = pending_migrations(connection) if "django_migrations" in existing else ["(no migration history)"]
     findings += _pending_finding(pending)
+    findings += _consistency_findings(connection, existing, findings)
     return SchemaReport(findings=findings, tables=tables, pending_migrations=pending, latency_ms=latency_ms)
 
 
@@ -434,6 +471,7 @@ class SchemaHealth:
     database_up: bool
     missing_tables: list[str]
     findings: list[str]
+    warnings: list[str] = field(default_factory=list)  # ids of the findings that are warnings
 
 
 _health_lock = threading.Lock()
@@ -447,6 +485,7 @@ def _health_from(report: SchemaReport) -> SchemaHealth:
         database_up=DATABASE_UNREACHABLE not in finding_ids,
         missing_tables=report.missing_tables,
         findings=finding_ids,
+        warnings=[finding.id for finding in report.warnings],
     )
 
 

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from usage.export import usage_csv_response, usage_selection_filename
 from usage.keys import api_key_create, api_key_revoke
-from usage.models import ApiKey, UsageLog
+from usage.models import ApiKey, UsageLog, UsageLogGap
 from usage.selectors import usage_log_rows
 
 
@@ -94,3 +94,20 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # Revoke instead, so the audit trail keeps who had access.
+
+
+@admin.register(UsageLogGap)
+class UsageLogGapAdmin(admin.ModelAdmin):
+    """Rows the log lost, recorded by `usage_reconcile --from-rollups --fix`: read only."""
+
+    list_display = ["month", "model_name", "calls", "cost", "recorded_at"]
+    list_filter = ["model_name"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -7,7 +7,16 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.utils import timezone
 
-from aicost.schema_guard import REPAIR_COMMAND, TableLayout
+from aicost.schema_guard import REPAIR_COMMAND, ConsistencyCheck, TableLayout
+from usage.consistency import (
+    NO_SUMS,
+    ConsistencyReading,
+    MonthModel,
+    Sums,
+    calls_text,
+    money,
+    usage_consistency_read,
+)
 from usage.partitions import (
     LOG_TABLE,
     create_partition_sql,
@@ -94,3 +103,122 @@ def usage_log_layout() -> TableLayout:
         repairs=_partition_repairs,
         repairable=frozenset({FUTURE_PARTITION_MISSING}),
     )
+
+
+# --- The log against what is derived from it --------------------------------------------------------
+
+LOG_DISAGREES = "aicost.W012"
+LISTED_AT_MOST = 10  # Months (and models) named in the finding; `usage_verify` lists them all.
+VERIFY_COMMAND = "python manage.py usage_verify"
+
+
+def _amount(sums: Sums, currency: str, *, exact: bool = True) -> str:
+    return f"{'at least ' if not exact else ''}{calls_text(sums.calls)} ({money(sums.cost)} {currency})"
+
+
+def month_model_description(entry: MonthModel, currency: str) -> str:
+    """One disagreeing month and model in words, with its calls and cost."""
+    missing = entry.missing
+    if entry.lost:
+        return (
+            f"{entry.month:%Y-%m} {entry.model_name}: the log lacks {_amount(missing, currency)} that the rollups hold"
+        )
+    extra = NO_SUMS - missing
+    return (
+        f"{entry.month:%Y-%m} {entry.model_name}: the log holds {_amount(extra, currency, exact=entry.log_exact)} "
+        "more than the rollups"
+    )
+
+
+def _listed(descriptions: list[str]) -> str:
+    shown = "; ".join(descriptions[:LISTED_AT_MOST])
+    more = len(descriptions) - LISTED_AT_MOST
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def _total(reading: ConsistencyReading, entries: list[MonthModel], sign: int) -> str:
+    by_currency: dict[str, Sums] = {}
+    for entry in entries:
+        currency = reading.currency(entry.model_name)
+        by_currency[currency] = by_currency.get(currency, NO_SUMS) + entry.missing
+    calls = sign * sum(sums.calls for sums in by_currency.values())
+    costs = ", ".join(f"{money(sign * sums.cost)} {currency}" for currency, sums in sorted(by_currency.items()))
+    return f"{calls_text(calls)} ({costs})"
+
+
+def _months_text(entries: list[MonthModel]) -> str:
+    months = sorted({entry.month for entry in entries})
+    shown = ", ".join(f"{month:%Y-%m}" for month in months[:LISTED_AT_MOST])
+    return f"{len(months)} month(s) ({shown}{', …' if len(months) > LISTED_AT_MOST else ''})"
+
+
+def _short(entry: MonthModel, reading: ConsistencyReading, sign: int) -> str:
+    missing = entry.missing
+    amount = _amount(Sums(sign * missing.calls, sign * missing.cost), reading.currency(entry.model_name))
+    return f"{entry.month:%Y-%m} {entry.model_name} {'at least ' if not entry.log_exact else ''}{amount}"
+
+
+def consistency_message(reading: ConsistencyReading) -> str:
+    """What disagrees, with months, models and amounts: the finding's message."""
+    parts = []
+    if reading.lost:
+        listed = _listed([_short(entry, reading, 1) for entry in reading.lost])
+        parts.append(
+            f"over {_months_text(reading.lost)} the log lacks {_total(reading, reading.lost, 1)} "
+            f"that the rollups hold ({listed})"
+        )
+    if reading.extra:
+        at_least = "at least " if not all(entry.log_exact for entry in reading.extra) else ""
+        listed = _listed([_short(entry, reading, -1) for entry in reading.extra])
+        parts.append(
+            f"over {_months_text(reading.extra)} the log holds {at_least}{_total(reading, reading.extra, -1)} "
+            f"more than the rollups, added outside the service? ({listed})"
+        )
+    if reading.counter_drift:
+        drift = [
+            f"{c.model_name}.{c.field} is {money(c.stored)}, the rollups hold {money(c.rollups)}"
+            for c in reading.counter_drift
+        ]
+        parts.append(f"{len(drift)} counter(s) differ from the rollups ({_listed(drift)})")
+    return "The usage log disagrees with what is derived from it (rollups, counters, retired months): " + "; ".join(
+        parts
+    )
+
+
+RECONCILE_HINT = (
+    f"Run `{VERIFY_COMMAND}` to compare every month and model, then `python manage.py usage_reconcile`: "
+    "if rows were lost, `usage_reconcile --from-rollups --fix` keeps the rollups' totals and records the lost "
+    "rows, `usage_reconcile --from-log --fix` makes the log the truth (rebuilds the rollups, lowers the counters); "
+    "rows added outside the service are counted by `--from-log --fix`."
+)
+COUNTERS_HINT = (
+    "The log agrees with its rollups; only counters drifted (e.g. a price added after the model's first calls). "
+    "Run `python manage.py usage_reconcile --fix`: it sets them from the record and prints any that go down."
+)
+
+
+def usage_consistency_findings(connection) -> list[CheckMessage]:
+    """aicost.W012: the quick reading (no count of the log; see usage.consistency)."""
+    reading = usage_consistency_read(using=connection.alias, full=False)
+    if reading.consistent:
+        return []
+    hint = RECONCILE_HINT if reading.disagreements else COUNTERS_HINT
+    return [Warning(consistency_message(reading) + ".", hint=hint, obj=LOG_TABLE, id=LOG_DISAGREES)]
+
+
+def usage_consistency_check() -> ConsistencyCheck:
+    from pricing.models import ModelPricing
+    from usage.models import UsageLogGap, UsageRetiredMonth, UsageRollupDaily, UsageRollupHour, UsageRollupPending
+
+    tables = [LOG_TABLE] + [
+        model._meta.db_table
+        for model in (
+            ModelPricing,
+            UsageLogGap,
+            UsageRetiredMonth,
+            UsageRollupDaily,
+            UsageRollupHour,
+            UsageRollupPending,
+        )
+    ]
+    return ConsistencyCheck(name="usage log", tables=frozenset(tables), findings=usage_consistency_findings)

@@ -223,6 +223,33 @@ class UsageRetiredMonth(models.Model):
         return f"{self.model_name} {self.month:%Y-%m}"
 
 
+class UsageLogGap(models.Model):
+    """Calls of one UTC month and model that the rollups hold and the log lost (rows dropped or
+    deleted outside the service), recorded by `usage_reconcile --from-rollups --fix` once a person
+    has said the rollups are the truth.
+
+    With these rows, log + retired months + recorded gaps = rollups again: the consistency check
+    (aicost.W012) clears, retention counts them when it compares a month with its rollups, and a
+    later reconcile keeps the counters at the rollups' figures."""
+
+    month = models.DateField(help_text="First day of the UTC month the rows were lost from.")
+    model_name = models.CharField(max_length=100)
+    calls = models.BigIntegerField()
+    cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
+    recorded_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "ai_usage_log_gap"
+        ordering = ["-month", "model_name"]
+        verbose_name = "usage log gap"
+        constraints = [
+            models.UniqueConstraint(fields=["month", "model_name"], name="ai_usage_log_gap_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} {self.month:%Y-%m}: {self.calls} calls lost"
+
+
 class ApiKeyScope(models.TextChoices):
     READ = "read", "Read stats"
     WRITE_USAGE = "write_usage", "Write usage"

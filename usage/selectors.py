@@ -2,19 +2,18 @@
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Count, DecimalField, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import DecimalField, QuerySet, Sum
 
 from aicost.db_routers import replica_read_alias
-from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, ZERO, quantize_cost
+from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
 from usage.models import (
     ApiKey,
     UsageLog,
+    UsageLogGap,
     UsageRetiredMonth,
     UsageRollupDaily,
     UsageRollupDailyTotal,
@@ -56,44 +55,6 @@ def usage_any_recorded() -> bool:
     return any(model.objects.exists() for model in holders)
 
 
-@dataclass(frozen=True)
-class ModelTotals:
-    calls: int
-    cost: Decimal
-    month_cost: Decimal
-
-
-NO_USAGE = ModelTotals(calls=0, cost=ZERO, month_cost=ZERO)
-
-
-def usage_totals_by_model(*, month_from: datetime, month_to: datetime) -> dict[str, ModelTotals]:
-    """Calls and cost per model over the whole log, and cost within [month_from, month_to)."""
-    in_month = Q(timestamp__gte=month_from, timestamp__lt=month_to)
-    rows = UsageLog.objects.values("model_name").annotate(
-        n_calls=Count("id"),
-        sum_cost=Coalesce(Sum("cost"), ZERO, output_field=COST_FIELD),
-        sum_month_cost=Coalesce(Sum("cost", filter=in_month), ZERO, output_field=COST_FIELD),
-    )
-    return {
-        # SQLite sums decimals as floats; rounding to the stored precision makes them exact again.
-        row["model_name"]: ModelTotals(
-            calls=row["n_calls"], cost=quantize_cost(row["sum_cost"]), month_cost=quantize_cost(row["sum_month_cost"])
-        )
-        for row in rows
-    }
-
-
-def usage_retired_totals_by_model() -> dict[str, ModelTotals]:
-    """Calls and cost of the months retention dropped, per model."""
-    rows = UsageRetiredMonth.objects.values("model_name").annotate(
-        n_calls=Sum("calls"), sum_cost=Coalesce(Sum("cost"), ZERO, output_field=COST_FIELD)
-    )
-    return {
-        row["model_name"]: ModelTotals(calls=row["n_calls"], cost=quantize_cost(row["sum_cost"]), month_cost=ZERO)
-        for row in rows
-    }
-
-
 def partition_model_sums(*, month: date) -> dict[str, tuple[int, Decimal]]:
     """model_name -> (calls, cost) of one partition of the log (PostgreSQL)."""
     with connection.cursor() as cursor:
@@ -111,6 +72,11 @@ def rollup_month_calls(*, month: date) -> int:
     pending_in_month = UsageRollupPending.objects.filter(bucket__gte=start, bucket__lt=end)
     pending = pending_in_month.aggregate(n=Sum(pending_quarters_sum("calls")))["n"]
     return (total or 0) + (pending or 0)
+
+
+def usage_log_gap_calls(*, month: date) -> int:
+    """Calls of one UTC month recorded as lost from the log (all models)."""
+    return UsageLogGap.objects.filter(month=month).aggregate(n=Sum("calls"))["n"] or 0
 
 
 # --- The CSV export: raw rows, streamed ------------------------------------------------------------

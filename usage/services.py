@@ -19,8 +19,16 @@ from aicost.timeutils import month_bounds, month_start
 from alerts.services import budget_alerts_evaluate
 from pricing.models import ModelPricing
 from pricing.selectors import PriceBook, price_book_for_models
+from usage.consistency import (
+    ConsistencyReading,
+    CounterFigure,
+    MonthModel,
+    rebuild_since,
+    usage_consistency_read,
+    usage_snapshot,
+)
 from usage.costing import call_cost
-from usage.models import CostSource, UsageIdempotencyKey, UsageLog, UsageRetiredMonth
+from usage.models import CostSource, UsageIdempotencyKey, UsageLog, UsageLogGap, UsageRetiredMonth
 from usage.partitions import (
     LOG_TABLE,
     add_months,
@@ -30,15 +38,8 @@ from usage.partitions import (
     partition_months,
     partition_name,
 )
-from usage.rollups import rollups_apply_logs
-from usage.selectors import (
-    NO_USAGE,
-    ModelTotals,
-    partition_model_sums,
-    rollup_month_calls,
-    usage_retired_totals_by_model,
-    usage_totals_by_model,
-)
+from usage.rollups import FOLD_LOCK, rollups_apply_logs, rollups_rebuild
+from usage.selectors import partition_model_sums, rollup_month_calls, usage_log_gap_calls
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -334,58 +335,161 @@ def usage_record(**fields) -> UsageLog | None:
     return stored[0] if stored else None
 
 
+FROM_ROLLUPS = "rollups"
+FROM_LOG = "log"
+RECONCILE_SOURCES = (FROM_ROLLUPS, FROM_LOG)
+
+
 @dataclass(frozen=True)
 class CounterDifference:
+    """A counter that differs from the record: what is stored, what the log holds (with retired
+    months and the gaps a rebuild keeps: what `--from-log` sets), what the rollups hold (what
+    `--from-rollups` sets), and what this run sets or would set (None: it may not choose)."""
+
     model_name: str
     field: str
     stored: int | Decimal
     from_log: int | Decimal
+    from_rollups: int | Decimal
+    target: int | Decimal | None = None
+
+    @property
+    def lowered(self) -> bool:
+        return self.target is not None and self.target < self.stored
 
 
-def _counter_differences(*, pricing: ModelPricing, totals: ModelTotals, this_month: date) -> list[CounterDifference]:
-    # A counter left from an earlier month means nothing spent this month yet.
-    month_cost = pricing.current_month_cost if pricing.current_month == this_month else ZERO
-    pairs = {
-        "total_calls": (pricing.total_calls, totals.calls),
-        "total_cost": (pricing.total_cost, totals.cost),
-        "current_month_cost": (month_cost, totals.month_cost),
-    }
-    return [
-        CounterDifference(pricing.model_name, name, stored, from_log)
-        for name, (stored, from_log) in pairs.items()
-        if stored != from_log
-    ]
+@dataclass
+class ReconcileOutcome:
+    reading: ConsistencyReading  # As found, before any change.
+    differences: list[CounterDifference]
+    source: str | None
+    fix: bool
+    refused: bool = False  # --fix without a source while the log and the rollups disagree.
+    gaps_recorded: list[UsageLogGap] = field(default_factory=list)
+    gaps_removed: int = 0
+    rebuilt_rows: int | None = None
+
+    @property
+    def lowered(self) -> list[CounterDifference]:
+        return [d for d in self.differences if d.lowered]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.differences or self.gaps_recorded or self.gaps_removed or self.rebuilt_rows is not None)
+
+
+class ReconcileRefused(Exception):
+    """--fix was asked for without saying which side is the truth, and the log and rollups disagree."""
+
+    def __init__(self, outcome: ReconcileOutcome):
+        super().__init__("the usage log and its rollups disagree: choose --from-rollups or --from-log")
+        self.outcome = outcome
+
+
+def _counter_target(figure: CounterFigure, *, source: str | None, disagree: bool) -> int | Decimal | None:
+    if source == FROM_LOG:
+        return figure.log
+    if source == FROM_ROLLUPS or not disagree:
+        # Where every month agrees, the rollups are the log plus retired months plus recorded gaps.
+        return figure.rollups
+    return None
+
+
+def _counter_differences(reading: ConsistencyReading, source: str | None) -> list[CounterDifference]:
+    disagree = bool(reading.disagreements)
+    differences = []
+    for figure in reading.counters:
+        target = _counter_target(figure, source=source, disagree=disagree)
+        if target is None:
+            differs = figure.stored != figure.log or figure.stored != figure.rollups
+        else:
+            differs = figure.stored != target
+        if differs:
+            differences.append(
+                CounterDifference(figure.model_name, figure.field, figure.stored, figure.log, figure.rollups, target)
+            )
+    return differences
+
+
+def _reconcile_locks() -> None:
+    """--fix: no fold meanwhile (the log's SHARE lock, taken first, holds batches back), and the
+    pricing rows locked in name order, as batches lock them."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])
+    list(ModelPricing.objects.select_for_update().order_by("model_name").values_list("pk", flat=True))
+
+
+def _gaps_record(*, lost: list[MonthModel], now: datetime) -> list[UsageLogGap]:
+    """Record what the rollups hold and the log lost, so log + retired + gaps = rollups again."""
+    recorded = []
+    for entry in lost:
+        total = entry.gaps + entry.missing
+        gap, _created = UsageLogGap.objects.update_or_create(
+            month=entry.month,
+            model_name=entry.model_name,
+            defaults={"calls": total.calls, "cost": total.cost, "recorded_at": now},
+        )
+        recorded.append(gap)
+    return recorded
+
+
+def _counters_set(*, differences: list[CounterDifference], this_month: date, now: datetime) -> None:
+    targets: dict[str, dict] = {}
+    for difference in differences:
+        targets.setdefault(difference.model_name, {})[difference.field] = difference.target
+    for model_name, values in targets.items():
+        ModelPricing.objects.filter(model_name=model_name).update(**values, current_month=this_month, updated_at=now)
 
 
 @transaction.atomic
-def usage_counters_reconcile(*, fix: bool, now: datetime | None = None) -> list[CounterDifference]:
-    """Compare each model's counters with the log; with fix=True, set them to the log's figures.
+def usage_reconcile(*, source: str | None, fix: bool, now: datetime | None = None) -> ReconcileOutcome:
+    """Compare the log, the rollups, the retired months, the recorded gaps and the counters, per UTC
+    month and model; with fix=True, make them agree from the side `source` names:
 
-    The pricing rows are locked first, so a batch being ingested meanwhile either committed before
-    (its rows are counted) or waits and then adds its own delta on top of the corrected value."""
+    - FROM_ROLLUPS: the rollups are the truth. Lost rows are recorded (UsageLogGap), the counters
+      set to the rollups' figures. Rows the log holds beyond the rollups stay reported.
+    - FROM_LOG: the log is the truth. The rollups are rebuilt from it (retired months keep theirs),
+      the gaps of the rebuilt months removed, the counters set to log + retired (+ kept gaps).
+    - None: only where every month agrees (then rollups = log + retired + gaps): counters from that
+      record. Where they disagree the outcome is `refused` and nothing changes.
+
+    With fix=True the log is locked in SHARE mode (EXCLUSIVE for FROM_LOG, which rebuilds) and folds
+    and the pricing rows are locked before anything is read: a batch committed before is counted,
+    one arriving meanwhile waits and then adds its own figures on top."""
+    if source not in (None, *RECONCILE_SOURCES):
+        raise ValueError(f"source must be one of {RECONCILE_SOURCES} or None, not {source!r}")
     now = now or timezone.now()
-    this_month = month_start(now)
-    month_from, month_to = month_bounds(now)
-    pricings = list(ModelPricing.objects.select_for_update().order_by("model_name"))
-    totals = usage_totals_by_model(month_from=month_from, month_to=month_to)
-    for name, retired in usage_retired_totals_by_model().items():
-        kept = totals.get(name, NO_USAGE)
-        totals[name] = ModelTotals(
-            calls=kept.calls + retired.calls, cost=kept.cost + retired.cost, month_cost=kept.month_cost
-        )
-    differences: list[CounterDifference] = []
-    for pricing in pricings:
-        model_totals = totals.get(pricing.model_name, NO_USAGE)
-        found = _counter_differences(pricing=pricing, totals=model_totals, this_month=this_month)
-        differences += found
-        if fix and found:
-            ModelPricing.objects.filter(pk=pricing.pk).update(
-                total_calls=model_totals.calls,
-                total_cost=model_totals.cost,
-                current_month_cost=model_totals.month_cost,
-                current_month=this_month,
-            )
-    return differences
+    lock_mode = ("EXCLUSIVE" if source == FROM_LOG else "SHARE") if fix else "ACCESS SHARE"
+    with usage_snapshot(lock_mode=lock_mode, lock_timeout=None, repeatable=not fix):
+        if fix:
+            _reconcile_locks()
+        reading = usage_consistency_read(full=True, now=now)
+        differences = _counter_differences(reading, source)
+        outcome = ReconcileOutcome(reading=reading, differences=differences, source=source, fix=fix)
+        if not fix:
+            return outcome
+        if source is None and reading.disagreements:
+            outcome.refused = True
+            return outcome
+        if source == FROM_ROLLUPS:
+            outcome.gaps_recorded = _gaps_record(lost=reading.lost, now=now)
+        elif source == FROM_LOG:
+            since = rebuild_since()
+            rebuilt_gaps = UsageLogGap.objects.all() if since is None else UsageLogGap.objects.filter(month__gte=since)
+            outcome.gaps_removed, _ = rebuilt_gaps.delete()
+            outcome.rebuilt_rows = rollups_rebuild()
+        _counters_set(differences=differences, this_month=month_start(now), now=now)
+    return outcome
+
+
+def usage_counters_reconcile(*, fix: bool, now: datetime | None = None) -> list[CounterDifference]:
+    """The counters that differ from the record; with fix=True, set them to it. Raises
+    ReconcileRefused when the log and its rollups disagree (see usage_reconcile)."""
+    outcome = usage_reconcile(source=None, fix=fix, now=now)
+    if outcome.refused:
+        raise ReconcileRefused(outcome)
+    return outcome.differences
 
 
 # --- The partitioned usage log (PostgreSQL) -------------------------------------------------------
@@ -446,10 +550,13 @@ def usage_partition_retire(*, month: date, now: datetime) -> RetentionOutcome:
     sums = partition_model_sums(month=month)
     rows = sum(calls for calls, _cost in sums.values())
     rolled_up = rollup_month_calls(month=month)
-    if rolled_up != rows:
+    lost = usage_log_gap_calls(month=month)  # Recorded by `usage_reconcile --from-rollups --fix`.
+    if rolled_up != rows + lost:
+        recorded = f" and {lost} recorded as lost" if lost else ""
         reason = (
-            f"the rollups hold {rolled_up} calls for {month:%Y-%m} but the partition has {rows}; "
-            "rebuild them first (python manage.py usage_rollups_rebuild)"
+            f"the rollups hold {rolled_up} calls for {month:%Y-%m} but the partition has {rows}{recorded}; "
+            "compare them first (python manage.py usage_verify --month "
+            f"{month:%Y-%m}, then usage_reconcile or usage_rollups_rebuild)"
         )
         return RetentionOutcome(month=month, rows=rows, dropped=False, reason=reason)
     UsageRetiredMonth.objects.bulk_create(

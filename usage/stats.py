@@ -252,12 +252,16 @@ def _one_snapshot(alias: str) -> Iterator[None]:
         yield
 
 
-def usage_sums_by_model(*, start: datetime | None, end: datetime, filters: UsageFilters) -> dict[str, RollupDelta]:
-    """Sums per model over [start, end) (start None: since the beginning)."""
+def usage_sums_by_model(
+    *, start: datetime | None, end: datetime, filters: UsageFilters, using: str | None = None
+) -> dict[str, RollupDelta]:
+    """Sums per model over [start, end) (start None: since the beginning), from database `using`
+    (default: where the router sends reads)."""
     totals: dict[str, RollupDelta] = defaultdict(RollupDelta)
-    with _one_snapshot(router.db_for_read(UsageRollupHour)):
+    alias = using or router.db_for_read(UsageRollupHour)
+    with _one_snapshot(alias):
         for part in _window_parts(start, end, filters):
-            for row in part:
+            for row in part.using(alias):
                 _add_row(totals[row["model_name"]], row)
     return dict(totals)
 

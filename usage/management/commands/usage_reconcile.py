@@ -1,27 +1,130 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from usage.services import usage_counters_reconcile
+from usage.checks import month_model_description
+from usage.consistency import calls_text, money
+from usage.services import FROM_LOG, FROM_ROLLUPS, CounterDifference, ReconcileOutcome, usage_reconcile
 
 
 class Command(BaseCommand):
     help = (
-        "Recompute each model's counters (total_calls, total_cost, current_month_cost) from the usage log "
-        "and report differences. Exits 1 when there are differences and --fix was not given."
+        "Compare the usage log with what is derived from it (rollups, retired months, recorded gaps) per UTC "
+        "month and model, and each model's counters (total_calls, total_cost, current_month_cost) with them. "
+        "Names every period where the log lost rows or holds rows the rollups lack. --fix alone corrects the "
+        "counters only where the log and the rollups agree; where they disagree, say which side is the truth: "
+        "--from-rollups --fix (keep the rollups' totals, record the lost rows) or --from-log --fix (rebuild the "
+        "rollups and counters from the log). A source without --fix shows what it would change. Every counter "
+        "that goes down is printed. Exits 1 while anything differs and nothing was fixed."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--fix", action="store_true", help="Set the counters to the log's figures.")
+        parser.add_argument("--fix", action="store_true", help="Make the counters (and the side named) agree.")
+        source = parser.add_mutually_exclusive_group()
+        source.add_argument(
+            "--from-rollups",
+            dest="source",
+            action="store_const",
+            const=FROM_ROLLUPS,
+            help="The rollups are the truth: record the log's lost rows, counters from the rollups.",
+        )
+        source.add_argument(
+            "--from-log",
+            dest="source",
+            action="store_const",
+            const=FROM_LOG,
+            help="The log is the truth: rebuild the rollups from it, counters from the log (+ retired months).",
+        )
 
-    def handle(self, *args, fix: bool, **options):
-        differences = usage_counters_reconcile(fix=fix)
-        for difference in differences:
-            self.stdout.write(
-                f"{difference.model_name}.{difference.field}: counter {difference.stored}, log {difference.from_log}"
+    def handle(self, *args, fix: bool, source: str | None, **options):
+        outcome = usage_reconcile(source=source, fix=fix)
+        self._periods(outcome)
+        self._counters(outcome)
+        if outcome.refused:
+            raise CommandError(
+                "Refusing --fix: the log and the rollups disagree (above), so the counters cannot be set from "
+                "both. Say which side is the truth: --from-rollups --fix (rows were lost: keep the rollups' "
+                "totals and record the lost rows) or --from-log --fix (the log is right: rebuild the rollups, "
+                "lower the counters). Nothing was changed."
             )
-        if not differences:
-            self.stdout.write(self.style.SUCCESS("Counters equal the log."))
-        elif fix:
-            self.stdout.write(self.style.SUCCESS(f"Fixed {len(differences)} counter(s)."))
+        if fix:
+            self._fixed(outcome)
+            return
+        self._would(outcome)
+        if not outcome.reading.disagreements and not outcome.differences:
+            self.stdout.write(self.style.SUCCESS("Counters equal the log, and the log agrees with its rollups."))
+            return
+        if source is None:
+            advice = (
+                "choose --from-rollups --fix or --from-log --fix"
+                if outcome.reading.disagreements
+                else "run with --fix to correct them"
+            )
         else:
-            self.stderr.write(f"{len(differences)} counter(s) differ from the log; run with --fix to correct them.")
-            raise SystemExit(1)
+            advice = f"run with --from-{source} --fix to apply this"
+        periods, counters = len(outcome.reading.disagreements), len(outcome.differences)
+        self.stderr.write(f"{periods} period(s) and {counters} counter(s) differ; {advice}.")
+        raise SystemExit(1)
+
+    def _periods(self, outcome: ReconcileOutcome) -> None:
+        reading = outcome.reading
+        if reading.lost:
+            self.stdout.write("Rows lost: the log holds fewer calls than the rollups for")
+            for entry in reading.lost:
+                self.stdout.write(f"  {month_model_description(entry, reading.currency(entry.model_name))}")
+        if reading.extra:
+            self.stdout.write("Rows the rollups do not hold (added to the log outside the service?):")
+            for entry in reading.extra:
+                self.stdout.write(f"  {month_model_description(entry, reading.currency(entry.model_name))}")
+
+    def _counters(self, outcome: ReconcileOutcome) -> None:
+        would = "" if outcome.fix else "would "
+        for difference in outcome.differences:
+            line = (
+                f"{difference.model_name}.{difference.field}: counter {money(difference.stored)}, "
+                f"log {money(difference.from_log)}, rollups {money(difference.from_rollups)}"
+            )
+            if difference.target is not None and not outcome.refused:
+                line += f" -> {would}set {money(difference.target)}"
+            self.stdout.write(line)
+        for difference in outcome.differences if not outcome.refused else []:
+            if difference.lowered:
+                self.stdout.write(self.style.WARNING(self._lowered_line(difference, would)))
+
+    @staticmethod
+    def _lowered_line(difference: CounterDifference, would: str) -> str:
+        line = (
+            f"LOWERED{' (would be)' if would else ''}: {difference.model_name}.{difference.field} "
+            f"{money(difference.stored)} -> {money(difference.target)}"
+        )
+        if difference.field == "current_month_cost":
+            line += "; this month's budget use (the model's and the global budget's) falls with it"
+        return line
+
+    def _would(self, outcome: ReconcileOutcome) -> None:
+        if outcome.source == FROM_ROLLUPS:
+            for entry in outcome.reading.lost:
+                missing = entry.gaps + entry.missing
+                self.stdout.write(
+                    f"would record lost rows: {entry.month:%Y-%m} {entry.model_name} {calls_text(missing.calls)}, "
+                    f"{money(missing.cost)}"
+                )
+        elif outcome.source == FROM_LOG:
+            self.stdout.write("would rebuild the rollups from the log (months retention dropped keep theirs)")
+
+    def _fixed(self, outcome: ReconcileOutcome) -> None:
+        for gap in outcome.gaps_recorded:
+            self.stdout.write(
+                f"recorded lost rows: {gap.month:%Y-%m} {gap.model_name} {calls_text(gap.calls)}, {money(gap.cost)}"
+            )
+        if outcome.rebuilt_rows is not None:
+            self.stdout.write(
+                f"rebuilt the rollups from {outcome.rebuilt_rows:,} log rows; removed {outcome.gaps_removed} "
+                "recorded gap(s) of the rebuilt months"
+            )
+        if outcome.reading.extra and outcome.source == FROM_ROLLUPS:
+            self.stderr.write(
+                "The log still holds rows the rollups do not (above); --from-rollups leaves them uncounted. "
+                "Check them, then run --from-log --fix to count them."
+            )
+        lowered = len(outcome.lowered)
+        summary = f"Fixed {len(outcome.differences)} counter(s)" + (f", {lowered} of them lowered." if lowered else ".")
+        self.stdout.write(self.style.SUCCESS(summary if outcome.changed else "Nothing to fix."))

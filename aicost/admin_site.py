@@ -8,12 +8,22 @@ from django.utils import timezone
 from django.views.generic import RedirectView
 
 from aicost.schema_guard import SchemaReport, schema_health, schema_report
-from alerts.models import GlobalBudget
-from alerts.selectors import global_budget_status, model_budget_status
-from pricing.models import ModelPricing
+from alerts.selectors import BUDGET_TABLES, budgets_this_month
 
 COST_PAGE_APP_LABEL = "ai-cost"
-BUDGET_TABLES = (ModelPricing._meta.db_table, GlobalBudget._meta.db_table)
+
+
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """Rows written only by services (the log, price history, recorded gaps): staff read them, never edit."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class AicostAdminSite(admin.AdminSite):
@@ -118,15 +128,6 @@ def _budgets_panel(report: SchemaReport) -> dict:
         return {"unavailable": f"table {', '.join(missing)} is missing from the database."}
     try:
         with transaction.atomic():  # A savepoint: a failed query leaves the page's transaction usable.
-            return _budget_rows()
+            return budgets_this_month(now=timezone.now())
     except DatabaseError as error:
         return {"unavailable": str(error).strip().splitlines()[0]}
-
-
-def _budget_rows() -> dict:
-    now = timezone.now()
-    models = [
-        {"name": str(pricing), "status": model_budget_status(pricing=pricing, now=now)}
-        for pricing in ModelPricing.objects.filter(monthly_budget__isnull=False).order_by("model_name")
-    ]
-    return {"global": global_budget_status(now=now), "models": models}

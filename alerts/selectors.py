@@ -267,3 +267,16 @@ def budget_alert_list(
         "alert_level": alert_level,
     }
     return alerts.filter(**{name: value for name, value in filters.items() if value is not None})
+
+
+# The tables budgets_this_month reads: the cost page shows budgets while the usage log is missing.
+BUDGET_TABLES = (ModelPricing._meta.db_table, GlobalBudget._meta.db_table)
+
+
+def budgets_this_month(*, now: datetime) -> dict:
+    """The global budget's status and each model budget's, for the cost page's budgets panel."""
+    models = [
+        {"name": str(pricing), "status": model_budget_status(pricing=pricing, now=now)}
+        for pricing in ModelPricing.objects.filter(monthly_budget__isnull=False).order_by("model_name")
+    ]
+    return {"global": global_budget_status(now=now), "models": models}

@@ -11,7 +11,6 @@ including the transaction around each call.
 
 import argparse
 import logging
-import os
 import statistics
 import sys
 import time
@@ -20,12 +19,9 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicost.settings")
-os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
+from bench.django_setup import django_setup_for_bench
 
-import django
-
-django.setup()
+django_setup_for_bench()
 
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402

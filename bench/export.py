@@ -96,14 +96,9 @@ def _traced_peak(client, time_range: str) -> float:
 
 
 def _bench(rows: int) -> None:
-    # DEBUG off above all: with it on, Django keeps every query in memory.
-    os.environ["DEBUG"] = "false"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicost.settings")
-    os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 60)
-    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
-    import django
+    from bench.django_setup import django_setup_for_bench
 
-    django.setup()
+    django_setup_for_bench()
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client

@@ -53,12 +53,9 @@ def _rate(seconds: list[float], extra: float = 0.0) -> str:
 
 
 def _bench(batches: int, spread: float) -> None:
-    import django
+    from bench.django_setup import django_setup_for_bench
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicost.settings")
-    os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 60)
-    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
-    django.setup()
+    django_setup_for_bench()
     from django.conf import settings
     from django.core.management import call_command
     from django.db import transaction

@@ -119,11 +119,9 @@ def _verify(accepted: set[str], stored_reported: int) -> list[str]:
 
 
 def _bench(args) -> int:
-    import django
+    from bench.django_setup import django_setup_for_bench
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicost.settings")
-    os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 60)
-    django.setup()
+    django_setup_for_bench()
     from django.core.management import call_command
 
     from tests.gunicorn_server import gunicorn_serving

@@ -31,7 +31,6 @@ import os
 import platform
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as clock
@@ -471,14 +470,9 @@ def _pending_seed(batches: int) -> None:
 
 
 def _bench(rows: int, iterations: int, warmup: int, raw_budget: float, skip_seed: bool, pending: int) -> int:
-    import django
+    from bench.django_setup import django_setup_for_bench
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicost.settings")
-    os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 60)
-    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
-    os.environ.setdefault("DEBUG", "false")
-    warnings.filterwarnings("ignore", message="No directory at")  # Static files are not collected here.
-    django.setup()
+    django_setup_for_bench()
     from django.core.management import call_command
     from django.test import Client
 

@@ -54,11 +54,9 @@ def _size(cursor, sql: str, params=None) -> int:
 
 
 def _bench(rows: int) -> None:
-    import django
+    from bench.django_setup import django_setup_for_bench
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicost.settings")
-    os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 60)
-    django.setup()
+    django_setup_for_bench()
     from django.core.management import call_command
     from django.db import connection
     from django.utils import timezone

@@ -17,10 +17,8 @@ Goal: the quick check adds at most 100 ms to startup at 10M rows.
 
 import argparse
 import math
-import os
 import sys
 import time
-import warnings
 from io import StringIO
 
 from tests.throwaway_pg import rerun_without_database
@@ -117,14 +115,9 @@ def _measure(iterations: int, full_runs: int) -> bool:
 
 
 def _bench(rows: int, iterations: int, full_runs: int, skip_seed: bool, pending: int) -> int:
-    import django
+    from bench.django_setup import django_setup_for_bench
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicost.settings")
-    os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 60)
-    os.environ.setdefault("ALLOWED_HOSTS", "testserver")
-    os.environ.setdefault("DEBUG", "false")
-    warnings.filterwarnings("ignore", message="No directory at")
-    django.setup()
+    django_setup_for_bench()
     from django.core.management import call_command
 
     from bench.stats import _pending_seed, _print_environment, _print_sizes, _seed_all

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
+from aicost.admin_site import ReadOnlyModelAdmin
 from pricing.models import ModelPriceVersion, ModelPricing
 from pricing.services import model_pricing_create, model_pricing_set_enabled, model_pricing_update
 
@@ -93,7 +94,7 @@ _CREATE_FIELDS = [
 
 
 @admin.register(ModelPriceVersion)
-class ModelPriceVersionAdmin(admin.ModelAdmin):
+class ModelPriceVersionAdmin(ReadOnlyModelAdmin):
     list_display = [
         "pricing",
         "effective_from",
@@ -107,12 +108,3 @@ class ModelPriceVersionAdmin(admin.ModelAdmin):
     list_filter = ["pricing__provider", "currency"]
     search_fields = ["pricing__model_name", "source"]
     list_select_related = ["pricing"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

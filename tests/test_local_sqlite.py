@@ -2,12 +2,11 @@
 PostgreSQL, so this drives a SQLite setup in a separate process: migrate, the demo data, the
 schema guard, and the pages and APIs a local user opens first."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.sqlite_process import sqlite_python
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,15 +41,6 @@ print("sqlite ok")
 
 @pytest.mark.slow
 def test_the_local_service_runs_on_sqlite_with_demo_data(tmp_path):
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "AICOST_PG_"))}
-    env.update(
-        DEBUG="true",
-        ALLOWED_HOSTS="testserver,127.0.0.1,localhost",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'local.sqlite3'}",
-        DJANGO_SETTINGS_MODULE="aicost.settings",
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+    result = sqlite_python(tmp_path / "local.sqlite3", "-c", SCRIPT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sqlite ok" in result.stdout

@@ -2,15 +2,11 @@
 never destroys the surviving record (issue 13, points 2 and 3). Real PostgreSQL, no mocks."""
 
 import math
-import os
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -25,6 +21,7 @@ from aicost.schema_guard import schema_health_forget, schema_report
 from aicost.timeutils import month_bounds
 from pricing.models import ModelPricing
 from tests.metrics_helpers import samples, value
+from tests.sqlite_process import sqlite_python
 from usage import rollups
 from usage.consistency import usage_consistency_read
 from usage.models import UsageLog, UsageLogGap, UsageRollupPending
@@ -533,22 +530,6 @@ print("sqlite replay ok")
 
 @pytest.mark.slow
 def test_the_incident_replay_on_sqlite_finding_then_from_rollups_fix_then_healthy(tmp_path):
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "AICOST_PG_"))}
-    env.update(
-        DEBUG="true",
-        ALLOWED_HOSTS="testserver,127.0.0.1,localhost",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'local.sqlite3'}",
-        DJANGO_SETTINGS_MODULE="aicost.settings",
-    )
-    root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
-        [sys.executable, "-c", SQLITE_REPLAY],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = sqlite_python(tmp_path / "local.sqlite3", "-c", SQLITE_REPLAY)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sqlite replay ok" in result.stdout

@@ -3,6 +3,7 @@ from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
+from aicost.admin_site import ReadOnlyModelAdmin
 from usage.export import usage_csv_response, usage_selection_filename
 from usage.keys import api_key_create, api_key_revoke
 from usage.models import ApiKey, UsageLog, UsageLogGap
@@ -10,7 +11,7 @@ from usage.selectors import usage_log_rows
 
 
 @admin.register(UsageLog)
-class UsageLogAdmin(admin.ModelAdmin):
+class UsageLogAdmin(ReadOnlyModelAdmin):
     """The log is evidence: staff read it, nobody edits it by hand."""
 
     list_display = [
@@ -37,15 +38,6 @@ class UsageLogAdmin(admin.ModelAdmin):
         """The API export's format; with "select all", every row the changelist's filters match."""
         filename = usage_selection_filename(at=timezone.now())
         return usage_csv_response(usage_log_rows(queryset), zone=timezone.get_current_timezone(), filename=filename)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 def api_key_display_prefix(api_key: ApiKey) -> str:
@@ -97,17 +89,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageLogGap)
-class UsageLogGapAdmin(admin.ModelAdmin):
+class UsageLogGapAdmin(ReadOnlyModelAdmin):
     """Rows the log lost, recorded by `usage_reconcile --from-rollups --fix`: read only."""
 
     list_display = ["month", "model_name", "calls", "cost", "recorded_at"]
     list_filter = ["model_name"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

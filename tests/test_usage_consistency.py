@@ -345,12 +345,12 @@ def test_from_rollups_fix_keeps_counters_and_stats_records_the_gap_and_clears_th
 
     code, out, _err = _run("usage_reconcile", "--from-rollups")  # A dry run first.
     assert code == 1
-    assert f"would record lost rows: {_months_ago(1):%Y-%m} gpt-4o-mini 5 calls, {lost_cost}" in out
+    assert f"would record lost rows: {_months_ago(1):%Y-%m} gpt-4o-mini 5 calls, {lost_cost} USD" in out
     assert "-> would set" not in out  # The counters already hold the rollups' figures.
     assert not UsageLogGap.objects.exists()
     code, out, _err = _run("usage_reconcile", "--from-rollups", "--fix")
     assert code == 0
-    assert f"recorded lost rows: {_months_ago(1):%Y-%m} gpt-4o-mini 5 calls, {lost_cost}" in out
+    assert f"recorded lost rows: {_months_ago(1):%Y-%m} gpt-4o-mini 5 calls, {lost_cost} USD" in out
     assert "LOWERED" not in out
     gap = UsageLogGap.objects.get(month=_months_ago(1), model_name="gpt-4o-mini")
     assert (gap.calls, gap.cost) == (5, lost_cost)

@@ -105,7 +105,7 @@ class Command(BaseCommand):
                 missing = entry.gaps + entry.missing
                 self.stdout.write(
                     f"would record lost rows: {entry.month:%Y-%m} {entry.model_name} {calls_text(missing.calls)}, "
-                    f"{money(missing.cost)}"
+                    f"{money(missing.cost)} {outcome.reading.currency(entry.model_name)}"
                 )
         elif outcome.source == FROM_LOG:
             self.stdout.write("would rebuild the rollups from the log (months retention dropped keep theirs)")
@@ -113,7 +113,8 @@ class Command(BaseCommand):
     def _fixed(self, outcome: ReconcileOutcome) -> None:
         for gap in outcome.gaps_recorded:
             self.stdout.write(
-                f"recorded lost rows: {gap.month:%Y-%m} {gap.model_name} {calls_text(gap.calls)}, {money(gap.cost)}"
+                f"recorded lost rows: {gap.month:%Y-%m} {gap.model_name} {calls_text(gap.calls)}, "
+                f"{money(gap.cost)} {outcome.reading.currency(gap.model_name)}"
             )
         if outcome.rebuilt_rows is not None:
             self.stdout.write(

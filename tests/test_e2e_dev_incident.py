@@ -129,6 +129,11 @@ def _counters(database: Path) -> list[tuple]:
         return db.execute(COUNTERS).fetchall()
 
 
+def _log_rows(database: Path) -> int:
+    with sqlite3.connect(database) as db:
+        return db.execute("SELECT count(*) FROM ai_model_usage_log").fetchone()[0]
+
+
 def _drop_the_log(database: Path) -> None:
     with sqlite3.connect(database) as db:
         db.execute("DROP TABLE ai_model_usage_log")  # Its migrations stay recorded in django_migrations.
@@ -161,7 +166,7 @@ def test_the_incident_on_the_dev_setup_from_demo_to_healthy_with_the_same_totals
         _assert_no_banners(page)
         before = _api_figures(page)
         summary = before["stats"]["summary"]
-        assert summary["total_calls"] > 10_000
+        assert summary["total_calls"] == _log_rows(setup.database) > 10_000
         stats_before = _stats_shown(page)
         assert stats_before["range"] == "All time"
         assert stats_before["cards"]["calls"] == (str(summary["total_calls"]), f"{summary['total_calls']:,}")
@@ -202,6 +207,7 @@ def test_the_incident_on_the_dev_setup_from_demo_to_healthy_with_the_same_totals
         counters_before_repair = _counters(setup.database)
         repair = _manage(setup, "schema_repair", "--apply")
         assert repair.returncode == 0, repair.stdout + repair.stderr
+        assert _log_rows(setup.database) == 0  # There again, empty.
 
         # 4. The guard reports the lost rows; reconcile refuses to guess which side is the truth.
         assert _open_all_time(page, server.url) == 200

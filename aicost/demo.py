@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pricing.models import ModelPricing
+from usage.rollups import quarter_hour_floor
 from usage.selectors import usage_any_recorded
 from usage.services import UsageRecordInput, usage_record_batch
 
@@ -51,7 +52,9 @@ def _demo_record(rng: random.Random, model_name: str, at) -> UsageRecordInput:
 
 @transaction.atomic
 def demo_usage_load(*, days: int = 90, calls_per_day: int = 300, seed: int = 7) -> int:
-    """Record demo calls spread over the last `days` days. Does nothing if any usage is on record
+    """Record demo calls spread over the `days` days before the start of the current quarter hour (the
+    stats read a window's unfinished quarter hour from the log alone, so calls in it would leave "All
+    time" once the log is lost, until the quarter passes). Does nothing if any usage is on record
     (log or rollups): loading it on top of rollups that still count lost rows would count it twice."""
     if usage_any_recorded():
         return 0
@@ -60,16 +63,16 @@ def demo_usage_load(*, days: int = 90, calls_per_day: int = 300, seed: int = 7) 
     rng = random.Random(seed)  # noqa: S311 -- demo data, reproducible on purpose
     names = list(MODEL_WEIGHTS)
     weights = list(MODEL_WEIGHTS.values())
-    now = timezone.now()
+    end = quarter_hour_floor(timezone.now())
     total = 0
     for day in range(days, -1, -1):
         day_calls = int(calls_per_day * rng.uniform(0.6, 1.4))
         batch = []
         for _ in range(day_calls):
-            at = now - timedelta(days=day, seconds=rng.uniform(0, 86_400))
-            if at < now:
+            at = end - timedelta(days=day, seconds=rng.uniform(0, 86_400))
+            if at < end:
                 batch.append(_demo_record(rng, rng.choices(names, weights)[0], at))
-        batch.append(_demo_record(rng, "llama-3-70b-selfhosted", now - timedelta(days=day, hours=1)))
+        batch.append(_demo_record(rng, "llama-3-70b-selfhosted", end - timedelta(days=day, hours=1)))
         usage_record_batch(records=batch)
         total += len(batch)
     return total

@@ -2,7 +2,7 @@
 anything derived from it), the staff password survives a second run, and a broken schema is refused
 with the guard's findings and the repair instead of a raw database error."""
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
@@ -23,6 +23,7 @@ from usage.models import (
     UsageRollupHourTotal,
     UsageRollupPending,
 )
+from usage.rollups import quarter_hour_floor
 from usage.selectors import usage_any_recorded
 from usage.services import usage_record
 
@@ -66,6 +67,17 @@ def test_the_demo_is_not_loaded_over_derived_usage_whose_log_rows_are_gone(holde
 def test_the_demo_loads_into_an_empty_database():
     loaded = demo_usage_load(days=1, calls_per_day=5)
     assert loaded == UsageLog.objects.count() > 0
+
+
+def test_the_demo_ends_at_the_start_of_the_current_quarter_hour():
+    """The stats read a window's unfinished quarter hour from the log only: demo calls in it would
+    leave "All time" once the log is lost (the end-to-end replay compares totals across that)."""
+    quarter = quarter_hour_floor(timezone.now())
+    demo_usage_load(days=0, calls_per_day=2000)
+    if quarter_hour_floor(timezone.now()) != quarter:
+        pytest.skip("a quarter hour began while the demo loaded; its end is ambiguous")
+    latest = UsageLog.objects.order_by("-timestamp").values_list("timestamp", flat=True).first()
+    assert quarter - timedelta(minutes=15) < latest < quarter
 
 
 def test_a_second_run_keeps_the_staff_password():

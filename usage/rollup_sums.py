@@ -100,7 +100,8 @@ class Rows(LogSource):
     def sql(self) -> str:
         if self.column is None:
             return "count(*)"
-        return f"count(*) FILTER (WHERE {self.column} = {_sql_literal(self.value)})"
+        condition = self.column if self.value is True else f"{self.column} = {_sql_literal(self.value)}"
+        return f"count(*) FILTER (WHERE {condition})"
 
     def aggregate(self) -> Aggregate:
         return Count("pk", filter=None if self.column is None else Q(**{self.column: self.value}))

@@ -116,7 +116,15 @@ def quarter_sums(logs: Iterable[LoggedCall]) -> dict[tuple[int, str], list]:
     groups: dict[tuple[int, str], list[tuple]] = defaultdict(list)
     for key, shares in zip(keys, shares_per_call, strict=True):
         groups[key].append(shares)
-    return {key: list(map(sum, zip(*calls, strict=True), _ZEROS)) for key, calls in groups.items()}
+    return {key: _added_up(calls) for key, calls in groups.items()}
+
+
+def _added_up(calls: list[tuple]) -> list:
+    """The calls' shares added up per sum, from the sums' typed zeros (True + 0 is 1; a lone call,
+    common when a batch spreads over a day, skips the column sums)."""
+    if len(calls) == 1:
+        return list(map(operator.add, _ZEROS, calls[0]))
+    return list(map(sum, zip(*calls, strict=True), _ZEROS))
 
 
 def array_literal(values: Iterable) -> str:

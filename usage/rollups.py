@@ -12,6 +12,9 @@ so a rollup row is rewritten once per fold rather than once per batch. Reads add
 so answers are exact at every moment. Folds run one at a time (an advisory lock) and write rows in
 key order, so they cannot deadlock with each other; batches only append. SQLite (local use)
 upserts the rollups directly.
+
+What a row sums is declared once, in usage.rollup_sums.ROLLUP_SUMS: every column list, SQL
+aggregate and batch sum here is derived from it, in its order (SUM_COLUMNS).
 """
 
 import math

@@ -244,3 +244,8 @@ def test_a_fold_while_another_runs_leaves_the_pending_sums_to_it():
         thread.join(10)
     assert rollups_fold() > 0
     assert sum(row.calls for row in UsageRollupHour.objects.all()) == 90
+
+
+def test_a_reader_naming_an_undeclared_sum_is_told_so():
+    with pytest.raises(ValueError, match="'cals' is not a declared rollup sum"):
+        pending_quarters_sum("cals")

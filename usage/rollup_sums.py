@@ -74,8 +74,6 @@ class LogSource:
     ai_model_usage_log rows, a Django aggregate over UsageLog rows, and each call's share of it in
     Python (an iterable over the calls, one value per call, summed per rollup row)."""
 
-    columns: tuple[str, ...]
-
     def sql(self) -> str:
         raise NotImplementedError
 
@@ -92,10 +90,6 @@ class Rows(LogSource):
 
     column: str | None = None
     value: bool | str | None = None
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return () if self.column is None else (self.column,)
 
     def sql(self) -> str:
         if self.column is None:
@@ -118,10 +112,6 @@ class Present(LogSource):
 
     column: str
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (self.column,)
-
     def sql(self) -> str:
         return f"count({self.column})"
 
@@ -139,10 +129,6 @@ class Total(LogSource):
     column: str
     nullable: bool = False
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (self.column,)
-
     def sql(self) -> str:
         return f"coalesce(sum({self.column}), 0)"
 
@@ -156,6 +142,9 @@ class Total(LogSource):
 
 @dataclass(frozen=True)
 class RollupSum:
+    """One sum of a rollup row: its column name (also its name in RollupDelta and in the readers),
+    what it is, and how the log makes it."""
+
     name: str
     type: SumType
     source: LogSource
@@ -164,7 +153,7 @@ class RollupSum:
 ROLLUP_SUMS: tuple[RollupSum, ...] = (
     RollupSum("calls", COUNT, Rows()),
     RollupSum("successful_calls", COUNT, Rows("success", True)),
-    RollupSum("unpriced_calls", COUNT, Rows("cost_source", "unpriced")),
+    RollupSum("unpriced_calls", COUNT, Rows("cost_source", "unpriced")),  # CostSource.UNPRICED
     RollupSum("prompt_tokens", COUNT, Total("prompt_tokens")),
     RollupSum("completion_tokens", COUNT, Total("completion_tokens")),
     RollupSum("cached_tokens", COUNT, Total("cached_tokens")),
@@ -178,11 +167,7 @@ SUM_NAMES: tuple[str, ...] = tuple(rollup_sum.name for rollup_sum in ROLLUP_SUMS
 
 
 def _delta_add(self, other):
-    return type(self)(*(a + b for a, b in zip(self.values(), other.values(), strict=True)))
-
-
-def _delta_values(self) -> tuple:
-    return tuple(getattr(self, name) for name in SUM_NAMES)
+    return type(self)(*(getattr(self, name) + getattr(other, name) for name in SUM_NAMES))
 
 
 def _delta_from_db(cls, values: Iterable):
@@ -202,7 +187,6 @@ RollupDelta = make_dataclass(
     namespace={
         "__doc__": "The sums a rollup row holds, by name (ROLLUP_SUMS); stats add these up.",
         "__add__": _delta_add,
-        "values": _delta_values,
         "from_db": classmethod(_delta_from_db),
     },
 )

@@ -239,7 +239,10 @@ def _pending_append(sums: dict[tuple[int, str], list]) -> None:
 
 
 def pending_quarters_sum(column: str, quarters: Iterable[int] = QUARTERS) -> Combinable:
-    """ORM expression adding up a pending row's sums of `column` over some quarters of its hour."""
+    """ORM expression adding up a pending row's sums of `column` (a declared sum's name) over some
+    quarters of its hour."""
+    if column not in SUM_NAMES:
+        raise ValueError(f"{column!r} is not a declared rollup sum (usage.rollup_sums.ROLLUP_SUMS)")
     return reduce(operator.add, (F(quarter_column(column, quarter)) for quarter in quarters))
 
 

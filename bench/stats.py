@@ -450,14 +450,15 @@ def _pending_seed(batches: int) -> None:
     import math
     import random
 
+    from django.conf import settings
     from django.utils import timezone
 
     from bench.ingest import _records
-    from usage import rollups, services
+    from usage import services
     from usage.apis import UsageRecordSerializer
     from usage.models import UsageRollupPending
 
-    rollups._last_fold["at"] = math.inf  # Never due: this process does not fold.
+    settings.AICOST_ROLLUP_FOLD_SECONDS = math.inf  # Batches never fold in this process.
     rng = random.Random(7)
     start = timezone.now() - timedelta(days=1)
     began = time.perf_counter()

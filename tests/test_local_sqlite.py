@@ -35,6 +35,44 @@ assert stats["total_calls"] == UsageLog.objects.count() > 0, stats
 trend = client.get("/api/v1/ai-platforms/cost-trend-daily?days=7&tz=Asia/Kathmandu").json()["data"]
 call_command("usage_rollups_rebuild", verbosity=0)
 assert client.get("/api/v1/ai-platforms/cost-trend-daily?days=7&tz=Asia/Kathmandu").json()["data"] == trend
+
+# Every declared rollup sum, per model and per local day, against the log worked out independently.
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+from tests.rollup_oracle import expected_sums, sums_of
+from usage.rollups import quarter_hour_floor
+from usage.services import UsageRecordInput, usage_record_batch
+from usage.stats import UsageFilters, usage_sums_by_local_day, usage_sums_by_model
+
+newest = UsageLog.objects.latest("timestamp").timestamp
+usage_record_batch(records=[
+    UsageRecordInput(model_name=name, timestamp=newest - timedelta(minutes=7 * n), prompt_tokens=900 + n,
+                     cached_tokens=300 + n, completion_tokens=500 + n, reasoning_tokens=n, response_time=n / 8)
+    for n, name in enumerate(["gpt-4o", "deepseek-reasoner", "not-in-pricing"] * 5)
+])
+
+
+def check_every_sum():
+    logs = list(UsageLog.objects.all())
+    end = quarter_hour_floor(max(log.timestamp for log in logs)) + timedelta(minutes=15)
+    by_model = usage_sums_by_model(start=None, end=end, filters=UsageFilters())
+    models = {log.model_name for log in logs}
+    assert {m: sums_of(s) for m, s in by_model.items()} == {
+        m: expected_sums(log for log in logs if log.model_name == m) for m in models
+    }
+    zone = ZoneInfo("Asia/Kathmandu")
+    local_days = {log.timestamp.astimezone(zone).date() for log in logs}
+    first = min(local_days)
+    by_day = usage_sums_by_local_day(first_day=first, days=(max(local_days) - first).days + 1, zone=zone,
+                                     filters=UsageFilters())
+    assert {d: sums_of(s) for d, s in by_day.items() if s.calls} == {
+        d: expected_sums(log for log in logs if log.timestamp.astimezone(zone).date() == d) for d in local_days
+    }
+
+
+check_every_sum()  # As batches upserted them (SQLite writes the rollups directly).
+call_command("usage_rollups_rebuild", verbosity=0)
+check_every_sum()
 print("sqlite ok")
 """
 

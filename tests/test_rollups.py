@@ -1,7 +1,7 @@
 """The four rollups: kept in step by ingestion, and rebuilt from the log to the same sums."""
 
+import math
 import threading
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -9,8 +9,9 @@ from decimal import Decimal
 import pytest
 from django.db import connection, connections
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Sum
+from django.db.models import Sum
 
+from tests.rollup_oracle import expected_sums, sums_of
 from usage import rollups
 from usage.models import PREFIX_MINUTES, UsageLog, UsageRollupHour, UsageRollupPending, prefix_column
 from usage.rollups import GRAINS, pending_quarters_sum, rollup_columns, rollups_fold, rollups_rebuild
@@ -37,7 +38,9 @@ def _record_unfolded() -> None:
                     model_name=["gpt-4o", "deepseek-chat", "not-in-pricing"][n % 3],
                     timestamp=BASE + timedelta(minutes=7 * n + batch),
                     prompt_tokens=1000 + n,
+                    cached_tokens=(n % 3) * 100,
                     completion_tokens=n,
+                    reasoning_tokens=n // 2,
                     success=n % 4 != 0,
                     response_time=None if n % 5 == 0 else n / 4,
                     cost=Decimal("0.5") if n % 7 == 0 else None,
@@ -115,15 +118,42 @@ def test_any_model_name_reaches_the_rollups_intact():
         assert (getattr(row, "model_name", name), row.calls, row.prompt_tokens) == (name, 1, 7)
 
 
-def test_hour_rows_hold_the_sums_of_their_first_15_30_and_45_minutes():
+def _bucket_logs(grain, row) -> tuple[datetime, datetime, list[UsageLog]]:
+    """The log rows a rollup row sums: its hour or UTC day, its model (per-model grains)."""
+    if grain.key_column == "day":
+        start = datetime.combine(row.day, datetime.min.time(), tzinfo=UTC)
+        end = start + timedelta(days=1)
+    else:
+        start, end = row.bucket, row.bucket + timedelta(hours=1)
+    logs = UsageLog.objects.filter(timestamp__gte=start, timestamp__lt=end)
+    if grain.per_model:
+        logs = logs.filter(model_name=row.model_name)
+    return start, end, list(logs)
+
+
+def _assert_every_row_holds_every_declared_sum() -> None:
+    rows = 0
+    for grain in GRAINS:
+        for row in grain.model.objects.all():
+            rows += 1
+            start, _end, logs = _bucket_logs(grain, row)
+            assert sums_of(row) == expected_sums(logs), (grain.model.__name__, row)
+            for minutes in PREFIX_MINUTES if grain.prefixes else ():
+                first = [log for log in logs if log.timestamp < start + timedelta(minutes=minutes)]
+                in_prefix = sums_of(row, lambda name, minutes=minutes: prefix_column(name, minutes))
+                assert in_prefix == expected_sums(first), (grain.model.__name__, row, minutes)
+    assert rows > 0
+
+
+def test_every_rollup_row_holds_every_declared_sum_of_its_calls_and_of_its_first_minutes():
+    """Each declared sum (usage.rollup_sums), compared with the log worked out independently: over
+    each hour and day, per model and for all models, and over each hour's first 15, 30 and 45
+    minutes; as ingestion folds them and as a rebuild recomputes them."""
     _record_batches()
-    for row in UsageRollupHour.objects.all():
-        in_hour = UsageLog.objects.filter(model_name=row.model_name, timestamp__gte=row.bucket)
-        for minutes in PREFIX_MINUTES:
-            first = in_hour.filter(timestamp__lt=row.bucket + timedelta(minutes=minutes))
-            sums = first.aggregate(calls=Count("id"), cost=Sum("cost"), tokens=Sum("prompt_tokens"))
-            stored = [getattr(row, prefix_column(name, minutes)) for name in ("calls", "cost", "prompt_tokens")]
-            assert stored == [sums["calls"], sums["cost"] or 0, sums["tokens"] or 0], (row, minutes)
+    assert {log.cached_tokens != log.reasoning_tokens for log in UsageLog.objects.all()} == {True, False}
+    _assert_every_row_holds_every_declared_sum()
+    rollups_rebuild()
+    _assert_every_row_holds_every_declared_sum()
 
 
 def test_the_prefix_migration_keeps_the_rollups_both_ways():
@@ -146,8 +176,13 @@ def test_the_prefix_migration_keeps_the_rollups_both_ways():
     assert _snapshot() == kept
 
 
-def test_batches_append_pending_sums_until_a_fold_moves_them(monkeypatch):
-    monkeypatch.setitem(rollups._last_fold, "at", time.monotonic())  # This process just folded.
+@pytest.fixture
+def no_fold_in_batches(settings):
+    settings.AICOST_ROLLUP_FOLD_SECONDS = math.inf  # Batches never fold: their sums stay pending.
+
+
+@pytest.mark.usefixtures("no_fold_in_batches")
+def test_batches_append_pending_sums_until_a_fold_moves_them():
     _record_unfolded()
     assert not UsageRollupHour.objects.exists()
     pending = UsageRollupPending.objects.count()
@@ -159,26 +194,34 @@ def test_batches_append_pending_sums_until_a_fold_moves_them(monkeypatch):
     assert _snapshot() == kept
 
 
-def test_ingestion_folds_once_the_interval_has_passed(monkeypatch, settings):
-    settings.AICOST_ROLLUP_FOLD_SECONDS = 60
-    monkeypatch.setitem(rollups._last_fold, "at", time.monotonic() - 61)
+def test_ingestion_folds_at_most_once_per_interval(settings):
+    settings.AICOST_ROLLUP_FOLD_SECONDS = 0  # Due in every batch.
     usage_record_batch(records=[UsageRecordInput(model_name="gpt-4o", timestamp=BASE, prompt_tokens=7)])
     assert not UsageRollupPending.objects.exists()
+    settings.AICOST_ROLLUP_FOLD_SECONDS = 60  # This process folded a moment ago: not due again yet.
     usage_record_batch(records=[UsageRecordInput(model_name="gpt-4o", timestamp=BASE, prompt_tokens=7)])
     assert _pending_calls() == 1
     assert UsageRollupHour.objects.get().calls == 1
 
 
-def test_rebuild_drops_pending_sums_it_recounts(monkeypatch):
-    monkeypatch.setitem(rollups._last_fold, "at", time.monotonic())
+def test_batches_never_fold_with_an_infinite_interval(settings):
+    settings.AICOST_ROLLUP_FOLD_SECONDS = 0
+    usage_record_batch(records=[UsageRecordInput(model_name="gpt-4o", timestamp=BASE, prompt_tokens=7)])
+    settings.AICOST_ROLLUP_FOLD_SECONDS = math.inf  # Even long after this process's last fold.
+    usage_record_batch(records=[UsageRecordInput(model_name="gpt-4o", timestamp=BASE + timedelta(hours=2))])
+    assert _pending_calls() == 1
+
+
+@pytest.mark.usefixtures("no_fold_in_batches")
+def test_rebuild_drops_pending_sums_it_recounts():
     _record_unfolded()
     assert rollups_rebuild() == 90
     assert not UsageRollupPending.objects.exists()
     assert sum(row.calls for row in UsageRollupHour.objects.all()) == 90
 
 
-def test_a_fold_while_another_runs_leaves_the_pending_sums_to_it(monkeypatch):
-    monkeypatch.setitem(rollups._last_fold, "at", time.monotonic())
+@pytest.mark.usefixtures("no_fold_in_batches")
+def test_a_fold_while_another_runs_leaves_the_pending_sums_to_it():
     _record_unfolded()
     holding, release = threading.Event(), threading.Event()
 
@@ -201,3 +244,8 @@ def test_a_fold_while_another_runs_leaves_the_pending_sums_to_it(monkeypatch):
         thread.join(10)
     assert rollups_fold() > 0
     assert sum(row.calls for row in UsageRollupHour.objects.all()) == 90
+
+
+def test_a_reader_naming_an_undeclared_sum_is_told_so():
+    with pytest.raises(ValueError, match="'cals' is not a declared rollup sum"):
+        pending_quarters_sum("cals")

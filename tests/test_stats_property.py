@@ -1,15 +1,17 @@
-"""Property: whatever the data, zone, window and filters, the rollup-based answers equal a direct
-aggregation of the raw log."""
+"""Property: whatever the data, zone, window and filters, and whether the sums were folded into the
+rollups or are still pending, every declared sum (usage.rollup_sums.ROLLUP_SUMS) of the answers
+equals its sum over the raw log, worked out independently (tests/rollup_oracle.py)."""
 
+import math
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.rollup_oracle import expected_sums, sums_of
 from usage.models import UsageIdempotencyKey, UsageLog, UsageRollupPending
 from usage.rollups import GRAINS, rollups_fold
 from usage.services import UsageRecordInput, usage_record_batch
@@ -30,6 +32,12 @@ ZONES = [
     "Pacific/Chatham",
 ]
 
+
+# (part, whole): cached tokens are part of the prompt's, reasoning tokens part of the completion's.
+def _part_of(largest: int) -> st.SearchStrategy[tuple[int, int]]:
+    return st.tuples(st.integers(0, largest), st.integers(0, largest)).map(sorted)
+
+
 records = st.lists(
     st.builds(
         lambda model, second, success, prompt, completion, response_time, user_id, purpose, provider_cost: (
@@ -37,8 +45,10 @@ records = st.lists(
                 model_name=model,
                 timestamp=BASE + timedelta(seconds=second),
                 success=success,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
+                cached_tokens=prompt[0],
+                prompt_tokens=prompt[1],
+                reasoning_tokens=completion[0],
+                completion_tokens=completion[1],
                 response_time=response_time,
                 user_id=user_id,
                 purpose=purpose,
@@ -48,8 +58,8 @@ records = st.lists(
         model=st.sampled_from(MODELS),
         second=st.integers(0, SPAN_MINUTES * 60 - 1),
         success=st.booleans(),
-        prompt=st.integers(0, 50_000),
-        completion=st.integers(0, 10_000),
+        prompt=_part_of(50_000),
+        completion=_part_of(10_000),
         response_time=st.one_of(st.none(), st.floats(0, 30, allow_nan=False).map(lambda f: round(f, 3))),
         user_id=st.one_of(st.none(), st.integers(1, 3)),
         purpose=st.sampled_from(["", "chat", "batch"]),
@@ -70,13 +80,33 @@ def _reset() -> None:
         model.objects.all().delete()
 
 
-def _record(batch: list, split: int, fold: bool) -> None:
-    """Record the batch in two parts, folding the pending sums between them or not: the sums then
-    sit in the rollups, in the pending table, or both."""
+# Where the recorded sums sit when the answer is read: all still pending, the first part folded
+# into the rollups and the rest pending, or all folded.
+PENDING, SPLIT, FOLDED = "pending", "split", "folded"
+placements = st.sampled_from([PENDING, SPLIT, FOLDED])
+
+
+@pytest.fixture
+def no_fold_in_batches(settings):
+    """Batches never fold (the tests fold explicitly), whatever this process's fold timer says."""
+    settings.AICOST_ROLLUP_FOLD_SECONDS = math.inf
+
+
+def _record(batch: list, split: int, placement: str) -> None:
+    """Record the batch in two parts, and fold as `placement` says."""
     usage_record_batch(records=batch[:split])
-    if fold:
+    if placement == SPLIT:
         rollups_fold()
     usage_record_batch(records=batch[split:])
+    if placement == FOLDED:
+        rollups_fold()
+    pending = UsageRollupPending.objects.exists()
+    folded = any(grain.model.objects.exists() for grain in GRAINS)
+    assert (pending, folded) == {
+        PENDING: (bool(batch), False),
+        SPLIT: (bool(batch[split:]), bool(batch[:split])),
+        FOLDED: (False, bool(batch)),
+    }[placement]
 
 
 def _matches(log: UsageLog, chosen: UsageFilters) -> bool:
@@ -87,29 +117,8 @@ def _matches(log: UsageLog, chosen: UsageFilters) -> bool:
     )
 
 
-def _expected(logs: list[UsageLog]) -> tuple:
-    return (
-        len(logs),
-        sum(log.success for log in logs),
-        sum(log.cost is None for log in logs),
-        sum(log.prompt_tokens for log in logs),
-        sum((log.cost or Decimal(0) for log in logs), Decimal(0)),
-        sum(log.response_time is not None for log in logs),
-    )
-
-
-def _actual(sums) -> tuple:
-    return (
-        sums.calls,
-        sums.successful_calls,
-        sums.unpriced_calls,
-        sums.prompt_tokens,
-        sums.cost,
-        sums.response_time_count,
-    )
-
-
 @pytest.mark.django_db
+@pytest.mark.usefixtures("no_fold_in_batches")
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     batch=records,
@@ -117,11 +126,11 @@ def _actual(sums) -> tuple:
     length_seconds=st.integers(1, SPAN_MINUTES * 60),
     chosen=filters,
     split=st.integers(0, 60),
-    fold=st.booleans(),
+    placement=placements,
 )
-def test_window_sums_equal_the_raw_log(batch, start_second, length_seconds, chosen, split, fold):
+def test_window_sums_equal_the_raw_log(batch, start_second, length_seconds, chosen, split, placement):
     _reset()
-    _record(batch, split, fold)
+    _record(batch, split, placement)
     start = None if start_second is None else BASE + timedelta(seconds=start_second, microseconds=start_second % 997)
     end = (start or BASE) + timedelta(seconds=length_seconds)
     sums = usage_sums_by_model(start=start, end=end, filters=chosen)
@@ -129,12 +138,13 @@ def test_window_sums_equal_the_raw_log(batch, start_second, length_seconds, chos
     for log in UsageLog.objects.all():
         if (start is None or log.timestamp >= start) and log.timestamp < end and _matches(log, chosen):
             in_window[log.model_name].append(log)
-    assert {name: _actual(s) for name, s in sums.items() if s.calls} == {
-        name: _expected(logs) for name, logs in in_window.items()
+    assert {name: sums_of(s) for name, s in sums.items() if s.calls} == {
+        name: expected_sums(logs) for name, logs in in_window.items()
     }
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("no_fold_in_batches")
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     batch=records,
@@ -142,11 +152,11 @@ def test_window_sums_equal_the_raw_log(batch, start_second, length_seconds, chos
     days=st.integers(1, 5),
     chosen=filters,
     split=st.integers(0, 60),
-    fold=st.booleans(),
+    placement=placements,
 )
-def test_local_day_sums_equal_the_raw_log(batch, zone_name, days, chosen, split, fold):
+def test_local_day_sums_equal_the_raw_log(batch, zone_name, days, chosen, split, placement):
     _reset()
-    _record(batch, split, fold)
+    _record(batch, split, placement)
     zone = ZoneInfo(zone_name)
     first_day = BASE.astimezone(zone).date()
     sums = usage_sums_by_local_day(first_day=first_day, days=days, zone=zone, filters=chosen)
@@ -155,8 +165,8 @@ def test_local_day_sums_equal_the_raw_log(batch, zone_name, days, chosen, split,
         local_day = log.timestamp.astimezone(zone).date()
         if first_day <= local_day < first_day + timedelta(days=days) and _matches(log, chosen):
             by_day[local_day].append(log)
-    assert {day: _actual(s) for day, s in sums.items() if s.calls} == {
-        day: _expected(logs) for day, logs in by_day.items()
+    assert {day: sums_of(s) for day, s in sums.items() if s.calls} == {
+        day: expected_sums(logs) for day, logs in by_day.items()
     }
 
 

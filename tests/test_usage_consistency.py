@@ -159,20 +159,17 @@ def test_the_incident_replay_is_a_w012_finding_with_months_models_and_amounts(cl
     assert value(scraped, "aicost_schema_healthy") == 1
 
 
-def test_the_quick_check_stays_quiet_while_sums_are_pending():
-    rollups._last_fold["at"] = math.inf  # Never due: every batch's sums stay pending.
-    try:
-        _seed()
-        _record(_months_ago(1), "gpt-4o", 7, day=9)
-        assert UsageRollupPending.objects.exists()
-        assert _w012() == []
-        rollups.rollups_fold()
-        _record(_months_ago(0), "gpt-4o-mini", 2, day=1)
-        assert UsageRollupPending.objects.exists()
-        assert _w012() == []
-        assert _run("usage_verify")[0] == 0
-    finally:
-        rollups._last_fold["at"] = -math.inf
+def test_the_quick_check_stays_quiet_while_sums_are_pending(settings):
+    settings.AICOST_ROLLUP_FOLD_SECONDS = math.inf  # Batches never fold: their sums stay pending.
+    _seed()
+    _record(_months_ago(1), "gpt-4o", 7, day=9)
+    assert UsageRollupPending.objects.exists()
+    assert _w012() == []
+    rollups.rollups_fold()
+    _record(_months_ago(0), "gpt-4o-mini", 2, day=1)
+    assert UsageRollupPending.objects.exists()
+    assert _w012() == []
+    assert _run("usage_verify")[0] == 0
 
 
 def test_the_month_counter_is_compared_over_the_local_month_in_any_zone():

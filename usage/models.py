@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
+from usage.rollup_sums import ROLLUP_SUMS
 
 
 class CostSource(models.TextChoices):
@@ -54,21 +55,14 @@ class UsageLog(models.Model):
 
 
 class RollupSums(models.Model):
-    """What a rollup row adds up: calls, outcomes, tokens, cost and response time of its bucket."""
-
-    calls = models.BigIntegerField(default=0)
-    successful_calls = models.BigIntegerField(default=0)
-    unpriced_calls = models.BigIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    cached_tokens = models.BigIntegerField(default=0)
-    reasoning_tokens = models.BigIntegerField(default=0)
-    cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, default=0)
-    response_time_sum = models.FloatField(default=0)
-    response_time_count = models.BigIntegerField(default=0)
+    """What a rollup row adds up: one column per sum declared in usage.rollup_sums.ROLLUP_SUMS."""
 
     class Meta:
         abstract = True
+
+
+for _rollup_sum in ROLLUP_SUMS:
+    RollupSums.add_to_class(_rollup_sum.name, _rollup_sum.type.field())
 
 
 class ModelRollupSums(RollupSums):
@@ -100,10 +94,10 @@ class HourRollupSums(RollupSums):
         abstract = True
 
 
-# Declared in a loop: thirty columns that differ only in name, each a copy of a RollupSums field.
+# Each declared sum's column again for each prefix (calls_15m, ...).
 for _minutes in PREFIX_MINUTES:
-    for _sum_field in RollupSums._meta.local_fields:
-        HourRollupSums.add_to_class(prefix_column(_sum_field.name, _minutes), _sum_field.clone())
+    for _rollup_sum in ROLLUP_SUMS:
+        HourRollupSums.add_to_class(prefix_column(_rollup_sum.name, _minutes), _rollup_sum.type.field())
 
 
 class UsageRollupHour(HourRollupSums):
@@ -194,10 +188,10 @@ class UsageRollupPending(models.Model):
         return f"{self.model_name} {self.bucket:%Y-%m-%d %H:%M} (pending)"
 
 
-# Declared in a loop: forty columns that differ only in name, each a copy of a RollupSums field.
+# Each declared sum's column for each quarter of the hour (calls_q0, ...).
 for _quarter in QUARTERS:
-    for _sum_field in RollupSums._meta.local_fields:
-        UsageRollupPending.add_to_class(quarter_column(_sum_field.name, _quarter), _sum_field.clone())
+    for _rollup_sum in ROLLUP_SUMS:
+        UsageRollupPending.add_to_class(quarter_column(_rollup_sum.name, _quarter), _rollup_sum.type.field())
 
 
 class UsageRetiredMonth(models.Model):

@@ -20,13 +20,12 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, connections, router, transaction
-from django.db.models import Count, F, Model, Q, QuerySet, Sum
+from django.db.models import F, Model, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from aicost.db_routers import reading_from_replica
@@ -35,7 +34,6 @@ from pricing.models import ModelPricing
 from usage.models import (
     PREFIX_MINUTES,
     QUARTERS,
-    CostSource,
     UsageLog,
     UsageRollupDaily,
     UsageRollupHour,
@@ -43,6 +41,7 @@ from usage.models import (
     prefix_column,
     quarter_column,
 )
+from usage.rollup_sums import ROLLUP_SUMS, RollupDelta
 from usage.rollups import (
     DAY_GRAIN,
     DAY_TOTAL_GRAIN,
@@ -52,7 +51,6 @@ from usage.rollups import (
     QUARTER_HOUR,
     SUM_COLUMNS,
     Grain,
-    RollupDelta,
     array_literal,
     pending_quarters_sum,
     quarter_hour_floor,
@@ -79,18 +77,8 @@ def _rollup_sums() -> dict:
 
 
 def _raw_sums() -> dict:
-    return {
-        "s_calls": Count("id"),
-        "s_successful_calls": Count("id", filter=Q(success=True)),
-        "s_unpriced_calls": Count("id", filter=Q(cost_source=CostSource.UNPRICED)),
-        "s_prompt_tokens": Sum("prompt_tokens"),
-        "s_completion_tokens": Sum("completion_tokens"),
-        "s_cached_tokens": Sum("cached_tokens"),
-        "s_reasoning_tokens": Sum("reasoning_tokens"),
-        "s_cost": Sum("cost"),
-        "s_response_time_sum": Sum("response_time"),
-        "s_response_time_count": Count("response_time"),
-    }
+    """Annotations summing log rows, one per declared sum (s_calls, ...)."""
+    return {f"s_{rollup_sum.name}": rollup_sum.source.aggregate() for rollup_sum in ROLLUP_SUMS}
 
 
 def _add_row(target: RollupDelta, row: dict) -> None:
@@ -275,7 +263,6 @@ def usage_sums_by_model(
 Term = tuple[str, int, int]  # (grain name, first bucket, bucket after the last), in epoch seconds
 EPOCH_DAY = date(1970, 1, 1)
 SECONDS_PER_QUARTER, SECONDS_PER_HOUR, SECONDS_PER_DAY = 900, 3600, 86_400
-_DELTA_FIELDS = [(f.name, f.type) for f in fields(RollupDelta)]
 
 
 def _epoch_seconds(moment: datetime) -> int:
@@ -355,10 +342,8 @@ def _ranges_table(grain: Grain, ranges: list[tuple[int, int]]) -> tuple[str, lis
     return sql, [value for n, (lo, hi) in enumerate(ranges) for value in (n, adapt(lo), adapt(hi))]
 
 
-def _prefixed(columns: list[tuple[str, type]], prefix_minutes: int | None) -> list[tuple[str, type]]:
-    if prefix_minutes is None:
-        return columns
-    return [(prefix_column(name, prefix_minutes), kind) for name, kind in columns]
+def _stored_column(name: str, prefix_minutes: int | None) -> str:
+    return name if prefix_minutes is None else prefix_column(name, prefix_minutes)
 
 
 def _range_sums(
@@ -372,11 +357,7 @@ def _range_sums(
     if filters.model_names is not None and grain.per_model:
         models_sql = f" AND t.model_name IN ({', '.join(['%s'] * len(filters.model_names))})"
         params += sorted(filters.model_names)
-    # Counts as BIGINT: PostgreSQL sums them as numeric, which the driver would turn into Decimals.
-    sums = ", ".join(
-        f"CAST(sum(t.{column}) AS BIGINT)" if kind is int else f"sum(t.{column})"
-        for column, kind in _prefixed(_DELTA_FIELDS, prefix_minutes)
-    )
+    sums = ", ".join(s.type.sum_sql(f"t.{_stored_column(s.name, prefix_minutes)}") for s in ROLLUP_SUMS)
     # Identifiers come from model metadata; values are bound parameters.
     cursor.execute(
         f"SELECT r.n, {sums} FROM {table} AS r JOIN {grain.model._meta.db_table} AS t "  # noqa: S608
@@ -384,21 +365,6 @@ def _range_sums(
         params,
     )
     return {ranges[n]: sums for n, *sums in cursor.fetchall()}
-
-
-def _as_cost(value) -> Decimal:
-    # PostgreSQL sums numeric exactly; SQLite sums as float, which rounding to the stored precision
-    # makes exact again.
-    return value if isinstance(value, Decimal) else quantize_cost(Decimal(str(value)))
-
-
-def _delta_of_row(values: Iterable) -> RollupDelta:
-    return RollupDelta(
-        **{
-            name: _as_cost(value) if kind is Decimal else kind(value)
-            for (name, kind), value in zip(_DELTA_FIELDS, values, strict=True)
-        }
-    )
 
 
 def _local_days_from_rollups(boundaries: list[int], filters: UsageFilters, days: list[date]) -> dict[date, RollupDelta]:
@@ -428,7 +394,7 @@ def _local_days_from_rollups(boundaries: list[int], filters: UsageFilters, days:
             by_day[day] = [sum(column) for column in zip(*parts, strict=True)]
     for day, values in _pending_by_local_day(pending, boundaries, days):
         by_day[day] = [a + b for a, b in zip(by_day[day], values, strict=True)] if day in by_day else values
-    return {day: _delta_of_row(values) for day, values in by_day.items()}
+    return {day: RollupDelta.from_db(values) for day, values in by_day.items()}
 
 
 def _pending_hours(boundaries: list[int], filters: UsageFilters) -> QuerySet:
@@ -524,11 +490,7 @@ def _rates(sums: RollupDelta) -> dict:
 
 
 def _total(parts: Iterable[RollupDelta]) -> RollupDelta:
-    total = RollupDelta()
-    for part in parts:
-        for column in SUM_COLUMNS:
-            setattr(total, column, getattr(total, column) + getattr(part, column))
-    return total
+    return sum(parts, RollupDelta())
 
 
 def _budget_use(pricing: ModelPricing | None, this_month: date) -> dict:

@@ -1,0 +1,193 @@
+"""The sums a usage rollup row holds, each declared once in ROLLUP_SUMS.
+
+A RollupSum names a sum, says how it is taken from log rows (its LogSource) and what it is (its
+SumType: column, zero, SQL type). Everything else is derived from ROLLUP_SUMS, in its order:
+  - the rollup models' columns (usage.models.RollupSums, the hour rows' prefix columns, the pending
+    rows' quarter columns);
+  - the SQL that sums the log (rebuild) and regroups sums to each grain (fold, SQLite upserts), and
+    the binary COPY of pending rows (usage.rollups);
+  - the per-batch sums in Python (usage.rollups.quarter_sums) and RollupDelta, the sums as one value;
+  - the readers (usage.stats), which key every sum by its name.
+
+Adding a metric, e.g. cache_write_tokens summed from a log column of that name, is one entry here,
+`RollupSum("cache_write_tokens", COUNT, Total("cache_write_tokens"))`, plus the migration that
+`manage.py makemigrations usage` writes for it: the sum's column on each of the 5 rollup tables (4
+on the hour tables, with their 15/30/45-minute prefixes; 4 on the pending table, one per quarter).
+The log column itself, if new, is a change to UsageLog (and usage.partitions' DDL), not to the
+rollups. What the APIs show of a sum is chosen where responses are shaped (usage.stats).
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, make_dataclass
+from decimal import Decimal
+from itertools import repeat
+from operator import attrgetter, eq, is_not
+from typing import Any
+
+from django.db import models
+from django.db.models import Aggregate, Count, Q, Sum
+
+from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, quantize_cost
+
+
+def _exact_cost(value) -> Decimal:
+    # PostgreSQL sums numeric exactly; SQLite sums as float, which rounding to the stored precision
+    # makes exact again.
+    return value if isinstance(value, Decimal) else quantize_cost(Decimal(str(value)))
+
+
+@dataclass(frozen=True)
+class SumType:
+    """What a sum is: its Python type and zero, its rollup column, its PostgreSQL type (binary COPY,
+    casts) and how a summed value read from the database becomes exact again."""
+
+    python: type
+    zero: Any
+    sql_type: str
+    field: Callable[[], models.Field]
+    from_db: Callable[[Any], Any]
+
+    def sum_sql(self, expression: str) -> str:
+        # PostgreSQL sums bigint as numeric, which the driver would turn into Decimals.
+        return f"CAST(sum({expression}) AS BIGINT)" if self.python is int else f"sum({expression})"
+
+
+COUNT = SumType(int, 0, "bigint", lambda: models.BigIntegerField(default=0), int)
+MONEY = SumType(
+    Decimal,
+    Decimal(0),
+    "numeric",
+    lambda: models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, default=0),
+    _exact_cost,
+)
+SECONDS = SumType(float, 0.0, "float8", lambda: models.FloatField(default=0), float)
+
+
+def _sql_literal(value: bool | str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "'" + value.replace("'", "''") + "'"
+
+
+class LogSource:
+    """How a sum is taken from log rows, said three ways from one definition: SQL over a group of
+    ai_model_usage_log rows, a Django aggregate over UsageLog rows, and each call's share of it in
+    Python (an iterable over the calls, one value per call, summed per rollup row)."""
+
+    def sql(self) -> str:
+        raise NotImplementedError
+
+    def aggregate(self) -> Aggregate:
+        raise NotImplementedError
+
+    def shares(self, calls: Sequence) -> Iterable:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Rows(LogSource):
+    """The number of log rows, or of those whose `column` equals `value`."""
+
+    column: str | None = None
+    value: bool | str | None = None
+
+    def sql(self) -> str:
+        if self.column is None:
+            return "count(*)"
+        condition = self.column if self.value is True else f"{self.column} = {_sql_literal(self.value)}"
+        return f"count(*) FILTER (WHERE {condition})"
+
+    def aggregate(self) -> Aggregate:
+        return Count("pk", filter=None if self.column is None else Q(**{self.column: self.value}))
+
+    def shares(self, calls: Sequence) -> Iterable:
+        if self.column is None:
+            return repeat(1, len(calls))
+        return map(eq, map(attrgetter(self.column), calls), repeat(self.value))
+
+
+@dataclass(frozen=True)
+class Present(LogSource):
+    """The number of log rows whose `column` is not null."""
+
+    column: str
+
+    def sql(self) -> str:
+        return f"count({self.column})"
+
+    def aggregate(self) -> Aggregate:
+        return Count(self.column)
+
+    def shares(self, calls: Sequence) -> Iterable:
+        return map(is_not, map(attrgetter(self.column), calls), repeat(None))
+
+
+@dataclass(frozen=True)
+class Total(LogSource):
+    """The sum of `column` over log rows; `nullable`: a null adds nothing."""
+
+    column: str
+    nullable: bool = False
+
+    def sql(self) -> str:
+        return f"coalesce(sum({self.column}), 0)"
+
+    def aggregate(self) -> Aggregate:
+        return Sum(self.column)
+
+    def shares(self, calls: Sequence) -> Iterable:
+        values = map(attrgetter(self.column), calls)
+        return [0 if value is None else value for value in values] if self.nullable else values
+
+
+@dataclass(frozen=True)
+class RollupSum:
+    """One sum of a rollup row: its column name (also its name in RollupDelta and in the readers),
+    what it is, and how the log makes it."""
+
+    name: str
+    type: SumType
+    source: LogSource
+
+
+ROLLUP_SUMS: tuple[RollupSum, ...] = (
+    RollupSum("calls", COUNT, Rows()),
+    RollupSum("successful_calls", COUNT, Rows("success", True)),
+    RollupSum("unpriced_calls", COUNT, Rows("cost_source", "unpriced")),  # CostSource.UNPRICED
+    RollupSum("prompt_tokens", COUNT, Total("prompt_tokens")),
+    RollupSum("completion_tokens", COUNT, Total("completion_tokens")),
+    RollupSum("cached_tokens", COUNT, Total("cached_tokens")),
+    RollupSum("reasoning_tokens", COUNT, Total("reasoning_tokens")),
+    RollupSum("cost", MONEY, Total("cost", nullable=True)),
+    RollupSum("response_time_sum", SECONDS, Total("response_time", nullable=True)),
+    RollupSum("response_time_count", COUNT, Present("response_time")),
+)
+
+SUM_NAMES: tuple[str, ...] = tuple(rollup_sum.name for rollup_sum in ROLLUP_SUMS)
+
+
+def _delta_add(self, other):
+    return type(self)(*(getattr(self, name) + getattr(other, name) for name in SUM_NAMES))
+
+
+def _delta_from_db(cls, values: Iterable):
+    """A RollupDelta of summed values read from the database in ROLLUP_SUMS order (None: zero)."""
+    return cls(
+        *(
+            rollup_sum.type.zero if value is None else rollup_sum.type.from_db(value)
+            for rollup_sum, value in zip(ROLLUP_SUMS, values, strict=True)
+        )
+    )
+
+
+# The sums as one value: RollupDelta(calls=..., cost=...), each field typed and zero by default.
+RollupDelta = make_dataclass(
+    "RollupDelta",
+    [(s.name, s.type.python, field(default=s.type.zero)) for s in ROLLUP_SUMS],
+    namespace={
+        "__doc__": "The sums a rollup row holds, by name (ROLLUP_SUMS); stats add these up.",
+        "__add__": _delta_add,
+        "from_db": classmethod(_delta_from_db),
+    },
+)
+RollupDelta.__module__ = __name__

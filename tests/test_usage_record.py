@@ -8,8 +8,8 @@ from pricing.models import ModelPricing
 from pricing.services import model_pricing_set_prices
 from usage.costing import call_cost
 from usage.models import CostSource, UsageLog, UsageRollupHour
-from usage.rollups import rollups_fold
 from usage.records import UsageRecordInvalid
+from usage.rollups import rollups_fold
 from usage.services import UsageRecordInput, UsageRow, usage_record, usage_record_batch
 
 pytestmark = pytest.mark.django_db

@@ -35,6 +35,13 @@ def refuse_rows_that_break_the_rules(apps, schema_editor):
         )
 
 
+def foreign_key_checks_now(apps, schema_editor):
+    """PostgreSQL cannot ALTER a table with deferred foreign-key checks pending (rows written earlier
+    in the same transaction, as when tests migrate): run those checks first."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
 def _check(name: str, condition: models.Q) -> migrations.AddConstraint:
     return migrations.AddConstraint(
         model_name="usagelog", constraint=models.CheckConstraint(condition=condition, name=f"{LOG}_{name}")
@@ -47,6 +54,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(foreign_key_checks_now, migrations.RunPython.noop, elidable=True),
         migrations.RunPython(refuse_rows_that_break_the_rules, migrations.RunPython.noop, elidable=True),
         migrations.AlterField(
             model_name="usagelog",
@@ -76,4 +84,5 @@ class Migration(migrations.Migration):
         _check("response_time_check", models.Q(response_time__isnull=True) | models.Q(response_time__gte=0)),
         _check("cached_within_prompt", models.Q(cached_tokens__lte=models.F("prompt_tokens"))),
         _check("reasoning_within_completion", models.Q(reasoning_tokens__lte=models.F("completion_tokens"))),
+        migrations.RunPython(migrations.RunPython.noop, foreign_key_checks_now, elidable=True),
     ]

@@ -9,10 +9,19 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pricing.models import ModelPricing
 from usage.models import UsageLog
-from usage.records import MAX_TOKENS, UsageRecordInput, UsageRecordInvalid
+from usage.records import (
+    LATEST_CLOCK_SKEW,
+    MAX_TOKENS,
+    UsageRecordInput,
+    UsageRecordInvalid,
+    _plain,
+    usage_record_validated,
+)
 from usage.services import usage_record, usage_record_batch
 
 pytestmark = pytest.mark.django_db
@@ -285,3 +294,71 @@ def test_the_database_refuses_what_a_raw_insert_would_store(values, constraint):
         _raw_insert(**values)
     _raw_insert(cost=None, response_time=None)  # NULL cost (unpriced) and response time are fine.
     assert UsageLog.objects.count() == 2
+
+
+# --- The one-pass check of plain records (usage.records._plain) agrees with the rules ---------------
+
+TEXT = st.one_of(
+    st.sampled_from(["", "gpt-4o", " gpt-4o", "gpt-4o\t", "a\x00b", "\x1f", "é", "\ud800", "x" * 100, "x" * 101]),
+    st.text(max_size=12),
+    st.integers(0, 3),
+    st.none(),
+)
+TOKENS = st.one_of(st.none(), st.integers(-2, 3000), st.sampled_from([MAX_TOKENS, MAX_TOKENS + 1, True, 5.0, "5"]))
+MOMENTS = st.one_of(
+    st.none(),
+    st.datetimes(
+        min_value=datetime(1999, 12, 31),  # noqa: DTZ001 -- bounds of generated naive values
+        max_value=datetime(2030, 1, 1),  # noqa: DTZ001
+        timezones=st.one_of(st.none(), st.just(UTC), st.timezones()),
+    ),
+)
+FIELDS = {
+    "model_name": TEXT,
+    "prompt_tokens": TOKENS,
+    "completion_tokens": TOKENS,
+    "cached_tokens": TOKENS,
+    "reasoning_tokens": TOKENS,
+    "usage": st.one_of(st.none(), st.just({"prompt_tokens": 5})),
+    "decision_id": TEXT,
+    "idempotency_key": TEXT,
+    "user_id": st.one_of(st.none(), st.integers(-1, 3), st.just(MAX_TOKENS + 1), st.just(False)),
+    "response_time": st.one_of(st.none(), st.floats(allow_nan=True), st.integers(-1, 90_000), st.just(86_400.5)),
+    "success": st.one_of(st.booleans(), st.just(1)),
+    "error_message": TEXT,
+    "purpose": TEXT,
+    "timestamp": MOMENTS,
+    "cost": st.one_of(st.none(), st.just(Decimal("0.5"))),
+}
+PLAIN = {
+    "model_name": "gpt-4o",
+    "prompt_tokens": 2000,
+    "completion_tokens": 1000,
+    "decision_id": "d-1",
+    "user_id": 7,
+    "response_time": 1.5,
+}
+# A plain record with a few fields drawn from everything a caller may pass, canonical or not: where
+# the one-pass check could be more lenient than the rules.
+RECORDS = st.lists(st.sampled_from(sorted(FIELDS)), min_size=1, max_size=3, unique=True).flatmap(
+    lambda names: st.fixed_dictionaries({name: FIELDS[name] for name in names}).map(
+        lambda drawn: UsageRecordInput(**{**PLAIN, **drawn})
+    )
+)
+
+
+@settings(max_examples=400, derandomize=True, database=None, deadline=None)
+@given(record=RECORDS)
+def test_the_one_pass_check_gives_what_the_rules_give_or_leaves_the_record_to_them(record):
+    now = timezone.now()
+    plain = _plain(record, now + LATEST_CLOCK_SKEW)
+    if plain is None:
+        return
+    assert repr(plain) == repr(usage_record_validated(record, now=now))
+
+
+def test_plain_records_take_the_one_pass_check():
+    record = UsageRecordInput(
+        model_name="gpt-4o", prompt_tokens=10, cached_tokens=4, user_id=3, response_time=1.5, timestamp=timezone.now()
+    )
+    assert _plain(record, timezone.now() + LATEST_CLOCK_SKEW) == usage_record_validated(record, now=timezone.now())

@@ -21,7 +21,15 @@ from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, quantize_cost
 MAX_TOKENS = 2_147_483_647  # The columns are PostgreSQL integers.
 MAX_USER_ID = MAX_TOKENS
 MAX_RESPONSE_SECONDS = 86_400
-TEXT_LIMITS = {"model_name": 100, "decision_id": 100, "idempotency_key": 100, "error_message": 10_000, "purpose": 100}
+MAX_NAME = 100  # model_name, decision_id, idempotency_key, purpose: varchar(100)
+MAX_ERROR_MESSAGE = 10_000
+TEXT_LIMITS = {
+    "model_name": MAX_NAME,
+    "decision_id": MAX_NAME,
+    "idempotency_key": MAX_NAME,
+    "error_message": MAX_ERROR_MESSAGE,
+    "purpose": MAX_NAME,
+}
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
 EARLIEST_CALL = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_CLOCK_SKEW = timedelta(days=1)
@@ -279,12 +287,82 @@ def usage_record_validated(record: UsageRecordInput, *, now: datetime) -> Checke
     )
 
 
+def _plain_text(value, limit: int) -> bool:
+    """Text the rules pass unchanged: ASCII, nothing to trim (no control or space at either end)."""
+    return (
+        type(value) is str
+        and len(value) <= limit
+        and value.isascii()
+        and "\x00" not in value
+        and (not value or (value[0] > " " and value[-1] > " "))
+    )
+
+
+_new_tuple = tuple.__new__
+
+
+def _plain(record: UsageRecordInput, latest: datetime) -> CheckedRecord | None:
+    """The record as usage_record_validated returns it when it is in the common, plainly valid form
+    (what the API's parser and most Python callers give), checked in one pass; None otherwise, and
+    usage_record_validated decides (tests/test_usage_record_rules.py holds the two to each other).
+    Thousands of records per batch: this keeps the rules cheap for ingestion."""
+    prompt, completion = record.prompt_tokens, record.completion_tokens
+    cached, reasoning = record.cached_tokens, record.reasoning_tokens
+    user_id, response_time, timestamp, cost = record.user_id, record.response_time, record.timestamp, record.cost
+    if not (
+        record.usage is None
+        and type(record.success) is bool
+        and _plain_text(record.model_name, MAX_NAME)
+        and record.model_name
+        and _plain_text(record.decision_id, MAX_NAME)
+        and _plain_text(record.idempotency_key, MAX_NAME)
+        and _plain_text(record.error_message, MAX_ERROR_MESSAGE)
+        and _plain_text(record.purpose, MAX_NAME)
+        and (prompt is None or (type(prompt) is int and 0 <= prompt <= MAX_TOKENS))
+        and (completion is None or (type(completion) is int and 0 <= completion <= MAX_TOKENS))
+        and (cached is None or (type(cached) is int and 0 <= cached <= MAX_TOKENS))
+        and (reasoning is None or (type(reasoning) is int and 0 <= reasoning <= MAX_TOKENS))
+        and (user_id is None or (type(user_id) is int and 1 <= user_id <= MAX_USER_ID))
+        and (response_time is None or (type(response_time) is float and 0 <= response_time <= MAX_RESPONSE_SECONDS))
+        and (timestamp is None or (type(timestamp) is datetime and timestamp.utcoffset() is not None))
+        and cost is None
+    ):
+        return None
+    prompt, completion = prompt or 0, completion or 0
+    cached, reasoning = cached or 0, reasoning or 0
+    if cached > prompt or reasoning > completion:
+        return None
+    if timestamp is not None and not EARLIEST_CALL <= timestamp <= latest:
+        return None
+    fields = (
+        record.model_name,
+        prompt,
+        completion,
+        cached,
+        reasoning,
+        record.decision_id,
+        record.idempotency_key,
+        user_id,
+        response_time,
+        record.success,
+        record.error_message,
+        record.purpose,
+        timestamp,
+        None,
+    )
+    return _new_tuple(CheckedRecord, fields)  # CheckedRecord(*fields) without its argument parsing.
+
+
 def usage_records_validated(records: Sequence[UsageRecordInput], *, now: datetime) -> list[CheckedRecord]:
     """Every record checked; the first that breaks a rule raises, its path `records[i].field`."""
+    latest = now + LATEST_CLOCK_SKEW
     validated = []
     for index, record in enumerate(records):
-        try:
-            validated.append(usage_record_validated(record, now=now))
-        except UsageRecordInvalid as error:
-            raise error.within(f"records[{index}]") from None
+        checked = _plain(record, latest) if type(record) is UsageRecordInput else None
+        if checked is None:
+            try:
+                checked = usage_record_validated(record, now=now)
+            except UsageRecordInvalid as error:
+                raise error.within(f"records[{index}]") from None
+        validated.append(checked)
     return validated

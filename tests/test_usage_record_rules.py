@@ -362,3 +362,23 @@ def test_plain_records_take_the_one_pass_check():
         model_name="gpt-4o", prompt_tokens=10, cached_tokens=4, user_id=3, response_time=1.5, timestamp=timezone.now()
     )
     assert _plain(record, timezone.now() + LATEST_CLOCK_SKEW) == usage_record_validated(record, now=timezone.now())
+
+
+def test_the_check_migration_names_old_rows_that_break_the_rules_and_stops():
+    from django.core.management.base import CommandError
+    from django.db.migrations.executor import MigrationExecutor
+
+    usage_record(model_name="gpt-4o", prompt_tokens=10)
+    MigrationExecutor(connection).migrate([("usage", "0008_usage_log_gap")])
+    _raw_insert(cost=Decimal("-1"))  # What a Python caller could store before the rules moved.
+    _raw_insert(cached_tokens=50)
+    with pytest.raises(CommandError) as stopped:
+        MigrationExecutor(connection).migrate([("usage", "0009_usage_log_checks")])
+    assert "1 row(s) with a negative cost" in str(stopped.value)
+    assert "1 row(s) with cached_tokens above prompt_tokens" in str(stopped.value)
+    UsageLog.objects.filter(cost__lt=0).delete()
+    UsageLog.objects.filter(cached_tokens__gt=10).delete()
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    with pytest.raises(IntegrityError, match="ai_model_usage_log_cost_check"), transaction.atomic():
+        _raw_insert(cost=Decimal("-1"))

@@ -4,7 +4,9 @@ and nothing is stored. The database refuses what slips past: negative tokens or 
 above prompt tokens, reasoning above completion tokens (CHECK constraints on the log)."""
 
 from datetime import UTC, datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -15,8 +17,10 @@ from hypothesis import strategies as st
 from pricing.models import ModelPricing
 from usage.models import UsageLog
 from usage.records import (
+    EARLIEST_CALL,
     LATEST_CLOCK_SKEW,
     MAX_TOKENS,
+    PlausibleWindow,
     UsageRecordInput,
     UsageRecordInvalid,
     _plain,
@@ -351,7 +355,7 @@ RECORDS = st.lists(st.sampled_from(sorted(FIELDS)), min_size=1, max_size=3, uniq
 @given(record=RECORDS)
 def test_the_one_pass_check_gives_what_the_rules_give_or_leaves_the_record_to_them(record):
     now = timezone.now()
-    plain = _plain(record, now + LATEST_CLOCK_SKEW)
+    plain = _plain(record, PlausibleWindow(now + LATEST_CLOCK_SKEW))
     if plain is None:
         return
     assert repr(plain) == repr(usage_record_validated(record, now=now))
@@ -361,7 +365,8 @@ def test_plain_records_take_the_one_pass_check():
     record = UsageRecordInput(
         model_name="gpt-4o", prompt_tokens=10, cached_tokens=4, user_id=3, response_time=1.5, timestamp=timezone.now()
     )
-    assert _plain(record, timezone.now() + LATEST_CLOCK_SKEW) == usage_record_validated(record, now=timezone.now())
+    now = timezone.now()
+    assert _plain(record, PlausibleWindow(now + LATEST_CLOCK_SKEW)) == usage_record_validated(record, now=now)
 
 
 def test_the_check_migration_names_old_rows_that_break_the_rules_and_stops():
@@ -382,3 +387,28 @@ def test_the_check_migration_names_old_rows_that_break_the_rules_and_stops():
     executor.migrate(executor.loader.graph.leaf_nodes())
     with pytest.raises(IntegrityError, match="ai_model_usage_log_cost_check"), transaction.atomic():
         _raw_insert(cost=Decimal("-1"))
+
+
+EDGE_ZONES = [
+    UTC,
+    ZoneInfo("UTC"),
+    ZoneInfo("Etc/UTC"),
+    dt_timezone(timedelta(hours=5, minutes=30)),
+    ZoneInfo("America/New_York"),
+]
+
+
+@pytest.mark.parametrize("zone", EDGE_ZONES, ids=str)
+def test_the_one_pass_check_is_exact_at_the_edges_of_the_plausible_window(zone):
+    now = timezone.now()
+    window = PlausibleWindow(now + LATEST_CLOCK_SKEW)
+    tick = timedelta(microseconds=1)
+    for moment in (EARLIEST_CALL - tick, EARLIEST_CALL, now + LATEST_CLOCK_SKEW, now + LATEST_CLOCK_SKEW + tick):
+        record = UsageRecordInput(model_name="gpt-4o", timestamp=moment.astimezone(zone))
+        try:
+            expected = repr(usage_record_validated(record, now=now))
+        except UsageRecordInvalid:
+            expected = None
+        plain = _plain(record, window)
+        # Both ways exact: bounds moved into a fixed zone, or compared across zones for the others.
+        assert (None if plain is None else repr(plain)) == expected, moment

@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -301,7 +301,42 @@ def _plain_text(value, limit: int) -> bool:
 _new_tuple = tuple.__new__
 
 
-def _plain(record: UsageRecordInput, latest: datetime) -> CheckedRecord | None:
+# Zones with one offset forever: a timestamp in one of them compares with bounds in the same zone
+# object as plain wall times (exact, and far cheaper than comparing across zones).
+_UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu", "GMT", "Etc/GMT"})
+
+
+class PlausibleWindow:
+    """From EARLIEST_CALL to `latest`, with the bounds moved once per batch into each fixed-offset
+    zone its timestamps come in (the API's are in the current zone, Python callers' often in UTC)."""
+
+    __slots__ = ("_by_zone", "latest")
+
+    def __init__(self, latest: datetime):
+        self.latest = latest
+        self._by_zone: dict = {}
+
+    def bounds(self, zone) -> tuple[datetime, datetime] | None:
+        """The bounds in `zone` if it has a fixed offset; None for other zones (and naive values)."""
+        try:
+            return self._by_zone[zone]
+        except KeyError:
+            fixed = isinstance(zone, timezone) or getattr(zone, "key", None) in _UTC_KEYS
+            bounds = (EARLIEST_CALL.astimezone(zone), self.latest.astimezone(zone)) if fixed else None
+            self._by_zone[zone] = bounds
+            return bounds
+
+
+def _plain_moment(timestamp, window: PlausibleWindow) -> bool:
+    if type(timestamp) is not datetime:
+        return False
+    bounds = window.bounds(timestamp.tzinfo)
+    if bounds is not None:
+        return bounds[0] <= timestamp <= bounds[1]
+    return timestamp.utcoffset() is not None and EARLIEST_CALL <= timestamp <= window.latest
+
+
+def _plain(record: UsageRecordInput, window: PlausibleWindow) -> CheckedRecord | None:
     """The record as usage_record_validated returns it when it is in the common, plainly valid form
     (what the API's parser and most Python callers give), checked in one pass; None otherwise, and
     usage_record_validated decides (tests/test_usage_record_rules.py holds the two to each other).
@@ -324,15 +359,13 @@ def _plain(record: UsageRecordInput, latest: datetime) -> CheckedRecord | None:
         and (reasoning is None or (type(reasoning) is int and 0 <= reasoning <= MAX_TOKENS))
         and (user_id is None or (type(user_id) is int and 1 <= user_id <= MAX_USER_ID))
         and (response_time is None or (type(response_time) is float and 0 <= response_time <= MAX_RESPONSE_SECONDS))
-        and (timestamp is None or (type(timestamp) is datetime and timestamp.utcoffset() is not None))
+        and (timestamp is None or _plain_moment(timestamp, window))
         and cost is None
     ):
         return None
     prompt, completion = prompt or 0, completion or 0
     cached, reasoning = cached or 0, reasoning or 0
     if cached > prompt or reasoning > completion:
-        return None
-    if timestamp is not None and not EARLIEST_CALL <= timestamp <= latest:
         return None
     fields = (
         record.model_name,
@@ -355,10 +388,10 @@ def _plain(record: UsageRecordInput, latest: datetime) -> CheckedRecord | None:
 
 def usage_records_validated(records: Sequence[UsageRecordInput], *, now: datetime) -> list[CheckedRecord]:
     """Every record checked; the first that breaks a rule raises, its path `records[i].field`."""
-    latest = now + LATEST_CLOCK_SKEW
+    window = PlausibleWindow(now + LATEST_CLOCK_SKEW)
     validated = []
     for index, record in enumerate(records):
-        checked = _plain(record, latest) if type(record) is UsageRecordInput else None
+        checked = _plain(record, window) if type(record) is UsageRecordInput else None
         if checked is None:
             try:
                 checked = usage_record_validated(record, now=now)

@@ -39,9 +39,11 @@ NAIVE_TIMESTAMP = "Timestamp must include a time zone offset, e.g. 2026-11-24T10
 IMPLAUSIBLE_TIMESTAMP = "Timestamp must lie between 2000-01-01 and one day after the server's current time."
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class UsageRecordInput:
-    """One call as a client reports it. `usage_ingest` checks it (usage_record_validated) first.
+    """One call as a client reports it. `usage_ingest` checks it (usage_record_validated) first and
+    stores the CheckedRecord it makes, so this input form need not be frozen (frozen would cost a
+    microsecond per record to build: the API builds thousands per batch).
 
     The token fields are None when not given (0, or taken from `usage`): an OpenAI-style usage
     object (`response.usage.model_dump()`) instead of them, never with them."""

@@ -24,7 +24,7 @@ def schema_guard_check_paused() -> Iterator[None]:
 
 @register(Tags.database)
 def check_schema_matches_models(app_configs=None, databases=None, **kwargs):
-    """aicost.E001 to E010 and the warnings: the live schema of each database checked equals what the
+    """aicost.E001 to E010, E013 and the warnings: the live schema of each database checked equals what the
     models expect.
 
     A database check: it runs for the databases a command names. `check` names `default` unless told

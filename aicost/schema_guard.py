@@ -3,8 +3,8 @@
 The incident behind aicost: the migration history said the tables existed; they did not, and the
 API answered 500. The guard looks at the database itself, not at the history: missing tables
 (saying whether their migration is recorded as applied), missing columns, type, length and
-nullability mismatches, missing indexes and unique constraints, indexes PostgreSQL left invalid,
-and migrations not yet applied. The same findings feed the deploy check, the startup refusal of
+nullability mismatches, missing indexes, unique and CHECK constraints, indexes PostgreSQL left
+invalid, and migrations not yet applied. The same findings feed the deploy check, the startup refusal of
 runserver and gunicorn, the health endpoints and `manage.py schema_repair`.
 """
 
@@ -36,6 +36,8 @@ MISSING_UNIQUE = "aicost.E006"
 INVALID_INDEX = "aicost.E007"
 UNAPPLIED_MIGRATIONS = "aicost.E008"
 DATABASE_UNREACHABLE = "aicost.E009"
+# E010, W011 and W012 are the usage app's (usage/checks.py).
+MISSING_CHECK = "aicost.E013"
 
 
 @dataclass(frozen=True)
@@ -360,6 +362,38 @@ def _index_findings(model, constraints: dict) -> list[Error]:
     ]
 
 
+def missing_checks(model, constraints: dict) -> list[models.CheckConstraint]:
+    """The model's CHECK constraints the table lacks, by name (every one the project declares has
+    its own name; a check under another name is not the same rule to a reader of the schema)."""
+    present = {name for name, constraint in constraints.items() if constraint["check"]}
+    return [
+        constraint
+        for constraint in model._meta.constraints
+        if isinstance(constraint, models.CheckConstraint) and constraint.name not in present
+    ]
+
+
+def check_sql(model, constraint: models.CheckConstraint, connection) -> str:
+    """The constraint's condition as the database states it, e.g. ("cost" IS NULL OR "cost" >= 0)."""
+    # Not entered: only its quoting is needed (entering one on SQLite inside a transaction fails).
+    editor = connection.schema_editor(collect_sql=True, atomic=False)
+    return str(constraint._get_check_sql(model, editor))
+
+
+def _check_findings(model, connection, constraints: dict) -> list[Error]:
+    table = model._meta.db_table
+    return [
+        Error(
+            f"Table {table} lacks its CHECK constraint {constraint.name} "
+            f"({check_sql(model, constraint, connection)}): the database would store rows the service refuses.",
+            hint=f"Run `{REPAIR_COMMAND}` to add it (it says which rows break it, if any).",
+            obj=table,
+            id=MISSING_CHECK,
+        )
+        for constraint in missing_checks(model, constraints)
+    ]
+
+
 def invalid_indexes(connection, tables: list[str]) -> list[tuple[str, str]]:
     """(table, index) of indexes PostgreSQL marked invalid."""
     if connection.vendor != "postgresql":
@@ -446,7 +480,9 @@ def _full_report(connection, existing: set[str], latency_ms: float) -> SchemaRep
                 continue
             column_findings = _column_findings(model, connection, columns.get(table, {}))
             findings += column_findings
-            findings += _index_findings(model, connection.introspection.get_constraints(cursor, table))
+            constraints = connection.introspection.get_constraints(cursor, table)
+            findings += _index_findings(model, constraints)
+            findings += _check_findings(model, connection, constraints)
             if table in TABLE_LAYOUTS:
                 findings += TABLE_LAYOUTS[table].findings(connection)
             missing = [f.obj.split(".", 1)[1] for f in column_findings if f.id == MISSING_COLUMN]

@@ -1,8 +1,9 @@
 """Writes of the aicost app: repairing a database schema that drifted from the models.
 
 Only additive, non-destructive changes: create missing tables, add missing columns, create missing
-indexes and unique constraints, rebuild invalid indexes. Anything that could lose data (a wrong
-type, nullability, an extra column) is reported for a person and never changed here.
+indexes, unique and CHECK constraints (a CHECK only where no row breaks it), rebuild invalid
+indexes. Anything that could lose data (a wrong type, nullability, an extra column) is reported
+for a person and never changed here.
 """
 
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from django.db.migrations.state import ProjectState
 
 from aicost.schema_guard import (
     INVALID_INDEX,
+    MISSING_CHECK,
     MISSING_COLUMN,
     MISSING_INDEX,
     MISSING_TABLE,
@@ -22,15 +24,17 @@ from aicost.schema_guard import (
     TABLE_LAYOUTS,
     ExpectedIndex,
     SchemaReport,
+    check_sql,
     existing_tables,
     invalid_indexes,
     managed_models,
+    missing_checks,
     missing_indexes,
     schema_report,
     table_columns,
 )
 
-REPAIRABLE = {MISSING_TABLE, MISSING_COLUMN, MISSING_INDEX, MISSING_UNIQUE, INVALID_INDEX}
+REPAIRABLE = {MISSING_TABLE, MISSING_COLUMN, MISSING_INDEX, MISSING_UNIQUE, MISSING_CHECK, INVALID_INDEX}
 
 
 @dataclass
@@ -123,6 +127,53 @@ def _plan_present_table(plan: RepairPlan, connection, cursor, model, columns: di
         names = ", ".join(f"{table}.{f.column}" for f in added)
         plan.steps.append((f"add column {names}", _columns_adder(model, [f.name for f in added])))
     plan.steps += [(f"create {index.what} on {table}", index.create) for index in on_added]
+    if not refused:  # A table still short of a column takes no CHECK (SQLite's rebuild needs every column).
+        constraints = connection.introspection.get_constraints(cursor, table)
+        _plan_checks(plan, connection, model, constraints, set(columns) | added_columns)
+
+
+def _check_adder(model, constraint) -> Callable:
+    """PostgreSQL: added NOT VALID, then validated (a CHECK on a partitioned parent holds for, and is
+    validated on, every partition); a row that breaks it fails the repair, which rolls back. SQLite
+    cannot add a constraint to a table: Django rebuilds it with the constraint, rows copied."""
+
+    def add(editor) -> None:
+        if editor.connection.vendor != "postgresql":
+            editor.add_constraint(model, constraint)
+            return
+        table, name = editor.quote_name(model._meta.db_table), editor.quote_name(constraint.name)
+        condition = constraint._get_check_sql(model, editor)
+        editor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({condition}) NOT VALID")
+        editor.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}")
+
+    return add
+
+
+def _rows_breaking(connection, model, constraint) -> tuple[int, object, object]:
+    """(count, lowest pk, highest pk) of the rows the constraint would refuse."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    pk = connection.ops.quote_name(model._meta.pk.column)
+    condition = check_sql(model, constraint, connection)
+    with connection.cursor() as cursor:
+        # A row breaks a CHECK when its condition is false; NULL passes, and NOT NULL selects nothing.
+        cursor.execute(f"SELECT count(*), min({pk}), max({pk}) FROM {table} WHERE NOT ({condition})")  # noqa: S608
+        return cursor.fetchone()
+
+
+def _plan_checks(plan: RepairPlan, connection, model, constraints: dict, columns: set[str]) -> None:
+    """Missing CHECK constraints after the columns they name exist; refused while rows break one."""
+    table = model._meta.db_table
+    for constraint in missing_checks(model, constraints):
+        named = {model._meta.get_field(name).column for name in constraint.condition.referenced_base_fields}
+        if named <= columns:
+            count, first, last = _rows_breaking(connection, model, constraint)
+            if count:
+                plan.refused.append(
+                    f"{table}: {count} row(s) (ids {first} to {last}) break CHECK {constraint.name} "
+                    f"({check_sql(model, constraint, connection)}); correct or delete them, then repair again."
+                )
+                continue
+        plan.steps.append((f"add CHECK constraint {constraint.name} on {table}", _check_adder(model, constraint)))
 
 
 def _index_rebuild_step(connection, index: str) -> Callable:

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
@@ -132,6 +133,9 @@ class GlobalBudgetAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return not GlobalBudget.objects.exists()
+
+    def get_changeform_initial_data(self, request) -> dict:
+        return {"currency": settings.AICOST_CURRENCY, **super().get_changeform_initial_data(request)}
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # Empty the amount instead.

@@ -91,10 +91,6 @@ class BudgetAlert(models.Model):
         return self.message
 
 
-def _default_currency() -> str:
-    return settings.AICOST_CURRENCY
-
-
 class GlobalBudget(models.Model):
     """The one monthly budget for all models together (a single row, edited in admin)."""
 
@@ -110,7 +106,8 @@ class GlobalBudget(models.Model):
     )
     currency = models.CharField(
         max_length=3,
-        default=_default_currency,
+        # No callable default: a migration would have to import it. global_budget_set and the admin's
+        # add form fill in AICOST_CURRENCY.
         help_text="Only models priced in this currency count towards the global budget.",
     )
     updated_at = models.DateTimeField(auto_now=True)

@@ -326,7 +326,9 @@ def budget_alerts_resolve(*, alert_ids: Collection[int], user: AbstractBaseUser 
 
 @transaction.atomic
 def global_budget_set(*, monthly_budget: Decimal | None, currency: str | None = None) -> GlobalBudget:
-    budget, _created = GlobalBudget.objects.select_for_update().get_or_create(pk=GlobalBudget.SINGLETON_ID)
+    budget, _created = GlobalBudget.objects.select_for_update().get_or_create(
+        pk=GlobalBudget.SINGLETON_ID, defaults={"currency": settings.AICOST_CURRENCY}
+    )
     budget.monthly_budget = monthly_budget
     if currency:
         budget.currency = currency

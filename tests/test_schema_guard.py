@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError, SystemCheckError
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.migrations.recorder import MigrationRecorder
 
 from aicost.checks import check_schema_matches_models
@@ -74,6 +74,11 @@ def test_migrate_style_checks_without_databases_do_not_run_the_guard():
         ("ALTER TABLE ai_model_usage_log ALTER COLUMN user_id SET NOT NULL", "aicost.E004", "user_id"),
         ("DROP INDEX ai_model_usage_log_model_name_idx", "aicost.E005", "model_name"),
         ("ALTER TABLE ai_model_pricing DROP CONSTRAINT ai_model_pricing_model_name_key", "aicost.E006", "model_name"),
+        (
+            "ALTER TABLE ai_model_usage_log DROP CONSTRAINT ai_model_usage_log_cost_check",
+            "aicost.E013",
+            '("cost" IS NULL OR "cost" >= 0)',
+        ),
         (INVALIDATE_TIMESTAMP_INDEX, "aicost.E007", "invalid"),
         (
             # A migration below applied ones: the plan from the leaf nodes would not show it.
@@ -324,3 +329,84 @@ def test_a_repair_that_fails_rolls_back_every_step_of_it():
     assert "ai_model_pricing" in str(raised.value)
     assert sorted(f.id for f in schema_report().findings) == broken
     assert _table_digests() == digests
+
+
+# --- CHECK constraints (aicost.E013) ---------------------------------------------------------------
+
+DROP_CHECKS = [
+    "ALTER TABLE ai_model_usage_log DROP CONSTRAINT ai_model_usage_log_cost_check",
+    "ALTER TABLE ai_model_usage_log DROP CONSTRAINT ai_model_usage_log_cached_within_prompt",
+    "ALTER TABLE ai_model_usage_log DROP CONSTRAINT ai_model_usage_log_prompt_tokens_check",
+]
+
+
+def _checks_of_every_partition() -> set[tuple[str, str, bool]]:
+    """(table, constraint, validated) of the log's CHECK constraints, its partitions' included."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.conrelid::regclass::text, c.conname, c.convalidated FROM pg_constraint c
+            WHERE c.contype = 'c' AND c.conrelid IN (
+                SELECT 'ai_model_usage_log'::regclass UNION ALL
+                SELECT inhrelid FROM pg_inherits WHERE inhparent = 'ai_model_usage_log'::regclass)
+            """
+        )
+        return set(cursor.fetchall())
+
+
+def test_a_missing_check_constraint_is_named_and_repaired_on_every_partition():
+    usage_record(model_name="gpt-4o", prompt_tokens=1000, completion_tokens=10)
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")
+    whole = _checks_of_every_partition()
+    assert len({table for table, _name, _valid in whole}) >= 2  # The parent and its partitions.
+    for statement in DROP_CHECKS:
+        _sql(statement)
+    findings = [f for f in check_schema_matches_models(databases=["default"]) if f.id == "aicost.E013"]
+    assert sorted(f.msg.split()[6] for f in findings) == sorted(s.rsplit(" ", 1)[1] for s in DROP_CHECKS)
+    assert all("schema_repair --apply" in f.hint for f in findings)
+    dry_run = StringIO()
+    call_command("schema_repair", stdout=dry_run)
+    assert 'ADD CONSTRAINT "ai_model_usage_log_cost_check" CHECK (("cost" IS NULL OR' in dry_run.getvalue()
+    assert ") NOT VALID" in dry_run.getvalue()
+    assert 'VALIDATE CONSTRAINT "ai_model_usage_log_cost_check"' in dry_run.getvalue()
+    call_command("schema_repair", "--apply", stdout=StringIO())
+    assert check_schema_matches_models(databases=["default"]) == []
+    assert _checks_of_every_partition() == whole  # Validated, on the parent and on every partition.
+
+
+def _insert_negative_cost() -> None:
+    _sql(
+        'INSERT INTO ai_model_usage_log ("timestamp", model_name, decision_id, prompt_tokens, completion_tokens, '
+        "cached_tokens, reasoning_tokens, cost, cost_source, success, error_message, purpose) "
+        "VALUES (now(), 'gpt-4o', '', 1, 1, 0, 0, -5, 'provider', true, '', '')"
+    )
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")  # Its deferred checks now: the log cannot be altered meanwhile.
+
+
+def test_repair_refuses_a_check_that_rows_break_and_names_them():
+    usage_record(model_name="gpt-4o", prompt_tokens=1000, completion_tokens=10)
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")
+    _sql(DROP_CHECKS[0])
+    _insert_negative_cost()
+    err = StringIO()
+    with pytest.raises(CommandError, match="need a person"):
+        call_command("schema_repair", "--apply", stdout=StringIO(), stderr=err)
+    assert "needs a person: ai_model_usage_log: 1 row(s)" in err.getvalue()
+    assert "break CHECK ai_model_usage_log_cost_check" in err.getvalue()
+    assert "aicost.E013" in {f.id for f in schema_report().findings}
+
+
+def test_a_check_that_fails_to_validate_rolls_the_repair_back():
+    """Rows that arrive between the plan and its run: VALIDATE fails, and every step is undone."""
+    from aicost.services import schema_repair_apply, schema_repair_plan
+
+    _sql(DROP_CHECKS[0])
+    _sql("DROP INDEX ai_budget_alerts_open_idx")
+    plan = schema_repair_plan()
+    assert any("CHECK constraint ai_model_usage_log_cost_check" in description for description, _ in plan.steps)
+    usage_record(model_name="gpt-4o", prompt_tokens=1)  # This month's partition.
+    _insert_negative_cost()
+    broken = sorted(f.id for f in schema_report().findings)
+    with pytest.raises(DatabaseError, match=r'check constraint "ai_model_usage_log_cost_check" .* is violated'):
+        schema_repair_apply(plan=plan)
+    assert sorted(f.id for f in schema_report().findings) == broken

@@ -140,8 +140,20 @@ def drop_unique_constraints(conn):
     _rebuild(conn, "ai_budget_alerts", remove=r', CONSTRAINT "ai_budget_alerts_once_per_period" UNIQUE \([^)]*\)')
 
 
+COST_CHECK = r', CONSTRAINT "ai_model_usage_log_cost_check" CHECK \(\("cost" IS NULL OR "cost" >= \'0\'\)\)'
+CACHED_CHECK = (
+    r', CONSTRAINT "ai_model_usage_log_cached_within_prompt" CHECK \("cached_tokens" <= \("prompt_tokens"\)\)'
+)
+
+
+def drop_check_constraints(conn):
+    """Two of the log's CHECK constraints, as a table made before usage.0009 or by hand lacks them."""
+    _rebuild(conn, "ai_model_usage_log", remove=COST_CHECK)
+    _rebuild(conn, "ai_model_usage_log", remove=CACHED_CHECK)
+
+
 def all_of_them(conn):
-    for other in (drop_many_to_many_table, drop_columns, drop_indexes, drop_unique_constraints):
+    for other in (drop_many_to_many_table, drop_columns, drop_indexes, drop_unique_constraints, drop_check_constraints):
         other(conn)
 
 
@@ -151,7 +163,11 @@ BREAKS = {  # name: (how, the findings it must cause)
     "columns": (drop_columns, {"aicost.E002", "aicost.E005", "aicost.E006"}),
     "indexes": (drop_indexes, {"aicost.E005"}),
     "unique constraints": (drop_unique_constraints, {"aicost.E006"}),
-    "all but the log at once": (all_of_them, {"aicost.E001", "aicost.E002", "aicost.E005", "aicost.E006"}),
+    "check constraints": (drop_check_constraints, {"aicost.E013"}),
+    "all but the log at once": (
+        all_of_them,
+        {"aicost.E001", "aicost.E002", "aicost.E005", "aicost.E006", "aicost.E013"},
+    ),
 }
 
 
@@ -262,4 +278,38 @@ def test_a_repair_that_fails_rolls_back_every_step_and_says_so(demo_database, tm
     assert "Repair failed and was rolled back; nothing changed" in result.stderr
     assert "UNIQUE constraint failed: ai_model_pricing.model_name" in result.stderr
     assert "Traceback" not in result.stderr
+    assert (_layout(db), _rows(db, _columns(db))) == (layout, rows)
+
+
+LOG_ROW = (
+    "INSERT INTO ai_model_usage_log (model_name, decision_id, prompt_tokens, completion_tokens, cached_tokens, "
+    "reasoning_tokens, cost, cost_source, success, error_message, purpose, timestamp) "
+    "VALUES ('gpt-4o', '', ?, 1, 0, 0, ?, 'provider', 1, '', '', '2026-11-01 10:00:00')"
+)
+
+
+def test_the_sqlite_log_refuses_negative_tokens_and_costs(demo_database, tmp_path):
+    db = tmp_path / "checked.sqlite3"
+    shutil.copy(demo_database, db)
+    with sqlite3.connect(db) as conn:
+        for tokens, cost, constraint in [(-1, "0.1", "prompt_tokens_check"), (5, "-0.5", "cost_check")]:
+            refused = f"CHECK constraint failed: ai_model_usage_log_{constraint}"
+            with pytest.raises(sqlite3.IntegrityError, match=refused):
+                conn.execute(LOG_ROW, [tokens, cost])
+        conn.execute(LOG_ROW, [5, None])  # An unpriced call: no cost is fine.
+
+
+def test_repair_refuses_a_check_constraint_that_rows_break(demo_database, tmp_path):
+    db = tmp_path / "broken.sqlite3"
+    shutil.copy(demo_database, db)
+    with sqlite3.connect(db) as conn:
+        _rebuild(conn, "ai_model_usage_log", remove=COST_CHECK)
+        conn.execute(LOG_ROW, [5, "-0.5"])
+    layout, rows = _layout(db), _rows(db, _columns(db))
+    for args in (("schema_repair",), ("schema_repair", "--apply")):
+        result = _manage(db, *args)
+        assert result.returncode == 1, result.stdout
+        assert "needs a person: ai_model_usage_log: 1 row(s)" in result.stderr
+        assert "break CHECK ai_model_usage_log_cost_check" in result.stderr
+        assert "Traceback" not in result.stderr
     assert (_layout(db), _rows(db, _columns(db))) == (layout, rows)

@@ -21,6 +21,7 @@ from rest_framework import serializers
 from aicost.api.serializers import FastListSerializer
 from usage.apis import MAX_TOKENS, UsageIngestApi, UsageRecordSerializer
 from usage.models import CostSource, UsageLog
+from usage.records import UsageRecordInput, UsageRecordInvalid, usage_records_validated
 
 ZONES = ["UTC", "Asia/Kolkata", "America/New_York"]
 PROPERTY = settings(
@@ -335,39 +336,43 @@ NEAR_MISSES = [
     [],
     {},
     {"model_name": "gpt-4o", "promt_tokens": 5},
-    {"model_name": " "},
-    {"model_name": "x" * 101},
     {"model_name": "a\x00b"},
     {"model_name": "\ud800"},
     {"model_name": None},
     {"model_name": ["gpt-4o"]},
-    {"model_name": "gpt-4o", "prompt_tokens": -1},
-    {"model_name": "gpt-4o", "prompt_tokens": MAX_TOKENS + 1},
     {"model_name": "gpt-4o", "prompt_tokens": "many"},
     {"model_name": "gpt-4o", "prompt_tokens": 5.5},
     {"model_name": "gpt-4o", "prompt_tokens": None},
     {"model_name": "gpt-4o", "prompt_tokens": True},
     {"model_name": "gpt-4o", "user_id": False},
+    {"model_name": "gpt-4o", "usage": None},
+    {"model_name": "gpt-4o", "response_time": float("nan")},
+    {"model_name": "gpt-4o", "response_time": 10**400},
+    {"model_name": "gpt-4o", "success": "perhaps"},
+    {"model_name": "gpt-4o", "timestamp": "yesterday"},
+    {"model_name": "gpt-4o", "timestamp": "9999-12-31T23:59:59-14:00"},
+    {"model_name": "gpt-4o", "cost": "NaN"},
+    {"model_name": "gpt-4o", "cost": True},
+]
+# JSON types the serializer parses, refused by the record rules (usage.records) that usage_ingest
+# applies to every caller: the fast path must parse them exactly as DRF does, and the rules refuse them.
+BROKEN_RULES = [
+    {"model_name": " "},
+    {"model_name": "x" * 101},
+    {"model_name": "gpt-4o", "prompt_tokens": -1},
+    {"model_name": "gpt-4o", "prompt_tokens": MAX_TOKENS + 1},
     {"model_name": "gpt-4o", "user_id": 0},
     {"model_name": "gpt-4o", "cached_tokens": 3, "prompt_tokens": 2},
     {"model_name": "gpt-4o", "reasoning_tokens": 3, "completion_tokens": 2},
     {"model_name": "gpt-4o", "usage": {"prompt_tokens": 5}, "prompt_tokens": 5},
     {"model_name": "gpt-4o", "usage": {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 6}}},
     {"model_name": "gpt-4o", "usage": {"completion_tokens": 5}},
-    {"model_name": "gpt-4o", "usage": None},
     {"model_name": "gpt-4o", "response_time": -1},
-    {"model_name": "gpt-4o", "response_time": float("nan")},
-    {"model_name": "gpt-4o", "response_time": 10**400},
-    {"model_name": "gpt-4o", "success": "perhaps"},
     {"model_name": "gpt-4o", "timestamp": "2026-11-24T10:00:00"},
-    {"model_name": "gpt-4o", "timestamp": "yesterday"},
     {"model_name": "gpt-4o", "timestamp": "1999-12-31T23:59:59Z"},
-    {"model_name": "gpt-4o", "timestamp": "9999-12-31T23:59:59-14:00"},
     {"model_name": "gpt-4o", "cost": "-1"},
     {"model_name": "gpt-4o", "cost": "0.123456789"},
     {"model_name": "gpt-4o", "cost": "1000000000000"},
-    {"model_name": "gpt-4o", "cost": "NaN"},
-    {"model_name": "gpt-4o", "cost": True},
 ]
 # Valid, but only DRF knows how: the fast path hands them over and must not get in the way.
 LENIENT = [
@@ -377,12 +382,21 @@ LENIENT = [
 ]
 
 
-@pytest.mark.parametrize("record", NEAR_MISSES + LENIENT)
-def test_each_kind_of_near_miss_gets_what_drf_gives(record):
+@pytest.mark.parametrize(
+    ("kind", "record"),
+    [("near miss", r) for r in NEAR_MISSES]
+    + [("broken rule", r) for r in BROKEN_RULES]
+    + [("lenient", r) for r in LENIENT],
+)
+def test_each_kind_of_near_miss_gets_what_drf_gives(kind, record):
     batch = [{"model_name": "gpt-4o"}, record]
     expected = _drf_validated(batch)
-    assert expected[0] == ("valid" if record in LENIENT else "invalid")
+    assert expected[0] == ("invalid" if kind == "near miss" else "valid")
     assert repr(_fast_validated(batch)) == repr(expected)
+    if kind == "broken rule":
+        with pytest.raises(UsageRecordInvalid) as refused:
+            usage_records_validated([UsageRecordInput(**r) for r in expected[1]], now=timezone.now())
+        assert refused.value.field.startswith("records[1].")
 
 
 # --- Output: the stored records of the 201 response -------------------------------------------

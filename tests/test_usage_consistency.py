@@ -45,7 +45,8 @@ def _months_ago(months: int) -> date:
 
 
 def _at(month: date, day: int, hour: int = 12) -> datetime:
-    return datetime(month.year, month.month, day, hour, tzinfo=UTC)
+    """That hour, but never after now: ingestion refuses calls more than a day ahead."""
+    return min(datetime(month.year, month.month, day, hour, tzinfo=UTC), timezone.now())
 
 
 def _record(month: date, model_name: str, count: int, *, day: int = 3) -> None:

@@ -32,7 +32,8 @@ def _month_ago(months: int) -> date:
 
 
 def _at(month: date, day: int = 10) -> datetime:
-    return datetime(month.year, month.month, day, 12, tzinfo=UTC)
+    """Noon of that day, but never after now: ingestion refuses calls more than a day ahead."""
+    return min(datetime(month.year, month.month, day, 12, tzinfo=UTC), timezone.now())
 
 
 def _ids() -> set[str]:

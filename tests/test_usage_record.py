@@ -8,6 +8,7 @@ from pricing.models import ModelPricing
 from pricing.services import model_pricing_set_prices
 from usage.costing import call_cost
 from usage.models import CostSource, UsageLog, UsageRollupHour
+from usage.records import UsageRecordInvalid
 from usage.rollups import rollups_fold
 from usage.services import UsageRecordInput, UsageRow, usage_record, usage_record_batch
 
@@ -64,8 +65,15 @@ def test_unknown_and_disabled_models_are_recorded_unpriced_never_at_zero():
 
 
 def test_provider_reported_cost_is_kept_and_flagged():
-    log = usage_record(model_name="gpt-4o", prompt_tokens=10, completion_tokens=10, cost=Decimal("0.123456789"))
-    assert (log.cost, log.cost_source) == (Decimal("0.12345679"), CostSource.PROVIDER)
+    log = usage_record(model_name="gpt-4o", prompt_tokens=10, completion_tokens=10, cost=Decimal("0.12345678"))
+    assert (log.cost, log.cost_source) == (Decimal("0.12345678"), CostSource.PROVIDER)
+
+
+def test_a_provider_cost_finer_than_stored_is_refused_not_rounded():
+    # Stored as is, or not at all: as the API says, a ninth decimal place would be lost.
+    with pytest.raises(UsageRecordInvalid, match=r"^cost: Ensure that there are no more than 8 decimal places\.$"):
+        usage_record(model_name="gpt-4o", prompt_tokens=10, completion_tokens=10, cost=Decimal("0.123456789"))
+    assert not UsageLog.objects.exists()
 
 
 def test_a_price_change_never_rewrites_history():

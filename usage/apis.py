@@ -1,6 +1,6 @@
 """The usage API: recording calls (POST /api/v1/usage/), stats, daily trend and the CSV export."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.conf import settings
@@ -29,26 +29,24 @@ from aicost.api.serializers import (
 )
 from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
 from usage.export import usage_csv_response, usage_export_filename
+from usage.records import (
+    MAX_RESPONSE_SECONDS,
+    MAX_TOKENS,
+    MAX_USER_ID,
+    TEXT_LIMITS,
+    UsageRecordInput,
+    UsageRecordInvalid,
+)
 from usage.selectors import USAGE_EXPORT_COLUMNS, usage_export_rows
-from usage.services import UsageRecordInput, usage_ingest
+from usage.services import usage_ingest
 from usage.stats import TIME_RANGES, time_range_window, usage_daily_trend, usage_filters_resolve, usage_stats
 
-MAX_TOKENS = 2_147_483_647  # The columns are PostgreSQL integers.
 MAX_TREND_DAYS = 366
 
 
-EARLIEST_CALL = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST_CLOCK_SKEW = timedelta(days=1)
-
-
-class AwareDateTimeField(serializers.DateTimeField):
-    """ISO 8601 with a UTC offset (or Z). A naive timestamp is ambiguous, so it is refused; so is one
-    no LLM call can have (before 2000, or more than a day ahead of this server's clock)."""
-
-    default_error_messages = {
-        "naive": "Timestamp must include a time zone offset, e.g. 2026-11-24T10:00:00Z.",
-        "implausible": "Timestamp must lie between 2000-01-01 and one day after the server's current time.",
-    }
+class TimestampField(serializers.DateTimeField):
+    """ISO 8601 as written: an offset (or Z) moves it into the current zone as DRF does; a naive
+    one stays naive, so that usage.records refuses it with its own message, as for Python callers."""
 
     def to_internal_value(self, value):
         if isinstance(value, str):
@@ -57,119 +55,100 @@ class AwareDateTimeField(serializers.DateTimeField):
             except ValueError:
                 self.fail("invalid", format="ISO 8601 with offset")
             if parsed.tzinfo is None:
-                self.fail("naive")
-        moment = super().to_internal_value(value)
-        if not self.is_plausible(moment):
-            self.fail("implausible")
-        return moment
-
-    @staticmethod
-    def is_plausible(moment: datetime) -> bool:
-        return EARLIEST_CALL <= moment <= timezone.now() + LATEST_CLOCK_SKEW
+                return parsed
+        return super().to_internal_value(value)
 
 
-@fast_converter_for(AwareDateTimeField)
-def _fast_aware_timestamp(field: AwareDateTimeField):
-    """The fast path's timestamp: DRF's conversion of an ISO string with offset, if plausible."""
+@fast_converter_for(TimestampField)
+def _fast_timestamp(field: TimestampField):
+    """The fast path's timestamp: DRF's conversion of an ISO string with offset; naive ones as written."""
     to_moment = aware_datetime_converter(field)
+    if to_moment is None:
+        return None
 
     def convert(value):
-        moment = to_moment(value)
-        if not field.is_plausible(moment):
-            raise NotFast
-        return moment
+        if type(value) is str:
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise NotFast from None
+            if parsed.tzinfo is None:
+                return parsed
+        return to_moment(value)
 
     return convert
 
 
-def _token_field(**kwargs) -> serializers.IntegerField:
-    return serializers.IntegerField(min_value=0, max_value=MAX_TOKENS, **kwargs)
-
-
 class OpenAIUsageSerializer(serializers.Serializer):
-    """OpenAI's `usage` object as the SDK returns it; fields it may add later are ignored."""
+    """OpenAI's `usage` object as the SDK returns it; fields it may add later are ignored. Only JSON
+    types are checked here; usage.records maps it to token counts and checks them."""
 
     class PromptDetails(serializers.Serializer):
-        cached_tokens = _token_field(required=False, allow_null=True)
+        cached_tokens = serializers.IntegerField(required=False, allow_null=True)
 
     class CompletionDetails(serializers.Serializer):
-        reasoning_tokens = _token_field(required=False, allow_null=True)
+        reasoning_tokens = serializers.IntegerField(required=False, allow_null=True)
 
-    prompt_tokens = _token_field()
-    completion_tokens = _token_field(default=0)
-    total_tokens = _token_field(required=False)
+    prompt_tokens = serializers.IntegerField(required=False)
+    completion_tokens = serializers.IntegerField(required=False)
+    total_tokens = serializers.IntegerField(required=False)
     prompt_tokens_details = PromptDetails(required=False, allow_null=True)
     completion_tokens_details = CompletionDetails(required=False, allow_null=True)
 
 
-def _tokens_from_openai_usage(usage: dict) -> dict:
-    prompt_details = usage.get("prompt_tokens_details") or {}
-    completion_details = usage.get("completion_tokens_details") or {}
-    return {
-        "prompt_tokens": usage["prompt_tokens"],
-        "completion_tokens": usage["completion_tokens"],
-        "cached_tokens": prompt_details.get("cached_tokens") or 0,
-        "reasoning_tokens": completion_details.get("reasoning_tokens") or 0,
-    }
+def _text_field(name: str, **kwargs) -> serializers.CharField:
+    kwargs.setdefault("help_text", f"At most {TEXT_LIMITS[name]} characters.")
+    return serializers.CharField(allow_blank=True, **kwargs)
 
 
-TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+def _token_field(**kwargs) -> serializers.IntegerField:
+    return serializers.IntegerField(required=False, **kwargs)
 
 
 class UsageRecordSerializer(StrictSerializer):
+    """One record's JSON types. The rules (limits, cached at most prompt tokens, usage or the token
+    fields, aware and plausible timestamps) are usage.records', which usage_ingest applies."""
+
     class Meta:
         # Batches of up to AICOST_MAX_BATCH_SIZE records: canonical records skip DRF's per-field machinery.
         list_serializer_class = FastListSerializer
 
-    model_name = serializers.CharField(max_length=100)
-    decision_id = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
-    idempotency_key = serializers.CharField(
-        max_length=100,
+    model_name = _text_field("model_name", help_text="At most 100 characters, not blank.")
+    decision_id = _text_field("decision_id", required=False, default="")
+    idempotency_key = _text_field(
+        "idempotency_key",
         required=False,
         default="",
-        allow_blank=True,
-        help_text="With decision_id, makes a retry safe: the same pair is stored once.",
+        help_text="At most 100 characters. With decision_id, makes a retry safe: the same pair is stored once.",
     )
-    user_id = serializers.IntegerField(min_value=1, max_value=MAX_TOKENS, required=False, allow_null=True)
-    prompt_tokens = _token_field(required=False)
-    completion_tokens = _token_field(required=False)
-    cached_tokens = _token_field(
-        required=False, help_text="Part of prompt_tokens served from cache: at most prompt_tokens."
-    )
-    reasoning_tokens = _token_field(
-        required=False, help_text="Part of completion_tokens spent reasoning: at most completion_tokens."
-    )
+    user_id = serializers.IntegerField(required=False, allow_null=True, help_text=f"1 to {MAX_USER_ID}.")
+    prompt_tokens = _token_field(help_text=f"0 to {MAX_TOKENS}.")
+    completion_tokens = _token_field(help_text=f"0 to {MAX_TOKENS}.")
+    cached_tokens = _token_field(help_text="Part of prompt_tokens served from cache: at most prompt_tokens.")
+    reasoning_tokens = _token_field(help_text="Part of completion_tokens spent reasoning: at most completion_tokens.")
     usage = OpenAIUsageSerializer(
         required=False, help_text="An OpenAI-style usage object, instead of the token fields (never with them)."
     )
-    response_time = serializers.FloatField(min_value=0, max_value=86_400, required=False, allow_null=True)
+    response_time = serializers.FloatField(
+        required=False, allow_null=True, help_text=f"Seconds, 0 to {MAX_RESPONSE_SECONDS}."
+    )
     success = serializers.BooleanField(required=False, default=True)
-    error_message = serializers.CharField(required=False, default="", allow_blank=True, max_length=10_000)
-    purpose = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
-    timestamp = AwareDateTimeField(required=False, help_text="When the call happened; default: now.")
+    error_message = _text_field("error_message", required=False, default="")
+    purpose = _text_field("purpose", required=False, default="")
+    timestamp = TimestampField(
+        required=False,
+        help_text="When the call happened, ISO 8601 with offset, from 2000 to a day ahead; default: now.",
+    )
     cost = serializers.DecimalField(
-        max_digits=COST_MAX_DIGITS,
-        decimal_places=COST_DECIMAL_PLACES,
-        min_value=0,
+        max_digits=None,
+        decimal_places=None,
         required=False,
         allow_null=True,
-        help_text="The provider's own figure; stored as is and flagged cost_source=provider.",
+        help_text=(
+            f"The provider's own figure, at least 0, at most {COST_DECIMAL_PLACES} decimal places; "
+            "stored as is and flagged cost_source=provider."
+        ),
     )
-
-    def validate(self, attrs):
-        usage = attrs.pop("usage", None)
-        if usage is not None:
-            given = [name for name in TOKEN_FIELDS if name in attrs]
-            if given:
-                raise serializers.ValidationError({"usage": [f"Give either usage or {', '.join(given)}, not both."]})
-            attrs.update(_tokens_from_openai_usage(usage))
-        for name in TOKEN_FIELDS:
-            attrs.setdefault(name, 0)
-        if attrs["cached_tokens"] > attrs["prompt_tokens"]:
-            raise serializers.ValidationError({"cached_tokens": ["Cannot exceed prompt_tokens."]})
-        if attrs["reasoning_tokens"] > attrs["completion_tokens"]:
-            raise serializers.ValidationError({"reasoning_tokens": ["Cannot exceed completion_tokens."]})
-        return attrs
 
 
 class UsageBatchSerializer(StrictSerializer):
@@ -180,6 +159,15 @@ class UsageBatchSerializer(StrictSerializer):
         if len(records) > limit:
             raise serializers.ValidationError(f"At most {limit} records per request; got {len(records)}.")
         return records
+
+
+def _rule_error(error: UsageRecordInvalid) -> serializers.ValidationError:
+    """The service's error as DRF's nested detail ({"records": {2: {"cached_tokens": [...]}}}), so
+    the 400 names the field and lists it under `fields` as a serializer's error would."""
+    detail: object = [serializers.ErrorDetail(error.message, code=error.code)]
+    for part in reversed(error.field.replace("]", "").replace("[", ".").split(".")):
+        detail = {int(part) if part.isdigit() else part: detail}
+    return serializers.ValidationError(detail)
 
 
 class UsageIngestApi(APIView):
@@ -255,7 +243,10 @@ class UsageIngestApi(APIView):
         batch = UsageBatchSerializer(data=payload)
         batch.is_valid(raise_exception=True)
         records = [UsageRecordInput(**record) for record in batch.validated_data["records"]]
-        result = usage_ingest(records=records)
+        try:
+            result = usage_ingest(records=records)
+        except UsageRecordInvalid as error:
+            raise _rule_error(error) from None
         data = {
             "stored": len(result.stored),
             "duplicates": result.duplicates,

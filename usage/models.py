@@ -17,10 +17,11 @@ class UsageLog(models.Model):
     model_name = models.CharField(max_length=100, db_index=True)
     decision_id = models.CharField(max_length=100, blank=True, default="", db_index=True)
     user_id = models.IntegerField(null=True, blank=True)
-    prompt_tokens = models.PositiveIntegerField(default=0)
-    completion_tokens = models.PositiveIntegerField(default=0)
-    cached_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens served from the provider's cache.")
-    reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Completion tokens spent on reasoning.")
+    # Never negative: the table's CHECK constraints below (named, so the schema guard knows them).
+    prompt_tokens = models.IntegerField(default=0)
+    completion_tokens = models.IntegerField(default=0)
+    cached_tokens = models.IntegerField(default=0, help_text="Prompt tokens served from the provider's cache.")
+    reasoning_tokens = models.IntegerField(default=0, help_text="Completion tokens spent on reasoning.")
     cost = models.DecimalField(
         max_digits=COST_MAX_DIGITS,
         decimal_places=COST_DECIMAL_PLACES,
@@ -49,6 +50,31 @@ class UsageLog(models.Model):
         ordering = ["-timestamp"]
         verbose_name = "usage log entry"
         verbose_name_plural = "usage log"
+        # What usage.records refuses, refused by the database too (raw SQL, a bug, a restore). On
+        # PostgreSQL a CHECK on the partitioned parent holds for every partition.
+        constraints = [
+            *(
+                models.CheckConstraint(
+                    condition=models.Q(**{f"{name}__gte": 0}), name=f"ai_model_usage_log_{name}_check"
+                )
+                for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+            ),
+            models.CheckConstraint(
+                condition=models.Q(cost__isnull=True) | models.Q(cost__gte=0), name="ai_model_usage_log_cost_check"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(response_time__isnull=True) | models.Q(response_time__gte=0),
+                name="ai_model_usage_log_response_time_check",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(cached_tokens__lte=models.F("prompt_tokens")),
+                name="ai_model_usage_log_cached_within_prompt",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reasoning_tokens__lte=models.F("completion_tokens")),
+                name="ai_model_usage_log_reasoning_within_completion",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model_name} at {self.timestamp:%Y-%m-%d %H:%M:%S}"

@@ -7,7 +7,9 @@ bloat), and the planner prunes partitions outside a query's time window. SQLite 
 Django still sees `id` as the primary key: ids come from one identity sequence on the parent, so
 they are unique, while the database's primary key is (timestamp, id) because PostgreSQL requires a
 unique constraint on a partitioned table to include the partition key. The parent is created here
-rather than by Django's schema editor; the migration and `schema_repair` both use `parent_table_sql`.
+rather than by Django's schema editor: `schema_repair` recreates a lost log with `parent_table_sql`,
+which is the log as the migrations leave it today (usage.0004 keeps its own frozen copy of the SQL
+it ran; later migrations alter the table from there). The guard compares the result with the model.
 """
 
 from __future__ import annotations
@@ -26,11 +28,10 @@ CREATE TABLE {LOG_TABLE} (
     price_version_id bigint NULL,
     response_time double precision NULL,
     user_id integer NULL,
-    prompt_tokens integer NOT NULL CONSTRAINT {LOG_TABLE}_prompt_tokens_check CHECK (prompt_tokens >= 0),
-    completion_tokens integer NOT NULL
-        CONSTRAINT {LOG_TABLE}_completion_tokens_check CHECK (completion_tokens >= 0),
-    cached_tokens integer NOT NULL CONSTRAINT {LOG_TABLE}_cached_tokens_check CHECK (cached_tokens >= 0),
-    reasoning_tokens integer NOT NULL CONSTRAINT {LOG_TABLE}_reasoning_tokens_check CHECK (reasoning_tokens >= 0),
+    prompt_tokens integer NOT NULL,
+    completion_tokens integer NOT NULL,
+    cached_tokens integer NOT NULL,
+    reasoning_tokens integer NOT NULL,
     success boolean NOT NULL,
     cost numeric(20, 8) NULL,
     cost_source varchar(10) NOT NULL,
@@ -39,6 +40,14 @@ CREATE TABLE {LOG_TABLE} (
     purpose varchar(100) NOT NULL,
     error_message text NOT NULL,
     CONSTRAINT {LOG_TABLE}_pkey PRIMARY KEY ("timestamp", id) WITH (fillfactor = 100),
+    CONSTRAINT {LOG_TABLE}_prompt_tokens_check CHECK (prompt_tokens >= 0),
+    CONSTRAINT {LOG_TABLE}_completion_tokens_check CHECK (completion_tokens >= 0),
+    CONSTRAINT {LOG_TABLE}_cached_tokens_check CHECK (cached_tokens >= 0),
+    CONSTRAINT {LOG_TABLE}_reasoning_tokens_check CHECK (reasoning_tokens >= 0),
+    CONSTRAINT {LOG_TABLE}_cost_check CHECK (cost IS NULL OR cost >= 0),
+    CONSTRAINT {LOG_TABLE}_response_time_check CHECK (response_time IS NULL OR response_time >= 0),
+    CONSTRAINT {LOG_TABLE}_cached_within_prompt CHECK (cached_tokens <= prompt_tokens),
+    CONSTRAINT {LOG_TABLE}_reasoning_within_completion CHECK (reasoning_tokens <= completion_tokens),
     CONSTRAINT {LOG_TABLE}_price_version_id_fk FOREIGN KEY (price_version_id)
         REFERENCES ai_model_price_version (id) DEFERRABLE INITIALLY DEFERRED
 ) PARTITION BY RANGE ("timestamp")

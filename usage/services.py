@@ -1,6 +1,8 @@
 """Writes of usage: recording calls, with their cost fixed at ingestion.
 
-One batch is one transaction: the log rows, the idempotency keys, the per-model counters, the
+Every record is checked against the rules of usage.records first, whoever calls (the API or Python);
+a batch with one invalid record raises UsageRecordInvalid and stores nothing. One batch is one
+transaction: the log rows, the idempotency keys, the per-model counters, the
 rollups and the budget alerts are all written together, or none of them is.
 """
 
@@ -38,32 +40,9 @@ from usage.partitions import (
     partition_months,
     partition_name,
 )
+from usage.records import CheckedRecord, UsageRecordInput, UsageRecordInvalid, usage_records_validated
 from usage.rollups import FOLD_LOCK, rollups_apply_logs, rollups_rebuild
 from usage.selectors import partition_model_sums, rollup_month_calls, usage_log_gap_calls
-
-
-@dataclass(frozen=True, kw_only=True)
-class UsageRecordInput:
-    """One call as a client reports it. Validation happens before this (API serializers)."""
-
-    model_name: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    decision_id: str = ""
-    idempotency_key: str = ""
-    user_id: int | None = None
-    response_time: float | None = None
-    success: bool = True
-    error_message: str = ""
-    purpose: str = ""
-    timestamp: datetime | None = None
-    cost: Decimal | None = None  # The provider's figure, when the caller has one.
-
-    @property
-    def idempotency_pair(self) -> tuple[str, str] | None:
-        return (self.decision_id, self.idempotency_key) if self.idempotency_key else None
 
 
 class UsageRow(NamedTuple):
@@ -95,7 +74,7 @@ class IngestResult:
     duplicates: int = 0
 
 
-def _price_of(record: UsageRecordInput, book: PriceBook, timestamp: datetime) -> tuple[Decimal | None, str, int | None]:
+def _price_of(record: CheckedRecord, book: PriceBook, timestamp: datetime) -> tuple[Decimal | None, str, int | None]:
     """(cost, cost_source, price_version_id) of one call."""
     pricing = book.pricing(record.model_name)
     version = book.version_at(record.model_name, timestamp) if pricing is not None else None
@@ -113,7 +92,7 @@ def _price_of(record: UsageRecordInput, book: PriceBook, timestamp: datetime) ->
     return None, CostSource.UNPRICED, version_id
 
 
-def _priced_row(record: UsageRecordInput, log_id: int | None, book: PriceBook, now: datetime) -> UsageRow:
+def _priced_row(record: CheckedRecord, log_id: int | None, book: PriceBook, now: datetime) -> UsageRow:
     timestamp = record.timestamp or now
     cost, source, version_id = _price_of(record, book, timestamp)
     return UsageRow(
@@ -136,15 +115,13 @@ def _priced_row(record: UsageRecordInput, log_id: int | None, book: PriceBook, n
     )
 
 
-def _claim_idempotency_keys(
-    *, records: Sequence[UsageRecordInput], now: datetime
-) -> tuple[list[UsageRecordInput], int]:
+def _claim_idempotency_keys(*, records: Sequence[CheckedRecord], now: datetime) -> tuple[list[CheckedRecord], int]:
     """Keep the records whose (decision_id, idempotency_key) was never stored, each pair once.
 
     INSERT ... ON CONFLICT DO NOTHING RETURNING tells which pairs this transaction claimed; a
     concurrent batch with the same pair waits on the unique index and then sees it as taken."""
-    fresh: list[UsageRecordInput] = []
-    keyed: dict[tuple[str, str], UsageRecordInput] = {}
+    fresh: list[CheckedRecord] = []
+    keyed: dict[tuple[str, str], CheckedRecord] = {}
     for record in records:
         pair = record.idempotency_pair
         if pair is None:
@@ -299,17 +276,19 @@ def _pricing_counters_add(*, logs: Sequence[UsageRow], now: datetime) -> None:
 
 def usage_ingest(*, records: Sequence[UsageRecordInput]) -> IngestResult:
     """Store calls with their cost, and update counters, rollups and alerts in one transaction.
-    Records whose (decision_id, idempotency_key) was stored before are skipped and counted."""
+    Records whose (decision_id, idempotency_key) was stored before are skipped and counted.
+    Raises UsageRecordInvalid (path `records[i].field`) before anything is stored if one breaks a rule."""
     if not records:
         return IngestResult()
     now = timezone.now()
+    records = usage_records_validated(records, now=now)
     # Before the batch's transaction: creating a partition locks the whole log, so keep that short.
     usage_partitions_ensure(months={month_of(record.timestamp or now) for record in records})
     return _ingest(records=records, now=now)
 
 
 @transaction.atomic
-def _ingest(*, records: Sequence[UsageRecordInput], now: datetime) -> IngestResult:
+def _ingest(*, records: Sequence[CheckedRecord], now: datetime) -> IngestResult:
     fresh, duplicates = _claim_idempotency_keys(records=records, now=now)
     if not fresh:
         return IngestResult(duplicates=duplicates)
@@ -324,14 +303,19 @@ def _ingest(*, records: Sequence[UsageRecordInput], now: datetime) -> IngestResu
 
 
 def usage_record_batch(*, records: Sequence[UsageRecordInput]) -> list[UsageLog]:
-    """Record calls; returns the stored ones (retried duplicates are skipped)."""
+    """Record calls; returns the stored ones (retried duplicates are skipped). An invalid record
+    raises UsageRecordInvalid naming it (`records[2].cached_tokens`); nothing is stored then."""
     stored = usage_ingest(records=records).stored
     return [UsageLog.from_db(connection.alias, None, row) for row in stored]
 
 
 def usage_record(**fields) -> UsageLog | None:
-    """Record one call (keyword arguments of UsageRecordInput); None if it was a retried duplicate."""
-    stored = usage_record_batch(records=[UsageRecordInput(**fields)])
+    """Record one call (keyword arguments of UsageRecordInput); None if it was a retried duplicate.
+    Raises UsageRecordInvalid naming the field (`cached_tokens`) if the call breaks a rule."""
+    try:
+        stored = usage_record_batch(records=[UsageRecordInput(**fields)])
+    except UsageRecordInvalid as error:
+        raise UsageRecordInvalid(error.field.removeprefix("records[0]."), error.message, error.code) from None
     return stored[0] if stored else None
 
 

@@ -4,7 +4,11 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-import alerts.models
+
+def _default_currency() -> str:
+    """The default this migration was written with (alerts.models had it then), copied so that the
+    migration imports no project code; alerts.0003 removes it from the field."""
+    return settings.AICOST_CURRENCY
 
 
 def reconcile_resolved_with_status(apps, schema_editor):
@@ -89,7 +93,7 @@ class Migration(migrations.Migration):
                 (
                     "currency",
                     models.CharField(
-                        default=alerts.models._default_currency,
+                        default=_default_currency,
                         help_text="Only models priced in this currency count towards the global budget.",
                         max_length=3,
                     ),

@@ -1,0 +1,403 @@
+"""The rules a recorded call obeys, whoever records it: the usage API and Python callers alike.
+
+`usage_ingest` (and so `usage_record` and `usage_record_batch`) checks every record here before
+anything is stored. The usage API's serializer only turns JSON into Python values and leaves the
+rules to this module, so an HTTP caller and a Python caller get the same error for the same record.
+The messages are worded as DRF words the same kind of rule, which is what the API always said.
+"""
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import NamedTuple
+
+from django.core.exceptions import ValidationError
+
+from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, quantize_cost
+
+MAX_TOKENS = 2_147_483_647  # The columns are PostgreSQL integers.
+MAX_USER_ID = MAX_TOKENS
+MAX_RESPONSE_SECONDS = 86_400
+MAX_NAME = 100  # model_name, decision_id, idempotency_key, purpose: varchar(100)
+MAX_ERROR_MESSAGE = 10_000
+TEXT_LIMITS = {
+    "model_name": MAX_NAME,
+    "decision_id": MAX_NAME,
+    "idempotency_key": MAX_NAME,
+    "error_message": MAX_ERROR_MESSAGE,
+    "purpose": MAX_NAME,
+}
+TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+EARLIEST_CALL = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_CLOCK_SKEW = timedelta(days=1)
+COST_MAX_WHOLE_DIGITS = COST_MAX_DIGITS - COST_DECIMAL_PLACES
+
+NAIVE_TIMESTAMP = "Timestamp must include a time zone offset, e.g. 2026-11-24T10:00:00Z."
+IMPLAUSIBLE_TIMESTAMP = "Timestamp must lie between 2000-01-01 and one day after the server's current time."
+
+
+@dataclass(kw_only=True, slots=True)
+class UsageRecordInput:
+    """One call as a client reports it. `usage_ingest` checks it (usage_record_validated) first and
+    stores the CheckedRecord it makes, so this input form need not be frozen (frozen would cost a
+    microsecond per record to build: the API builds thousands per batch).
+
+    The token fields are None when not given (0, or taken from `usage`): an OpenAI-style usage
+    object (`response.usage.model_dump()`) instead of them, never with them."""
+
+    model_name: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    usage: Mapping | None = None
+    decision_id: str = ""
+    idempotency_key: str = ""
+    user_id: int | None = None
+    response_time: float | None = None
+    success: bool = True
+    error_message: str = ""
+    purpose: str = ""
+    timestamp: datetime | None = None
+    cost: Decimal | None = None  # The provider's figure, when the caller has one.
+
+    @property
+    def idempotency_pair(self) -> tuple[str, str] | None:
+        return (self.decision_id, self.idempotency_key) if self.idempotency_key else None
+
+
+class CheckedRecord(NamedTuple):
+    """A record that obeys every rule, as ingestion stores it (a tuple: thousands per batch)."""
+
+    model_name: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    decision_id: str
+    idempotency_key: str
+    user_id: int | None
+    response_time: float | None
+    success: bool
+    error_message: str
+    purpose: str
+    timestamp: datetime | None
+    cost: Decimal | None
+
+    @property
+    def idempotency_pair(self) -> tuple[str, str] | None:
+        return (self.decision_id, self.idempotency_key) if self.idempotency_key else None
+
+
+class UsageRecordInvalid(ValidationError):
+    """A record breaks a rule: `field` is its path (`cached_tokens`, or `records[2].cached_tokens`
+    in a batch), `message` the rule's wording. str() is "field: message", as the API's message."""
+
+    def __init__(self, field: str, message: str, code: str = "invalid"):
+        super().__init__({field: [ValidationError(message, code=code)]})
+        self.field = field
+        self.message = message
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+    def within(self, prefix: str) -> "UsageRecordInvalid":
+        """The same error seen from a container, e.g. within("records[2]")."""
+        return UsageRecordInvalid(f"{prefix}.{self.field}", self.message, self.code)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(name: str, value, *, required: bool = False) -> str:
+    if not isinstance(value, str):
+        raise UsageRecordInvalid(name, "Not a valid string.")
+    value = value.strip()  # As DRF trims a JSON string: " gpt-4o " is gpt-4o from either side.
+    if required and not value:
+        raise UsageRecordInvalid(name, "This field may not be blank.", "blank")
+    limit = TEXT_LIMITS[name]
+    if len(value) > limit:
+        raise UsageRecordInvalid(name, f"Ensure this field has no more than {limit} characters.", "max_length")
+    if "\x00" in value:
+        raise UsageRecordInvalid(name, "Null characters are not allowed.", "null_characters_not_allowed")
+    surrogate = None if value.isascii() else _SURROGATE.search(value)
+    if surrogate:
+        message = f"Surrogate characters are not allowed: U+{ord(surrogate[0]):X}."
+        raise UsageRecordInvalid(name, message, "surrogate_characters_not_allowed")
+    return value
+
+
+def _whole_number(name: str, value, *, low: int, high: int) -> int:
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageRecordInvalid(name, "A valid integer is required.")
+        value = int(value)
+    if value < low:
+        raise UsageRecordInvalid(name, f"Ensure this value is greater than or equal to {low}.", "min_value")
+    if value > high:
+        raise UsageRecordInvalid(name, f"Ensure this value is less than or equal to {high}.", "max_value")
+    return value
+
+
+def _tokens(name: str, value) -> int:
+    return _whole_number(name, value, low=0, high=MAX_TOKENS)
+
+
+def _mapping(name: str, value) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise UsageRecordInvalid(name, f"Invalid data. Expected a dictionary, but got {type(value).__name__}.")
+    return value
+
+
+def _usage_detail(usage: Mapping, details: str, name: str) -> int:
+    detail = usage.get(details)
+    if detail is None:
+        return 0
+    value = _mapping(f"usage.{details}", detail).get(name)
+    return 0 if value is None else _tokens(f"usage.{details}.{name}", value)
+
+
+def _tokens_from_usage(usage) -> tuple[int, int, int, int]:
+    """(prompt, completion, cached, reasoning) from an OpenAI usage object; other fields are ignored."""
+    usage = _mapping("usage", usage)
+    if usage.get("prompt_tokens") is None:
+        raise UsageRecordInvalid("usage.prompt_tokens", "This field is required.", "required")
+    prompt = _tokens("usage.prompt_tokens", usage["prompt_tokens"])
+    completion = usage.get("completion_tokens")
+    completion = 0 if completion is None else _tokens("usage.completion_tokens", completion)
+    if usage.get("total_tokens") is not None:
+        _tokens("usage.total_tokens", usage["total_tokens"])
+    cached = _usage_detail(usage, "prompt_tokens_details", "cached_tokens")
+    reasoning = _usage_detail(usage, "completion_tokens_details", "reasoning_tokens")
+    return prompt, completion, cached, reasoning
+
+
+def _response_time(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UsageRecordInvalid("response_time", "A valid number is required.")
+    if value < 0:
+        raise UsageRecordInvalid("response_time", "Ensure this value is greater than or equal to 0.", "min_value")
+    if value > MAX_RESPONSE_SECONDS:
+        message = f"Ensure this value is less than or equal to {MAX_RESPONSE_SECONDS}."
+        raise UsageRecordInvalid("response_time", message, "max_value")
+    return float(value)
+
+
+def _timestamp(value, latest: datetime) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        message = "Expected a datetime but got a date." if isinstance(value, date) else "Expected a datetime."
+        raise UsageRecordInvalid("timestamp", message)
+    if value.utcoffset() is None:
+        raise UsageRecordInvalid("timestamp", NAIVE_TIMESTAMP, "naive")
+    if not EARLIEST_CALL <= value <= latest:
+        raise UsageRecordInvalid("timestamp", IMPLAUSIBLE_TIMESTAMP, "implausible")
+    return value
+
+
+def _cost_digits(value: Decimal) -> tuple[int, int, int]:
+    """(total digits, whole digits, decimal places), counted as DRF's DecimalField counts them."""
+    _sign, digits, exponent = value.as_tuple()
+    if exponent >= 0:
+        return len(digits) + exponent, len(digits) + exponent, 0
+    if len(digits) > -exponent:
+        return len(digits), len(digits) + exponent, -exponent
+    return -exponent, 0, -exponent
+
+
+def _cost(value) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = Decimal(value)
+    if not isinstance(value, Decimal):
+        raise UsageRecordInvalid("cost", "A valid number is required; give money as a Decimal.")
+    if not value.is_finite():
+        raise UsageRecordInvalid("cost", "A valid number is required.")
+    total, whole, places = _cost_digits(value)
+    if total > COST_MAX_DIGITS:
+        raise UsageRecordInvalid("cost", f"Ensure that there are no more than {COST_MAX_DIGITS} digits in total.")
+    if places > COST_DECIMAL_PLACES:
+        message = f"Ensure that there are no more than {COST_DECIMAL_PLACES} decimal places."
+        raise UsageRecordInvalid("cost", message, "max_decimal_places")
+    if whole > COST_MAX_WHOLE_DIGITS:
+        message = f"Ensure that there are no more than {COST_MAX_WHOLE_DIGITS} digits before the decimal point."
+        raise UsageRecordInvalid("cost", message, "max_whole_digits")
+    if value < 0:
+        raise UsageRecordInvalid("cost", "Ensure this value is greater than or equal to 0.", "min_value")
+    return quantize_cost(value)
+
+
+def _given_tokens(record: UsageRecordInput) -> list[int]:
+    values = (record.prompt_tokens, record.completion_tokens, record.cached_tokens, record.reasoning_tokens)
+    return [0 if value is None else _tokens(name, value) for name, value in zip(TOKEN_FIELDS, values, strict=True)]
+
+
+def usage_record_validated(record: UsageRecordInput, *, now: datetime) -> CheckedRecord:
+    """The record as stored (text trimmed, tokens from `usage`, cost at its stored precision), or
+    UsageRecordInvalid naming the first rule it breaks. The fields are checked in the API's field
+    order, the rules between fields after them."""
+    if not isinstance(record, UsageRecordInput):
+        raise UsageRecordInvalid("record", f"Expected a UsageRecordInput, not {type(record).__name__}.")
+    model_name = _text("model_name", record.model_name, required=True)
+    decision_id = _text("decision_id", record.decision_id)
+    idempotency_key = _text("idempotency_key", record.idempotency_key)
+    user_id = record.user_id
+    if user_id is not None:
+        user_id = _whole_number("user_id", user_id, low=1, high=MAX_USER_ID)
+    tokens = _given_tokens(record)
+    if record.usage is not None:
+        from_usage = _tokens_from_usage(record.usage)
+        given = [name for name in TOKEN_FIELDS if getattr(record, name) is not None]
+        if given:
+            raise UsageRecordInvalid("usage", f"Give either usage or {', '.join(given)}, not both.")
+        tokens = from_usage
+    response_time = _response_time(record.response_time)
+    if type(record.success) is not bool:
+        raise UsageRecordInvalid("success", "Must be a valid boolean.")
+    error_message = _text("error_message", record.error_message)
+    purpose = _text("purpose", record.purpose)
+    timestamp = _timestamp(record.timestamp, now + LATEST_CLOCK_SKEW)
+    cost = _cost(record.cost)
+    prompt, completion, cached, reasoning = tokens
+    if cached > prompt:
+        raise UsageRecordInvalid("cached_tokens", "Cannot exceed prompt_tokens.")
+    if reasoning > completion:
+        raise UsageRecordInvalid("reasoning_tokens", "Cannot exceed completion_tokens.")
+    return CheckedRecord(
+        model_name,
+        prompt,
+        completion,
+        cached,
+        reasoning,
+        decision_id,
+        idempotency_key,
+        user_id,
+        response_time,
+        record.success,
+        error_message,
+        purpose,
+        timestamp,
+        cost,
+    )
+
+
+def _plain_text(value, limit: int) -> bool:
+    """Text the rules pass unchanged: ASCII, nothing to trim (no control or space at either end)."""
+    return (
+        type(value) is str
+        and len(value) <= limit
+        and value.isascii()
+        and "\x00" not in value
+        and (not value or (value[0] > " " and value[-1] > " "))
+    )
+
+
+_new_tuple = tuple.__new__
+
+
+# Zones with one offset forever: a timestamp in one of them compares with bounds in the same zone
+# object as plain wall times (exact, and far cheaper than comparing across zones).
+_UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu", "GMT", "Etc/GMT"})
+
+
+class PlausibleWindow:
+    """From EARLIEST_CALL to `latest`, with the bounds moved once per batch into each fixed-offset
+    zone its timestamps come in (the API's are in the current zone, Python callers' often in UTC)."""
+
+    __slots__ = ("_by_zone", "latest")
+
+    def __init__(self, latest: datetime):
+        self.latest = latest
+        self._by_zone: dict = {}
+
+    def bounds(self, zone) -> tuple[datetime, datetime] | None:
+        """The bounds in `zone` if it has a fixed offset; None for other zones (and naive values)."""
+        try:
+            return self._by_zone[zone]
+        except KeyError:
+            fixed = isinstance(zone, timezone) or getattr(zone, "key", None) in _UTC_KEYS
+            bounds = (EARLIEST_CALL.astimezone(zone), self.latest.astimezone(zone)) if fixed else None
+            self._by_zone[zone] = bounds
+            return bounds
+
+
+def _plain_moment(timestamp, window: PlausibleWindow) -> bool:
+    if type(timestamp) is not datetime:
+        return False
+    bounds = window.bounds(timestamp.tzinfo)
+    if bounds is not None:
+        return bounds[0] <= timestamp <= bounds[1]
+    return timestamp.utcoffset() is not None and EARLIEST_CALL <= timestamp <= window.latest
+
+
+def _plain(record: UsageRecordInput, window: PlausibleWindow) -> CheckedRecord | None:
+    """The record as usage_record_validated returns it when it is in the common, plainly valid form
+    (what the API's parser and most Python callers give), checked in one pass; None otherwise, and
+    usage_record_validated decides (tests/test_usage_record_rules.py holds the two to each other).
+    Thousands of records per batch: this keeps the rules cheap for ingestion."""
+    prompt, completion = record.prompt_tokens, record.completion_tokens
+    cached, reasoning = record.cached_tokens, record.reasoning_tokens
+    user_id, response_time, timestamp, cost = record.user_id, record.response_time, record.timestamp, record.cost
+    if not (
+        record.usage is None
+        and type(record.success) is bool
+        and _plain_text(record.model_name, MAX_NAME)
+        and record.model_name
+        and _plain_text(record.decision_id, MAX_NAME)
+        and _plain_text(record.idempotency_key, MAX_NAME)
+        and _plain_text(record.error_message, MAX_ERROR_MESSAGE)
+        and _plain_text(record.purpose, MAX_NAME)
+        and (prompt is None or (type(prompt) is int and 0 <= prompt <= MAX_TOKENS))
+        and (completion is None or (type(completion) is int and 0 <= completion <= MAX_TOKENS))
+        and (cached is None or (type(cached) is int and 0 <= cached <= MAX_TOKENS))
+        and (reasoning is None or (type(reasoning) is int and 0 <= reasoning <= MAX_TOKENS))
+        and (user_id is None or (type(user_id) is int and 1 <= user_id <= MAX_USER_ID))
+        and (response_time is None or (type(response_time) is float and 0 <= response_time <= MAX_RESPONSE_SECONDS))
+        and (timestamp is None or _plain_moment(timestamp, window))
+        and cost is None
+    ):
+        return None
+    prompt, completion = prompt or 0, completion or 0
+    cached, reasoning = cached or 0, reasoning or 0
+    if cached > prompt or reasoning > completion:
+        return None
+    fields = (
+        record.model_name,
+        prompt,
+        completion,
+        cached,
+        reasoning,
+        record.decision_id,
+        record.idempotency_key,
+        user_id,
+        response_time,
+        record.success,
+        record.error_message,
+        record.purpose,
+        timestamp,
+        None,
+    )
+    return _new_tuple(CheckedRecord, fields)  # CheckedRecord(*fields) without its argument parsing.
+
+
+def usage_records_validated(records: Sequence[UsageRecordInput], *, now: datetime) -> list[CheckedRecord]:
+    """Every record checked; the first that breaks a rule raises, its path `records[i].field`."""
+    window = PlausibleWindow(now + LATEST_CLOCK_SKEW)
+    validated = []
+    for index, record in enumerate(records):
+        checked = _plain(record, window) if type(record) is UsageRecordInput else None
+        if checked is None:
+            try:
+                checked = usage_record_validated(record, now=now)
+            except UsageRecordInvalid as error:
+                raise error.within(f"records[{index}]") from None
+        validated.append(checked)
+    return validated

@@ -1,12 +1,10 @@
 """The AI cost page: server-side checks, and an end-to-end run in Debian's Chromium."""
 
-import os
 import shutil
 import tempfile
 import time
 from decimal import Decimal
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -14,22 +12,11 @@ from django.db import connection, connections
 from django.templatetags.static import static
 
 from aicost.demo import demo_usage_load
+from tests.chromium import ARTIFACTS, chromium_context
 from tests.gunicorn_server import gunicorn_serving, shared_test_database_url
 
 pytestmark = pytest.mark.django_db
 PAGE = "/admin/ai-cost"
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = os.environ.get("AICOST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def test_the_page_is_inside_the_admin_and_linked_from_its_index(staff_client):
@@ -97,23 +84,9 @@ def _wait_for_server_sessions_to_end() -> None:
 
 @pytest.fixture
 def browser(monkeypatch):
-    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are still sync.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}; bin/test installs Debian's chromium package.")
     profile = tempfile.mkdtemp(prefix="aicost-chromium-")
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1800},
-            reduced_motion="reduce",
-        )
+    with chromium_context(profile, monkeypatch) as context:
         yield context
-        context.close()
         # ORM calls made while Playwright's event loop runs get their own connection (asgiref's
         # context-local storage); close it, or the test database cannot be dropped at the end.
         connections.close_all()

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from tests.chromium import ARTIFACTS, chromium_context
 from tests.dev_server import dev_manage, dev_serving, dev_setup
-from tests.test_ai_cost_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 PAGE = "/admin/ai-cost"
 STATS = "/api/v1/ai-platforms/stats?time_range=all"
@@ -27,21 +27,8 @@ COUNTERS = "SELECT model_name, total_calls, total_cost, current_month_cost FROM 
 
 @pytest.fixture
 def chromium(monkeypatch, tmp_path):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop runs on this thread.
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}; bin/test installs Debian's chromium package.")
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1800},
-            reduced_motion="reduce",
-        )
+    with chromium_context(tmp_path / "chromium-profile", monkeypatch) as context:
         yield context
-        context.close()
 
 
 def _log_in(page, url: str, login: tuple[str, str]) -> None:

@@ -113,22 +113,21 @@ def _plan_present_table(plan: RepairPlan, connection, cursor, model, columns: di
     added = [f for f in absent if f not in refused]
     absent_columns = {f.column for f in absent}
     added_columns = {f.column for f in added}
-    wanted = missing_indexes(model, connection.introspection.get_constraints(cursor, table))
-    on_present = [index for index in wanted if not absent_columns.intersection(_involved(index))]
-    on_added = [
-        index
-        for index in wanted
-        if absent_columns.intersection(_involved(index))
-        and added_columns.issuperset(absent_columns.intersection(_involved(index)))
-        and index.of_field not in {f.name for f in added}
-    ]
+    added_names = {f.name for f in added}
+    constraints = connection.introspection.get_constraints(cursor, table)
+    on_present, on_added = [], []
+    for index in missing_indexes(model, constraints):
+        absent_involved = absent_columns & _involved(index)
+        if not absent_involved:
+            on_present.append(index)
+        elif absent_involved <= added_columns and index.of_field not in added_names:
+            on_added.append(index)
     plan.steps += [(f"create {index.what} on {table}", index.create) for index in on_present]
     if added:
         names = ", ".join(f"{table}.{f.column}" for f in added)
         plan.steps.append((f"add column {names}", _columns_adder(model, [f.name for f in added])))
     plan.steps += [(f"create {index.what} on {table}", index.create) for index in on_added]
     if not refused:  # A table still short of a column takes no CHECK (SQLite's rebuild needs every column).
-        constraints = connection.introspection.get_constraints(cursor, table)
         _plan_checks(plan, connection, model, constraints, set(columns) | added_columns)
 
 

@@ -113,13 +113,14 @@ class UsageRecordSerializer(StrictSerializer):
         # Batches of up to AICOST_MAX_BATCH_SIZE records: canonical records skip DRF's per-field machinery.
         list_serializer_class = FastListSerializer
 
-    model_name = _text_field("model_name", help_text="At most 100 characters, not blank.")
+    model_name = _text_field("model_name", help_text=f"At most {TEXT_LIMITS['model_name']} characters, not blank.")
     decision_id = _text_field("decision_id", required=False, default="")
     idempotency_key = _text_field(
         "idempotency_key",
         required=False,
         default="",
-        help_text="At most 100 characters. With decision_id, makes a retry safe: the same pair is stored once.",
+        help_text=f"At most {TEXT_LIMITS['idempotency_key']} characters. With decision_id, makes a retry safe: "
+        "the same pair is stored once.",
     )
     user_id = serializers.IntegerField(required=False, allow_null=True, help_text=f"1 to {MAX_USER_ID}.")
     prompt_tokens = _token_field(help_text=f"0 to {MAX_TOKENS}.")

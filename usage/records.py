@@ -64,10 +64,6 @@ class UsageRecordInput:
     timestamp: datetime | None = None
     cost: Decimal | None = None  # The provider's figure, when the caller has one.
 
-    @property
-    def idempotency_pair(self) -> tuple[str, str] | None:
-        return (self.decision_id, self.idempotency_key) if self.idempotency_key else None
-
 
 class CheckedRecord(NamedTuple):
     """A record that obeys every rule, as ingestion stores it (a tuple: thousands per batch)."""

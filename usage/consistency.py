@@ -25,7 +25,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
 
@@ -33,8 +33,8 @@ from aicost.money import ZERO, quantize_cost
 from aicost.timeutils import month_bounds, month_start
 from pricing.models import ModelPricing
 from usage.models import UsageLog, UsageLogGap, UsageRetiredMonth, UsageRollupDaily, UsageRollupPending
-from usage.partitions import LOG_TABLE, month_bounds_utc, next_month, partition_months
-from usage.rollups import pending_quarters_sum
+from usage.partitions import LOG_TABLE, month_bounds_utc, partition_months
+from usage.rollups import pending_quarters_sum, rollups_rebuild_first_month
 from usage.stats import UsageFilters, usage_sums_by_model
 
 COST_OUTPUT = UsageLog._meta.get_field("cost")
@@ -340,12 +340,6 @@ def _month_models(using: str, *, full: bool, month: date | None) -> list[MonthMo
     return [base[key] for key in sorted(base)]
 
 
-def rebuild_since(using: str = "default") -> date | None:
-    """First UTC month a rollup rebuild recomputes: after the last month retention dropped."""
-    last = UsageRetiredMonth.objects.using(using).aggregate(last=Max("month"))["last"]
-    return None if last is None else next_month(last)
-
-
 def _month_cost_from_log(using: str, now: datetime) -> dict[str, Decimal]:
     month_from, month_to = month_bounds(now)
     rows = (
@@ -369,7 +363,7 @@ def _counter_figures(using: str, months: list[MonthModel], *, full: bool, now: d
     from_log: dict[str, Sums] = {}
     log_month: dict[str, Decimal] = {}
     if full:
-        kept_before = rebuild_since(using)
+        kept_before = rollups_rebuild_first_month(using=using)
         for entry in months:
             kept_gaps = entry.gaps if kept_before is not None and entry.month < kept_before else NO_SUMS
             from_log[entry.model_name] = from_log.get(entry.model_name, NO_SUMS) + entry.log + entry.retired + kept_gaps

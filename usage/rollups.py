@@ -14,7 +14,7 @@ key order, so they cannot deadlock with each other; batches only append. SQLite 
 upserts the rollups directly.
 
 What a row sums is declared once, in usage.rollup_sums.ROLLUP_SUMS: every column list, SQL
-aggregate and batch sum here is derived from it, in its order (SUM_COLUMNS).
+aggregate and batch sum here is derived from it, in its order (SUM_NAMES).
 """
 
 import math
@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import reduce
 from operator import attrgetter
@@ -51,9 +51,6 @@ from usage.partitions import month_bounds_utc, next_month
 from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES
 
 QUARTER_HOUR = timedelta(minutes=15)
-
-
-SUM_COLUMNS = list(SUM_NAMES)  # Every column list below is in this order.
 
 
 class LoggedCall(Protocol):
@@ -108,7 +105,7 @@ _ZEROS = [rollup_sum.type.zero for rollup_sum in ROLLUP_SUMS]
 
 
 def quarter_sums(logs: Iterable[LoggedCall]) -> dict[tuple[int, str], list]:
-    """Sums of the logs per (15-minute bucket as UTC epoch seconds, model_name), in SUM_COLUMNS
+    """Sums of the logs per (15-minute bucket as UTC epoch seconds, model_name), in SUM_NAMES
     order. Each declared sum takes its calls' shares in one pass over the batch (C loops, no
     per-call Python per sum); integer buckets: a batch of a thousand calls is summed in about a
     millisecond."""
@@ -142,10 +139,10 @@ def _key_columns(grain: Grain) -> list[str]:
 
 
 def rollup_columns(grain: Grain) -> list[str]:
-    """The sums a grain's rows hold: SUM_COLUMNS, then for hour grains each prefix of them."""
+    """The sums a grain's rows hold: SUM_NAMES, then for hour grains each prefix of them."""
     if not grain.prefixes:
-        return list(SUM_COLUMNS)
-    return [*SUM_COLUMNS, *(prefix_column(c, minutes) for minutes in PREFIX_MINUTES for c in SUM_COLUMNS)]
+        return list(SUM_NAMES)
+    return [*SUM_NAMES, *(prefix_column(c, minutes) for minutes in PREFIX_MINUTES for c in SUM_NAMES)]
 
 
 # An hour-shaped relation (h): an hour's start, a model, and the hour's sums and prefix sums. Every
@@ -160,11 +157,11 @@ _HOUR_OF_QUARTER = {
 def _hours_from_quarters_sql(quarters_sql: str, vendor: str) -> str:
     """The hour-shaped sums of a relation of 15-minute sums (columns _Q_COLUMNS): a prefix of n
     quarters sums the quarters before the n-th."""
-    sums = [f"sum({c}) AS {c}" for c in SUM_COLUMNS]
+    sums = [f"sum({c}) AS {c}" for c in SUM_NAMES]
     for minutes in PREFIX_MINUTES:
         sums += [
             f"sum(CASE WHEN quarter < {minutes // 15} THEN {c} ELSE 0 END) AS {prefix_column(c, minutes)}"
-            for c in SUM_COLUMNS
+            for c in SUM_NAMES
         ]
     return (
         f"SELECT {_HOUR_OF_QUARTER[vendor]} AS bucket, model_name, {', '.join(sums)} "  # noqa: S608
@@ -189,7 +186,7 @@ def _grain_upsert_sql(grain: Grain, vendor: str) -> str:
     )
 
 
-_Q_COLUMNS = ["bucket", "quarter", "model_name", *SUM_COLUMNS]
+_Q_COLUMNS = ["bucket", "quarter", "model_name", *SUM_NAMES]
 
 
 def _upserts_run(cursor, hours_sql: str, params: list, *, before: str = "", result: str = "1") -> None:
@@ -207,13 +204,13 @@ def _upserts_run(cursor, hours_sql: str, params: list, *, before: str = "", resu
 PENDING_TABLE = UsageRollupPending._meta.db_table
 
 
-PENDING_COLUMNS = [quarter_column(c, quarter) for quarter in QUARTERS for c in SUM_COLUMNS]
+PENDING_COLUMNS = [quarter_column(c, quarter) for quarter in QUARTERS for c in SUM_NAMES]
 _PENDING_TYPES = ["timestamptz", "text"] + [s.type.sql_type for _quarter in QUARTERS for s in ROLLUP_SUMS]
 
 
 def pending_rows(sums: dict[tuple[int, str], list]) -> dict[tuple[int, str], list]:
     """The batch's 15-minute sums as pending rows: per (hour, model), PENDING_COLUMNS' values."""
-    width = len(SUM_COLUMNS)
+    width = len(SUM_NAMES)
     rows: dict[tuple[int, str], list] = {}
     for (epoch, model_name), values in sums.items():
         key = (epoch - epoch % 3600, model_name)
@@ -253,10 +250,10 @@ def pending_sum_sql(column: str, quarters: Iterable[int] = QUARTERS) -> str:
 
 def _hours_from_pending_sql(pending_sql: str) -> str:
     """The hour-shaped sums of pending rows: the whole hour, and its first 1, 2 and 3 quarters."""
-    sums = [f"sum({pending_sum_sql(c)}) AS {c}" for c in SUM_COLUMNS]
+    sums = [f"sum({pending_sum_sql(c)}) AS {c}" for c in SUM_NAMES]
     for minutes in PREFIX_MINUTES:
         quarters = range(minutes // 15)
-        sums += [f"sum({pending_sum_sql(c, quarters)}) AS {prefix_column(c, minutes)}" for c in SUM_COLUMNS]
+        sums += [f"sum({pending_sum_sql(c, quarters)}) AS {prefix_column(c, minutes)}" for c in SUM_NAMES]
     return f"SELECT bucket, model_name, {', '.join(sums)} FROM ({pending_sql}) AS p GROUP BY 1, 2"  # noqa: S608
 
 
@@ -371,10 +368,16 @@ def rollups_rebuild() -> int:
         return cursor.fetchone()[0]
 
 
+def rollups_rebuild_first_month(*, using: str = "default") -> date | None:
+    """First UTC month a rebuild recomputes: the one after the last month retention dropped (None:
+    none dropped, a rebuild recomputes everything)."""
+    retired = UsageRetiredMonth.objects.using(using).aggregate(last=Max("month"))["last"]
+    return None if retired is None else next_month(retired)
+
+
 def _rebuild_since() -> datetime | None:
-    """Start of the first UTC month after the last one retention dropped (None: none dropped)."""
-    retired = UsageRetiredMonth.objects.aggregate(last=Max("month"))["last"]
-    return None if retired is None else month_bounds_utc(next_month(retired))[0]
+    first_month = rollups_rebuild_first_month()
+    return None if first_month is None else month_bounds_utc(first_month)[0]
 
 
 def _from_edge(column: str, column_type: str, since: datetime | None) -> tuple[str, list]:

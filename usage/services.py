@@ -25,7 +25,6 @@ from usage.consistency import (
     ConsistencyReading,
     CounterFigure,
     MonthModel,
-    rebuild_since,
     usage_consistency_read,
     usage_snapshot,
 )
@@ -41,7 +40,7 @@ from usage.partitions import (
     partition_name,
 )
 from usage.records import CheckedRecord, UsageRecordInput, UsageRecordInvalid, usage_records_validated
-from usage.rollups import FOLD_LOCK, rollups_apply_logs, rollups_rebuild
+from usage.rollups import FOLD_LOCK, rollups_apply_logs, rollups_rebuild, rollups_rebuild_first_month
 from usage.selectors import partition_model_sums, rollup_month_calls, usage_log_gap_calls
 
 
@@ -459,7 +458,7 @@ def usage_reconcile(*, source: str | None, fix: bool, now: datetime | None = Non
         if source == FROM_ROLLUPS:
             outcome.gaps_recorded = _gaps_record(lost=reading.lost, now=now)
         elif source == FROM_LOG:
-            since = rebuild_since()
+            since = rollups_rebuild_first_month()
             rebuilt_gaps = UsageLogGap.objects.all() if since is None else UsageLogGap.objects.filter(month__gte=since)
             outcome.gaps_removed, _ = rebuilt_gaps.delete()
             outcome.rebuilt_rows = rollups_rebuild()

@@ -41,7 +41,7 @@ from usage.models import (
     prefix_column,
     quarter_column,
 )
-from usage.rollup_sums import ROLLUP_SUMS, RollupDelta
+from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES, RollupDelta
 from usage.rollups import (
     DAY_GRAIN,
     DAY_TOTAL_GRAIN,
@@ -49,7 +49,6 @@ from usage.rollups import (
     HOUR_TOTAL_GRAIN,
     PENDING_COLUMNS,
     QUARTER_HOUR,
-    SUM_COLUMNS,
     Grain,
     array_literal,
     pending_quarters_sum,
@@ -73,7 +72,7 @@ class UsageFilters:
 
 
 def _rollup_sums() -> dict:
-    return {f"s_{c}": Sum(c) for c in SUM_COLUMNS}
+    return {f"s_{c}": Sum(c) for c in SUM_NAMES}
 
 
 def _raw_sums() -> dict:
@@ -82,7 +81,7 @@ def _raw_sums() -> dict:
 
 
 def _add_row(target: RollupDelta, row: dict) -> None:
-    for column in SUM_COLUMNS:
+    for column in SUM_NAMES:
         value = row[f"s_{column}"]
         if value is not None:
             setattr(target, column, getattr(target, column) + value)
@@ -125,7 +124,7 @@ def _hour_minutes_sums(first: int, last: int) -> dict:
         return F(column) if minutes == 60 else F(prefix_column(column, minutes))
 
     sums = {}
-    for column in SUM_COLUMNS:
+    for column in SUM_NAMES:
         upper, lower = prefix(column, last), prefix(column, first)
         sums[f"s_{column}"] = Sum(upper if lower is None else upper - lower)
     return sums
@@ -134,7 +133,7 @@ def _hour_minutes_sums(first: int, last: int) -> dict:
 def _pending_minutes_sums(first: int, last: int) -> dict:
     """Annotations summing minutes [first, last) of pending rows: their quarters in that span."""
     quarters = range(first // 15, last // 15)
-    return {f"s_{column}": Sum(pending_quarters_sum(column, quarters)) for column in SUM_COLUMNS}
+    return {f"s_{column}": Sum(pending_quarters_sum(column, quarters)) for column in SUM_NAMES}
 
 
 _HOUR_READERS = {UsageRollupHour: _hour_minutes_sums, UsageRollupPending: _pending_minutes_sums}
@@ -413,7 +412,7 @@ def _pending_by_local_day(rows: list[dict], boundaries: list[int], days: list[da
             moment = hour + quarter * SECONDS_PER_QUARTER
             if boundaries[0] <= moment < boundaries[-1]:
                 day = days[bisect_right(boundaries, moment) - 1]
-                yield day, [row[f"s_{quarter_column(column, quarter)}"] for column in SUM_COLUMNS]
+                yield day, [row[f"s_{quarter_column(column, quarter)}"] for column in SUM_NAMES]
 
 
 def usage_sums_by_local_day(

@@ -56,7 +56,7 @@ def on_starting(server):
     django.setup()
     from django.db import connections
 
-    from aicost.startup import schema_guard_or_exit
+    from schemaguard.startup import schema_guard_or_exit
 
     try:
         schema_guard_or_exit()

@@ -36,8 +36,10 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     # First: its runserver (schema guard) must win over whitenoise's and staticfiles'.
-    "aicost.apps.AicostConfig",
-    "aicost.apps.AicostAdminConfig",  # django.contrib.admin with the AI cost page
+    "schemaguard.apps.SchemaGuardConfig",
+    "core.apps.CoreConfig",
+    "dashboard.apps.DashboardConfig",
+    "dashboard.apps.DashboardAdminConfig",  # django.contrib.admin with the AI cost page
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -50,11 +52,12 @@ INSTALLED_APPS = [
     "pricing.apps.PricingConfig",
     "usage.apps.UsageConfig",
     "alerts.apps.AlertsConfig",
+    "ingest.apps.IngestConfig",
 ]
 
 MIDDLEWARE = [
     # First: it counts every response, redirects and errors of the middleware below included.
-    "aicost.metrics.RequestMetricsMiddleware",
+    "dashboard.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -63,7 +66,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "aicost.middleware.DatabaseErrorPageMiddleware",
+    "schemaguard.middleware.DatabaseErrorPageMiddleware",
 ]
 
 ROOT_URLCONF = "aicost.urls"
@@ -90,7 +93,7 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Optional read replica (a streaming replica of default): the stats, trend and export reads go there,
-# everything else stays on default (aicost/db_routers.py).
+# everything else stays on default (core/db_routers.py).
 if env.str("DATABASE_REPLICA_URL", default=""):
     DATABASES["replica"] = {
         **env.db("DATABASE_REPLICA_URL"),
@@ -99,7 +102,7 @@ if env.str("DATABASE_REPLICA_URL", default=""):
         # Tests create no second database: the replica alias reads the test copy of default.
         "TEST": {"MIRROR": "default"},
     }
-    DATABASE_ROUTERS = ["aicost.db_routers.ReplicaRouter"]
+    DATABASE_ROUTERS = ["core.db_routers.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -139,14 +142,14 @@ if env.bool("USE_X_FORWARDED_PROTO", default=False):
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "aicost.api.authentication.ApiKeyAuthentication",
+        "usage.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["aicost.api.permissions.CanReadStats"],
+    "DEFAULT_PERMISSION_CLASSES": ["usage.permissions.CanReadStats"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "aicost.api.exceptions.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "aicost.api.schema.AicostAutoSchema",
+    "EXCEPTION_HANDLER": "core.api.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "core.api.schema.AicostAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # Money is serialized as JSON strings of the exact decimal ("0.00001234").
     "COERCE_DECIMAL_TO_STRING": True,
@@ -157,7 +160,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "What your AI/LLM calls cost. Money amounts are decimal strings.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["aicost.api.permissions.CanReadStats"],
+    "SERVE_PERMISSIONS": ["usage.permissions.CanReadStats"],
     # Request bodies get components of their own, with what only input has (minLength of required text).
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI served from the sidecar package: the docs work offline, no CDN.

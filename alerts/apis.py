@@ -5,15 +5,15 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.views import APIView
 
-from aicost.api.exceptions import ApiError
-from aicost.api.fields import lookup_field
-from aicost.api.permissions import CanReadStats, CanWriteUsage
-from aicost.api.responses import ErrorResponseSerializer, success_response
-from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
-from aicost.timeutils import month_bounds
 from alerts.models import AlertLevel, AlertStatus, AlertType, BudgetAlert
 from alerts.selectors import BudgetStatus, budget_alert_list, global_budget_status, model_budget_status
+from core.api.exceptions import ApiError
+from core.api.fields import lookup_field
+from core.api.responses import ErrorResponseSerializer, success_response
+from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
+from core.timeutils import month_bounds
 from pricing.models import ModelPricing
+from usage.permissions import CanReadStats, CanWriteUsage
 
 
 def _money(**kwargs) -> serializers.DecimalField:

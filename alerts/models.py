@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from aicost.money import (
+from core.money import (
     COST_DECIMAL_PLACES,
     COST_MAX_DIGITS,
     PERCENT_DECIMAL_PLACES,

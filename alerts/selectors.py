@@ -6,17 +6,18 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import F, Model, OuterRef, Q, QuerySet, Sum
+from django.db.models import F, Model, Q, QuerySet, Sum
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Coalesce
 
-from aicost.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent_of, quantize_cost
-from aicost.timeutils import day_bounds, month_start
 from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
+from core.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent_of
+from core.timeutils import day_bounds, month_start
 from pricing.models import ModelPricing
+from pricing.selectors import model_providers
 from usage.models import UsageRollupHour, UsageRollupPending
 from usage.rollups import pending_quarters_sum
+from usage.selectors import USAGE_COUNTER_TABLES, usage_month_costs
 
 # Largest percentage the alerts' usage_percentage column holds (e.g. 9999999.99).
 MAX_PERCENT = Decimal(10 ** (PERCENT_MAX_DIGITS - PERCENT_DECIMAL_PLACES)) - Decimal(1).scaleb(-PERCENT_DECIMAL_PLACES)
@@ -51,9 +52,8 @@ class BudgetStatus:
         return self.budget is None or self.spent < self.budget
 
 
-def model_month_spent(pricing: ModelPricing, period_start: date) -> Decimal:
-    """The counter holds the month it counts; a counter from an earlier month means nothing spent yet."""
-    return pricing.current_month_cost if pricing.current_month == period_start else ZERO
+def _month_spent(model_names: Collection[str], period_start: date) -> dict[str, Decimal]:
+    return usage_month_costs(model_names=model_names, month=period_start)
 
 
 @dataclass(frozen=True)
@@ -64,66 +64,51 @@ class WatchedBudget:
     status: BudgetStatus
 
 
-def _stored_cost(value) -> Decimal:
-    # PostgreSQL returns Decimal; SQLite (local runs) may return float or int.
-    return quantize_cost(value if isinstance(value, Decimal) else Decimal(str(value)))
+def _global_spent(currency: str, period_start: date) -> Decimal:
+    """This month's spend of every model priced in `currency` (the global budget's)."""
+    in_currency = [name for name, (_provider, priced_in) in model_providers().items() if priced_in == currency]
+    return sum(_month_spent(in_currency, period_start).values(), ZERO)
 
 
 def budgets_to_evaluate(*, model_names: Collection[str], now: datetime, include_global: bool) -> list[WatchedBudget]:
-    """The budgets of the given models and the global budget with this month's spend, in ONE query:
-    this runs in every ingestion batch, so it is plain SQL (no ORM compilation per batch).
-    Same figures as model_budget_status / global_budget_status."""
+    """The budgets of the given models, and the global budget, with this month's spend: what
+    budget evaluation compares on every ingestion batch. Same figures as model_budget_status /
+    global_budget_status."""
     period_start = month_start(now)
-    period_param = connection.ops.adapt_datefield_value(period_start)
-    pricing_table = connection.ops.quote_name(ModelPricing._meta.db_table)
-    global_table = connection.ops.quote_name(GlobalBudget._meta.db_table)
-    parts, params = [], []
-    names = sorted(model_names)
-    if names:
-        name_placeholders = ", ".join(["%s"] * len(names))
-        parts.append(
-            f"SELECT %s, model_name, display_name, currency, monthly_budget, "  # noqa: S608 -- identifiers from metadata
-            f"CASE WHEN current_month = %s THEN current_month_cost ELSE 0 END "
-            f"FROM {pricing_table} WHERE monthly_budget IS NOT NULL AND model_name IN ({name_placeholders})"
-        )
-        params += [AlertType.MODEL_BUDGET.value, period_param, *names]
-    if include_global:
-        parts.append(
-            f"SELECT %s, %s, %s, g.currency, g.monthly_budget, "  # noqa: S608 -- identifiers from metadata
-            f"COALESCE((SELECT SUM(p.current_month_cost) FROM {pricing_table} p "
-            f"WHERE p.current_month = %s AND p.currency = g.currency), 0) "
-            f"FROM {global_table} g WHERE g.id = %s AND g.monthly_budget IS NOT NULL"
-        )
-        params += [
-            AlertType.GLOBAL_BUDGET.value,
-            GLOBAL_SCOPE,
-            "All models together",
-            period_param,
-            GlobalBudget.SINGLETON_ID,
-        ]
-    if not parts:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(" UNION ALL ".join(parts), params)
-        rows = cursor.fetchall()
-    return [
+    pricings = list(ModelPricing.objects.filter(monthly_budget__isnull=False, model_name__in=model_names))
+    spent = _month_spent([p.model_name for p in pricings], period_start)
+    watched = [
         WatchedBudget(
-            alert_type=alert_type,
-            scope=scope,
-            label=label or scope,
+            alert_type=AlertType.MODEL_BUDGET.value,
+            scope=pricing.model_name,
+            label=pricing.display_name or pricing.model_name,
             status=BudgetStatus(
-                budget=_stored_cost(budget), spent=_stored_cost(spent), currency=currency, period_start=period_start
+                budget=pricing.monthly_budget,
+                spent=spent.get(pricing.model_name, ZERO),
+                currency=pricing.currency,
+                period_start=period_start,
             ),
         )
-        for alert_type, scope, label, currency, budget, spent in rows
+        for pricing in sorted(pricings, key=lambda p: p.model_name)
     ]
+    global_status = global_budget_status(now=now) if include_global else None
+    if global_status is not None:
+        watched.append(
+            WatchedBudget(
+                alert_type=AlertType.GLOBAL_BUDGET.value,
+                scope=GLOBAL_SCOPE,
+                label="All models together",
+                status=global_status,
+            )
+        )
+    return watched
 
 
 def model_budget_status(*, pricing: ModelPricing, now: datetime) -> BudgetStatus:
     period_start = month_start(now)
     return BudgetStatus(
         budget=pricing.monthly_budget,
-        spent=model_month_spent(pricing, period_start),
+        spent=_month_spent([pricing.model_name], period_start).get(pricing.model_name, ZERO),
         currency=pricing.currency,
         period_start=period_start,
     )
@@ -134,25 +119,13 @@ def global_budget_get() -> GlobalBudget | None:
 
 
 def global_budget_status(*, now: datetime) -> BudgetStatus | None:
-    """The global budget and this month's spend of all models in its currency (one query), or None."""
-    period_start = month_start(now)
-    row = (
-        GlobalBudget.objects.filter(pk=GlobalBudget.SINGLETON_ID, monthly_budget__isnull=False)
-        .annotate(
-            spent=Coalesce(
-                ModelPricing.objects.filter(current_month=period_start, currency=OuterRef("currency"))
-                .order_by()
-                .values("current_month")
-                .annotate(total=Sum("current_month_cost"))
-                .values("total"),
-                ZERO,
-            )
-        )
-        .first()
-    )
-    if row is None:
+    """The global budget and this month's spend of all models in its currency, or None."""
+    budget = GlobalBudget.objects.filter(pk=GlobalBudget.SINGLETON_ID, monthly_budget__isnull=False).first()
+    if budget is None:
         return None
-    return BudgetStatus(budget=row.monthly_budget, spent=row.spent, currency=row.currency, period_start=period_start)
+    period_start = month_start(now)
+    spent = _global_spent(budget.currency, period_start)
+    return BudgetStatus(budget=budget.monthly_budget, spent=spent, currency=budget.currency, period_start=period_start)
 
 
 @dataclass(frozen=True)
@@ -270,7 +243,7 @@ def budget_alert_list(
 
 
 # The tables budgets_this_month reads: the cost page shows budgets while the usage log is missing.
-BUDGET_TABLES = (ModelPricing._meta.db_table, GlobalBudget._meta.db_table)
+BUDGET_TABLES = (ModelPricing._meta.db_table, GlobalBudget._meta.db_table, *USAGE_COUNTER_TABLES)
 
 
 def budgets_this_month(*, now: datetime) -> dict:

@@ -18,7 +18,6 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
 from django.utils import timezone
 
-from aicost.money import percent_of, quantize_cost
 from alerts import config
 from alerts.models import (
     AlertDelivery,
@@ -40,6 +39,7 @@ from alerts.selectors import (
     capped_percent,
     model_activity,
 )
+from core.money import percent_of, quantize_cost
 from pricing.models import ModelPricing
 
 logger = logging.getLogger("aicost.alerts")

@@ -29,11 +29,11 @@ from django.db import transaction  # noqa: E402
 from django.test import override_settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from aicost.timeutils import month_start  # noqa: E402
 from alerts.models import BudgetAlert  # noqa: E402
 from alerts.services import budget_alerts_evaluate, global_budget_set  # noqa: E402
+from core.timeutils import month_start  # noqa: E402
 from pricing.models import ModelPricing  # noqa: E402
-from usage.models import UsageRollupHour  # noqa: E402
+from usage.models import UsageCounter, UsageRollupHour  # noqa: E402
 
 
 def setup(models: int) -> list[str]:
@@ -49,16 +49,17 @@ def setup(models: int) -> list[str]:
                 input_price_per_million=1,
                 output_price_per_million=1,
                 monthly_budget=Decimal(1000),
-                current_month_cost=Decimal(1),
-                current_month=month_start(now),
             )
             for name in names
         ],
         ignore_conflicts=True,
     )
     # A rerun on the same database starts from the same state.
-    ModelPricing.objects.filter(model_name__in=names).update(
-        monthly_budget=Decimal(1000), current_month_cost=Decimal(1), current_month=month_start(now)
+    ModelPricing.objects.filter(model_name__in=names).update(monthly_budget=Decimal(1000))
+    UsageCounter.objects.filter(model_name__in=names).delete()
+    UsageCounter.objects.bulk_create(
+        UsageCounter(model_name=name, current_month_cost=Decimal(1), current_month=month_start(now), updated_at=now)
+        for name in names
     )
     BudgetAlert.objects.all().delete()
     hour = now.replace(minute=0, second=0, microsecond=0)
@@ -103,7 +104,7 @@ def main() -> None:
     for interval in (0, settings.AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS):
         with override_settings(AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS=interval):
             report(f"nothing crossed, anomaly interval {interval:g}s", timed(batch, args.runs))
-    ModelPricing.objects.filter(model_name__in=names).update(current_month_cost=Decimal(2000))
+    UsageCounter.objects.filter(model_name__in=names).update(current_month_cost=Decimal(2000))
     timed(batch, 1)
     print(f"alerts now: {BudgetAlert.objects.count()}")
     for interval in (0, settings.AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS):

@@ -48,7 +48,7 @@ def _line(label: str, times: list[float]) -> str:
 
 
 def _schema_report_times(iterations: int) -> tuple[list[float], list[float]]:
-    from aicost import schema_guard
+    from schemaguard import guard as schema_guard
 
     with_check = _timed(schema_guard.schema_report, iterations)
     registered = dict(schema_guard.CONSISTENCY_CHECKS)

@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 
-from aicost.admin_site import ReadOnlyModelAdmin
+from core.admin_base import ReadOnlyModelAdmin
 from pricing.models import ModelPriceVersion, ModelPricing
 from pricing.services import model_pricing_create, model_pricing_set_enabled, model_pricing_update
 
@@ -40,8 +40,6 @@ class ModelPricingAdmin(admin.ModelAdmin):
         "cached_input_price_per_million",
         "currency",
         "monthly_budget",
-        "current_month_cost",
-        "total_calls",
         "enabled",
         "is_free",
     ]
@@ -54,7 +52,7 @@ class ModelPricingAdmin(admin.ModelAdmin):
     ]
     list_filter = ["provider", "enabled", "model_type", "is_free"]
     search_fields = ["model_name", "display_name", "provider"]
-    readonly_fields = ["total_calls", "total_cost", "current_month_cost", "current_month", "created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at"]
     inlines = [PriceVersionInline]
     actions = ["enable_models", "disable_models"]
 

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from aicost.money import PRICE_DECIMAL_PLACES, TOKENS_PER_PRICE_UNIT
+from core.money import PRICE_DECIMAL_PLACES, TOKENS_PER_PRICE_UNIT
 from pricing.models import ModelType
 
 LITELLM_CURRENCY = "USD"

@@ -1,6 +1,6 @@
 from django.db import models
 
-from aicost.money import (
+from core.money import (
     COST_DECIMAL_PLACES,
     COST_MAX_DIGITS,
     PRICE_DECIMAL_PLACES,
@@ -24,7 +24,8 @@ def _cost_field(**kwargs) -> models.DecimalField:
 
 
 class ModelPricing(models.Model):
-    """One AI model a team calls, its current list price, budget and running counters.
+    """One AI model a team calls, its current list price and budget (its running counters are
+    usage's: usage.models.UsageCounter).
 
     The prices here are the ones in force now; every price that was ever in force
     is kept in ModelPriceVersion, and usage rows point at the version they used.
@@ -44,13 +45,7 @@ class ModelPricing(models.Model):
         blank=True,
         help_text="Price of one million cached prompt tokens; empty means cached tokens cost the input price.",
     )
-    total_calls = models.BigIntegerField(default=0, editable=False)
-    total_cost = _cost_field(default=0, editable=False)
     monthly_budget = _cost_field(null=True, blank=True, help_text="Empty means no budget for this model.")
-    current_month_cost = _cost_field(default=0, editable=False)
-    current_month = models.DateField(
-        null=True, blank=True, editable=False, help_text="First day of the month current_month_cost counts."
-    )
     enabled = models.BooleanField(default=True)
     is_free = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -2,10 +2,9 @@
 
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from pricing.models import ModelPriceVersion, ModelPricing
@@ -108,18 +107,17 @@ def price_changes_from_quotes(
     return changes, other_currency
 
 
-@dataclass(frozen=True)
-class ModelCounters:
-    model_name: str
-    provider: str
-    currency: str
-    total_calls: int
-    total_cost: Decimal
+def model_currencies(*, using: str = "default") -> dict[str, str]:
+    """model_name -> the currency of its prices and costs, for every priced model."""
+    return dict(ModelPricing.objects.using(using).values_list("model_name", "currency"))
 
 
-def model_counters_list() -> list[ModelCounters]:
-    """Each priced model's running counters (kept by ingestion in its transaction): one small query."""
-    rows = ModelPricing.objects.order_by("model_name").values_list(
-        "model_name", "provider", "currency", "total_calls", "total_cost"
+def model_providers(*, model_names: Collection[str] | None = None) -> dict[str, tuple[str, str]]:
+    """model_name -> (provider, currency) of priced models (all of them, or those named)."""
+    pricings = (
+        ModelPricing.objects.all() if model_names is None else ModelPricing.objects.filter(model_name__in=model_names)
     )
-    return [ModelCounters(*row) for row in rows]
+    return {
+        name: (provider, currency)
+        for name, provider, currency in pricings.values_list("model_name", "provider", "currency")
+    }

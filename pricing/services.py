@@ -169,3 +169,13 @@ def price_changes_apply(*, changes: list, effective_from: datetime, source: str)
             source=source,
         )
     return len(changes)
+
+
+@transaction.atomic
+def model_pricing_budgets_set(*, budgets: dict[str, Decimal | None]) -> int:
+    """Set the monthly budget of each named model (None: no budget); returns how many were found."""
+    now = timezone.now()
+    return sum(
+        ModelPricing.objects.filter(model_name=name).update(monthly_budget=budget, updated_at=now)
+        for name, budget in sorted(budgets.items())
+    )

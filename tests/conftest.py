@@ -2,8 +2,8 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from aicost.db_routers import REPLICA
-from aicost.schema_guard import schema_health_forget
+from core.db_routers import REPLICA
+from schemaguard.guard import schema_health_forget
 from tests.api_helpers import api_client_with_key
 from usage.models import ApiKeyScope
 

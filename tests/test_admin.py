@@ -6,10 +6,10 @@ import pytest
 from django.urls import reverse
 
 from alerts.models import AlertLevel, AlertType, BudgetAlert
+from ingest.services import usage_record
 from pricing.models import ModelPricing
 from usage.models import ApiKey
 from usage.selectors import api_key_get_active
-from usage.services import usage_record
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.db import connection, connections
 from django.templatetags.static import static
 
-from aicost.demo import demo_usage_load
+from dashboard.demo import demo_usage_load
 from tests.chromium import ARTIFACTS, chromium_context
 from tests.gunicorn_server import gunicorn_serving, shared_test_database_url
 

@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 
 from alerts.models import AlertDelivery, BudgetAlert, GlobalBudget
+from ingest.services import usage_record
 from tests.alert_helpers import WebhookReceiver, refused_url, set_budget
-from usage.services import usage_record
 
 pytestmark = pytest.mark.django_db
 

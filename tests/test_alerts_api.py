@@ -8,9 +8,9 @@ from rest_framework.test import APIClient
 from alerts.models import AlertStatus
 from alerts.selectors import budget_alert_list
 from alerts.services import budget_alerts_acknowledge, budget_alerts_resolve, global_budget_set
+from ingest.services import usage_record
 from tests.alert_helpers import set_budget
 from usage.keys import api_key_create
-from usage.services import usage_record
 
 pytestmark = pytest.mark.django_db
 

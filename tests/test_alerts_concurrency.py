@@ -12,9 +12,10 @@ from django.db import connection
 
 from alerts.models import AlertDelivery, AlertType, BudgetAlert
 from alerts.services import global_budget_set
-from pricing.models import ModelPricing
+from ingest.services import usage_record_batch
 from tests.alert_helpers import WebhookReceiver, set_budget
-from usage.services import UsageRecordInput, usage_record_batch
+from usage.models import UsageCounter
+from usage.services import UsageRecordInput
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -72,7 +73,7 @@ def test_writers_crossing_every_threshold_at_once_raise_each_alert_once(receiver
         ("model_budget", 100),
     ]
     assert set(keys.values()) == {1}
-    assert ModelPricing.objects.get(model_name="gpt-4o").current_month_cost == Decimal(25 * THREADS)
+    assert UsageCounter.objects.get(model_name="gpt-4o").current_month_cost == Decimal(25 * THREADS)
     # One message per budget: the highest threshold crossed (the lower ones are stored, not sent).
     assert AlertDelivery.objects.filter(status="sent").count() == 2
     assert len(receiver.payloads) == 2

@@ -20,9 +20,11 @@ from alerts.services import (
     budget_alerts_resolve,
     global_budget_set,
 )
+from ingest.services import usage_record, usage_record_batch
 from pricing.models import ModelPricing
 from tests.alert_helpers import set_budget
-from usage.services import UsageRecordInput, usage_record, usage_record_batch
+from tests.counters import counters_set
+from usage.services import UsageRecordInput
 
 pytestmark = pytest.mark.django_db
 
@@ -110,29 +112,24 @@ def test_periods_are_calendar_months_in_time_zone(settings):
     settings.TIME_ZONE = "Asia/Shanghai"
     # 17:00 UTC on 31 October is 01:00 on 1 November in Shanghai: November's budget.
     now = datetime(2026, 10, 31, 17, 0, tzinfo=UTC)
-    ModelPricing.objects.filter(model_name="gpt-4o").update(
-        monthly_budget=Decimal(10), current_month_cost=Decimal(6), current_month=date(2026, 11, 1)
-    )
+    ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal(10))
+    counters_set(model_name="gpt-4o", current_month_cost=Decimal(6), current_month=date(2026, 11, 1))
     created = budget_alerts_evaluate(model_names=["gpt-4o"], now=now)
     assert [(a.threshold_percent, a.period_start) for a in created] == [(50, date(2026, 11, 1))]
 
 
 def test_last_months_counter_is_not_this_months_spend():
     now = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
-    ModelPricing.objects.filter(model_name="gpt-4o").update(
-        monthly_budget=Decimal(10), current_month_cost=Decimal(60), current_month=date(2026, 10, 1)
-    )
+    ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal(10))
+    counters_set(model_name="gpt-4o", current_month_cost=Decimal(60), current_month=date(2026, 10, 1))
     assert budget_alerts_evaluate(model_names=["gpt-4o"], now=now) == []
 
 
 def test_a_new_month_fires_again():
-    ModelPricing.objects.filter(model_name="gpt-4o").update(
-        monthly_budget=Decimal(10), current_month_cost=Decimal(6), current_month=date(2026, 10, 1)
-    )
+    ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal(10))
+    counters_set(model_name="gpt-4o", current_month_cost=Decimal(6), current_month=date(2026, 10, 1))
     budget_alerts_evaluate(model_names=["gpt-4o"], now=datetime(2026, 10, 20, tzinfo=UTC))
-    ModelPricing.objects.filter(model_name="gpt-4o").update(
-        current_month_cost=Decimal(7), current_month=date(2026, 11, 1)
-    )
+    counters_set(model_name="gpt-4o", current_month_cost=Decimal(7), current_month=date(2026, 11, 1))
     budget_alerts_evaluate(model_names=["gpt-4o"], now=datetime(2026, 11, 20, tzinfo=UTC))
     periods = BudgetAlert.objects.order_by("period_start").values_list("period_start", "threshold_percent")
     assert list(periods) == [(date(2026, 10, 1), 50), (date(2026, 11, 1), 50)]
@@ -147,12 +144,11 @@ def test_global_budget_counts_all_models_in_its_currency_this_month():
     alert = BudgetAlert.objects.get(alert_type=AlertType.GLOBAL_BUDGET, threshold_percent=80)
     assert (alert.current_cost, alert.budget_limit) == (Decimal("8.5"), Decimal("10"))
     # Another currency and an old month's counter do not count.
-    ModelPricing.objects.filter(model_name="qwen-plus").update(
-        currency="CNY", current_month_cost=Decimal(100), current_month=timezone.localdate().replace(day=1)
+    ModelPricing.objects.filter(model_name="qwen-plus").update(currency="CNY")
+    counters_set(
+        model_name="qwen-plus", current_month_cost=Decimal(100), current_month=timezone.localdate().replace(day=1)
     )
-    ModelPricing.objects.filter(model_name="deepseek-chat").update(
-        current_month_cost=Decimal(100), current_month=date(2020, 1, 1)
-    )
+    counters_set(model_name="deepseek-chat", current_month_cost=Decimal(100), current_month=date(2020, 1, 1))
     budget_alerts_evaluate(model_names=["gpt-4o"], now=timezone.now())
     assert alerts_of(AlertType.GLOBAL_BUDGET, GLOBAL_SCOPE) == [(50, "info"), (80, "warning")]
     spend("gpt-4o", "1.5")
@@ -274,9 +270,8 @@ def test_empty_threshold_settings_switch_a_kind_of_alert_off(settings):
 
 
 def test_cron_evaluation_catches_what_ingestion_did_not_see():
-    ModelPricing.objects.filter(model_name="gpt-4o").update(
-        monthly_budget=Decimal(10), current_month_cost=Decimal(9), current_month=timezone.localdate().replace(day=1)
-    )
+    ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal(10))
+    counters_set(model_name="gpt-4o", current_month_cost=Decimal(9), current_month=timezone.localdate().replace(day=1))
     global_budget_set(monthly_budget=Decimal(15))
     created = alerts_evaluate_all(now=timezone.now())
     assert sorted((a.alert_type, a.threshold_percent) for a in created) == [
@@ -327,9 +322,8 @@ def test_invalid_alert_settings_stop_the_service_from_starting(settings):
 
 
 def test_alerts_evaluate_command_reports_new_alerts():
-    ModelPricing.objects.filter(model_name="gpt-4o").update(
-        monthly_budget=Decimal(10), current_month_cost=Decimal(8), current_month=timezone.localdate().replace(day=1)
-    )
+    ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal(10))
+    counters_set(model_name="gpt-4o", current_month_cost=Decimal(8), current_month=timezone.localdate().replace(day=1))
     out = StringIO()
     call_command("alerts_evaluate", stdout=out)
     assert "[warning] GPT-4o has used 80.00% of its monthly budget" in out.getvalue()

@@ -12,9 +12,10 @@ from django.utils import timezone
 from alerts.models import AlertDelivery, BudgetAlert, DeliveryAttempt, DeliveryStatus
 from alerts.notifications import webhook_payload
 from alerts.services import alert_deliveries_retry_due
+from ingest.services import usage_record, usage_record_batch
 from tests.alert_helpers import WebhookReceiver, refused_url, set_budget
 from usage.models import UsageLog
-from usage.services import UsageRecordInput, usage_record, usage_record_batch
+from usage.services import UsageRecordInput
 
 pytestmark = pytest.mark.django_db
 

@@ -18,10 +18,10 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from aicost.wsgi import application
 from alerts.models import BudgetAlert
 from alerts.services import global_budget_set
+from ingest.services import usage_record
 from tests.alert_helpers import set_budget
 from usage.keys import api_key_create
 from usage.models import ApiKeyScope
-from usage.services import usage_record
 
 pytestmark = pytest.mark.django_db
 

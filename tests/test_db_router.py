@@ -19,11 +19,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from aicost.db_routers import REPLICA, ReplicaRouter, reading_from_replica
-from aicost.schema_guard import schema_report
+from core.db_routers import REPLICA, ReplicaRouter, reading_from_replica
+from ingest.services import usage_record_batch
 from pricing.models import ModelPricing
+from schemaguard.guard import schema_report
 from usage.models import ApiKey, UsageIdempotencyKey, UsageLog, UsageRollupDaily, UsageRollupHour
-from usage.services import UsageRecordInput, usage_record_batch
+from usage.services import UsageRecordInput
 
 STATS = "/api/v1/ai-platforms/stats"
 TREND = "/api/v1/ai-platforms/cost-trend-daily"
@@ -40,7 +41,7 @@ both_databases = pytest.mark.django_db(transaction=True, serialized_rollback=Tru
 
 @pytest.fixture
 def routed(settings):
-    settings.DATABASE_ROUTERS = ["aicost.db_routers.ReplicaRouter"]
+    settings.DATABASE_ROUTERS = ["core.db_routers.ReplicaRouter"]
     yield
     connections[REPLICA].close()  # Else the test database cannot be dropped at the end of the run.
 
@@ -185,7 +186,7 @@ import django
 django.setup()
 from django.conf import settings
 from django.db import router
-from aicost.db_routers import reading_from_replica
+from core.db_routers import reading_from_replica
 from usage.models import ApiKey, UsageLog
 with reading_from_replica():
     routed = {"usage_log": router.db_for_read(UsageLog), "api_key": router.db_for_read(ApiKey)}
@@ -218,7 +219,7 @@ def test_without_database_replica_url_everything_reads_default():
 def test_database_replica_url_adds_the_alias_and_the_router():
     probed = _settings_with(DATABASE_REPLICA_URL="postgres://reader:secret@replica.internal:5433/aicost")
     assert probed["aliases"] == ["default", "replica"]
-    assert probed["routers"] == ["aicost.db_routers.ReplicaRouter"]
+    assert probed["routers"] == ["core.db_routers.ReplicaRouter"]
     replica = probed["replica"]
     assert (replica["HOST"], replica["PORT"], replica["NAME"], replica["USER"]) == (
         "replica.internal",

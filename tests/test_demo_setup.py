@@ -13,7 +13,8 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from aicost.demo import DEMO_STAFF_USERNAME, demo_staff_login_ensure, demo_usage_load
+from dashboard.demo import DEMO_STAFF_USERNAME, demo_staff_login_ensure, demo_usage_load
+from ingest.services import usage_record
 from usage.models import (
     UsageLog,
     UsageRetiredMonth,
@@ -25,7 +26,6 @@ from usage.models import (
 )
 from usage.rollups import quarter_hour_floor
 from usage.selectors import usage_any_recorded
-from usage.services import usage_record
 
 pytestmark = pytest.mark.django_db
 

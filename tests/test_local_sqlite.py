@@ -16,7 +16,7 @@ django.setup()
 from django.core.management import call_command
 from django.test import Client
 from django.contrib.auth import get_user_model
-from aicost.schema_guard import schema_report
+from schemaguard.guard import schema_report
 
 call_command("migrate", verbosity=0)
 call_command("demo_setup", days=3, calls_per_day=40)
@@ -41,7 +41,8 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 from tests.rollup_oracle import expected_sums, sums_of
 from usage.rollups import quarter_hour_floor
-from usage.services import UsageRecordInput, usage_record_batch
+from ingest.services import usage_record_batch
+from usage.services import UsageRecordInput
 from usage.stats import UsageFilters, usage_sums_by_local_day, usage_sums_by_model
 
 newest = UsageLog.objects.latest("timestamp").timestamp

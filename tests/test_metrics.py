@@ -9,13 +9,13 @@ import pytest
 from django.db import connection
 from django.test import Client, override_settings
 
+from ingest.services import usage_record
 from pricing.models import ModelPricing
 from tests.api_helpers import HttpsApiClient
 from tests.gunicorn_server import free_port, gunicorn_serving, shared_test_database_url
 from tests.metrics_helpers import samples, value
 from usage.keys import api_key_create, api_key_revoke
 from usage.models import ApiKeyScope
-from usage.services import usage_record
 
 pytestmark = pytest.mark.django_db
 METRICS = "/metrics"
@@ -169,7 +169,7 @@ def test_schema_health_gauges(reader):
     cached = scrape(reader)
     assert value(cached, "aicost_schema_healthy") == 1  # Cached for a few seconds: scrapes stay cheap.
 
-    from aicost.schema_guard import schema_health_forget
+    from schemaguard.guard import schema_health_forget
 
     schema_health_forget()
     broken = scrape(reader)

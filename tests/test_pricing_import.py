@@ -6,9 +6,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from ingest.services import usage_record
 from pricing.litellm import PriceMapError, litellm_price_map_parse
 from pricing.models import ModelPricing
-from usage.services import usage_record
 
 pytestmark = pytest.mark.django_db
 

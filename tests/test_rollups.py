@@ -11,11 +11,12 @@ from django.db import connection, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Sum
 
+from ingest.services import usage_record_batch
 from tests.rollup_oracle import expected_sums, sums_of
 from usage import rollups
 from usage.models import PREFIX_MINUTES, UsageLog, UsageRollupHour, UsageRollupPending, prefix_column
 from usage.rollups import GRAINS, pending_quarters_sum, rollup_columns, rollups_fold, rollups_rebuild
-from usage.services import UsageRecordInput, usage_record_batch
+from usage.services import UsageRecordInput
 
 pytestmark = pytest.mark.django_db
 BASE = datetime(2026, 3, 7, 23, 40, tzinfo=UTC)  # Batches cross quarter hours, hours and a UTC midnight.

@@ -11,9 +11,9 @@ from django.core.management.base import CommandError, SystemCheckError
 from django.db import DatabaseError, connection
 from django.db.migrations.recorder import MigrationRecorder
 
-from aicost.checks import check_schema_matches_models
-from aicost.schema_guard import schema_health_forget, schema_report
-from usage.services import usage_record
+from ingest.services import usage_record
+from schemaguard.checks import check_schema_matches_models
+from schemaguard.guard import schema_health_forget, schema_report
 
 pytestmark = pytest.mark.django_db
 HEALTH = "/api/v1/admin/health/database"
@@ -398,7 +398,7 @@ def test_repair_refuses_a_check_that_rows_break_and_names_them():
 
 def test_a_check_that_fails_to_validate_rolls_the_repair_back():
     """Rows that arrive between the plan and its run: VALIDATE fails, and every step is undone."""
-    from aicost.services import schema_repair_apply, schema_repair_plan
+    from schemaguard.services import schema_repair_apply, schema_repair_plan
 
     _sql(DROP_CHECKS[0])
     _sql("DROP INDEX ai_budget_alerts_open_idx")

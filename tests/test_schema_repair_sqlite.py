@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 REPORT = """
 import django, json
 django.setup()
-from aicost.schema_guard import schema_report
+from schemaguard.guard import schema_report
 report = schema_report()
 print(json.dumps({"errors": [f"{f.id} {f.msg}" for f in report.errors],
                   "warnings": [f"{f.id} {f.msg}" for f in report.warnings]}))

@@ -8,9 +8,11 @@ from pricing.models import ModelPricing
 SEED_COLUMNS = {
     "ai_model_pricing": [
         "id", "model_name", "provider", "display_name", "model_type", "input_price_per_million",
-        "output_price_per_million", "total_calls", "total_cost", "monthly_budget", "current_month_cost",
-        "enabled", "is_free", "created_at", "updated_at",
+        "output_price_per_million", "monthly_budget", "enabled", "is_free", "created_at", "updated_at",
     ],
+    # The incident's running counters of ai_model_pricing (total_calls, total_cost, current_month_cost)
+    # are usage's, which adds to them: one owner per table (issue 14).
+    "ai_usage_counter": ["id", "model_name", "total_calls", "total_cost", "current_month_cost"],
     "ai_model_usage_log": [
         "id", "model_name", "decision_id", "user_id", "prompt_tokens", "completion_tokens", "cost",
         "response_time", "success", "error_message", "purpose", "timestamp",
@@ -22,9 +24,8 @@ SEED_COLUMNS = {
 }  # fmt: skip
 
 MONEY_COLUMNS = {
-    "ai_model_pricing": [
-        "input_price_per_million", "output_price_per_million", "total_cost", "monthly_budget", "current_month_cost",
-    ],
+    "ai_model_pricing": ["input_price_per_million", "output_price_per_million", "monthly_budget"],
+    "ai_usage_counter": ["total_cost", "current_month_cost"],
     "ai_model_usage_log": ["cost"],
     "ai_budget_alerts": ["current_cost", "budget_limit"],
 }  # fmt: skip

@@ -4,9 +4,10 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from ingest.services import usage_record_batch
 from pricing.models import ModelPricing
 from tests.api_helpers import HttpsApiClient
-from usage.services import UsageRecordInput, usage_record_batch
+from usage.services import UsageRecordInput
 
 pytestmark = pytest.mark.django_db
 STATS = "/api/v1/ai-platforms/stats"

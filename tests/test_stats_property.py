@@ -11,10 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingest.services import usage_record_batch
 from tests.rollup_oracle import expected_sums, sums_of
 from usage.models import UsageIdempotencyKey, UsageLog, UsageRollupPending
 from usage.rollups import GRAINS, rollups_fold
-from usage.services import UsageRecordInput, usage_record_batch
+from usage.services import UsageRecordInput
 from usage.stats import UsageFilters, _local_day_terms, usage_sums_by_local_day, usage_sums_by_model
 
 # Around the 2026 DST changes of New York and Lord Howe (a 30-minute DST), crossing UTC midnights.

@@ -4,10 +4,9 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
-from pricing.models import ModelPricing
 from tests.api_helpers import HttpsApiClient
 from usage.keys import api_key_create, api_key_revoke
-from usage.models import ApiKeyScope, CostSource, UsageIdempotencyKey, UsageLog, UsageRollupHour
+from usage.models import ApiKeyScope, CostSource, UsageCounter, UsageIdempotencyKey, UsageLog, UsageRollupHour
 from usage.rollups import rollups_fold
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +34,7 @@ def test_batch_as_array_and_as_records_object(writer):
     assert writer.post(URL, [_record(), _record()], format="json").json()["data"]["stored"] == 2
     assert writer.post(URL, {"records": [_record()] * 3}, format="json").json()["data"]["stored"] == 3
     assert UsageLog.objects.count() == 5
-    assert ModelPricing.objects.get(model_name="gpt-4o-mini").total_calls == 5
+    assert UsageCounter.objects.get(model_name="gpt-4o-mini").total_calls == 5
     rollups_fold()
     assert UsageRollupHour.objects.get(model_name="gpt-4o-mini").calls == 5
 
@@ -75,7 +74,7 @@ def test_a_retried_batch_is_stored_once(writer):
     assert (first["stored"], first["duplicates"]) == (3, 0)
     assert (retry["stored"], retry["duplicates"]) == (0, 3)
     assert UsageLog.objects.count() == 3
-    assert ModelPricing.objects.get(model_name="gpt-4o-mini").total_calls == 3
+    assert UsageCounter.objects.get(model_name="gpt-4o-mini").total_calls == 3
 
 
 def test_same_key_twice_in_one_batch_and_other_decisions_are_independent(writer):
@@ -125,7 +124,7 @@ def test_nothing_of_a_rejected_batch_is_stored(writer):
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "records[2].prompt_tokens"
     assert UsageLog.objects.count() == 0
-    assert ModelPricing.objects.get(model_name="gpt-4o-mini").total_calls == 0
+    assert UsageCounter.objects.get(model_name="gpt-4o-mini").total_calls == 0
 
 
 @override_settings(AICOST_MAX_BATCH_SIZE=5)

@@ -1,5 +1,5 @@
 """POST /api/v1/usage/ validates canonical records and writes stored records on a fast path
-(aicost.api.serializers.FastListSerializer). These properties hold it to DRF itself: for generated
+(core.api.serializers.FastListSerializer). These properties hold it to DRF itself: for generated
 records, canonical ones and near misses, validation gives exactly DRF's validated data or DRF's
 errors; canonical records never need DRF's per-field machinery; stored records are written exactly
 as DRF's fields write them. Each runs in several current time zones: timestamps are converted."""
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework import serializers
 
-from aicost.api.serializers import FastListSerializer
+from core.api.serializers import FastListSerializer
 from usage.apis import MAX_TOKENS, UsageIngestApi, UsageRecordSerializer
 from usage.models import CostSource, UsageLog
 from usage.records import UsageRecordInput, UsageRecordInvalid, usage_records_validated

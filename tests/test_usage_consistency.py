@@ -16,17 +16,18 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from aicost.checks import check_schema_matches_models
-from aicost.schema_guard import schema_health_forget, schema_report
-from aicost.timeutils import month_bounds
-from pricing.models import ModelPricing
+from core.timeutils import month_bounds
+from ingest.services import usage_record_batch
+from schemaguard.checks import check_schema_matches_models
+from schemaguard.guard import schema_health_forget, schema_report
+from tests.counters import counters_set
 from tests.metrics_helpers import samples, value
 from tests.sqlite_process import sqlite_python
 from usage import rollups
 from usage.consistency import usage_consistency_read
-from usage.models import UsageLog, UsageLogGap, UsageRollupPending
+from usage.models import UsageCounter, UsageLog, UsageLogGap, UsageRollupPending
 from usage.partitions import LOG_TABLE, add_months, month_of, partition_months
-from usage.services import UsageRecordInput, usage_counters_reconcile, usage_record_batch
+from usage.services import UsageRecordInput, usage_counters_reconcile
 
 pytestmark = pytest.mark.django_db
 W012 = "aicost.W012"
@@ -84,7 +85,7 @@ def _seed() -> dict[tuple[date, str], int]:
 
 
 def _counters() -> list[tuple]:
-    return list(ModelPricing.objects.order_by("model_name").values_list(*COUNTER_FIELDS))
+    return list(UsageCounter.objects.order_by("model_name").values_list(*COUNTER_FIELDS))
 
 
 def _w012() -> list:
@@ -182,18 +183,18 @@ def test_the_month_counter_is_compared_over_the_local_month_in_any_zone():
                 for m in (-20, -7, -1, 0, 1, 7, 20)
             ]
         )
-        counter = ModelPricing.objects.get(model_name="gpt-4o")
+        counter = UsageCounter.objects.get(model_name="gpt-4o")
         assert 0 < counter.current_month_cost < counter.total_cost  # Calls on both sides of the local month start.
         assert _w012() == []
         assert _run("usage_reconcile")[0] == 0
-        ModelPricing.objects.filter(model_name="gpt-4o").update(current_month_cost=counter.total_cost)
+        counters_set(model_name="gpt-4o", current_month_cost=counter.total_cost)
         (finding,) = _w012()
         assert "gpt-4o.current_month_cost" in finding.msg
 
 
 def test_a_drifted_counter_is_a_finding():
     _seed()
-    ModelPricing.objects.filter(model_name="gpt-4o").update(total_calls=1)
+    counters_set(model_name="gpt-4o", total_calls=1)
     (finding,) = _w012()
     assert "gpt-4o.total_calls is 1, the rollups hold 9" in finding.msg
     assert "usage_reconcile --fix" in finding.hint  # Only counters drifted: no choice of truth to make.
@@ -234,7 +235,7 @@ def test_rows_added_behind_the_service_are_reported(staff_client):
     code, out, _err = _run("usage_reconcile", "--from-log", "--fix")
     assert code == 0
     assert _w012() == []
-    assert ModelPricing.objects.get(model_name="gpt-4o").total_calls == 10  # The added call is counted.
+    assert UsageCounter.objects.get(model_name="gpt-4o").total_calls == 10  # The added call is counted.
     assert _run("usage_verify")[0] == 0
 
 
@@ -372,12 +373,12 @@ def test_from_rollups_fix_keeps_counters_and_stats_records_the_gap_and_clears_th
 def test_from_log_fix_rebuilds_lowers_the_counters_and_prints_each_lowered_figure(staff_client):
     _seed()
     _lose_month(_months_ago(0))
-    current = ModelPricing.objects.get(model_name="gpt-4o")
+    current = UsageCounter.objects.get(model_name="gpt-4o")
     assert current.current_month_cost > 0
     code, out, _err = _run("usage_reconcile", "--from-log")  # Dry run: says what would fall.
     assert code == 1
     assert f"LOWERED (would be): gpt-4o.current_month_cost {current.current_month_cost} -> 0" in out
-    assert ModelPricing.objects.get(model_name="gpt-4o").current_month_cost == current.current_month_cost
+    assert UsageCounter.objects.get(model_name="gpt-4o").current_month_cost == current.current_month_cost
 
     code, out, _err = _run("usage_reconcile", "--from-log", "--fix")
     assert code == 0
@@ -385,7 +386,7 @@ def test_from_log_fix_rebuilds_lowers_the_counters_and_prints_each_lowered_figur
     assert "budget use (the model's and the global budget's) falls" in out
     assert f"LOWERED: gpt-4o.total_calls {current.total_calls} -> {current.total_calls - 2}" in out
     assert "rebuilt the rollups from" in out
-    after = ModelPricing.objects.get(model_name="gpt-4o")
+    after = UsageCounter.objects.get(model_name="gpt-4o")
     assert (after.total_calls, after.current_month_cost) == (7, 0)
     assert staff_client.get(STATS, {"time_range": "all"}).json()["data"]["summary"]["total_calls"] == 12
     assert _w012() == []
@@ -401,7 +402,7 @@ def test_from_log_removes_the_gaps_of_rebuilt_months():
     assert code == 0
     assert "removed 1 recorded gap(s)" in out
     assert not UsageLogGap.objects.exists()
-    assert ModelPricing.objects.get(model_name="gpt-4o").total_calls == 5
+    assert UsageCounter.objects.get(model_name="gpt-4o").total_calls == 5
     assert _w012() == []
 
 
@@ -421,7 +422,7 @@ def test_from_log_keeps_the_rollups_and_totals_of_retired_months(staff_client):
 
 def test_the_quick_check_never_counts_the_log():
     _seed()
-    ModelPricing.objects.filter(model_name="gpt-4o").update(total_calls=0)  # A finding, to run every path.
+    counters_set(model_name="gpt-4o", total_calls=0)  # A finding, to run every path.
     _sql(
         f"INSERT INTO {LOG_TABLE} (model_name, decision_id, prompt_tokens, completion_tokens, cached_tokens, "  # noqa: S608
         "reasoning_tokens, cost, cost_source, success, error_message, purpose, timestamp) "
@@ -470,10 +471,11 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
-from aicost.schema_guard import schema_report
+from schemaguard.guard import schema_report
 from pricing.models import ModelPricing
-from usage.models import UsageLog, UsageLogGap
-from usage.services import UsageRecordInput, usage_record_batch
+from usage.models import UsageCounter, UsageLog, UsageLogGap
+from ingest.services import usage_record_batch
+from usage.services import UsageRecordInput
 
 call_command("migrate", verbosity=0)
 now = timezone.now()
@@ -483,7 +485,7 @@ usage_record_batch(records=[
     for d in (0, 1, 40, 70) for name in ("gpt-4o", "gpt-4o-mini", "unknown-model")
 ])
 assert not [f for f in schema_report().findings if f.id == "aicost.W012"]
-counters = list(ModelPricing.objects.order_by("model_name").values_list("model_name", "total_calls", "total_cost",
+counters = list(UsageCounter.objects.order_by("model_name").values_list("model_name", "total_calls", "total_cost",
                                                                           "current_month_cost"))
 client = Client()
 stats = lambda: client.get("/api/v1/ai-platforms/stats?time_range=all", HTTP_X_API_KEY=raw).json()["data"]["summary"]
@@ -515,7 +517,7 @@ call_command("usage_reconcile", "--from-rollups", "--fix", stdout=out)
 assert "recorded lost rows" in out.getvalue(), out.getvalue()
 assert "LOWERED" not in out.getvalue()
 assert UsageLogGap.objects.count() >= 3
-assert list(ModelPricing.objects.order_by("model_name").values_list("model_name", "total_calls", "total_cost",
+assert list(UsageCounter.objects.order_by("model_name").values_list("model_name", "total_calls", "total_cost",
                                                                       "current_month_cost")) == counters
 assert stats() == before
 report = schema_report()

@@ -11,10 +11,11 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from ingest.services import usage_record_batch
 from tests.api_helpers import HttpsApiClient
 from usage.export import spreadsheet_safe
 from usage.models import UsageLog
-from usage.services import UsageRecordInput, usage_record_batch
+from usage.services import UsageRecordInput
 
 pytestmark = pytest.mark.django_db
 EXPORT = "/api/v1/usage/export.csv"

@@ -11,11 +11,12 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from aicost.checks import check_schema_matches_models
+from ingest.services import usage_record, usage_record_batch
+from schemaguard.checks import check_schema_matches_models
 from usage.models import UsageLog, UsageRetiredMonth, UsageRollupDaily
 from usage.partitions import LOG_TABLE, add_months, is_partitioned, month_of, partition_months, partition_name
 from usage.rollups import rollups_fold
-from usage.services import UsageRecordInput, usage_counters_reconcile, usage_record, usage_record_batch
+from usage.services import UsageRecordInput, usage_counters_reconcile
 
 pytestmark = pytest.mark.django_db
 STATS = "/api/v1/ai-platforms/stats"

@@ -4,13 +4,14 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from ingest.services import usage_record, usage_record_batch
 from pricing.models import ModelPricing
 from pricing.services import model_pricing_set_prices
 from usage.costing import call_cost
-from usage.models import CostSource, UsageLog, UsageRollupHour
+from usage.models import CostSource, UsageCounter, UsageLog, UsageRollupHour
 from usage.records import UsageRecordInvalid
 from usage.rollups import rollups_fold
-from usage.services import UsageRecordInput, UsageRow, usage_record, usage_record_batch
+from usage.services import UsageRecordInput, UsageRow
 
 pytestmark = pytest.mark.django_db
 
@@ -41,8 +42,8 @@ def test_recording_fixes_cost_counters_and_rollups():
     assert log.cost == Decimal("0.00090000")  # 2000 * 0.15 + 1000 * 0.60 per million
     assert log.cost_source == CostSource.COMPUTED
     assert log.price_version.input_price_per_million == Decimal("0.15")
-    pricing = ModelPricing.objects.get(model_name="gpt-4o-mini")
-    assert (pricing.total_calls, pricing.total_cost, pricing.current_month_cost) == (1, log.cost, log.cost)
+    counter = UsageCounter.objects.get(model_name="gpt-4o-mini")
+    assert (counter.total_calls, counter.total_cost, counter.current_month_cost) == (1, log.cost, log.cost)
     rollups_fold()
     rollup = UsageRollupHour.objects.get(model_name="gpt-4o-mini")
     assert rollup.bucket == at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

@@ -14,8 +14,8 @@ from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pricing.models import ModelPricing
-from usage.models import UsageLog
+from ingest.services import usage_record, usage_record_batch
+from usage.models import UsageCounter, UsageLog
 from usage.records import (
     EARLIEST_CALL,
     LATEST_CLOCK_SKEW,
@@ -26,7 +26,6 @@ from usage.records import (
     _plain,
     usage_record_validated,
 )
-from usage.services import usage_record, usage_record_batch
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/usage/"
@@ -203,7 +202,7 @@ def test_python_and_http_callers_get_the_same_error_for_each_rule(
     assert one_error.value.message_dict == {field: [message]}  # A Django ValidationError too.
 
     assert not UsageLog.objects.exists()
-    assert ModelPricing.objects.get(model_name="gpt-4o-mini").total_calls == 0
+    assert UsageCounter.objects.get(model_name="gpt-4o-mini").total_calls == 0
 
 
 def test_python_callers_get_the_openai_usage_mapping_and_trimmed_names():

@@ -3,10 +3,10 @@ from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
-from aicost.admin_site import ReadOnlyModelAdmin
+from core.admin_base import ReadOnlyModelAdmin
 from usage.export import usage_csv_response, usage_selection_filename
 from usage.keys import api_key_create, api_key_revoke
-from usage.models import ApiKey, UsageLog, UsageLogGap
+from usage.models import ApiKey, UsageCounter, UsageLog, UsageLogGap
 from usage.selectors import usage_log_rows
 
 
@@ -94,3 +94,11 @@ class UsageLogGapAdmin(ReadOnlyModelAdmin):
 
     list_display = ["month", "model_name", "calls", "cost", "recorded_at"]
     list_filter = ["model_name"]
+
+
+@admin.register(UsageCounter)
+class UsageCounterAdmin(ReadOnlyModelAdmin):
+    """Each model's running totals, kept by ingestion; `usage_reconcile` is the way to correct them."""
+
+    list_display = ["model_name", "total_calls", "total_cost", "current_month", "current_month_cost", "updated_at"]
+    search_fields = ["model_name"]

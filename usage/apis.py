@@ -16,19 +16,20 @@ from drf_spectacular.utils import (
 from rest_framework import serializers, status
 from rest_framework.views import APIView
 
-from aicost.api.fields import lookup_field
-from aicost.api.negotiation import ErrorsAsJsonNegotiation
-from aicost.api.permissions import CanWriteUsage
-from aicost.api.responses import success_response
-from aicost.api.serializers import (
+from core.api.fields import lookup_field
+from core.api.negotiation import ErrorsAsJsonNegotiation
+from core.api.responses import success_response
+from core.api.serializers import (
     FastListSerializer,
     NotFast,
     StrictSerializer,
     aware_datetime_converter,
     fast_converter_for,
 )
-from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
+from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
+from ingest.services import usage_batch_record  # TODO(i14): the ingest view moves to ingest/apis.py
 from usage.export import usage_csv_response, usage_export_filename
+from usage.permissions import CanWriteUsage
 from usage.records import (
     MAX_RESPONSE_SECONDS,
     MAX_TOKENS,
@@ -38,7 +39,6 @@ from usage.records import (
     UsageRecordInvalid,
 )
 from usage.selectors import USAGE_EXPORT_COLUMNS, usage_export_rows
-from usage.services import usage_ingest
 from usage.stats import TIME_RANGES, time_range_window, usage_daily_trend, usage_filters_resolve, usage_stats
 
 MAX_TREND_DAYS = 366
@@ -245,7 +245,7 @@ class UsageIngestApi(APIView):
         batch.is_valid(raise_exception=True)
         records = [UsageRecordInput(**record) for record in batch.validated_data["records"]]
         try:
-            result = usage_ingest(records=records)
+            result = usage_batch_record(records=records)
         except UsageRecordInvalid as error:
             raise _rule_error(error) from None
         data = {

@@ -5,7 +5,8 @@ class UsageConfig(AppConfig):
     name = "usage"
 
     def ready(self) -> None:
-        from aicost.schema_guard import consistency_check_register, table_layout_register
+        from schemaguard.guard import consistency_check_register, table_layout_register
+        from usage import authentication  # noqa: F401 -- registers the API-key scheme with drf-spectacular
         from usage.checks import usage_consistency_check, usage_log_layout
 
         table_layout_register(usage_log_layout())

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.utils import timezone
 
-from aicost.schema_guard import REPAIR_COMMAND, ConsistencyCheck, TableLayout
+from schemaguard.guard import REPAIR_COMMAND, ConsistencyCheck, TableLayout
 from usage.consistency import (
     NO_SUMS,
     ConsistencyReading,
@@ -207,13 +207,19 @@ def usage_consistency_findings(connection) -> list[CheckMessage]:
 
 
 def usage_consistency_check() -> ConsistencyCheck:
-    from pricing.models import ModelPricing
-    from usage.models import UsageLogGap, UsageRetiredMonth, UsageRollupDaily, UsageRollupHour, UsageRollupPending
+    from usage.models import (
+        UsageCounter,
+        UsageLogGap,
+        UsageRetiredMonth,
+        UsageRollupDaily,
+        UsageRollupHour,
+        UsageRollupPending,
+    )
 
     tables = [LOG_TABLE] + [
         model._meta.db_table
         for model in (
-            ModelPricing,
+            UsageCounter,
             UsageLogGap,
             UsageRetiredMonth,
             UsageRollupDaily,

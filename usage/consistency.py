@@ -29,10 +29,10 @@ from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
 
-from aicost.money import ZERO, quantize_cost
-from aicost.timeutils import month_bounds, month_start
-from pricing.models import ModelPricing
-from usage.models import UsageLog, UsageLogGap, UsageRetiredMonth, UsageRollupDaily, UsageRollupPending
+from core.money import ZERO, quantize_cost
+from core.timeutils import month_bounds, month_start
+from pricing.selectors import model_currencies
+from usage.models import UsageCounter, UsageLog, UsageLogGap, UsageRetiredMonth, UsageRollupDaily, UsageRollupPending
 from usage.partitions import LOG_TABLE, month_bounds_utc, partition_months
 from usage.rollups import pending_quarters_sum, rollups_rebuild_first_month
 from usage.stats import UsageFilters, usage_sums_by_model
@@ -353,7 +353,8 @@ def _month_cost_from_log(using: str, now: datetime) -> dict[str, Decimal]:
 
 
 def _counter_figures(using: str, months: list[MonthModel], *, full: bool, now: datetime) -> list[CounterFigure]:
-    """Each priced model's counters next to its rollups' totals and (full) what the log holds."""
+    """Each model's counters next to its rollups' totals and (full) what the log holds: every model
+    with counters or rollups (a missing counter row counts as zeros)."""
     this_month = month_start(now)
     month_from, month_to = month_bounds(now)
     rolled: dict[str, Sums] = {}
@@ -368,25 +369,29 @@ def _counter_figures(using: str, months: list[MonthModel], *, full: bool, now: d
             kept_gaps = entry.gaps if kept_before is not None and entry.month < kept_before else NO_SUMS
             from_log[entry.model_name] = from_log.get(entry.model_name, NO_SUMS) + entry.log + entry.retired + kept_gaps
         log_month = _month_cost_from_log(using, now)
+    counters = {counter.model_name: counter for counter in UsageCounter.objects.using(using)}
     figures = []
-    for pricing in ModelPricing.objects.using(using).order_by("model_name"):
-        name = pricing.model_name
-        stored_month = pricing.current_month_cost if pricing.current_month == this_month else ZERO
+    for name in sorted(counters.keys() | rolled.keys()):
+        counter = counters.get(name) or UsageCounter(model_name=name)
         roll = rolled.get(name, NO_SUMS)
         roll_month = quantize_cost(window[name].cost) if name in window else ZERO
         log = from_log.get(name, NO_SUMS)
         figures += [
-            CounterFigure(name, "total_calls", pricing.total_calls, roll.calls, log.calls if full else None),
-            CounterFigure(name, "total_cost", pricing.total_cost, roll.cost, log.cost if full else None),
+            CounterFigure(name, "total_calls", counter.total_calls, roll.calls, log.calls if full else None),
+            CounterFigure(name, "total_cost", counter.total_cost, roll.cost, log.cost if full else None),
             CounterFigure(
-                name, "current_month_cost", stored_month, roll_month, log_month.get(name, ZERO) if full else None
+                name,
+                "current_month_cost",
+                counter.month_cost(this_month),
+                roll_month,
+                log_month.get(name, ZERO) if full else None,
             ),
         ]
     return figures
 
 
 def _currencies(using: str) -> dict[str, str]:
-    return dict(ModelPricing.objects.using(using).values_list("model_name", "currency"))
+    return model_currencies(using=using)
 
 
 def usage_consistency_read(

@@ -2,7 +2,7 @@
 
 from decimal import Decimal
 
-from aicost.money import TOKENS_PER_PRICE_UNIT, quantize_cost
+from core.money import TOKENS_PER_PRICE_UNIT, quantize_cost
 from pricing.models import ModelPriceVersion
 
 

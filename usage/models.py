@@ -1,7 +1,9 @@
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 
-from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
+from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
 from usage.rollup_sums import ROLLUP_SUMS
 
 
@@ -268,6 +270,40 @@ class UsageLogGap(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.month:%Y-%m}: {self.calls} calls lost"
+
+
+class UsageCounter(models.Model):
+    """A model's running totals, added to by every ingestion batch in its transaction: all calls and
+    cost, and the cost of the current month (TIME_ZONE; current_month says which month it counts).
+
+    The quick consistency check (aicost.W012) compares them with the rollups; `usage_reconcile`
+    sets them from the record. Costs are in the model's pricing currency."""
+
+    model_name = models.CharField(max_length=100, unique=True)
+    total_calls = models.BigIntegerField(default=0)
+    total_cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, default=0)
+    current_month = models.DateField(
+        null=True, blank=True, help_text="First day of the month current_month_cost counts."
+    )
+    current_month_cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "ai_usage_counter"
+        ordering = ["model_name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(total_calls__gte=0, total_cost__gte=0, current_month_cost__gte=0),
+                name="ai_usage_counter_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name}: {self.total_calls} calls"
+
+    def month_cost(self, month) -> Decimal:
+        """What the counter says was spent in `month` (first day): nothing if it counts another month."""
+        return self.current_month_cost if self.current_month == month else Decimal(0)
 
 
 class ApiKeyScope(models.TextChoices):

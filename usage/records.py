@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 
-from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, quantize_cost
+from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, quantize_cost
 
 MAX_TOKENS = 2_147_483_647  # The columns are PostgreSQL integers.
 MAX_USER_ID = MAX_TOKENS

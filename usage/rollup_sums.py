@@ -27,7 +27,7 @@ from typing import Any
 from django.db import models
 from django.db.models import Aggregate, Count, Q, Sum
 
-from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, quantize_cost
+from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, quantize_cost
 
 
 def _exact_cost(value) -> Decimal:

@@ -1,17 +1,18 @@
 """Reads of usage data and API keys, and the raw rows of the CSV export."""
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import connection
 from django.db.models import DecimalField, QuerySet, Sum
 
-from aicost.db_routers import replica_read_alias
-from aicost.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
+from core.db_routers import replica_read_alias
+from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
 from usage.models import (
     ApiKey,
+    UsageCounter,
     UsageLog,
     UsageLogGap,
     UsageRetiredMonth,
@@ -53,6 +54,22 @@ def usage_any_recorded() -> bool:
         UsageRetiredMonth,
     )
     return any(model.objects.exists() for model in holders)
+
+
+# The tables usage_month_costs reads (the cost page shows budgets while other usage tables are broken).
+USAGE_COUNTER_TABLES = (UsageCounter._meta.db_table,)
+
+
+def usage_counters_list() -> list[UsageCounter]:
+    """Every model's running counters (kept by ingestion in its transaction), by name: one small query."""
+    return list(UsageCounter.objects.order_by("model_name"))
+
+
+def usage_month_costs(*, model_names: Iterable[str], month: date) -> dict[str, Decimal]:
+    """What each named model's counter says was spent in `month` (its first day); models without a
+    counter, or counting another month, spent nothing."""
+    counters = UsageCounter.objects.filter(model_name__in=list(model_names), current_month=month)
+    return dict(counters.values_list("model_name", "current_month_cost"))
 
 
 def partition_model_sums(*, month: date) -> dict[str, tuple[int, Decimal]]:

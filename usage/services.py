@@ -2,8 +2,8 @@
 
 Every record is checked against the rules of usage.records first, whoever calls (the API or Python);
 a batch with one invalid record raises UsageRecordInvalid and stores nothing. One batch is one
-transaction: the log rows, the idempotency keys, the per-model counters, the
-rollups and the budget alerts are all written together, or none of them is.
+transaction: the log rows, the idempotency keys, the per-model counters and the rollups' appends
+are all written together, or none of them is (ingest.services adds budget evaluation to it).
 """
 
 from collections.abc import Sequence
@@ -16,10 +16,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from aicost.money import ZERO, quantize_cost
-from aicost.timeutils import month_bounds, month_start
-from alerts.services import budget_alerts_evaluate
-from pricing.models import ModelPricing
+from core.money import ZERO, quantize_cost
+from core.timeutils import month_bounds, month_start
 from pricing.selectors import PriceBook, price_book_for_models
 from usage.consistency import (
     ConsistencyReading,
@@ -29,7 +27,7 @@ from usage.consistency import (
     usage_snapshot,
 )
 from usage.costing import call_cost
-from usage.models import CostSource, UsageIdempotencyKey, UsageLog, UsageLogGap, UsageRetiredMonth
+from usage.models import CostSource, UsageCounter, UsageIdempotencyKey, UsageLog, UsageLogGap, UsageRetiredMonth
 from usage.partitions import (
     LOG_TABLE,
     add_months,
@@ -39,7 +37,7 @@ from usage.partitions import (
     partition_months,
     partition_name,
 )
-from usage.records import CheckedRecord, UsageRecordInput, UsageRecordInvalid, usage_records_validated
+from usage.records import CheckedRecord, UsageRecordInput, usage_records_validated
 from usage.rollups import FOLD_LOCK, rollups_apply_logs, rollups_rebuild, rollups_rebuild_first_month
 from usage.selectors import partition_model_sums, rollup_month_calls, usage_log_gap_calls
 
@@ -237,85 +235,78 @@ def _counter_deltas(*, logs: Sequence[UsageRow], now: datetime) -> dict[str, lis
     return deltas
 
 
-def _pricing_counters_add(*, logs: Sequence[UsageRow], now: datetime) -> None:
-    """Add calls and cost to each model's counters in one UPDATE. The database adds to the stored
-    value, so concurrent batches lose no update; rows are locked in name order first, so two
+def _counters_add(*, logs: Sequence[UsageRow], now: datetime) -> None:
+    """Add the batch's calls and cost to each model's counters, in one upsert. The database adds to
+    the stored values, so concurrent batches lose no update; rows are written in name order, so two
     batches touching the same models cannot deadlock."""
-    this_month = month_start(now)
     deltas = _counter_deltas(logs=logs, now=now)
-    table = ModelPricing._meta.db_table
-    names = sorted(deltas)
+    table = UsageCounter._meta.db_table
+    month = UsageCounter._meta.get_field("current_month").get_db_prep_save(month_start(now), connection)
+    updated_at = UsageCounter._meta.get_field("updated_at").get_db_prep_save(now, connection)
+    params: list = []
+    for name in sorted(deltas):
+        calls, cost, month_cost = deltas[name]
+        params += [name, calls, cost, month, month_cost, updated_at]
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(deltas))
     with connection.cursor() as cursor:
-        if connection.features.has_select_for_update:
-            placeholders = ", ".join(["%s"] * len(names))
-            cursor.execute(
-                f"SELECT 1 FROM {table} WHERE model_name IN ({placeholders}) ORDER BY model_name FOR UPDATE",  # noqa: S608
-                names,
-            )
-        row = "(%s, CAST(%s AS BIGINT), CAST(%s AS NUMERIC), CAST(%s AS NUMERIC))"
-        month = ModelPricing._meta.get_field("current_month").get_db_prep_save(this_month, connection)
-        updated_at = ModelPricing._meta.get_field("updated_at").get_db_prep_save(now, connection)
-        params: list = []
-        for name in names:
-            calls, cost, month_cost = deltas[name]
-            params += [name, calls, str(cost), str(month_cost)]
-        params += [month, month, updated_at]
-        # A CTE with a column list: both PostgreSQL and SQLite (the local default) accept it.
         cursor.execute(
-            f"WITH d(model_name, calls, cost, month_cost) AS (VALUES {', '.join([row] * len(names))}) "  # noqa: S608
-            f"UPDATE {table} SET total_calls = {table}.total_calls + d.calls, "
-            f"total_cost = {table}.total_cost + d.cost, "
-            f"current_month_cost = CASE WHEN {table}.current_month = %s "
-            f"THEN {table}.current_month_cost + d.month_cost ELSE d.month_cost END, "
-            "current_month = %s, updated_at = %s "
-            f"FROM d WHERE {table}.model_name = d.model_name",
+            f"INSERT INTO {table} AS c (model_name, total_calls, total_cost, current_month, current_month_cost, "  # noqa: S608
+            f"updated_at) VALUES {rows} ON CONFLICT (model_name) DO UPDATE SET "
+            "total_calls = c.total_calls + excluded.total_calls, total_cost = c.total_cost + excluded.total_cost, "
+            "current_month_cost = CASE WHEN c.current_month = excluded.current_month "
+            "THEN c.current_month_cost + excluded.current_month_cost ELSE excluded.current_month_cost END, "
+            "current_month = excluded.current_month, updated_at = excluded.updated_at",
             params,
         )
 
 
-def usage_ingest(*, records: Sequence[UsageRecordInput]) -> IngestResult:
-    """Store calls with their cost, and update counters, rollups and alerts in one transaction.
-    Records whose (decision_id, idempotency_key) was stored before are skipped and counted.
-    Raises UsageRecordInvalid (path `records[i].field`) before anything is stored if one breaks a rule."""
-    if not records:
-        return IngestResult()
+@dataclass(frozen=True)
+class PreparedBatch:
+    """Records checked against the rules, with the moment they are recorded at, and their log
+    partitions created: what usage_batch_store stores in one transaction."""
+
+    records: Sequence[CheckedRecord]
+    now: datetime
+
+
+def usage_batch_prepare(*, records: Sequence[UsageRecordInput]) -> PreparedBatch:
+    """Check every record (UsageRecordInvalid, path `records[i].field`, before anything is stored)
+    and create the log partitions the batch needs. Runs before the batch's transaction: creating a
+    partition locks the whole log, so that lock is kept short."""
     now = timezone.now()
-    records = usage_records_validated(records, now=now)
-    # Before the batch's transaction: creating a partition locks the whole log, so keep that short.
-    usage_partitions_ensure(months={month_of(record.timestamp or now) for record in records})
-    return _ingest(records=records, now=now)
+    checked = usage_records_validated(records, now=now) if records else []
+    usage_partitions_ensure(months={month_of(record.timestamp or now) for record in checked})
+    return PreparedBatch(records=checked, now=now)
 
 
 @transaction.atomic
-def _ingest(*, records: Sequence[CheckedRecord], now: datetime) -> IngestResult:
-    fresh, duplicates = _claim_idempotency_keys(records=records, now=now)
+def usage_batch_store(*, batch: PreparedBatch) -> IngestResult:
+    """Store the calls with their cost, and add them to the counters and the rollups, in one
+    transaction. Records whose (decision_id, idempotency_key) was stored before are skipped and counted.
+    Budget evaluation is not usage's: ingest.services.usage_batch_record runs it in the same transaction."""
+    if not batch.records:
+        return IngestResult()
+    fresh, duplicates = _claim_idempotency_keys(records=batch.records, now=batch.now)
     if not fresh:
         return IngestResult(duplicates=duplicates)
     book = price_book_for_models(model_names={r.model_name for r in fresh})
     log_ids = _log_ids_allocate(len(fresh))
-    rows = [_priced_row(record, log_id, book, now) for record, log_id in zip(fresh, log_ids, strict=True)]
+    rows = [_priced_row(record, log_id, book, batch.now) for record, log_id in zip(fresh, log_ids, strict=True)]
     rows = _rows_insert(rows)
-    _pricing_counters_add(logs=rows, now=now)
+    _counters_add(logs=rows, now=batch.now)
     rollups_apply_logs(logs=rows)
-    budget_alerts_evaluate(model_names={row.model_name for row in rows}, now=now)
     return IngestResult(stored=rows, duplicates=duplicates)
 
 
-def usage_record_batch(*, records: Sequence[UsageRecordInput]) -> list[UsageLog]:
-    """Record calls; returns the stored ones (retried duplicates are skipped). An invalid record
-    raises UsageRecordInvalid naming it (`records[2].cached_tokens`); nothing is stored then."""
-    stored = usage_ingest(records=records).stored
-    return [UsageLog.from_db(connection.alias, None, row) for row in stored]
+def usage_ingest(*, records: Sequence[UsageRecordInput]) -> IngestResult:
+    """Store calls (usage_batch_prepare, then usage_batch_store), without budget evaluation: the
+    service's callers use ingest.services.usage_batch_record, which adds it."""
+    return usage_batch_store(batch=usage_batch_prepare(records=records))
 
 
-def usage_record(**fields) -> UsageLog | None:
-    """Record one call (keyword arguments of UsageRecordInput); None if it was a retried duplicate.
-    Raises UsageRecordInvalid naming the field (`cached_tokens`) if the call breaks a rule."""
-    try:
-        stored = usage_record_batch(records=[UsageRecordInput(**fields)])
-    except UsageRecordInvalid as error:
-        raise UsageRecordInvalid(error.field.removeprefix("records[0]."), error.message, error.code) from None
-    return stored[0] if stored else None
+def usage_rows_as_logs(rows: Sequence[UsageRow]) -> list[UsageLog]:
+    """Stored rows as UsageLog instances (no query)."""
+    return [UsageLog.from_db(connection.alias, None, row) for row in rows]
 
 
 FROM_ROLLUPS = "rollups"
@@ -396,11 +387,11 @@ def _counter_differences(reading: ConsistencyReading, source: str | None) -> lis
 
 def _reconcile_locks() -> None:
     """--fix: no fold meanwhile (the log's SHARE lock, taken first, holds batches back), and the
-    pricing rows locked in name order, as batches lock them."""
+    counters locked in name order, as batches lock them."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])
-    list(ModelPricing.objects.select_for_update().order_by("model_name").values_list("pk", flat=True))
+    list(UsageCounter.objects.select_for_update().order_by("model_name").values_list("pk", flat=True))
 
 
 def _gaps_record(*, lost: list[MonthModel], now: datetime) -> list[UsageLogGap]:
@@ -422,7 +413,9 @@ def _counters_set(*, differences: list[CounterDifference], this_month: date, now
     for difference in differences:
         targets.setdefault(difference.model_name, {})[difference.field] = difference.target
     for model_name, values in targets.items():
-        ModelPricing.objects.filter(model_name=model_name).update(**values, current_month=this_month, updated_at=now)
+        if "current_month_cost" in values:  # Else the stored month and its cost stay as they are.
+            values["current_month"] = this_month
+        UsageCounter.objects.update_or_create(model_name=model_name, defaults={**values, "updated_at": now})
 
 
 @transaction.atomic

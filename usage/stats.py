@@ -8,7 +8,7 @@ one per hour with each quarter's sums) are added for the quarter-aligned part, a
 read in one snapshot. Filters on user_id or purpose are not rollup dimensions (they would multiply
 the rollups by users x purposes); those windows are summed from the raw log, bounded by the
 timestamp index. With a read replica configured, these reads are served by it
-(aicost/db_routers.py).
+(core/db_routers.py).
 
 The daily trend sums each calendar day of any zone as a few signed day, hour and hour-prefix
 rollup ranges (see _since_utc_midnight), plus the pending quarters of each day; without a model
@@ -22,18 +22,20 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, connections, router, transaction
 from django.db.models import F, Model, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
-from aicost.db_routers import reading_from_replica
-from aicost.money import ZERO, percent_of, quantize_cost
+from core.db_routers import reading_from_replica
+from core.money import ZERO, percent_of, quantize_cost
 from pricing.models import ModelPricing
 from usage.models import (
     PREFIX_MINUTES,
     QUARTERS,
+    UsageCounter,
     UsageLog,
     UsageRollupDaily,
     UsageRollupHour,
@@ -492,10 +494,9 @@ def _total(parts: Iterable[RollupDelta]) -> RollupDelta:
     return sum(parts, RollupDelta())
 
 
-def _budget_use(pricing: ModelPricing | None, this_month: date) -> dict:
+def _budget_use(pricing: ModelPricing | None, spent: Decimal) -> dict:
     if pricing is None:
         return {"monthly_budget": None, "current_month_cost": ZERO, "budget_used_percent": None}
-    spent = pricing.current_month_cost if pricing.current_month == this_month else ZERO
     budget = pricing.monthly_budget
     return {
         "monthly_budget": budget,
@@ -528,6 +529,11 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
     pricing_by_model = {p.model_name: p for p in pricings}
     total = _total(sums.values())
     this_month = now.astimezone(zone).date().replace(day=1)
+    spent = dict(
+        UsageCounter.objects.filter(model_name__in=sums, current_month=this_month).values_list(
+            "model_name", "current_month_cost"
+        )
+    )
     platforms = []
     for model_name in sorted(sums, key=lambda name: (-sums[name].cost, name)):
         pricing = pricing_by_model.get(model_name)
@@ -539,7 +545,7 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
                 "currency": pricing.currency if pricing else None,
                 **_rates(sums[model_name]),
                 "cost_share": percent_of(sums[model_name].cost, total.cost),
-                **_budget_use(pricing, this_month),
+                **_budget_use(pricing, spent.get(model_name, ZERO)),
             }
         )
     by_provider: dict[str, list[RollupDelta]] = defaultdict(list)

@@ -1,0 +1,120 @@
+"""The admin site, with the AI cost page inside it (same login, same look)."""
+
+from django.contrib import admin
+from django.db import DatabaseError, transaction
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.views.generic import RedirectView
+
+from alerts.selectors import BUDGET_TABLES, budgets_this_month
+from schemaguard.guard import SchemaReport, schema_health, schema_report
+
+COST_PAGE_APP_LABEL = "ai-cost"
+
+
+class AicostAdminSite(admin.AdminSite):
+    site_header = "aicost"
+    site_title = "aicost"
+    index_title = "Administration"
+    index_template = "admin/aicost_index.html"
+
+    def get_urls(self):
+        return [
+            path("ai-cost", self.admin_view(self.ai_cost_view), name="ai-cost"),
+            # Typed or bookmarked with a trailing slash: the page, not the admin's catch-all 404.
+            path("ai-cost/", RedirectView.as_view(pattern_name="admin:ai-cost", permanent=True, query_string=True)),
+            *super().get_urls(),
+        ]
+
+    def get_app_list(self, request, app_label=None):
+        """The index and the nav sidebar list the cost page first, as an app of its own."""
+        app_list = super().get_app_list(request, app_label)
+        if app_label is None:
+            app_list.insert(0, _cost_page_entry())
+        return app_list
+
+    def each_context_safely(self, request) -> dict:
+        """each_context, or the admin's look without what reads the database when those reads fail
+        (the sidebar asks models' admins, e.g. whether a global budget exists, which reads its table)."""
+        try:
+            with transaction.atomic():  # A savepoint: a failed read leaves the connection usable.
+                return self.each_context(request)
+        except DatabaseError:
+            return self.each_context_without_database()
+
+    def each_context_without_database(self) -> dict:
+        """The header and breadcrumbs with nothing that reads the database: no user, no sidebar, no
+        messages (the session may live in the database that just failed)."""
+        return {
+            "site_header": self.site_header,
+            "site_title": self.site_title,
+            "site_url": self.site_url,
+            "has_permission": False,
+            "is_nav_sidebar_enabled": False,
+            "available_apps": [],
+            "is_popup": False,
+            "user": None,
+            "perms": None,
+            "messages": [],
+        }
+
+    def index(self, request, extra_context=None):
+        return super().index(request, {"schema": _index_schema_report(), **(extra_context or {})})
+
+    def ai_cost_view(self, request):
+        """The page renders even when tables are missing: a banner names what is missing and how to
+        repair it, and every panel whose API still answers is shown under it. The status stays 503
+        while the schema has errors, for probes and monitors that look at the page."""
+        report = schema_report()
+        context = {
+            **self.each_context_safely(request),
+            "title": "AI cost",
+            "schema": report,
+            "budgets": _budgets_panel(report),
+            "stats_url": reverse("usage-stats"),
+            "trend_url": reverse("usage-cost-trend-daily"),
+            "alerts_url": reverse("alerts-list"),
+        }
+        return TemplateResponse(request, "admin/ai_cost.html", context, status=200 if report.healthy else 503)
+
+
+def _cost_page_entry() -> dict:
+    url = reverse("admin:ai-cost")
+    return {
+        "name": "AI cost",
+        "app_label": COST_PAGE_APP_LABEL,
+        "app_url": url,
+        "has_module_perms": True,
+        "models": [
+            {
+                "name": "Usage, trend, budgets and alerts",
+                "object_name": "CostPage",
+                "admin_url": url,
+                "add_url": None,
+                "view_only": True,
+                "perms": {"view": True},
+            }
+        ],
+    }
+
+
+def _index_schema_report() -> SchemaReport | None:
+    """The full report only when the cached health (a few seconds old at most) says there is
+    something to show: a healthy index costs no introspection."""
+    if schema_health().findings:
+        return schema_report()
+    return None
+
+
+def _budgets_panel(report: SchemaReport) -> dict:
+    """This month's budgets from the price table and the global budget: they do not need the usage
+    log, so they are shown while it is missing."""
+    missing = [table for table in BUDGET_TABLES if table in report.missing_tables]
+    if missing:
+        return {"unavailable": f"table {', '.join(missing)} is missing from the database."}
+    try:
+        with transaction.atomic():  # A savepoint: a failed query leaves the page's transaction usable.
+            return budgets_this_month(now=timezone.now())
+    except DatabaseError as error:
+        return {"unavailable": str(error).strip().splitlines()[0]}

@@ -1,0 +1,39 @@
+"""Recording LLM calls: the one service that stores a batch (usage) and evaluates the budgets and
+anomaly alerts it touches (alerts), in the batch's transaction. The ingestion API and Python
+callers both come here, so usage never imports alerts."""
+
+from collections.abc import Sequence
+
+from django.db import transaction
+
+from alerts.services import budget_alerts_evaluate
+from usage.models import UsageLog
+from usage.records import UsageRecordInput, UsageRecordInvalid
+from usage.services import IngestResult, usage_batch_prepare, usage_batch_store, usage_rows_as_logs
+
+
+def usage_batch_record(*, records: Sequence[UsageRecordInput]) -> IngestResult:
+    """Check and store the calls, add them to counters and rollups, and raise the alerts they call
+    for: all in one transaction, or nothing. An invalid record raises UsageRecordInvalid naming it
+    (`records[2].cached_tokens`) before anything is stored; retried duplicates are skipped and counted."""
+    batch = usage_batch_prepare(records=records)
+    with transaction.atomic():
+        result = usage_batch_store(batch=batch)
+        if result.stored:
+            budget_alerts_evaluate(model_names={row.model_name for row in result.stored}, now=batch.now)
+    return result
+
+
+def usage_record_batch(*, records: Sequence[UsageRecordInput]) -> list[UsageLog]:
+    """Record calls; returns the stored ones (retried duplicates are skipped)."""
+    return usage_rows_as_logs(usage_batch_record(records=records).stored)
+
+
+def usage_record(**fields) -> UsageLog | None:
+    """Record one call (keyword arguments of UsageRecordInput); None if it was a retried duplicate.
+    Raises UsageRecordInvalid naming the field (`cached_tokens`) if the call breaks a rule."""
+    try:
+        stored = usage_record_batch(records=[UsageRecordInput(**fields)])
+    except UsageRecordInvalid as error:
+        raise UsageRecordInvalid(error.field.removeprefix("records[0]."), error.message, error.code) from None
+    return stored[0] if stored else None

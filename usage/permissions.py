@@ -1,0 +1,30 @@
+"""Who may read stats and record usage: a staff login, or an API key with the scope."""
+
+from rest_framework.permissions import BasePermission
+
+from core.api.permissions import is_staff
+from usage.models import ApiKey
+
+
+def _api_key(request) -> ApiKey | None:
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+class CanReadStats(BasePermission):
+    """Staff session, or an API key with read scope."""
+
+    message = "Reading needs a staff login or an API key with read scope."
+
+    def has_permission(self, request, view) -> bool:
+        key = _api_key(request)
+        return is_staff(request) or bool(key and key.can_read)
+
+
+class CanWriteUsage(BasePermission):
+    """Staff session, or an API key with write-usage scope."""
+
+    message = "Recording usage needs a staff login or an API key with write_usage scope."
+
+    def has_permission(self, request, view) -> bool:
+        key = _api_key(request)
+        return is_staff(request) or bool(key and key.can_write_usage)

@@ -22,7 +22,7 @@ STATS = "/api/v1/ai-platforms/stats?time_range=all"
 TREND = "/api/v1/ai-platforms/cost-trend-daily?days=90"
 # When the answer was computed: differs from one request to the next, never a total.
 STATS_MOMENTS = ("start", "end")
-COUNTERS = "SELECT model_name, total_calls, total_cost, current_month_cost FROM ai_model_pricing ORDER BY model_name"
+COUNTERS = "SELECT model_name, total_calls, total_cost, current_month_cost FROM ai_usage_counter ORDER BY model_name"
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from alerts.selectors import (
     model_activity,
 )
 from core.money import percent_of, quantize_cost
-from pricing.models import ModelPricing
+from pricing.selectors import model_pricings_budgeted
 
 logger = logging.getLogger("aicost.alerts")
 
@@ -298,8 +298,8 @@ def _anomaly_checks_due(model_names: Collection[str], *, interval: float) -> lis
 @transaction.atomic
 def alerts_evaluate_all(*, now: datetime) -> list[BudgetAlert]:
     """Evaluate every budget and every model with recent usage (the cron path)."""
-    budgeted = ModelPricing.objects.filter(monthly_budget__isnull=False).values_list("model_name", flat=True)
-    candidates = _budget_alerts_all(model_names=list(budgeted), now=now, include_global=True)
+    budgeted = [pricing.model_name for pricing in model_pricings_budgeted()]
+    candidates = _budget_alerts_all(model_names=budgeted, now=now, include_global=True)
     candidates += _anomaly_alerts(model_names=None, now=now)
     return _alerts_store(candidates=candidates, now=now)
 

@@ -121,3 +121,13 @@ def model_providers(*, model_names: Collection[str] | None = None) -> dict[str, 
         name: (provider, currency)
         for name, provider, currency in pricings.values_list("model_name", "provider", "currency")
     }
+
+
+def model_pricing_get(*, model_name: str) -> ModelPricing | None:
+    return ModelPricing.objects.filter(model_name=model_name).first()
+
+
+def model_pricings_budgeted(*, model_names: Collection[str] | None = None) -> list[ModelPricing]:
+    """The models with a monthly budget (all of them, or those named), by name."""
+    pricings = ModelPricing.objects.filter(monthly_budget__isnull=False).order_by("model_name")
+    return list(pricings if model_names is None else pricings.filter(model_name__in=model_names))

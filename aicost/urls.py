@@ -7,6 +7,7 @@ from core.api.docs import ApiDocsView
 urlpatterns = [
     path("", include("schemaguard.urls")),
     path("", include("dashboard.urls")),
+    path("api/v1/", include("ingest.urls")),
     path("api/v1/", include("usage.urls")),
     path("api/v1/", include("alerts.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F, Model, Q, QuerySet, Sum
+from django.db.models import CharField, F, Model, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Coalesce
 
@@ -70,35 +70,51 @@ def _global_spent(currency: str, period_start: date) -> Decimal:
     return sum(_month_spent(in_currency, period_start).values(), ZERO)
 
 
+def _prices_and_global_budget(include_global: bool) -> list[tuple]:
+    """(model_name, label, currency, monthly_budget, global budget, global currency) of every priced
+    model, the global budget (if set and asked for) on each row: one query."""
+    rows = ModelPricing.objects.order_by("model_name")
+    if include_global:
+        budget = GlobalBudget.objects.filter(pk=GlobalBudget.SINGLETON_ID, monthly_budget__isnull=False)
+        rows = rows.annotate(
+            global_budget=Subquery(budget.values("monthly_budget")[:1]),
+            global_currency=Subquery(budget.values("currency")[:1]),
+        )
+    else:
+        rows = rows.annotate(global_budget=Value(None), global_currency=Value(None, output_field=CharField()))
+    return list(
+        rows.values_list("model_name", "display_name", "currency", "monthly_budget", "global_budget", "global_currency")
+    )
+
+
 def budgets_to_evaluate(*, model_names: Collection[str], now: datetime, include_global: bool) -> list[WatchedBudget]:
     """The budgets of the given models, and the global budget, with this month's spend: what
-    budget evaluation compares on every ingestion batch. Same figures as model_budget_status /
-    global_budget_status."""
+    budget evaluation compares on every ingestion batch, in two queries (prices with the global
+    budget, then the month's counters). Same figures as model_budget_status / global_budget_status."""
     period_start = month_start(now)
-    pricings = list(ModelPricing.objects.filter(monthly_budget__isnull=False, model_name__in=model_names))
-    spent = _month_spent([p.model_name for p in pricings], period_start)
+    rows = _prices_and_global_budget(include_global)
+    wanted = set(model_names)
+    budgeted = [row for row in rows if row[0] in wanted and row[3] is not None]
+    global_budget, global_currency = (rows[0][4], rows[0][5]) if rows else (None, None)
+    in_global = [row[0] for row in rows if global_budget is not None and row[2] == global_currency]
+    spent = _month_spent({row[0] for row in budgeted} | set(in_global), period_start)
     watched = [
         WatchedBudget(
             alert_type=AlertType.MODEL_BUDGET.value,
-            scope=pricing.model_name,
-            label=pricing.display_name or pricing.model_name,
+            scope=name,
+            label=label or name,
             status=BudgetStatus(
-                budget=pricing.monthly_budget,
-                spent=spent.get(pricing.model_name, ZERO),
-                currency=pricing.currency,
-                period_start=period_start,
+                budget=budget, spent=spent.get(name, ZERO), currency=currency, period_start=period_start
             ),
         )
-        for pricing in sorted(pricings, key=lambda p: p.model_name)
+        for name, label, currency, budget, _global_budget, _global_currency in budgeted
     ]
-    global_status = global_budget_status(now=now) if include_global else None
-    if global_status is not None:
+    if global_budget is not None:
+        total = sum((spent.get(name, ZERO) for name in in_global), ZERO)
+        status = BudgetStatus(budget=global_budget, spent=total, currency=global_currency, period_start=period_start)
         watched.append(
             WatchedBudget(
-                alert_type=AlertType.GLOBAL_BUDGET.value,
-                scope=GLOBAL_SCOPE,
-                label="All models together",
-                status=global_status,
+                alert_type=AlertType.GLOBAL_BUDGET.value, scope=GLOBAL_SCOPE, label="All models together", status=status
             )
         )
     return watched

@@ -61,9 +61,9 @@ def _bench(batches: int, spread: float) -> None:
     from django.db import transaction
     from django.test import Client
 
+    from ingest.apis import UsageRecordSerializer
     from pricing.selectors import price_book_for_models
     from usage import rollups, services
-    from usage.apis import UsageRecordSerializer
     from usage.keys import api_key_create
     from usage.models import ApiKeyScope, UsageLog
     from usage.records import usage_records_validated

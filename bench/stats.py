@@ -454,8 +454,8 @@ def _pending_seed(batches: int) -> None:
     from django.utils import timezone
 
     from bench.ingest import _records
+    from ingest.apis import UsageRecordSerializer
     from usage import services
-    from usage.apis import UsageRecordSerializer
     from usage.models import UsageRollupPending
 
     settings.AICOST_ROLLUP_FOLD_SECONDS = math.inf  # Batches never fold in this process.

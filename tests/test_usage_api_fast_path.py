@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from rest_framework import serializers
 
 from core.api.serializers import FastListSerializer
-from usage.apis import MAX_TOKENS, UsageIngestApi, UsageRecordSerializer
+from ingest.apis import MAX_TOKENS, UsageIngestApi, UsageRecordSerializer
 from usage.models import CostSource, UsageLog
 from usage.records import UsageRecordInput, UsageRecordInvalid, usage_records_validated
 

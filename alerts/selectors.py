@@ -196,47 +196,47 @@ def _hour_floor(moment: datetime) -> datetime:
 
 
 def model_activity(*, windows: ActivityWindows, model_names: Collection[str] | None) -> dict[str, ModelActivity]:
-    """One aggregate over the hourly rollups, bounded by bucket range (and models when given).
+    """One query over the hourly rollups and the pending sums (UNION ALL), bounded by bucket range
+    (and models when given).
 
     This is the only place alerts read usage rollups; adapt it here if the rollups change. The
     windows are whole hours, so the pending 15-minute sums (not yet folded) fall in them as the
     hourly rows do."""
+    folded = _activity_rows(UsageRollupHour, F, windows=windows, model_names=model_names)
+    pending = _activity_rows(UsageRollupPending, pending_quarters_sum, windows=windows, model_names=model_names)
     activity: dict[str, ModelActivity] = {}
-    for rollup, total in ((UsageRollupHour, F), (UsageRollupPending, pending_quarters_sum)):
-        for name, found in _activity_of(rollup, total, windows=windows, model_names=model_names).items():
-            activity[name] = activity[name] + found if name in activity else found
-    return activity
-
-
-def _activity_of(
-    rollup: type[Model],
-    total: Callable[[str], Combinable],
-    *,
-    windows: ActivityWindows,
-    model_names: Collection[str] | None,
-) -> dict[str, ModelActivity]:
-    """Activity from hour rows; `total` gives a column's sum over a row's whole hour."""
-    rollups = rollup.objects.filter(
-        bucket__gte=min(windows.trailing_start, windows.window_start), bucket__lte=windows.until
-    )
-    if model_names is not None:
-        rollups = rollups.filter(model_name__in=model_names)
-    in_window = Q(bucket__gte=windows.window_start)
-    rows = rollups.values("model_name").annotate(
-        window_calls=Coalesce(Sum(total("calls"), filter=in_window), 0),
-        window_ok=Coalesce(Sum(total("successful_calls"), filter=in_window), 0),
-        today=Coalesce(Sum(total("cost"), filter=Q(bucket__gte=windows.today_start)), ZERO),
-        trailing=Coalesce(Sum(total("cost"), filter=Q(bucket__lt=windows.today_start)), ZERO),
-    )
-    return {
-        row["model_name"]: ModelActivity(
+    for row in folded.union(pending, all=True):
+        found = ModelActivity(
             calls_in_window=row["window_calls"],
             failed_in_window=row["window_calls"] - row["window_ok"],
             cost_today=row["today"],
             cost_trailing=row["trailing"],
         )
-        for row in rows
-    }
+        name = row["model_name"]
+        activity[name] = activity[name] + found if name in activity else found
+    return activity
+
+
+def _activity_rows(
+    rollup: type[Model],
+    total: Callable[[str], Combinable],
+    *,
+    windows: ActivityWindows,
+    model_names: Collection[str] | None,
+) -> QuerySet:
+    """Activity sums per model from hour rows; `total` gives a column's sum over a row's whole hour."""
+    rollups = rollup.objects.filter(
+        bucket__gte=min(windows.trailing_start, windows.window_start), bucket__lte=windows.until
+    ).order_by()
+    if model_names is not None:
+        rollups = rollups.filter(model_name__in=model_names)
+    in_window = Q(bucket__gte=windows.window_start)
+    return rollups.values("model_name").annotate(
+        window_calls=Coalesce(Sum(total("calls"), filter=in_window), 0),
+        window_ok=Coalesce(Sum(total("successful_calls"), filter=in_window), 0),
+        today=Coalesce(Sum(total("cost"), filter=Q(bucket__gte=windows.today_start)), ZERO),
+        trailing=Coalesce(Sum(total("cost"), filter=Q(bucket__lt=windows.today_start)), ZERO),
+    )
 
 
 def budget_alert_list(

@@ -22,7 +22,7 @@ from schemaguard.guard import SchemaHealth, schema_health
 from usage.checks import LOG_DISAGREES as USAGE_LOG_DISAGREES
 from usage.selectors import unpriced_calls_by_model, usage_counters_list
 
-logger = logging.getLogger("dashboard.metrics")
+logger = logging.getLogger("aicost.metrics")
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Label values are bounded: a known method or "other", a URL pattern (never the raw path) or "unmatched".

@@ -25,7 +25,7 @@ from django.db.migrations.operations import CreateModel
 
 from core.db_errors import REPAIR_COMMAND
 
-logger = logging.getLogger("schemaguard.guard")
+logger = logging.getLogger("aicost.schema_guard")
 
 
 MISSING_TABLE = "aicost.E001"

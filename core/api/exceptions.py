@@ -14,7 +14,7 @@ from core.api.authentication import accepted_credentials, challenges, offered_sc
 from core.api.responses import error_body
 from core.db_errors import REPAIR_COMMAND, database_unavailable, missing_schema_object
 
-logger = logging.getLogger("core.api")
+logger = logging.getLogger("aicost.api")
 
 
 class ApiError(exceptions.APIException):

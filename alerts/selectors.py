@@ -14,7 +14,7 @@ from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
 from core.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent_of
 from core.timeutils import day_bounds, month_start
 from pricing.models import ModelPricing
-from pricing.selectors import model_providers
+from pricing.selectors import model_currencies
 from usage.models import UsageRollupHour, UsageRollupPending
 from usage.rollups import pending_quarters_sum
 from usage.selectors import USAGE_COUNTER_TABLES, usage_month_costs
@@ -52,10 +52,6 @@ class BudgetStatus:
         return self.budget is None or self.spent < self.budget
 
 
-def _month_spent(model_names: Collection[str], period_start: date) -> dict[str, Decimal]:
-    return usage_month_costs(model_names=model_names, month=period_start)
-
-
 @dataclass(frozen=True)
 class WatchedBudget:
     alert_type: str
@@ -64,10 +60,9 @@ class WatchedBudget:
     status: BudgetStatus
 
 
-def _global_spent(currency: str, period_start: date) -> Decimal:
-    """This month's spend of every model priced in `currency` (the global budget's)."""
-    in_currency = [name for name, (_provider, priced_in) in model_providers().items() if priced_in == currency]
-    return sum(_month_spent(in_currency, period_start).values(), ZERO)
+def _priced_in(currency_of: dict[str, str], currency: str) -> list[str]:
+    """The models priced in `currency`: those whose spend the global budget in it counts."""
+    return [name for name, priced_in in currency_of.items() if priced_in == currency]
 
 
 def _prices_and_global_budget(include_global: bool) -> list[tuple]:
@@ -96,8 +91,8 @@ def budgets_to_evaluate(*, model_names: Collection[str], now: datetime, include_
     wanted = set(model_names)
     budgeted = [row for row in rows if row[0] in wanted and row[3] is not None]
     global_budget, global_currency = (rows[0][4], rows[0][5]) if rows else (None, None)
-    in_global = [row[0] for row in rows if global_budget is not None and row[2] == global_currency]
-    spent = _month_spent({row[0] for row in budgeted} | set(in_global), period_start)
+    in_global = [] if global_budget is None else _priced_in({row[0]: row[2] for row in rows}, global_currency)
+    spent = usage_month_costs(model_names={row[0] for row in budgeted} | set(in_global), month=period_start)
     watched = [
         WatchedBudget(
             alert_type=AlertType.MODEL_BUDGET.value,
@@ -124,7 +119,7 @@ def model_budget_status(*, pricing: ModelPricing, now: datetime) -> BudgetStatus
     period_start = month_start(now)
     return BudgetStatus(
         budget=pricing.monthly_budget,
-        spent=_month_spent([pricing.model_name], period_start).get(pricing.model_name, ZERO),
+        spent=usage_month_costs(model_names=[pricing.model_name], month=period_start).get(pricing.model_name, ZERO),
         currency=pricing.currency,
         period_start=period_start,
     )
@@ -140,7 +135,8 @@ def global_budget_status(*, now: datetime) -> BudgetStatus | None:
     if budget is None:
         return None
     period_start = month_start(now)
-    spent = _global_spent(budget.currency, period_start)
+    in_currency = _priced_in(model_currencies(), budget.currency)
+    spent = sum(usage_month_costs(model_names=in_currency, month=period_start).values(), ZERO)
     return BudgetStatus(budget=budget.monthly_budget, spent=spent, currency=budget.currency, period_start=period_start)
 
 

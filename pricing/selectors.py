@@ -2,7 +2,7 @@
 
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -112,22 +112,16 @@ def model_currencies(*, using: str = "default") -> dict[str, str]:
     return dict(ModelPricing.objects.using(using).values_list("model_name", "currency"))
 
 
-def model_providers(*, model_names: Collection[str] | None = None) -> dict[str, tuple[str, str]]:
-    """model_name -> (provider, currency) of priced models (all of them, or those named)."""
-    pricings = (
-        ModelPricing.objects.all() if model_names is None else ModelPricing.objects.filter(model_name__in=model_names)
-    )
-    return {
-        name: (provider, currency)
-        for name, provider, currency in pricings.values_list("model_name", "provider", "currency")
-    }
+def model_providers() -> dict[str, tuple[str, str]]:
+    """model_name -> (provider, currency) of every priced model."""
+    rows = ModelPricing.objects.values_list("model_name", "provider", "currency")
+    return {name: (provider, currency) for name, provider, currency in rows}
 
 
 def model_pricing_get(*, model_name: str) -> ModelPricing | None:
     return ModelPricing.objects.filter(model_name=model_name).first()
 
 
-def model_pricings_budgeted(*, model_names: Collection[str] | None = None) -> list[ModelPricing]:
-    """The models with a monthly budget (all of them, or those named), by name."""
-    pricings = ModelPricing.objects.filter(monthly_budget__isnull=False).order_by("model_name")
-    return list(pricings if model_names is None else pricings.filter(model_name__in=model_names))
+def model_pricings_budgeted() -> list[ModelPricing]:
+    """The models with a monthly budget, by name."""
+    return list(ModelPricing.objects.filter(monthly_budget__isnull=False).order_by("model_name"))

@@ -35,7 +35,6 @@ from pricing.models import ModelPricing
 from usage.models import (
     PREFIX_MINUTES,
     QUARTERS,
-    UsageCounter,
     UsageLog,
     UsageRollupDaily,
     UsageRollupHour,
@@ -529,11 +528,9 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
     pricing_by_model = {p.model_name: p for p in pricings}
     total = _total(sums.values())
     this_month = now.astimezone(zone).date().replace(day=1)
-    spent = dict(
-        UsageCounter.objects.filter(model_name__in=sums, current_month=this_month).values_list(
-            "model_name", "current_month_cost"
-        )
-    )
+    from usage.selectors import usage_month_costs  # usage.selectors imports this module.
+
+    spent = usage_month_costs(model_names=sums, month=this_month)
     platforms = []
     for model_name in sorted(sums, key=lambda name: (-sums[name].cost, name)):
         pricing = pricing_by_model.get(model_name)

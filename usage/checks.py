@@ -207,24 +207,15 @@ def usage_consistency_findings(connection) -> list[CheckMessage]:
 
 
 def usage_consistency_check() -> ConsistencyCheck:
-    from usage.models import (
-        UsageCounter,
-        UsageLogGap,
-        UsageRetiredMonth,
-        UsageRollupDaily,
-        UsageRollupHour,
-        UsageRollupPending,
-    )
+    from usage import models
 
-    tables = [LOG_TABLE] + [
-        model._meta.db_table
-        for model in (
-            UsageCounter,
-            UsageLogGap,
-            UsageRetiredMonth,
-            UsageRollupDaily,
-            UsageRollupHour,
-            UsageRollupPending,
-        )
-    ]
+    read = (
+        models.UsageCounter,
+        models.UsageLogGap,
+        models.UsageRetiredMonth,
+        models.UsageRollupDaily,
+        models.UsageRollupHour,
+        models.UsageRollupPending,
+    )
+    tables = [LOG_TABLE] + [model._meta.db_table for model in read]
     return ConsistencyCheck(name="usage log", tables=frozenset(tables), findings=usage_consistency_findings)

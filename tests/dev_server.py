@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.gunicorn_server import free_port
+from tests.gunicorn_server import free_port, healthz_wait
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN_DEV = ROOT / "bin" / "dev"
@@ -70,12 +69,16 @@ class DevServer:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def printed_url(self) -> str | None:
+        """The address bin/dev says it serves (without /admin/), once it has said it."""
+        match = SERVING.search(self.output())
+        return match.group(1) if match else None
+
     @property
     def url(self) -> str:
-        """The address bin/dev says it serves (without /admin/)."""
-        match = SERVING.search(self.output())
-        assert match, f"bin/dev printed no 'Serving on' line:\n{self.output()[-3000:]}"
-        return match.group(1)
+        url = self.printed_url()
+        assert url, f"bin/dev printed no 'Serving on' line:\n{self.output()[-3000:]}"
+        return url
 
     def get_status(self, path: str) -> int:
         try:
@@ -111,29 +114,13 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=20)
 
 
-def _wait_until_serving(server: DevServer, seconds: float) -> None:
-    """Until the printed address answers /healthz; bin/dev migrates and loads the demo first."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"bin/dev exited with {server.process.returncode}:\n{server.output()[-3000:]}")
-        if SERVING.search(server.output()):
-            try:
-                urllib.request.urlopen(f"{server.url}/healthz", timeout=2)  # noqa: S310 -- loopback
-                return
-            except OSError:
-                pass
-        time.sleep(0.3)
-    raise RuntimeError(f"bin/dev did not serve within {seconds} s:\n{server.output()[-3000:]}")
-
-
 @contextmanager
 def dev_serving(setup: DevSetup, *, name: str = "bin-dev", seconds: float = 240) -> Iterator[DevServer]:
     """bin/dev started on `setup`, serving; stopped (SIGTERM to its process group) afterwards."""
     log = setup.directory / f"{name}.log"
     server = DevServer(process=_start(setup, log), log=log)
     try:
-        _wait_until_serving(server, seconds)
+        healthz_wait(server.printed_url, server.process, seconds=seconds, name="bin/dev", log=server.output)
         yield server
     finally:
         _stop(server.process)

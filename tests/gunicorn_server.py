@@ -30,17 +30,21 @@ def shared_test_database_url() -> str:
     return urlunsplit(parts._replace(path=f"/{connection.settings_dict['NAME']}"))
 
 
-def _wait_until_live(url: str, server: subprocess.Popen, seconds: float = 30) -> None:
+def healthz_wait(base_url, server: subprocess.Popen, *, seconds: float, name: str, log=lambda: "") -> None:
+    """Until `base_url()`/healthz answers; fails as soon as `server` exits. `base_url()` is None while
+    the address is not known yet (bin/dev prints it); `log()`: the server's output, quoted on failure."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with status {server.returncode} before serving")
-        try:
-            urllib.request.urlopen(f"{url}/healthz", timeout=1)  # noqa: S310 -- loopback
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer {url}/healthz within {seconds} s")
+            raise RuntimeError(f"{name} exited with status {server.returncode} before serving:\n{log()[-3000:]}")
+        if (url := base_url()) is not None:
+            try:
+                urllib.request.urlopen(f"{url}/healthz", timeout=2)  # noqa: S310 -- loopback
+                return
+            except OSError:
+                pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not answer {base_url()}/healthz within {seconds} s:\n{log()[-3000:]}")
 
 
 @contextmanager
@@ -64,7 +68,7 @@ def gunicorn_serving(*, database_url: str, workers: int = 2, env: dict | None = 
     server = subprocess.Popen(command, cwd=ROOT, env=server_env, stdout=output, stderr=output)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_live(url, server)
+        healthz_wait(lambda: url, server, seconds=30, name="gunicorn")
         yield url
     finally:
         server.terminate()

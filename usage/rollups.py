@@ -39,6 +39,7 @@ from django.db.models import Max
 from usage.dialects import (
     DeltaRows,
     RollupDialect,
+    array_literal,  # noqa: F401 (usage.stats imports it from here)
     bucket_value,
     compacted_upsert_sql,
     postgresql_deltas_append,
@@ -143,13 +144,6 @@ def _added_up(calls: list[tuple]) -> list:
     if len(calls) == 1:
         return list(map(operator.add, _ZEROS, calls[0]))
     return list(map(sum, zip(*calls, strict=True), _ZEROS))
-
-
-def array_literal(values: Iterable) -> str:
-    """A PostgreSQL array literal, every element quoted: one text parameter is far cheaper for the
-    driver to send than a list it adapts element by element."""
-    escaped = (str(value).replace("\\", "\\\\").replace('"', '\\"') for value in values)
-    return "{" + ",".join(f'"{value}"' for value in escaped) + "}"
 
 
 def _key_columns(grain: Grain) -> list[str]:

@@ -6,8 +6,10 @@ import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Sum
@@ -303,3 +305,12 @@ def test_a_failing_compaction_fails_no_batch_and_the_next_one_catches_up(monkeyp
     assert rollups_compact_cycle() > 0  # The next cycle compacts what the failed ones left.
     assert _delta_rows() == 0
     _assert_every_row_holds_every_declared_sum()
+
+
+def test_the_compact_command_compacts_and_says_how_many_rows():
+    _record_uncompacted()
+    deltas = _delta_rows()
+    out = StringIO()
+    call_command("usage_rollups_compact", "--lock-timeout-ms", "500", stdout=out)
+    assert out.getvalue() == f"Compacted {deltas} delta rollup rows.\n"
+    assert _delta_rows() == 0

@@ -186,8 +186,8 @@ def hour_rows(sums: dict[tuple[int, str], list]) -> dict[RowKey, list]:
             if part is not None:
                 running = _added(running, part)
             prefixes.append(running)
-        whole, *firsts = prefixes[3], *prefixes[:3]
-        rows[key] = [value for values in (whole, *firsts) for value in values]
+        whole_hour, first_minutes = prefixes[3], prefixes[:3]
+        rows[key] = [value for values in (whole_hour, *first_minutes) for value in values]
     return rows
 
 

@@ -6,6 +6,7 @@ and compacts after each. Every answer must be the oracle's (tests/rollup_oracle.
 committed at some moment: the first k batches, for a k that never goes back. A compaction seen
 half, or a reader that missed delta rows or counted them twice, gives figures no k has."""
 
+import os
 import threading
 import time
 from collections import defaultdict
@@ -133,6 +134,16 @@ def test_stats_and_trend_stay_exact_while_another_connection_ingests_and_compact
     assert not any(grain.model.objects.filter(compacted=False).exists() for grain in GRAINS)
 
 
+def _forked_child_sees_no_compactor() -> bool:
+    """A forked process (a gunicorn worker) has no compactor thread: its first batch starts its own.
+    The child only looks and exits (it shares the parent's database socket)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if not rollups_compactor_running() else 1)
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
 def _delta_rows() -> int:
     return sum(grain.model.objects.filter(compacted=False).count() for grain in GRAINS)
 
@@ -143,6 +154,7 @@ def test_the_compactor_thread_leaves_no_delta_rows_behind(settings):
     assert not rollups_compactor_running()
     usage_record_batch(records=_batch(0))
     assert rollups_compactor_running()
+    assert _forked_child_sees_no_compactor()
     usage_record_batch(records=_batch(1))
     deadline = time.monotonic() + 15
     while _delta_rows() and time.monotonic() < deadline:

@@ -2,7 +2,7 @@
 
 # --- Write side (rollup storage: appends, upserts, bucket arithmetic) ---------------------------
 
-PostgreSQL batches append delta rows (binary COPY, one multi-table INSERT) and a background
+PostgreSQL batches append delta rows (a binary COPY per table) and a background
 compaction folds them later (usage.rollups.rollups_compact); SQLite (one local writer) upserts the
 compacted rows in the batch. Rebuilds on both regroup the log in SQL with the bucket expressions here.
 Every SQL text here takes its table and column names from the caller (model metadata); values are

@@ -174,9 +174,9 @@ AICOST_CURRENCY = env.str("AICOST_CURRENCY", default="USD")
 AICOST_MAX_BATCH_SIZE = env.int("AICOST_MAX_BATCH_SIZE", default=1000)
 # PostgreSQL: monthly partitions of the usage log kept ready beyond the current UTC month.
 AICOST_USAGE_PARTITIONS_AHEAD = env.int("AICOST_USAGE_PARTITIONS_AHEAD", default=3)
-# Each process folds the pending rollup sums into the rollups at most once per this many seconds
-# while it records usage (0: every batch); `manage.py usage_rollups_fold` folds on demand.
-AICOST_ROLLUP_FOLD_SECONDS = env.float("AICOST_ROLLUP_FOLD_SECONDS", default=1.0)
+# PostgreSQL: each process that records usage compacts the rollups' delta rows in a background
+# thread every this many seconds (inf: never; `manage.py usage_rollups_compact` compacts on demand).
+AICOST_ROLLUP_COMPACT_SECONDS = env.float("AICOST_ROLLUP_COMPACT_SECONDS", default=1.0)
 
 # Bearer token Prometheus sends to /metrics; empty: only staff and read-scoped API keys may scrape.
 AICOST_METRICS_TOKEN = env.str("AICOST_METRICS_TOKEN", default="")

@@ -15,8 +15,7 @@ from core.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent
 from core.timeutils import day_bounds, month_start
 from pricing.models import ModelPricing
 from pricing.selectors import model_currencies
-from usage.models import UsageRollupHour, UsageRollupPending
-from usage.rollups import pending_quarters_sum
+from usage.models import UsageRollupHour
 from usage.selectors import USAGE_COUNTER_TABLES, usage_month_costs
 
 # Largest percentage the alerts' usage_percentage column holds (e.g. 9999999.99).
@@ -192,16 +191,12 @@ def _hour_floor(moment: datetime) -> datetime:
 
 
 def model_activity(*, windows: ActivityWindows, model_names: Collection[str] | None) -> dict[str, ModelActivity]:
-    """One query over the hourly rollups and the pending sums (UNION ALL), bounded by bucket range
+    """One query over the hourly rollups (compacted and delta rows alike), bounded by bucket range
     (and models when given).
 
-    This is the only place alerts read usage rollups; adapt it here if the rollups change. The
-    windows are whole hours, so the pending 15-minute sums (not yet folded) fall in them as the
-    hourly rows do."""
-    folded = _activity_rows(UsageRollupHour, F, windows=windows, model_names=model_names)
-    pending = _activity_rows(UsageRollupPending, pending_quarters_sum, windows=windows, model_names=model_names)
+    This is the only place alerts read usage rollups; adapt it here if the rollups change."""
     activity: dict[str, ModelActivity] = {}
-    for row in folded.union(pending, all=True):
+    for row in _activity_rows(UsageRollupHour, F, windows=windows, model_names=model_names):
         found = ModelActivity(
             calls_in_window=row["window_calls"],
             failed_in_window=row["window_calls"] - row["window_ok"],

@@ -8,13 +8,17 @@ is set, migrates, and prints records/s for:
   - api:       POST /api/v1/usage/ through Django's WSGI handler in-process (JSON, auth, validation, service);
   - baseline:  Django bulk_create of the same rows alone (no counters, rollups or alerts), and the
                binary COPY the service uses, alone (rows already built, ids already taken);
-and the share of the service time spent in rollup upkeep: appending each batch's pending sums,
-the folds ingestion runs every AICOST_ROLLUP_FOLD_SECONDS, and a final fold of what is left
-pending (timed and counted as service time, so no upkeep is left out of the figures).
+and the rollup upkeep: each batch's append of its delta rows (inside the batch), and the
+compactions. The compactor thread is off here (AICOST_ROLLUP_COMPACT_SECONDS=inf); the bench
+compacts between batches instead, whenever AICOST_ROLLUP_COMPACT_SECONDS (1 s by default) of
+service time has passed since the last compaction, as the thread would, and once at the end.
+Compactions are timed and counted as service time, so the records/s and the upkeep share
+(appends + compactions over service time + compactions) leave no upkeep out.
 """
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -69,6 +73,8 @@ def _bench(batches: int, spread: float) -> None:
     from usage.records import usage_records_validated
 
     call_command("migrate", verbosity=0)
+    compact_every = settings.AICOST_ROLLUP_COMPACT_SECONDS
+    settings.AICOST_ROLLUP_COMPACT_SECONDS = math.inf  # No thread: compactions are timed below.
     rng = random.Random(42)
     start = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -81,27 +87,39 @@ def _bench(batches: int, spread: float) -> None:
         """The records as ingestion stores them, for the baselines (rules applied outside the timing)."""
         return usage_records_validated(as_inputs(raw), now=datetime.now(UTC))
 
-    rollup_seconds = 0.0
+    append_seconds = 0.0
     original_apply = rollups.rollups_apply_logs
 
     def timed_apply(*, logs):
-        nonlocal rollup_seconds
+        nonlocal append_seconds
         began = time.perf_counter()
         original_apply(logs=logs)
-        rollup_seconds += time.perf_counter() - began
+        append_seconds += time.perf_counter() - began
+
+    compact_times: list[float] = []
+    compacted_rows = 0
+
+    def timed_compaction() -> None:
+        nonlocal compacted_rows
+        began = time.perf_counter()
+        compacted_rows += rollups.rollups_compact() or 0
+        compact_times.append(time.perf_counter() - began)
 
     services.rollups_apply_logs = timed_apply
     service_times = []
+    since_compaction = 0.0
     for _ in range(batches):
         inputs = as_inputs(_records(rng, start, spread))
         began = time.perf_counter()
         services.usage_ingest(records=inputs)
         service_times.append(time.perf_counter() - began)
+        since_compaction += service_times[-1]
+        if since_compaction >= compact_every:
+            timed_compaction()
+            since_compaction = 0.0
     services.rollups_apply_logs = original_apply
-    began = time.perf_counter()
-    rollups.rollups_fold()
-    final_fold = time.perf_counter() - began
-    rollup_seconds += final_fold
+    timed_compaction()  # What the last batches left.
+    compact_seconds = sum(compact_times)
 
     _key, raw_key = api_key_create(name="bench", scope=ApiKeyScope.WRITE_USAGE)
     client = Client(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
@@ -142,13 +160,24 @@ def _bench(batches: int, spread: float) -> None:
     print(
         f"PostgreSQL ingest, {batches} batches of {BATCH} records each spread over {spread:g} s, {os.cpu_count()} cores"
     )
-    print(f"  service  usage_ingest      {_rate(service_times, extra=final_fold)}")
+    print(f"  service  usage_ingest      {_rate(service_times, extra=compact_seconds)}  (compactions included)")
     print(f"  api      POST /api/v1/usage/ {_rate(api_times)}")
     print(f"  baseline bulk_create only  {_rate(baseline_times)}")
     print(f"  baseline binary COPY only  {_rate(copy_times)}")
+    records = batches * BATCH
+    total = sum(service_times) + compact_seconds
     print(
-        f"  rollup upkeep: {100 * rollup_seconds / (sum(service_times) + final_fold):.1f}% of service time "
-        f"(final fold {1000 * final_fold:.1f} ms; ingestion folds every {settings.AICOST_ROLLUP_FOLD_SECONDS:g} s)"
+        f"  rollup append (in the batch): {1000 * append_seconds / batches:.2f} ms per batch, "
+        f"{1e6 * append_seconds / records:.2f} us per record, {100 * append_seconds / total:.1f}% of service time"
+    )
+    print(
+        f"  compaction: {len(compact_times)} runs (every {compact_every:g} s of service time, and one at the end), "
+        f"{compacted_rows:,} delta rows, {1000 * compact_seconds / len(compact_times):.1f} ms per run, "
+        f"{1000 * compact_seconds / batches:.2f} ms per batch, {1e6 * compact_seconds / records:.2f} us per record, "
+        f"{100 * compact_seconds / total:.1f}% of service time"
+    )
+    print(
+        f"  rollup upkeep: {100 * (append_seconds + compact_seconds) / total:.1f}% of service time, compaction included"
     )
 
 

@@ -8,10 +8,10 @@ Starts its own throwaway PostgreSQL 15 unless DATABASE_URL is set, migrates, the
     unaligned newest edge of every window has rows, as under live ingestion), 3% failures, user ids,
     purposes, costs computed from the price in force;
   - rebuilds the rollups with usage.rollups.rollups_rebuild and ANALYZEs; each step is timed;
-  - records --pending-batches more batches of 1000 calls spread over the last day through the
-    ingestion service without folding them, so the reads also add up pending rollup sums (20 such
-    batches: about 2.9k pending rows, what a second of backfill at full speed leaves between folds
-    with AICOST_ROLLUP_FOLD_SECONDS=1);
+  - records --delta-batches more batches of 1000 calls spread over the last day through the
+    ingestion service without compacting them, so the reads also sum rollup delta rows beside the
+    compacted ones (20 such batches: what a second of backfill at full speed leaves between
+    compactions with AICOST_ROLLUP_COMPACT_SECONDS=1);
   - times GET /api/v1/ai-platforms/stats (every time_range) and /cost-trend-daily (days 7..366)
     through Django's test client (URL routing, middleware, API key auth, DRF, JSON), without and
     with tz and a model filter, --iterations times after a warm-up: p50/p95 in ms;
@@ -427,7 +427,7 @@ def _print_table(cases: list[Case], rows: int, iterations: int) -> None:
 
 
 def _print_goals(cases: list[Case], rows: int) -> bool:
-    # The goals are set at 1M and 10M rows; the pending batches add a few percent to the seed.
+    # The goals are set at 1M and 10M rows; the delta batches add a few percent to the seed.
     stats_goal = 50 if rows < 2_000_000 else 100
     goals = [("stats", stats_goal)]
     if rows >= 10_000_000:
@@ -445,8 +445,8 @@ def _print_goals(cases: list[Case], rows: int) -> bool:
     return met and exact
 
 
-def _pending_seed(batches: int) -> None:
-    """Ingest batches spread over the last day and leave their rollup sums pending (no fold)."""
+def _delta_seed(batches: int) -> None:
+    """Ingest batches spread over the last day and leave their rollup delta rows uncompacted."""
     import math
     import random
 
@@ -456,9 +456,9 @@ def _pending_seed(batches: int) -> None:
     from bench.ingest import _records
     from ingest.apis import UsageRecordSerializer
     from usage import services
-    from usage.models import UsageRollupPending
+    from usage.rollups import GRAINS
 
-    settings.AICOST_ROLLUP_FOLD_SECONDS = math.inf  # Batches never fold in this process.
+    settings.AICOST_ROLLUP_COMPACT_SECONDS = math.inf  # No compactor thread in this process.
     rng = random.Random(7)
     start = timezone.now() - timedelta(days=1)
     began = time.perf_counter()
@@ -466,11 +466,11 @@ def _pending_seed(batches: int) -> None:
         serializer = UsageRecordSerializer(data=_records(rng, start, 86_400 - 300), many=True)
         serializer.is_valid(raise_exception=True)
         services.usage_ingest(records=[services.UsageRecordInput(**r) for r in serializer.validated_data])
-    pending = UsageRollupPending.objects.count()
-    print(f"recorded {batches} batches in {time.perf_counter() - began:.1f} s, leaving {pending:,} pending rollup rows")
+    deltas = sum(grain.model.objects.filter(compacted=False).count() for grain in GRAINS)
+    print(f"recorded {batches} batches in {time.perf_counter() - began:.1f} s, leaving {deltas:,} rollup delta rows")
 
 
-def _bench(rows: int, iterations: int, warmup: int, raw_budget: float, skip_seed: bool, pending: int) -> int:
+def _bench(rows: int, iterations: int, warmup: int, raw_budget: float, skip_seed: bool, deltas: int) -> int:
     from bench.django_setup import django_setup_for_bench
 
     django_setup_for_bench()
@@ -486,7 +486,7 @@ def _bench(rows: int, iterations: int, warmup: int, raw_budget: float, skip_seed
         if UsageLog.objects.exists():
             raise SystemExit("The database already holds usage; use an empty one or pass --skip-seed.")
         _seed_all(rows)
-        _pending_seed(pending)
+        _delta_seed(deltas)
     rows = UsageLog.objects.count()
     _print_sizes()
     _key, raw_key = api_key_create(name="bench-stats", scope=ApiKeyScope.READ)
@@ -508,12 +508,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--raw-budget", type=float, default=6.0, help="seconds of raw GROUP BY runs per case")
     parser.add_argument("--skip-seed", action="store_true", help="measure the usage already in DATABASE_URL")
-    parser.add_argument("--pending-batches", type=int, default=20, help="batches left unfolded (pending sums)")
+    parser.add_argument(
+        "--delta-batches", "--pending-batches", type=int, default=20, help="batches left uncompacted (delta rows)"
+    )
     args = parser.parse_args()
     status = rerun_without_database("bench.stats", durable=False)
     if status is not None:
         return status
-    return _bench(args.rows, args.iterations, args.warmup, args.raw_budget, args.skip_seed, args.pending_batches)
+    return _bench(args.rows, args.iterations, args.warmup, args.raw_budget, args.skip_seed, args.delta_batches)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Cost of the usage log's consistency checks (aicost.W012) on PostgreSQL.
 
-    .venv/bin/python -m bench.verify --rows 10000000 [--iterations 30] [--pending-batches 20]
+    .venv/bin/python -m bench.verify --rows 10000000 [--iterations 30] [--delta-batches 20]
 
 Starts its own throwaway PostgreSQL 15 unless DATABASE_URL is set, migrates, seeds --rows usage rows
 with bench.stats' seed (13 months, 10 models, server-side INSERT ... SELECT, rollups rebuilt,
-VACUUM ANALYZE), records --pending-batches batches through the ingestion service without folding
-them (so the checks add pending sums), then times:
+VACUUM ANALYZE), records --delta-batches batches through the ingestion service without compacting
+them (so the checks also sum rollup delta rows), then times:
   - the quick check the schema guard runs (usage.checks.usage_consistency_findings: skip-scan probes
     of the log per month, rollups, counters; never a count of the log), --iterations times: p50/p95;
   - schema_report() with and without the check registered: what the check adds to startup;
@@ -114,13 +114,13 @@ def _measure(iterations: int, full_runs: int) -> bool:
     return met and not findings and verify_code == 0
 
 
-def _bench(rows: int, iterations: int, full_runs: int, skip_seed: bool, pending: int) -> int:
+def _bench(rows: int, iterations: int, full_runs: int, skip_seed: bool, deltas: int) -> int:
     from bench.django_setup import django_setup_for_bench
 
     django_setup_for_bench()
     from django.core.management import call_command
 
-    from bench.stats import _pending_seed, _print_environment, _print_sizes, _seed_all
+    from bench.stats import _delta_seed, _print_environment, _print_sizes, _seed_all
     from usage.models import UsageLog
 
     call_command("migrate", verbosity=0)
@@ -130,7 +130,7 @@ def _bench(rows: int, iterations: int, full_runs: int, skip_seed: bool, pending:
             raise SystemExit("The database already holds usage; use an empty one or pass --skip-seed.")
         _seed_all(rows)
         _counters_from_rollups()
-        _pending_seed(pending)
+        _delta_seed(deltas)
     _print_sizes()
     return 0 if _measure(iterations, full_runs) else 1
 
@@ -150,12 +150,14 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--full-runs", type=int, default=3, help="runs of the full verification")
     parser.add_argument("--skip-seed", action="store_true", help="measure the usage already in DATABASE_URL")
-    parser.add_argument("--pending-batches", type=int, default=20, help="batches left unfolded (pending sums)")
+    parser.add_argument(
+        "--delta-batches", "--pending-batches", type=int, default=20, help="batches left uncompacted (delta rows)"
+    )
     args = parser.parse_args()
     status = rerun_without_database("bench.verify", durable=False)
     if status is not None:
         return status
-    return _bench(args.rows, args.iterations, args.full_runs, args.skip_seed, args.pending_batches)
+    return _bench(args.rows, args.iterations, args.full_runs, args.skip_seed, args.delta_batches)
 
 
 if __name__ == "__main__":

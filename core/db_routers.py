@@ -22,7 +22,6 @@ REPLICA_READ_MODELS = frozenset(
         "usage.usagerolluphourtotal",
         "usage.usagerollupdaily",
         "usage.usagerollupdailytotal",
-        "usage.usagerolluppending",
         "pricing.modelpricing",
     }
 )

@@ -273,6 +273,11 @@ class ExpectedIndex:
     create: Callable  # create(schema_editor): adds the index or constraint.
     of_field: str | None = None  # The field whose own unique/db_index it is (made with its column).
     condition_columns: tuple[str, ...] = ()  # Columns a partial index's condition names.
+    name: str | None = None  # The index's or constraint's own name (Meta.indexes, Meta.constraints).
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.condition_columns)
 
 
 def _field_index_creator(model, model_field, *, unique: bool) -> Callable:
@@ -309,6 +314,7 @@ def expected_indexes(model) -> list[ExpectedIndex]:
                 f"index {index.name}",
                 lambda e, i=index: e.add_index(model, i),
                 condition_columns=_condition_columns(model, index.condition),
+                name=index.name,
             )
         )
     for constraint in meta.constraints:
@@ -322,6 +328,7 @@ def expected_indexes(model) -> list[ExpectedIndex]:
                     # Not add_constraint: on SQLite that rebuilds the table; a unique index serves the same.
                     lambda e, c=constraint: e.execute(c.create_sql(model, e)),
                     condition_columns=_condition_columns(model, constraint.condition),
+                    name=constraint.name,
                 )
             )
     return expected
@@ -342,12 +349,24 @@ def _serves(columns: tuple[str, ...], is_unique: bool, expected: ExpectedIndex) 
 
 
 def missing_indexes(model, constraints: dict) -> list[ExpectedIndex]:
-    present = [(tuple(c["columns"]), bool(c["unique"] or c["primary_key"])) for c in constraints.values()]
-    return [
-        expected
-        for expected in expected_indexes(model)
-        if not any(_serves(columns, is_unique, expected) for columns, is_unique in present)
+    """The expected indexes the table lacks. Introspection does not say whether an index is partial,
+    so a partial one is known by its name: only it serves its expectation, and it serves no other
+    (a partial index cannot serve a scan of the whole table, e.g. rollup rows of both kinds)."""
+    expected = expected_indexes(model)
+    partial_names = {index.name for index in expected if index.partial}
+    present = [
+        (tuple(c["columns"]), bool(c["unique"] or c["primary_key"]))
+        for name, c in constraints.items()
+        if name not in partial_names
     ]
+    return [index for index in expected if not _present(index, present, constraints)]
+
+
+def _present(expected: ExpectedIndex, present: list[tuple[tuple[str, ...], bool]], constraints: dict) -> bool:
+    if expected.partial:
+        found = constraints.get(expected.name)
+        return found is not None and _serves(tuple(found["columns"]), bool(found["unique"]), expected)
+    return any(_serves(columns, is_unique, expected) for columns, is_unique in present)
 
 
 def _index_findings(model, constraints: dict) -> list[Error]:

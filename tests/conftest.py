@@ -1,3 +1,5 @@
+import math
+
 import pytest
 from django.conf import settings
 from django.test import Client
@@ -6,6 +8,7 @@ from core.db_routers import REPLICA
 from schemaguard.guard import schema_health_forget
 from tests.api_helpers import api_client_with_key
 from usage.models import ApiKeyScope
+from usage.rollups import rollups_compactor_stop
 
 
 class HttpsClient(Client):
@@ -34,6 +37,16 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     switch routing on (tests/test_db_router.py) ever query it."""
     default = settings.DATABASES["default"]
     settings.DATABASES[REPLICA] = {**default, "TEST": {**default.get("TEST", {}), "NAME": None, "MIRROR": "default"}}
+
+
+@pytest.fixture(autouse=True)
+def _no_background_compaction(settings):
+    """No compactor thread unless a test asks for one (a finite AICOST_ROLLUP_COMPACT_SECONDS): the
+    tests compact explicitly (usage.rollups.rollups_compact), so where rollup rows sit is theirs to
+    choose. A thread a test started is stopped after it (its connection closed)."""
+    settings.AICOST_ROLLUP_COMPACT_SECONDS = math.inf
+    yield
+    rollups_compactor_stop()
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,6 @@ from usage.models import (
     UsageRollupDailyTotal,
     UsageRollupHour,
     UsageRollupHourTotal,
-    UsageRollupPending,
 )
 from usage.rollups import quarter_hour_floor
 from usage.selectors import usage_any_recorded
@@ -36,8 +35,10 @@ def _hour() -> datetime:
 
 USAGE_HOLDERS = {
     "log": lambda: usage_record(model_name="gpt-4o-mini", prompt_tokens=10, completion_tokens=5),
-    "pending sums": lambda: UsageRollupPending.objects.create(bucket=_hour(), model_name="gpt-4o-mini", calls_q0=1),
-    "hour rollup": lambda: UsageRollupHour.objects.create(bucket=_hour(), model_name="gpt-4o-mini", calls=1),
+    "hour delta row": lambda: UsageRollupHour.objects.create(bucket=_hour(), model_name="gpt-4o-mini", calls=1),
+    "hour rollup": lambda: UsageRollupHour.objects.create(
+        bucket=_hour(), model_name="gpt-4o-mini", calls=1, compacted=True
+    ),
     "hour total": lambda: UsageRollupHourTotal.objects.create(bucket=_hour(), calls=1),
     "day rollup": lambda: UsageRollupDaily.objects.create(day=date(2026, 3, 1), model_name="gpt-4o-mini", calls=1),
     "day total": lambda: UsageRollupDailyTotal.objects.create(day=date(2026, 3, 1), calls=1),

@@ -83,3 +83,49 @@ def test_the_local_service_runs_on_sqlite_with_demo_data(tmp_path):
     result = sqlite_python(tmp_path / "local.sqlite3", "-c", SCRIPT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sqlite ok" in result.stdout
+
+
+UPSERT_SCRIPT = """
+import django
+django.setup()
+from datetime import UTC, datetime, timedelta
+from django.conf import settings
+from django.core.management import call_command
+from django.db.models import Count
+from ingest.services import usage_record_batch
+from tests.rollup_oracle import expected_sums, sums_of
+from usage.models import UsageLog
+from usage.rollups import GRAINS, rollups_compact, rollups_compactor_running
+from usage.services import UsageRecordInput
+from usage.stats import UsageFilters, usage_sums_by_model
+
+call_command("migrate", verbosity=0)
+assert settings.AICOST_ROLLUP_COMPACT_SECONDS == 1  # Finite: PostgreSQL would start a compactor here.
+base = datetime(2026, 3, 7, 23, 40, tzinfo=UTC)
+for batch in range(3):  # The same hours and models each time: upserts into the same rows.
+    usage_record_batch(records=[
+        UsageRecordInput(model_name=["gpt-4o", "not-in-pricing"][n % 2],
+                         timestamp=base + timedelta(minutes=9 * n + batch), prompt_tokens=800 + n,
+                         cached_tokens=n, completion_tokens=70 + n, reasoning_tokens=n % 3,
+                         response_time=n / 4, success=n % 5 != 0)
+        for n in range(20)
+    ])
+for grain in GRAINS:
+    keys = [grain.key_column, "model_name"] if grain.per_model else [grain.key_column]
+    assert not grain.model.objects.filter(compacted=False).exists(), grain
+    assert not grain.model.objects.values(*keys).annotate(n=Count("pk")).filter(n__gt=1).exists(), grain
+assert not rollups_compactor_running()  # No background work on SQLite.
+assert rollups_compact() == 0
+logs = list(UsageLog.objects.all())
+sums = usage_sums_by_model(start=None, end=base + timedelta(days=1), filters=UsageFilters())
+assert {m: sums_of(s) for m, s in sums.items()} == {
+    m: expected_sums(log for log in logs if log.model_name == m) for m in {log.model_name for log in logs}
+}
+print("upserts ok")
+"""
+
+
+def test_sqlite_batches_upsert_compacted_rows_and_the_sums_are_exact(tmp_path):
+    result = sqlite_python(tmp_path / "upserts.sqlite3", "-c", UPSERT_SCRIPT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "upserts ok" in result.stdout

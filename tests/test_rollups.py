@@ -1,12 +1,15 @@
-"""The four rollups: kept in step by ingestion, and rebuilt from the log to the same sums."""
+"""The four rollups: kept in step by ingestion (delta rows, compacted later), and rebuilt from the
+log to the same sums."""
 
-import math
+import logging
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Sum
@@ -14,24 +17,27 @@ from django.db.models import Sum
 from ingest.services import usage_record_batch
 from tests.rollup_oracle import expected_sums, sums_of
 from usage import rollups
-from usage.models import PREFIX_MINUTES, UsageLog, UsageRollupHour, UsageRollupPending, prefix_column
-from usage.rollups import GRAINS, pending_quarters_sum, rollup_columns, rollups_fold, rollups_rebuild
+from usage.models import PREFIX_MINUTES, UsageLog, UsageRollupDaily, UsageRollupHour, prefix_column
+from usage.rollup_sums import SUM_NAMES
+from usage.rollups import GRAINS, rollup_columns, rollups_compact, rollups_compact_cycle, rollups_rebuild
 from usage.services import UsageRecordInput
+from usage.stats import UsageFilters, usage_sums_by_model
 
 pytestmark = pytest.mark.django_db
 BASE = datetime(2026, 3, 7, 23, 40, tzinfo=UTC)  # Batches cross quarter hours, hours and a UTC midnight.
 
 
-def _pending_calls() -> int:
-    return UsageRollupPending.objects.aggregate(n=Sum(pending_quarters_sum("calls")))["n"] or 0
+def _delta_rows() -> int:
+    return sum(grain.model.objects.filter(compacted=False).count() for grain in GRAINS)
 
 
 def _record_batches() -> None:
-    _record_unfolded()
-    rollups_fold()
+    _record_uncompacted()
+    rollups_compact()
 
 
-def _record_unfolded() -> None:
+def _record_uncompacted() -> None:
+    """Three batches over the same hours and models (no compactor thread runs: tests/conftest.py)."""
     for batch in range(3):
         usage_record_batch(
             records=[
@@ -113,7 +119,7 @@ def test_rebuild_repairs_rollups_that_drifted():
 def test_any_model_name_reaches_the_rollups_intact():
     name = 'odd "model", {v2}\\ü ' + "x" * 80
     usage_record_batch(records=[UsageRecordInput(model_name=name, timestamp=BASE, prompt_tokens=7)])
-    rollups_fold()
+    rollups_compact()
     for grain in GRAINS:
         row = grain.model.objects.get()
         assert (getattr(row, "model_name", name), row.calls, row.prompt_tokens) == (name, 1, 7)
@@ -149,7 +155,7 @@ def _assert_every_row_holds_every_declared_sum() -> None:
 def test_every_rollup_row_holds_every_declared_sum_of_its_calls_and_of_its_first_minutes():
     """Each declared sum (usage.rollup_sums), compared with the log worked out independently: over
     each hour and day, per model and for all models, and over each hour's first 15, 30 and 45
-    minutes; as ingestion folds them and as a rebuild recomputes them."""
+    minutes; as ingestion's deltas are compacted and as a rebuild recomputes them."""
     _record_batches()
     assert {log.cached_tokens != log.reasoning_tokens for log in UsageLog.objects.all()} == {True, False}
     _assert_every_row_holds_every_declared_sum()
@@ -177,76 +183,134 @@ def test_the_prefix_migration_keeps_the_rollups_both_ways():
     assert _snapshot() == kept
 
 
-@pytest.fixture
-def no_fold_in_batches(settings):
-    settings.AICOST_ROLLUP_FOLD_SECONDS = math.inf  # Batches never fold: their sums stay pending.
+def test_the_delta_rows_migration_folds_pending_sums_and_goes_back_to_one_row_per_key():
+    _record_uncompacted()  # Delta rows only: several per key.
+    calls_per_hour = dict(UsageRollupHour.objects.values_list("bucket").annotate(n=Sum("calls")).order_by())
+    executor = MigrationExecutor(connection)
+    executor.migrate([("usage", "0010_usage_counter")])  # Back: deltas compacted, the pending table again.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT bucket, model_name, count(*) FROM ai_usage_rollup_1h GROUP BY 1, 2 HAVING count(*) > 1")
+        assert cursor.fetchall() == []
+        cursor.execute("SELECT bucket, sum(calls) FROM ai_usage_rollup_1h GROUP BY bucket")
+        assert dict(cursor.fetchall()) == calls_per_hour
+        hour = min(calls_per_hour)
+        # What a batch of the old code left pending: 2 calls in the 2nd quarter, 1 in the 4th.
+        pending = {f"{name}_q{quarter}": 0 for quarter in range(4) for name in SUM_NAMES}
+        pending |= {"calls_q1": 2, "calls_q3": 1, "cost_q1": Decimal("0.25")}
+        cursor.execute(
+            f"INSERT INTO ai_usage_rollup_pending (bucket, model_name, {', '.join(pending)}) "  # noqa: S608
+            f"VALUES (%s, 'gpt-4o', {', '.join(['%s'] * len(pending))})",
+            [hour, *pending.values()],
+        )
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('ai_usage_rollup_pending') IS NULL")
+        assert cursor.fetchone()[0]
+    row = UsageRollupHour.objects.get(bucket=hour, model_name="gpt-4o")
+    logs = UsageLog.objects.filter(timestamp__gte=hour, timestamp__lt=hour + timedelta(hours=1), model_name="gpt-4o")
+    first = [log for log in logs if log.timestamp < hour + timedelta(minutes=30)]
+    assert row.compacted
+    assert (row.calls, row.calls_15m, row.calls_30m, row.calls_45m) == (
+        len(logs) + 3,
+        len([log for log in first if log.timestamp < hour + timedelta(minutes=15)]),
+        len(first) + 2,
+        len([log for log in logs if log.timestamp < hour + timedelta(minutes=45)]) + 2,
+    )
+    assert UsageRollupDaily.objects.aggregate(n=Sum("calls"))["n"] == 90 + 3
 
 
-@pytest.mark.usefixtures("no_fold_in_batches")
-def test_batches_append_pending_sums_until_a_fold_moves_them():
-    _record_unfolded()
-    assert not UsageRollupHour.objects.exists()
-    pending = UsageRollupPending.objects.count()
-    assert _pending_calls() == 90
-    assert rollups_fold() == pending
-    assert not UsageRollupPending.objects.exists()
+def test_batches_append_delta_rows_until_a_compaction_moves_them():
+    _record_uncompacted()
+    assert not any(grain.model.objects.filter(compacted=True).exists() for grain in GRAINS)
+    deltas = _delta_rows()
+    assert UsageRollupHour.objects.count() > UsageRollupHour.objects.values("bucket", "model_name").distinct().count()
+    assert UsageRollupHour.objects.aggregate(n=Sum("calls"))["n"] == 90
+    assert rollups_compact() == deltas
+    assert _delta_rows() == 0
+    assert UsageRollupHour.objects.count() == UsageRollupHour.objects.values("bucket", "model_name").distinct().count()
     kept = _snapshot()
     assert rollups_rebuild() == 90
     assert _snapshot() == kept
 
 
-def test_ingestion_folds_at_most_once_per_interval(settings):
-    settings.AICOST_ROLLUP_FOLD_SECONDS = 0  # Due in every batch.
-    usage_record_batch(records=[UsageRecordInput(model_name="gpt-4o", timestamp=BASE, prompt_tokens=7)])
-    assert not UsageRollupPending.objects.exists()
-    settings.AICOST_ROLLUP_FOLD_SECONDS = 60  # This process folded a moment ago: not due again yet.
-    usage_record_batch(records=[UsageRecordInput(model_name="gpt-4o", timestamp=BASE, prompt_tokens=7)])
-    assert _pending_calls() == 1
-    assert UsageRollupHour.objects.get().calls == 1
+def test_a_compaction_adds_deltas_to_the_rows_compacted_before():
+    _record_batches()
+    _record_uncompacted()  # The same keys again: deltas beside compacted rows.
+    assert _delta_rows() > 0
+    _assert_sums_per_key_equal_the_log()
+    rollups_compact()
+    assert _delta_rows() == 0
+    _assert_every_row_holds_every_declared_sum()
 
 
-def test_batches_never_fold_with_an_infinite_interval(settings):
-    settings.AICOST_ROLLUP_FOLD_SECONDS = 0
-    usage_record_batch(records=[UsageRecordInput(model_name="gpt-4o", timestamp=BASE, prompt_tokens=7)])
-    settings.AICOST_ROLLUP_FOLD_SECONDS = math.inf  # Even long after this process's last fold.
-    usage_record_batch(records=[UsageRecordInput(model_name="gpt-4o", timestamp=BASE + timedelta(hours=2))])
-    assert _pending_calls() == 1
+def _assert_sums_per_key_equal_the_log() -> None:
+    for grain in GRAINS:
+        keys = [grain.key_column, "model_name"] if grain.per_model else [grain.key_column]
+        summed = grain.model.objects.values(*keys).annotate(**{f"s_{c}": Sum(c) for c in rollup_columns(grain)})
+        for row in summed:
+            _start, _end, logs = _bucket_logs(grain, grain.model(**{key: row[key] for key in keys}))
+            assert {name: row[f"s_{name}"] for name in expected_sums(logs)} == expected_sums(logs), (grain, row)
 
 
-@pytest.mark.usefixtures("no_fold_in_batches")
-def test_rebuild_drops_pending_sums_it_recounts():
-    _record_unfolded()
+def test_rebuild_drops_delta_rows_it_recounts():
+    _record_uncompacted()
     assert rollups_rebuild() == 90
-    assert not UsageRollupPending.objects.exists()
+    assert _delta_rows() == 0
     assert sum(row.calls for row in UsageRollupHour.objects.all()) == 90
 
 
-@pytest.mark.usefixtures("no_fold_in_batches")
-def test_a_fold_while_another_runs_leaves_the_pending_sums_to_it():
-    _record_unfolded()
+def test_a_compaction_while_another_runs_leaves_the_deltas_to_it():
+    _record_uncompacted()
     holding, release = threading.Event(), threading.Event()
 
-    def other_fold() -> None:  # Another process folding: it holds the fold lock meanwhile.
+    def other_compaction() -> None:  # Another process compacting: it holds the lock meanwhile.
         with connections["default"].cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [rollups.FOLD_LOCK])
+            cursor.execute("SELECT pg_advisory_lock(%s)", [rollups.COMPACT_LOCK])
             holding.set()
             release.wait(10)
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [rollups.FOLD_LOCK])
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [rollups.COMPACT_LOCK])
         connections["default"].close()
 
-    thread = threading.Thread(target=other_fold)
+    thread = threading.Thread(target=other_compaction)
     thread.start()
     assert holding.wait(10)
     try:
-        assert rollups_fold() is None
-        assert _pending_calls() == 90
+        deltas = _delta_rows()
+        assert rollups_compact() is None
+        assert rollups_compact(lock_timeout_ms=50) is None  # Waited 50 ms, then left it to the other.
+        assert _delta_rows() == deltas
     finally:
         release.set()
         thread.join(10)
-    assert rollups_fold() > 0
+    assert rollups_compact(lock_timeout_ms=1000) == deltas
     assert sum(row.calls for row in UsageRollupHour.objects.all()) == 90
 
 
-def test_a_reader_naming_an_undeclared_sum_is_told_so():
-    with pytest.raises(ValueError, match="'cals' is not a declared rollup sum"):
-        pending_quarters_sum("cals")
+def test_a_failing_compaction_fails_no_batch_and_the_next_one_catches_up(monkeypatch, caplog):
+    _record_batches()
+    monkeypatch.setattr(rollups, "_compact_sql", lambda: "SELECT no_such_function()")  # Every compaction fails.
+    with caplog.at_level(logging.ERROR, logger="aicost.rollups"):
+        assert rollups_compact_cycle() is None  # What the compactor thread runs: logged, not raised.
+    failure = next(record for record in caplog.records if record.name == "aicost.rollups")
+    assert failure.exc_info is not None
+    assert "no_such_function" in str(failure.exc_info[1])
+    _record_uncompacted()  # Batches succeed meanwhile...
+    sums = usage_sums_by_model(start=None, end=BASE + timedelta(days=1), filters=UsageFilters())
+    logs = list(UsageLog.objects.all())
+    assert {name: sums_of(s) for name, s in sums.items()} == {  # ...and are read exactly.
+        name: expected_sums(log for log in logs if log.model_name == name) for name in {log.model_name for log in logs}
+    }
+    monkeypatch.undo()
+    assert rollups_compact_cycle() > 0  # The next cycle compacts what the failed ones left.
+    assert _delta_rows() == 0
+    _assert_every_row_holds_every_declared_sum()
+
+
+def test_the_compact_command_compacts_and_says_how_many_rows():
+    _record_uncompacted()
+    deltas = _delta_rows()
+    out = StringIO()
+    call_command("usage_rollups_compact", "--lock-timeout-ms", "500", stdout=out)
+    assert out.getvalue() == f"Compacted {deltas} delta rollup rows.\n"
+    assert _delta_rows() == 0

@@ -74,6 +74,11 @@ def test_migrate_style_checks_without_databases_do_not_run_the_guard():
         ("ALTER TABLE ai_model_usage_log ALTER COLUMN user_id SET NOT NULL", "aicost.E004", "user_id"),
         ("DROP INDEX ai_model_usage_log_model_name_idx", "aicost.E005", "model_name"),
         ("ALTER TABLE ai_model_pricing DROP CONSTRAINT ai_model_pricing_model_name_key", "aicost.E006", "model_name"),
+        # A partial unique index (one compacted rollup row per key) is known by its name...
+        ("DROP INDEX ai_usage_rollup_1h_compacted_key", "aicost.E006", "ai_usage_rollup_1h_compacted_key"),
+        # ...and does not stand in for the plain index on the same columns that readers scan.
+        ("DROP INDEX ai_rollup_1h_range", "aicost.E005", "ai_rollup_1h_range"),
+        ("DROP INDEX ai_rollup_daily_deltas", "aicost.E005", "ai_rollup_daily_deltas"),
         (
             "ALTER TABLE ai_model_usage_log DROP CONSTRAINT ai_model_usage_log_cost_check",
             "aicost.E013",
@@ -261,7 +266,8 @@ def test_repair_of_every_kind_at_once_keeps_every_other_row(staff_user):
         "ALTER TABLE ai_alert_delivery DROP COLUMN status",  # And the partial index on status = 'pending'.
         "DROP INDEX ai_budget_alerts_open_idx",
         "ALTER TABLE ai_model_pricing DROP CONSTRAINT ai_model_pricing_model_name_key",
-        "ALTER TABLE ai_usage_rollup_1h DROP CONSTRAINT ai_usage_rollup_1h_key",
+        "DROP INDEX ai_usage_rollup_1h_compacted_key",  # Partial: unique among compacted rows only.
+        "DROP INDEX ai_rollup_1h_range",
         INVALIDATE_TIMESTAMP_INDEX,
         f"DROP TABLE {future}",
     ):

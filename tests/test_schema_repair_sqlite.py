@@ -126,18 +126,22 @@ def drop_columns(conn):
 
 
 def drop_indexes(conn):
-    """A field's db_index and a Meta index."""
+    """A field's db_index, a Meta index, and a Meta index whose columns a partial unique index
+    (compacted rollup rows) also covers."""
     _execute(
         conn,
         f'DROP INDEX "{_index_named(conn, "ai_model_usage_log", "model_name")}"',
         "DROP INDEX ai_budget_alerts_open_idx",
+        "DROP INDEX ai_rollup_1h_range",
     )
 
 
 def drop_unique_constraints(conn):
-    """A field's unique=True and a Meta UniqueConstraint, both inline in the table's definition."""
+    """A field's unique=True and a Meta UniqueConstraint, both inline in the table's definition, and
+    a partial UniqueConstraint (a unique index of its own)."""
     _rebuild(conn, "ai_model_pricing", remove=r"(?<=NOT NULL) UNIQUE")
     _rebuild(conn, "ai_budget_alerts", remove=r', CONSTRAINT "ai_budget_alerts_once_per_period" UNIQUE \([^)]*\)')
+    _execute(conn, "DROP INDEX ai_usage_rollup_daily_compacted_key")
 
 
 COST_CHECK = r', CONSTRAINT "ai_model_usage_log_cost_check" CHECK \(\("cost" IS NULL OR "cost" >= \'0\'\)\)'

@@ -1,5 +1,5 @@
-"""Property: whatever the data, zone, window and filters, and whether the sums were folded into the
-rollups or are still pending, every declared sum (usage.rollup_sums.ROLLUP_SUMS) of the answers
+"""Property: whatever the data, zone, window and filters, and whether the rollup rows were compacted
+or are still delta rows (or some of each), every declared sum (usage.rollup_sums.ROLLUP_SUMS) of the answers
 equals its sum over the raw log, worked out independently (tests/rollup_oracle.py)."""
 
 import math
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from ingest.services import usage_record_batch
 from tests.rollup_oracle import expected_sums, sums_of
-from usage.models import UsageIdempotencyKey, UsageLog, UsageRollupPending
-from usage.rollups import GRAINS, rollups_fold
+from usage.models import UsageIdempotencyKey, UsageLog
+from usage.rollups import GRAINS, rollups_compact
 from usage.services import UsageRecordInput
 from usage.stats import UsageFilters, _local_day_terms, usage_sums_by_local_day, usage_sums_by_model
 
@@ -77,36 +77,38 @@ filters = st.one_of(
 
 
 def _reset() -> None:
-    for model in (UsageLog, UsageIdempotencyKey, UsageRollupPending, *(grain.model for grain in GRAINS)):
+    for model in (UsageLog, UsageIdempotencyKey, *(grain.model for grain in GRAINS)):
         model.objects.all().delete()
 
 
-# Where the recorded sums sit when the answer is read: all still pending, the first part folded
-# into the rollups and the rest pending, or all folded.
-PENDING, SPLIT, FOLDED = "pending", "split", "folded"
-placements = st.sampled_from([PENDING, SPLIT, FOLDED])
+# Where the recorded sums sit when the answer is read: all in delta rows (not yet compacted), the
+# first part compacted and the rest in delta rows, or all compacted.
+NOT_COMPACTED, SPLIT, COMPACTED = "not yet compacted", "split", "compacted"
+placements = st.sampled_from([NOT_COMPACTED, SPLIT, COMPACTED])
 
 
 @pytest.fixture
-def no_fold_in_batches(settings):
-    """Batches never fold (the tests fold explicitly), whatever this process's fold timer says."""
-    settings.AICOST_ROLLUP_FOLD_SECONDS = math.inf
+def no_background_compaction(settings):
+    """No compactor thread: the tests compact explicitly, as `placement` says."""
+    settings.AICOST_ROLLUP_COMPACT_SECONDS = math.inf
+
+
+def _rows_of_kind(*, compacted: bool) -> bool:
+    return any(grain.model.objects.filter(compacted=compacted).exists() for grain in GRAINS)
 
 
 def _record(batch: list, split: int, placement: str) -> None:
-    """Record the batch in two parts, and fold as `placement` says."""
+    """Record the batch in two parts, and compact as `placement` says."""
     usage_record_batch(records=batch[:split])
     if placement == SPLIT:
-        rollups_fold()
+        rollups_compact()
     usage_record_batch(records=batch[split:])
-    if placement == FOLDED:
-        rollups_fold()
-    pending = UsageRollupPending.objects.exists()
-    folded = any(grain.model.objects.exists() for grain in GRAINS)
-    assert (pending, folded) == {
-        PENDING: (bool(batch), False),
+    if placement == COMPACTED:
+        rollups_compact()
+    assert (_rows_of_kind(compacted=False), _rows_of_kind(compacted=True)) == {
+        NOT_COMPACTED: (bool(batch), False),
         SPLIT: (bool(batch[split:]), bool(batch[:split])),
-        FOLDED: (False, bool(batch)),
+        COMPACTED: (False, bool(batch)),
     }[placement]
 
 
@@ -119,7 +121,7 @@ def _matches(log: UsageLog, chosen: UsageFilters) -> bool:
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("no_fold_in_batches")
+@pytest.mark.usefixtures("no_background_compaction")
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     batch=records,
@@ -145,7 +147,7 @@ def test_window_sums_equal_the_raw_log(batch, start_second, length_seconds, chos
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("no_fold_in_batches")
+@pytest.mark.usefixtures("no_background_compaction")
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     batch=records,

@@ -7,7 +7,7 @@ from django.test import override_settings
 from tests.api_helpers import HttpsApiClient
 from usage.keys import api_key_create, api_key_revoke
 from usage.models import ApiKeyScope, CostSource, UsageCounter, UsageIdempotencyKey, UsageLog, UsageRollupHour
-from usage.rollups import rollups_fold
+from usage.rollups import rollups_compact
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/usage/"
@@ -35,7 +35,7 @@ def test_batch_as_array_and_as_records_object(writer):
     assert writer.post(URL, {"records": [_record()] * 3}, format="json").json()["data"]["stored"] == 3
     assert UsageLog.objects.count() == 5
     assert UsageCounter.objects.get(model_name="gpt-4o-mini").total_calls == 5
-    rollups_fold()
+    rollups_compact()
     assert UsageRollupHour.objects.get(model_name="gpt-4o-mini").calls == 5
 
 

@@ -12,15 +12,11 @@ from django.db.models import Sum
 
 from ingest.services import usage_record_batch
 from tests.counters import counters_set
-from usage.models import UsageCounter, UsageLog, UsageRollupHour, UsageRollupPending
-from usage.rollups import pending_quarters_sum
+from usage.models import UsageCounter, UsageLog, UsageRollupHour
+from usage.rollups import rollups_compact
 from usage.services import UsageRecordInput, usage_counters_reconcile
 
 MODELS = ["gpt-4o", "gpt-4o-mini", "deepseek-chat", "claude-haiku-4-5", "unknown-model"]
-
-
-def _pending_calls() -> int:
-    return UsageRollupPending.objects.aggregate(n=Sum(pending_quarters_sum("calls")))["n"] or 0
 
 
 def _run_in_threads(target, count: int) -> list[BaseException]:
@@ -56,26 +52,30 @@ def _batch(rng: random.Random, size: int, key_prefix: str = "") -> list[UsageRec
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_parallel_writers_lose_no_counter_update(settings):
-    settings.AICOST_ROLLUP_FOLD_SECONDS = 0  # Every batch folds: concurrent folds and appends.
+def test_parallel_writers_lose_no_counter_update():
     writers, batches, size = 8, 6, 50
+    compactions: list[int | None] = []
 
     def write(index: int) -> None:
         rng = random.Random(index)
         for _ in range(batches):
             usage_record_batch(records=_batch(rng, size))
+            if index == 0:  # One thread also compacts between its batches: compactions and appends interleave.
+                compactions.append(rollups_compact())
 
     assert _run_in_threads(write, writers) == []
+    assert any(compactions)
     assert UsageLog.objects.count() == writers * batches * size
     for counter in UsageCounter.objects.filter(model_name__in=MODELS):
         logs = UsageLog.objects.filter(model_name=counter.model_name)
         assert counter.total_calls == logs.count()
         assert counter.total_cost == (logs.aggregate(total=Sum("cost"))["total"] or Decimal(0))
         assert counter.current_month_cost == counter.total_cost
-    folded = UsageRollupHour.objects.aggregate(total=Sum("calls"))["total"]
-    pending = _pending_calls()
-    assert folded + pending == writers * batches * size
-    assert folded > 0
+    assert UsageRollupHour.objects.aggregate(total=Sum("calls"))["total"] == writers * batches * size
+    assert UsageRollupHour.objects.filter(compacted=True).exists()
+    rollups_compact()
+    assert UsageRollupHour.objects.aggregate(total=Sum("calls"))["total"] == writers * batches * size
+    assert not UsageRollupHour.objects.filter(compacted=False).exists()
     assert usage_counters_reconcile(fix=False) == []
 
 

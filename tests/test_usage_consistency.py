@@ -1,7 +1,6 @@
 """The usage log and what is derived from it agree, or the guard says so (aicost.W012); reconcile
 never destroys the surviving record (issue 13, points 2 and 3). Real PostgreSQL, no mocks."""
 
-import math
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -25,7 +24,7 @@ from tests.metrics_helpers import samples, value
 from tests.sqlite_process import sqlite_python
 from usage import rollups
 from usage.consistency import usage_consistency_read
-from usage.models import UsageCounter, UsageLog, UsageLogGap, UsageRollupPending
+from usage.models import UsageCounter, UsageLog, UsageLogGap, UsageRollupDaily
 from usage.partitions import LOG_TABLE, add_months, month_of, partition_months
 from usage.services import UsageRecordInput, usage_counters_reconcile
 
@@ -161,15 +160,15 @@ def test_the_incident_replay_is_a_w012_finding_with_months_models_and_amounts(cl
     assert value(scraped, "aicost_schema_healthy") == 1
 
 
-def test_the_quick_check_stays_quiet_while_sums_are_pending(settings):
-    settings.AICOST_ROLLUP_FOLD_SECONDS = math.inf  # Batches never fold: their sums stay pending.
-    _seed()
+def test_the_quick_check_stays_quiet_while_rollup_rows_are_not_compacted():
+    _seed()  # No compactor thread runs (tests/conftest.py): batches leave delta rows.
     _record(_months_ago(1), "gpt-4o", 7, day=9)
-    assert UsageRollupPending.objects.exists()
+    assert UsageRollupDaily.objects.filter(compacted=False).exists()
     assert _w012() == []
-    rollups.rollups_fold()
+    rollups.rollups_compact()
     _record(_months_ago(0), "gpt-4o-mini", 2, day=1)
-    assert UsageRollupPending.objects.exists()
+    assert UsageRollupDaily.objects.filter(compacted=True).exists()
+    assert UsageRollupDaily.objects.filter(compacted=False).exists()
     assert _w012() == []
     assert _run("usage_verify")[0] == 0
 

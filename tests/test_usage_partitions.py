@@ -15,7 +15,7 @@ from ingest.services import usage_record, usage_record_batch
 from schemaguard.checks import check_schema_matches_models
 from usage.models import UsageLog, UsageRetiredMonth, UsageRollupDaily
 from usage.partitions import LOG_TABLE, add_months, is_partitioned, month_of, partition_months, partition_name
-from usage.rollups import rollups_fold
+from usage.rollups import rollups_compact
 from usage.services import UsageRecordInput, usage_counters_reconcile
 
 pytestmark = pytest.mark.django_db
@@ -170,7 +170,7 @@ def test_retention_drops_old_months_and_keeps_rollups_stats_and_counters_exact(s
 
 def test_retention_keeps_a_month_whose_rollups_do_not_match():
     _seed_three_months()
-    rollups_fold()
+    rollups_compact()
     start = _month_ago(5)
     UsageRollupDaily.objects.filter(day__gte=start, day__lt=add_months(start, 1)).delete()
     err = StringIO()

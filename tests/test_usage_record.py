@@ -10,7 +10,7 @@ from pricing.services import model_pricing_set_prices
 from usage.costing import call_cost
 from usage.models import CostSource, UsageCounter, UsageLog, UsageRollupHour
 from usage.records import UsageRecordInvalid
-from usage.rollups import rollups_fold
+from usage.rollups import rollups_compact
 from usage.services import UsageRecordInput, UsageRow
 
 pytestmark = pytest.mark.django_db
@@ -44,7 +44,7 @@ def test_recording_fixes_cost_counters_and_rollups():
     assert log.price_version.input_price_per_million == Decimal("0.15")
     counter = UsageCounter.objects.get(model_name="gpt-4o-mini")
     assert (counter.total_calls, counter.total_cost, counter.current_month_cost) == (1, log.cost, log.cost)
-    rollups_fold()
+    rollups_compact()
     rollup = UsageRollupHour.objects.get(model_name="gpt-4o-mini")
     assert rollup.bucket == at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     assert (rollup.calls, rollup.cost, rollup.prompt_tokens) == (1, log.cost, 2_000)
@@ -61,7 +61,7 @@ def test_unknown_and_disabled_models_are_recorded_unpriced_never_at_zero():
         ]
     )
     assert [(log.cost, log.cost_source) for log in logs] == [(None, CostSource.UNPRICED)] * 2
-    rollups_fold()
+    rollups_compact()
     assert UsageRollupHour.objects.get(model_name="no-such-model").unpriced_calls == 1
 
 

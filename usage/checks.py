@@ -215,7 +215,6 @@ def usage_consistency_check() -> ConsistencyCheck:
         models.UsageRetiredMonth,
         models.UsageRollupDaily,
         models.UsageRollupHour,
-        models.UsageRollupPending,
     )
     tables = [LOG_TABLE] + [model._meta.db_table for model in read]
     return ConsistencyCheck(name="usage log", tables=frozenset(tables), findings=usage_consistency_findings)

@@ -32,9 +32,9 @@ from django.utils import timezone
 from core.money import ZERO, quantize_cost
 from core.timeutils import month_bounds, month_start
 from pricing.selectors import model_currencies
-from usage.models import UsageCounter, UsageLog, UsageLogGap, UsageRetiredMonth, UsageRollupDaily, UsageRollupPending
+from usage.models import UsageCounter, UsageLog, UsageLogGap, UsageRetiredMonth, UsageRollupDaily
 from usage.partitions import LOG_TABLE, month_bounds_utc, partition_months
-from usage.rollups import pending_quarters_sum, rollups_rebuild_first_month
+from usage.rollups import rollups_rebuild_first_month
 from usage.stats import UsageFilters, usage_sums_by_model
 
 COST_OUTPUT = UsageLog._meta.get_field("cost")
@@ -205,20 +205,11 @@ def _in_month(queryset, field_name: str, month: date | None, *, is_date: bool):
 
 
 def _rollup_sums(using: str, month: date | None) -> dict[tuple[date, str], Sums]:
-    """Daily rollups plus pending sums per (UTC month, model)."""
+    """Daily rollups (compacted and delta rows) per (UTC month, model)."""
     sums: dict[tuple[date, str], Sums] = {}
     daily = _in_month(UsageRollupDaily.objects.using(using), "day", month, is_date=True)
     for row in (
         daily.order_by().annotate(m=TruncMonth("day")).values("m", "model_name").annotate(n=Sum("calls"), c=Sum("cost"))
-    ):
-        key = (_as_month(row["m"]), row["model_name"])
-        sums[key] = sums.get(key, NO_SUMS) + _sums(row["n"], row["c"])
-    pending = _in_month(UsageRollupPending.objects.using(using), "bucket", month, is_date=False)
-    for row in (
-        pending.order_by()
-        .annotate(m=TruncMonth("bucket", tzinfo=UTC))
-        .values("m", "model_name")
-        .annotate(n=Sum(pending_quarters_sum("calls")), c=Sum(pending_quarters_sum("cost")))
     ):
         key = (_as_month(row["m"]), row["model_name"])
         sums[key] = sums.get(key, NO_SUMS) + _sums(row["n"], row["c"])

@@ -128,98 +128,90 @@ for _minutes in PREFIX_MINUTES:
         HourRollupSums.add_to_class(prefix_column(_rollup_sum.name, _minutes), _rollup_sum.type.field())
 
 
-class UsageRollupHour(HourRollupSums):
-    """Usage per model and UTC hour, kept in step with ingestion in the same transaction."""
+class CompactedOrDelta(models.Model):
+    """A rollup row is either compacted (at most one per key) or a delta (any number per key).
+
+    PostgreSQL batches append deltas; compaction (usage.rollups.rollups_compact) moves them into
+    the compacted rows, outside any client transaction. A reader sums every row of its range,
+    whatever its kind, so its answer is exact at every moment with nothing to add. SQLite batches
+    upsert compacted rows directly."""
+
+    compacted = models.BooleanField(default=False)
+
+    class Meta:
+        abstract = True
+
+
+def compacted_key(table: str, fields: list[str]) -> models.UniqueConstraint:
+    """At most one compacted row per key (deltas are exempt)."""
+    return models.UniqueConstraint(fields=fields, condition=models.Q(compacted=True), name=f"{table}_compacted_key")
+
+
+def rollup_indexes(prefix: str, fields: list[str]) -> list[models.Index]:
+    """Range scans over both kinds of row (readers), and a short path to the deltas (compaction).
+    Index names stay within Django's 30 characters."""
+    return [
+        models.Index(fields=fields, name=f"{prefix}_range"),
+        models.Index(fields=fields, condition=models.Q(compacted=False), name=f"{prefix}_deltas"),
+    ]
+
+
+class UsageRollupHour(HourRollupSums, CompactedOrDelta):
+    """Usage per model and UTC hour."""
 
     bucket = models.DateTimeField(help_text="Start of the hour (UTC).")
     model_name = models.CharField(max_length=100)
 
     class Meta:
         db_table = "ai_usage_rollup_1h"
-        constraints = [
-            models.UniqueConstraint(fields=["bucket", "model_name"], name="ai_usage_rollup_1h_key"),
-        ]
+        constraints = [compacted_key("ai_usage_rollup_1h", ["bucket", "model_name"])]
+        indexes = rollup_indexes("ai_rollup_1h", ["bucket", "model_name"])
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.bucket:%Y-%m-%d %H:%M}"
 
 
-class UsageRollupHourTotal(HourRollupSums):
+class UsageRollupHourTotal(HourRollupSums, CompactedOrDelta):
     """Usage of all models together per UTC hour. The *Total rollups give the unfiltered daily trend
-    one row per bucket, whatever the number of models."""
+    a few rows per bucket, whatever the number of models."""
 
     bucket = models.DateTimeField(help_text="Start of the hour (UTC).")
 
     class Meta:
         db_table = "ai_usage_rollup_1h_total"
-        constraints = [
-            models.UniqueConstraint(fields=["bucket"], name="ai_usage_rollup_1h_total_key"),
-        ]
+        constraints = [compacted_key("ai_usage_rollup_1h_total", ["bucket"])]
+        indexes = rollup_indexes("ai_rollup_1h_total", ["bucket"])
 
     def __str__(self) -> str:
         return f"all models {self.bucket:%Y-%m-%d %H:%M}"
 
 
-class UsageRollupDaily(ModelRollupSums):
+class UsageRollupDaily(ModelRollupSums, CompactedOrDelta):
     """Usage per model and UTC day: long ranges (stats over months) read a few rows per day."""
 
     day = models.DateField(help_text="UTC calendar day.")
 
     class Meta:
         db_table = "ai_usage_rollup_daily"
-        constraints = [
-            models.UniqueConstraint(fields=["day", "model_name"], name="ai_usage_rollup_daily_key"),
-        ]
+        constraints = [compacted_key("ai_usage_rollup_daily", ["day", "model_name"])]
+        indexes = rollup_indexes("ai_rollup_daily", ["day", "model_name"])
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.day}"
 
 
-class UsageRollupDailyTotal(RollupSums):
+class UsageRollupDailyTotal(RollupSums, CompactedOrDelta):
     """Usage of all models together per UTC day."""
 
     day = models.DateField(help_text="UTC calendar day.")
 
     class Meta:
         db_table = "ai_usage_rollup_daily_total"
-        constraints = [
-            models.UniqueConstraint(fields=["day"], name="ai_usage_rollup_daily_total_key"),
-        ]
+        constraints = [compacted_key("ai_usage_rollup_daily_total", ["day"])]
+        indexes = rollup_indexes("ai_rollup_daily_total", ["day"])
 
     def __str__(self) -> str:
         return f"all models {self.day}"
-
-
-QUARTERS = (0, 1, 2, 3)
-
-
-def quarter_column(column: str, quarter: int) -> str:
-    """The column of `column`'s sum over quarter `quarter` (0-3) of a pending hour row."""
-    return f"{column}_q{quarter}"
-
-
-class UsageRollupPending(models.Model):
-    """Sums that ingestion stored and no fold has added to the rollups yet: one row per batch, UTC
-    hour and model, with the sums of each quarter of the hour (calls_q0 ... calls_q3).
-
-    Ingestion appends these in its transaction (COPY: no row to find, lock and rewrite); a fold
-    moves them into the hour and day rollups every second, one upsert per rollup row for however
-    many batches it folds. Reads add what is pending, so answers stay exact."""
-
-    bucket = models.DateTimeField(help_text="Start of the hour (UTC).")
-    model_name = models.CharField(max_length=100)
-
-    class Meta:
-        db_table = "ai_usage_rollup_pending"
-
-    def __str__(self) -> str:
-        return f"{self.model_name} {self.bucket:%Y-%m-%d %H:%M} (pending)"
-
-
-# Each declared sum's column for each quarter of the hour (calls_q0, ...).
-for _quarter in QUARTERS:
-    for _rollup_sum in ROLLUP_SUMS:
-        UsageRollupPending.add_to_class(quarter_column(_rollup_sum.name, _quarter), _rollup_sum.type.field())
 
 
 class UsageRetiredMonth(models.Model):

@@ -1,55 +1,65 @@
-"""Upkeep of the usage rollups, inside the ingestion transaction.
+"""Upkeep of the usage rollups: batches add their sums; compaction keeps the tables small.
 
 Two grains: UTC hours, whose rows also hold the sums of the hour's first 15, 30 and 45 minutes
 (exact calendar days in any time zone), and UTC days (long ranges); each per model and for all
-models together (the unfiltered daily trend reads one row per bucket).
+models together (the unfiltered daily trend reads a few rows per bucket).
 
-Each batch sums its calls once per 15-minute bucket and model in Python. On PostgreSQL it appends
-those sums to ai_usage_rollup_pending by COPY, one row per hour and model holding each quarter's
-sums; every AICOST_ROLLUP_FOLD_SECONDS a fold moves all pending sums into the four rollups in one
-statement (an INSERT ... ON CONFLICT DO UPDATE per table, each regrouping the sums to its grain),
-so a rollup row is rewritten once per fold rather than once per batch. Reads add the pending sums,
-so answers are exact at every moment. Folds run one at a time (an advisory lock) and write rows in
-key order, so they cannot deadlock with each other; batches only append. SQLite (local use)
-upserts the rollups directly.
+A rollup row is compacted (at most one per key) or a delta (any number per key). Readers sum every
+row of their range, of either kind, so answers are exact at every moment with nothing to add.
+Each batch sums its calls per 15-minute bucket and model in Python, then:
+  - PostgreSQL: appends them as delta rows in its transaction (a binary COPY per rollup table): no
+    row to find, lock or rewrite. A background
+    thread per process compacts every AICOST_ROLLUP_COMPACT_SECONDS (rollups_compact), in its own
+    transaction, under an advisory lock: one statement deletes the committed deltas and adds them,
+    per key and in key order, to the compacted rows. A failing compaction is logged and retried;
+    no client request waits for it or fails with it.
+  - SQLite (local use, one writer): upserts the compacted rows directly (usage.dialects).
 
 What a row sums is declared once, in usage.rollup_sums.ROLLUP_SUMS: every column list, SQL
 aggregate and batch sum here is derived from it, in its order (SUM_NAMES).
 """
 
+import logging
 import math
 import operator
-import time
+import os
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from functools import reduce
 from operator import attrgetter
 from typing import Protocol
 
 from django.conf import settings
-from django.db import connection, models, transaction
-from django.db.models import F, Max
-from django.db.models.expressions import Combinable
+from django.db import OperationalError, connection, models, transaction
+from django.db.models import Max
 
+from usage.dialects import (
+    DeltaRows,
+    RollupDialect,
+    bucket_value,
+    compacted_upsert_sql,
+    postgresql_deltas_append,
+    rollup_dialect,
+    sqlite_compacted_upsert,
+    upserts_run,
+)
 from usage.models import (
     PREFIX_MINUTES,
-    QUARTERS,
     UsageLog,
     UsageRetiredMonth,
     UsageRollupDaily,
     UsageRollupDailyTotal,
     UsageRollupHour,
     UsageRollupHourTotal,
-    UsageRollupPending,
     prefix_column,
-    quarter_column,
 )
 from usage.partitions import month_bounds_utc, next_month
 from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES
 
+logger = logging.getLogger("aicost.rollups")
 QUARTER_HOUR = timedelta(minutes=15)
 
 
@@ -77,28 +87,36 @@ def quarter_hour_floor(moment: datetime) -> datetime:
 @dataclass(frozen=True)
 class Grain:
     """One rollup table: its bucket column, whether rows are per model, and whether they hold the
-    hour's prefix sums. `from_hours` maps an hour's start to this grain's bucket in SQL."""
+    hour's prefix sums."""
 
     model: type[models.Model]
     key_column: str
     key_type: str
     per_model: bool
     prefixes: bool
-    from_hours: dict[str, str]
+
+    @property
+    def table(self) -> str:
+        return self.model._meta.db_table
+
+    def bucket_of_hour_sql(self, dialect: RollupDialect) -> str:
+        """This grain's bucket, in SQL, of an hour-shaped relation's `bucket` (an hour's start)."""
+        return dialect.day_of_hour if self.key_type == "date" else "bucket"
+
+    def bucket_of_hour(self, hour: int) -> int:
+        """This grain's bucket (epoch seconds) of an hour's start (epoch seconds)."""
+        return hour - hour % SECONDS_PER_DAY if self.key_type == "date" else hour
 
 
-_SAME_HOUR = {"postgresql": "bucket", "sqlite": "bucket"}
-_DAY_OF_HOUR = {"postgresql": "(bucket AT TIME ZONE 'UTC')::date", "sqlite": "date(bucket)"}
-
-HOUR_GRAIN = Grain(UsageRollupHour, "bucket", "timestamptz", True, True, _SAME_HOUR)
-HOUR_TOTAL_GRAIN = Grain(UsageRollupHourTotal, "bucket", "timestamptz", False, True, _SAME_HOUR)
-DAY_GRAIN = Grain(UsageRollupDaily, "day", "date", True, False, _DAY_OF_HOUR)
-DAY_TOTAL_GRAIN = Grain(UsageRollupDailyTotal, "day", "date", False, False, _DAY_OF_HOUR)
-# The order batches lock rollup rows in.
+HOUR_GRAIN = Grain(UsageRollupHour, "bucket", "timestamptz", True, True)
+HOUR_TOTAL_GRAIN = Grain(UsageRollupHourTotal, "bucket", "timestamptz", False, True)
+DAY_GRAIN = Grain(UsageRollupDaily, "day", "date", True, False)
+DAY_TOTAL_GRAIN = Grain(UsageRollupDailyTotal, "day", "date", False, False)
+# The order rollup tables are written in (compaction, rebuild, SQLite batches).
 GRAINS = (HOUR_GRAIN, HOUR_TOTAL_GRAIN, DAY_GRAIN, DAY_TOTAL_GRAIN)
 
 
-QUARTER_SECONDS = 15 * 60
+QUARTER_SECONDS, SECONDS_PER_HOUR, SECONDS_PER_DAY = 15 * 60, 3600, 86_400
 
 _TIMESTAMP, _MODEL_NAME = attrgetter("timestamp"), attrgetter("model_name")
 _ZEROS = [rollup_sum.type.zero for rollup_sum in ROLLUP_SUMS]
@@ -145,16 +163,263 @@ def rollup_columns(grain: Grain) -> list[str]:
     return [*SUM_NAMES, *(prefix_column(c, minutes) for minutes in PREFIX_MINUTES for c in SUM_NAMES)]
 
 
-# An hour-shaped relation (h): an hour's start, a model, and the hour's sums and prefix sums. Every
-# rollup is summed from one, made from 15-minute sums (a batch's, the log's) or from pending rows.
-_HOUR_OF_QUARTER = {
-    "postgresql": "date_bin('1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
-    # SQLite stores UTC text. %% because the SQL is run with parameters.
-    "sqlite": "strftime('%%Y-%%m-%%d %%H:00:00', bucket)",
-}
+def _column_types(grain: Grain) -> list[str]:
+    """PostgreSQL types of rollup_columns(grain) (binary COPY)."""
+    types = [rollup_sum.type.sql_type for rollup_sum in ROLLUP_SUMS]
+    return types * (1 + len(PREFIX_MINUTES)) if grain.prefixes else types
 
 
-def _hours_from_quarters_sql(quarters_sql: str, vendor: str) -> str:
+# --- A batch's sums, per grain, in Python -------------------------------------------------------
+
+RowKey = tuple[int, str | None]  # (bucket in epoch seconds, model_name; None in the all-models grains)
+
+
+def _added(left: list, right: list) -> list:
+    return list(map(operator.add, left, right))
+
+
+def hour_rows(sums: dict[tuple[int, str], list]) -> dict[RowKey, list]:
+    """The batch's 15-minute sums as per-model hour rows: the hour's sums, then its first 15, 30 and
+    45 minutes' (rollup_columns(HOUR_GRAIN) order)."""
+    quarters: dict[RowKey, list] = {}
+    for (epoch, model_name), values in sums.items():
+        parts = quarters.setdefault((epoch - epoch % SECONDS_PER_HOUR, model_name), [None] * 4)
+        parts[epoch % SECONDS_PER_HOUR // QUARTER_SECONDS] = values
+    rows = {}
+    for key, parts in quarters.items():
+        prefixes, running = [], _ZEROS
+        for part in parts:
+            if part is not None:
+                running = _added(running, part)
+            prefixes.append(running)
+        whole_hour, first_minutes = prefixes[3], prefixes[:3]
+        rows[key] = [value for values in (whole_hour, *first_minutes) for value in values]
+    return rows
+
+
+def grain_rows(grain: Grain, hours: dict[RowKey, list]) -> dict[RowKey, list]:
+    """Per-model hour rows regrouped to the grain's keys (rollup_columns(grain) values)."""
+    if grain is HOUR_GRAIN:
+        return hours
+    width = len(rollup_columns(grain))
+    rows: dict[RowKey, list] = {}
+    for (hour, model_name), values in hours.items():
+        key = (grain.bucket_of_hour(hour), model_name if grain.per_model else None)
+        row = rows.get(key)
+        rows[key] = values[:width] if row is None else _added(row, values[:width])
+    return rows
+
+
+def _row_values(grain: Grain, dialect: RollupDialect, key: RowKey, values: list) -> list:
+    bucket, model_name = key
+    keys = [bucket_value(dialect, bucket, is_date=grain.key_type == "date")]
+    return [*keys, model_name, *values] if grain.per_model else [*keys, *values]
+
+
+def _grain_batch_rows(grain: Grain, dialect: RollupDialect, hours: dict[RowKey, list]) -> list[list]:
+    return [_row_values(grain, dialect, key, values) for key, values in grain_rows(grain, hours).items()]
+
+
+def _delta_rows(grain: Grain, hours: dict[RowKey, list]) -> DeltaRows:
+    key_types = ["date" if grain.key_type == "date" else "timestamptz"] + (["text"] if grain.per_model else [])
+    return DeltaRows(
+        table=grain.table,
+        columns=[*_key_columns(grain), *rollup_columns(grain)],
+        types=[*key_types, *_column_types(grain)],
+        rows=_grain_batch_rows(grain, rollup_dialect(connection), hours),
+    )
+
+
+def _deltas_append(hours: dict[RowKey, list]) -> None:
+    """PostgreSQL: the batch's sums as delta rows of every grain (usage.dialects)."""
+    with connection.cursor() as cursor:
+        postgresql_deltas_append(cursor.cursor, tables=[_delta_rows(grain, hours) for grain in GRAINS])
+
+
+def _compacted_upsert(hours: dict[RowKey, list]) -> None:
+    """SQLite: add the batch's sums to the compacted rows of every grain, grain by grain."""
+    dialect = rollup_dialect(connection)
+    with connection.cursor() as cursor:
+        for grain in GRAINS:
+            rows = _grain_batch_rows(grain, dialect, hours)
+            sqlite_compacted_upsert(
+                cursor, table=grain.table, keys=_key_columns(grain), sums=rollup_columns(grain), rows=rows
+            )
+
+
+def rollups_apply_logs(*, logs: Sequence[LoggedCall]) -> None:
+    """Add the logs to every rollup. Must run in the transaction that stores the logs."""
+    if not logs:
+        return
+    hours = hour_rows(quarter_sums(logs))
+    if rollup_dialect(connection).appends_deltas:
+        _deltas_append(hours)
+        rollups_compactor_ensure()
+    else:
+        _compacted_upsert(hours)
+
+
+# --- Compaction (PostgreSQL) --------------------------------------------------------------------
+
+COMPACT_LOCK = 0x61695F666F6C64  # pg_(try_)advisory_xact_lock key: one compaction (or rebuild) at a time.
+
+
+def _compact_sql() -> str:
+    """One statement: for each grain, delete the deltas committed before it began and add them,
+    summed per key and in key order (the order rows are locked in), to the compacted rows. Returns
+    the number of delta rows compacted."""
+    ctes = []
+    for n, grain in enumerate(GRAINS):
+        keys, sums = _key_columns(grain), rollup_columns(grain)
+        order = ", ".join(str(position) for position in range(1, len(keys) + 1))
+        ctes.append(
+            f"d{n} AS (DELETE FROM {grain.table} WHERE NOT compacted RETURNING {', '.join([*keys, *sums])})"  # noqa: S608
+        )
+        select = (
+            f"SELECT {', '.join(keys)}, true, {', '.join(f'sum({c})' for c in sums)} "  # noqa: S608
+            f"FROM d{n} GROUP BY {order} ORDER BY {order}"
+        )
+        ctes.append(f"u{n} AS ({compacted_upsert_sql(table=grain.table, keys=keys, sums=sums, select=select)})")
+    counted = " + ".join(f"(SELECT count(*) FROM d{n})" for n in range(len(GRAINS)))  # noqa: S608
+    return f"WITH {', '.join(ctes)} SELECT {counted}"
+
+
+def rollups_compact(*, lock_timeout_ms: int | None = None) -> int | None:
+    """Move every committed delta row into the compacted rows, in its own transaction (never a
+    client batch's); returns the number of delta rows compacted, or None when another compaction
+    holds the lock (it compacts them instead) and, with lock_timeout_ms, still does after waiting
+    that long. Readers see the rollups before or after it, never half: its work is one statement.
+    SQLite: nothing to do (batches write compacted rows)."""
+    if not rollup_dialect(connection).appends_deltas:
+        return 0
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if not _compact_lock_take(cursor, lock_timeout_ms):
+                return None
+            cursor.execute(_compact_sql())
+            return cursor.fetchone()[0]
+    except OperationalError as error:
+        if _is_lock_timeout(error):
+            return None
+        raise
+
+
+def _compact_lock_take(cursor, lock_timeout_ms: int | None) -> bool:
+    if lock_timeout_ms is None:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [COMPACT_LOCK])
+        return cursor.fetchone()[0]
+    cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{max(lock_timeout_ms, 1)}ms"])
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [COMPACT_LOCK])
+    cursor.execute("SET LOCAL lock_timeout = DEFAULT")
+    return True
+
+
+def _is_lock_timeout(error: OperationalError) -> bool:
+    return getattr(getattr(error.__cause__, "diag", None), "sqlstate", None) == "55P03"  # lock_not_available
+
+
+# --- The compactor: a background thread per process ----------------------------------------------
+
+
+@dataclass
+class _Compactor:
+    pid: int | None = None
+    thread: threading.Thread | None = None
+    stop: threading.Event | None = None
+
+
+_compactor = _Compactor()
+_compactor_lock = threading.Lock()
+
+
+def _compactor_forget_after_fork() -> None:
+    """A forked child has no compactor thread (only the forking thread survives a fork)."""
+    global _compactor_lock
+    _compactor.pid = _compactor.thread = _compactor.stop = None
+    _compactor_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_compactor_forget_after_fork)
+IDLE_POLL_SECONDS = 1.0  # With an infinite interval the thread only checks, this often, whether it must stop.
+
+
+def rollups_compactor_ensure() -> None:
+    """Start this process's compactor thread unless it runs (ingestion calls this; cheap). Only on
+    PostgreSQL and with a finite AICOST_ROLLUP_COMPACT_SECONDS; a forked child starts its own."""
+    if math.isinf(settings.AICOST_ROLLUP_COMPACT_SECONDS) or not rollup_dialect(connection).appends_deltas:
+        return
+    pid = os.getpid()
+    if _compactor.pid == pid and _compactor.thread is not None and _compactor.thread.is_alive():
+        return
+    with _compactor_lock:
+        if _compactor.pid == pid and _compactor.thread is not None and _compactor.thread.is_alive():
+            return
+        stop = threading.Event()
+        thread = threading.Thread(target=_compact_forever, args=(stop,), name="aicost-rollups-compactor", daemon=True)
+        _compactor.pid, _compactor.thread, _compactor.stop = pid, thread, stop
+        thread.start()
+
+
+def rollups_compactor_stop(*, timeout: float = 10.0) -> None:
+    """Stop this process's compactor thread, if it runs, and wait for it (tests, shutdown)."""
+    with _compactor_lock:
+        thread, stop = _compactor.thread, _compactor.stop
+        if _compactor.pid != os.getpid() or thread is None or stop is None:
+            return
+        stop.set()
+        _compactor.pid = _compactor.thread = _compactor.stop = None
+    thread.join(timeout)
+
+
+def rollups_compactor_running() -> bool:
+    thread = _compactor.thread
+    return _compactor.pid == os.getpid() and thread is not None and thread.is_alive()
+
+
+def _compact_forever(stop: threading.Event) -> None:
+    """Compact every AICOST_ROLLUP_COMPACT_SECONDS (read each cycle) until stopped, on this thread's
+    own connection (reused between cycles, closed when broken and on exit)."""
+    try:
+        while True:
+            interval = settings.AICOST_ROLLUP_COMPACT_SECONDS
+            if stop.wait(IDLE_POLL_SECONDS if interval == math.inf else interval):
+                return
+            if interval != math.inf:
+                rollups_compact_cycle()
+    finally:
+        connection.close()
+
+
+def rollups_compact_cycle() -> int | None:
+    """One cycle of the compactor: compact, and on failure log it (with the exception) and drop the
+    connection; the next cycle retries. Never raises: no client request depends on it."""
+    try:
+        compacted = rollups_compact()
+    except Exception:
+        logger.exception("Rollup compaction failed; retrying in the next cycle")
+        _connection_tidy(failed=True)
+        return None
+    _connection_tidy(failed=False)
+    return compacted
+
+
+def _connection_tidy(*, failed: bool) -> None:
+    """The thread's connection: dropped after a failure (it may be broken), else kept while usable
+    (CONN_MAX_AGE). Inside a caller's transaction (a test running a cycle) it is not ours to close."""
+    if connection.in_atomic_block:
+        return
+    if failed:
+        connection.close()
+    else:
+        connection.close_if_unusable_or_obsolete()
+
+
+# --- Rebuild from the log -----------------------------------------------------------------------
+
+_Q_COLUMNS = ["bucket", "quarter", "model_name", *SUM_NAMES]
+
+
+def _hours_from_quarters_sql(quarters_sql: str, dialect: RollupDialect) -> str:
     """The hour-shaped sums of a relation of 15-minute sums (columns _Q_COLUMNS): a prefix of n
     quarters sums the quarters before the n-th."""
     sums = [f"sum({c}) AS {c}" for c in SUM_NAMES]
@@ -164,207 +429,58 @@ def _hours_from_quarters_sql(quarters_sql: str, vendor: str) -> str:
             for c in SUM_NAMES
         ]
     return (
-        f"SELECT {_HOUR_OF_QUARTER[vendor]} AS bucket, model_name, {', '.join(sums)} "  # noqa: S608
+        f"SELECT {dialect.hour_of_quarter} AS bucket, model_name, {', '.join(sums)} "  # noqa: S608
         f"FROM ({quarters_sql}) AS q GROUP BY 1, 2"
     )
 
 
-def _grain_upsert_sql(grain: Grain, vendor: str) -> str:
-    """INSERT ... SELECT the sums of the hour-shaped relation h regrouped by the grain's keys, in key
-    order (the order rows are locked in), adding to the rows already there."""
-    table = grain.model._meta.db_table
+def _grain_from_hours_upsert_sql(grain: Grain, dialect: RollupDialect) -> str:
+    """Compacted rows of the hour-shaped relation h regrouped by the grain's keys, in key order."""
     keys = _key_columns(grain)
     stored = rollup_columns(grain)
-    key_values = ", ".join([grain.from_hours[vendor], *keys[1:]])
+    key_values = ", ".join([grain.bucket_of_hour_sql(dialect), *keys[1:]])
     order = ", ".join(str(n) for n in range(1, len(keys) + 1))
-    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in stored)
     # WHERE true: SQLite's parser needs it between SELECT and ON CONFLICT. Names come from metadata.
-    return (
-        f"INSERT INTO {table} ({', '.join([*keys, *stored])}) "  # noqa: S608
-        f"SELECT {key_values}, {', '.join(f'sum({c})' for c in stored)} FROM h WHERE true "
-        f"GROUP BY {order} ORDER BY {order} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    select = (
+        f"SELECT {key_values}, true, {', '.join(f'sum({c})' for c in stored)} FROM h WHERE true "  # noqa: S608
+        f"GROUP BY {order} ORDER BY {order}"
     )
+    return compacted_upsert_sql(table=grain.table, keys=keys, sums=stored, select=select)
 
 
-_Q_COLUMNS = ["bucket", "quarter", "model_name", *SUM_NAMES]
-
-
-def _upserts_run(cursor, hours_sql: str, params: list, *, before: str = "", result: str = "1") -> None:
-    """Add the hour-shaped sums of hours_sql to every grain. PostgreSQL: one statement, after the
-    CTEs in `before` (hours_sql may read them), selecting `result`. SQLite (local use) has no
-    INSERT inside WITH: one statement per grain."""
-    if connection.vendor == "postgresql":
-        upserts = ", ".join(f"g{n} AS ({_grain_upsert_sql(grain, 'postgresql')})" for n, grain in enumerate(GRAINS))
-        cursor.execute(f"WITH {before}h AS ({hours_sql}), {upserts} SELECT {result}", params)
-        return
-    for grain in GRAINS:
-        cursor.execute(f"WITH h AS ({hours_sql}) {_grain_upsert_sql(grain, 'sqlite')}", params)
-
-
-PENDING_TABLE = UsageRollupPending._meta.db_table
-
-
-PENDING_COLUMNS = [quarter_column(c, quarter) for quarter in QUARTERS for c in SUM_NAMES]
-_PENDING_TYPES = ["timestamptz", "text"] + [s.type.sql_type for _quarter in QUARTERS for s in ROLLUP_SUMS]
-
-
-def pending_rows(sums: dict[tuple[int, str], list]) -> dict[tuple[int, str], list]:
-    """The batch's 15-minute sums as pending rows: per (hour, model), PENDING_COLUMNS' values."""
-    width = len(SUM_NAMES)
-    rows: dict[tuple[int, str], list] = {}
-    for (epoch, model_name), values in sums.items():
-        key = (epoch - epoch % 3600, model_name)
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = _ZEROS * len(QUARTERS)
-        quarter = epoch % 3600 // QUARTER_SECONDS
-        row[quarter * width : (quarter + 1) * width] = values
-    return rows
-
-
-def _pending_append(sums: dict[tuple[int, str], list]) -> None:
-    """PostgreSQL: append the batch's sums to the pending ones by binary COPY (no SQL to plan, no
-    text to format or parse), one row per hour and model."""
-    columns = ", ".join(["bucket", "model_name", *PENDING_COLUMNS])
-    with (
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY {PENDING_TABLE} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
-    ):
-        copy.set_types(_PENDING_TYPES)
-        for (hour, model_name), values in pending_rows(sums).items():
-            copy.write_row((datetime.fromtimestamp(hour, UTC), model_name, *values))
-
-
-def pending_quarters_sum(column: str, quarters: Iterable[int] = QUARTERS) -> Combinable:
-    """ORM expression adding up a pending row's sums of `column` (a declared sum's name) over some
-    quarters of its hour."""
-    if column not in SUM_NAMES:
-        raise ValueError(f"{column!r} is not a declared rollup sum (usage.rollup_sums.ROLLUP_SUMS)")
-    return reduce(operator.add, (F(quarter_column(column, quarter)) for quarter in quarters))
-
-
-def pending_sum_sql(column: str, quarters: Iterable[int] = QUARTERS) -> str:
-    """SQL adding up a pending row's sums of `column` over some quarters of its hour."""
-    return " + ".join(quarter_column(column, quarter) for quarter in quarters)
-
-
-def _hours_from_pending_sql(pending_sql: str) -> str:
-    """The hour-shaped sums of pending rows: the whole hour, and its first 1, 2 and 3 quarters."""
-    sums = [f"sum({pending_sum_sql(c)}) AS {c}" for c in SUM_NAMES]
-    for minutes in PREFIX_MINUTES:
-        quarters = range(minutes // 15)
-        sums += [f"sum({pending_sum_sql(c, quarters)}) AS {prefix_column(c, minutes)}" for c in SUM_NAMES]
-    return f"SELECT bucket, model_name, {', '.join(sums)} FROM ({pending_sql}) AS p GROUP BY 1, 2"  # noqa: S608
-
-
-FOLD_LOCK = 0x61695F666F6C64  # pg_try_advisory_xact_lock key: one fold at a time.
-_last_fold = {"at": -math.inf}
-
-
-@transaction.atomic
-def rollups_fold() -> int | None:
-    """Move every committed pending sum into the rollups, in one statement; returns the number of
-    pending rows folded, or None when another fold is running (it folds them instead).
-
-    DELETE ... RETURNING removes exactly the rows this statement adds up: a batch committing
-    meanwhile keeps its rows pending for the next fold, and reads see them before or after."""
-    if connection.vendor != "postgresql":
-        return 0  # SQLite batches write the rollups directly.
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [FOLD_LOCK])
-        if not cursor.fetchone()[0]:
-            return None
-        columns = ", ".join(["bucket", "model_name", *PENDING_COLUMNS])
-        moved = f"moved AS (DELETE FROM {PENDING_TABLE} RETURNING {columns}), "  # noqa: S608
-        hours = _hours_from_pending_sql("SELECT * FROM moved")
-        _upserts_run(cursor, hours, [], before=moved, result="(SELECT count(*) FROM moved)")
-        return cursor.fetchone()[0]
-
-
-def rollups_fold_if_due() -> None:
-    """Fold when this process last folded AICOST_ROLLUP_FOLD_SECONDS ago or more (ingestion): 0
-    folds in every batch, inf in none (usage_rollups_fold, or a rebuild, folds instead)."""
-    interval = settings.AICOST_ROLLUP_FOLD_SECONDS
-    now = time.monotonic()
-    if interval != math.inf and now - _last_fold["at"] >= interval and rollups_fold() is not None:
-        _last_fold["at"] = now
-
-
-def _apply_sqlite(sums: dict[tuple[int, str], list]) -> None:
-    rows = [
-        (_sqlite_utc_text(epoch), epoch % 3600 // QUARTER_SECONDS, name, *values)
-        for (epoch, name), values in sorted(sums.items())
-    ]
-    placeholders = ", ".join(["(" + ", ".join(["%s"] * len(_Q_COLUMNS)) + ")"] * len(rows))
-    names = ", ".join(f"column{n} AS {name}" for n, name in enumerate(_Q_COLUMNS, start=1))
-    quarters = f"SELECT {names} FROM (VALUES {placeholders})"  # noqa: S608 -- placeholders only
-    with connection.cursor() as cursor:
-        _upserts_run(cursor, _hours_from_quarters_sql(quarters, "sqlite"), [v for row in rows for v in row])
-
-
-def _sqlite_utc_text(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def rollups_apply_logs(*, logs: Sequence[LoggedCall]) -> None:
-    """Add the logs to every rollup. Must run in the transaction that stores the logs."""
-    if not logs:
-        return
-    sums = quarter_sums(logs)
-    if connection.vendor == "postgresql":
-        _pending_append(sums)
-        rollups_fold_if_due()
-    else:
-        _apply_sqlite(sums)
-
-
-_QUARTER_OF_LOG = {
-    "postgresql": "date_bin('15 minutes', timestamp, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
-    "sqlite": (  # SQLite stores UTC text 'YYYY-MM-DD HH:MM:SS[.ffffff]'; %% as above.
-        "strftime('%%Y-%%m-%%d %%H:', timestamp) "
-        "|| printf('%%02d', (CAST(strftime('%%M', timestamp) AS INTEGER) / 15) * 15) || ':00'"
-    ),
-}
-_QUARTER_OF_HOUR = {
-    "postgresql": "extract(minute FROM bucket AT TIME ZONE 'UTC')::int / 15",
-    "sqlite": "CAST(strftime('%%M', bucket) AS INTEGER) / 15",
-}
-
-
-def _log_quarters_sql(vendor: str, where: str) -> str:
+def _log_quarters_sql(dialect: RollupDialect, where: str) -> str:
     """The log's 15-minute sums as relation q (columns _Q_COLUMNS)."""
     sums = ", ".join(f"{rollup_sum.source.sql()} AS {rollup_sum.name}" for rollup_sum in ROLLUP_SUMS)
     grouped = (
-        f"SELECT {_QUARTER_OF_LOG[vendor]} AS bucket, model_name, {sums} "  # noqa: S608 (model metadata)
+        f"SELECT {dialect.quarter_of_log} AS bucket, model_name, {sums} "  # noqa: S608 (model metadata)
         f"FROM {UsageLog._meta.db_table} {where} GROUP BY 1, 2"
     )
-    quarter = _QUARTER_OF_HOUR[vendor]
-    return f"SELECT bucket, {quarter} AS quarter, {', '.join(_Q_COLUMNS[2:])} FROM ({grouped}) AS s"  # noqa: S608
+    return f"SELECT bucket, {dialect.quarter_of_hour} AS quarter, {', '.join(_Q_COLUMNS[2:])} FROM ({grouped}) AS s"  # noqa: S608
 
 
 @transaction.atomic
 def rollups_rebuild() -> int:
-    """Recompute every rollup from the whole log, in the database (after a restore or a manual fix),
-    with the statement a fold uses. Holds an exclusive lock on the log meanwhile, so no batch is
-    stored half-counted. Returns the number of log rows summed.
+    """Recompute every rollup from the whole log, in the database (after a restore or a manual fix):
+    both kinds of row are deleted and compacted rows written. Holds an exclusive lock on the log
+    and the compaction lock meanwhile, so no batch is stored half-counted. Returns the number of
+    log rows summed.
 
     Months that retention dropped from the log keep their rollups: they are all that is left of
     them. Retention drops whole UTC months, so every grain's buckets split cleanly at that edge."""
     since = _rebuild_since()
-    vendor = connection.vendor
+    dialect = rollup_dialect(connection)
     with connection.cursor() as cursor:
-        if vendor == "postgresql":
+        if dialect.appends_deltas:
             cursor.execute(f"LOCK TABLE {UsageLog._meta.db_table} IN EXCLUSIVE MODE")
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])  # No fold meanwhile.
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [COMPACT_LOCK])  # No compaction meanwhile.
         for grain in GRAINS:
             where, params = _from_edge(grain.key_column, grain.key_type, since)
-            cursor.execute(f"DELETE FROM {grain.model._meta.db_table} {where}", params)  # noqa: S608 (model metadata)
-        where, params = _from_edge("bucket", "timestamptz", since)
-        cursor.execute(f"DELETE FROM {PENDING_TABLE} {where}", params)  # noqa: S608 (model metadata)
+            cursor.execute(f"DELETE FROM {grain.table} {where}", params)  # noqa: S608 (model metadata)
         where, params = _from_edge('"timestamp"', "timestamptz", since)
-        _upserts_run(cursor, _hours_from_quarters_sql(_log_quarters_sql(vendor, where), vendor), params)
+        hours = _hours_from_quarters_sql(_log_quarters_sql(dialect, where), dialect)
+        upserts_run(cursor, dialect, hours, params, (_grain_from_hours_upsert_sql(grain, dialect) for grain in GRAINS))
         where, params = _from_edge("day", "date", since)
-        cursor.execute(f"SELECT coalesce(sum(calls), 0) FROM {DAY_TOTAL_GRAIN.model._meta.db_table} {where}", params)  # noqa: S608
+        cursor.execute(f"SELECT coalesce(sum(calls), 0) FROM {DAY_TOTAL_GRAIN.table} {where}", params)  # noqa: S608
         return cursor.fetchone()[0]
 
 

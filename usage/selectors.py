@@ -20,10 +20,8 @@ from usage.models import (
     UsageRollupDailyTotal,
     UsageRollupHour,
     UsageRollupHourTotal,
-    UsageRollupPending,
 )
 from usage.partitions import month_bounds_utc, partition_name
-from usage.rollups import pending_quarters_sum
 from usage.stats import UsageFilters, usage_log_window
 
 COST_FIELD = DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
@@ -42,11 +40,10 @@ def api_key_get_active(*, raw_key: str) -> ApiKey | None:
 
 def usage_any_recorded() -> bool:
     """Whether any usage is on record: in the log, or in what is derived from it (the hour and day
-    rollups, the pending sums not folded yet, the months retention retired). After rows were lost the
+    rollups, the months retention retired). After rows were lost the
     log may be empty while the rollups still count them."""
     holders = (
         UsageLog,
-        UsageRollupPending,
         UsageRollupHour,
         UsageRollupHourTotal,
         UsageRollupDaily,
@@ -82,13 +79,10 @@ def partition_model_sums(*, month: date) -> dict[str, tuple[int, Decimal]]:
 
 
 def rollup_month_calls(*, month: date) -> int:
-    """Calls the daily rollups and the pending sums hold for one UTC month (partitions and rollup
-    days are both UTC)."""
+    """Calls the daily rollups hold for one UTC month (partitions and rollup days are both UTC)."""
     start, end = month_bounds_utc(month)
     total = UsageRollupDaily.objects.filter(day__gte=start.date(), day__lt=end.date()).aggregate(n=Sum("calls"))["n"]
-    pending_in_month = UsageRollupPending.objects.filter(bucket__gte=start, bucket__lt=end)
-    pending = pending_in_month.aggregate(n=Sum(pending_quarters_sum("calls")))["n"]
-    return (total or 0) + (pending or 0)
+    return total or 0
 
 
 def usage_log_gap_calls(*, month: date) -> int:

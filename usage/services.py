@@ -38,7 +38,7 @@ from usage.partitions import (
     partition_name,
 )
 from usage.records import CheckedRecord, UsageRecordInput, usage_records_validated
-from usage.rollups import FOLD_LOCK, rollups_apply_logs, rollups_rebuild, rollups_rebuild_first_month
+from usage.rollups import COMPACT_LOCK, rollups_apply_logs, rollups_rebuild, rollups_rebuild_first_month
 from usage.selectors import partition_model_sums, rollup_month_calls, usage_log_gap_calls
 
 
@@ -386,11 +386,11 @@ def _counter_differences(reading: ConsistencyReading, source: str | None) -> lis
 
 
 def _reconcile_locks() -> None:
-    """--fix: no fold meanwhile (the log's SHARE lock, taken first, holds batches back), and the
+    """--fix: no compaction meanwhile (the log's SHARE lock, taken first, holds batches back), and the
     counters locked in name order, as batches lock them."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [COMPACT_LOCK])
     list(UsageCounter.objects.select_for_update().order_by("model_name").values_list("pk", flat=True))
 
 
@@ -430,7 +430,7 @@ def usage_reconcile(*, source: str | None, fix: bool, now: datetime | None = Non
     - None: only where every month agrees (then rollups = log + retired + gaps): counters from that
       record. Where they disagree the outcome is `refused` and nothing changes.
 
-    With fix=True the log is locked in SHARE mode (EXCLUSIVE for FROM_LOG, which rebuilds) and folds
+    With fix=True the log is locked in SHARE mode (EXCLUSIVE for FROM_LOG, which rebuilds) and compaction
     and the pricing rows are locked before anything is read: a batch committed before is counted,
     one arriving meanwhile waits and then adds its own figures on top."""
     if source not in (None, *RECONCILE_SOURCES):

@@ -3,20 +3,17 @@
 A window [start, end) is split into the part that whole UTC days cover (daily rollup), the part
 whole hours cover (hourly rollup), the quarter hours at its ends (one hour row each: a prefix sum,
 or the hour minus one) and the unaligned edges, each shorter than 15 minutes, which come from the
-raw log through its timestamp index. The sums batches stored since the last fold (pending rows,
-one per hour with each quarter's sums) are added for the quarter-aligned part, and all parts are
-read in one snapshot. Filters on user_id or purpose are not rollup dimensions (they would multiply
-the rollups by users x purposes); those windows are summed from the raw log, bounded by the
-timestamp index. With a read replica configured, these reads are served by it
-(core/db_routers.py).
+raw log through its timestamp index. All parts are read in one snapshot, and every part sums all
+rollup rows of its range (compacted and delta rows alike: usage.rollups). Filters on user_id or
+purpose are not rollup dimensions (they would multiply the rollups by users x purposes); those
+windows are summed from the raw log, bounded by the timestamp index. With a read replica
+configured, these reads are served by it (core/db_routers.py).
 
 The daily trend sums each calendar day of any zone as a few signed day, hour and hour-prefix
-rollup ranges (see _since_utc_midnight), plus the pending quarters of each day; without a model
-filter it reads the all-models rollups.
+rollup ranges (see _since_utc_midnight); without a model filter it reads the all-models rollups.
 """
 
 import itertools
-from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -34,13 +31,10 @@ from core.money import ZERO, percent_of, quantize_cost
 from pricing.models import ModelPricing
 from usage.models import (
     PREFIX_MINUTES,
-    QUARTERS,
     UsageLog,
     UsageRollupDaily,
     UsageRollupHour,
-    UsageRollupPending,
     prefix_column,
-    quarter_column,
 )
 from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES, RollupDelta
 from usage.rollups import (
@@ -48,11 +42,9 @@ from usage.rollups import (
     DAY_TOTAL_GRAIN,
     HOUR_GRAIN,
     HOUR_TOTAL_GRAIN,
-    PENDING_COLUMNS,
     QUARTER_HOUR,
     Grain,
     array_literal,
-    pending_quarters_sum,
     quarter_hour_floor,
 )
 
@@ -111,7 +103,7 @@ def usage_log_window(*, start: datetime | None, end: datetime, filters: UsageFil
 
 
 def _hours(start: datetime, end: datetime, filters: UsageFilters, rollup: type[Model]) -> QuerySet:
-    """Hour rows (of the hourly rollup, or pending) starting in [start, end)."""
+    """Hour rows of the hourly rollup starting in [start, end)."""
     return _filtered(rollup.objects.filter(bucket__gte=start, bucket__lt=end).order_by(), filters)
 
 
@@ -131,15 +123,6 @@ def _hour_minutes_sums(first: int, last: int) -> dict:
     return sums
 
 
-def _pending_minutes_sums(first: int, last: int) -> dict:
-    """Annotations summing minutes [first, last) of pending rows: their quarters in that span."""
-    quarters = range(first // 15, last // 15)
-    return {f"s_{column}": Sum(pending_quarters_sum(column, quarters)) for column in SUM_NAMES}
-
-
-_HOUR_READERS = {UsageRollupHour: _hour_minutes_sums, UsageRollupPending: _pending_minutes_sums}
-
-
 def _minutes(later: datetime, earlier: datetime) -> int:
     return int((later - earlier).total_seconds()) // 60
 
@@ -148,8 +131,8 @@ def _hour_parts(
     start: datetime, end: datetime, filters: UsageFilters, rollup: type[Model] = UsageRollupHour
 ) -> Iterable[QuerySet]:
     """Querysets (s_* sums per model) whose union is [start, end), both quarter-aligned, from hour
-    rows (the hourly rollup, or pending): whole hours, and one hour row for each end off the hour."""
-    minutes_sums = _HOUR_READERS[rollup]
+    rows: whole hours, and one hour row for each end off the hour."""
+    minutes_sums = _hour_minutes_sums
     first_hour, last_hour = _hour_floor(start), _hour_floor(end)
     if first_hour == last_hour:
         yield (
@@ -210,8 +193,6 @@ def _window_parts(start: datetime | None, end: datetime, filters: UsageFilters) 
         yield _raw(start, q_start, filters).values("model_name").annotate(**_raw_sums())
     if q_end < end:
         yield _raw(q_end, end, filters).values("model_name").annotate(**_raw_sums())
-    # What batches stored since the last fold: hour rows with the sums of each quarter.
-    yield from _hour_parts(q_start or EPOCH_START, q_end, filters, UsageRollupPending)
     d_start = None if q_start is None else _ceil(q_start, _utc_midnight, DAY)
     d_end = _utc_midnight(q_end)
     if d_start is not None and d_start >= d_end:
@@ -231,7 +212,7 @@ def _window_parts(start: datetime | None, end: datetime, filters: UsageFilters) 
 @contextmanager
 def _one_snapshot(alias: str) -> Iterator[None]:
     """A transaction whose queries all see the same committed data (PostgreSQL: REPEATABLE READ),
-    so a fold or a batch committing between two parts of one answer is seen by all parts or none."""
+    so a compaction or a batch committing between two parts of one answer is seen by all parts or none."""
     outermost = not connections[alias].in_atomic_block  # Else a query may have run: too late to set.
     with transaction.atomic(using=alias):
         if outermost and connections[alias].vendor == "postgresql":
@@ -385,35 +366,13 @@ def _local_days_from_rollups(boundaries: list[int], filters: UsageFilters, days:
                 found = _range_sums(cursor, grain, sorted(ranges[name]), filters, prefix_minutes)
                 for (lo, hi), values in found.items():
                     sums[(name, lo, hi)] = values
-        pending = list(_pending_hours(boundaries, filters))
     negated = {term: [-value for value in values] for term, values in sums.items()}
     by_day: dict[date, list] = {}
     for day, terms in zip(days, terms_of_days, strict=True):
         parts = [sums[term] if sign > 0 else negated[term] for term, sign in terms.items() if term in sums]
         if parts:
             by_day[day] = [sum(column) for column in zip(*parts, strict=True)]
-    for day, values in _pending_by_local_day(pending, boundaries, days):
-        by_day[day] = [a + b for a, b in zip(by_day[day], values, strict=True)] if day in by_day else values
     return {day: RollupDelta.from_db(values) for day, values in by_day.items()}
-
-
-def _pending_hours(boundaries: list[int], filters: UsageFilters) -> QuerySet:
-    """Pending hour rows overlapping [boundaries[0], boundaries[-1]), summed over models, per hour."""
-    first_hour = boundaries[0] - boundaries[0] % SECONDS_PER_HOUR
-    start, end = (datetime.fromtimestamp(moment, UTC) for moment in (first_hour, boundaries[-1]))
-    window = _hours(start, end, filters, UsageRollupPending)
-    return window.values("bucket").annotate(**{f"s_{column}": Sum(column) for column in PENDING_COLUMNS})
-
-
-def _pending_by_local_day(rows: list[dict], boundaries: list[int], days: list[date]) -> Iterator[tuple[date, list]]:
-    """Each quarter of a pending hour row lies within one local day (boundaries are quarter-aligned)."""
-    for row in rows:
-        hour = _epoch_seconds(row["bucket"])
-        for quarter in QUARTERS:
-            moment = hour + quarter * SECONDS_PER_QUARTER
-            if boundaries[0] <= moment < boundaries[-1]:
-                day = days[bisect_right(boundaries, moment) - 1]
-                yield day, [row[f"s_{quarter_column(column, quarter)}"] for column in SUM_NAMES]
 
 
 def usage_sums_by_local_day(

@@ -31,7 +31,7 @@ def _month(value: str) -> date:
 class Command(BaseCommand):
     help = (
         "Verify the usage log against everything derived from it, per UTC month and model: the log's calls and "
-        "cost against the rollups (with pending sums), the months retention dropped and the rows recorded as "
+        "cost against the rollups, the months retention dropped and the rows recorded as "
         "lost (log + retired + lost = rollups), and each model's counters against the rollups' totals and the "
         "log. Sums the whole log (or one month of it) in one snapshot. Exits 0 when everything agrees, 1 with a "
         "table of the differences otherwise. Read only."

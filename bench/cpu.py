@@ -46,6 +46,7 @@ PHASES = [
     (2, "budget alerts", "ingest.services", "budget_alerts_evaluate"),
     (2, "commit", "django.db.backends.base.base", "BaseDatabaseWrapper.commit"),
     (1, "output serializer", "ingest.apis", "UsageIngestApi.OutputSerializer.data"),
+    (1, "output serializer (compiled)", "ingest.apis", "output_data"),
     (1, "JSON render", "rest_framework.renderers", "JSONRenderer.render"),
 ]
 

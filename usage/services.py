@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import NamedTuple, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core.money import ZERO, quantize_cost
@@ -423,7 +423,7 @@ def usage_batch_run(*, batch: PreparedBatch, store: Callable[[PreparedBatch], T]
     try:
         with transaction.atomic():
             return store(batch)
-    except IntegrityError as error:
+    except Exception as error:  # COPY raises the driver's own error, other statements Django's.
         if not _no_partition_for_row(error):
             raise
     _partitions_known.difference_update(batch.months)
@@ -432,9 +432,10 @@ def usage_batch_run(*, batch: PreparedBatch, store: Callable[[PreparedBatch], T]
         return store(batch)
 
 
-def _no_partition_for_row(error: IntegrityError) -> bool:
-    """PostgreSQL's "no partition of relation ... found for row" (a check violation of no constraint)."""
-    cause = error.__cause__
+def _no_partition_for_row(error: Exception) -> bool:
+    """PostgreSQL's "no partition of relation ... found for row" (a check violation of no constraint),
+    raised by the driver (COPY) or wrapped by Django."""
+    cause = error if hasattr(error, "diag") else error.__cause__
     diag = getattr(cause, "diag", None)
     return (
         getattr(cause, "sqlstate", None) == "23514"

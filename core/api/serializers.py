@@ -11,13 +11,15 @@ stays DRF's own. On output it writes the same primitives DRF's fields write, ite
 """
 
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, DecimalException
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.signals import setting_changed
 from django.core.validators import (
     MaxLengthValidator,
     MaxValueValidator,
@@ -26,6 +28,8 @@ from django.core.validators import (
     ProhibitNullCharactersValidator,
 )
 from django.db.models.manager import BaseManager
+from django.dispatch import receiver
+from django.utils import timezone
 from rest_framework import ISO_8601, serializers
 from rest_framework.fields import empty
 from rest_framework.settings import api_settings
@@ -393,12 +397,27 @@ def _datetime_output(field: serializers.DateTimeField) -> Converter:
     return represent
 
 
+def _date_output(field: serializers.DateField) -> Converter:
+    output_format = getattr(field, "format", api_settings.DATE_FORMAT)
+    if output_format is None or output_format.lower() != ISO_8601:
+        return field.to_representation
+
+    def represent(value):
+        if type(value) is date:
+            return value.isoformat()
+        return field.to_representation(value)
+
+    return represent
+
+
 _REPRESENTERS: dict[type, Callable[[serializers.Field], Converter]] = {
     serializers.IntegerField: lambda _field: int,  # What IntegerField.to_representation does.
     serializers.CharField: lambda _field: str,
     serializers.FloatField: lambda _field: float,
     serializers.DecimalField: _decimal_output,
     serializers.DateTimeField: _datetime_output,
+    serializers.DateField: _date_output,
+    serializers.BooleanField: lambda _field: bool,  # BooleanField.to_representation of a bool.
 }
 
 
@@ -469,3 +488,102 @@ class FastListSerializer(serializers.ListSerializer):
             except NotFast:
                 rows.append(self.child.to_representation(item))
         return rows
+
+
+# --- Output of a whole response: nested serializers compiled once per class ------------------------
+
+
+def _nested_representer(field: serializers.Field) -> Converter | None:
+    """The representer of a nested serializer field (one object, or a list of them), or None."""
+    if isinstance(field, serializers.ListSerializer):
+        list_class = type(field)
+        if list_class not in (serializers.ListSerializer, FastListSerializer):
+            return None
+        represent_item = _compiled_output(field.child)
+        if represent_item is None:
+            return None
+
+        def represent(value):
+            items = value.all() if isinstance(value, BaseManager) else value
+            return [represent_item(item) for item in items]
+
+        return represent
+    return _compiled_output(field)
+
+
+def _field_representer(field: serializers.Field) -> Converter | None:
+    if field.source != field.field_name:
+        return None
+    if isinstance(field, serializers.BaseSerializer):
+        return _nested_representer(field)
+    factory = _REPRESENTERS.get(type(field))
+    return None if factory is None else factory(field)
+
+
+def _compiled_output(serializer: serializers.Serializer) -> Callable[[object], dict] | None:
+    """A function giving what serializer.to_representation(instance) gives (or raising NotFast), for a
+    plain serializer whose readable fields are all primitives or such serializers; None otherwise."""
+    if not isinstance(serializer, serializers.Serializer):
+        return None
+    if type(serializer).to_representation is not serializers.Serializer.to_representation:
+        return None
+    names, representers = [], []
+    for name, field in serializer.fields.items():
+        if field.write_only:
+            continue
+        represent = _field_representer(field)
+        if represent is None:
+            return None
+        names.append(name)
+        representers.append(represent)
+    if not names:
+        return None
+    from_mapping, from_object = operator.itemgetter(*names), operator.attrgetter(*names)
+    single = len(names) == 1
+    plan = list(zip(names, representers, strict=True))
+
+    def represented(instance) -> dict:
+        try:
+            values = from_mapping(instance) if isinstance(instance, Mapping) else from_object(instance)
+        except (KeyError, AttributeError, TypeError, ObjectDoesNotExist):
+            raise NotFast from None  # DRF's defaults, skips and errors for what is missing.
+        if single:
+            values = (values,)
+        row = {}
+        for (name, represent), value in zip(plan, values, strict=True):
+            if value is None:
+                row[name] = None
+            elif callable(value):
+                raise NotFast
+            else:
+                row[name] = represent(value)
+        return row
+
+    return represented
+
+
+_OUTPUT_PLANS: dict[tuple[type, str], Callable[[object], dict] | None] = {}
+
+
+@receiver(setting_changed)
+def _output_plans_forget(**_kwargs) -> None:
+    """Plans read settings when compiled (tests change them)."""
+    _OUTPUT_PLANS.clear()
+
+
+def output_data(serializer_class: type[serializers.Serializer], instance) -> dict:
+    """What `serializer_class(instance).data` holds, as plain dicts and lists: through a plan compiled
+    once per class and time zone (settings read then, as DRF's fields read them per request; a changed
+    setting drops the plans), or DRF's own serializer whenever the plan cannot vouch for the result.
+    Building DRF's serializer copies every declared field of the tree per request: for the stats
+    response that is most of the API's fixed cost."""
+    key = (serializer_class, timezone.get_current_timezone_name())
+    if key not in _OUTPUT_PLANS:
+        _OUTPUT_PLANS[key] = _compiled_output(serializer_class())
+    plan = _OUTPUT_PLANS[key]
+    if plan is not None:
+        try:
+            return plan(instance)
+        except NotFast:
+            pass
+    return serializer_class(instance).data

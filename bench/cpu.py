@@ -1,9 +1,9 @@
 """Where one ingestion batch's time goes: Python CPU and wall time per phase, through the API in process.
 
-    python -m bench.cpu [--batches 60] [--spread 86400] [--profile]
+    python -m bench.cpu [--batches 60] [--size 1000] [--spread 86400] [--profile]
 
 Starts its own throwaway PostgreSQL 15 (fsync off: this measures the Python side) unless DATABASE_URL
-is set, migrates, and POSTs `--batches` batches of 1000 records (bench.ingest's records) through
+is set, migrates, and POSTs `--batches` batches of `--size` records (bench.ingest's) through
 Django's test client with an API key. Each phase is timed by wrapping the function that does it
 (the functions a tree lacks are skipped, so an older tree can be measured with this file too).
 Per batch: CPU milliseconds of this thread (time.thread_time: Python and C work here, not the
@@ -113,7 +113,7 @@ def _bench(args) -> None:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     _key, raw_key = api_key_create(name="cpu", scope=ApiKeyScope.WRITE_USAGE)
     client = Client(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
-    bodies = [json.dumps(_records(rng, start, args.spread)) for _ in range(args.batches + 5)]
+    bodies = [json.dumps(_records(rng, start, args.spread)[: args.size]) for _ in range(args.batches + 5)]
 
     def post(body: str) -> None:
         response = client.post("/api/v1/usage/", body, content_type="application/json", secure=True)
@@ -131,7 +131,7 @@ def _bench(args) -> None:
         profiler.disable()
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.top)
-        print(f"cProfile over {len(bodies)} batches of 1000 records (sorted by own time)")
+        print(f"cProfile over {len(bodies)} batches of {args.size} records (sorted by own time)")
         print(out.getvalue())
         return
     times = PhaseTimes()
@@ -139,17 +139,18 @@ def _bench(args) -> None:
     for body in bodies:
         post(body)
     batches = len(bodies)
-    print(f"per batch of 1000 records, mean of {batches} batches, spread {args.spread:g} s: CPU ms / wall ms")
+    print(f"per batch of {args.size} records, mean of {batches} batches, spread {args.spread:g} s: CPU ms / wall ms")
     for depth, label in installed:
         cpu, wall = 1000 * times.cpu[label] / batches, 1000 * times.wall[label] / batches
         print(f"  {'  ' * depth}{label:<{34 - 2 * depth}} {cpu:7.2f} {wall:7.2f}")
     total_cpu = 1000 * times.cpu[installed[0][1]] / batches
-    print(f"Python CPU per batch: {total_cpu:.1f} ms ({1000 * 1000 / total_cpu:,.0f} records per CPU second)")
+    print(f"Python CPU per batch: {total_cpu:.1f} ms ({args.size * 1000 / total_cpu:,.0f} records per CPU second)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--size", type=int, default=1000, help="records per batch (at most 1000); bench.load sends 100")
     parser.add_argument("--spread", type=float, default=86_400)
     parser.add_argument("--profile", action="store_true", help="cProfile's top functions instead of phases")
     parser.add_argument("--top", type=int, default=35)

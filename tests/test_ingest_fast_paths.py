@@ -285,8 +285,10 @@ def test_the_months_of_a_batch_are_every_utc_month_it_touches():
 
 # --- Compiled response output ----------------------------------------------------------------------
 
-MONEY = st.decimals(min_value=0, max_value=Decimal("999999999999.99999999"), places=8) | st.decimals(
-    min_value=0, max_value=1000, allow_nan=False, allow_infinity=False
+MONEY = (
+    st.decimals(min_value=0, max_value=Decimal("999999999999.99999999"), places=8)
+    | st.decimals(min_value=-1000, max_value=1000, allow_nan=False, allow_infinity=False)  # Other places.
+    | st.sampled_from([Decimal("1E+2"), Decimal("-0E-8"), Decimal("0"), Decimal("12345678901234567890E-8")])
 )
 PERCENT = st.decimals(min_value=0, max_value=100, places=2) | st.none()
 COUNT = st.integers(min_value=0, max_value=10**12)

@@ -200,14 +200,41 @@ def _validator_check(validator) -> Callable[[object], bool] | None:
     return None
 
 
+def _text_safe(value) -> bool:
+    """ProhibitNullCharactersValidator and ProhibitSurrogateCharactersValidator in one check (a
+    CharField has both); ASCII text, the usual kind, skips the surrogate search."""
+    text = value if type(value) is str else str(value)
+    return "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None)
+
+
 def _validator_checks(validators: list) -> list | None:
+    kinds = [type(validator) for validator in validators]
+    fused = ProhibitNullCharactersValidator in kinds and ProhibitSurrogateCharactersValidator in kinds
+    if fused:
+        validators = [
+            v
+            for v in validators
+            if type(v) not in (ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator)
+        ]
     checks = [_validator_check(validator) for validator in validators]
-    return None if None in checks else checks
+    if None in checks:
+        return None
+    return [_text_safe, *checks] if fused else checks
 
 
 def _checked(convert: Converter, checks: list) -> Converter:
     if not checks:
         return convert
+    if len(checks) == 1:
+        (passes,) = checks
+
+        def checked_once(value):
+            value = convert(value)
+            if not passes(value):
+                raise NotFast
+            return value
+
+        return checked_once
 
     def checked(value):
         value = convert(value)
@@ -240,13 +267,14 @@ class _InputPlan:
     """A serializer class's fields, each with a maker of its converter. bind() makes the converters
     for one list, so what they read from the request's context (the time zone) is read once."""
 
-    __slots__ = ("fields", "names", "refuses_unknown", "validates")
+    __slots__ = ("code", "fields", "names", "refuses_unknown", "validates")
 
     def __init__(self, *, fields: list, names: frozenset, refuses_unknown: bool, validates: bool):
         self.fields = fields
         self.names = names
         self.refuses_unknown = refuses_unknown
         self.validates = validates
+        self.code = _validated_code(fields, refuses_unknown=refuses_unknown, validates=validates)
 
     def bind(self) -> Validated | None:
         fields = []
@@ -255,29 +283,44 @@ class _InputPlan:
             if convert is None:
                 return None
             fields.append((name, convert, allow_null, missing))
-        names, refuses_unknown, validates = self.names, self.refuses_unknown, self.validates
+        namespace = {"NotFast": NotFast, "ABSENT": _ABSENT, "names": self.names}
+        for index, (_name, convert, _allow_null, missing) in enumerate(fields):
+            namespace[f"convert_{index}"], namespace[f"missing_{index}"] = convert, missing
+        exec(self.code, namespace)  # noqa: S102 -- _validated_code's: the declared fields' names as literals
+        return namespace["validated"]
 
-        def validated(data, serializer: serializers.Serializer) -> dict:
-            """What serializer.run_validation(data) returns, or NotFast."""
-            if type(data) is not dict or (refuses_unknown and not names.issuperset(data)):
-                raise NotFast
-            attrs = {}
-            for name, convert, allow_null, missing in fields:
-                value = data.get(name, _ABSENT)
-                if value is _ABSENT:
-                    if missing is _REQUIRED:
-                        raise NotFast
-                    if missing is not _SKIP:
-                        attrs[name] = missing
-                elif value is None:
-                    if not allow_null:
-                        raise NotFast
-                    attrs[name] = None
-                else:
-                    attrs[name] = convert(value)
-            return serializer.validate(attrs) if validates else attrs
 
-        return validated
+def _validated_code(fields: list, *, refuses_unknown: bool, validates: bool):
+    """The code of validated(data, serializer): what serializer.run_validation(data) returns, or
+    NotFast. Straight-line Python, one block per field (a loop over the fields cost more than the
+    conversions themselves), compiled once per serializer class; names reach the code as string
+    literals (repr), and each list's converters and the defaults through the namespace, never as code."""
+    unknown = " or not names.issuperset(data)" if refuses_unknown else ""
+    lines = [
+        "def validated(data, serializer):",
+        f"    if type(data) is not dict{unknown}:",
+        "        raise NotFast",
+        "    attrs = {}",
+    ]
+    for index, (name, _make_converter, allow_null, missing) in enumerate(fields):
+        key = repr(name)
+        if missing is _REQUIRED:
+            when_absent = "raise NotFast"
+        elif missing is _SKIP:
+            when_absent = "pass"
+        else:
+            when_absent = f"attrs[{key}] = missing_{index}"
+        lines += [
+            f"    value = data.get({key}, ABSENT)",
+            "    if value is ABSENT:",
+            f"        {when_absent}",
+            "    elif value is None:",
+            f"        {f'attrs[{key}] = None' if allow_null else 'raise NotFast'}",
+            "    else:",
+            f"        attrs[{key}] = convert_{index}(value)",
+        ]
+    lines.append("    return serializer.validate(attrs)" if validates else "    return attrs")
+    return compile("\n".join(lines), "<compiled serializer input>", "exec")
 
 
 _UNCHANGED_SERIALIZER_METHODS = (
@@ -367,13 +410,17 @@ def _decimal_output(field: serializers.DecimalField) -> Converter:
     coerce = getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
     if not coerce or field.localize or field.normalize_output or field.decimal_places is None:
         return field.to_representation
-    exponent, max_digits = -field.decimal_places, field.max_digits
+    places, max_digits = field.decimal_places, field.max_digits
 
     def represent(value):
-        if type(value) is Decimal:
-            _sign, digits, value_exponent = value.as_tuple()
-            if value_exponent == exponent and (max_digits is None or len(digits) <= max_digits):
-                return f"{value:f}"  # Already at the field's places: DRF's quantize changes nothing.
+        if type(value) is Decimal and value.is_finite():
+            # "f" writes exactly the value's own decimal places: as many as the field's means DRF's
+            # quantize changes nothing; at most max_digits + 1 characters means no more digits.
+            text = f"{value:f}"
+            point = text.find(".")
+            own_places = 0 if point == -1 else len(text) - point - 1
+            if own_places == places and (max_digits is None or len(text) <= max_digits + 1):
+                return text
         return field.to_representation(value)
 
     return represent
@@ -538,28 +585,48 @@ def _compiled_output(serializer: serializers.Serializer) -> Callable[[object], d
         representers.append(represent)
     if not names:
         return None
-    from_mapping, from_object = operator.itemgetter(*names), operator.attrgetter(*names)
-    single = len(names) == 1
-    plan = list(zip(names, representers, strict=True))
+    return _represented_function(names, representers)
 
-    def represented(instance) -> dict:
-        try:
-            values = from_mapping(instance) if isinstance(instance, Mapping) else from_object(instance)
-        except (KeyError, AttributeError, TypeError, ObjectDoesNotExist):
-            raise NotFast from None  # DRF's defaults, skips and errors for what is missing.
-        if single:
-            values = (values,)
-        row = {}
-        for (name, represent), value in zip(plan, values, strict=True):
-            if value is None:
-                row[name] = None
-            elif callable(value):
-                raise NotFast
-            else:
-                row[name] = represent(value)
-        return row
 
-    return represented
+def _represented_function(names: list[str], representers: list[Converter]) -> Callable[[object], dict]:
+    """represented(instance): the fields' values read at once (itemgetter for a mapping, attrgetter
+    otherwise, as DRF's get_attribute reads them) and written in one dict display: straight-line code
+    compiled per serializer, names as string literals (repr), representers through the namespace.
+    Whatever DRF would treat apart (a missing value, a callable) raises NotFast."""
+    count = len(names)
+    values = ", ".join(f"v{index}" for index in range(count)) + ("," if count == 1 else "")
+    entries = ", ".join(
+        f"{name!r}: None if v{index} is None else r{index}(v{index})" for index, name in enumerate(names)
+    )
+    any_callable = " or ".join(f"callable(v{index})" for index in range(count))
+    code = "\n".join(
+        [
+            "def represented(instance):",
+            "    try:",
+            "        if type(instance) is dict or isinstance(instance, Mapping):",
+            f"            {values} = from_mapping(instance)",
+            "        else:",
+            f"            {values} = from_object(instance)",
+            "    except (KeyError, AttributeError, TypeError, ObjectDoesNotExist):",
+            "        raise NotFast from None",
+            f"    if {any_callable}:",
+            "        raise NotFast",
+            f"    return {{{entries}}}",
+        ]
+    )
+    getters = (operator.itemgetter(*names), operator.attrgetter(*names))
+    if count == 1:  # A lone getter returns the value itself, not a 1-tuple.
+        getters = tuple((lambda instance, get=get: (get(instance),)) for get in getters)
+    namespace = {
+        "NotFast": NotFast,
+        "Mapping": Mapping,
+        "ObjectDoesNotExist": ObjectDoesNotExist,
+        "from_mapping": getters[0],
+        "from_object": getters[1],
+        **{f"r{index}": represent for index, represent in enumerate(representers)},
+    }
+    exec(compile(code, "<compiled serializer output>", "exec"), namespace)  # noqa: S102 -- names as literals only
+    return namespace["represented"]
 
 
 _OUTPUT_PLANS: dict[tuple[type, str], Callable[[object], dict] | None] = {}

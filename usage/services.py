@@ -79,13 +79,25 @@ class IngestResult:
 _new_tuple = tuple.__new__
 
 
+class _Span(NamedTuple):
+    """A price version as a batch reads it: its end (None: in force), id, and integer rates (None:
+    call_cost prices its calls)."""
+
+    end: datetime | None
+    version_id: int
+    version: ModelPriceVersion
+    rates: IntegerRates | None
+
+
 class _ModelPrices(NamedTuple):
-    """One model's price history as a batch reads it: version starts, and per version its end, id
-    and integer rates (None: priced by call_cost); enabled says whether its calls get a cost."""
+    """One model's price history: its versions' starts and spans; enabled: its calls get a cost."""
 
     enabled: bool
     starts: list[datetime]
-    spans: list[tuple[datetime | None, ModelPriceVersion, IntegerRates | None]]
+    spans: list[_Span]
+
+
+_UNSEEN = object()
 
 
 class BatchPricer:
@@ -97,45 +109,42 @@ class BatchPricer:
         self._models: dict[str, _ModelPrices | None] = {}
 
     def _model(self, model_name: str) -> _ModelPrices | None:
-        try:
-            return self._models[model_name]
-        except KeyError:
-            pass
         pricing = self._book.pricing(model_name)
         versions = self._book.versions(model_name) if pricing is not None else []
         prices = None
         if versions:
-            spans = [(version.effective_to, version, integer_rates(version)) for version in versions]
+            spans = [_Span(v.effective_to, v.pk, v, integer_rates(v)) for v in versions]
             prices = _ModelPrices(pricing.enabled, [version.effective_from for version in versions], spans)
         self._models[model_name] = prices
         return prices
 
     def price(self, record: CheckedRecord, timestamp: datetime) -> tuple[Decimal | None, str, int | None]:
         """(cost, cost_source, price_version_id) of one call at `timestamp`: what PriceBook.version_at
-        and call_cost give (tests/test_usage_pricing.py compares the two)."""
-        prices = self._model(record.model_name)
+        and call_cost give (tests/test_ingest_fast_paths.py compares the two)."""
+        prices = self._models.get(record.model_name, _UNSEEN)
+        if prices is _UNSEEN:
+            prices = self._model(record.model_name)
         span = None
         if prices is not None:
             index = bisect_right(prices.starts, timestamp) - 1
             if index >= 0:
                 span = prices.spans[index]
-                if span[0] is not None and timestamp >= span[0]:
+                if span.end is not None and timestamp >= span.end:
                     span = None
-        version_id = None if span is None else span[1].pk
+        version_id = None if span is None else span.version_id
         if record.cost is not None:
             return quantize_cost(record.cost), CostSource.PROVIDER, version_id
         if span is None or not prices.enabled:
             return None, CostSource.UNPRICED, version_id
-        rates = span[2]
-        if rates is None:
+        if span.rates is None:
             cost = call_cost(
-                version=span[1],
+                version=span.version,
                 prompt_tokens=record.prompt_tokens,
                 completion_tokens=record.completion_tokens,
                 cached_tokens=record.cached_tokens,
             )
         else:
-            cost = call_cost_at_rates(rates, record.prompt_tokens, record.completion_tokens, record.cached_tokens)
+            cost = call_cost_at_rates(span.rates, record.prompt_tokens, record.completion_tokens, record.cached_tokens)
         return cost, CostSource.COMPUTED, version_id
 
 
@@ -145,6 +154,7 @@ def _rows_priced(
     """The batch's rows as stored: each record with its id, its moment (now when it gave none) and its price."""
     price = BatchPricer(book).price
     rows = []
+    append = rows.append
     for record, log_id in zip(records, log_ids, strict=True):
         timestamp = record.timestamp or now
         cost, source, version_id = price(record, timestamp)
@@ -166,7 +176,7 @@ def _rows_priced(
             record.purpose,
             timestamp,
         )
-        rows.append(_new_tuple(UsageRow, fields))  # UsageRow(*fields) without its argument parsing.
+        append(_new_tuple(UsageRow, fields))  # UsageRow(*fields) without its argument parsing.
     return rows
 
 

@@ -407,11 +407,14 @@ def _months_of(records: Sequence[CheckedRecord], now: datetime) -> set[date]:
     return {first} if first == last else {month_of(moment) for moment in moments}
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def usage_batch_store(*, batch: PreparedBatch) -> IngestResult:
     """Store the calls with their cost, and add them to the counters and the rollups, in one
     transaction. Records whose (decision_id, idempotency_key) was stored before are skipped and counted.
-    Budget evaluation is not usage's: ingest.services.usage_batch_record runs it in the same transaction."""
+    Budget evaluation is not usage's: ingest.services.usage_batch_record runs it in the same transaction.
+
+    Inside a caller's transaction (usage_batch_run's) it takes no savepoint of its own: a failure
+    fails the caller's whole block, which is what every caller wants, and a batch saves two round trips."""
     if not batch.records:
         return IngestResult()
     fresh, log_ids, duplicates = _claim_and_allocate(records=batch.records, now=batch.now)

@@ -10,6 +10,7 @@
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection, transaction
@@ -293,7 +294,11 @@ MONEY = (
 PERCENT = st.decimals(min_value=0, max_value=100, places=2) | st.none()
 COUNT = st.integers(min_value=0, max_value=10**12)
 NAIVE_BOUNDS = (datetime(2001, 1, 1), datetime(2099, 1, 1))  # noqa: DTZ001 -- hypothesis wants naive bounds
-MOMENT = st.datetimes(min_value=NAIVE_BOUNDS[0], max_value=NAIVE_BOUNDS[1], timezones=st.just(UTC))
+MOMENT = st.datetimes(
+    min_value=NAIVE_BOUNDS[0],
+    max_value=NAIVE_BOUNDS[1],
+    timezones=st.sampled_from([UTC, ZoneInfo("Asia/Kathmandu"), ZoneInfo("America/New_York")]),
+)
 
 
 def _rates():
@@ -386,31 +391,54 @@ TREND = st.fixed_dictionaries(
 )
 
 
+ZONES = ["UTC", "Asia/Kolkata", "America/St_Johns"]
+
+
+def _plain(value):
+    """DRF's ReturnDict / ReturnList / OrderedDict as dict and list, leaves untouched: repr then
+    tells types apart (1 and 1.0, "1" and Decimal(1)) as well as values and key order."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _same_as_drf(serializer_class, data) -> None:
+    assert repr(output_data(serializer_class, data)) == repr(_plain(serializer_class(data).data))
+
+
+@pytest.mark.parametrize("zone", ZONES)
 @PROPERTY
 @given(data=STATS)
-def test_the_compiled_stats_output_is_drfs(data):
-    assert output_data(UsageStatsApi.OutputSerializer, data) == UsageStatsApi.OutputSerializer(data).data
+def test_the_compiled_stats_output_is_drfs(zone, data):
+    with timezone.override(ZoneInfo(zone)):
+        _same_as_drf(UsageStatsApi.OutputSerializer, data)
 
 
+@pytest.mark.parametrize("zone", ZONES)
 @PROPERTY
 @given(data=TREND)
-def test_the_compiled_trend_output_is_drfs(data):
-    assert output_data(UsageDailyTrendApi.OutputSerializer, data) == UsageDailyTrendApi.OutputSerializer(data).data
+def test_the_compiled_trend_output_is_drfs(zone, data):
+    with timezone.override(ZoneInfo(zone)):
+        _same_as_drf(UsageDailyTrendApi.OutputSerializer, data)
 
 
+@pytest.mark.parametrize("zone", ZONES)
 @PROPERTY
 @given(
     rows=st.lists(
         st.tuples(st.integers(1, 2**62), st.text(max_size=5), st.none() | MONEY, st.sampled_from(["computed"]), MOMENT)
     )
 )
-def test_the_compiled_ingestion_output_is_drfs(rows):
+def test_the_compiled_ingestion_output_is_drfs(zone, rows):
     stored = [
-        services.UsageRow(i, m, "", None, 0, 0, 0, 0, c, s, None, None, True, "", "", t.astimezone(UTC))
+        services.UsageRow(i, m, "", None, 0, 0, 0, 0, c, s, None, None, True, "", "", t.astimezone(ZoneInfo(zone)))
         for i, m, c, s, t in rows
     ]
     data = {"stored": len(stored), "duplicates": 0, "unpriced": 0, "records": stored}
-    assert output_data(UsageIngestApi.OutputSerializer, data) == UsageIngestApi.OutputSerializer(data).data
+    with timezone.override(ZoneInfo(zone)):
+        _same_as_drf(UsageIngestApi.OutputSerializer, data)
 
 
 def test_what_the_compiled_output_cannot_vouch_for_goes_to_drf():

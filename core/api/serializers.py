@@ -277,17 +277,39 @@ class _InputPlan:
         self.code = _validated_code(fields, refuses_unknown=refuses_unknown, validates=validates)
 
     def bind(self) -> Validated | None:
-        fields = []
-        for name, make_converter, allow_null, missing in self.fields:
+        namespace = {"NotFast": NotFast, "ABSENT": _ABSENT, "names": self.names, "SURROGATE": _SURROGATE}
+        for index, (_name, make_converter, _allow_null, missing, _inline) in enumerate(self.fields):
             convert = make_converter()
             if convert is None:
                 return None
-            fields.append((name, convert, allow_null, missing))
-        namespace = {"NotFast": NotFast, "ABSENT": _ABSENT, "names": self.names}
-        for index, (_name, convert, _allow_null, missing) in enumerate(fields):
             namespace[f"convert_{index}"], namespace[f"missing_{index}"] = convert, missing
         exec(self.code, namespace)  # noqa: S102 -- _validated_code's: the declared fields' names as literals
         return namespace["validated"]
+
+
+_TEXT_VALIDATORS = [ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator]
+
+
+def _inline_conversion(field: serializers.Field) -> list[str] | None:
+    """The conversion of the commonest fields as lines of code on `value` (what _integer, _boolean and
+    _char with _text_safe do, without a call per field), or None: the field's converter is called."""
+    kinds = [type(validator) for validator in field.validators]
+    if type(field) is serializers.IntegerField and not kinds:
+        return ["if type(value) is not int:", "    raise NotFast"]
+    if type(field) is serializers.BooleanField and not kinds:
+        return ["if type(value) is not bool:", "    raise NotFast"]
+    if type(field) is serializers.CharField and kinds == _TEXT_VALIDATORS:
+        lines = ["if type(value) is not str:", "    raise NotFast"]
+        if field.trim_whitespace:
+            lines.append("value = value.strip()")
+        if not field.allow_blank:
+            lines += ["if not value:", "    raise NotFast"]
+        return [
+            *lines,
+            'if "\\x00" in value or not (value.isascii() or SURROGATE.search(value) is None):',
+            "    raise NotFast",
+        ]
+    return None
 
 
 def _validated_code(fields: list, *, refuses_unknown: bool, validates: bool):
@@ -302,7 +324,7 @@ def _validated_code(fields: list, *, refuses_unknown: bool, validates: bool):
         "        raise NotFast",
         "    attrs = {}",
     ]
-    for index, (name, _make_converter, allow_null, missing) in enumerate(fields):
+    for index, (name, _make_converter, allow_null, missing, inline) in enumerate(fields):
         key = repr(name)
         if missing is _REQUIRED:
             when_absent = "raise NotFast"
@@ -317,7 +339,11 @@ def _validated_code(fields: list, *, refuses_unknown: bool, validates: bool):
             "    elif value is None:",
             f"        {f'attrs[{key}] = None' if allow_null else 'raise NotFast'}",
             "    else:",
-            f"        attrs[{key}] = convert_{index}(value)",
+            *(
+                [f"        {line}" for line in inline] + [f"        attrs[{key}] = value"]
+                if inline
+                else [f"        attrs[{key}] = convert_{index}(value)"]
+            ),
         ]
     lines.append("    return serializer.validate(attrs)" if validates else "    return attrs")
     return compile("\n".join(lines), "<compiled serializer input>", "exec")
@@ -383,7 +409,7 @@ def _compile_input(serializer: serializers.Serializer) -> _InputPlan | None:
         make_converter = _converter_maker(field)
         if make_converter is None or hasattr(serializer, f"validate_{name}"):
             return None
-        fields.append((name, make_converter, field.allow_null, _missing_value(field)))
+        fields.append((name, make_converter, field.allow_null, _missing_value(field), _inline_conversion(field)))
     return _InputPlan(
         fields=fields,
         names=frozenset(serializer.fields),

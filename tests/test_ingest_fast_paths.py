@@ -244,7 +244,7 @@ def test_a_partition_dropped_behind_the_process_is_made_again_and_the_batch_stor
     month = date(2017, 5, 1)
     at = datetime(2017, 5, 10, 12, tzinfo=UTC)
     usage_record(model_name="gpt-4o", prompt_tokens=1, timestamp=at)
-    services._partitions_known.add(month)  # As a process that saw it (outside a transaction) knows it.
+    services._known_partitions().add(month)  # As a process that saw it (outside a transaction) knows it.
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(f"DROP TABLE {partition_name(month)}")
@@ -252,6 +252,22 @@ def test_a_partition_dropped_behind_the_process_is_made_again_and_the_batch_stor
     assert log is not None
     assert list(UsageLog.objects.filter(timestamp=at).values_list("prompt_tokens", flat=True)) == [2]
     assert usage_record(model_name="gpt-4o", prompt_tokens=2, decision_id="again", idempotency_key="k") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_partition_is_remembered_and_a_drop_elsewhere_retried():
+    month = date(2016, 2, 1)
+    at = datetime(2016, 2, 10, 12, tzinfo=UTC)
+    usage_record(model_name="gpt-4o", prompt_tokens=1, timestamp=at)
+    assert month in services._known_partitions()  # Committed: the next batch asks no catalog.
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {partition_name(month)}")  # Another process's retention, say.
+    logs = usage_record_batch(
+        records=[UsageRecordInput(model_name="gpt-4o", prompt_tokens=n, timestamp=at) for n in (2, 3)]
+    )
+    assert len(logs) == 2
+    assert sorted(UsageLog.objects.filter(timestamp=at).values_list("prompt_tokens", flat=True)) == [2, 3]
+    assert month in services._known_partitions()
 
 
 @pytestmark_db

@@ -439,7 +439,7 @@ def usage_batch_run(*, batch: PreparedBatch, store: Callable[[PreparedBatch], T]
     except Exception as error:  # COPY raises the driver's own error, other statements Django's.
         if not _no_partition_for_row(error):
             raise
-    _partitions_known.difference_update(batch.months)
+    _known_partitions().difference_update(batch.months)
     usage_partitions_ensure(months=set(batch.months))
     with transaction.atomic():
         return store(batch)
@@ -658,19 +658,23 @@ def usage_partitions_ensure(*, months: set[date]) -> list[date]:
             for month in missing:
                 cursor.execute(create_partition_sql(month))
     if not connection.in_atomic_block:  # Committed: other transactions see the partitions too.
-        _partitions_known.update(months)
+        _known_partitions().update(months)
     return missing
 
 
-# UTC months whose log partition this process saw or created: ingestion checks the database only for
-# others. A partition dropped meanwhile (by retention here or anywhere) is found when a batch's
-# first row fails to find it, and usage_batch_run checks again and retries that batch.
-_partitions_known: set[date] = set()
+# Per database: the UTC months whose log partition this process saw or created. Ingestion checks the
+# catalog only for others; a partition dropped meanwhile (by retention here or anywhere) is found
+# when a batch's first row fails to find it, and usage_batch_run checks again and retries that batch.
+_partitions_known: dict[str, set[date]] = {}
+
+
+def _known_partitions() -> set[date]:
+    return _partitions_known.setdefault(connection.alias, set())
 
 
 def usage_partitions_ensure_known(*, months: frozenset[date] | set[date]) -> None:
     """usage_partitions_ensure for the months this process does not know to exist (ingestion)."""
-    unknown = months - _partitions_known
+    unknown = months - _known_partitions()
     if unknown:
         usage_partitions_ensure(months=set(unknown))
 
@@ -719,7 +723,7 @@ def usage_partition_retire(*, month: date, now: datetime) -> RetentionOutcome:
             for name, (calls, cost) in sums.items()
         ]
     )
-    _partitions_known.discard(month)
+    _known_partitions().discard(month)
     with connection.cursor() as cursor:
         # DETACH first: DROP then only touches the detached table, however large it is.
         cursor.execute(f"ALTER TABLE {LOG_TABLE} DETACH PARTITION {partition_name(month)}")

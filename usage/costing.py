@@ -60,7 +60,7 @@ def integer_rates(version: ModelPriceVersion) -> IntegerRates | None:
 
 
 def call_cost_at_rates(rates: IntegerRates, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> Decimal:
-    """call_cost of one call, to the digit (tests/test_usage_costing.py holds the two to each other):
+    """call_cost of one call, to the digit (tests/test_ingest_fast_paths.py holds the two to each other):
     the exact amount is a whole number of 10^-12 units, rounded half to even to 10^-8 in integers.
     Token counts are the record rules' (0 <= cached <= prompt)."""
     units = (

@@ -152,7 +152,7 @@ def _bench(batches: int, spread: float) -> None:
         with transaction.atomic():
             ids = services._log_ids_allocate(len(inputs))
             book = price_book_for_models(model_names=MODELS)
-            rows = [services._priced_row(r, i, book, start) for r, i in zip(inputs, ids, strict=True)]
+            rows = services._rows_priced(inputs, ids, book, start)
             began = time.perf_counter()
             services._rows_insert(rows)
             copy_times.append(time.perf_counter() - began)

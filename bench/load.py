@@ -83,6 +83,45 @@ class Client(threading.Thread):
             batch_no += 1
 
 
+def _process_cpu() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds of the process and of its reaped children), from Linux's /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    processes = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # Gone meanwhile.
+        processes[int(entry)] = (int(fields[1]), sum(int(value) for value in fields[11:15]) / ticks)
+    return processes
+
+
+def _tree_cpu(root: int, *, with_root: bool = True) -> float:
+    """CPU seconds of `root` and every process below it so far (utime, stime, and reaped children's)."""
+    processes = _process_cpu()
+    below: dict[int, list[int]] = {}
+    for pid, (parent, _cpu) in processes.items():
+        below.setdefault(parent, []).append(pid)
+    total, pending = (processes.get(root, (0, 0.0))[1] if with_root else 0.0), list(below.get(root, []))
+    while pending:
+        pid = pending.pop()
+        total += processes.get(pid, (0, 0.0))[1]
+        pending += below.get(pid, [])
+    return total
+
+
+def _postmaster_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    return _process_cpu()[backend][0]
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
@@ -133,12 +172,15 @@ def _bench(args) -> int:
     with gunicorn_serving(database_url=os.environ["DATABASE_URL"], workers=args.workers) as url:
         until = time.monotonic() + args.seconds
         clients = [Client(url=url, key=raw_key, number=n, batch=args.batch, until=until) for n in range(args.clients)]
+        postmaster = _postmaster_pid()
+        cpu_before = (_tree_cpu(os.getpid(), with_root=False), _tree_cpu(postmaster), time.process_time())
         started = time.perf_counter()
         for client in clients:
             client.start()
         for client in clients:
             client.join(timeout=args.seconds + 120)
         elapsed = time.perf_counter() - started
+        cpu_after = (_tree_cpu(os.getpid(), with_root=False), _tree_cpu(postmaster), time.process_time())
 
     latencies = [latency for client in clients for latency in client.latencies]
     statuses = sum((client.statuses for client in clients), Counter())
@@ -150,6 +192,12 @@ def _bench(args) -> int:
     print(
         f"latency p50 {_percentile(latencies, 0.5):.0f} ms  p95 {_percentile(latencies, 0.95):.0f} ms  "
         f"p99 {_percentile(latencies, 0.99):.0f} ms"
+    )
+    records = max(1, len(accepted))
+    per_thousand = [10**6 * (after - before) / records for before, after in zip(cpu_before, cpu_after, strict=True)]
+    print(  # Less sensitive to other work on the machine than records/s.
+        f"CPU per 1000 records: gunicorn {per_thousand[0]:.0f} ms, PostgreSQL {per_thousand[1]:.0f} ms, "
+        f"clients {per_thousand[2]:.0f} ms"
     )
     problems = _verify(accepted, stored_reported)
     if set(statuses) - {201}:

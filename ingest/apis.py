@@ -15,6 +15,7 @@ from core.api.serializers import (
     StrictSerializer,
     aware_datetime_converter,
     fast_converter_for,
+    output_data,
 )
 from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
 from ingest.services import usage_batch_record
@@ -239,4 +240,4 @@ class UsageIngestApi(APIView):
             "unpriced": sum(1 for log in result.stored if log.cost is None),
             "records": result.stored,
         }
-        return success_response(self.OutputSerializer(data).data, status=status.HTTP_201_CREATED)
+        return success_response(output_data(self.OutputSerializer, data), status=status.HTTP_201_CREATED)

@@ -4,23 +4,30 @@ callers both come here, so usage never imports alerts."""
 
 from collections.abc import Sequence
 
-from django.db import transaction
-
 from alerts.services import budget_alerts_evaluate
 from usage.models import UsageLog
 from usage.records import UsageRecordInput, UsageRecordInvalid
-from usage.services import IngestResult, usage_batch_prepare, usage_batch_store, usage_rows_as_logs
+from usage.services import (
+    IngestResult,
+    PreparedBatch,
+    usage_batch_prepare,
+    usage_batch_run,
+    usage_batch_store,
+    usage_rows_as_logs,
+)
 
 
 def usage_batch_record(*, records: Sequence[UsageRecordInput]) -> IngestResult:
     """Check and store the calls, add them to counters and rollups, and raise the alerts they call
     for: all in one transaction, or nothing. An invalid record raises UsageRecordInvalid naming it
     (`records[2].cached_tokens`) before anything is stored; retried duplicates are skipped and counted."""
-    batch = usage_batch_prepare(records=records)
-    with transaction.atomic():
-        result = usage_batch_store(batch=batch)
-        if result.stored:
-            budget_alerts_evaluate(model_names={row.model_name for row in result.stored}, now=batch.now)
+    return usage_batch_run(batch=usage_batch_prepare(records=records), store=_stored_and_evaluated)
+
+
+def _stored_and_evaluated(batch: PreparedBatch) -> IngestResult:
+    result = usage_batch_store(batch=batch)
+    if result.stored:
+        budget_alerts_evaluate(model_names={row.model_name for row in result.stored}, now=batch.now)
     return result
 
 

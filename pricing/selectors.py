@@ -1,11 +1,14 @@
 """Reads of prices: which price was in force for a model at a moment."""
 
+import functools
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
+
+from django.db import connection
 
 from pricing.models import ModelPriceVersion, ModelPricing
 
@@ -33,6 +36,10 @@ class PriceBook:
     def pricing(self, model_name: str) -> ModelPricing | None:
         return self.pricing_by_model.get(model_name)
 
+    def versions(self, model_name: str) -> list[ModelPriceVersion]:
+        """The model's versions, oldest first."""
+        return self._versions.get(model_name, [])
+
     def version_at(self, model_name: str, at: datetime) -> ModelPriceVersion | None:
         """The version whose half-open span [effective_from, effective_to) contains `at`."""
         starts = self._starts.get(model_name)
@@ -49,13 +56,56 @@ class PriceBook:
 
 def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
     """The price histories of these models, in one query (ingestion loads one per batch). A model
-    with no price version is left out: no price was ever in force for it."""
+    with no price version is left out: no price was ever in force for it.
+
+    PostgreSQL: the SQL is written once per process from the models' metadata and the rows become
+    instances with from_db, so a batch pays for the query, not for compiling it each time."""
     book = PriceBook(pricing_by_model={})
-    versions = ModelPriceVersion.objects.filter(pricing__model_name__in=set(model_names)).select_related("pricing")
-    for version in versions:
-        book.pricing_by_model.setdefault(version.pricing.model_name, version.pricing)
-        book.add_version(version, version.pricing.model_name)
+    names = sorted(set(model_names))
+    if connection.vendor != "postgresql":  # SQLite's raw values need the ORM's converters (dates, decimals).
+        versions = ModelPriceVersion.objects.filter(pricing__model_name__in=names).select_related("pricing")
+        for version in versions:
+            book.pricing_by_model.setdefault(version.pricing.model_name, version.pricing)
+            book.add_version(version, version.pricing.model_name)
+        return book.finish()
+    if not names:
+        return book.finish()
+    with connection.cursor() as cursor:
+        cursor.execute(_price_book_sql(), [names])
+        rows = cursor.fetchall()
+    version_columns = len(_VERSION_FIELDS)
+    alias = connection.alias
+    for row in rows:
+        version = ModelPriceVersion.from_db(alias, _VERSION_NAMES, row[:version_columns])
+        pricing = book.pricing_by_model.get(row[version_columns + _PRICING_NAME_INDEX])
+        if pricing is None:
+            pricing = ModelPricing.from_db(alias, _PRICING_NAMES, row[version_columns:])
+            book.pricing_by_model[pricing.model_name] = pricing
+        version.pricing = pricing  # As select_related("pricing") sets it: no query on access.
+        book.add_version(version, pricing.model_name)
     return book.finish()
+
+
+_VERSION_FIELDS = ModelPriceVersion._meta.concrete_fields
+_PRICING_FIELDS = ModelPricing._meta.concrete_fields
+_VERSION_NAMES = [f.attname for f in _VERSION_FIELDS]
+_PRICING_NAMES = [f.attname for f in _PRICING_FIELDS]
+_PRICING_NAME_INDEX = _PRICING_NAMES.index("model_name")
+
+
+@functools.cache
+def _price_book_sql() -> str:
+    """Every column of the versions and their pricing rows, for an array of model names (PostgreSQL)."""
+    qn = connection.ops.quote_name
+    version_table, pricing_table = ModelPriceVersion._meta.db_table, ModelPricing._meta.db_table
+    columns = [f"v.{qn(f.column)}" for f in _VERSION_FIELDS] + [f"p.{qn(f.column)}" for f in _PRICING_FIELDS]
+    pricing_fk = qn(ModelPriceVersion._meta.get_field("pricing").column)
+    name = qn(ModelPricing._meta.get_field("model_name").column)
+    return (
+        f"SELECT {', '.join(columns)} FROM {version_table} v "  # noqa: S608 -- names from metadata
+        f"JOIN {pricing_table} p ON p.{qn(ModelPricing._meta.pk.column)} = v.{pricing_fk} "
+        f"WHERE p.{name} = ANY(%s::text[])"
+    )
 
 
 def price_version_current(*, pricing: ModelPricing) -> ModelPriceVersion | None:

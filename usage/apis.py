@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from core.api.fields import lookup_field
 from core.api.negotiation import ErrorsAsJsonNegotiation
 from core.api.responses import success_response
+from core.api.serializers import output_data
 from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
 from usage.export import usage_csv_response, usage_export_filename
 from usage.records import (
@@ -157,7 +158,7 @@ class UsageStatsApi(APIView):
         data = usage_stats(
             time_range=params.validated_data["time_range"], now=timezone.now(), zone=zone, filters=filters
         )
-        return success_response(self.OutputSerializer(data).data)
+        return success_response(output_data(self.OutputSerializer, data))
 
 
 class UsageDailyTrendApi(APIView):
@@ -211,7 +212,7 @@ class UsageDailyTrendApi(APIView):
         params.is_valid(raise_exception=True)
         filters, zone = _filters_and_zone(params.validated_data)
         data = usage_daily_trend(days=params.validated_data["days"], now=timezone.now(), zone=zone, filters=filters)
-        return success_response(self.OutputSerializer(data).data)
+        return success_response(output_data(self.OutputSerializer, data))
 
 
 class UsageExportApi(APIView):

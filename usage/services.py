@@ -6,11 +6,12 @@ transaction: the log rows, the idempotency keys, the per-model counters and the 
 are all written together, or none of them is (ingest.services adds budget evaluation to it).
 """
 
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from core.money import ZERO, quantize_cost
 from core.timeutils import month_bounds, month_start
+from pricing.models import ModelPriceVersion
 from pricing.selectors import PriceBook, price_book_for_models
 from usage.consistency import (
     ConsistencyReading,
@@ -26,7 +28,7 @@ from usage.consistency import (
     usage_consistency_read,
     usage_snapshot,
 )
-from usage.costing import call_cost
+from usage.costing import IntegerRates, call_cost, call_cost_at_rates, integer_rates
 from usage.models import CostSource, UsageCounter, UsageIdempotencyKey, UsageLog, UsageLogGap, UsageRetiredMonth
 from usage.partitions import (
     LOG_TABLE,
@@ -65,51 +67,117 @@ class UsageRow(NamedTuple):
     timestamp: datetime
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class IngestResult:
     stored: list[UsageRow] = field(default_factory=list)
     duplicates: int = 0
 
 
-def _price_of(record: CheckedRecord, book: PriceBook, timestamp: datetime) -> tuple[Decimal | None, str, int | None]:
-    """(cost, cost_source, price_version_id) of one call."""
-    pricing = book.pricing(record.model_name)
-    version = book.version_at(record.model_name, timestamp) if pricing is not None else None
-    version_id = None if version is None else version.pk
-    if record.cost is not None:
-        return quantize_cost(record.cost), CostSource.PROVIDER, version_id
-    if version is not None and pricing.enabled:
-        cost = call_cost(
-            version=version,
-            prompt_tokens=record.prompt_tokens,
-            completion_tokens=record.completion_tokens,
-            cached_tokens=record.cached_tokens,
-        )
+_new_tuple = tuple.__new__
+
+
+class _Span(NamedTuple):
+    """A price version as a batch reads it: its end (None: in force), id, and integer rates (None:
+    call_cost prices its calls)."""
+
+    end: datetime | None
+    version_id: int
+    version: ModelPriceVersion
+    rates: IntegerRates | None
+
+
+class _ModelPrices(NamedTuple):
+    """One model's price history: its versions' starts and spans; enabled: its calls get a cost."""
+
+    enabled: bool
+    starts: list[datetime]
+    spans: list[_Span]
+
+
+_UNSEEN = object()
+
+
+class BatchPricer:
+    """Prices a batch's calls from its price book: each model's history is prepared once per batch,
+    and a call costs a lookup and a few integer operations (usage.costing.call_cost_at_rates)."""
+
+    def __init__(self, book: PriceBook):
+        self._book = book
+        self._models: dict[str, _ModelPrices | None] = {}
+
+    def _model(self, model_name: str) -> _ModelPrices | None:
+        pricing = self._book.pricing(model_name)
+        versions = self._book.versions(model_name) if pricing is not None else []
+        prices = None
+        if versions:
+            spans = [_Span(v.effective_to, v.pk, v, integer_rates(v)) for v in versions]
+            prices = _ModelPrices(pricing.enabled, [version.effective_from for version in versions], spans)
+        self._models[model_name] = prices
+        return prices
+
+    def price(self, record: CheckedRecord, timestamp: datetime) -> tuple[Decimal | None, str, int | None]:
+        """(cost, cost_source, price_version_id) of one call at `timestamp`: what PriceBook.version_at
+        and call_cost give (tests/test_ingest_fast_paths.py compares the two)."""
+        prices = self._models.get(record.model_name, _UNSEEN)
+        if prices is _UNSEEN:
+            prices = self._model(record.model_name)
+        span = None
+        if prices is not None:
+            index = bisect_right(prices.starts, timestamp) - 1
+            if index >= 0:
+                span = prices.spans[index]
+                if span.end is not None and timestamp >= span.end:
+                    span = None
+        version_id = None if span is None else span.version_id
+        if record.cost is not None:
+            return quantize_cost(record.cost), CostSource.PROVIDER, version_id
+        if span is None or not prices.enabled:
+            return None, CostSource.UNPRICED, version_id
+        if span.rates is None:
+            cost = call_cost(
+                version=span.version,
+                prompt_tokens=record.prompt_tokens,
+                completion_tokens=record.completion_tokens,
+                cached_tokens=record.cached_tokens,
+            )
+        else:
+            cost = call_cost_at_rates(span.rates, record.prompt_tokens, record.completion_tokens, record.cached_tokens)
         return cost, CostSource.COMPUTED, version_id
-    return None, CostSource.UNPRICED, version_id
 
 
-def _priced_row(record: CheckedRecord, log_id: int | None, book: PriceBook, now: datetime) -> UsageRow:
-    timestamp = record.timestamp or now
-    cost, source, version_id = _price_of(record, book, timestamp)
-    return UsageRow(
-        log_id,
-        record.model_name,
-        record.decision_id,
-        record.user_id,
-        record.prompt_tokens,
-        record.completion_tokens,
-        record.cached_tokens,
-        record.reasoning_tokens,
-        cost,
-        source,
-        version_id,
-        record.response_time,
-        record.success,
-        record.error_message,
-        record.purpose,
-        timestamp,
-    )
+def _rows_priced(
+    records: Sequence[CheckedRecord], log_ids: Sequence[int | None], book: PriceBook, now: datetime
+) -> list[UsageRow]:
+    """The batch's rows as stored: each record with its id, its moment (now when it gave none) and its price."""
+    price = BatchPricer(book).price
+    rows = []
+    append = rows.append
+    for record, log_id in zip(records, log_ids, strict=True):
+        timestamp = record.timestamp or now
+        cost, source, version_id = price(record, timestamp)
+        fields = (
+            log_id,
+            record.model_name,
+            record.decision_id,
+            record.user_id,
+            record.prompt_tokens,
+            record.completion_tokens,
+            record.cached_tokens,
+            record.reasoning_tokens,
+            cost,
+            source,
+            version_id,
+            record.response_time,
+            record.success,
+            record.error_message,
+            record.purpose,
+            timestamp,
+        )
+        append(_new_tuple(UsageRow, fields))  # UsageRow(*fields) without its argument parsing.
+    return rows
 
 
 def _claim_idempotency_keys(*, records: Sequence[CheckedRecord], now: datetime) -> tuple[list[CheckedRecord], int]:
@@ -150,6 +218,54 @@ def _insert_new_pairs(*, pairs: list[tuple[str, str]], now: datetime) -> set[tup
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {tuple(row) for row in cursor.fetchall()}
+
+
+_IDEMPOTENCY_TABLE = UsageIdempotencyKey._meta.db_table
+
+# PostgreSQL: the idempotency claim and the log ids of the records it keeps, in one statement. Each
+# (decision_id, key) pair is claimed once, by its first record, in code-point order (the order of
+# the Python path's sorted(), so concurrent batches lock the unique index's entries in one order and
+# cannot deadlock); records without a key are always kept. Returns the kept records' positions
+# (1-based, ascending) and an id from the log's sequence for each (%s 4: its regclass, folded once).
+_CLAIM_AND_IDS_SQL = f"""
+WITH batch AS (
+    SELECT d COLLATE "C" AS d, k COLLATE "C" AS k, n
+    FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS b(d, k, n)
+), firsts AS (
+    SELECT DISTINCT ON (d, k) d, k, n FROM batch WHERE k <> '' ORDER BY d, k, n
+), claimed AS (
+    INSERT INTO {_IDEMPOTENCY_TABLE} (decision_id, idempotency_key, created_at)
+    SELECT d, k, %s FROM firsts ORDER BY d, k
+    ON CONFLICT (decision_id, idempotency_key) DO NOTHING
+    RETURNING decision_id, idempotency_key
+), kept AS (
+    SELECT n FROM batch WHERE k = ''
+    UNION ALL
+    SELECT f.n FROM firsts f JOIN claimed c ON c.decision_id = f.d AND c.idempotency_key = f.k
+)
+SELECT array_agg(n), array_agg(id) FROM (
+    SELECT n, nextval(%s::regclass) AS id FROM (SELECT n FROM kept ORDER BY n) AS ordered
+) AS numbered
+"""  # noqa: S608 -- the table name comes from the model's metadata
+
+
+def _claim_and_allocate(
+    *, records: Sequence[CheckedRecord], now: datetime
+) -> tuple[list[CheckedRecord], list[int] | list[None], int]:
+    """(the records to store, their log ids, how many were duplicates): what
+    _claim_idempotency_keys and _log_ids_allocate give, in one round trip on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        fresh, duplicates = _claim_idempotency_keys(records=records, now=now)
+        return fresh, _log_ids_allocate(len(fresh)), duplicates
+    decision_ids = [record.decision_id for record in records]
+    keys = [record.idempotency_key for record in records]
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_AND_IDS_SQL, [decision_ids, keys, now, _log_id_sequence()])
+        positions, ids = cursor.fetchone()
+    if not positions:
+        return [], [], len(records)
+    fresh = [records[n - 1] for n in positions]
+    return fresh, ids, len(records) - len(fresh)
 
 
 # Every column of the log, as COPY sends them: UsageRow's fields (a test holds the two in step).
@@ -267,6 +383,7 @@ class PreparedBatch:
 
     records: Sequence[CheckedRecord]
     now: datetime
+    months: frozenset[date] = frozenset()  # The log partitions (UTC months) the records go to.
 
 
 def usage_batch_prepare(*, records: Sequence[UsageRecordInput]) -> PreparedBatch:
@@ -275,33 +392,80 @@ def usage_batch_prepare(*, records: Sequence[UsageRecordInput]) -> PreparedBatch
     partition locks the whole log, so that lock is kept short."""
     now = timezone.now()
     checked = usage_records_validated(records, now=now) if records else []
-    usage_partitions_ensure(months={month_of(record.timestamp or now) for record in checked})
-    return PreparedBatch(records=checked, now=now)
+    months = frozenset(_months_of(checked, now))
+    usage_partitions_ensure_known(months=months)
+    return PreparedBatch(records=checked, now=now, months=months)
 
 
-@transaction.atomic
+def _months_of(records: Sequence[CheckedRecord], now: datetime) -> set[date]:
+    """The UTC months of the records' moments; a batch within one month (the usual case) costs a min
+    and a max, not a conversion per record."""
+    if not records:
+        return set()
+    moments = [record.timestamp or now for record in records]
+    first, last = month_of(min(moments)), month_of(max(moments))
+    return {first} if first == last else {month_of(moment) for moment in moments}
+
+
+@transaction.atomic(savepoint=False)
 def usage_batch_store(*, batch: PreparedBatch) -> IngestResult:
     """Store the calls with their cost, and add them to the counters and the rollups, in one
     transaction. Records whose (decision_id, idempotency_key) was stored before are skipped and counted.
-    Budget evaluation is not usage's: ingest.services.usage_batch_record runs it in the same transaction."""
+    Budget evaluation is not usage's: ingest.services.usage_batch_record runs it in the same transaction.
+
+    Inside a caller's transaction (usage_batch_run's) it takes no savepoint of its own: a failure
+    fails the caller's whole block, which is what every caller wants, and a batch saves two round trips."""
     if not batch.records:
         return IngestResult()
-    fresh, duplicates = _claim_idempotency_keys(records=batch.records, now=batch.now)
+    fresh, log_ids, duplicates = _claim_and_allocate(records=batch.records, now=batch.now)
     if not fresh:
         return IngestResult(duplicates=duplicates)
     book = price_book_for_models(model_names={r.model_name for r in fresh})
-    log_ids = _log_ids_allocate(len(fresh))
-    rows = [_priced_row(record, log_id, book, batch.now) for record, log_id in zip(fresh, log_ids, strict=True)]
-    rows = _rows_insert(rows)
+    rows = _rows_insert(_rows_priced(fresh, log_ids, book, batch.now))
     _counters_add(logs=rows, now=batch.now)
     rollups_apply_logs(logs=rows)
     return IngestResult(stored=rows, duplicates=duplicates)
 
 
+def usage_batch_run(*, batch: PreparedBatch, store: Callable[[PreparedBatch], T]) -> T:
+    """Run `store` (usage_batch_store and what the caller adds to its transaction) in one transaction
+    (a savepoint inside the caller's). The batch's partitions were known to exist when it was
+    prepared; if one was dropped since (retention, a repair), the transaction fails on the first row
+    it has no partition for: the partitions are then checked again in the database, created, and
+    `store` runs once more, from scratch (nothing of the failed attempt was kept)."""
+    try:
+        with transaction.atomic():
+            return store(batch)
+    except Exception as error:  # COPY raises the driver's own error, other statements Django's.
+        if not _no_partition_for_row(error):
+            raise
+    _known_partitions().difference_update(batch.months)
+    usage_partitions_ensure(months=set(batch.months))
+    with transaction.atomic():
+        return store(batch)
+
+
+def _no_partition_for_row(error: Exception) -> bool:
+    """PostgreSQL's "no partition of relation ... found for row" (a check violation of no constraint),
+    raised by the driver (COPY) or wrapped by Django."""
+    cause = error if hasattr(error, "diag") else error.__cause__
+    diag = getattr(cause, "diag", None)
+    return (
+        getattr(cause, "sqlstate", None) == "23514"
+        and diag is not None
+        and diag.constraint_name is None
+        and (diag.message_primary or "").startswith("no partition of relation")
+    )
+
+
 def usage_ingest(*, records: Sequence[UsageRecordInput]) -> IngestResult:
     """Store calls (usage_batch_prepare, then usage_batch_store), without budget evaluation: the
     service's callers use ingest.services.usage_batch_record, which adds it."""
-    return usage_batch_store(batch=usage_batch_prepare(records=records))
+    return usage_batch_run(batch=usage_batch_prepare(records=records), store=_stored)
+
+
+def _stored(batch: PreparedBatch) -> IngestResult:
+    return usage_batch_store(batch=batch)
 
 
 def usage_rows_as_logs(rows: Sequence[UsageRow]) -> list[UsageLog]:
@@ -487,14 +651,32 @@ def usage_partitions_ensure(*, months: set[date]) -> list[date]:
     if connection.vendor != "postgresql" or not months:
         return []
     missing = _missing_partition_months(months)
-    if not missing:
-        return []
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PARTITION_LOCK])
-        missing = _missing_partition_months(set(missing))
-        for month in missing:
-            cursor.execute(create_partition_sql(month))
+    if missing:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [PARTITION_LOCK])
+            missing = _missing_partition_months(set(missing))
+            for month in missing:
+                cursor.execute(create_partition_sql(month))
+    if not connection.in_atomic_block:  # Committed: other transactions see the partitions too.
+        _known_partitions().update(months)
     return missing
+
+
+# Per database: the UTC months whose log partition this process saw or created. Ingestion checks the
+# catalog only for others; a partition dropped meanwhile (by retention here or anywhere) is found
+# when a batch's first row fails to find it, and usage_batch_run checks again and retries that batch.
+_partitions_known: dict[str, set[date]] = {}
+
+
+def _known_partitions() -> set[date]:
+    return _partitions_known.setdefault(connection.alias, set())
+
+
+def usage_partitions_ensure_known(*, months: frozenset[date] | set[date]) -> None:
+    """usage_partitions_ensure for the months this process does not know to exist (ingestion)."""
+    unknown = months - _known_partitions()
+    if unknown:
+        usage_partitions_ensure(months=set(unknown))
 
 
 def usage_partitions_ensure_ahead(*, now: datetime, ahead: int | None = None) -> list[date]:
@@ -541,6 +723,7 @@ def usage_partition_retire(*, month: date, now: datetime) -> RetentionOutcome:
             for name, (calls, cost) in sums.items()
         ]
     )
+    _known_partitions().discard(month)
     with connection.cursor() as cursor:
         # DETACH first: DROP then only touches the detached table, however large it is.
         cursor.execute(f"ALTER TABLE {LOG_TABLE} DETACH PARTITION {partition_name(month)}")

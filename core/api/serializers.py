@@ -11,13 +11,15 @@ stays DRF's own. On output it writes the same primitives DRF's fields write, ite
 """
 
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, DecimalException
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.signals import setting_changed
 from django.core.validators import (
     MaxLengthValidator,
     MaxValueValidator,
@@ -26,6 +28,8 @@ from django.core.validators import (
     ProhibitNullCharactersValidator,
 )
 from django.db.models.manager import BaseManager
+from django.dispatch import receiver
+from django.utils import timezone
 from rest_framework import ISO_8601, serializers
 from rest_framework.fields import empty
 from rest_framework.settings import api_settings
@@ -196,14 +200,41 @@ def _validator_check(validator) -> Callable[[object], bool] | None:
     return None
 
 
+def _text_safe(value) -> bool:
+    """ProhibitNullCharactersValidator and ProhibitSurrogateCharactersValidator in one check (a
+    CharField has both); ASCII text, the usual kind, skips the surrogate search."""
+    text = value if type(value) is str else str(value)
+    return "\x00" not in text and (text.isascii() or _SURROGATE.search(text) is None)
+
+
 def _validator_checks(validators: list) -> list | None:
+    kinds = [type(validator) for validator in validators]
+    fused = ProhibitNullCharactersValidator in kinds and ProhibitSurrogateCharactersValidator in kinds
+    if fused:
+        validators = [
+            v
+            for v in validators
+            if type(v) not in (ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator)
+        ]
     checks = [_validator_check(validator) for validator in validators]
-    return None if None in checks else checks
+    if None in checks:
+        return None
+    return [_text_safe, *checks] if fused else checks
 
 
 def _checked(convert: Converter, checks: list) -> Converter:
     if not checks:
         return convert
+    if len(checks) == 1:
+        (passes,) = checks
+
+        def checked_once(value):
+            value = convert(value)
+            if not passes(value):
+                raise NotFast
+            return value
+
+        return checked_once
 
     def checked(value):
         value = convert(value)
@@ -236,44 +267,86 @@ class _InputPlan:
     """A serializer class's fields, each with a maker of its converter. bind() makes the converters
     for one list, so what they read from the request's context (the time zone) is read once."""
 
-    __slots__ = ("fields", "names", "refuses_unknown", "validates")
+    __slots__ = ("code", "fields", "names", "refuses_unknown", "validates")
 
     def __init__(self, *, fields: list, names: frozenset, refuses_unknown: bool, validates: bool):
         self.fields = fields
         self.names = names
         self.refuses_unknown = refuses_unknown
         self.validates = validates
+        self.code = _validated_code(fields, refuses_unknown=refuses_unknown, validates=validates)
 
     def bind(self) -> Validated | None:
-        fields = []
-        for name, make_converter, allow_null, missing in self.fields:
+        namespace = {"NotFast": NotFast, "ABSENT": _ABSENT, "names": self.names, "SURROGATE": _SURROGATE}
+        for index, (_name, make_converter, _allow_null, missing, _inline) in enumerate(self.fields):
             convert = make_converter()
             if convert is None:
                 return None
-            fields.append((name, convert, allow_null, missing))
-        names, refuses_unknown, validates = self.names, self.refuses_unknown, self.validates
+            namespace[f"convert_{index}"], namespace[f"missing_{index}"] = convert, missing
+        exec(self.code, namespace)  # noqa: S102 -- _validated_code's: the declared fields' names as literals
+        return namespace["validated"]
 
-        def validated(data, serializer: serializers.Serializer) -> dict:
-            """What serializer.run_validation(data) returns, or NotFast."""
-            if type(data) is not dict or (refuses_unknown and not names.issuperset(data)):
-                raise NotFast
-            attrs = {}
-            for name, convert, allow_null, missing in fields:
-                value = data.get(name, _ABSENT)
-                if value is _ABSENT:
-                    if missing is _REQUIRED:
-                        raise NotFast
-                    if missing is not _SKIP:
-                        attrs[name] = missing
-                elif value is None:
-                    if not allow_null:
-                        raise NotFast
-                    attrs[name] = None
-                else:
-                    attrs[name] = convert(value)
-            return serializer.validate(attrs) if validates else attrs
 
-        return validated
+_TEXT_VALIDATORS = [ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator]
+
+
+def _inline_conversion(field: serializers.Field) -> list[str] | None:
+    """The conversion of the commonest fields as lines of code on `value` (what _integer, _boolean and
+    _char with _text_safe do, without a call per field), or None: the field's converter is called."""
+    kinds = [type(validator) for validator in field.validators]
+    if type(field) is serializers.IntegerField and not kinds:
+        return ["if type(value) is not int:", "    raise NotFast"]
+    if type(field) is serializers.BooleanField and not kinds:
+        return ["if type(value) is not bool:", "    raise NotFast"]
+    if type(field) is serializers.CharField and kinds == _TEXT_VALIDATORS:
+        lines = ["if type(value) is not str:", "    raise NotFast"]
+        if field.trim_whitespace:
+            lines.append("value = value.strip()")
+        if not field.allow_blank:
+            lines += ["if not value:", "    raise NotFast"]
+        return [
+            *lines,
+            'if "\\x00" in value or not (value.isascii() or SURROGATE.search(value) is None):',
+            "    raise NotFast",
+        ]
+    return None
+
+
+def _validated_code(fields: list, *, refuses_unknown: bool, validates: bool):
+    """The code of validated(data, serializer): what serializer.run_validation(data) returns, or
+    NotFast. Straight-line Python, one block per field (a loop over the fields cost more than the
+    conversions themselves), compiled once per serializer class; names reach the code as string
+    literals (repr), and each list's converters and the defaults through the namespace, never as code."""
+    unknown = " or not names.issuperset(data)" if refuses_unknown else ""
+    lines = [
+        "def validated(data, serializer):",
+        f"    if type(data) is not dict{unknown}:",
+        "        raise NotFast",
+        "    attrs = {}",
+    ]
+    for index, (name, _make_converter, allow_null, missing, inline) in enumerate(fields):
+        key = repr(name)
+        if missing is _REQUIRED:
+            when_absent = "raise NotFast"
+        elif missing is _SKIP:
+            when_absent = "pass"
+        else:
+            when_absent = f"attrs[{key}] = missing_{index}"
+        lines += [
+            f"    value = data.get({key}, ABSENT)",
+            "    if value is ABSENT:",
+            f"        {when_absent}",
+            "    elif value is None:",
+            f"        {f'attrs[{key}] = None' if allow_null else 'raise NotFast'}",
+            "    else:",
+            *(
+                [f"        {line}" for line in inline] + [f"        attrs[{key}] = value"]
+                if inline
+                else [f"        attrs[{key}] = convert_{index}(value)"]
+            ),
+        ]
+    lines.append("    return serializer.validate(attrs)" if validates else "    return attrs")
+    return compile("\n".join(lines), "<compiled serializer input>", "exec")
 
 
 _UNCHANGED_SERIALIZER_METHODS = (
@@ -336,7 +409,7 @@ def _compile_input(serializer: serializers.Serializer) -> _InputPlan | None:
         make_converter = _converter_maker(field)
         if make_converter is None or hasattr(serializer, f"validate_{name}"):
             return None
-        fields.append((name, make_converter, field.allow_null, _missing_value(field)))
+        fields.append((name, make_converter, field.allow_null, _missing_value(field), _inline_conversion(field)))
     return _InputPlan(
         fields=fields,
         names=frozenset(serializer.fields),
@@ -363,13 +436,17 @@ def _decimal_output(field: serializers.DecimalField) -> Converter:
     coerce = getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
     if not coerce or field.localize or field.normalize_output or field.decimal_places is None:
         return field.to_representation
-    exponent, max_digits = -field.decimal_places, field.max_digits
+    places, max_digits = field.decimal_places, field.max_digits
 
     def represent(value):
-        if type(value) is Decimal:
-            _sign, digits, value_exponent = value.as_tuple()
-            if value_exponent == exponent and (max_digits is None or len(digits) <= max_digits):
-                return f"{value:f}"  # Already at the field's places: DRF's quantize changes nothing.
+        if type(value) is Decimal and value.is_finite():
+            # "f" writes exactly the value's own decimal places: as many as the field's means DRF's
+            # quantize changes nothing; at most max_digits + 1 characters means no more digits.
+            text = f"{value:f}"
+            point = text.find(".")
+            own_places = 0 if point == -1 else len(text) - point - 1
+            if own_places == places and (max_digits is None or len(text) <= max_digits + 1):
+                return text
         return field.to_representation(value)
 
     return represent
@@ -393,12 +470,27 @@ def _datetime_output(field: serializers.DateTimeField) -> Converter:
     return represent
 
 
+def _date_output(field: serializers.DateField) -> Converter:
+    output_format = getattr(field, "format", api_settings.DATE_FORMAT)
+    if output_format is None or output_format.lower() != ISO_8601:
+        return field.to_representation
+
+    def represent(value):
+        if type(value) is date:
+            return value.isoformat()
+        return field.to_representation(value)
+
+    return represent
+
+
 _REPRESENTERS: dict[type, Callable[[serializers.Field], Converter]] = {
     serializers.IntegerField: lambda _field: int,  # What IntegerField.to_representation does.
     serializers.CharField: lambda _field: str,
     serializers.FloatField: lambda _field: float,
     serializers.DecimalField: _decimal_output,
     serializers.DateTimeField: _datetime_output,
+    serializers.DateField: _date_output,
+    serializers.BooleanField: lambda _field: bool,  # BooleanField.to_representation of a bool.
 }
 
 
@@ -469,3 +561,122 @@ class FastListSerializer(serializers.ListSerializer):
             except NotFast:
                 rows.append(self.child.to_representation(item))
         return rows
+
+
+# --- Output of a whole response: nested serializers compiled once per class ------------------------
+
+
+def _nested_representer(field: serializers.Field) -> Converter | None:
+    """The representer of a nested serializer field (one object, or a list of them), or None."""
+    if isinstance(field, serializers.ListSerializer):
+        list_class = type(field)
+        if list_class not in (serializers.ListSerializer, FastListSerializer):
+            return None
+        represent_item = _compiled_output(field.child)
+        if represent_item is None:
+            return None
+
+        def represent(value):
+            items = value.all() if isinstance(value, BaseManager) else value
+            return [represent_item(item) for item in items]
+
+        return represent
+    return _compiled_output(field)
+
+
+def _field_representer(field: serializers.Field) -> Converter | None:
+    if field.source != field.field_name:
+        return None
+    if isinstance(field, serializers.BaseSerializer):
+        return _nested_representer(field)
+    factory = _REPRESENTERS.get(type(field))
+    return None if factory is None else factory(field)
+
+
+def _compiled_output(serializer: serializers.Serializer) -> Callable[[object], dict] | None:
+    """A function giving what serializer.to_representation(instance) gives (or raising NotFast), for a
+    plain serializer whose readable fields are all primitives or such serializers; None otherwise."""
+    if not isinstance(serializer, serializers.Serializer):
+        return None
+    if type(serializer).to_representation is not serializers.Serializer.to_representation:
+        return None
+    names, representers = [], []
+    for name, field in serializer.fields.items():
+        if field.write_only:
+            continue
+        represent = _field_representer(field)
+        if represent is None:
+            return None
+        names.append(name)
+        representers.append(represent)
+    if not names:
+        return None
+    return _represented_function(names, representers)
+
+
+def _represented_function(names: list[str], representers: list[Converter]) -> Callable[[object], dict]:
+    """represented(instance): the fields' values read at once (itemgetter for a mapping, attrgetter
+    otherwise, as DRF's get_attribute reads them) and written in one dict display: straight-line code
+    compiled per serializer, names as string literals (repr), representers through the namespace.
+    Whatever DRF would treat apart (a missing value, a callable) raises NotFast."""
+    count = len(names)
+    values = ", ".join(f"v{index}" for index in range(count)) + ("," if count == 1 else "")
+    entries = ", ".join(
+        f"{name!r}: None if v{index} is None else r{index}(v{index})" for index, name in enumerate(names)
+    )
+    any_callable = " or ".join(f"callable(v{index})" for index in range(count))
+    code = "\n".join(
+        [
+            "def represented(instance):",
+            "    try:",
+            "        if type(instance) is dict or isinstance(instance, Mapping):",
+            f"            {values} = from_mapping(instance)",
+            "        else:",
+            f"            {values} = from_object(instance)",
+            "    except (KeyError, AttributeError, TypeError, ObjectDoesNotExist):",
+            "        raise NotFast from None",
+            f"    if {any_callable}:",
+            "        raise NotFast",
+            f"    return {{{entries}}}",
+        ]
+    )
+    getters = (operator.itemgetter(*names), operator.attrgetter(*names))
+    if count == 1:  # A lone getter returns the value itself, not a 1-tuple.
+        getters = tuple((lambda instance, get=get: (get(instance),)) for get in getters)
+    namespace = {
+        "NotFast": NotFast,
+        "Mapping": Mapping,
+        "ObjectDoesNotExist": ObjectDoesNotExist,
+        "from_mapping": getters[0],
+        "from_object": getters[1],
+        **{f"r{index}": represent for index, represent in enumerate(representers)},
+    }
+    exec(compile(code, "<compiled serializer output>", "exec"), namespace)  # noqa: S102 -- names as literals only
+    return namespace["represented"]
+
+
+_OUTPUT_PLANS: dict[tuple[type, str], Callable[[object], dict] | None] = {}
+
+
+@receiver(setting_changed)
+def _output_plans_forget(**_kwargs) -> None:
+    """Plans read settings when compiled (tests change them)."""
+    _OUTPUT_PLANS.clear()
+
+
+def output_data(serializer_class: type[serializers.Serializer], instance) -> dict:
+    """What `serializer_class(instance).data` holds, as plain dicts and lists: through a plan compiled
+    once per class and time zone (settings read then, as DRF's fields read them per request; a changed
+    setting drops the plans), or DRF's own serializer whenever the plan cannot vouch for the result.
+    Building DRF's serializer copies every declared field of the tree per request: for the stats
+    response that is most of the API's fixed cost."""
+    key = (serializer_class, timezone.get_current_timezone_name())
+    if key not in _OUTPUT_PLANS:
+        _OUTPUT_PLANS[key] = _compiled_output(serializer_class())
+    plan = _OUTPUT_PLANS[key]
+    if plan is not None:
+        try:
+            return plan(instance)
+        except NotFast:
+            pass
+    return serializer_class(instance).data

@@ -295,7 +295,7 @@ def _print_sizes() -> None:
 
 
 def _raw_filter_sql(params: dict) -> tuple[str, list]:
-    from usage.stats import usage_filters_resolve
+    from usage.reports import usage_filters_resolve
 
     filters = usage_filters_resolve(
         model=params.get("model"),
@@ -351,7 +351,7 @@ def _raw_once(case: Case) -> None:
     """The window the API would read now, summed straight from the log."""
     from django.utils import timezone
 
-    from usage.stats import time_range_window
+    from usage.reports import time_range_window
 
     now = timezone.now()
     if case.url == STATS_URL:

@@ -43,7 +43,7 @@ from tests.rollup_oracle import expected_sums, sums_of
 from usage.rollups import quarter_hour_floor
 from ingest.services import usage_record_batch
 from usage.services import UsageRecordInput
-from usage.stats import UsageFilters, usage_sums_by_local_day, usage_sums_by_model
+from usage.window_sums import UsageFilters, usage_sums_by_local_day, usage_sums_by_model
 
 newest = UsageLog.objects.latest("timestamp").timestamp
 usage_record_batch(records=[

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import CharField, QuerySet, Subquery, Value
+from django.db.models import CharField, DecimalField, QuerySet, Subquery, Value
 
 from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
 from core.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent_of
@@ -73,7 +73,10 @@ def _prices_and_global_budget(include_global: bool) -> list[tuple]:
             global_currency=Subquery(budget.values("currency")[:1]),
         )
     else:
-        rows = rows.annotate(global_budget=Value(None), global_currency=Value(None, output_field=CharField()))
+        rows = rows.annotate(
+            global_budget=Value(None, output_field=DecimalField()),
+            global_currency=Value(None, output_field=CharField()),
+        )
     return list(
         rows.values_list("model_name", "display_name", "currency", "monthly_budget", "global_budget", "global_currency")
     )

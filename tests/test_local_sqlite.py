@@ -43,7 +43,7 @@ from tests.rollup_oracle import expected_sums, sums_of
 from usage.rollups import quarter_hour_floor
 from ingest.services import usage_record_batch
 from usage.services import UsageRecordInput
-from usage.window_sums import UsageFilters, usage_sums_by_local_day, usage_sums_by_model
+from usage.window_sums import UsageFilters, usage_sums_by_local_day, usage_sums_by_model, usage_sums_by_window
 
 newest = UsageLog.objects.latest("timestamp").timestamp
 usage_record_batch(records=[
@@ -69,6 +69,16 @@ def check_every_sum():
     assert {d: sums_of(s) for d, s in by_day.items() if s.calls} == {
         d: expected_sums(log for log in logs if log.timestamp.astimezone(zone).date() == d) for d in local_days
     }
+    # Boundaries off the quarter hour (the raw log's edges), with a model filter.
+    oldest = min(log.timestamp for log in logs)
+    boundaries = [oldest + timedelta(hours=h, seconds=7, microseconds=123) for h in (0, 5, 29, 30)] + [end]
+    chosen = UsageFilters(model_names=frozenset({"gpt-4o", "not-in-pricing"}))
+    windows = usage_sums_by_window(boundaries=boundaries, filters=chosen)
+    for start, stop, window in zip(boundaries, boundaries[1:], windows):
+        inside = [log for log in logs if start <= log.timestamp < stop and log.model_name in chosen.model_names]
+        assert {m: sums_of(s) for m, s in window.items()} == {
+            m: expected_sums(log for log in inside if log.model_name == m) for m in {log.model_name for log in inside}
+        }
 
 
 check_every_sum()  # As batches upserted them (SQLite writes the rollups directly).

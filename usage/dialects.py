@@ -2,15 +2,23 @@
 module, so the engine's modules stay vendor-neutral."""
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date
+from datetime import UTC, date, datetime, timedelta
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 # --- read side (usage.window_sums) ----------------------------------------------------------------
 
-# The column types a table of parameters (values_table_sql) may have.
-INT, DATE, TIMESTAMP = "int", "date", "timestamp"
-_PG_ARRAY_TYPES = {INT: "bigint[]", DATE: "date[]", TIMESTAMP: "timestamptz[]"}
+# The column types of a table of parameters (values_table_sql): integers, UTC epoch seconds as a
+# date (of a UTC midnight) or a timestamp, and datetimes.
+INT, EPOCH_DATE, EPOCH_TIMESTAMP, TIMESTAMP = "int", "epoch date", "epoch timestamp", "timestamp"
+_PG_ARRAY_TYPES = {INT: "bigint[]", EPOCH_DATE: "bigint[]", EPOCH_TIMESTAMP: "bigint[]", TIMESTAMP: "timestamptz[]"}
+_PG_COLUMN_SQL = {
+    INT: "{}",
+    EPOCH_DATE: "DATE '1970-01-01' + ({} / 86400)::int",
+    EPOCH_TIMESTAMP: "to_timestamp({})",
+    TIMESTAMP: "{}",
+}
+EPOCH_DAY = date(1970, 1, 1)
 
 
 def _pg_array_literal(values: Iterable) -> str:
@@ -18,17 +26,19 @@ def _pg_array_literal(values: Iterable) -> str:
     return "{" + ",".join(f'"{value}"' for value in values) + "}"
 
 
-def _pg_text(value, column_type: str) -> str:
+def _pg_column_text(values: Iterable, column_type: str) -> Iterable[str]:
     if column_type == TIMESTAMP:
-        return value.astimezone(UTC).isoformat()
-    return value.isoformat() if isinstance(value, date) else str(value)
+        return (value.astimezone(UTC).isoformat() for value in values)
+    return map(str, values)
 
 
 def _sqlite_value(connection: BaseDatabaseWrapper, value, column_type: str):
+    if column_type == EPOCH_DATE:
+        return connection.ops.adapt_datefield_value(EPOCH_DAY + timedelta(days=value // 86_400))
+    if column_type == EPOCH_TIMESTAMP:
+        return connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(value, UTC))
     if column_type == TIMESTAMP:
         return connection.ops.adapt_datetimefield_value(value)
-    if column_type == DATE:
-        return connection.ops.adapt_datefield_value(value)
     return value
 
 
@@ -37,14 +47,15 @@ def values_table_sql(
 ) -> tuple[str, list]:
     """A derived table of `rows` (not empty) with `columns` (name, type), as SQL and its parameters:
     on PostgreSQL one array per column (unnest), elsewhere a VALUES list."""
-    names = ", ".join(name for name, _type in columns)
     if connection.vendor == "postgresql":
         arrays = ", ".join(f"%s::{_PG_ARRAY_TYPES[column_type]}" for _name, column_type in columns)
+        names = ", ".join(name for name, _type in columns)
+        selected = ", ".join(_PG_COLUMN_SQL[column_type].format(name) + f" AS {name}" for name, column_type in columns)
         params = [
-            _pg_array_literal(_pg_text(row[n], column_type) for row in rows)
+            _pg_array_literal(_pg_column_text((row[n] for row in rows), column_type))
             for n, (_name, column_type) in enumerate(columns)
         ]
-        return f"(SELECT * FROM unnest({arrays}) AS u({names}))", params  # noqa: S608
+        return f"(SELECT {selected} FROM unnest({arrays}) AS u({names}))", params  # noqa: S608
     row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
     aliases = ", ".join(f"column{n + 1} AS {name}" for n, (name, _type) in enumerate(columns))
     params = [_sqlite_value(connection, value, columns[n][1]) for row in rows for n, value in enumerate(row)]

@@ -22,18 +22,18 @@ Without a model filter, totals read the all-models rollups (one row per bucket).
 in one snapshot; with a read replica configured, reporting reads go to it (core.db_routers).
 """
 
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from itertools import pairwise
+from typing import NamedTuple
 
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
-from usage.dialects import DATE, INT, TIMESTAMP, in_list_sql, snapshot_begin, values_table_sql
+from usage.dialects import EPOCH_DATE, EPOCH_TIMESTAMP, INT, TIMESTAMP, in_list_sql, snapshot_begin, values_table_sql
 from usage.models import (
     PREFIX_MINUTES,
     UsageLog,
@@ -68,45 +68,60 @@ class UsageFilters:
 Term = tuple
 
 
-def _epoch_seconds(moment: datetime) -> int:
-    return (moment - EPOCH_START) // SECOND
-
-
 def _utc(seconds: int) -> datetime:
     return EPOCH_START + timedelta(seconds=seconds)
 
 
-def _since_hour(hour: int, moment: datetime) -> dict[Term, int]:
-    """Terms adding up to [hour, moment), for a UTC hour at or before moment's hour."""
-    seconds = _epoch_seconds(moment)
-    quarter = seconds - seconds % QUARTER_SECONDS
-    its_hour = seconds - seconds % HOUR_SECONDS
+class _Edge(NamedTuple):
+    """A boundary in UTC: the moment, its whole epoch seconds, and its quarter hour's, hour's and
+    UTC midnight's."""
+
+    utc: datetime
+    seconds: int
+    quarter: int
+    hour: int
+    midnight: int
+
+    @classmethod
+    def of(cls, moment: datetime) -> "_Edge":
+        utc = moment.astimezone(UTC)
+        seconds = (utc - EPOCH_START) // SECOND
+        return cls(
+            utc,
+            seconds,
+            seconds - seconds % QUARTER_SECONDS,
+            seconds - seconds % HOUR_SECONDS,
+            seconds - seconds % DAY_SECONDS,
+        )
+
+
+def _since_hour(hour: int, edge: _Edge) -> dict[Term, int]:
+    """Terms adding up to [hour, edge), for a UTC hour at or before the edge's hour."""
     terms: dict[Term, int] = {}
-    if hour < its_hour:
-        terms[("hour", hour, its_hour, WHOLE_HOUR)] = 1
-    if its_hour < quarter:
-        terms[("hour", its_hour, its_hour + HOUR_SECONDS, (quarter - its_hour) // 60)] = 1
-    if _utc(quarter) < moment:
-        terms[("log", _utc(quarter), moment.astimezone(UTC))] = 1
+    if hour < edge.hour:
+        terms[("hour", hour, edge.hour, WHOLE_HOUR)] = 1
+    if edge.hour < edge.quarter:
+        terms[("hour", edge.hour, edge.hour + HOUR_SECONDS, (edge.quarter - edge.hour) // 60)] = 1
+    if edge.quarter < edge.seconds or edge.utc.microsecond:
+        terms[("log", _utc(edge.quarter), edge.utc)] = 1
     return terms
 
 
-def _since_utc_midnight(moment: datetime) -> dict[Term, int]:
-    """Terms adding up to [moment's UTC midnight, moment): at most 12 whole hours either way."""
-    seconds = _epoch_seconds(moment)
-    midnight, hour = seconds - seconds % DAY_SECONDS, seconds - seconds % HOUR_SECONDS
-    if hour - midnight <= 12 * HOUR_SECONDS:
-        return _since_hour(midnight, moment)
-    # Past noon: the whole day minus its hours from moment's hour on, plus what precedes moment in its hour.
-    terms = _since_hour(hour, moment)
+def _since_utc_midnight(edge: _Edge) -> dict[Term, int]:
+    """Terms adding up to [the edge's UTC midnight, edge): at most 12 whole hours either way."""
+    midnight = edge.midnight
+    if edge.hour - midnight <= 12 * HOUR_SECONDS:
+        return _since_hour(midnight, edge)
+    # Past noon: the whole day minus its hours from the edge's hour on, plus what precedes the edge in its hour.
+    terms = _since_hour(edge.hour, edge)
     terms[("day", midnight, midnight + DAY_SECONDS)] = 1
-    terms[("hour", hour, midnight + DAY_SECONDS, WHOLE_HOUR)] = -1
+    terms[("hour", edge.hour, midnight + DAY_SECONDS, WHOLE_HOUR)] = -1
     return terms
 
 
 def _add(terms: dict[Term, int], more: dict[Term, int], sign: int) -> None:
     for term, its_sign in more.items():
-        terms[term] += sign * its_sign
+        terms[term] = terms.get(term, 0) + sign * its_sign
 
 
 def _log_edges_joined(terms: dict[Term, int]) -> dict[Term, int]:
@@ -120,24 +135,34 @@ def _log_edges_joined(terms: dict[Term, int]) -> dict[Term, int]:
     return terms
 
 
-def window_terms(start: datetime, end: datetime, *, raw_log_only: bool = False) -> dict[Term, int]:
-    """The signed terms whose sum is exactly [start, end) (terms that cancel out dropped)."""
-    if start >= end:
-        return {}
-    if raw_log_only:
-        return {("log", start.astimezone(UTC), end.astimezone(UTC)): 1}
-    first, last = (_epoch_seconds(moment) // DAY_SECONDS * DAY_SECONDS for moment in (start, end))
-    terms: dict[Term, int] = defaultdict(int)
-    if first == last:  # Within one UTC day: its hours from start's hour on.
-        seconds = _epoch_seconds(start)
-        hour = seconds - seconds % HOUR_SECONDS
-        _add(terms, _since_hour(hour, end), 1)
-        _add(terms, _since_hour(hour, start), -1)
+def _terms_between(start: _Edge, end: _Edge, before: list[dict[Term, int]]) -> dict[Term, int]:
+    """[start, end) as signed terms; `before`: each edge's terms since its UTC midnight."""
+    terms: dict[Term, int] = {}
+    if start.midnight == end.midnight:  # Within one UTC day: its hours from start's hour on.
+        _add(terms, _since_hour(start.hour, end), 1)
+        _add(terms, _since_hour(start.hour, start), -1)
     else:
-        terms[("day", first, last)] += 1
-        _add(terms, _since_utc_midnight(start), -1)
-        _add(terms, _since_utc_midnight(end), 1)
+        terms[("day", start.midnight, end.midnight)] = 1
+        _add(terms, before[0], -1)
+        _add(terms, before[1], 1)
     return _log_edges_joined({term: sign for term, sign in terms.items() if sign})
+
+
+def windows_terms(boundaries: Sequence[datetime], *, raw_log_only: bool = False) -> list[dict[Term, int]]:
+    """For each window [boundaries[k], boundaries[k + 1]), the signed terms whose sum is exactly it
+    (terms that cancel out dropped; an empty window has none)."""
+    edges = [_Edge.of(moment) for moment in boundaries]
+    if raw_log_only:
+        return [{("log", s.utc, e.utc): 1} if s.utc < e.utc else {} for s, e in pairwise(edges)]
+    before = [_since_utc_midnight(edge) for edge in edges]
+    return [
+        _terms_between(s, e, before[k : k + 2]) if s.utc < e.utc else {} for k, (s, e) in enumerate(pairwise(edges))
+    ]
+
+
+def window_terms(start: datetime, end: datetime, *, raw_log_only: bool = False) -> dict[Term, int]:
+    """The signed terms whose sum is exactly [start, end)."""
+    return windows_terms([start, end], raw_log_only=raw_log_only)[0]
 
 
 # --- The statement ------------------------------------------------------------------------------
@@ -155,11 +180,11 @@ def _hour_column(name: str) -> str:
 
 
 def _rollup_sums_sql(column_of) -> str:
-    return ", ".join(s.type.sum_sql(column_of(s.name)) for s in ROLLUP_SUMS)
+    return ", ".join(f"{s.type.sum_sql(column_of(s.name))} AS {s.name}" for s in ROLLUP_SUMS)
 
 
 def _log_sums_sql() -> str:
-    return ", ".join(_count_cast(s, s.source.sql()) for s in ROLLUP_SUMS)
+    return ", ".join(f"{_count_cast(s, s.source.sql())} AS {s.name}" for s in ROLLUP_SUMS)
 
 
 @dataclass(frozen=True)
@@ -178,7 +203,7 @@ def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
         "day": (
             _Part(
                 "day",
-                (("i", INT), ("lo", DATE), ("hi", DATE)),
+                (("i", INT), ("lo", EPOCH_DATE), ("hi", EPOCH_DATE)),
                 "t.day >= r.lo AND t.day < r.hi",
                 _rollup_sums_sql(lambda n: f"t.{n}"),
             ),
@@ -187,7 +212,7 @@ def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
         "hour": (
             _Part(
                 "hour",
-                (("i", INT), ("lo", TIMESTAMP), ("hi", TIMESTAMP), ("minutes", INT)),
+                (("i", INT), ("lo", EPOCH_TIMESTAMP), ("hi", EPOCH_TIMESTAMP), ("minutes", INT)),
                 "t.bucket >= r.lo AND t.bucket < r.hi",
                 _rollup_sums_sql(_hour_column),
             ),
@@ -206,12 +231,7 @@ def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
 
 
 def _term_row(i: int, term: Term) -> tuple:
-    kind = term[0]
-    if kind == "day":
-        return (i, _utc(term[1]).date(), _utc(term[2]).date())
-    if kind == "hour":
-        return (i, _utc(term[1]), _utc(term[2]), term[3])
-    return (i, term[1], term[2])
+    return (i, *term[1:])
 
 
 def _filters_sql(
@@ -230,11 +250,16 @@ def _filters_sql(
 
 
 def _statement(
-    connection: BaseDatabaseWrapper, terms: list[Term], filters: UsageFilters, by_model: bool
+    connection: BaseDatabaseWrapper,
+    terms: list[Term],
+    signs: list[tuple[int, int, int]],
+    filters: UsageFilters,
+    by_model: bool,
 ) -> tuple[str, list]:
-    """One SELECT of (term number, [model_name,] sums...) rows: a UNION ALL of one part per kind."""
+    """One SELECT of (window number, [model_name,] sums...) rows: each term's sums (x: a UNION ALL of
+    one part per kind of term), added up per window with the term's sign in it (w)."""
     per_model = by_model or filters.model_names is not None
-    key = "r.i, t.model_name" if by_model else "r.i"
+    key = "r.i AS i, t.model_name AS model_name" if by_model else "r.i AS i"
     selects, params = [], []
     for kind, (part, table) in _parts(per_model=per_model).items():
         rows = [_term_row(i, term) for i, term in enumerate(terms) if term[0] == kind]
@@ -242,12 +267,20 @@ def _statement(
             continue
         terms_sql, terms_params = values_table_sql(connection, part.columns, rows)
         where, where_params = _filters_sql(connection, filters, kind, per_model)
+        group = "r.i, t.model_name" if by_model else "r.i"
         selects.append(
             f"SELECT {key}, {part.sums} FROM {terms_sql} AS r JOIN {table} AS t "  # noqa: S608
-            f"ON {part.join}{where} GROUP BY {key}"
+            f"ON {part.join}{where} GROUP BY {group}"
         )
         params += terms_params + where_params
-    return " UNION ALL ".join(selects), params
+    signs_sql, signs_params = values_table_sql(connection, (("n", INT), ("i", INT), ("sign", INT)), signs)
+    window_key = "w.n, x.model_name" if by_model else "w.n"
+    sums = ", ".join(s.type.sum_sql(f"w.sign * x.{s.name}") for s in ROLLUP_SUMS)
+    sql = (
+        f"WITH x AS ({' UNION ALL '.join(selects)}) "  # noqa: S608
+        f"SELECT {window_key}, {sums} FROM x JOIN {signs_sql} AS w ON w.i = x.i GROUP BY {window_key}"
+    )
+    return sql, params + signs_params
 
 
 @contextmanager
@@ -264,51 +297,30 @@ def _one_snapshot(alias: str) -> Iterator[None]:
         yield
 
 
-def _typed(values: Sequence) -> list:
-    return [
-        s.type.zero if value is None else s.type.from_db(value) for s, value in zip(ROLLUP_SUMS, values, strict=True)
-    ]
-
-
-def _term_sums(
-    terms: list[Term], filters: UsageFilters, by_model: bool, using: str | None
-) -> dict[int, dict[str | None, list]]:
-    """Each term's sums (by term number), per model (or under None), from one statement."""
-    alias = using or router.db_for_read(UsageRollupHour)
-    connection = connections[alias]
-    sql, params = _statement(connection, terms, filters, by_model)
-    found: dict[int, dict[str | None, list]] = defaultdict(dict)
-    with _one_snapshot(alias), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for row in cursor.fetchall():
-            model_name, values = (row[1], row[2:]) if by_model else (None, row[1:])
-            found[row[0]][model_name] = _typed(values)
-    return found
-
-
 def _window_sums(
     boundaries: Sequence[datetime], filters: UsageFilters, by_model: bool, using: str | None
 ) -> list[dict[str | None, RollupDelta]]:
-    windows = [window_terms(start, end, raw_log_only=filters.needs_raw_log) for start, end in pairwise(boundaries)]
-    if filters.model_names is not None and not filters.model_names:
-        return [{} for _window in windows]
+    """For each window, the sums per model (by_model) or under None, of the keys with calls in it."""
+    windows = windows_terms(boundaries, raw_log_only=filters.needs_raw_log)
+    answers: list[dict[str | None, RollupDelta]] = [{} for _window in windows]
     numbers: dict[Term, int] = {}
-    for terms in windows:
-        for term in terms:
-            numbers.setdefault(term, len(numbers))
-    if not numbers:
-        return [{} for _window in windows]
-    found = _term_sums(list(numbers), filters, by_model, using)
-    answers = []
-    for terms in windows:
-        totals: dict[str | None, list] = {}
+    signs = []  # (window, term number, sign)
+    for n, terms in enumerate(windows):
         for term, sign in terms.items():
-            for key, values in found.get(numbers[term], {}).items():
-                total = totals.setdefault(key, [s.type.zero for s in ROLLUP_SUMS])
-                for n, value in enumerate(values):
-                    total[n] += sign * value
-        # A key without calls in the window has nothing else there (float leftovers of signed terms).
-        answers.append({key: RollupDelta(*total) for key, total in totals.items() if RollupDelta(*total).calls})
+            signs.append((n, numbers.setdefault(term, len(numbers)), sign))
+    if not numbers or (filters.model_names is not None and not filters.model_names):
+        return answers
+    alias = using or router.db_for_read(UsageRollupHour)
+    connection = connections[alias]
+    sql, params = _statement(connection, list(numbers), signs, filters, by_model)
+    with _one_snapshot(alias), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    for row in rows:
+        key, values = (row[1], row[2:]) if by_model else (None, row[1:])
+        sums = RollupDelta.from_db(values)
+        if sums.calls:  # Without calls in the window a key has nothing else there (float leftovers of signed terms).
+            answers[row[0]][key] = sums
     return answers
 
 

@@ -72,13 +72,17 @@ def check_every_sum():
     # Boundaries off the quarter hour (the raw log's edges), with a model filter.
     oldest = min(log.timestamp for log in logs)
     boundaries = [oldest + timedelta(hours=h, seconds=7, microseconds=123) for h in (0, 5, 29, 30)] + [end]
-    chosen = UsageFilters(model_names=frozenset({"gpt-4o", "not-in-pricing"}))
-    windows = usage_sums_by_window(boundaries=boundaries, filters=chosen)
-    for start, stop, window in zip(boundaries, boundaries[1:], windows):
-        inside = [log for log in logs if start <= log.timestamp < stop and log.model_name in chosen.model_names]
-        assert {m: sums_of(s) for m, s in window.items()} == {
-            m: expected_sums(log for log in inside if log.model_name == m) for m in {log.model_name for log in inside}
-        }
+    user_id = max((log.user_id for log in logs if log.user_id), default=None)
+    for chosen, passes in [
+        (UsageFilters(model_names=frozenset({"gpt-4o", "not-in-pricing"})), lambda log: log.model_name in {"gpt-4o", "not-in-pricing"}),
+        (UsageFilters(user_id=user_id), lambda log: log.user_id == user_id),  # from the log alone
+    ]:
+        windows = usage_sums_by_window(boundaries=boundaries, filters=chosen)
+        for start, stop, window in zip(boundaries, boundaries[1:], windows):
+            inside = [log for log in logs if start <= log.timestamp < stop and passes(log)]
+            assert {m: sums_of(s) for m, s in window.items()} == {
+                m: expected_sums(log for log in inside if log.model_name == m) for m in {log.model_name for log in inside}
+            }
 
 
 check_every_sum()  # As batches upserted them (SQLite writes the rollups directly).

@@ -72,6 +72,16 @@ def in_list_sql(connection: BaseDatabaseWrapper, column: str, values: Iterable[s
     return f"{column} IN ({', '.join(['%s'] * len(ordered))})", ordered
 
 
+def window_number_sql(connection: BaseDatabaseWrapper, column: str, boundaries: Sequence) -> tuple[str, list]:
+    """The number k of the window [boundaries[k], boundaries[k + 1]) that `column` falls in, for
+    values within [boundaries[0], boundaries[-1])."""
+    if connection.vendor == "postgresql":
+        literal = _pg_array_literal(_pg_column_text(boundaries, TIMESTAMP))
+        return f"width_bucket({column}, %s::timestamptz[]) - 1", [literal]
+    cases = " ".join(f"WHEN {column} < %s THEN {n}" for n in range(len(boundaries) - 1))
+    return f"CASE {cases} END", [connection.ops.adapt_datetimefield_value(b) for b in boundaries[1:]]
+
+
 def snapshot_begin(connection: BaseDatabaseWrapper) -> None:
     """Make the transaction just begun read one snapshot (PostgreSQL: REPEATABLE READ), and keep the
     planner from JIT-compiling: it cannot size a join on ranges (it guesses 0.5% of a table per

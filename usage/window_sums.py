@@ -33,7 +33,15 @@ from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
-from usage.dialects import EPOCH_DATE, EPOCH_TIMESTAMP, INT, TIMESTAMP, in_list_sql, snapshot_begin, values_table_sql
+from usage.dialects import (
+    EPOCH_DATE,
+    EPOCH_TIMESTAMP,
+    INT,
+    in_list_sql,
+    snapshot_begin,
+    values_table_sql,
+    window_number_sql,
+)
 from usage.models import (
     PREFIX_MINUTES,
     UsageLog,
@@ -196,7 +204,7 @@ class _Part:
 
 
 def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
-    """Each term kind's part of the statement, and the table it reads."""
+    """The rollup terms' parts of the statement (a join of the terms with the table), and the table."""
     day_table = (UsageRollupDaily if per_model else UsageRollupDailyTotal)._meta.db_table
     hour_table = (UsageRollupHour if per_model else UsageRollupHourTotal)._meta.db_table
     return {
@@ -217,15 +225,6 @@ def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
                 _rollup_sums_sql(_hour_column),
             ),
             hour_table,
-        ),
-        "log": (
-            _Part(
-                "log",
-                (("i", INT), ("lo", TIMESTAMP), ("hi", TIMESTAMP)),
-                "t.timestamp >= r.lo AND t.timestamp < r.hi",
-                _log_sums_sql(),
-            ),
-            UsageLog._meta.db_table,
         ),
     }
 
@@ -249,6 +248,19 @@ def _filters_sql(
     return sql, params
 
 
+def _log_select(connection: BaseDatabaseWrapper, i: int, term: Term, filters: UsageFilters, by_model: bool):
+    """A log term's sums: its own select with constant bounds, so the planner prunes the log's
+    partitions and scans its timestamp index (a join on ranges would leave it guessing)."""
+    where, params = _filters_sql(connection, filters, "log", True)
+    key, group = (f"{i} AS i, t.model_name AS model_name", " GROUP BY t.model_name") if by_model else (f"{i} AS i", "")
+    sql = (
+        f"SELECT {key}, {_log_sums_sql()} FROM {UsageLog._meta.db_table} AS t "  # noqa: S608
+        f"WHERE t.timestamp >= %s AND t.timestamp < %s{where}{group}"
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    return sql, [adapt(term[1]), adapt(term[2]), *params]
+
+
 def _statement(
     connection: BaseDatabaseWrapper,
     terms: list[Term],
@@ -257,7 +269,8 @@ def _statement(
     by_model: bool,
 ) -> tuple[str, list]:
     """One SELECT of (window number, [model_name,] sums...) rows: each term's sums (x: a UNION ALL of
-    one part per kind of term), added up per window with the term's sign in it (w)."""
+    one part per kind of rollup term and one per log term), added up per window with the term's
+    sign in it (w)."""
     per_model = by_model or filters.model_names is not None
     key = "r.i AS i, t.model_name AS model_name" if by_model else "r.i AS i"
     selects, params = [], []
@@ -273,6 +286,11 @@ def _statement(
             f"ON {part.join}{where} GROUP BY {group}"
         )
         params += terms_params + where_params
+    for i, term in enumerate(terms):
+        if term[0] == "log":
+            sql, log_params = _log_select(connection, i, term, filters, by_model)
+            selects.append(sql)
+            params += log_params
     signs_sql, signs_params = values_table_sql(connection, (("n", INT), ("i", INT), ("sign", INT)), signs)
     window_key = "w.n, x.model_name" if by_model else "w.n"
     sums = ", ".join(s.type.sum_sql(f"w.sign * x.{s.name}") for s in ROLLUP_SUMS)
@@ -281,6 +299,22 @@ def _statement(
         f"SELECT {window_key}, {sums} FROM x JOIN {signs_sql} AS w ON w.i = x.i GROUP BY {window_key}"
     )
     return sql, params + signs_params
+
+
+def _log_statement(
+    connection: BaseDatabaseWrapper, boundaries: Sequence[datetime], filters: UsageFilters, by_model: bool
+) -> tuple[str, list]:
+    """One SELECT of (window number, [model_name,] sums...) rows straight from the log: one scan of
+    [b0, bn) through its timestamp index, each row numbered by the window it falls in."""
+    window_sql, window_params = window_number_sql(connection, "t.timestamp", boundaries)
+    where, params = _filters_sql(connection, filters, "log", True)
+    key = f"{window_sql}, t.model_name" if by_model else window_sql
+    sql = (
+        f"SELECT {key}, {_log_sums_sql()} FROM {UsageLog._meta.db_table} AS t "  # noqa: S608
+        f"WHERE t.timestamp >= %s AND t.timestamp < %s{where} GROUP BY {'1, 2' if by_model else '1'}"
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    return sql, [*window_params, adapt(boundaries[0]), adapt(boundaries[-1]), *params]
 
 
 @contextmanager
@@ -301,18 +335,22 @@ def _window_sums(
     boundaries: Sequence[datetime], filters: UsageFilters, by_model: bool, using: str | None
 ) -> list[dict[str | None, RollupDelta]]:
     """For each window, the sums per model (by_model) or under None, of the keys with calls in it."""
-    windows = windows_terms(boundaries, raw_log_only=filters.needs_raw_log)
-    answers: list[dict[str | None, RollupDelta]] = [{} for _window in windows]
-    numbers: dict[Term, int] = {}
-    signs = []  # (window, term number, sign)
-    for n, terms in enumerate(windows):
-        for term, sign in terms.items():
-            signs.append((n, numbers.setdefault(term, len(numbers)), sign))
-    if not numbers or (filters.model_names is not None and not filters.model_names):
+    answers: list[dict[str | None, RollupDelta]] = [{} for _window in pairwise(boundaries)]
+    if not answers or boundaries[0] >= boundaries[-1] or (filters.model_names is not None and not filters.model_names):
         return answers
     alias = using or router.db_for_read(UsageRollupHour)
     connection = connections[alias]
-    sql, params = _statement(connection, list(numbers), signs, filters, by_model)
+    if filters.needs_raw_log:
+        sql, params = _log_statement(connection, boundaries, filters, by_model)
+    else:
+        numbers: dict[Term, int] = {}
+        signs = []  # (window, term number, sign)
+        for n, terms in enumerate(windows_terms(boundaries)):
+            for term, sign in terms.items():
+                signs.append((n, numbers.setdefault(term, len(numbers)), sign))
+        if not numbers:
+            return answers
+        sql, params = _statement(connection, list(numbers), signs, filters, by_model)
     with _one_snapshot(alias), connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

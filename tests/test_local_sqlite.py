@@ -73,15 +73,17 @@ def check_every_sum():
     oldest = min(log.timestamp for log in logs)
     boundaries = [oldest + timedelta(hours=h, seconds=7, microseconds=123) for h in (0, 5, 29, 30)] + [end]
     user_id = max((log.user_id for log in logs if log.user_id), default=None)
+    two = {"gpt-4o", "not-in-pricing"}
     for chosen, passes in [
-        (UsageFilters(model_names=frozenset({"gpt-4o", "not-in-pricing"})), lambda log: log.model_name in {"gpt-4o", "not-in-pricing"}),
+        (UsageFilters(model_names=frozenset(two)), lambda log: log.model_name in two),
         (UsageFilters(user_id=user_id), lambda log: log.user_id == user_id),  # from the log alone
     ]:
         windows = usage_sums_by_window(boundaries=boundaries, filters=chosen)
         for start, stop, window in zip(boundaries, boundaries[1:], windows):
             inside = [log for log in logs if start <= log.timestamp < stop and passes(log)]
+            names = {log.model_name for log in inside}
             assert {m: sums_of(s) for m, s in window.items()} == {
-                m: expected_sums(log for log in inside if log.model_name == m) for m in {log.model_name for log in inside}
+                m: expected_sums(log for log in inside if log.model_name == m) for m in names
             }
 
 

@@ -62,6 +62,35 @@ def values_table_sql(
     return f"(SELECT {aliases} FROM (VALUES {', '.join([row_sql] * len(rows))}))", params  # noqa: S608
 
 
+def range_terms_sql(
+    connection: BaseDatabaseWrapper,
+    *,
+    terms_sql: str,
+    table: str,
+    condition: str,
+    by_model: bool,
+    sums_sql: str,
+    sum_names: Sequence[str],
+) -> str:
+    """A SELECT of (r.i, [model_name,] sums named sum_names) for each term r of `terms_sql` over the
+    rows t of `table` matching `condition` (a range of r's; sums_sql may read r's columns too).
+
+    PostgreSQL: a LATERAL subquery per term, so each term is an index range scan (it cannot size a
+    join on ranges, and picks a sequential scan of the per-model hour rollup filtered by every
+    range). SQLite has no LATERAL: a join grouped by term."""
+    if connection.vendor == "postgresql":
+        model, group = ("t.model_name, ", " GROUP BY t.model_name") if by_model else ("", "")
+        outer_model = "x.model_name AS model_name, " if by_model else ""
+        columns = ", ".join(f"x.{name}" for name in sum_names)
+        return (
+            f"SELECT r.i AS i, {outer_model}{columns} FROM {terms_sql} AS r CROSS JOIN LATERAL "  # noqa: S608
+            f"(SELECT {model}{sums_sql} FROM {table} AS t WHERE {condition}{group}) AS x"
+        )
+    key = "r.i, t.model_name" if by_model else "r.i"
+    named_key = "r.i AS i, t.model_name AS model_name" if by_model else "r.i AS i"
+    return f"SELECT {named_key}, {sums_sql} FROM {terms_sql} AS r JOIN {table} AS t ON {condition} GROUP BY {key}"  # noqa: S608
+
+
 def in_list_sql(connection: BaseDatabaseWrapper, column: str, values: Iterable[str]) -> tuple[str, list]:
     """`column` is one of `values` (not empty)."""
     ordered = sorted(values)

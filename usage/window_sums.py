@@ -38,6 +38,7 @@ from usage.dialects import (
     EPOCH_TIMESTAMP,
     INT,
     in_list_sql,
+    range_terms_sql,
     snapshot_begin,
     values_table_sql,
     window_number_sql,
@@ -51,7 +52,7 @@ from usage.models import (
     UsageRollupHourTotal,
     prefix_column,
 )
-from usage.rollup_sums import COUNT, ROLLUP_SUMS, RollupDelta
+from usage.rollup_sums import COUNT, ROLLUP_SUMS, SUM_NAMES, RollupDelta
 
 EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)  # Before any call: "since the beginning".
 SECOND = timedelta(seconds=1)
@@ -272,7 +273,6 @@ def _statement(
     one part per kind of rollup term and one per log term), added up per window with the term's
     sign in it (w)."""
     per_model = by_model or filters.model_names is not None
-    key = "r.i AS i, t.model_name AS model_name" if by_model else "r.i AS i"
     selects, params = [], []
     for kind, (part, table) in _parts(per_model=per_model).items():
         rows = [_term_row(i, term) for i, term in enumerate(terms) if term[0] == kind]
@@ -280,10 +280,16 @@ def _statement(
             continue
         terms_sql, terms_params = values_table_sql(connection, part.columns, rows)
         where, where_params = _filters_sql(connection, filters, kind, per_model)
-        group = "r.i, t.model_name" if by_model else "r.i"
         selects.append(
-            f"SELECT {key}, {part.sums} FROM {terms_sql} AS r JOIN {table} AS t "  # noqa: S608
-            f"ON {part.join}{where} GROUP BY {group}"
+            range_terms_sql(
+                connection,
+                terms_sql=terms_sql,
+                table=table,
+                condition=part.join + where,
+                by_model=by_model,
+                sums_sql=part.sums,
+                sum_names=SUM_NAMES,
+            )
         )
         params += terms_params + where_params
     for i, term in enumerate(terms):

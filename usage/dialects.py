@@ -26,10 +26,10 @@ def _pg_array_literal(values: Iterable) -> str:
     return "{" + ",".join(f'"{value}"' for value in values) + "}"
 
 
-def _pg_column_text(values: Iterable, column_type: str) -> Iterable[str]:
+def _pg_column_literal(values: Iterable, column_type: str) -> str:
     if column_type == TIMESTAMP:
-        return (value.astimezone(UTC).isoformat() for value in values)
-    return map(str, values)
+        return _pg_array_literal(value.astimezone(UTC).isoformat() for value in values)
+    return "{" + ",".join(map(str, values)) + "}"  # integers: nothing to quote
 
 
 def _sqlite_value(connection: BaseDatabaseWrapper, value, column_type: str):
@@ -52,8 +52,8 @@ def values_table_sql(
         names = ", ".join(name for name, _type in columns)
         selected = ", ".join(_PG_COLUMN_SQL[column_type].format(name) + f" AS {name}" for name, column_type in columns)
         params = [
-            _pg_array_literal(_pg_column_text((row[n] for row in rows), column_type))
-            for n, (_name, column_type) in enumerate(columns)
+            _pg_column_literal(values, column_type)
+            for values, (_name, column_type) in zip(zip(*rows, strict=True), columns, strict=True)
         ]
         return f"(SELECT {selected} FROM unnest({arrays}) AS u({names}))", params  # noqa: S608
     row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
@@ -105,7 +105,7 @@ def window_number_sql(connection: BaseDatabaseWrapper, column: str, boundaries: 
     """The number k of the window [boundaries[k], boundaries[k + 1]) that `column` falls in, for
     values within [boundaries[0], boundaries[-1])."""
     if connection.vendor == "postgresql":
-        literal = _pg_array_literal(_pg_column_text(boundaries, TIMESTAMP))
+        literal = _pg_column_literal(boundaries, TIMESTAMP)
         return f"width_bucket({column}, %s::timestamptz[]) - 1", [literal]
     cases = " ".join(f"WHEN {column} < %s THEN {n}" for n in range(len(boundaries) - 1))
     return f"CASE {cases} END", [connection.ops.adapt_datetimefield_value(b) for b in boundaries[1:]]

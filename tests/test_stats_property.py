@@ -230,10 +230,10 @@ def _coverage(terms: dict) -> dict[datetime, int]:
     for term, sign in terms.items():
         if term[0] == "log":
             start, end = term[1], term[2]
-        else:
+        else:  # day: [first, last); hour: [first, last) and the first minutes of the last hour
             start = datetime.fromtimestamp(term[1], UTC)
-            minutes = 60 if term[0] == "day" else term[3]
-            end = datetime.fromtimestamp(term[2], UTC) if minutes == 60 else start + timedelta(minutes=minutes)
+            minutes = 0 if term[0] == "day" else term[3]
+            end = datetime.fromtimestamp(term[2], UTC) + timedelta(minutes=minutes)
         changes[start] += sign
         changes[end] -= sign
     return changes

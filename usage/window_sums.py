@@ -57,7 +57,6 @@ from usage.rollup_sums import COUNT, ROLLUP_SUMS, SUM_NAMES, RollupDelta
 EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)  # Before any call: "since the beginning".
 SECOND = timedelta(seconds=1)
 QUARTER_SECONDS, HOUR_SECONDS, DAY_SECONDS = 900, 3600, 86_400
-WHOLE_HOUR = 60  # minutes of an hour row's sums: its plain columns
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,9 @@ class UsageFilters:
 
 
 # --- Windows as signed terms ----------------------------------------------------------------------
-# Terms: ("day", first day, day after the last), ("hour", first hour, hour after the last, minutes
-# of each row summed), both in UTC epoch seconds; ("log", start, end) as UTC datetimes.
+# Terms: ("day", first day, day after the last); ("hour", first hour, last hour, minutes): the whole
+# hours from the first up to the last, and the last one's first 0, 15, 30 or 45 minutes (its prefix
+# columns); both in UTC epoch seconds. ("log", start, end) as UTC datetimes.
 Term = tuple
 
 
@@ -107,10 +107,8 @@ class _Edge(NamedTuple):
 def _since_hour(hour: int, edge: _Edge) -> dict[Term, int]:
     """Terms adding up to [hour, edge), for a UTC hour at or before the edge's hour."""
     terms: dict[Term, int] = {}
-    if hour < edge.hour:
-        terms[("hour", hour, edge.hour, WHOLE_HOUR)] = 1
-    if edge.hour < edge.quarter:
-        terms[("hour", edge.hour, edge.hour + HOUR_SECONDS, (edge.quarter - edge.hour) // 60)] = 1
+    if hour < edge.quarter:  # Whole hours, and the edge hour's prefix up to its quarter: one term.
+        terms[("hour", hour, edge.hour, (edge.quarter - edge.hour) // 60)] = 1
     if edge.quarter < edge.seconds or edge.utc.microsecond:
         terms[("log", _utc(edge.quarter), edge.utc)] = 1
     return terms
@@ -124,7 +122,7 @@ def _since_utc_midnight(edge: _Edge) -> dict[Term, int]:
     # Past noon: the whole day minus its hours from the edge's hour on, plus what precedes the edge in its hour.
     terms = _since_hour(edge.hour, edge)
     terms[("day", midnight, midnight + DAY_SECONDS)] = 1
-    terms[("hour", edge.hour, midnight + DAY_SECONDS, WHOLE_HOUR)] = -1
+    terms[("hour", edge.hour, midnight + DAY_SECONDS, 0)] = -1
     return terms
 
 
@@ -183,9 +181,10 @@ def _count_cast(rollup_sum, expression: str) -> str:
 
 
 def _hour_column(name: str) -> str:
-    """The column of a declared sum that an hour term reads: the whole hour, or r.minutes' prefix."""
+    """The column of a declared sum that an hour term reads: the whole hour before its last hour,
+    the last hour's prefix of r.minutes."""
     prefixes = " ".join(f"WHEN {minutes} THEN t.{prefix_column(name, minutes)}" for minutes in PREFIX_MINUTES)
-    return f"CASE r.minutes WHEN {WHOLE_HOUR} THEN t.{name} {prefixes} END"
+    return f"CASE WHEN t.bucket < r.last THEN t.{name} ELSE CASE r.minutes {prefixes} END END"
 
 
 def _rollup_sums_sql(column_of) -> str:
@@ -221,7 +220,13 @@ def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
         "hour": (
             _Part(
                 "hour",
-                (("i", INT), ("lo", EPOCH_TIMESTAMP), ("hi", EPOCH_TIMESTAMP), ("minutes", INT)),
+                (
+                    ("i", INT),
+                    ("lo", EPOCH_TIMESTAMP),
+                    ("last", EPOCH_TIMESTAMP),
+                    ("hi", EPOCH_TIMESTAMP),
+                    ("minutes", INT),
+                ),
                 "t.bucket >= r.lo AND t.bucket < r.hi",
                 _rollup_sums_sql(_hour_column),
             ),
@@ -231,6 +236,9 @@ def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
 
 
 def _term_row(i: int, term: Term) -> tuple:
+    if term[0] == "hour":  # Rows read: up to the last hour, and it too when a prefix of it counts.
+        _kind, first, last, minutes = term
+        return (i, first, last, last + HOUR_SECONDS if minutes else last, minutes)
     return (i, *term[1:])
 
 

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -345,6 +346,27 @@ def _one_snapshot(alias: str) -> Iterator[None]:
         yield
 
 
+@lru_cache(maxsize=128)
+def _window_statement(
+    alias: str, boundaries: tuple[datetime, ...], filters: UsageFilters, by_model: bool
+) -> tuple[str | None, tuple]:
+    """The statement for these windows (None: nothing to read). A pure function of its arguments,
+    kept for the next request: the daily trend's boundaries stay the same all day."""
+    connection = connections[alias]
+    if filters.needs_raw_log:
+        sql, params = _log_statement(connection, boundaries, filters, by_model)
+        return sql, tuple(params)
+    numbers: dict[Term, int] = {}
+    signs = []  # (window, term number, sign)
+    for n, terms in enumerate(windows_terms(boundaries)):
+        for term, sign in terms.items():
+            signs.append((n, numbers.setdefault(term, len(numbers)), sign))
+    if not numbers:
+        return None, ()
+    sql, params = _statement(connection, list(numbers), signs, filters, by_model)
+    return sql, tuple(params)  # Shared by every call that hits the cache: immutable.
+
+
 def _window_sums(
     boundaries: Sequence[datetime], filters: UsageFilters, by_model: bool, using: str | None
 ) -> list[dict[str | None, RollupDelta]]:
@@ -354,17 +376,9 @@ def _window_sums(
         return answers
     alias = using or router.db_for_read(UsageRollupHour)
     connection = connections[alias]
-    if filters.needs_raw_log:
-        sql, params = _log_statement(connection, boundaries, filters, by_model)
-    else:
-        numbers: dict[Term, int] = {}
-        signs = []  # (window, term number, sign)
-        for n, terms in enumerate(windows_terms(boundaries)):
-            for term, sign in terms.items():
-                signs.append((n, numbers.setdefault(term, len(numbers)), sign))
-        if not numbers:
-            return answers
-        sql, params = _statement(connection, list(numbers), signs, filters, by_model)
+    sql, params = _window_statement(alias, tuple(moment.astimezone(UTC) for moment in boundaries), filters, by_model)
+    if sql is None:
+        return answers
     with _one_snapshot(alias), connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

@@ -8,14 +8,14 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 # --- read side (usage.window_sums) ----------------------------------------------------------------
 
-# The column types of a table of parameters (values_table_sql): integers, UTC epoch seconds as a
-# date (of a UTC midnight) or a timestamp, and datetimes.
-INT, EPOCH_DATE, EPOCH_TIMESTAMP, TIMESTAMP = "int", "epoch date", "epoch timestamp", "timestamp"
-_PG_ARRAY_TYPES = {INT: "bigint[]", EPOCH_DATE: "bigint[]", EPOCH_TIMESTAMP: "bigint[]", TIMESTAMP: "timestamptz[]"}
+# The column types of a table of parameters (values_table_sql): integers, UTC days and hours since
+# the epoch (as a date and a timestamp: short numbers, a short statement), and datetimes.
+INT, EPOCH_DAYS, EPOCH_HOURS, TIMESTAMP = "int", "epoch days", "epoch hours", "timestamp"
+_PG_ARRAY_TYPES = {INT: "bigint[]", EPOCH_DAYS: "int[]", EPOCH_HOURS: "int[]", TIMESTAMP: "timestamptz[]"}
 _PG_COLUMN_SQL = {
     INT: "{}",
-    EPOCH_DATE: "DATE '1970-01-01' + ({} / 86400)::int",
-    EPOCH_TIMESTAMP: "to_timestamp({})",
+    EPOCH_DAYS: "DATE '1970-01-01' + {}",
+    EPOCH_HOURS: "to_timestamp({} * 3600)",
     TIMESTAMP: "{}",
 }
 EPOCH_DAY = date(1970, 1, 1)
@@ -33,10 +33,10 @@ def _pg_column_literal(values: Iterable, column_type: str) -> str:
 
 
 def _sqlite_value(connection: BaseDatabaseWrapper, value, column_type: str):
-    if column_type == EPOCH_DATE:
-        return connection.ops.adapt_datefield_value(EPOCH_DAY + timedelta(days=value // 86_400))
-    if column_type == EPOCH_TIMESTAMP:
-        return connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(value, UTC))
+    if column_type == EPOCH_DAYS:
+        return connection.ops.adapt_datefield_value(EPOCH_DAY + timedelta(days=value))
+    if column_type == EPOCH_HOURS:
+        return connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(value * 3600, UTC))
     if column_type == TIMESTAMP:
         return connection.ops.adapt_datetimefield_value(value)
     return value

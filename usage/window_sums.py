@@ -35,8 +35,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
 from usage.dialects import (
-    EPOCH_DATE,
-    EPOCH_TIMESTAMP,
+    EPOCH_DAYS,
+    EPOCH_HOURS,
     INT,
     in_list_sql,
     range_terms_sql,
@@ -212,7 +212,7 @@ def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
         "day": (
             _Part(
                 "day",
-                (("i", INT), ("lo", EPOCH_DATE), ("hi", EPOCH_DATE)),
+                (("i", INT), ("lo", EPOCH_DAYS), ("hi", EPOCH_DAYS)),
                 "t.day >= r.lo AND t.day < r.hi",
                 _rollup_sums_sql(lambda n: f"t.{n}"),
             ),
@@ -223,9 +223,9 @@ def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
                 "hour",
                 (
                     ("i", INT),
-                    ("lo", EPOCH_TIMESTAMP),
-                    ("last", EPOCH_TIMESTAMP),
-                    ("hi", EPOCH_TIMESTAMP),
+                    ("lo", EPOCH_HOURS),
+                    ("last", EPOCH_HOURS),
+                    ("hi", EPOCH_HOURS),
                     ("minutes", INT),
                 ),
                 "t.bucket >= r.lo AND t.bucket < r.hi",
@@ -237,10 +237,11 @@ def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
 
 
 def _term_row(i: int, term: Term) -> tuple:
+    """A term's parameters: in UTC days or hours since the epoch."""
     if term[0] == "hour":  # Rows read: up to the last hour, and it too when a prefix of it counts.
         _kind, first, last, minutes = term
-        return (i, first, last, last + HOUR_SECONDS if minutes else last, minutes)
-    return (i, *term[1:])
+        return (i, first // HOUR_SECONDS, last // HOUR_SECONDS, last // HOUR_SECONDS + (1 if minutes else 0), minutes)
+    return (i, term[1] // DAY_SECONDS, term[2] // DAY_SECONDS)
 
 
 def _filters_sql(

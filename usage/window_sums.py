@@ -16,6 +16,11 @@ midnight ends one day and starts the next) is read once. Answers are exact for a
 Pacific/Chatham) and any instant; response_time_sum, a float, may differ from a direct sum in its
 last bits.
 
+The statement is a UNION ALL of the terms' sums (on PostgreSQL each rollup term a LATERAL index range
+scan, each log term a select with constant bounds: usage.dialects) joined to a table of (window,
+term, sign) and summed per window. It is cached per set of windows: the trend's boundaries stay the
+same all day.
+
 Rollup tables may hold several rows per key (delta rows not yet compacted): every term SUMs rows.
 Filters on user_id or purpose are not rollup dimensions; those windows are summed from the raw log.
 Without a model filter, totals read the all-models rollups (one row per bucket). The statement runs

@@ -6,7 +6,7 @@ shares, budget use). Querying stays in usage.window_sums.
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 
 from django.conf import settings
@@ -159,27 +159,27 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
     }
 
 
+def _day_entry(day: date, sums: RollupDelta | None) -> dict:
+    """One day of the trend (a year of them: only the figures it shows, not every rate)."""
+    sums = sums or RollupDelta()
+    return {
+        "date": day,
+        "cost": quantize_cost(sums.cost),
+        "calls": sums.calls,
+        "successful_calls": sums.successful_calls,
+        "failed_calls": sums.calls - sums.successful_calls,
+        "unpriced_calls": sums.unpriced_calls,
+        "prompt_tokens": sums.prompt_tokens,
+        "completion_tokens": sums.completion_tokens,
+    }
+
+
 @reading_from_replica()
 def usage_daily_trend(*, days: int, now: datetime, zone: tzinfo, filters: UsageFilters) -> dict:
     """The daily-trend API's data: every calendar day of the window, zero-filled, oldest first."""
     first_day = now.astimezone(zone).date() - timedelta(days=days - 1)
     sums = usage_sums_by_local_day(first_day=first_day, days=days, zone=zone, filters=filters)
-    daily = []
-    for n in range(days):
-        day = first_day + timedelta(days=n)
-        rates = _rates(sums.get(day, RollupDelta()))
-        daily.append(
-            {
-                "date": day,
-                "cost": rates["cost"],
-                "calls": rates["calls"],
-                "successful_calls": rates["successful_calls"],
-                "failed_calls": rates["failed_calls"],
-                "unpriced_calls": rates["unpriced_calls"],
-                "prompt_tokens": rates["prompt_tokens"],
-                "completion_tokens": rates["completion_tokens"],
-            }
-        )
+    daily = [_day_entry(first_day + timedelta(days=n), sums.get(first_day + timedelta(days=n))) for n in range(days)]
     costs = [entry["cost"] for entry in daily]
     total_cost = quantize_cost(sum(costs, ZERO))
     return {

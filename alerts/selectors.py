@@ -1,22 +1,20 @@
 """Reads for alerts: budgets and spend, model activity from the rollups, the alert list."""
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import CharField, F, Model, Q, QuerySet, Subquery, Sum, Value
-from django.db.models.expressions import Combinable
-from django.db.models.functions import Coalesce
+from django.db.models import CharField, DecimalField, QuerySet, Subquery, Value
 
 from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
 from core.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent_of
 from core.timeutils import day_bounds, month_start
 from pricing.models import ModelPricing
 from pricing.selectors import model_currencies
-from usage.models import UsageRollupHour
-from usage.selectors import USAGE_COUNTER_TABLES, usage_month_costs
+from usage.selectors import USAGE_SPEND_TABLES, usage_month_spend
+from usage.window_sums import UsageFilters, usage_sums_over_spans
 
 # Largest percentage the alerts' usage_percentage column holds (e.g. 9999999.99).
 MAX_PERCENT = Decimal(10 ** (PERCENT_MAX_DIGITS - PERCENT_DECIMAL_PLACES)) - Decimal(1).scaleb(-PERCENT_DECIMAL_PLACES)
@@ -75,7 +73,10 @@ def _prices_and_global_budget(include_global: bool) -> list[tuple]:
             global_currency=Subquery(budget.values("currency")[:1]),
         )
     else:
-        rows = rows.annotate(global_budget=Value(None), global_currency=Value(None, output_field=CharField()))
+        rows = rows.annotate(
+            global_budget=Value(None, output_field=DecimalField()),
+            global_currency=Value(None, output_field=CharField()),
+        )
     return list(
         rows.values_list("model_name", "display_name", "currency", "monthly_budget", "global_budget", "global_currency")
     )
@@ -84,14 +85,14 @@ def _prices_and_global_budget(include_global: bool) -> list[tuple]:
 def budgets_to_evaluate(*, model_names: Collection[str], now: datetime, include_global: bool) -> list[WatchedBudget]:
     """The budgets of the given models, and the global budget, with this month's spend: what
     budget evaluation compares on every ingestion batch, in two queries (prices with the global
-    budget, then the month's counters). Same figures as model_budget_status / global_budget_status."""
+    budget, then the month's spend from the rollups). Same figures as model_budget_status / global_budget_status."""
     period_start = month_start(now)
     rows = _prices_and_global_budget(include_global)
     wanted = set(model_names)
     budgeted = [row for row in rows if row[0] in wanted and row[3] is not None]
     global_budget, global_currency = (rows[0][4], rows[0][5]) if rows else (None, None)
     in_global = [] if global_budget is None else _priced_in({row[0]: row[2] for row in rows}, global_currency)
-    spent = usage_month_costs(model_names={row[0] for row in budgeted} | set(in_global), month=period_start)
+    spent = usage_month_spend(model_names={row[0] for row in budgeted} | set(in_global), now=now)
     watched = [
         WatchedBudget(
             alert_type=AlertType.MODEL_BUDGET.value,
@@ -118,7 +119,7 @@ def model_budget_status(*, pricing: ModelPricing, now: datetime) -> BudgetStatus
     period_start = month_start(now)
     return BudgetStatus(
         budget=pricing.monthly_budget,
-        spent=usage_month_costs(model_names=[pricing.model_name], month=period_start).get(pricing.model_name, ZERO),
+        spent=usage_month_spend(model_names=[pricing.model_name], now=now).get(pricing.model_name, ZERO),
         currency=pricing.currency,
         period_start=period_start,
     )
@@ -135,7 +136,7 @@ def global_budget_status(*, now: datetime) -> BudgetStatus | None:
         return None
     period_start = month_start(now)
     in_currency = _priced_in(model_currencies(), budget.currency)
-    spent = sum(usage_month_costs(model_names=in_currency, month=period_start).values(), ZERO)
+    spent = sum(usage_month_spend(model_names=in_currency, now=now).values(), ZERO)
     return BudgetStatus(budget=budget.monthly_budget, spent=spent, currency=budget.currency, period_start=period_start)
 
 
@@ -191,43 +192,30 @@ def _hour_floor(moment: datetime) -> datetime:
 
 
 def model_activity(*, windows: ActivityWindows, model_names: Collection[str] | None) -> dict[str, ModelActivity]:
-    """One query over the hourly rollups (compacted and delta rows alike), bounded by bucket range
-    (and models when given).
+    """Each model's activity (with calls in the windows) through the read path, in one statement.
 
-    This is the only place alerts read usage rollups; adapt it here if the rollups change."""
-    activity: dict[str, ModelActivity] = {}
-    for row in _activity_rows(UsageRollupHour, F, windows=windows, model_names=model_names):
-        found = ModelActivity(
-            calls_in_window=row["window_calls"],
-            failed_in_window=row["window_calls"] - row["window_ok"],
-            cost_today=row["today"],
-            cost_trailing=row["trailing"],
-        )
-        name = row["model_name"]
-        activity[name] = activity[name] + found if name in activity else found
-    return activity
-
-
-def _activity_rows(
-    rollup: type[Model],
-    total: Callable[[str], Combinable],
-    *,
-    windows: ActivityWindows,
-    model_names: Collection[str] | None,
-) -> QuerySet:
-    """Activity sums per model from hour rows; `total` gives a column's sum over a row's whole hour."""
-    rollups = rollup.objects.filter(
-        bucket__gte=min(windows.trailing_start, windows.window_start), bucket__lte=windows.until
-    ).order_by()
-    if model_names is not None:
-        rollups = rollups.filter(model_name__in=model_names)
-    in_window = Q(bucket__gte=windows.window_start)
-    return rollups.values("model_name").annotate(
-        window_calls=Coalesce(Sum(total("calls"), filter=in_window), 0),
-        window_ok=Coalesce(Sum(total("successful_calls"), filter=in_window), 0),
-        today=Coalesce(Sum(total("cost"), filter=Q(bucket__gte=windows.today_start)), ZERO),
-        trailing=Coalesce(Sum(total("cost"), filter=Q(bucket__lt=windows.today_start)), ZERO),
+    The windows are whole hours (the current hour in full: `until` rounded up to the hour), so the
+    read needs no raw-log edge."""
+    until = _hour_floor(windows.until) + timedelta(hours=1)
+    filters = UsageFilters(model_names=None if model_names is None else frozenset(model_names))
+    in_window, today, trailing = usage_sums_over_spans(
+        spans=[
+            (windows.window_start, until),
+            (windows.today_start, until),
+            (windows.trailing_start, windows.today_start),
+        ],
+        filters=filters,
     )
+    activity: dict[str, ModelActivity] = {}
+    for name in sorted(in_window.keys() | today.keys() | trailing.keys()):
+        calls = in_window.get(name)
+        activity[name] = ModelActivity(
+            calls_in_window=calls.calls if calls else 0,
+            failed_in_window=calls.calls - calls.successful_calls if calls else 0,
+            cost_today=today[name].cost if name in today else ZERO,
+            cost_trailing=trailing[name].cost if name in trailing else ZERO,
+        )
+    return activity
 
 
 def budget_alert_list(
@@ -250,7 +238,7 @@ def budget_alert_list(
 
 
 # The tables budgets_this_month reads: the cost page shows budgets while the usage log is missing.
-BUDGET_TABLES = (ModelPricing._meta.db_table, GlobalBudget._meta.db_table, *USAGE_COUNTER_TABLES)
+BUDGET_TABLES = (ModelPricing._meta.db_table, GlobalBudget._meta.db_table, *USAGE_SPEND_TABLES)
 
 
 def budgets_this_month(*, now: datetime) -> dict:

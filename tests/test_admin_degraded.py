@@ -10,9 +10,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from ingest.services import usage_record
 from pricing.models import ModelPricing
 from tests.conftest import HttpsClient
-from tests.counters import counters_set
 from tests.gunicorn_server import free_port
 from usage.partitions import add_months, month_of, partition_name
 
@@ -40,7 +40,8 @@ def _drop_a_future_partition() -> str:
 
 def test_a_broken_schema_keeps_the_panels_under_the_banner_and_the_503(staff_client):
     ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal("10"))
-    counters_set(model_name="gpt-4o", current_month_cost=Decimal("8.5"), current_month=month_of(timezone.now()))
+    usage_record(model_name="gpt-4o", prompt_tokens=10, completion_tokens=10, cost=Decimal("8.5"))
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")  # Checks its deferred foreign keys now, so the log can go.
     _drop_usage_log()
     response = staff_client.get(PAGE)
     assert response.status_code == 503  # /readyz-like probes and monitors of the page rely on it.
@@ -52,7 +53,7 @@ def test_a_broken_schema_keeps_the_panels_under_the_banner_and_the_503(staff_cli
     for message in ("stats-unavailable", "trend-unavailable", "alerts-unavailable"):
         assert f'data-testid="{message}"' in page  # Filled in by the page's script when its API fails.
     assert 'data-testid="budgets"' in page
-    assert 'data-budget="GPT-4o"' in page  # Budgets read the price table, not the log.
+    assert 'data-budget="GPT-4o"' in page  # Budgets read the price table and the rollups, not the log.
     assert "USD 8.50" in page
     assert "85.00%" in page
     assert 'data-testid="budgets-unavailable"' not in page

@@ -13,6 +13,7 @@ from django.utils import timezone
 from alerts.checks import check_alert_channels, check_alert_thresholds
 from alerts.config import LEVELS, Threshold, ThresholdSyntaxError, alert_settings_validate, parse_thresholds
 from alerts.models import GLOBAL_SCOPE, AlertLevel, AlertStatus, AlertType, BudgetAlert
+from alerts.selectors import ActivityWindows, ModelActivity, activity_windows, model_activity
 from alerts.services import (
     alerts_evaluate_all,
     budget_alerts_acknowledge,
@@ -23,7 +24,7 @@ from alerts.services import (
 from ingest.services import usage_record, usage_record_batch
 from pricing.models import ModelPricing
 from tests.alert_helpers import set_budget
-from tests.counters import counters_set
+from usage.models import UsageLog
 from usage.services import UsageRecordInput
 
 pytestmark = pytest.mark.django_db
@@ -113,7 +114,8 @@ def test_periods_are_calendar_months_in_time_zone(settings):
     # 17:00 UTC on 31 October is 01:00 on 1 November in Shanghai: November's budget.
     now = datetime(2026, 10, 31, 17, 0, tzinfo=UTC)
     ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal(10))
-    counters_set(model_name="gpt-4o", current_month_cost=Decimal(6), current_month=date(2026, 11, 1))
+    spend("gpt-4o", "60", timestamp=datetime(2026, 10, 31, 15, 59, 59, tzinfo=UTC))  # 23:59:59 on 31 October there
+    spend("gpt-4o", "6", timestamp=datetime(2026, 10, 31, 16, 0, tzinfo=UTC))  # November's first second there
     created = budget_alerts_evaluate(model_names=["gpt-4o"], now=now)
     assert [(a.threshold_percent, a.period_start) for a in created] == [(50, date(2026, 11, 1))]
 
@@ -121,15 +123,17 @@ def test_periods_are_calendar_months_in_time_zone(settings):
 def test_last_months_counter_is_not_this_months_spend():
     now = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
     ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal(10))
-    counters_set(model_name="gpt-4o", current_month_cost=Decimal(60), current_month=date(2026, 10, 1))
+    spend("gpt-4o", "60", timestamp=datetime(2026, 10, 31, 23, 59, tzinfo=UTC))
     assert budget_alerts_evaluate(model_names=["gpt-4o"], now=now) == []
 
 
 def test_a_new_month_fires_again():
     ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal(10))
-    counters_set(model_name="gpt-4o", current_month_cost=Decimal(6), current_month=date(2026, 10, 1))
+    spend("gpt-4o", "6", timestamp=datetime(2026, 10, 10, tzinfo=UTC))
     budget_alerts_evaluate(model_names=["gpt-4o"], now=datetime(2026, 10, 20, tzinfo=UTC))
-    counters_set(model_name="gpt-4o", current_month_cost=Decimal(7), current_month=date(2026, 11, 1))
+    spend("gpt-4o", "1", timestamp=datetime(2026, 11, 10, tzinfo=UTC))
+    budget_alerts_evaluate(model_names=["gpt-4o"], now=datetime(2026, 11, 15, tzinfo=UTC))  # 10%: nothing
+    spend("gpt-4o", "6", timestamp=datetime(2026, 11, 16, tzinfo=UTC))
     budget_alerts_evaluate(model_names=["gpt-4o"], now=datetime(2026, 11, 20, tzinfo=UTC))
     periods = BudgetAlert.objects.order_by("period_start").values_list("period_start", "threshold_percent")
     assert list(periods) == [(date(2026, 10, 1), 50), (date(2026, 11, 1), 50)]
@@ -143,12 +147,10 @@ def test_global_budget_counts_all_models_in_its_currency_this_month():
     assert alerts_of(AlertType.GLOBAL_BUDGET, GLOBAL_SCOPE) == [(50, "info"), (80, "warning")]
     alert = BudgetAlert.objects.get(alert_type=AlertType.GLOBAL_BUDGET, threshold_percent=80)
     assert (alert.current_cost, alert.budget_limit) == (Decimal("8.5"), Decimal("10"))
-    # Another currency and an old month's counter do not count.
+    # Another currency and an old month's spend do not count.
     ModelPricing.objects.filter(model_name="qwen-plus").update(currency="CNY")
-    counters_set(
-        model_name="qwen-plus", current_month_cost=Decimal(100), current_month=timezone.localdate().replace(day=1)
-    )
-    counters_set(model_name="deepseek-chat", current_month_cost=Decimal(100), current_month=date(2020, 1, 1))
+    spend("qwen-plus", "100")
+    spend("deepseek-chat", "100", timestamp=timezone.now() - timedelta(days=62))
     budget_alerts_evaluate(model_names=["gpt-4o"], now=timezone.now())
     assert alerts_of(AlertType.GLOBAL_BUDGET, GLOBAL_SCOPE) == [(50, "info"), (80, "warning")]
     spend("gpt-4o", "1.5")
@@ -202,6 +204,53 @@ def _calls(model_name: str, ok: int, failed: int, at: datetime | None = None) ->
     return [UsageRecordInput(model_name=model_name, success=True, timestamp=at)] * ok + [
         UsageRecordInput(model_name=model_name, success=False, error_message="429", timestamp=at)
     ] * failed
+
+
+def _activity_from_the_log(windows: ActivityWindows, model_name: str) -> ModelActivity:
+    """What model_activity counted before the read path: whole hour rows up to the one holding `until`."""
+    until = windows.until.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    logs = UsageLog.objects.filter(model_name=model_name)
+    in_window = logs.filter(timestamp__gte=windows.window_start, timestamp__lt=until)
+
+    def cost(start, end):
+        return sum((log.cost or 0 for log in logs.filter(timestamp__gte=start, timestamp__lt=end)), Decimal(0))
+
+    return ModelActivity(
+        calls_in_window=in_window.count(),
+        failed_in_window=in_window.filter(success=False).count(),
+        cost_today=cost(windows.today_start, until),
+        cost_trailing=cost(windows.trailing_start, windows.today_start),
+    )
+
+
+def test_model_activity_sums_its_hour_windows(settings):
+    settings.TIME_ZONE = "Asia/Kathmandu"  # Its midnights are off the hour: the days are whole hours around them.
+    settings.AICOST_ERROR_RATE_WINDOW_HOURS = 2
+    now = timezone.now()
+    windows = activity_windows(now=now)
+    moments = [
+        now - timedelta(minutes=1),
+        now + timedelta(minutes=50),  # stamped ahead, within the current hour or the next
+        windows.window_start,
+        windows.window_start - timedelta(microseconds=1),
+        windows.today_start,
+        windows.today_start - timedelta(seconds=1),
+        windows.trailing_start,
+        windows.trailing_start - timedelta(seconds=1),
+        now - timedelta(days=2, minutes=17),
+    ]
+    usage_record_batch(
+        records=[
+            UsageRecordInput(model_name=name, timestamp=at, success=n % 3 != 0, cost=Decimal(f"{n + 1}.1234567"))
+            for n, at in enumerate(moments)
+            for name in ("gpt-4o", "deepseek-chat")
+        ]
+    )
+    activity = model_activity(windows=windows, model_names=None)
+    assert set(activity) == {"gpt-4o", "deepseek-chat"}
+    for name in activity:
+        assert activity[name] == _activity_from_the_log(windows, name)
+    assert model_activity(windows=windows, model_names=["gpt-4o"]) == {"gpt-4o": activity["gpt-4o"]}
 
 
 def test_error_rate_alert_needs_enough_calls_and_fires_once_per_day(settings):
@@ -270,8 +319,8 @@ def test_empty_threshold_settings_switch_a_kind_of_alert_off(settings):
 
 
 def test_cron_evaluation_catches_what_ingestion_did_not_see():
+    spend("gpt-4o", "9")  # Before any budget: ingestion had nothing to evaluate.
     ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal(10))
-    counters_set(model_name="gpt-4o", current_month_cost=Decimal(9), current_month=timezone.localdate().replace(day=1))
     global_budget_set(monthly_budget=Decimal(15))
     created = alerts_evaluate_all(now=timezone.now())
     assert sorted((a.alert_type, a.threshold_percent) for a in created) == [
@@ -322,8 +371,8 @@ def test_invalid_alert_settings_stop_the_service_from_starting(settings):
 
 
 def test_alerts_evaluate_command_reports_new_alerts():
+    spend("gpt-4o", "8")
     ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal(10))
-    counters_set(model_name="gpt-4o", current_month_cost=Decimal(8), current_month=timezone.localdate().replace(day=1))
     out = StringIO()
     call_command("alerts_evaluate", stdout=out)
     assert "[warning] GPT-4o has used 80.00% of its monthly budget" in out.getvalue()

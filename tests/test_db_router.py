@@ -86,8 +86,12 @@ def _get_on_both(client, url: str, params: dict):
     [
         # All time: daily and 15-minute rollups plus the raw log's unaligned edge; pricing for the names.
         ({"time_range": "all"}, set(REPORT_TABLES)),
-        # A provider filter resolves model names from the prices; user_id forces the raw log.
-        ({"time_range": "7d", "provider": "OpenAI", "user_id": 3}, {"ai_model_usage_log", "ai_model_pricing"}),
+        # A provider filter resolves model names from the prices; user_id forces the raw log (the
+        # budget columns' month spend, whole UTC days of a UTC month, still comes from the day rollup).
+        (
+            {"time_range": "7d", "provider": "OpenAI", "user_id": 3},
+            {"ai_model_usage_log", "ai_model_pricing", "ai_usage_rollup_daily"},
+        ),
     ],
 )
 def test_stats_read_from_the_replica(routed, seeded, reader, params, tables):

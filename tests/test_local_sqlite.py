@@ -43,7 +43,7 @@ from tests.rollup_oracle import expected_sums, sums_of
 from usage.rollups import quarter_hour_floor
 from ingest.services import usage_record_batch
 from usage.services import UsageRecordInput
-from usage.stats import UsageFilters, usage_sums_by_local_day, usage_sums_by_model
+from usage.window_sums import UsageFilters, usage_sums_by_local_day, usage_sums_by_model, usage_sums_by_window
 
 newest = UsageLog.objects.latest("timestamp").timestamp
 usage_record_batch(records=[
@@ -69,6 +69,22 @@ def check_every_sum():
     assert {d: sums_of(s) for d, s in by_day.items() if s.calls} == {
         d: expected_sums(log for log in logs if log.timestamp.astimezone(zone).date() == d) for d in local_days
     }
+    # Boundaries off the quarter hour (the raw log's edges), with a model filter.
+    oldest = min(log.timestamp for log in logs)
+    boundaries = [oldest + timedelta(hours=h, seconds=7, microseconds=123) for h in (0, 5, 29, 30)] + [end]
+    user_id = max((log.user_id for log in logs if log.user_id), default=None)
+    two = {"gpt-4o", "not-in-pricing"}
+    for chosen, passes in [
+        (UsageFilters(model_names=frozenset(two)), lambda log: log.model_name in two),
+        (UsageFilters(user_id=user_id), lambda log: log.user_id == user_id),  # from the log alone
+    ]:
+        windows = usage_sums_by_window(boundaries=boundaries, filters=chosen)
+        for start, stop, window in zip(boundaries, boundaries[1:], windows):
+            inside = [log for log in logs if start <= log.timestamp < stop and passes(log)]
+            names = {log.model_name for log in inside}
+            assert {m: sums_of(s) for m, s in window.items()} == {
+                m: expected_sums(log for log in inside if log.model_name == m) for m in names
+            }
 
 
 check_every_sum()  # As batches upserted them (SQLite writes the rollups directly).
@@ -97,7 +113,7 @@ from tests.rollup_oracle import expected_sums, sums_of
 from usage.models import UsageLog
 from usage.rollups import GRAINS, rollups_compact, rollups_compactor_running
 from usage.services import UsageRecordInput
-from usage.stats import UsageFilters, usage_sums_by_model
+from usage.window_sums import UsageFilters, usage_sums_by_model
 
 call_command("migrate", verbosity=0)
 assert settings.AICOST_ROLLUP_COMPACT_SECONDS == 1  # Finite: PostgreSQL would start a compactor here.

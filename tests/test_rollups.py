@@ -21,7 +21,7 @@ from usage.models import PREFIX_MINUTES, UsageLog, UsageRollupDaily, UsageRollup
 from usage.rollup_sums import SUM_NAMES
 from usage.rollups import GRAINS, rollup_columns, rollups_compact, rollups_compact_cycle, rollups_rebuild
 from usage.services import UsageRecordInput
-from usage.stats import UsageFilters, usage_sums_by_model
+from usage.window_sums import UsageFilters, usage_sums_by_model
 
 pytestmark = pytest.mark.django_db
 BASE = datetime(2026, 3, 7, 23, 40, tzinfo=UTC)  # Batches cross quarter hours, hours and a UTC midnight.

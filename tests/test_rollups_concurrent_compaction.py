@@ -22,7 +22,7 @@ from tests.rollup_oracle import expected_sums, sums_of
 from usage.models import UsageLog
 from usage.rollups import GRAINS, rollups_compact, rollups_compactor_running
 from usage.services import UsageRecordInput
-from usage.stats import UsageFilters, usage_sums_by_local_day, usage_sums_by_model
+from usage.window_sums import UsageFilters, usage_sums_by_local_day, usage_sums_by_model
 
 BASE = datetime(2026, 3, 7, 22, 50, tzinfo=UTC)  # Batches cross quarter hours, hours and UTC midnight.
 MODELS = ["gpt-4o", "deepseek-chat", "not-in-pricing"]

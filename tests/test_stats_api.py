@@ -1,13 +1,18 @@
 from datetime import timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
 
+from core.api.serializers import output_data
 from ingest.services import usage_record_batch
 from pricing.models import ModelPricing
 from tests.api_helpers import HttpsApiClient
+from usage.apis import UsageDailyTrendApi
+from usage.reports import usage_daily_trend
 from usage.services import UsageRecordInput
+from usage.window_sums import UsageFilters
 
 pytestmark = pytest.mark.django_db
 STATS = "/api/v1/ai-platforms/stats"
@@ -97,6 +102,14 @@ def test_trend_is_zero_filled_in_the_requested_zone(reader):
     assert Decimal(summary["total_cost"]) == Decimal("2.78")
     assert Decimal(summary["avg_daily_cost"]) == (Decimal("2.78") / 30).quantize(Decimal("0.00000001"))
     assert Decimal(summary["min_daily_cost"]) == 0
+
+
+def test_trend_days_render_as_their_serializer_says():
+    """The trend renders through the compiled output (speed): exactly what its OutputSerializer gives."""
+    _seed()
+    data = usage_daily_trend(days=45, now=timezone.now(), zone=ZoneInfo("Asia/Kathmandu"), filters=UsageFilters())
+    assert any(day["calls"] for day in data["daily_trend"])
+    assert output_data(UsageDailyTrendApi.OutputSerializer, data) == UsageDailyTrendApi.OutputSerializer(data).data
 
 
 @pytest.mark.parametrize(

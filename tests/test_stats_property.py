@@ -2,6 +2,7 @@
 or are still delta rows (or some of each), every declared sum (usage.rollup_sums.ROLLUP_SUMS) of the answers
 equals its sum over the raw log, worked out independently (tests/rollup_oracle.py)."""
 
+import itertools
 import math
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,14 @@ from tests.rollup_oracle import expected_sums, sums_of
 from usage.models import UsageIdempotencyKey, UsageLog
 from usage.rollups import GRAINS, rollups_compact
 from usage.services import UsageRecordInput
-from usage.stats import UsageFilters, _local_day_terms, usage_sums_by_local_day, usage_sums_by_model
+from usage.window_sums import (
+    UsageFilters,
+    usage_sums_by_local_day,
+    usage_sums_by_model,
+    usage_sums_by_window,
+    usage_totals_by_window,
+    window_terms,
+)
 
 # Around the 2026 DST changes of New York and Lord Howe (a 30-minute DST), crossing UTC midnights.
 BASE = datetime(2026, 3, 6, 18, 0, tzinfo=UTC)
@@ -173,18 +181,77 @@ def test_local_day_sums_equal_the_raw_log(batch, zone_name, days, chosen, split,
     }
 
 
-@settings(max_examples=300, deadline=None)
-@given(quarters=st.lists(st.integers(0, 5 * 96), min_size=2, max_size=8, unique=True).map(sorted))
-def test_local_day_terms_count_each_quarter_hour_of_the_window_once(quarters):
-    """The signed rollup ranges of each window [b_n, b_n+1) add up to exactly its quarter hours,
-    wherever the boundaries fall in their UTC day (before or after noon, on or off the hour)."""
-    quarter = 900
-    boundaries = [int(BASE.timestamp()) - 18 * 3600 + q * quarter for q in quarters]  # From a UTC midnight.
-    for terms, start, end in zip(_local_day_terms(boundaries), boundaries[:-1], boundaries[1:], strict=True):
-        counted: Counter = Counter()
-        for (_grain, lo, hi), sign in terms.items():
-            for moment in range(lo, hi, quarter):
-                counted[moment] += sign
-        window = set(range(start, end, quarter))
-        assert {moment for moment, count in counted.items() if count} == window
-        assert {counted[moment] for moment in window} <= {1}
+# Boundaries of the read path: local midnights of a zone (quarter-aligned, or not: Kathmandu's are
+# off the hour), quarter hours, or any microsecond.
+def _moment(kind: str, zone_name: str, seconds: int, microseconds: int) -> datetime:
+    moment = BASE + timedelta(seconds=seconds)
+    if kind == "local midnight":
+        local = moment.astimezone(ZoneInfo(zone_name))
+        return datetime.combine(local.date(), datetime.min.time(), tzinfo=ZoneInfo(zone_name))
+    if kind == "quarter hour":
+        return moment - timedelta(seconds=seconds % 900)
+    return (moment + timedelta(microseconds=microseconds)).astimezone(ZoneInfo(zone_name))
+
+
+moments = st.builds(
+    _moment,
+    st.sampled_from(["local midnight", "quarter hour", "any"]),
+    st.sampled_from(ZONES),
+    st.integers(-3600, SPAN_MINUTES * 60 + 3600),
+    st.integers(0, 999_999),
+)
+boundary_lists = st.lists(moments, min_size=2, max_size=7).map(sorted)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("no_background_compaction")
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=records, boundaries=boundary_lists, chosen=filters, split=st.integers(0, 60), placement=placements)
+def test_read_path_over_any_boundaries_equals_the_raw_log(batch, boundaries, chosen, split, placement):
+    """Every window [b_k, b_k+1), per model and over all models, sums what the log holds in it."""
+    _reset()
+    _record(batch, split, placement)
+    by_model = usage_sums_by_window(boundaries=boundaries, filters=chosen)
+    totals = usage_totals_by_window(boundaries=boundaries, filters=chosen)
+    logs = [log for log in UsageLog.objects.all() if _matches(log, chosen)]
+    assert len(by_model) == len(totals) == len(boundaries) - 1
+    for start, end, models, total in zip(boundaries, boundaries[1:], by_model, totals, strict=False):
+        in_window = [log for log in logs if start <= log.timestamp < end]
+        per_model = defaultdict(list)
+        for log in in_window:
+            per_model[log.model_name].append(log)
+        assert {name: sums_of(s) for name, s in models.items()} == {
+            name: expected_sums(rows) for name, rows in per_model.items()
+        }
+        assert sums_of(total) == expected_sums(in_window)
+
+
+def _coverage(terms: dict) -> dict[datetime, int]:
+    """How often the signed terms count each instant: the change of the count at each instant."""
+    changes: Counter = Counter()
+    for term, sign in terms.items():
+        if term[0] == "log":
+            start, end = term[1], term[2]
+        else:  # day: [first, last); hour: [first, last) and the first minutes of the last hour
+            start = datetime.fromtimestamp(term[1], UTC)
+            minutes = 0 if term[0] == "day" else term[3]
+            end = datetime.fromtimestamp(term[2], UTC) + timedelta(minutes=minutes)
+        changes[start] += sign
+        changes[end] -= sign
+    return changes
+
+
+@settings(max_examples=500, deadline=None)
+@given(boundaries=boundary_lists)
+def test_window_terms_count_each_instant_of_the_window_once(boundaries):
+    """The signed terms of each window [b_n, b_n+1) add up to exactly it, wherever the boundaries fall
+    in their UTC day (before or after noon, on or off the hour or the quarter hour)."""
+    for start, end in itertools.pairwise(boundaries):
+        changes = _coverage(window_terms(start, end))
+        if start < end:
+            assert start in changes
+            assert end in changes
+        count = 0
+        for moment in sorted(changes):  # The count holds from each moment to the next.
+            count += changes[moment]
+            assert count == (1 if start <= moment < end else 0), (moment, count)

@@ -22,8 +22,8 @@ from usage.export import usage_csv_response, usage_export_filename
 from usage.records import (
     MAX_TOKENS,
 )
+from usage.reports import TIME_RANGES, time_range_window, usage_daily_trend, usage_filters_resolve, usage_stats
 from usage.selectors import USAGE_EXPORT_COLUMNS, usage_export_rows
-from usage.stats import TIME_RANGES, time_range_window, usage_daily_trend, usage_filters_resolve, usage_stats
 
 MAX_TREND_DAYS = 366
 

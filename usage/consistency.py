@@ -35,7 +35,7 @@ from pricing.selectors import model_currencies
 from usage.models import UsageCounter, UsageLog, UsageLogGap, UsageRetiredMonth, UsageRollupDaily
 from usage.partitions import LOG_TABLE, month_bounds_utc, partition_months
 from usage.rollups import rollups_rebuild_first_month
-from usage.stats import UsageFilters, usage_sums_by_model
+from usage.window_sums import UsageFilters, usage_sums_by_model
 
 COST_OUTPUT = UsageLog._meta.get_field("cost")
 # The quick check counts a month's rows only where the rollups expect none, and at most this many.

@@ -6,14 +6,14 @@ SumType: column, zero, SQL type). Everything else is derived from ROLLUP_SUMS, i
   - the SQL that sums the log (rebuild) and compacts delta rows, the batches' appends (binary COPY)
     and SQLite's upserts (usage.rollups, usage.dialects);
   - the per-batch sums in Python (usage.rollups.quarter_sums) and RollupDelta, the sums as one value;
-  - the readers (usage.stats), which key every sum by its name.
+  - the readers (usage.window_sums), which key every sum by its name.
 
 Adding a metric, e.g. cache_write_tokens summed from a log column of that name, is one entry here,
 `RollupSum("cache_write_tokens", COUNT, Total("cache_write_tokens"))`, plus the migration that
 `manage.py makemigrations usage` writes for it: the sum's column on each of the 4 rollup tables (4
 on the hour tables, with their 15/30/45-minute prefixes).
 The log column itself, if new, is a change to UsageLog (and usage.partitions' DDL), not to the
-rollups. What the APIs show of a sum is chosen where responses are shaped (usage.stats).
+rollups. What the APIs show of a sum is chosen where responses are shaped (usage.reports).
 """
 
 from collections.abc import Callable, Iterable, Sequence

@@ -11,6 +11,7 @@ from django.db.models import DecimalField, QuerySet, Sum
 
 from core.db_routers import replica_read_alias
 from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
+from core.timeutils import month_bounds
 from usage.models import (
     ApiKey,
     UsageCounter,
@@ -23,7 +24,7 @@ from usage.models import (
     UsageRollupHourTotal,
 )
 from usage.partitions import month_bounds_utc, partition_name
-from usage.stats import UsageFilters, usage_log_window
+from usage.window_sums import UsageFilters, usage_log_window, usage_sums_over_spans
 
 COST_FIELD = DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
 
@@ -77,8 +78,9 @@ def usage_any_recorded() -> bool:
     return any(model.objects.exists() for model in holders)
 
 
-# The tables usage_month_costs reads (the cost page shows budgets while other usage tables are broken).
-USAGE_COUNTER_TABLES = (UsageCounter._meta.db_table,)
+# The tables usage_month_spend reads: the month is whole days and hours, so never the log (the cost
+# page shows budgets while the log is missing).
+USAGE_SPEND_TABLES = (UsageRollupHour._meta.db_table, UsageRollupDaily._meta.db_table)
 
 
 def usage_counters_list() -> list[UsageCounter]:
@@ -86,11 +88,20 @@ def usage_counters_list() -> list[UsageCounter]:
     return list(UsageCounter.objects.order_by("model_name"))
 
 
-def usage_month_costs(*, model_names: Iterable[str], month: date) -> dict[str, Decimal]:
-    """What each named model's counter says was spent in `month` (its first day); models without a
-    counter, or counting another month, spent nothing."""
-    counters = UsageCounter.objects.filter(model_name__in=list(model_names), current_month=month)
-    return dict(counters.values_list("model_name", "current_month_cost"))
+def usage_month_span(*, now: datetime) -> tuple[datetime, datetime]:
+    """The budget month containing `now`: [its first midnight, the next month's) in TIME_ZONE, the
+    calendar month the counters count (calls may be stamped up to a day ahead)."""
+    return month_bounds(now)
+
+
+def usage_month_spend(*, model_names: Iterable[str], now: datetime) -> dict[str, Decimal]:
+    """What each named model spent in the budget month containing `now` (models without calls in it
+    are left out), from the rollups through the read path."""
+    names = frozenset(model_names)
+    if not names:
+        return {}
+    in_month = usage_sums_over_spans(spans=[usage_month_span(now=now)], filters=UsageFilters(model_names=names))[0]
+    return {model_name: sums.cost for model_name, sums in in_month.items()}
 
 
 def partition_model_sums(*, month: date) -> dict[str, tuple[int, Decimal]]:

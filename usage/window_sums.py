@@ -1,0 +1,465 @@
+"""The one read path for usage sums: every declared sum (usage.rollup_sums) over consecutive windows.
+
+Given sorted boundaries [b0, b1, ..., bn) (aware datetimes, any zone, quarter-aligned or not), the
+sums over each window [b_k, b_k+1), per model or over all models, in one SQL statement. Stats read
+one window, the daily trend one window per local day, budgets the month, anomaly alerts their hours.
+
+A window is a signed sum of terms, each an index range scan of one table:
+  - whole UTC days from the day rollup;
+  - whole UTC hours from the hour rollup, and an hour row's sum over its first 15, 30 or 45 minutes
+    (its prefix columns) for a quarter-aligned moment off the hour;
+  - the raw log for what lies between a moment and the quarter hour before it.
+What precedes a moment on its UTC day is at most 12 hour rows and a prefix (past noon: the day row
+minus the rest of the day), so a window is its whole UTC days, minus what precedes its start on its
+first UTC day, plus what precedes its end on its last one. A term shared by two windows (a local
+midnight ends one day and starts the next) is read once. Answers are exact for any zone (Asia/Kathmandu,
+Pacific/Chatham) and any instant; response_time_sum, a float, may differ from a direct sum in its
+last bits.
+
+The statement is a UNION ALL of the terms' sums (on PostgreSQL each rollup term a LATERAL index range
+scan, each log term a select with constant bounds: usage.dialects) joined to a table of (window,
+term, sign) and summed per window. It is cached per set of windows: the trend's boundaries stay the
+same all day.
+
+Rollup tables may hold several rows per key (delta rows not yet compacted): every term SUMs rows.
+Filters on user_id or purpose are not rollup dimensions; those windows are summed from the raw log.
+Without a model filter, totals read the all-models rollups (one row per bucket). The statement runs
+in one snapshot; with a read replica configured, reporting reads go to it (core.db_routers).
+"""
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
+from itertools import pairwise
+from typing import NamedTuple
+
+from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import QuerySet
+
+from usage.dialects import (
+    EPOCH_DAYS,
+    EPOCH_HOURS,
+    INT,
+    in_list_sql,
+    range_terms_sql,
+    snapshot_begin,
+    values_table_sql,
+    window_number_sql,
+)
+from usage.models import (
+    PREFIX_MINUTES,
+    UsageLog,
+    UsageRollupDaily,
+    UsageRollupDailyTotal,
+    UsageRollupHour,
+    UsageRollupHourTotal,
+    prefix_column,
+)
+from usage.rollup_sums import COUNT, ROLLUP_SUMS, SUM_NAMES, RollupDelta
+
+EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)  # Before any call: "since the beginning".
+SECOND = timedelta(seconds=1)
+QUARTER_SECONDS, HOUR_SECONDS, DAY_SECONDS = 900, 3600, 86_400
+
+
+@dataclass(frozen=True)
+class UsageFilters:
+    model_names: frozenset[str] | None = None  # None: every model; from the model and provider filters.
+    user_id: int | None = None
+    purpose: str | None = None
+
+    @property
+    def needs_raw_log(self) -> bool:
+        return self.user_id is not None or self.purpose is not None
+
+
+# --- Windows as signed terms ----------------------------------------------------------------------
+# Terms: ("day", first day, day after the last); ("hour", first hour, last hour, minutes): the whole
+# hours from the first up to the last, and the last one's first 0, 15, 30 or 45 minutes (its prefix
+# columns); both in UTC epoch seconds. ("log", start, end) as UTC datetimes.
+Term = tuple
+
+
+def _utc(seconds: int) -> datetime:
+    return EPOCH_START + timedelta(seconds=seconds)
+
+
+class _Edge(NamedTuple):
+    """A boundary in UTC: the moment, its whole epoch seconds, and its quarter hour's, hour's and
+    UTC midnight's."""
+
+    utc: datetime
+    seconds: int
+    quarter: int
+    hour: int
+    midnight: int
+
+    @classmethod
+    def of(cls, moment: datetime) -> "_Edge":
+        utc = moment.astimezone(UTC)
+        seconds = (utc - EPOCH_START) // SECOND
+        return cls(
+            utc,
+            seconds,
+            seconds - seconds % QUARTER_SECONDS,
+            seconds - seconds % HOUR_SECONDS,
+            seconds - seconds % DAY_SECONDS,
+        )
+
+
+def _since_hour(hour: int, edge: _Edge) -> dict[Term, int]:
+    """Terms adding up to [hour, edge), for a UTC hour at or before the edge's hour."""
+    terms: dict[Term, int] = {}
+    if hour < edge.quarter:  # Whole hours, and the edge hour's prefix up to its quarter: one term.
+        terms[("hour", hour, edge.hour, (edge.quarter - edge.hour) // 60)] = 1
+    if edge.quarter < edge.seconds or edge.utc.microsecond:
+        terms[("log", _utc(edge.quarter), edge.utc)] = 1
+    return terms
+
+
+def _since_utc_midnight(edge: _Edge) -> dict[Term, int]:
+    """Terms adding up to [the edge's UTC midnight, edge): at most 12 whole hours either way."""
+    midnight = edge.midnight
+    if edge.hour - midnight <= 12 * HOUR_SECONDS:
+        return _since_hour(midnight, edge)
+    # Past noon: the whole day minus its hours from the edge's hour on, plus what precedes the edge in its hour.
+    terms = _since_hour(edge.hour, edge)
+    terms[("day", midnight, midnight + DAY_SECONDS)] = 1
+    terms[("hour", edge.hour, midnight + DAY_SECONDS, 0)] = -1
+    return terms
+
+
+def _add(terms: dict[Term, int], more: dict[Term, int], sign: int) -> None:
+    for term, its_sign in more.items():
+        terms[term] = terms.get(term, 0) + sign * its_sign
+
+
+def _log_edges_joined(terms: dict[Term, int]) -> dict[Term, int]:
+    """Both ends in one quarter hour: +[q, end) -[q, start) is [start, end), one read of the log."""
+    logs = [term for term in terms if term[0] == "log"]
+    if len(logs) == 2 and logs[0][1] == logs[1][1]:
+        (ending, sign), (starting, _sign) = sorted(((term, terms[term]) for term in logs), key=lambda ts: -ts[1])
+        if sign == 1:
+            del terms[ending], terms[starting]
+            terms[("log", starting[2], ending[2])] = 1
+    return terms
+
+
+def _terms_between(start: _Edge, end: _Edge, before: list[dict[Term, int]]) -> dict[Term, int]:
+    """[start, end) as signed terms; `before`: each edge's terms since its UTC midnight."""
+    terms: dict[Term, int] = {}
+    if start.midnight == end.midnight:  # Within one UTC day: its hours from start's hour on.
+        _add(terms, _since_hour(start.hour, end), 1)
+        _add(terms, _since_hour(start.hour, start), -1)
+    else:
+        terms[("day", start.midnight, end.midnight)] = 1
+        _add(terms, before[0], -1)
+        _add(terms, before[1], 1)
+    return _log_edges_joined({term: sign for term, sign in terms.items() if sign})
+
+
+def windows_terms(boundaries: Sequence[datetime], *, raw_log_only: bool = False) -> list[dict[Term, int]]:
+    """For each window [boundaries[k], boundaries[k + 1]), the signed terms whose sum is exactly it
+    (terms that cancel out dropped; an empty window has none)."""
+    edges = [_Edge.of(moment) for moment in boundaries]
+    if raw_log_only:
+        return [{("log", s.utc, e.utc): 1} if s.utc < e.utc else {} for s, e in pairwise(edges)]
+    before = [_since_utc_midnight(edge) for edge in edges]
+    return [
+        _terms_between(s, e, before[k : k + 2]) if s.utc < e.utc else {} for k, (s, e) in enumerate(pairwise(edges))
+    ]
+
+
+def window_terms(start: datetime, end: datetime, *, raw_log_only: bool = False) -> dict[Term, int]:
+    """The signed terms whose sum is exactly [start, end)."""
+    return windows_terms([start, end], raw_log_only=raw_log_only)[0]
+
+
+# --- The statement ------------------------------------------------------------------------------
+
+
+def _count_cast(rollup_sum, expression: str) -> str:
+    # PostgreSQL sums bigint as numeric (and counts as bigint): one type per column in the UNION.
+    return f"CAST({expression} AS BIGINT)" if rollup_sum.type is COUNT else expression
+
+
+def _hour_column(name: str) -> str:
+    """The column of a declared sum that an hour term reads: the whole hour before its last hour,
+    the last hour's prefix of r.minutes."""
+    prefixes = " ".join(f"WHEN {minutes} THEN t.{prefix_column(name, minutes)}" for minutes in PREFIX_MINUTES)
+    return f"CASE WHEN t.bucket < r.last THEN t.{name} ELSE CASE r.minutes {prefixes} END END"
+
+
+def _rollup_sums_sql(column_of) -> str:
+    return ", ".join(f"{s.type.sum_sql(column_of(s.name))} AS {s.name}" for s in ROLLUP_SUMS)
+
+
+def _log_sums_sql() -> str:
+    return ", ".join(f"{_count_cast(s, s.source.sql())} AS {s.name}" for s in ROLLUP_SUMS)
+
+
+@dataclass(frozen=True)
+class _Part:
+    kind: str
+    columns: tuple[tuple[str, str], ...]  # of the terms' table r
+    join: str  # how rows t of the table match a term r
+    sums: str
+
+
+def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
+    """The rollup terms' parts of the statement (a join of the terms with the table), and the table."""
+    day_table = (UsageRollupDaily if per_model else UsageRollupDailyTotal)._meta.db_table
+    hour_table = (UsageRollupHour if per_model else UsageRollupHourTotal)._meta.db_table
+    return {
+        "day": (
+            _Part(
+                "day",
+                (("i", INT), ("lo", EPOCH_DAYS), ("hi", EPOCH_DAYS)),
+                "t.day >= r.lo AND t.day < r.hi",
+                _rollup_sums_sql(lambda n: f"t.{n}"),
+            ),
+            day_table,
+        ),
+        "hour": (
+            _Part(
+                "hour",
+                (
+                    ("i", INT),
+                    ("lo", EPOCH_HOURS),
+                    ("last", EPOCH_HOURS),
+                    ("hi", EPOCH_HOURS),
+                    ("minutes", INT),
+                ),
+                "t.bucket >= r.lo AND t.bucket < r.hi",
+                _rollup_sums_sql(_hour_column),
+            ),
+            hour_table,
+        ),
+    }
+
+
+def _term_row(i: int, term: Term) -> tuple:
+    """A term's parameters: in UTC days or hours since the epoch."""
+    if term[0] == "hour":  # Rows read: up to the last hour, and it too when a prefix of it counts.
+        _kind, first, last, minutes = term
+        return (i, first // HOUR_SECONDS, last // HOUR_SECONDS, last // HOUR_SECONDS + (1 if minutes else 0), minutes)
+    return (i, term[1] // DAY_SECONDS, term[2] // DAY_SECONDS)
+
+
+def _filters_sql(
+    connection: BaseDatabaseWrapper, filters: UsageFilters, kind: str, per_model: bool
+) -> tuple[str, list]:
+    sql, params = "", []
+    if filters.model_names is not None and per_model:
+        condition, params = in_list_sql(connection, "t.model_name", filters.model_names)
+        sql += f" AND {condition}"
+    if kind == "log":  # Only the log knows users and purposes.
+        if filters.user_id is not None:
+            sql, params = sql + " AND t.user_id = %s", [*params, filters.user_id]
+        if filters.purpose is not None:
+            sql, params = sql + " AND t.purpose = %s", [*params, filters.purpose]
+    return sql, params
+
+
+def _log_select(connection: BaseDatabaseWrapper, i: int, term: Term, filters: UsageFilters, by_model: bool):
+    """A log term's sums: its own select with constant bounds, so the planner prunes the log's
+    partitions and scans its timestamp index (a join on ranges would leave it guessing)."""
+    where, params = _filters_sql(connection, filters, "log", True)
+    key, group = (f"{i} AS i, t.model_name AS model_name", " GROUP BY t.model_name") if by_model else (f"{i} AS i", "")
+    sql = (
+        f"SELECT {key}, {_log_sums_sql()} FROM {UsageLog._meta.db_table} AS t "  # noqa: S608
+        f"WHERE t.timestamp >= %s AND t.timestamp < %s{where}{group}"
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    return sql, [adapt(term[1]), adapt(term[2]), *params]
+
+
+def _statement(
+    connection: BaseDatabaseWrapper,
+    terms: list[Term],
+    signs: list[tuple[int, int, int]],
+    filters: UsageFilters,
+    by_model: bool,
+) -> tuple[str, list]:
+    """One SELECT of (window number, [model_name,] sums...) rows: each term's sums (x: a UNION ALL of
+    one part per kind of rollup term and one per log term), added up per window with the term's
+    sign in it (w)."""
+    per_model = by_model or filters.model_names is not None
+    selects, params = [], []
+    for kind, (part, table) in _parts(per_model=per_model).items():
+        rows = [_term_row(i, term) for i, term in enumerate(terms) if term[0] == kind]
+        if not rows:
+            continue
+        terms_sql, terms_params = values_table_sql(connection, part.columns, rows)
+        where, where_params = _filters_sql(connection, filters, kind, per_model)
+        selects.append(
+            range_terms_sql(
+                connection,
+                terms_sql=terms_sql,
+                table=table,
+                condition=part.join + where,
+                by_model=by_model,
+                sums_sql=part.sums,
+                sum_names=SUM_NAMES,
+            )
+        )
+        params += terms_params + where_params
+    for i, term in enumerate(terms):
+        if term[0] == "log":
+            sql, log_params = _log_select(connection, i, term, filters, by_model)
+            selects.append(sql)
+            params += log_params
+    signs_sql, signs_params = values_table_sql(connection, (("n", INT), ("i", INT), ("sign", INT)), signs)
+    window_key = "w.n, x.model_name" if by_model else "w.n"
+    sums = ", ".join(s.type.sum_sql(f"w.sign * x.{s.name}") for s in ROLLUP_SUMS)
+    sql = (
+        f"WITH x AS ({' UNION ALL '.join(selects)}) "  # noqa: S608
+        f"SELECT {window_key}, {sums} FROM x JOIN {signs_sql} AS w ON w.i = x.i GROUP BY {window_key}"
+    )
+    return sql, params + signs_params
+
+
+def _log_statement(
+    connection: BaseDatabaseWrapper, boundaries: Sequence[datetime], filters: UsageFilters, by_model: bool
+) -> tuple[str, list]:
+    """One SELECT of (window number, [model_name,] sums...) rows straight from the log: one scan of
+    [b0, bn) through its timestamp index, each row numbered by the window it falls in."""
+    window_sql, window_params = window_number_sql(connection, "t.timestamp", boundaries)
+    where, params = _filters_sql(connection, filters, "log", True)
+    key = f"{window_sql}, t.model_name" if by_model else window_sql
+    sql = (
+        f"SELECT {key}, {_log_sums_sql()} FROM {UsageLog._meta.db_table} AS t "  # noqa: S608
+        f"WHERE t.timestamp >= %s AND t.timestamp < %s{where} GROUP BY {'1, 2' if by_model else '1'}"
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    return sql, [*window_params, adapt(boundaries[0]), adapt(boundaries[-1]), *params]
+
+
+@contextmanager
+def _one_snapshot(alias: str) -> Iterator[None]:
+    """A transaction whose reads all see the same committed data (PostgreSQL: REPEATABLE READ), so a
+    compaction or a batch committing meanwhile is seen by the whole answer or not at all. Inside a
+    transaction already (ingestion evaluating budgets), that transaction is the snapshot."""
+    connection = connections[alias]
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic(using=alias):
+        snapshot_begin(connection)
+        yield
+
+
+@lru_cache(maxsize=128)
+def _window_statement(
+    alias: str, boundaries: tuple[datetime, ...], filters: UsageFilters, by_model: bool
+) -> tuple[str | None, tuple]:
+    """The statement for these windows (None: nothing to read). A pure function of its arguments,
+    kept for the next request: the daily trend's boundaries stay the same all day."""
+    connection = connections[alias]
+    if filters.needs_raw_log:
+        sql, params = _log_statement(connection, boundaries, filters, by_model)
+        return sql, tuple(params)
+    numbers: dict[Term, int] = {}
+    signs = []  # (window, term number, sign)
+    for n, terms in enumerate(windows_terms(boundaries)):
+        for term, sign in terms.items():
+            signs.append((n, numbers.setdefault(term, len(numbers)), sign))
+    if not numbers:
+        return None, ()
+    sql, params = _statement(connection, list(numbers), signs, filters, by_model)
+    return sql, tuple(params)  # Shared by every call that hits the cache: immutable.
+
+
+def _window_sums(
+    boundaries: Sequence[datetime], filters: UsageFilters, by_model: bool, using: str | None
+) -> list[dict[str | None, RollupDelta]]:
+    """For each window, the sums per model (by_model) or under None, of the keys with calls in it."""
+    answers: list[dict[str | None, RollupDelta]] = [{} for _window in pairwise(boundaries)]
+    if not answers or boundaries[0] >= boundaries[-1] or (filters.model_names is not None and not filters.model_names):
+        return answers
+    alias = using or router.db_for_read(UsageRollupHour)
+    connection = connections[alias]
+    sql, params = _window_statement(alias, tuple(moment.astimezone(UTC) for moment in boundaries), filters, by_model)
+    if sql is None:
+        return answers
+    with _one_snapshot(alias), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    for row in rows:
+        key, values = (row[1], row[2:]) if by_model else (None, row[1:])
+        sums = RollupDelta.from_db(values)
+        if sums.calls:  # Without calls in the window a key has nothing else there (float leftovers of signed terms).
+            answers[row[0]][key] = sums
+    return answers
+
+
+def usage_sums_by_window(
+    *, boundaries: Sequence[datetime], filters: UsageFilters, using: str | None = None
+) -> list[dict[str, RollupDelta]]:
+    """For each window [boundaries[k], boundaries[k + 1]), the sums per model (models with calls in it)."""
+    return _window_sums(boundaries, filters, True, using)
+
+
+def usage_totals_by_window(
+    *, boundaries: Sequence[datetime], filters: UsageFilters, using: str | None = None
+) -> list[RollupDelta]:
+    """For each window [boundaries[k], boundaries[k + 1]), the sums over all models passing `filters`."""
+    return [window.get(None, RollupDelta()) for window in _window_sums(boundaries, filters, False, using)]
+
+
+def usage_sums_over_spans(
+    *, spans: Sequence[tuple[datetime | None, datetime]], filters: UsageFilters, using: str | None = None
+) -> list[dict[str, RollupDelta]]:
+    """The sums per model over each span [start, end) (start None: since the beginning), spans that
+    may overlap: one read of the windows between all their ends."""
+    spans = [(EPOCH_START if start is None else start, end) for start, end in spans]
+    boundaries = sorted({moment.astimezone(UTC) for span in spans for moment in span})
+    windows = usage_sums_by_window(boundaries=boundaries, filters=filters, using=using)
+    position = {moment: n for n, moment in enumerate(boundaries)}
+    answers = []
+    for start, end in spans:
+        total: dict[str, RollupDelta] = {}
+        for window in windows[position[start.astimezone(UTC)] : max(position[end.astimezone(UTC)], 0)]:
+            for model_name, sums in window.items():
+                total[model_name] = total[model_name] + sums if model_name in total else sums
+        answers.append(total)
+    return answers
+
+
+def usage_sums_by_model(
+    *, start: datetime | None, end: datetime, filters: UsageFilters, using: str | None = None
+) -> dict[str, RollupDelta]:
+    """Sums per model over [start, end) (start None: since the beginning), from database `using`
+    (default: where the router sends reads)."""
+    return usage_sums_over_spans(spans=[(start, end)], filters=filters, using=using)[0]
+
+
+def local_midnights(*, first_day: date, days: int, zone: tzinfo) -> list[datetime]:
+    """The starts of `days` calendar days in `zone` from `first_day`, and the end of the last."""
+    return [datetime.combine(first_day + timedelta(days=n), time.min, tzinfo=zone) for n in range(days + 1)]
+
+
+def usage_sums_by_local_day(
+    *, first_day: date, days: int, zone: tzinfo, filters: UsageFilters
+) -> dict[date, RollupDelta]:
+    """Sums per calendar day in `zone` for `days` days from `first_day` (days with calls)."""
+    boundaries = local_midnights(first_day=first_day, days=days, zone=zone)
+    totals = usage_totals_by_window(boundaries=boundaries, filters=filters)
+    return {first_day + timedelta(days=n): sums for n, sums in enumerate(totals) if sums.calls}
+
+
+def usage_log_window(*, start: datetime | None, end: datetime, filters: UsageFilters) -> QuerySet[UsageLog]:
+    """The raw log rows in [start, end) passing `filters`: exactly the rows the sums add up."""
+    rows = UsageLog.objects.filter(timestamp__lt=end).order_by()
+    if start is not None:
+        rows = rows.filter(timestamp__gte=start)
+    if filters.model_names is not None:
+        rows = rows.filter(model_name__in=filters.model_names)
+    if filters.user_id is not None:
+        rows = rows.filter(user_id=filters.user_id)
+    if filters.purpose is not None:
+        rows = rows.filter(purpose=filters.purpose)
+    return rows

@@ -57,10 +57,10 @@ _API_KEY_NAMES = [field.attname for field in _API_KEY_FIELDS]
 @functools.cache
 def _active_api_key_sql() -> str:
     """key_hash is unique: at most one row."""
-    columns = ", ".join(f'"{field.column}"' for field in _API_KEY_FIELDS)
-    key_hash, revoked_at = (ApiKey._meta.get_field(name).column for name in ("key_hash", "revoked_at"))
-    table = ApiKey._meta.db_table
-    return f'SELECT {columns} FROM {table} WHERE "{key_hash}" = %s AND "{revoked_at}" IS NULL'  # noqa: S608
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(field.column) for field in _API_KEY_FIELDS)
+    key_hash, revoked_at = (qn(ApiKey._meta.get_field(name).column) for name in ("key_hash", "revoked_at"))
+    return f"SELECT {columns} FROM {qn(ApiKey._meta.db_table)} WHERE {key_hash} = %s AND {revoked_at} IS NULL"  # noqa: S608
 
 
 def usage_any_recorded() -> bool:

@@ -3,8 +3,8 @@
     python -m bench.api_overhead [--rows 200000] [--iterations 200] [--profile]
 
 Starts its own throwaway PostgreSQL 15 (fsync off) unless DATABASE_URL is set, migrates, seeds
-`--rows` usage rows and a few pending batches as bench.stats does (the fixed cost does not grow with
-rows), then for each case times, alternately, `--iterations` GET requests through Django's test
+`--rows` usage rows and a few uncompacted batches (delta rows) as bench.stats does (the fixed cost
+does not grow with rows), then for each case times, alternately, `--iterations` GET requests through Django's test
 client with a read API key (URL routing, middleware, authentication, DRF, the view's serializers,
 JSON) and the selector the view calls, with the same arguments (usage_stats or usage_daily_trend
 with usage_filters_resolve, as usage.apis calls them). Prints p50/p95 of both in ms and their
@@ -116,14 +116,14 @@ def _bench(args) -> int:
     from django.core.management import call_command
     from django.test import Client
 
-    from bench.stats import _pending_seed, _seed_all
+    from bench.stats import _delta_seed, _seed_all
     from usage.keys import api_key_create
     from usage.models import ApiKeyScope, UsageLog
 
     call_command("migrate", verbosity=0)
     if not UsageLog.objects.exists():
         _seed_all(args.rows)
-        _pending_seed(args.pending_batches)
+        _delta_seed(args.delta_batches)
     _key, raw_key = api_key_create(name="bench-api-overhead", scope=ApiKeyScope.READ)
     client = Client(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
     cases = _cases()
@@ -149,7 +149,7 @@ def _bench(args) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--pending-batches", type=int, default=5)
+    parser.add_argument("--delta-batches", type=int, default=5, help="batches left uncompacted (delta rows)")
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--profile", action="store_true", help="cProfile's top functions instead of timings")

@@ -150,9 +150,7 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--full-runs", type=int, default=3, help="runs of the full verification")
     parser.add_argument("--skip-seed", action="store_true", help="measure the usage already in DATABASE_URL")
-    parser.add_argument(
-        "--delta-batches", "--pending-batches", type=int, default=20, help="batches left uncompacted (delta rows)"
-    )
+    parser.add_argument("--delta-batches", type=int, default=20, help="batches left uncompacted (delta rows)")
     args = parser.parse_args()
     status = rerun_without_database("bench.verify", durable=False)
     if status is not None:

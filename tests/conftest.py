@@ -30,6 +30,17 @@ def pytest_sessionstart(session):
         )
 
 
+def pytest_collection_modifyitems(items):
+    """A transactional test flushes the database afterwards; without serialized_rollback that flush
+    recreates the content types, and the next serialized_rollback test then fails at setup inserting
+    them again (an error that depends on test order). So every transactional test restores the
+    serialized database."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker and marker.kwargs.get("transaction") and not marker.kwargs.get("serialized_rollback"):
+            raise pytest.UsageError(f"{item.nodeid}: django_db(transaction=True) needs serialized_rollback=True")
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """A `replica` alias for the read-replica tests: its own connection to default's test database

@@ -254,7 +254,7 @@ def test_a_partition_dropped_behind_the_process_is_made_again_and_the_batch_stor
     assert usage_record(model_name="gpt-4o", prompt_tokens=2, decision_id="again", idempotency_key="k") is None
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_outside_a_transaction_the_partition_is_remembered_and_a_drop_elsewhere_retried():
     month = date(2016, 2, 1)
     at = datetime(2016, 2, 10, 12, tzinfo=UTC)

@@ -164,9 +164,11 @@ _PG_COLUMN_SQL = {
 EPOCH_DAY = date(1970, 1, 1)
 
 
-def _pg_array_literal(values: Iterable) -> str:
-    """One text parameter per column: far cheaper for the driver than a list adapted element by element."""
-    return "{" + ",".join(f'"{value}"' for value in values) + "}"
+def _pg_array_literal(values: Iterable[str]) -> str:
+    """One text parameter per column, every element quoted: far cheaper for the driver than a list
+    adapted element by element."""
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"') for value in values)
+    return "{" + ",".join(f'"{value}"' for value in escaped) + "}"
 
 
 def _pg_column_literal(values: Iterable, column_type: str) -> str:
@@ -238,9 +240,7 @@ def in_list_sql(connection: BaseDatabaseWrapper, column: str, values: Iterable[s
     """`column` is one of `values` (not empty)."""
     ordered = sorted(values)
     if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s::text[])", [
-            _pg_array_literal(v.replace("\\", "\\\\").replace('"', '\\"') for v in ordered)
-        ]
+        return f"{column} = ANY(%s::text[])", [_pg_array_literal(ordered)]
     return f"{column} IN ({', '.join(['%s'] * len(ordered))})", ordered
 
 

@@ -145,13 +145,6 @@ def _added_up(calls: list[tuple]) -> list:
     return list(map(sum, zip(*calls, strict=True), _ZEROS))
 
 
-def array_literal(values: Iterable) -> str:
-    """A PostgreSQL array literal, every element quoted: one text parameter is far cheaper for the
-    driver to send than a list it adapts element by element."""
-    escaped = (str(value).replace("\\", "\\\\").replace('"', '\\"') for value in values)
-    return "{" + ",".join(f'"{value}"' for value in escaped) + "}"
-
-
 def _key_columns(grain: Grain) -> list[str]:
     return [grain.key_column, "model_name"] if grain.per_model else [grain.key_column]
 

@@ -6,9 +6,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import router
 from django.db.models import CharField, DecimalField, QuerySet, Subquery, Value
 
 from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
+from core.compiled import compiled_values
 from core.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent_of
 from core.timeutils import day_bounds, month_start
 from pricing.models import ModelPricing
@@ -64,7 +66,14 @@ def _priced_in(currency_of: dict[str, str], currency: str) -> list[str]:
 
 def _prices_and_global_budget(include_global: bool) -> list[tuple]:
     """(model_name, label, currency, monthly_budget, global budget, global currency) of every priced
-    model, the global budget (if set and asked for) on each row: one query."""
+    model, the global budget (if set and asked for) on each row: one query, run on every ingestion
+    batch, so compiled once (core.compiled)."""
+    name = "alerts.prices_and_global_budget" + ("" if include_global else ".no_global")
+    using = router.db_for_read(ModelPricing)  # Where the ORM would read it.
+    return compiled_values(name, lambda: _prices_and_global_budget_query(include_global), using=using)
+
+
+def _prices_and_global_budget_query(include_global: bool) -> QuerySet:
     rows = ModelPricing.objects.order_by("model_name")
     if include_global:
         budget = GlobalBudget.objects.filter(pk=GlobalBudget.SINGLETON_ID, monthly_budget__isnull=False)
@@ -77,8 +86,8 @@ def _prices_and_global_budget(include_global: bool) -> list[tuple]:
             global_budget=Value(None, output_field=DecimalField()),
             global_currency=Value(None, output_field=CharField()),
         )
-    return list(
-        rows.values_list("model_name", "display_name", "currency", "monthly_budget", "global_budget", "global_currency")
+    return rows.values_list(
+        "model_name", "display_name", "currency", "monthly_budget", "global_budget", "global_currency"
     )
 
 

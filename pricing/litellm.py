@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 from core.money import PRICE_DECIMAL_PLACES, TOKENS_PER_PRICE_UNIT
 from pricing.models import ModelType
+from pricing.providers import provider_canonical
 
 LITELLM_CURRENCY = "USD"
 _PRICE_QUANTUM = Decimal(1).scaleb(-PRICE_DECIMAL_PLACES)
@@ -58,7 +59,7 @@ def _quote(model_name: str, entry: dict) -> PriceQuote | None:
         return None  # Priced per image, second or character: not a token price.
     return PriceQuote(
         model_name=model_name,
-        provider=str(entry.get("litellm_provider") or "unknown")[:50],
+        provider=provider_canonical(str(entry.get("litellm_provider") or "unknown"))[:50],
         model_type=_MODE_TO_TYPE.get(entry.get("mode"), ModelType.CHAT),
         input_price_per_million=input_price,
         output_price_per_million=output_price,

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pricing.models import ModelPriceVersion, ModelPricing
+from pricing.providers import provider_canonical
 from pricing.selectors import price_version_current
 
 
@@ -29,7 +30,7 @@ def model_pricing_create(
 ) -> ModelPricing:
     pricing = ModelPricing.objects.create(
         model_name=model_name,
-        provider=provider,
+        provider=_provider_name(provider),
         display_name=display_name,
         model_type=model_type,
         currency=currency,
@@ -50,6 +51,11 @@ def model_pricing_create(
         source=source,
     )
     return pricing
+
+
+def _provider_name(spelled: str) -> str:
+    known = list(ModelPricing.objects.values_list("provider", flat=True).distinct())
+    return provider_canonical(spelled, known=known)
 
 
 def _prices_equal(version: ModelPriceVersion, pricing: ModelPricing) -> bool:
@@ -115,6 +121,8 @@ PRICE_FIELDS = ("input_price_per_million", "output_price_per_million", "cached_i
 def model_pricing_update(*, pricing: ModelPricing, data: dict) -> ModelPricing:
     """Apply edited fields. Price fields go through a new price version; the rest are saved as is."""
     locked = ModelPricing.objects.select_for_update().get(pk=pricing.pk)
+    if "provider" in data:
+        data = {**data, "provider": _provider_name(data["provider"])}
     plain_fields = [name for name in data if name not in PRICE_FIELDS]
     for name in plain_fields:
         setattr(locked, name, data[name])

@@ -87,7 +87,7 @@ def test_apply_opens_new_versions_and_never_rewrites_history(price_map):
     after = usage_record(model_name="gpt-4o", prompt_tokens=1_000_000, completion_tokens=0)
     assert after.cost == Decimal("2.00000000")
     mistral = ModelPricing.objects.get(model_name="mistral-large-latest")
-    assert (mistral.provider, mistral.output_price_per_million) == ("mistral", Decimal("6.00"))
+    assert (mistral.provider, mistral.output_price_per_million) == ("Mistral AI", Decimal("6.00"))
     assert "No price differences." in _run(str(price_map), "--apply", "--add-new")
 
 

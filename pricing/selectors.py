@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from django.db import connection
 
 from pricing.models import ModelPriceVersion, ModelPricing
+from pricing.providers import provider_canonical
 
 if TYPE_CHECKING:
     from pricing.litellm import PriceQuote
@@ -160,6 +161,13 @@ def price_changes_from_quotes(
 def model_currencies(*, using: str = "default") -> dict[str, str]:
     """model_name -> the currency of its prices and costs, for every priced model."""
     return dict(ModelPricing.objects.using(using).values_list("model_name", "currency"))
+
+
+def model_names_of_provider(*, provider: str) -> set[str]:
+    """The priced models of a provider, however it is spelled (`openai`, `OpenAI`, `vertex_ai`: the
+    company's name, pricing.providers)."""
+    rows = ModelPricing.objects.filter(provider__iexact=provider_canonical(provider))
+    return set(rows.values_list("model_name", flat=True))
 
 
 def model_providers() -> dict[str, tuple[str, str]]:

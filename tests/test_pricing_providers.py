@@ -13,6 +13,7 @@ from django.db import connection
 from pricing.models import ModelPricing
 from pricing.providers import provider_canonical
 from pricing.services import model_pricing_create, model_pricing_update
+from usage.reports import usage_filters_resolve
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +83,11 @@ def test_the_migration_renames_rows_stored_with_other_spellings():
     stored = dict(ModelPricing.objects.filter(model_name__startswith="m-").values_list("model_name", "provider"))
     assert stored == {"m-1": "OpenAI", "m-2": "Alibaba Cloud", "m-3": "Zeta", "m-4": "Zeta"}
     assert ModelPricing.objects.get(model_name="gpt-4o").provider == "OpenAI"
+
+
+def test_the_provider_filter_takes_any_spelling_of_the_company():
+    openai = {"gpt-4o", "gpt-4o-mini", "gpt-4.1"}
+    for spelled in ("OpenAI", "openai", "text-completion-openai"):
+        filters = usage_filters_resolve(model=None, provider=spelled, user_id=None, purpose=None)
+        assert filters.model_names >= openai
+        assert "claude-sonnet-4-5" not in filters.model_names

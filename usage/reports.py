@@ -14,6 +14,7 @@ from django.conf import settings
 from core.db_routers import reading_from_replica
 from core.money import ZERO, percent_of, quantize_cost
 from pricing.models import ModelPricing
+from pricing.selectors import model_names_of_provider
 from usage.rollup_sums import RollupDelta
 from usage.selectors import usage_month_span, usage_month_spend
 from usage.window_sums import UsageFilters, usage_sums_by_local_day, usage_sums_over_spans
@@ -86,7 +87,7 @@ def usage_filters_resolve(
     if model:
         names = {model}
     if provider:
-        of_provider = set(ModelPricing.objects.filter(provider__iexact=provider).values_list("model_name", flat=True))
+        of_provider = model_names_of_provider(provider=provider)
         names = of_provider if names is None else names & of_provider
     return UsageFilters(
         model_names=None if names is None else frozenset(names), user_id=user_id, purpose=purpose or None

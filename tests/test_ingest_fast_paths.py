@@ -77,7 +77,7 @@ def test_prices_with_more_places_than_stored_have_no_integer_rates_and_keep_call
 
 
 def _record(model: str, at: datetime, *, prompt=100, completion=10, cached=0, cost=None) -> CheckedRecord:
-    return CheckedRecord(model, prompt, completion, cached, 0, "d", "", None, None, True, "", "", at, cost)
+    return CheckedRecord(model, prompt, completion, cached, 0, 0, 0, 0, 0, 0, "d", "", None, None, True, "", "", at, cost)
 
 
 def _slow_price(record: CheckedRecord, book: PriceBook, at: datetime) -> tuple:

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 
 from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
+from usage.records import COMPLETION_PARTS, PROMPT_PARTS, TOKEN_FIELDS
 from usage.rollup_sums import ROLLUP_SUMS
 
 
@@ -11,6 +12,14 @@ class CostSource(models.TextChoices):
     COMPUTED = "computed", "Computed from the price in force"
     PROVIDER = "provider", "Reported by the caller (provider's figure)"
     UNPRICED = "unpriced", "Unpriced: unknown or disabled model"
+
+
+def sum_of(columns: tuple[str, ...]) -> models.F:
+    """The columns added up, as an expression (the parts-within-whole CHECKs)."""
+    total = models.F(columns[0])
+    for column in columns[1:]:
+        total = total + models.F(column)
+    return total
 
 
 class UsageLog(models.Model):
@@ -24,6 +33,19 @@ class UsageLog(models.Model):
     completion_tokens = models.IntegerField(default=0)
     cached_tokens = models.IntegerField(default=0, help_text="Prompt tokens served from the provider's cache.")
     reasoning_tokens = models.IntegerField(default=0, help_text="Completion tokens spent on reasoning.")
+    # The other kinds with a price of their own, each part of prompt or completion tokens (tokens.md).
+    # DEFAULT 0 in the database as well: a writer that predates them (raw SQL, a restore) stores none.
+    cache_write_5m_tokens = models.IntegerField(
+        default=0,
+        db_default=0,
+        help_text="Prompt tokens written to a 5-minute cache (or a cache write without a duration).",
+    )
+    cache_write_1h_tokens = models.IntegerField(
+        default=0, db_default=0, help_text="Prompt tokens written to a 1-hour cache."
+    )
+    input_audio_tokens = models.IntegerField(default=0, db_default=0, help_text="Prompt tokens that are audio.")
+    output_audio_tokens = models.IntegerField(default=0, db_default=0, help_text="Completion tokens that are audio.")
+    output_image_tokens = models.IntegerField(default=0, db_default=0, help_text="Completion tokens that are images.")
     cost = models.DecimalField(
         max_digits=COST_MAX_DIGITS,
         decimal_places=COST_DECIMAL_PLACES,
@@ -59,7 +81,7 @@ class UsageLog(models.Model):
                 models.CheckConstraint(
                     condition=models.Q(**{f"{name}__gte": 0}), name=f"ai_model_usage_log_{name}_check"
                 )
-                for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+                for name in TOKEN_FIELDS
             ),
             models.CheckConstraint(
                 condition=models.Q(cost__isnull=True) | models.Q(cost__gte=0), name="ai_model_usage_log_cost_check"
@@ -75,6 +97,14 @@ class UsageLog(models.Model):
             models.CheckConstraint(
                 condition=models.Q(reasoning_tokens__lte=models.F("completion_tokens")),
                 name="ai_model_usage_log_reasoning_within_completion",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(prompt_tokens__gte=sum_of(PROMPT_PARTS)),
+                name="ai_model_usage_log_input_parts_within_prompt",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(completion_tokens__gte=sum_of(COMPLETION_PARTS)),
+                name="ai_model_usage_log_output_parts_within_completion",
             ),
         ]
 

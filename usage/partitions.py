@@ -32,6 +32,11 @@ CREATE TABLE {LOG_TABLE} (
     completion_tokens integer NOT NULL,
     cached_tokens integer NOT NULL,
     reasoning_tokens integer NOT NULL,
+    cache_write_5m_tokens integer NOT NULL DEFAULT 0,
+    cache_write_1h_tokens integer NOT NULL DEFAULT 0,
+    input_audio_tokens integer NOT NULL DEFAULT 0,
+    output_audio_tokens integer NOT NULL DEFAULT 0,
+    output_image_tokens integer NOT NULL DEFAULT 0,
     success boolean NOT NULL,
     cost numeric(20, 8) NULL,
     cost_source varchar(10) NOT NULL,
@@ -44,10 +49,19 @@ CREATE TABLE {LOG_TABLE} (
     CONSTRAINT {LOG_TABLE}_completion_tokens_check CHECK (completion_tokens >= 0),
     CONSTRAINT {LOG_TABLE}_cached_tokens_check CHECK (cached_tokens >= 0),
     CONSTRAINT {LOG_TABLE}_reasoning_tokens_check CHECK (reasoning_tokens >= 0),
+    CONSTRAINT {LOG_TABLE}_cache_write_5m_tokens_check CHECK (cache_write_5m_tokens >= 0),
+    CONSTRAINT {LOG_TABLE}_cache_write_1h_tokens_check CHECK (cache_write_1h_tokens >= 0),
+    CONSTRAINT {LOG_TABLE}_input_audio_tokens_check CHECK (input_audio_tokens >= 0),
+    CONSTRAINT {LOG_TABLE}_output_audio_tokens_check CHECK (output_audio_tokens >= 0),
+    CONSTRAINT {LOG_TABLE}_output_image_tokens_check CHECK (output_image_tokens >= 0),
     CONSTRAINT {LOG_TABLE}_cost_check CHECK (cost IS NULL OR cost >= 0),
     CONSTRAINT {LOG_TABLE}_response_time_check CHECK (response_time IS NULL OR response_time >= 0),
     CONSTRAINT {LOG_TABLE}_cached_within_prompt CHECK (cached_tokens <= prompt_tokens),
     CONSTRAINT {LOG_TABLE}_reasoning_within_completion CHECK (reasoning_tokens <= completion_tokens),
+    CONSTRAINT {LOG_TABLE}_input_parts_within_prompt CHECK (
+        prompt_tokens >= cached_tokens + cache_write_5m_tokens + cache_write_1h_tokens + input_audio_tokens),
+    CONSTRAINT {LOG_TABLE}_output_parts_within_completion CHECK (
+        completion_tokens >= reasoning_tokens + output_audio_tokens + output_image_tokens),
     CONSTRAINT {LOG_TABLE}_price_version_id_fk FOREIGN KEY (price_version_id)
         REFERENCES ai_model_price_version (id) DEFERRABLE INITIALLY DEFERRED
 ) PARTITION BY RANGE ("timestamp")

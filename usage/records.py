@@ -17,6 +17,7 @@ from typing import NamedTuple
 from django.core.exceptions import ValidationError
 
 from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, quantize_cost
+from usage.usage_objects import UsageObjectInvalid, usage_object_tokens
 
 MAX_TOKENS = 2_147_483_647  # The columns are PostgreSQL integers.
 MAX_USER_ID = MAX_TOKENS
@@ -30,7 +31,29 @@ TEXT_LIMITS = {
     "error_message": MAX_ERROR_MESSAGE,
     "purpose": MAX_NAME,
 }
-TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
+# The token kinds a call carries (OpenAI's inclusive convention): every input token is in
+# prompt_tokens, the parts of it after it; every output token in completion_tokens, likewise.
+PROMPT_PARTS = ("cached_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "input_audio_tokens")
+COMPLETION_PARTS = ("reasoning_tokens", "output_audio_tokens", "output_image_tokens")
+# In the API's field order (the order the rules check them in).
+TOKEN_FIELDS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "output_image_tokens",
+)
+PROMPT_PARTS_EXCEED = (
+    "cached_tokens, cache_write_5m_tokens, cache_write_1h_tokens and input_audio_tokens together "
+    "cannot exceed prompt_tokens."
+)
+COMPLETION_PARTS_EXCEED = (
+    "reasoning_tokens, output_audio_tokens and output_image_tokens together cannot exceed completion_tokens."
+)
 EARLIEST_CALL = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_CLOCK_SKEW = timedelta(days=1)
 COST_MAX_WHOLE_DIGITS = COST_MAX_DIGITS - COST_DECIMAL_PLACES
@@ -45,14 +68,19 @@ class UsageRecordInput:
     stores the CheckedRecord it makes, so this input form need not be frozen (frozen would cost a
     microsecond per record to build: the API builds thousands per batch).
 
-    The token fields are None when not given (0, or taken from `usage`): an OpenAI-style usage
-    object (`response.usage.model_dump()`) instead of them, never with them."""
+    The token fields are None when not given (0, or taken from `usage`): a provider's usage
+    object (`response.usage.model_dump()`, see usage.usage_objects) instead of them, never with them."""
 
     model_name: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_write_5m_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    input_audio_tokens: int | None = None
+    output_audio_tokens: int | None = None
+    output_image_tokens: int | None = None
     usage: Mapping | None = None
     decision_id: str = ""
     idempotency_key: str = ""
@@ -73,6 +101,11 @@ class CheckedRecord(NamedTuple):
     completion_tokens: int
     cached_tokens: int
     reasoning_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    input_audio_tokens: int
+    output_audio_tokens: int
+    output_image_tokens: int
     decision_id: str
     idempotency_key: str
     user_id: int | None
@@ -143,33 +176,13 @@ def _tokens(name: str, value) -> int:
     return _whole_number(name, value, low=0, high=MAX_TOKENS)
 
 
-def _mapping(name: str, value) -> Mapping:
-    if not isinstance(value, Mapping):
-        raise UsageRecordInvalid(name, f"Invalid data. Expected a dictionary, but got {type(value).__name__}.")
-    return value
-
-
-def _usage_detail(usage: Mapping, details: str, name: str) -> int:
-    detail = usage.get(details)
-    if detail is None:
-        return 0
-    value = _mapping(f"usage.{details}", detail).get(name)
-    return 0 if value is None else _tokens(f"usage.{details}.{name}", value)
-
-
-def _tokens_from_usage(usage) -> tuple[int, int, int, int]:
-    """(prompt, completion, cached, reasoning) from an OpenAI usage object; other fields are ignored."""
-    usage = _mapping("usage", usage)
-    if usage.get("prompt_tokens") is None:
-        raise UsageRecordInvalid("usage.prompt_tokens", "This field is required.", "required")
-    prompt = _tokens("usage.prompt_tokens", usage["prompt_tokens"])
-    completion = usage.get("completion_tokens")
-    completion = 0 if completion is None else _tokens("usage.completion_tokens", completion)
-    if usage.get("total_tokens") is not None:
-        _tokens("usage.total_tokens", usage["total_tokens"])
-    cached = _usage_detail(usage, "prompt_tokens_details", "cached_tokens")
-    reasoning = _usage_detail(usage, "completion_tokens_details", "reasoning_tokens")
-    return prompt, completion, cached, reasoning
+def _tokens_from_usage(usage) -> tuple[int, ...]:
+    """The token counts (TOKEN_FIELDS order) of a provider's usage object (usage.usage_objects)."""
+    try:
+        counts = usage_object_tokens(usage, path="usage")
+    except UsageObjectInvalid as error:
+        raise UsageRecordInvalid(error.path, error.message, error.code) from None
+    return tuple(getattr(counts, name) for name in TOKEN_FIELDS)
 
 
 def _response_time(value) -> float | None:
@@ -232,8 +245,17 @@ def _cost(value) -> Decimal | None:
 
 
 def _given_tokens(record: UsageRecordInput) -> list[int]:
-    values = (record.prompt_tokens, record.completion_tokens, record.cached_tokens, record.reasoning_tokens)
+    values = (getattr(record, name) for name in TOKEN_FIELDS)
     return [0 if value is None else _tokens(name, value) for name, value in zip(TOKEN_FIELDS, values, strict=True)]
+
+
+def _parts_within(counts: dict[str, int], whole: str, parts: tuple[str, ...], exceed: str) -> None:
+    """The parts of `whole` together within it; the part that takes the sum past it is named."""
+    total = 0
+    for index, part in enumerate(parts):
+        total += counts[part]
+        if total > counts[whole]:
+            raise UsageRecordInvalid(part, f"Cannot exceed {whole}." if index == 0 else exceed)
 
 
 def usage_record_validated(record: UsageRecordInput, *, now: datetime) -> CheckedRecord:
@@ -262,17 +284,12 @@ def usage_record_validated(record: UsageRecordInput, *, now: datetime) -> Checke
     purpose = _text("purpose", record.purpose)
     timestamp = _timestamp(record.timestamp, now + LATEST_CLOCK_SKEW)
     cost = _cost(record.cost)
-    prompt, completion, cached, reasoning = tokens
-    if cached > prompt:
-        raise UsageRecordInvalid("cached_tokens", "Cannot exceed prompt_tokens.")
-    if reasoning > completion:
-        raise UsageRecordInvalid("reasoning_tokens", "Cannot exceed completion_tokens.")
+    counts = dict(zip(TOKEN_FIELDS, tokens, strict=True))
+    _parts_within(counts, "prompt_tokens", PROMPT_PARTS, PROMPT_PARTS_EXCEED)
+    _parts_within(counts, "completion_tokens", COMPLETION_PARTS, COMPLETION_PARTS_EXCEED)
     return CheckedRecord(
         model_name,
-        prompt,
-        completion,
-        cached,
-        reasoning,
+        *tokens,
         decision_id,
         idempotency_key,
         user_id,
@@ -334,6 +351,13 @@ def _plain_moment(timestamp, window: PlausibleWindow) -> bool:
     return timestamp.utcoffset() is not None and EARLIEST_CALL <= timestamp <= window.latest
 
 
+def _plain_parts(*values) -> tuple[int, ...] | None:
+    """The token parts with None as 0, if each is plainly valid; None otherwise."""
+    if all(value is None or (type(value) is int and 0 <= value <= MAX_TOKENS) for value in values):
+        return tuple(value or 0 for value in values)
+    return None
+
+
 def _plain(record: UsageRecordInput, window: PlausibleWindow) -> CheckedRecord | None:
     """The record as usage_record_validated returns it when it is in the common, plainly valid form
     (what the API's parser and most Python callers give), checked in one pass; None otherwise, and
@@ -363,14 +387,31 @@ def _plain(record: UsageRecordInput, window: PlausibleWindow) -> CheckedRecord |
         return None
     prompt, completion = prompt or 0, completion or 0
     cached, reasoning = cached or 0, reasoning or 0
-    if cached > prompt or reasoning > completion:
-        return None
+    w5m, w1h, input_audio = record.cache_write_5m_tokens, record.cache_write_1h_tokens, record.input_audio_tokens
+    output_audio, output_image = record.output_audio_tokens, record.output_image_tokens
+    if w5m is None and w1h is None and input_audio is None and output_audio is None and output_image is None:
+        # Most calls carry no cache writes, audio or images: the four classic counts decide.
+        if cached > prompt or reasoning > completion:
+            return None
+        w5m = w1h = input_audio = output_audio = output_image = 0
+    else:
+        parts = _plain_parts(w5m, w1h, input_audio, output_audio, output_image)
+        if parts is None:
+            return None
+        w5m, w1h, input_audio, output_audio, output_image = parts
+        if cached + w5m + w1h + input_audio > prompt or reasoning + output_audio + output_image > completion:
+            return None
     fields = (
         record.model_name,
         prompt,
         completion,
         cached,
         reasoning,
+        w5m,
+        w1h,
+        input_audio,
+        output_audio,
+        output_image,
         record.decision_id,
         record.idempotency_key,
         user_id,

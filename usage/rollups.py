@@ -75,6 +75,11 @@ class LoggedCall(Protocol):
     completion_tokens: int
     cached_tokens: int
     reasoning_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    input_audio_tokens: int
+    output_audio_tokens: int
+    output_image_tokens: int
     cost: Decimal | None
     response_time: float | None
 

@@ -57,6 +57,11 @@ class UsageRow(NamedTuple):
     completion_tokens: int
     cached_tokens: int
     reasoning_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    input_audio_tokens: int
+    output_audio_tokens: int
+    output_image_tokens: int
     cost: Decimal | None
     cost_source: str
     price_version_id: int | None
@@ -167,6 +172,11 @@ def _rows_priced(
             record.completion_tokens,
             record.cached_tokens,
             record.reasoning_tokens,
+            record.cache_write_5m_tokens,
+            record.cache_write_1h_tokens,
+            record.input_audio_tokens,
+            record.output_audio_tokens,
+            record.output_image_tokens,
             cost,
             source,
             version_id,

@@ -4,7 +4,7 @@ usage.records', which the ingest service applies to every record, as for Python 
 from datetime import datetime
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.views import APIView
 
@@ -65,21 +65,133 @@ def _fast_timestamp(field: TimestampField):
     return convert
 
 
-class OpenAIUsageSerializer(serializers.Serializer):
-    """OpenAI's `usage` object as the SDK returns it; fields it may add later are ignored. Only JSON
-    types are checked here; usage.records maps it to token counts and checks them."""
+def _counts(*names: str, required: tuple[str, ...] = ()) -> dict:
+    """JSON Schema of an object of token counts (null: not used by the call, as SDKs dump it)."""
+    properties = {
+        name: {"type": "integer", "minimum": 0, "maximum": MAX_TOKENS, "nullable": name not in required}
+        for name in names
+    }
+    return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": False}
 
-    class PromptDetails(serializers.Serializer):
-        cached_tokens = serializers.IntegerField(required=False, allow_null=True)
 
-    class CompletionDetails(serializers.Serializer):
-        reasoning_tokens = serializers.IntegerField(required=False, allow_null=True)
+def _with(schema: dict, **properties) -> dict:
+    return {**schema, "properties": {**schema["properties"], **properties}}
 
-    prompt_tokens = serializers.IntegerField(required=False)
-    completion_tokens = serializers.IntegerField(required=False)
-    total_tokens = serializers.IntegerField(required=False)
-    prompt_tokens_details = PromptDetails(required=False, allow_null=True)
-    completion_tokens_details = CompletionDetails(required=False, allow_null=True)
+
+def _nullable(schema: dict) -> dict:
+    return {**schema, "nullable": True}
+
+
+_TEXT = {"type": "string", "nullable": True}
+_GEMINI_DETAILS = {
+    "type": "array",
+    "nullable": True,
+    "items": {
+        "type": "object",
+        "properties": {
+            "modality": {
+                "type": "string",
+                "enum": ["MODALITY_UNSPECIFIED", "TEXT", "IMAGE", "VIDEO", "AUDIO", "DOCUMENT"],
+            },
+            "tokenCount": {"type": "integer", "minimum": 0, "maximum": MAX_TOKENS, "nullable": True},
+        },
+        "required": ["modality"],
+        "additionalProperties": False,
+    },
+}
+USAGE_OBJECT_SCHEMAS = {
+    "OpenAI Chat Completions / DeepSeek": _with(
+        _counts(
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "prompt_cache_hit_tokens",
+            "prompt_cache_miss_tokens",
+            required=("prompt_tokens",),
+        ),
+        prompt_tokens_details=_nullable(_counts("cached_tokens", "audio_tokens", "text_tokens", "image_tokens")),
+        completion_tokens_details=_nullable(
+            _counts(
+                "reasoning_tokens",
+                "audio_tokens",
+                "accepted_prediction_tokens",
+                "rejected_prediction_tokens",
+                "text_tokens",
+            )
+        ),
+    ),
+    "OpenAI Responses": _with(
+        _counts("input_tokens", "output_tokens", "total_tokens", required=("input_tokens",)),
+        input_tokens_details=_nullable(_counts("cached_tokens")),
+        output_tokens_details=_nullable(_counts("reasoning_tokens")),
+    ),
+    "Anthropic Messages": _with(
+        _counts(
+            "input_tokens",
+            "output_tokens",
+            "cache_creation_input_tokens",
+            "cache_read_input_tokens",
+            required=("input_tokens",),
+        ),
+        cache_creation=_nullable(_counts("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")),
+        server_tool_use=_nullable(_counts("web_search_requests", "web_fetch_requests")),
+        service_tier=_TEXT,
+        inference_geo=_TEXT,
+        speed=_TEXT,
+    ),
+    "Gemini usageMetadata": _with(
+        _counts(
+            "promptTokenCount",
+            "cachedContentTokenCount",
+            "candidatesTokenCount",
+            "thoughtsTokenCount",
+            "toolUsePromptTokenCount",
+            "totalTokenCount",
+            required=("promptTokenCount",),
+        ),
+        promptTokensDetails=_GEMINI_DETAILS,
+        cacheTokensDetails=_GEMINI_DETAILS,
+        candidatesTokensDetails=_GEMINI_DETAILS,
+        toolUsePromptTokensDetails=_GEMINI_DETAILS,
+        trafficType=_TEXT,
+    ),
+}
+
+
+@extend_schema_field(
+    {
+        "description": (
+            "A provider's usage object as its SDK returns it (e.g. `response.usage.model_dump()`), instead of "
+            "the token fields (never with them): " + "; ".join(USAGE_OBJECT_SCHEMAS) + ". Gemini's may be "
+            "in the google-genai SDK's snake_case too. A key none of them has is refused (400 naming it); "
+            "how each maps onto the token fields: README, Recording usage."
+        ),
+        "anyOf": list(USAGE_OBJECT_SCHEMAS.values()),
+    }
+)
+class UsageObjectField(serializers.Field):
+    """A provider's usage object, passed on as sent: usage.usage_objects detects the provider and
+    checks every key, for HTTP and Python callers alike. Here only: a JSON object."""
+
+    default_error_messages = {"not_a_dict": "Invalid data. Expected a dictionary, but got {input_type}."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_a_dict", input_type=type(data).__name__)
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+@fast_converter_for(UsageObjectField)
+def _fast_usage_object(_field: UsageObjectField):
+    def convert(value):
+        if type(value) is not dict:
+            raise NotFast
+        return value
+
+    return convert
 
 
 def _text_field(name: str, **kwargs) -> serializers.CharField:
@@ -113,9 +225,20 @@ class UsageRecordSerializer(StrictSerializer):
     completion_tokens = _token_field(help_text=f"0 to {MAX_TOKENS}.")
     cached_tokens = _token_field(help_text="Part of prompt_tokens served from cache: at most prompt_tokens.")
     reasoning_tokens = _token_field(help_text="Part of completion_tokens spent reasoning: at most completion_tokens.")
-    usage = OpenAIUsageSerializer(
-        required=False, help_text="An OpenAI-style usage object, instead of the token fields (never with them)."
+    cache_write_5m_tokens = _token_field(
+        help_text="Part of prompt_tokens written to a 5-minute cache (or to a cache, no duration said)."
     )
+    cache_write_1h_tokens = _token_field(help_text="Part of prompt_tokens written to a 1-hour cache.")
+    input_audio_tokens = _token_field(
+        help_text="Part of prompt_tokens that is audio. cached_tokens, cache_write_5m_tokens, cache_write_1h_tokens "
+        "and input_audio_tokens together: at most prompt_tokens."
+    )
+    output_audio_tokens = _token_field(help_text="Part of completion_tokens that is audio.")
+    output_image_tokens = _token_field(
+        help_text="Part of completion_tokens that is images. reasoning_tokens, output_audio_tokens and "
+        "output_image_tokens together: at most completion_tokens."
+    )
+    usage = UsageObjectField(required=False)
     response_time = serializers.FloatField(
         required=False, allow_null=True, help_text=f"Seconds, 0 to {MAX_RESPONSE_SECONDS}."
     )

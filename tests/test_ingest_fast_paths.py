@@ -77,7 +77,8 @@ def test_prices_with_more_places_than_stored_have_no_integer_rates_and_keep_call
 
 
 def _record(model: str, at: datetime, *, prompt=100, completion=10, cached=0, cost=None) -> CheckedRecord:
-    return CheckedRecord(model, prompt, completion, cached, 0, 0, 0, 0, 0, 0, "d", "", None, None, True, "", "", at, cost)
+    tokens = (prompt, completion, cached, 0, 0, 0, 0, 0, 0)
+    return CheckedRecord(model, *tokens, "d", "", None, None, True, "", "", at, cost)
 
 
 def _slow_price(record: CheckedRecord, book: PriceBook, at: datetime) -> tuple:
@@ -449,7 +450,7 @@ def test_the_compiled_trend_output_is_drfs(zone, data):
 )
 def test_the_compiled_ingestion_output_is_drfs(zone, rows):
     stored = [
-        services.UsageRow(i, m, "", None, 0, 0, 0, 0, c, s, None, None, True, "", "", t.astimezone(ZoneInfo(zone)))
+        services.UsageRow(i, m, "", None, *[0] * 9, c, s, None, None, True, "", "", t.astimezone(ZoneInfo(zone)))
         for i, m, c, s, t in rows
     ]
     data = {"stored": len(stored), "duplicates": 0, "unpriced": 0, "records": stored}

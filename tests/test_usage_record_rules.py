@@ -17,15 +17,18 @@ from hypothesis import strategies as st
 from ingest.services import usage_record, usage_record_batch
 from usage.models import UsageCounter, UsageLog
 from usage.records import (
+    COMPLETION_PARTS_EXCEED,
     EARLIEST_CALL,
     LATEST_CLOCK_SKEW,
     MAX_TOKENS,
+    PROMPT_PARTS_EXCEED,
     PlausibleWindow,
     UsageRecordInput,
     UsageRecordInvalid,
     _plain,
     usage_record_validated,
 )
+from usage.usage_objects import KNOWN_OBJECTS
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/usage/"
@@ -82,8 +85,8 @@ RULES = [
             "usage": {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 6}},
         },
         None,
-        "cached_tokens",
-        "Cannot exceed prompt_tokens.",
+        "usage.prompt_tokens_details.cached_tokens",
+        "Cannot exceed usage.prompt_tokens.",
     ),
     (
         "usage with negative reasoning tokens",
@@ -95,6 +98,113 @@ RULES = [
         None,
         "usage.completion_tokens_details.reasoning_tokens",
         AT_LEAST_0,
+    ),
+    ("negative 5-minute cache writes", {"cache_write_5m_tokens": -1}, None, "cache_write_5m_tokens", AT_LEAST_0),
+    ("negative 1-hour cache writes", {"cache_write_1h_tokens": -1}, None, "cache_write_1h_tokens", AT_LEAST_0),
+    ("negative input audio", {"input_audio_tokens": -1}, None, "input_audio_tokens", AT_LEAST_0),
+    ("negative output audio", {"output_audio_tokens": -1}, None, "output_audio_tokens", AT_LEAST_0),
+    ("negative output images", {"output_image_tokens": -1}, None, "output_image_tokens", AT_LEAST_0),
+    (
+        "the prompt's parts above prompt",
+        {"cached_tokens": 400, "cache_write_5m_tokens": 300, "cache_write_1h_tokens": 301, "input_audio_tokens": 0},
+        None,
+        "cache_write_1h_tokens",
+        PROMPT_PARTS_EXCEED,
+    ),
+    (
+        "input audio takes the prompt's parts above prompt",
+        {"cached_tokens": 1000, "input_audio_tokens": 1},
+        None,
+        "input_audio_tokens",
+        PROMPT_PARTS_EXCEED,
+    ),
+    (
+        "the completion's parts above completion",
+        {"reasoning_tokens": 100, "output_audio_tokens": 300, "output_image_tokens": 101},
+        None,
+        "output_image_tokens",
+        COMPLETION_PARTS_EXCEED,
+    ),
+    (
+        "usage with the new kinds as well",
+        {"prompt_tokens": None, "completion_tokens": None, "input_audio_tokens": 1, "usage": {"prompt_tokens": 5}},
+        None,
+        "usage",
+        "Give either usage or input_audio_tokens, not both.",
+    ),
+    (
+        "usage with an unknown key",
+        {"prompt_tokens": None, "completion_tokens": None, "usage": {"prompt_tokens": 5, "image_tokens": 3}},
+        None,
+        "usage.image_tokens",
+        "Unknown field of an OpenAI Chat Completions (or DeepSeek) usage object.",
+    ),
+    (
+        "usage of no known provider",
+        {"prompt_tokens": None, "completion_tokens": None, "usage": {"tokens": 5}},
+        None,
+        "usage",
+        KNOWN_OBJECTS,
+    ),
+    (
+        "DeepSeek hits and misses that do not add up",
+        {
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "usage": {"prompt_tokens": 100, "prompt_cache_hit_tokens": 60, "prompt_cache_miss_tokens": 50},
+        },
+        None,
+        "usage.prompt_cache_hit_tokens",
+        "prompt_cache_hit_tokens + prompt_cache_miss_tokens must equal prompt_tokens (100).",
+    ),
+    (
+        "Anthropic cache writes split inconsistently",
+        {
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "usage": {
+                "input_tokens": 10,
+                "output_tokens": 5,
+                "cache_creation_input_tokens": 100,
+                "cache_creation": {"ephemeral_5m_input_tokens": 60, "ephemeral_1h_input_tokens": 50},
+            },
+        },
+        None,
+        "usage.cache_creation.ephemeral_1h_input_tokens",
+        "ephemeral_5m_input_tokens + ephemeral_1h_input_tokens must equal cache_creation_input_tokens (100).",
+    ),
+    (
+        "Anthropic negative cache reads",
+        {
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "usage": {"input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": -3},
+        },
+        None,
+        "usage.cache_read_input_tokens",
+        AT_LEAST_0,
+    ),
+    (
+        "Gemini cached content above the prompt",
+        {
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "usage": {"promptTokenCount": 10, "cachedContentTokenCount": 11, "candidatesTokenCount": 3},
+        },
+        None,
+        "usage.cachedContentTokenCount",
+        "Cannot exceed usage.promptTokenCount.",
+    ),
+    (
+        "Responses reasoning above output",
+        {
+            "prompt_tokens": None,
+            "completion_tokens": None,
+            "usage": {"input_tokens": 10, "output_tokens": 3, "output_tokens_details": {"reasoning_tokens": 4}},
+        },
+        None,
+        "usage.output_tokens_details.reasoning_tokens",
+        "Cannot exceed usage.output_tokens.",
     ),
     (
         "naive timestamp",
@@ -251,7 +361,12 @@ LOG_COLUMNS = (
 )
 
 
+NEW_KINDS = ("cache_write_5m_tokens", "cache_write_1h_tokens", "input_audio_tokens", "output_audio_tokens")
+NEW_KINDS += ("output_image_tokens",)
+
+
 def _raw_insert(**values) -> None:
+    """A row as raw SQL writes it; the newer token kinds only when given (the columns default to 0)."""
     row = {
         "prompt_tokens": 10,
         "completion_tokens": 10,
@@ -261,10 +376,13 @@ def _raw_insert(**values) -> None:
         "response_time": 1.0,
         **values,
     }
+    kinds = [name for name in NEW_KINDS if name in values]
+    columns = ", ".join([LOG_COLUMNS, *kinds])
+    placeholders = "".join(", %s" for _ in kinds)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO ai_model_usage_log ({LOG_COLUMNS}) "  # noqa: S608 -- constant columns
-            "VALUES (%s, 'gpt-4o', '', %s, %s, %s, %s, %s, 'provider', true, '', '', %s)",
+            f"INSERT INTO ai_model_usage_log ({columns}) "  # noqa: S608 -- constant columns
+            f"VALUES (%s, 'gpt-4o', '', %s, %s, %s, %s, %s, 'provider', true, '', '', %s{placeholders})",
             [
                 timezone.now(),
                 row["prompt_tokens"],
@@ -273,6 +391,7 @@ def _raw_insert(**values) -> None:
                 row["reasoning_tokens"],
                 row["cost"],
                 row["response_time"],
+                *(row[name] for name in kinds),
             ],
         )
 
@@ -287,8 +406,13 @@ def _raw_insert(**values) -> None:
         ({"reasoning_tokens": -1}, "ai_model_usage_log_reasoning_tokens_check"),
         ({"cost": Decimal("-0.00000001")}, "ai_model_usage_log_cost_check"),
         ({"response_time": -0.1}, "ai_model_usage_log_response_time_check"),
-        ({"cached_tokens": 11}, "ai_model_usage_log_cached_within_prompt"),
-        ({"reasoning_tokens": 11}, "ai_model_usage_log_reasoning_within_completion"),
+        ({"cached_tokens": 11}, "ai_model_usage_log_(cached_within_prompt|input_parts_within_prompt)"),
+        ({"reasoning_tokens": 11}, "ai_model_usage_log_(reasoning_within_completion|output_parts_within_completion)"),
+        *(({name: -1}, f"ai_model_usage_log_{name}_check") for name in NEW_KINDS),
+        ({"cached_tokens": 5, "cache_write_1h_tokens": 6}, "ai_model_usage_log_input_parts_within_prompt"),
+        ({"cache_write_5m_tokens": 4, "input_audio_tokens": 7}, "ai_model_usage_log_input_parts_within_prompt"),
+        ({"reasoning_tokens": 5, "output_image_tokens": 6}, "ai_model_usage_log_output_parts_within_completion"),
+        ({"output_audio_tokens": 11}, "ai_model_usage_log_output_parts_within_completion"),
     ],
 )
 def test_the_database_refuses_what_a_raw_insert_would_store(values, constraint):
@@ -322,6 +446,8 @@ FIELDS = {
     "completion_tokens": TOKENS,
     "cached_tokens": TOKENS,
     "reasoning_tokens": TOKENS,
+    # The newer kinds: mostly absent (the common path), else small parts or near misses.
+    **{name: st.one_of(st.none(), st.none(), TOKENS) for name in NEW_KINDS},
     "usage": st.one_of(st.none(), st.just({"prompt_tokens": 5})),
     "decision_id": TEXT,
     "idempotency_key": TEXT,

@@ -21,6 +21,7 @@ class UsageLogAdmin(ReadOnlyModelAdmin):
         "user_id",
         "prompt_tokens",
         "completion_tokens",
+        "token_parts",
         "cost",
         "cost_source",
         "success",
@@ -32,6 +33,22 @@ class UsageLogAdmin(ReadOnlyModelAdmin):
     show_full_result_count = False  # COUNT(*) over millions of rows on every page is not worth it.
     list_per_page = 100
     actions = ["export_csv"]
+    # The detail page (read only) shows every column; the list shows the parts of the totals in one cell.
+    TOKEN_PARTS = (
+        ("cached_tokens", "cached"),
+        ("cache_write_5m_tokens", "cache write 5m"),
+        ("cache_write_1h_tokens", "cache write 1h"),
+        ("input_audio_tokens", "audio in"),
+        ("reasoning_tokens", "reasoning"),
+        ("output_audio_tokens", "audio out"),
+        ("output_image_tokens", "image out"),
+    )
+
+    @admin.display(description="of which")
+    def token_parts(self, obj: UsageLog) -> str:
+        """The parts of prompt and completion tokens the call had (e.g. "cached 1,024 · reasoning 40")."""
+        parts = [f"{label} {getattr(obj, name):,}" for name, label in self.TOKEN_PARTS if getattr(obj, name)]
+        return " · ".join(parts) or "—"
 
     @admin.action(description="Export selected rows as CSV", permissions=["view"])
     def export_csv(self, request, queryset: QuerySet[UsageLog]) -> StreamingHttpResponse:

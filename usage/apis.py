@@ -78,6 +78,10 @@ def _percent(**kwargs) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=PERCENT_MAX_DIGITS, decimal_places=PERCENT_DECIMAL_PLACES, **kwargs)
 
 
+def _part_of(whole: str, text: str) -> serializers.IntegerField:
+    return serializers.IntegerField(help_text=f"Part of {whole}: {text}.")
+
+
 class CallRatesSerializer(serializers.Serializer):
     calls = serializers.IntegerField()
     successful_calls = serializers.IntegerField()
@@ -88,6 +92,11 @@ class CallRatesSerializer(serializers.Serializer):
     completion_tokens = serializers.IntegerField()
     cached_tokens = serializers.IntegerField()
     reasoning_tokens = serializers.IntegerField()
+    cache_write_5m_tokens = _part_of("prompt_tokens", "written to a 5-minute cache (or one without a duration)")
+    cache_write_1h_tokens = _part_of("prompt_tokens", "written to a 1-hour cache")
+    input_audio_tokens = _part_of("prompt_tokens", "audio")
+    output_audio_tokens = _part_of("completion_tokens", "audio")
+    output_image_tokens = _part_of("completion_tokens", "images")
     cost = _money()
     avg_response_time = serializers.FloatField(allow_null=True, help_text="Seconds.")
     cost_share = _percent(help_text="Percent of the window's total cost.")
@@ -116,6 +125,12 @@ class UsageStatsApi(APIView):
             prompt_tokens = serializers.IntegerField()
             completion_tokens = serializers.IntegerField()
             cached_tokens = serializers.IntegerField()
+            reasoning_tokens = serializers.IntegerField()
+            cache_write_5m_tokens = _part_of("prompt_tokens", "written to a 5-minute cache (or one without a duration)")
+            cache_write_1h_tokens = _part_of("prompt_tokens", "written to a 1-hour cache")
+            input_audio_tokens = _part_of("prompt_tokens", "audio")
+            output_audio_tokens = _part_of("completion_tokens", "audio")
+            output_image_tokens = _part_of("completion_tokens", "images")
             avg_response_time = serializers.FloatField(allow_null=True)
             currency = serializers.CharField()
 
@@ -183,6 +198,13 @@ class UsageDailyTrendApi(APIView):
             unpriced_calls = serializers.IntegerField()
             prompt_tokens = serializers.IntegerField()
             completion_tokens = serializers.IntegerField()
+            cached_tokens = serializers.IntegerField()
+            reasoning_tokens = serializers.IntegerField()
+            cache_write_5m_tokens = _part_of("prompt_tokens", "written to a 5-minute cache (or one without a duration)")
+            cache_write_1h_tokens = _part_of("prompt_tokens", "written to a 1-hour cache")
+            input_audio_tokens = _part_of("prompt_tokens", "audio")
+            output_audio_tokens = _part_of("completion_tokens", "audio")
+            output_image_tokens = _part_of("completion_tokens", "images")
 
         class SummarySerializer(serializers.Serializer):
             class Meta:

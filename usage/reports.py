@@ -29,6 +29,19 @@ TIME_RANGES = {
     "all": "All time",
 }
 UNKNOWN_PROVIDER = "unknown"
+# The token kinds beside prompt, completion, cached and reasoning tokens (tokens.md), each summed by
+# the rollups and returned by stats (summary, models, providers) and by every day of the trend.
+TOKEN_KIND_SUMS = (
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "output_image_tokens",
+)
+
+
+def _token_kinds(sums: RollupDelta) -> dict:
+    return {name: getattr(sums, name) for name in TOKEN_KIND_SUMS}
 
 
 def time_range_window(*, time_range: str, now: datetime, zone: tzinfo) -> tuple[datetime | None, datetime]:
@@ -57,6 +70,7 @@ def _rates(sums: RollupDelta) -> dict:
         "completion_tokens": sums.completion_tokens,
         "cached_tokens": sums.cached_tokens,
         "reasoning_tokens": sums.reasoning_tokens,
+        **_token_kinds(sums),
         "cost": quantize_cost(sums.cost),
         "avg_response_time": (
             round(sums.response_time_sum / sums.response_time_count, 3) if sums.response_time_count else None
@@ -152,6 +166,8 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
             "prompt_tokens": summary["prompt_tokens"],
             "completion_tokens": summary["completion_tokens"],
             "cached_tokens": summary["cached_tokens"],
+            "reasoning_tokens": summary["reasoning_tokens"],
+            **{name: summary[name] for name in TOKEN_KIND_SUMS},
             "avg_response_time": summary["avg_response_time"],
             "currency": settings.AICOST_CURRENCY,
         },
@@ -172,6 +188,9 @@ def _day_entry(day: date, sums: RollupDelta | None) -> dict:
         "unpriced_calls": sums.unpriced_calls,
         "prompt_tokens": sums.prompt_tokens,
         "completion_tokens": sums.completion_tokens,
+        "cached_tokens": sums.cached_tokens,
+        "reasoning_tokens": sums.reasoning_tokens,
+        **_token_kinds(sums),
     }
 
 

@@ -78,13 +78,18 @@ class _Reader:
         self.value, self.path, self.kind = value, path, kind
         self.read: set = set()
 
-    def _raw(self, key: str):
+    def key(self, name: str) -> str:
+        """The key as this object spells it."""
+        return name
+
+    def _raw(self, name: str):
+        key = self.key(name)
         self.read.add(key)
         return self.value.get(key)
 
     def tokens(self, key: str, *, required: bool = False) -> int:
         value = self._raw(key)
-        path = f"{self.path}.{key}"
+        path = f"{self.path}.{self.key(key)}"
         if value is None:
             if required:
                 raise UsageObjectInvalid(path, "This field is required.", "required")
@@ -95,11 +100,11 @@ class _Reader:
         """A key that names something (a tier, a region) and carries no tokens."""
         value = self._raw(key)
         if value is not None and not isinstance(value, str):
-            raise UsageObjectInvalid(f"{self.path}.{key}", "Not a valid string.")
+            raise UsageObjectInvalid(f"{self.path}.{self.key(key)}", "Not a valid string.")
 
     def child(self, key: str) -> "_Reader | None":
         value = self._raw(key)
-        return None if value is None else _Reader(value, f"{self.path}.{key}", self.kind)
+        return None if value is None else _Reader(value, f"{self.path}.{self.key(key)}", self.kind)
 
     def child_list(self, key: str):
         value = self._raw(key)
@@ -286,9 +291,6 @@ class _GeminiReader(_Reader):
     def key(self, name: str) -> str:
         return _snake(name) if self.snake else name
 
-    def _raw(self, key: str):
-        return super()._raw(self.key(key))
-
 
 def _modalities(reader: _GeminiReader, name: str, total_path: str, total: int) -> dict[str, int]:
     """Tokens per modality of a details list ([{"modality": "AUDIO", "tokenCount": 12}, ...])."""
@@ -388,7 +390,8 @@ _ANTHROPIC_KEYS = frozenset(
     }
 )
 _RESPONSES_KEYS = frozenset({"input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details"})
-_GEMINI_ALL = frozenset(_GEMINI_KEYS) | frozenset(_GEMINI_SNAKE)
+# prompt_tokens_details is a Chat Completions key as well as Gemini's in snake_case: the other keys decide.
+_GEMINI_ALL = (frozenset(_GEMINI_KEYS) | frozenset(_GEMINI_SNAKE)) - _CHAT_KEYS
 
 
 def usage_object_kind(usage: Mapping) -> Callable[[Mapping, str], TokenCounts] | None:
@@ -396,10 +399,10 @@ def usage_object_kind(usage: Mapping) -> Callable[[Mapping, str], TokenCounts] |
     model_dump() gives None for what a call did not use), or None. Objects with only input_tokens and
     output_tokens read the same as Responses and as Anthropic objects."""
     keys = set(usage)
-    if keys & _CHAT_KEYS:
-        return _openai_chat
     if keys & _GEMINI_ALL:
         return _gemini
+    if keys & _CHAT_KEYS:
+        return _openai_chat
     if keys & _ANTHROPIC_KEYS:
         return _anthropic
     if keys & _RESPONSES_KEYS:

@@ -341,7 +341,25 @@ class UsageIngestApi(APIView):
                         }
                     ]
                 },
-            )
+            ),
+            OpenApiExample(
+                "Anthropic usage object with cache writes",
+                request_only=True,
+                value={
+                    "records": [
+                        {
+                            "model_name": "claude-sonnet-4-5",
+                            "usage": {
+                                "input_tokens": 50,
+                                "cache_creation_input_tokens": 248,
+                                "cache_read_input_tokens": 100000,
+                                "cache_creation": {"ephemeral_5m_input_tokens": 148, "ephemeral_1h_input_tokens": 100},
+                                "output_tokens": 503,
+                            },
+                        }
+                    ]
+                },
+            ),
         ],
     )
     def post(self, request):

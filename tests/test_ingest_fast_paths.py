@@ -30,6 +30,7 @@ from usage.keys import api_key_create, api_key_revoke
 from usage.models import ApiKey, ApiKeyScope, CostSource, UsageLog
 from usage.partitions import month_of, partition_name
 from usage.records import MAX_TOKENS, CheckedRecord, UsageRecordInput
+from usage.reports import TOKEN_KIND_SUMS
 from usage.selectors import api_key_get_active, api_key_hash
 
 PROPERTY = settings(max_examples=300, derandomize=True, database=None, deadline=None)
@@ -318,6 +319,9 @@ MOMENT = st.datetimes(
 )
 
 
+TOKEN_KINDS = dict.fromkeys(TOKEN_KIND_SUMS, COUNT)
+
+
 def _rates():
     return {
         "calls": COUNT,
@@ -329,6 +333,7 @@ def _rates():
         "completion_tokens": COUNT,
         "cached_tokens": COUNT,
         "reasoning_tokens": COUNT,
+        **TOKEN_KINDS,
         "cost": MONEY,
         "avg_response_time": st.none() | st.floats(0, 86400),
         "cost_share": PERCENT,
@@ -352,6 +357,8 @@ STATS = st.fixed_dictionaries(
                 "prompt_tokens": COUNT,
                 "completion_tokens": COUNT,
                 "cached_tokens": COUNT,
+                "reasoning_tokens": COUNT,
+                **TOKEN_KINDS,
                 "avg_response_time": st.none() | st.floats(0, 86400),
                 "currency": st.sampled_from(["USD", "CNY"]),
             }
@@ -389,6 +396,9 @@ TREND = st.fixed_dictionaries(
                     "unpriced_calls": COUNT,
                     "prompt_tokens": COUNT,
                     "completion_tokens": COUNT,
+                    "cached_tokens": COUNT,
+                    "reasoning_tokens": COUNT,
+                    **TOKEN_KINDS,
                 }
             ),
             max_size=5,

@@ -511,3 +511,37 @@ def test_usage_record_refuses_an_inconsistent_object_naming_the_key():
         usage_record(model_name="deepseek-chat", usage=usage)
     assert error.value.field == "usage.prompt_cache_hit_tokens"
     assert not UsageLog.objects.exists()
+
+
+@pytest.mark.django_db
+def test_stats_and_trend_return_every_token_kind(writer, reader):
+    """An Anthropic call with cache writes and a Gemini call with image and audio output, recorded
+    through the API as their SDKs return them, then read back from the stats and the trend."""
+    anthropic = next(u for name, u, _e in DOCUMENTED if name.startswith("Anthropic Messages, prompt caching"))
+    gemini = next(u for name, u, _e in DOCUMENTED if name.startswith("Gemini usageMetadata, image output"))
+    audio = next(u for name, u, _e in DOCUMENTED if name.startswith("OpenAI Chat Completions, audio"))
+    records = [
+        {"model_name": "claude-sonnet-4", "usage": anthropic},
+        {"model_name": "gemini-2.5-flash-image", "usage": gemini},
+        {"model_name": "gpt-audio", "usage": audio},
+    ]
+    assert writer.post("/api/v1/usage/", records, format="json").status_code == 201
+    expected = {
+        "prompt_tokens": 100298 + 13 + 1047,
+        "completion_tokens": 503 + 1300 + 2287,
+        "cached_tokens": 100000,
+        "reasoning_tokens": 0,
+        "cache_write_5m_tokens": 148,
+        "cache_write_1h_tokens": 100,
+        "input_audio_tokens": 1024,
+        "output_audio_tokens": 2048,
+        "output_image_tokens": 1290,
+    }
+    stats = reader.get("/api/v1/ai-platforms/stats", {"time_range": "today"}).json()["data"]
+    assert {name: stats["summary"][name] for name in expected} == expected
+    by_model = {platform["model_name"]: platform for platform in stats["platforms"]}
+    assert by_model["claude-sonnet-4"]["cache_write_1h_tokens"] == 100
+    assert by_model["gemini-2.5-flash-image"]["output_image_tokens"] == 1290
+    assert sum(provider["output_audio_tokens"] for provider in stats["providers"]) == 2048
+    trend = reader.get("/api/v1/ai-platforms/cost-trend-daily", {"days": 1}).json()["data"]
+    assert {name: trend["daily_trend"][-1][name] for name in expected} == expected

@@ -13,7 +13,8 @@ of them is refused, so nothing a provider bills is dropped without a word:
 - OpenAI Chat Completions: prompt_tokens (required), completion_tokens, total_tokens,
   prompt_tokens_details.{cached_tokens, audio_tokens}, completion_tokens_details.{reasoning_tokens,
   audio_tokens, accepted_prediction_tokens, rejected_prediction_tokens}. Predicted tokens are
-  already counted (and billed) in completion_tokens.
+  already counted (and billed) in completion_tokens; text_tokens and image_tokens (audio models'
+  details) are plain input or output.
 - DeepSeek: the Chat Completions object plus prompt_cache_hit_tokens and prompt_cache_miss_tokens,
   with hit + miss = prompt_tokens; the hits are the cached tokens.
 - OpenAI Responses: input_tokens (required), input_tokens_details.cached_tokens, output_tokens,

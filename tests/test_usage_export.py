@@ -22,9 +22,11 @@ EXPORT = "/api/v1/usage/export.csv"
 STATS = "/api/v1/ai-platforms/stats"
 HEADER = (
     "id,timestamp,model_name,decision_id,user_id,purpose,prompt_tokens,completion_tokens,cached_tokens,"
-    "reasoning_tokens,cost,cost_source,price_version_id,response_time,success,error_message\r\n"
+    "reasoning_tokens,cache_write_5m_tokens,cache_write_1h_tokens,input_audio_tokens,output_audio_tokens,"
+    "output_image_tokens,cost,cost_source,price_version_id,response_time,success,error_message\r\n"
 )
 T0 = datetime(2025, 3, 1, 8, 30, tzinfo=UTC)
+COLUMN = {name: index for index, name in enumerate(HEADER.strip().split(","))}
 
 
 def _text(response) -> str:
@@ -79,12 +81,13 @@ def test_header_and_rows_exactly(reader):
         == (
             HEADER
             # Oldest first; rows at the same moment in id order. Timestamps in tz, with its offset.
-            + f"{llama.id},2025-02-28T14:15:00+05:45,llama-local,,,,10,10,0,0,,unpriced,,,true,\r\n"
-            + f"{gpt4o.id},2025-03-01T14:15:00+05:45,gpt-4o,order-1,7,summarise,1000000,0,0,0,2.50000000,computed,"
+            + f"{llama.id},2025-02-28T14:15:00+05:45,llama-local,,,,10,10,0,0,0,0,0,0,0,,unpriced,,,true,\r\n"
+            + f"{gpt4o.id},2025-03-01T14:15:00+05:45,gpt-4o,order-1,7,summarise,1000000,0,0,0,0,0,0,0,0,"
+            "2.50000000,computed,"
             f"{_version(gpt4o)},1.25,true,\r\n"
-            + f"{mini.id},2025-03-01T14:15:00+05:45,gpt-4o-mini,,,,1000,500,0,0,0.00045000,computed,"
+            + f"{mini.id},2025-03-01T14:15:00+05:45,gpt-4o-mini,,,,1000,500,0,0,0,0,0,0,0,0.00045000,computed,"
             f"{_version(mini)},,true,\r\n"
-            + f"{deepseek.id},2025-03-01T15:15:00+05:45,deepseek-chat,,,,100,0,0,0,0.00000001,provider,"
+            + f"{deepseek.id},2025-03-01T15:15:00+05:45,deepseek-chat,,,,100,0,0,0,0,0,0,0,0,0.00000001,provider,"
             f'{_version(deepseek)},2.0,false,"timeout, ""upstream""\nretry"\r\n'
         )
     )
@@ -95,7 +98,7 @@ def test_money_is_the_stored_decimal_and_timestamps_default_to_time_zone(reader,
     _small_dataset()
     rows = {row[0]: row for row in _rows(reader.get(EXPORT))}
     for log in UsageLog.objects.all():
-        cost = rows[str(log.id)][10]
+        cost = rows[str(log.id)][COLUMN["cost"]]
         assert cost == ("" if log.cost is None else format(log.cost, "f"))
         assert datetime.fromisoformat(rows[str(log.id)][1]) == log.timestamp
         assert rows[str(log.id)][1].endswith("+00:00")  # TIME_ZONE is UTC in the tests.
@@ -158,7 +161,7 @@ def test_filters_select_the_rows_the_stats_count(reader, params, calls):
     rows = _rows(reader.get(EXPORT, params))
     stats = reader.get(STATS, params).json()["data"]["summary"]
     assert len(rows) == stats["total_calls"] == calls
-    assert sum(row[14] == "false" for row in rows) == stats["failed_calls"]
+    assert sum(row[COLUMN["success"]] == "false" for row in rows) == stats["failed_calls"]
     if "model" in params:
         assert {row[2] for row in rows} <= {params["model"]}
 
@@ -232,8 +235,9 @@ def test_free_text_formulas_are_defused_in_the_download(reader):
         ]
     )
     (row,) = _rows(reader.get(EXPORT))
-    assert (row[2], row[3], row[5], row[15]) == ("'=cmd|'/C calc'!A0", "'+order", "'@team", "'-1+1")
-    assert row[11] == "unpriced"
+    quoted = (row[2], row[3], row[5], row[COLUMN["error_message"]])
+    assert quoted == ("'=cmd|'/C calc'!A0", "'+order", "'@team", "'-1+1")
+    assert row[COLUMN["cost_source"]] == "unpriced"
 
 
 def test_the_export_is_in_the_openapi_schema(staff_client):

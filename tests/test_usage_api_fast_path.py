@@ -194,7 +194,7 @@ def _usage(tokens, details_extra=NO_EXTRA):
             "total_tokens": tokens,
             "prompt_tokens_details": st.one_of(_details("cached_tokens", tokens), details_extra),
             "completion_tokens_details": st.one_of(_details("reasoning_tokens", tokens), details_extra),
-            "accepted_prediction_tokens": st.integers(0, 9),  # OpenAI adds fields; they are ignored.
+            "accepted_prediction_tokens": st.integers(0, 9),  # Passed on as sent: the rules refuse a misplaced key.
         },
     )
 

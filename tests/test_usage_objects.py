@@ -5,6 +5,8 @@ or unknown ones refused naming the key, from Python (usage_record) and HTTP alik
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.services import usage_record
 from usage.models import UsageLog
@@ -545,3 +547,51 @@ def test_stats_and_trend_return_every_token_kind(writer, reader):
     assert sum(provider["output_audio_tokens"] for provider in stats["providers"]) == 2048
     trend = reader.get("/api/v1/ai-platforms/cost-trend-daily", {"days": 1}).json()["data"]
     assert {name: trend["daily_trend"][-1][name] for name in expected} == expected
+
+
+_KEYS = sorted(
+    {key for _name, usage, _expected in DOCUMENTED for key in usage}
+    | {"cached_tokens", "audio_tokens", "reasoning_tokens", "ephemeral_5m_input_tokens", "modality", "tokenCount"}
+)
+_LEAVES = st.one_of(
+    st.integers(-2, 3000),
+    st.sampled_from([None, MAX_TOKENS, MAX_TOKENS + 1, True, 1.5, "5", "AUDIO", "IMAGE", "TEXT", "VIDEO"]),
+)
+_JSON = st.recursive(
+    _LEAVES,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.sampled_from(_KEYS), children, max_size=4),
+    ),
+    max_leaves=12,
+)
+_OBJECTS = st.one_of(
+    st.dictionaries(st.sampled_from(_KEYS), _JSON, max_size=6),
+    # A documented object with one key changed: mostly valid, now and then a near miss.
+    st.builds(
+        lambda usage, key, value: {**usage, key: value},
+        st.sampled_from([usage for _name, usage, _expected in DOCUMENTED]),
+        st.sampled_from(_KEYS),
+        _JSON,
+    ),
+)
+
+
+@settings(max_examples=500, derandomize=True, database=None, deadline=None)
+@given(usage=_OBJECTS)
+def test_any_object_maps_within_its_totals_or_is_refused_naming_a_key(usage):
+    """Whatever the object, the mapping gives counts that price every token once, or refuses it
+    with UsageObjectInvalid (never another error: the API would answer 500)."""
+    try:
+        counts = usage_object_tokens(usage)
+    except UsageObjectInvalid as error:
+        refused = error
+    else:
+        refused = None
+    if refused is not None:
+        assert refused.path.startswith("usage")
+        return
+    assert all(type(count) is int and 0 <= count <= MAX_TOKENS for count in counts)
+    prompt_parts = counts.cached_tokens + counts.cache_write_5m_tokens + counts.cache_write_1h_tokens
+    assert prompt_parts + counts.input_audio_tokens <= counts.prompt_tokens
+    assert counts.reasoning_tokens + counts.output_audio_tokens + counts.output_image_tokens <= counts.completion_tokens

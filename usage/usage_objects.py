@@ -307,7 +307,7 @@ def _modalities(reader: _GeminiReader, name: str, total_path: str, total: int) -
         item = _Reader(entry, f"{path}[{index}]", GEMINI)
         modality = item.value.get("modality")
         item.read.add("modality")
-        if modality not in _MODALITIES:
+        if not isinstance(modality, str) or modality not in _MODALITIES:
             known = ", ".join(sorted(_MODALITIES))
             raise UsageObjectInvalid(f"{item.path}.modality", f"Must be one of {known}.")
         by_modality[modality] = by_modality.get(modality, 0) + item.tokens(count_key)

@@ -595,3 +595,11 @@ def test_any_object_maps_within_its_totals_or_is_refused_naming_a_key(usage):
     prompt_parts = counts.cached_tokens + counts.cache_write_5m_tokens + counts.cache_write_1h_tokens
     assert prompt_parts + counts.input_audio_tokens <= counts.prompt_tokens
     assert counts.reasoning_tokens + counts.output_audio_tokens + counts.output_image_tokens <= counts.completion_tokens
+
+
+@pytest.mark.django_db
+def test_the_logs_admin_list_shows_each_calls_token_parts(staff_client):
+    anthropic = next(u for name, u, _e in DOCUMENTED if name.startswith("Anthropic Messages, prompt caching"))
+    usage_record(model_name="claude-sonnet-4", usage=anthropic)
+    page = staff_client.get("/admin/usage/usagelog/").content.decode()
+    assert "cached 100,000 · cache write 5m 148 · cache write 1h 100" in page

@@ -603,3 +603,14 @@ def test_the_logs_admin_list_shows_each_calls_token_parts(staff_client):
     usage_record(model_name="claude-sonnet-4", usage=anthropic)
     page = staff_client.get("/admin/usage/usagelog/").content.decode()
     assert "cached 100,000 · cache write 5m 148 · cache write 1h 100" in page
+
+
+@pytest.mark.django_db
+def test_the_api_names_a_key_inside_a_gemini_details_list(writer):
+    usage = {"promptTokenCount": 10, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": -1}]}
+    response = writer.post("/api/v1/usage/", {"model_name": "gemini-2.5-pro", "usage": usage}, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["field"] == "records[0].usage.promptTokensDetails[0].tokenCount"
+    assert error["message"] == f"{error['field']}: Ensure this value is greater than or equal to 0."
+    assert not UsageLog.objects.exists()

@@ -492,6 +492,22 @@ def test_plain_records_take_the_one_pass_check():
     )
     now = timezone.now()
     assert _plain(record, PlausibleWindow(now + LATEST_CLOCK_SKEW)) == usage_record_validated(record, now=now)
+    with_kinds = UsageRecordInput(
+        model_name="claude-sonnet-4",
+        prompt_tokens=100,
+        cached_tokens=40,
+        cache_write_5m_tokens=30,
+        cache_write_1h_tokens=20,
+        input_audio_tokens=10,
+        completion_tokens=9,
+        reasoning_tokens=3,
+        output_audio_tokens=3,
+        output_image_tokens=3,
+    )
+    plain = _plain(with_kinds, PlausibleWindow(now + LATEST_CLOCK_SKEW))
+    assert plain is not None
+    assert plain == usage_record_validated(with_kinds, now=now)
+    assert (plain.cache_write_1h_tokens, plain.output_image_tokens) == (20, 3)
 
 
 def test_the_check_migration_names_old_rows_that_break_the_rules_and_stops():

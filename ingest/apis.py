@@ -1,6 +1,7 @@
 """POST /api/v1/usage/: recording LLM calls. The serializers parse JSON only; the rules are
 usage.records', which the ingest service applies to every record, as for Python callers."""
 
+import re
 from datetime import datetime
 
 from django.conf import settings
@@ -158,13 +159,31 @@ USAGE_OBJECT_SCHEMAS = {
 }
 
 
+def _snake_case(schema):
+    """The schema with every property named in snake_case, as the google-genai SDK dumps Gemini's."""
+    if isinstance(schema, list):
+        return [_snake_case(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    snake = lambda name: re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()  # noqa: E731
+    renamed = {key: _snake_case(value) for key, value in schema.items()}
+    if "properties" in schema:
+        renamed["properties"] = {snake(name): _snake_case(value) for name, value in schema["properties"].items()}
+        renamed["required"] = [snake(name) for name in schema["required"]]
+    return renamed
+
+
+USAGE_OBJECT_SCHEMAS["Gemini usage_metadata (google-genai SDK, snake_case)"] = _snake_case(
+    USAGE_OBJECT_SCHEMAS["Gemini usageMetadata"]
+)
+
+
 @extend_schema_field(
     {
         "description": (
             "A provider's usage object as its SDK returns it (e.g. `response.usage.model_dump()`), instead of "
-            "the token fields (never with them): " + "; ".join(USAGE_OBJECT_SCHEMAS) + ". Gemini's may be "
-            "in the google-genai SDK's snake_case too. A key none of them has is refused (400 naming it); "
-            "how each maps onto the token fields: README, Recording usage."
+            "the token fields (never with them): " + "; ".join(USAGE_OBJECT_SCHEMAS) + ". A key none of them "
+            "has is refused (400 naming it); how each maps onto the token fields: README, Recording usage."
         ),
         "anyOf": list(USAGE_OBJECT_SCHEMAS.values()),
     }

@@ -63,9 +63,7 @@ def model_pricing_create(
     """A new priced model, its first price version (from effective_from, default now) and the other
     names its calls may arrive under (name_patterns: (kind, pattern) pairs, see model_name_patterns_set)."""
     starts_at = _start_checked(effective_from, allow_past=allow_past)
-    if ModelNamePattern.objects.filter(kind=PatternKind.EXACT, pattern=model_name).exists():
-        owner = ModelNamePattern.objects.get(kind=PatternKind.EXACT, pattern=model_name).pricing.model_name
-        raise ValidationError({"model_name": f"{model_name!r} is already an alias of {owner!r}."})
+    model_name_check(model_name=model_name, pricing=None)
     pricing = ModelPricing.objects.create(
         model_name=model_name,
         provider=_provider_name(provider),
@@ -93,6 +91,16 @@ def model_pricing_create(
     if name_patterns:
         model_name_patterns_set(pricing=pricing, patterns=name_patterns)
     return pricing
+
+
+def model_name_check(*, model_name: str, pricing: ModelPricing | None) -> None:
+    """A model's name may not be another model's alias (ValidationError on model_name)."""
+    taken = ModelNamePattern.objects.filter(kind=PatternKind.EXACT, pattern=model_name).select_related("pricing")
+    if pricing is not None:
+        taken = taken.exclude(pricing=pricing)
+    owner = taken.first()
+    if owner is not None:
+        raise ValidationError({"model_name": f"{model_name!r} is already an alias of {owner.pricing.model_name!r}."})
 
 
 def _provider_name(spelled: str) -> str:
@@ -170,6 +178,8 @@ def model_pricing_update(*, pricing: ModelPricing, data: dict, source: str = "ed
     locked = ModelPricing.objects.select_for_update().get(pk=pricing.pk)
     if "provider" in data:
         data = {**data, "provider": _provider_name(data["provider"])}
+    if "model_name" in data:
+        model_name_check(model_name=data["model_name"], pricing=locked)
     plain_fields = [name for name in data if name not in VERSIONED_FIELDS]
     for name in plain_fields:
         setattr(locked, name, data[name])

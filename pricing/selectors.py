@@ -158,6 +158,14 @@ def pricing_match(*, name: str) -> NameMatch:
     return name_matcher_all().match(name)
 
 
+def price_version_spans(
+    *, version_ids: Iterable[int], using: str = "default"
+) -> dict[int, tuple[datetime, datetime | None]]:
+    """version id -> its half-open span (effective_from, effective_to; None: still in force)."""
+    rows = ModelPriceVersion.objects.using(using).filter(pk__in=list(version_ids))
+    return {pk: (start, end) for pk, start, end in rows.values_list("pk", "effective_from", "effective_to")}
+
+
 def price_version_current(*, pricing: ModelPricing) -> ModelPriceVersion | None:
     return pricing.price_versions.filter(effective_to__isnull=True).first()
 

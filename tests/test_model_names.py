@@ -3,6 +3,7 @@ enabled by the call's moment, and no price version starting in the past (issue 1
 
 from datetime import timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -377,3 +378,25 @@ def test_admin_inline_saves_patterns_and_shows_collisions(staff_client):
     assert usage_record_batch(records=[UsageRecordInput(model_name="openai/gpt-4o-mini-x")])[0].model_name == (
         "gpt-4o-mini"
     )
+
+
+@pytestmark_db
+def test_usage_verify_names_rows_whose_version_span_excludes_them():
+    pricing = _model("deepseek-chat")
+    stored = usage_record(model_name="deepseek-chat", prompt_tokens=10, completion_tokens=0)
+    call_command("usage_verify", stdout=StringIO(), stderr=StringIO())  # Consistent: exits 0.
+    # A back-dated version (allow_past, which only repricing may pass) starting before the stored call.
+    model_pricing_set_prices(
+        pricing=pricing,
+        input_price_per_million=Decimal(1),
+        output_price_per_million=Decimal(1),
+        cached_input_price_per_million=None,
+        effective_from=stored.timestamp - timedelta(minutes=1),
+        allow_past=True,
+    )
+    err = StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("usage_verify", stdout=StringIO(), stderr=err)
+    assert exited.value.code == 1
+    assert f"deepseek-chat: 1 call from {stored.timestamp.isoformat()}" in err.getvalue()
+    assert f"point at price version {stored.price_version_id}" in err.getvalue()

@@ -54,6 +54,7 @@ class UsageLog(models.Model):
         max_length=100,
         blank=True,
         default="",
+        db_default="",  # Rows written by other means (raw SQL, a restore) get it too.
         help_text="The model name as the client sent it (empty: rows stored before it was kept; then model_name).",
     )
 

@@ -32,6 +32,7 @@ from pricing.services import (
     model_pricing_set_prices,
     model_pricing_update,
 )
+from tests.sqlite_process import sqlite_python
 from usage.models import CostSource, UsageCounter, UsageLog, UsageRollupHour
 from usage.rollups import rollups_compact
 from usage.services import UsageRecordInput
@@ -400,3 +401,30 @@ def test_usage_verify_names_rows_whose_version_span_excludes_them():
     assert exited.value.code == 1
     assert f"deepseek-chat: 1 call from {stored.timestamp.isoformat()}" in err.getvalue()
     assert f"point at price version {stored.price_version_id}" in err.getvalue()
+
+
+SQLITE_SCRIPT = """
+import django
+django.setup()
+from django.core.management import call_command
+from ingest.services import usage_record
+from pricing.models import ModelPricing
+from pricing.services import model_name_patterns_set, model_pricing_set_enabled
+
+call_command("migrate", verbosity=0)
+model_name_patterns_set(pricing=ModelPricing.objects.get(model_name="gpt-4o"), patterns=[("prefix", "openai/gpt-4o")])
+model_name_patterns_set(pricing=ModelPricing.objects.get(model_name="gpt-4o-mini"), patterns=[("regex", r"mini-.*")])
+log = usage_record(model_name="openai/gpt-4o-2024-08-06", prompt_tokens=1000000, completion_tokens=0)
+assert (log.model_name, log.sent_model_name, str(log.cost)) == ("gpt-4o", "openai/gpt-4o-2024-08-06", "2.50000000"), log
+assert usage_record(model_name="mini-x", prompt_tokens=1, completion_tokens=0).model_name == "gpt-4o-mini"
+model_pricing_set_enabled(model_names=["gpt-4o"], enabled=False)
+assert usage_record(model_name="openai/gpt-4o", prompt_tokens=1, completion_tokens=0).cost is None
+print("ok")
+"""
+
+
+def test_names_match_on_sqlite_too(tmp_path):
+    """SQLite (bin/dev) loads the price book through the ORM: the same matching."""
+    result = sqlite_python(tmp_path / "names.sqlite3", "-c", SQLITE_SCRIPT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")

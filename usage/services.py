@@ -109,14 +109,14 @@ class BatchPricer:
     def __init__(self, book: PriceBook):
         self._book = book
         self._models: dict[str, _ModelPrices | None] = {}
-        self._counted: dict[str, str] = {}
+        self.counted_names: dict[str, str] = {}  # Sent name -> counted_name's answer.
 
     def counted_name(self, sent_name: str) -> str:
         """The name a call sent as sent_name is stored and counted under: the model it is priced as
         (pricing.matching), or the name as sent when it matches none (or is ambiguous)."""
-        name = self._counted.get(sent_name)
+        name = self.counted_names.get(sent_name)
         if name is None:
-            name = self._counted[sent_name] = self._book.resolve(sent_name).model_name or sent_name
+            name = self.counted_names[sent_name] = self._book.resolve(sent_name).model_name or sent_name
         return name
 
     def _model(self, sent_name: str) -> _ModelPrices | None:
@@ -167,7 +167,7 @@ def _rows_priced(
 ) -> list[UsageRow]:
     """The batch's rows as stored: each record with its id, its moment (now when it gave none) and its price."""
     pricer = BatchPricer(book)
-    price, counted_name = pricer.price, pricer.counted_name
+    price, counted_name, counted = pricer.price, pricer.counted_name, pricer.counted_names.get
     rows = []
     append = rows.append
     for record, log_id in zip(records, log_ids, strict=True):
@@ -175,7 +175,7 @@ def _rows_priced(
         cost, source, version_id = price(record, timestamp)
         fields = (
             log_id,
-            counted_name(record.model_name),
+            counted(record.model_name) or counted_name(record.model_name),  # A dict hit after each name's first.
             record.decision_id,
             record.user_id,
             record.prompt_tokens,

@@ -4,12 +4,20 @@
 from django.db import migrations, models
 
 
+def foreign_key_checks_now(apps, schema_editor):
+    """PostgreSQL cannot ALTER a table with deferred foreign-key checks pending (rows written earlier
+    in the same transaction, as when tests migrate): run those checks first."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("usage", "0011_rollup_delta_rows_replace_pending"),
     ]
 
     operations = [
+        migrations.RunPython(foreign_key_checks_now, migrations.RunPython.noop, elidable=True),
         migrations.AddField(
             model_name="usagelog",
             name="sent_model_name",
@@ -21,4 +29,6 @@ class Migration(migrations.Migration):
                 max_length=100,
             ),
         ),
+        # Backwards the column is dropped first: the same checks before that ALTER.
+        migrations.RunPython(migrations.RunPython.noop, foreign_key_checks_now, elidable=True),
     ]

@@ -52,9 +52,19 @@ class NameMatch:
         return f"{self.name!r} is priced as {self.model_name!r} (by its {what} {self.pattern!r})."
 
 
+NAMES_CACHED = 10_000  # Per matcher.
+
+
 @functools.lru_cache(maxsize=4096)
 def regex_compiled(pattern: str) -> re.Pattern:
     return re.compile(pattern)
+
+
+@functools.lru_cache(maxsize=16)
+def name_matcher_cached(model_names: frozenset[str], patterns: tuple[tuple[str, str, str], ...]) -> "NameMatcher":
+    """One matcher per set of models and patterns, kept across batches: a name sent again is resolved
+    from its cache (no expression runs). Keyed by everything it resolves from, so it is never stale."""
+    return NameMatcher(model_names=model_names, patterns=patterns)
 
 
 class NameMatcher:
@@ -79,6 +89,8 @@ class NameMatcher:
     def match(self, name: str) -> NameMatch:
         found = self._cache.get(name)
         if found is None:
+            if len(self._cache) >= NAMES_CACHED:  # Clients may send any number of names.
+                self._cache.clear()
             found = self._cache[name] = self._resolve(name)
         return found
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.db import connection
 
-from pricing.matching import NameMatch, NameMatcher
+from pricing.matching import NameMatch, NameMatcher, name_matcher_cached
 from pricing.models import ModelNamePattern, ModelPriceVersion, ModelPricing, PatternKind
 from pricing.providers import provider_canonical
 
@@ -97,7 +97,7 @@ def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
             patterns += [(pricing.model_name, kind, text) for kind, text in zip(kinds, texts, strict=True)]
         version.pricing = pricing  # As select_related("pricing") sets it: no query on access.
         book.add_version(version, pricing.model_name)
-    book.matcher = NameMatcher(model_names=book.pricing_by_model, patterns=patterns)
+    book.matcher = name_matcher_cached(frozenset(book.pricing_by_model), tuple(sorted(patterns)))
     return book.finish()
 
 

@@ -428,3 +428,15 @@ def test_names_match_on_sqlite_too(tmp_path):
     result = sqlite_python(tmp_path / "names.sqlite3", "-c", SQLITE_SCRIPT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ok")
+
+
+@pytestmark_db
+def test_a_changed_pattern_prices_the_next_batch_and_leaves_stored_rows_alone():
+    model_name_patterns_set(pricing=_model("gpt-4o"), patterns=[(PREFIX, "openai/")])
+    first = usage_record(model_name="openai/x", prompt_tokens=1, completion_tokens=0)
+    model_name_patterns_set(pricing=_model("gpt-4o"), patterns=[])
+    model_name_patterns_set(pricing=_model("gpt-4o-mini"), patterns=[(PREFIX, "openai/")])
+    second = usage_record(model_name="openai/x", prompt_tokens=1, completion_tokens=0)
+    assert (first.model_name, second.model_name) == ("gpt-4o", "gpt-4o-mini")
+    first.refresh_from_db()
+    assert first.model_name == "gpt-4o"

@@ -18,10 +18,12 @@ from pricing.services import (
 TEST_NAME_PARAMETER = "test_name"
 
 
-def _patterns_checked(pricing: ModelPricing, patterns: list[tuple[str, str]]) -> None:
+def _patterns_checked(pricing: ModelPricing | None, patterns: list[tuple[str, str]]) -> None:
+    """pricing None or unsaved: a model being added (the formset checks its own name)."""
     model_name = getattr(pricing, "model_name", "") or ""
+    saved = pricing if pricing is not None and pricing.pk else None
     try:
-        model_name_patterns_check(pricing=pricing if pricing.pk else None, model_name=model_name, patterns=patterns)
+        model_name_patterns_check(pricing=saved, model_name=model_name, patterns=patterns)
     except ValidationError as error:
         raise ValidationError(error.messages) from None
 
@@ -36,7 +38,8 @@ class NamePatternForm(forms.ModelForm):
         cleaned = super().clean()
         if cleaned.get("kind") and cleaned.get("pattern") and not cleaned.get("DELETE"):
             try:
-                _patterns_checked(self.instance.pricing, [(cleaned["kind"], cleaned["pattern"])])
+                pricing = self.instance.pricing if self.instance.pricing_id else None  # None: being added.
+                _patterns_checked(pricing, [(cleaned["kind"], cleaned["pattern"])])
             except ValidationError as error:
                 self.add_error("pattern", error)
         return cleaned

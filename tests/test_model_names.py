@@ -440,3 +440,39 @@ def test_a_changed_pattern_prices_the_next_batch_and_leaves_stored_rows_alone():
     assert (first.model_name, second.model_name) == ("gpt-4o", "gpt-4o-mini")
     first.refresh_from_db()
     assert first.model_name == "gpt-4o"
+
+
+@pytestmark_db
+def test_admin_adds_a_model_with_its_patterns(staff_client):
+    model_name_patterns_set(pricing=_model("gpt-4o"), patterns=[(EXACT, "taken-alias")])
+    url = reverse("admin:pricing_modelpricing_add")
+    data = {
+        "model_name": "acme-large",
+        "provider": "Acme",
+        "display_name": "Acme Large",
+        "model_type": "chat",
+        "currency": "USD",
+        "input_price_per_million": "1",
+        "output_price_per_million": "2",
+        "enabled": "on",
+        "name_patterns-TOTAL_FORMS": "2",
+        "name_patterns-INITIAL_FORMS": "0",
+        "name_patterns-0-kind": "regex",
+        "name_patterns-0-pattern": r"acme-large-\d+",
+        "name_patterns-1-kind": "exact",
+        "name_patterns-1-pattern": "taken-alias",
+        "price_versions-TOTAL_FORMS": "0",
+        "price_versions-INITIAL_FORMS": "0",
+    }
+    refused = staff_client.post(url, data)
+    assert refused.status_code == 200
+    assert "Alias &#x27;taken-alias&#x27; is already an alias of &#x27;gpt-4o&#x27;." in refused.content.decode()
+    assert not ModelPricing.objects.filter(model_name="acme-large").exists()
+    data["name_patterns-1-pattern"] = "acme/large"
+    assert staff_client.post(url, data).status_code == 302
+    created = _model("acme-large")
+    assert sorted(created.name_patterns.values_list("kind", "pattern")) == [
+        ("exact", "acme/large"),
+        ("regex", r"acme-large-\d+"),
+    ]
+    assert usage_record(model_name="acme-large-7", prompt_tokens=1_000_000, completion_tokens=0).cost == Decimal(1)

@@ -237,6 +237,16 @@ def model_pricing_get(*, model_name: str) -> ModelPricing | None:
     return ModelPricing.objects.filter(model_name=model_name).first()
 
 
+def model_pricing_for_name(*, name: str) -> ModelPricing | None:
+    """The priced model a name as sent is priced as (its model_name, an alias, a prefix or an
+    expression: pricing.matching), or None when it matches none or is ambiguous."""
+    found = model_pricing_get(model_name=name)
+    if found is not None:
+        return found
+    matched = pricing_match(name=name).model_name
+    return None if matched is None else model_pricing_get(model_name=matched)
+
+
 def model_pricings_budgeted() -> list[ModelPricing]:
     """The models with a monthly budget, by name."""
     return list(ModelPricing.objects.filter(monthly_budget__isnull=False).order_by("model_name"))

@@ -476,3 +476,11 @@ def test_admin_adds_a_model_with_its_patterns(staff_client):
         ("regex", r"acme-large-\d+"),
     ]
     assert usage_record(model_name="acme-large-7", prompt_tokens=1_000_000, completion_tokens=0).cost == Decimal(1)
+
+
+@pytestmark_db
+def test_budget_check_answers_for_a_snapshot_name_with_the_priced_model(reader):
+    model_name_patterns_set(pricing=_model("gpt-4o"), patterns=[(REGEX, r"gpt-4o-\d{4}-\d{2}-\d{2}")])
+    data = reader.get("/api/v1/budget/check", {"model": "gpt-4o-2024-08-06"}).json()["data"]
+    assert data["model"] == "gpt-4o"
+    assert reader.get("/api/v1/budget/check", {"model": "gpt-4o-2024"}).status_code == 404

@@ -12,7 +12,7 @@ from core.api.fields import lookup_field
 from core.api.responses import ErrorResponseSerializer, success_response
 from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
 from core.timeutils import month_bounds
-from pricing.selectors import model_pricing_get
+from pricing.selectors import model_pricing_for_name
 from usage.permissions import CanReadStats, CanWriteUsage
 
 
@@ -145,7 +145,7 @@ class BudgetCheckApi(APIView):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         model_name = params.validated_data["model"]
-        pricing = model_pricing_get(model_name=model_name)
+        pricing = model_pricing_for_name(name=model_name)  # Snapshot and gateway names too.
         if pricing is None:
             raise ApiError(
                 f"Unknown model {model_name!r}: it has no price entry, so it has no budget.",
@@ -158,7 +158,7 @@ class BudgetCheckApi(APIView):
         global_status = global_budget_status(now=now)
         start, end = month_bounds(now)
         data = {
-            "model": model_name,
+            "model": pricing.model_name,
             "within_budget": _within(model_status) and _within(global_status),
             "period_start": start.date(),
             "period_end": end.date(),

@@ -1,6 +1,6 @@
 """Where one ingestion batch's time goes: Python CPU and wall time per phase, through the API in process.
 
-    python -m bench.cpu [--batches 60] [--size 1000] [--spread 86400] [--profile]
+    python -m bench.cpu [--batches 60] [--size 1000] [--spread 86400] [--profile] [--names gateway]
 
 Starts its own throwaway PostgreSQL 15 (fsync off: this measures the Python side) unless DATABASE_URL
 is set, migrates, and POSTs `--batches` batches of `--size` records (bench.ingest's) through
@@ -9,6 +9,8 @@ Django's test client with an API key. Each phase is timed by wrapping the functi
 Per batch: CPU milliseconds of this thread (time.thread_time: Python and C work here, not the
 database's) and wall milliseconds (the database's share included), inclusive of the indented
 phases below each one. `--profile` prints cProfile's top functions over the same batches instead.
+`--names gateway` gives every seeded model a prefix, a snapshot expression and an alias (and 90
+more expressions that match nothing sent), and sends each call under a gateway or snapshot name.
 """
 
 import argparse
@@ -118,7 +120,10 @@ def _bench(args) -> None:
     start = datetime(2026, 11, 1, tzinfo=UTC)
     _key, raw_key = api_key_create(name="cpu", scope=ApiKeyScope.WRITE_USAGE)
     client = Client(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
-    bodies = [json.dumps(_records(rng, start, args.spread)[: args.size]) for _ in range(args.batches + 5)]
+    batches = [_records(rng, start, args.spread)[: args.size] for _ in range(args.batches + 5)]
+    if args.names == "gateway":
+        _gateway_names(rng, batches)
+    bodies = [json.dumps(batch) for batch in batches]
 
     def post(body: str) -> None:
         response = client.post("/api/v1/usage/", body, content_type="application/json", secure=True)
@@ -152,6 +157,28 @@ def _bench(args) -> None:
     print(f"Python CPU per batch: {total_cpu:.1f} ms ({args.size * 1000 / total_cpu:,.0f} records per CPU second)")
 
 
+def _gateway_names(rng: random.Random, batches: list[list[dict]]) -> None:
+    """Patterns on every seeded model, and records sent under the names they price."""
+    from pricing.models import ModelPricing
+    from pricing.services import model_name_patterns_set
+
+    for n, pricing in enumerate(ModelPricing.objects.order_by("model_name")):
+        name = pricing.model_name
+        model_name_patterns_set(
+            pricing=pricing,
+            patterns=[
+                ("prefix", f"gateway/{name}"),
+                ("regex", rf"{name}-\d{{4}}-\d{{2}}-\d{{2}}"),
+                ("exact", f"models/{name}"),
+                *(("regex", rf"never-{n}-{k}-.*") for k in range(10)),
+            ],
+        )
+    forms = ("gateway/{}", "{}-2026-11-01", "models/{}", "{}")
+    for batch in batches:
+        for record in batch:
+            record["model_name"] = rng.choice(forms).format(record["model_name"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=60)
@@ -159,6 +186,7 @@ def main() -> int:
     parser.add_argument("--spread", type=float, default=86_400)
     parser.add_argument("--profile", action="store_true", help="cProfile's top functions instead of phases")
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument("--names", choices=["plain", "gateway"], default="plain", help="model names as sent")
     args = parser.parse_args()
     status = rerun_without_database("bench.cpu", durable=False)
     if status is not None:

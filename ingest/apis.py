@@ -318,7 +318,10 @@ class UsageIngestApi(APIView):
                 list_serializer_class = FastListSerializer
 
             id = serializers.IntegerField()
-            model_name = serializers.CharField()
+            model_name = serializers.CharField(
+                help_text="The model the call is counted under: the priced model it matched, else the name as sent."
+            )
+            sent_model_name = serializers.CharField(help_text="The model name as sent.")
             cost = serializers.DecimalField(
                 max_digits=COST_MAX_DIGITS,
                 decimal_places=COST_DECIMAL_PLACES,

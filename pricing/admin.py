@@ -1,9 +1,89 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from core.admin_base import ReadOnlyModelAdmin
-from pricing.models import ModelPriceVersion, ModelPricing
-from pricing.services import model_pricing_create, model_pricing_set_enabled, model_pricing_update
+from pricing.models import ModelNamePattern, ModelPriceVersion, ModelPricing
+from pricing.selectors import pricing_match
+from pricing.services import (
+    model_name_check,
+    model_name_patterns_check,
+    model_name_patterns_set,
+    model_pricing_create,
+    model_pricing_set_enabled,
+    model_pricing_update,
+)
+
+TEST_NAME_PARAMETER = "test_name"
+
+
+def _patterns_checked(pricing: ModelPricing | None, patterns: list[tuple[str, str]]) -> None:
+    """pricing None or unsaved: a model being added (the formset checks its own name)."""
+    model_name = getattr(pricing, "model_name", "") or ""
+    saved = pricing if pricing is not None and pricing.pk else None
+    try:
+        model_name_patterns_check(pricing=saved, model_name=model_name, patterns=patterns)
+    except ValidationError as error:
+        raise ValidationError(error.messages) from None
+
+
+class NamePatternForm(forms.ModelForm):
+    class Meta:
+        model = ModelNamePattern
+        fields = ["kind", "pattern"]
+
+    def clean(self) -> dict:
+        """Each pattern on its own (an error here also spares it the bare constraint message)."""
+        cleaned = super().clean()
+        if cleaned.get("kind") and cleaned.get("pattern") and not cleaned.get("DELETE"):
+            try:
+                pricing = self.instance.pricing if self.instance.pricing_id else None  # None: being added.
+                _patterns_checked(pricing, [(cleaned["kind"], cleaned["pattern"])])
+            except ValidationError as error:
+                self.add_error("pattern", error)
+        return cleaned
+
+
+class NamePatternFormSet(forms.BaseInlineFormSet):
+    """Checks the model's patterns as a whole (pricing.services.model_name_patterns_check); the
+    admin then saves them through model_name_patterns_set."""
+
+    def patterns(self) -> list[tuple[str, str]]:
+        kept = [form for form in self.forms if form.cleaned_data and not self._should_delete_form(form)]
+        return [(form.cleaned_data["kind"], form.cleaned_data["pattern"]) for form in kept]
+
+    def clean(self) -> None:
+        super().clean()
+        if not any(self.errors):
+            _patterns_checked(self.instance, self.patterns())
+
+
+class NamePatternInline(admin.TabularInline):
+    """Other names the model's calls arrive under: aliases (exact), prefixes, regular expressions.
+    Which one prices a name: model_name, then alias, then the longest prefix, then an expression."""
+
+    model = ModelNamePattern
+    form = NamePatternForm
+    formset = NamePatternFormSet
+    extra = 1
+    fields = ["kind", "pattern"]
+    verbose_name = "other name (alias, prefix or regular expression)"
+    verbose_name_plural = "other names: alias (exact), prefix, or regular expression (full match, Python re)"
+
+
+class ModelPricingForm(forms.ModelForm):
+    class Meta:
+        model = ModelPricing
+        fields = "__all__"  # noqa: DJ007 -- the admin's fieldsets decide what is shown
+
+    def clean_model_name(self) -> str:
+        model_name = self.cleaned_data["model_name"]
+        try:
+            model_name_check(model_name=model_name, pricing=self.instance if self.instance.pk else None)
+        except ValidationError as error:
+            raise ValidationError(error.messages) from None
+        return model_name
 
 
 class PriceVersionInline(admin.TabularInline):
@@ -20,6 +100,8 @@ class PriceVersionInline(admin.TabularInline):
         "output_price_per_million",
         "cached_input_price_per_million",
         "currency",
+        "enabled",
+        "is_free",
         "source",
     ]
     readonly_fields = fields
@@ -53,8 +135,10 @@ class ModelPricingAdmin(admin.ModelAdmin):
     list_filter = ["provider", "enabled", "model_type", "is_free"]
     search_fields = ["model_name", "display_name", "provider"]
     readonly_fields = ["created_at", "updated_at"]
-    inlines = [PriceVersionInline]
+    form = ModelPricingForm
+    inlines = [NamePatternInline, PriceVersionInline]
     actions = ["enable_models", "disable_models"]
+    change_list_template = "admin/pricing/modelpricing/change_list.html"
 
     def save_model(self, request, obj: ModelPricing, form, change: bool) -> None:
         if change:
@@ -63,6 +147,28 @@ class ModelPricingAdmin(admin.ModelAdmin):
         else:
             created = model_pricing_create(**{name: form.cleaned_data[name] for name in _CREATE_FIELDS}, source="admin")
             obj.pk = created.pk
+
+    def save_formset(self, request, form, formset, change: bool) -> None:
+        if not isinstance(formset, NamePatternFormSet):
+            super().save_formset(request, form, formset, change)
+            return
+        model_name_patterns_set(pricing=form.instance, patterns=formset.patterns())
+        # What the admin's change message reads (formset.save() would set them).
+        formset.new_objects = [f.instance for f in formset.extra_forms if f.has_changed() and f.cleaned_data]
+        formset.changed_objects = []
+        formset.deleted_objects = [f.instance for f in formset.deleted_forms if f.instance.pk]
+
+    def changelist_view(self, request, extra_context=None):
+        """The list, with a tester: which model a name would be priced as, and by which rule."""
+        extra_context = dict(extra_context or {})
+        if TEST_NAME_PARAMETER in request.GET:
+            query = request.GET.copy()
+            name = query.pop(TEST_NAME_PARAMETER)[-1].strip()
+            request.GET = query  # The change list takes every other parameter for a filter.
+            extra_context["name_test_value"] = name
+            if name:
+                extra_context["name_test"] = pricing_match(name=name)
+        return super().changelist_view(request, extra_context=extra_context)
 
     @admin.action(description="Enable selected models")
     def enable_models(self, request, queryset: QuerySet[ModelPricing]) -> None:
@@ -101,6 +207,8 @@ class ModelPriceVersionAdmin(ReadOnlyModelAdmin):
         "output_price_per_million",
         "cached_input_price_per_million",
         "currency",
+        "enabled",
+        "is_free",
         "source",
     ]
     list_filter = ["pricing__provider", "currency"]

@@ -85,6 +85,10 @@ class ModelPriceVersion(models.Model):
     currency = models.CharField(max_length=3)
     effective_from = models.DateTimeField()
     effective_to = models.DateTimeField(null=True, blank=True, help_text="Empty: still in force.")
+    enabled = models.BooleanField(
+        default=True, help_text="Calls at a moment of this span are priced; disabled: stored unpriced."
+    )
+    is_free = models.BooleanField(default=False, help_text="Calls at a moment of this span cost 0.")
     source = models.CharField(max_length=200, blank=True, help_text="Where the price came from.")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -106,3 +110,41 @@ class ModelPriceVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pricing.model_name} from {self.effective_from:%Y-%m-%d %H:%M}"
+
+
+class PatternKind(models.TextChoices):
+    EXACT = "exact", "Alias (exact name)"
+    PREFIX = "prefix", "Prefix"
+    REGEX = "regex", "Regular expression (full match)"
+
+
+class ModelNamePattern(models.Model):
+    """Another name a priced model's calls arrive under: an alias (exact), a prefix, or a regular
+    expression (Python `re`, matching the whole name). Which model a sent name is priced as:
+    pricing.matching (model_name, then alias, then the longest prefix, then a regular expression;
+    two models' expressions matching is ambiguous and prices nothing). pricing.services validates
+    that aliases and prefixes are unique and that expressions compile."""
+
+    pricing = models.ForeignKey(ModelPricing, on_delete=models.CASCADE, related_name="name_patterns")
+    kind = models.CharField(max_length=10, choices=PatternKind.choices)
+    pattern = models.CharField(max_length=200)
+
+    class Meta:
+        db_table = "ai_model_name_pattern"
+        ordering = ["pricing", "kind", "pattern"]
+        verbose_name = "model name pattern"
+        constraints = [
+            # Aliases and prefixes name one model each; expressions may repeat (ambiguity is reported).
+            models.UniqueConstraint(
+                fields=["kind", "pattern"],
+                condition=models.Q(kind__in=["exact", "prefix"]),
+                name="ai_model_name_pattern_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["exact", "prefix", "regex"]), name="ai_model_name_pattern_kind"
+            ),
+            models.CheckConstraint(condition=~models.Q(pattern=""), name="ai_model_name_pattern_not_blank"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.pattern}"

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from django.db import connection
 
-from pricing.models import ModelPriceVersion, ModelPricing
+from pricing.matching import NameMatch, NameMatcher, name_matcher_cached
+from pricing.models import ModelNamePattern, ModelPriceVersion, ModelPricing, PatternKind
 from pricing.providers import provider_canonical
 
 if TYPE_CHECKING:
@@ -24,6 +25,14 @@ class PriceBook:
     pricing_by_model: dict[str, ModelPricing]
     _versions: dict[str, list[ModelPriceVersion]] = field(default_factory=dict)
     _starts: dict[str, list[datetime]] = field(default_factory=dict)
+    # Resolves sent names (aliases, prefixes, expressions: pricing.matching); None: names as they are.
+    matcher: NameMatcher | None = None
+
+    def resolve(self, name: str) -> NameMatch:
+        """Which of the book's models a sent name is priced as (cached per name)."""
+        if self.matcher is None:
+            self.matcher = NameMatcher(model_names=self.pricing_by_model, patterns=())
+        return self.matcher.match(name)
 
     def add_version(self, version: ModelPriceVersion, model_name: str) -> None:
         self._versions.setdefault(model_name, []).append(version)
@@ -56,34 +65,51 @@ class PriceBook:
 
 
 def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
-    """The price histories of these models, in one query (ingestion loads one per batch). A model
-    with no price version is left out: no price was ever in force for it.
+    """The price histories of the models these names (as sent) are priced as, in one query
+    (ingestion loads one per batch); PriceBook.resolve says which model a name is priced as
+    (pricing.matching). A model with no price version is left out: no price was ever in force for it.
 
     PostgreSQL: the SQL is written once per process from the models' metadata and the rows become
-    instances with from_db, so a batch pays for the query, not for compiling it each time."""
-    book = PriceBook(pricing_by_model={})
+    instances with from_db, so a batch pays for the query, not for compiling it each time. It loads
+    every model a name could match: by its model_name, an alias equal to a name, a prefix of a name,
+    and every model with a regular expression (they are few, and only Python's `re` can test them)."""
     names = sorted(set(model_names))
     if connection.vendor != "postgresql":  # SQLite's raw values need the ORM's converters (dates, decimals).
-        versions = ModelPriceVersion.objects.filter(pricing__model_name__in=names).select_related("pricing")
-        for version in versions:
-            book.pricing_by_model.setdefault(version.pricing.model_name, version.pricing)
-            book.add_version(version, version.pricing.model_name)
-        return book.finish()
+        return _price_book_orm(names)
+    book = PriceBook(pricing_by_model={})
     if not names:
+        book.matcher = NameMatcher(model_names=(), patterns=())
         return book.finish()
     with connection.cursor() as cursor:
         cursor.execute(_price_book_sql(), [names])
         rows = cursor.fetchall()
     version_columns = len(_VERSION_FIELDS)
+    pricing_columns = version_columns + len(_PRICING_FIELDS)
     alias = connection.alias
+    patterns = []
     for row in rows:
         version = ModelPriceVersion.from_db(alias, _VERSION_NAMES, row[:version_columns])
         pricing = book.pricing_by_model.get(row[version_columns + _PRICING_NAME_INDEX])
         if pricing is None:
-            pricing = ModelPricing.from_db(alias, _PRICING_NAMES, row[version_columns:])
+            pricing = ModelPricing.from_db(alias, _PRICING_NAMES, row[version_columns:pricing_columns])
             book.pricing_by_model[pricing.model_name] = pricing
+            kinds, texts = row[pricing_columns], row[pricing_columns + 1]
+            patterns += [(pricing.model_name, kind, text) for kind, text in zip(kinds, texts, strict=True)]
         version.pricing = pricing  # As select_related("pricing") sets it: no query on access.
         book.add_version(version, pricing.model_name)
+    book.matcher = name_matcher_cached(frozenset(book.pricing_by_model), tuple(sorted(patterns)))
+    return book.finish()
+
+
+def _price_book_orm(names: list[str]) -> PriceBook:
+    book = PriceBook(pricing_by_model={})
+    matcher = name_matcher_all()
+    wanted = set(names) | {matcher.match(name).model_name for name in names} - {None}
+    versions = ModelPriceVersion.objects.filter(pricing__model_name__in=wanted).select_related("pricing")
+    for version in versions:
+        book.pricing_by_model.setdefault(version.pricing.model_name, version.pricing)
+        book.add_version(version, version.pricing.model_name)
+    book.matcher = matcher
     return book.finish()
 
 
@@ -96,17 +122,48 @@ _PRICING_NAME_INDEX = _PRICING_NAMES.index("model_name")
 
 @functools.cache
 def _price_book_sql() -> str:
-    """Every column of the versions and their pricing rows, for an array of model names (PostgreSQL)."""
+    """Every column of the versions and their pricing rows, and each pricing row's patterns (kinds,
+    texts), of the models an array of sent names could be priced as (PostgreSQL)."""
     qn = connection.ops.quote_name
     version_table, pricing_table = ModelPriceVersion._meta.db_table, ModelPricing._meta.db_table
+    pattern_table = ModelNamePattern._meta.db_table
     columns = [f"v.{qn(f.column)}" for f in _VERSION_FIELDS] + [f"p.{qn(f.column)}" for f in _PRICING_FIELDS]
     pricing_fk = qn(ModelPriceVersion._meta.get_field("pricing").column)
+    pattern_fk = qn(ModelNamePattern._meta.get_field("pricing").column)
+    pk = qn(ModelPricing._meta.pk.column)
     name = qn(ModelPricing._meta.get_field("model_name").column)
+    exact, prefix, regex = PatternKind.EXACT.value, PatternKind.PREFIX.value, PatternKind.REGEX.value
+    patterns_of = f"FROM {pattern_table} q WHERE q.{pattern_fk} = p.{pk} ORDER BY q.id"
     return (
-        f"SELECT {', '.join(columns)} FROM {version_table} v "  # noqa: S608 -- names from metadata
-        f"JOIN {pricing_table} p ON p.{qn(ModelPricing._meta.pk.column)} = v.{pricing_fk} "
-        f"WHERE p.{name} = ANY(%s::text[])"
+        f"WITH names AS (SELECT unnest(%s::text[]) AS n), wanted AS ("  # noqa: S608 -- names from metadata
+        f"SELECT {pk} AS id FROM {pricing_table} WHERE {name} IN (SELECT n FROM names) "
+        f"UNION SELECT {pattern_fk} FROM {pattern_table} t WHERE t.kind = '{regex}' "
+        f"OR (t.kind = '{exact}' AND t.pattern IN (SELECT n FROM names)) "
+        f"OR (t.kind = '{prefix}' AND EXISTS (SELECT 1 FROM names WHERE starts_with(n, t.pattern)))) "
+        f"SELECT {', '.join(columns)}, ARRAY(SELECT q.kind::text {patterns_of}), "
+        f"ARRAY(SELECT q.pattern::text {patterns_of}) "
+        f"FROM {version_table} v JOIN {pricing_table} p ON p.{pk} = v.{pricing_fk} "
+        f"WHERE p.{pk} IN (SELECT id FROM wanted)"
     )
+
+
+def name_matcher_all() -> NameMatcher:
+    """A matcher over every priced model and pattern (two queries)."""
+    patterns = ModelNamePattern.objects.values_list("pricing__model_name", "kind", "pattern").order_by("pk")
+    return NameMatcher(model_names=ModelPricing.objects.values_list("model_name", flat=True), patterns=list(patterns))
+
+
+def pricing_match(*, name: str) -> NameMatch:
+    """Which priced model a model name (as a client sends it) is priced as, and by which rule."""
+    return name_matcher_all().match(name)
+
+
+def price_version_spans(
+    *, version_ids: Iterable[int], using: str = "default"
+) -> dict[int, tuple[datetime, datetime | None]]:
+    """version id -> its half-open span (effective_from, effective_to; None: still in force)."""
+    rows = ModelPriceVersion.objects.using(using).filter(pk__in=list(version_ids))
+    return {pk: (start, end) for pk, start, end in rows.values_list("pk", "effective_from", "effective_to")}
 
 
 def price_version_current(*, pricing: ModelPricing) -> ModelPriceVersion | None:
@@ -178,6 +235,16 @@ def model_providers() -> dict[str, tuple[str, str]]:
 
 def model_pricing_get(*, model_name: str) -> ModelPricing | None:
     return ModelPricing.objects.filter(model_name=model_name).first()
+
+
+def model_pricing_for_name(*, name: str) -> ModelPricing | None:
+    """The priced model a name as sent is priced as (its model_name, an alias, a prefix or an
+    expression: pricing.matching), or None when it matches none or is ambiguous."""
+    found = model_pricing_get(model_name=name)
+    if found is not None:
+        return found
+    matched = pricing_match(name=name).model_name
+    return None if matched is None else model_pricing_get(model_name=matched)
 
 
 def model_pricings_budgeted() -> list[ModelPricing]:

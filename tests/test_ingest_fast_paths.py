@@ -38,9 +38,13 @@ PRICES = st.decimals(min_value=0, max_value=Decimal("99999999.999999"), places=6
 TOKENS = st.integers(min_value=0, max_value=MAX_TOKENS)
 
 
-def _version(pk: int, prices: tuple, start: datetime, end: datetime | None) -> ModelPriceVersion:
+def _version(
+    pk: int, prices: tuple, start: datetime, end: datetime | None, *, enabled=True, is_free=False
+) -> ModelPriceVersion:
     return ModelPriceVersion(
         pk=pk,
+        enabled=enabled,
+        is_free=is_free,
         input_price_per_million=prices[0],
         output_price_per_million=prices[1],
         cached_input_price_per_million=prices[2],
@@ -89,7 +93,9 @@ def _slow_price(record: CheckedRecord, book: PriceBook, at: datetime) -> tuple:
     version_id = None if version is None else version.pk
     if record.cost is not None:
         return record.cost, CostSource.PROVIDER, version_id
-    if version is not None and pricing.enabled:
+    if version is not None and version.enabled and version.is_free:
+        return Decimal("0E-8"), CostSource.COMPUTED, version_id
+    if version is not None and version.enabled:
         cost = call_cost(
             version=version,
             prompt_tokens=record.prompt_tokens,
@@ -102,8 +108,15 @@ def _slow_price(record: CheckedRecord, book: PriceBook, at: datetime) -> tuple:
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 HOURS = st.integers(min_value=-50, max_value=500)
-HISTORY = st.lists(  # Per version: hours from the previous end to its start (0: contiguous), its length (None: open).
-    st.tuples(st.integers(0, 30), st.none() | st.integers(1, 100), st.tuples(PRICES, PRICES, st.none() | PRICES)),
+HISTORY = st.lists(  # Per version: hours from the previous end to its start (0: contiguous), its length (None: open),
+    # its prices, enabled and is_free.
+    st.tuples(
+        st.integers(0, 30),
+        st.none() | st.integers(1, 100),
+        st.tuples(PRICES, PRICES, st.none() | PRICES),
+        st.booleans(),
+        st.booleans(),
+    ),
     min_size=0,
     max_size=4,
 )
@@ -112,16 +125,16 @@ HISTORY = st.lists(  # Per version: hours from the previous end to its start (0:
 def _book(histories: dict[str, tuple[bool, list]]) -> PriceBook:
     book = PriceBook(pricing_by_model={})
     pk = 0
-    for name, (enabled, history) in histories.items():
+    for name, history in histories.items():
         if not history:
             continue
-        book.pricing_by_model[name] = ModelPricing(model_name=name, enabled=enabled)
+        book.pricing_by_model[name] = ModelPricing(model_name=name)
         at = EPOCH
-        for gap, length, prices in history:
+        for gap, length, prices, enabled, is_free in history:
             pk += 1
             start = at + timedelta(hours=gap)
             end = None if length is None else start + timedelta(hours=length)
-            book.add_version(_version(pk, prices, start, end), name)
+            book.add_version(_version(pk, prices, start, end, enabled=enabled, is_free=is_free), name)
             if end is None:
                 break
             at = end
@@ -130,7 +143,7 @@ def _book(histories: dict[str, tuple[bool, list]]) -> PriceBook:
 
 @PROPERTY
 @given(
-    histories=st.dictionaries(st.sampled_from(["a", "b", "c"]), st.tuples(st.booleans(), HISTORY), max_size=3),
+    histories=st.dictionaries(st.sampled_from(["a", "b", "c"]), HISTORY, max_size=3),
     calls=st.lists(
         st.tuples(
             st.sampled_from(["a", "b", "c", "unknown"]),
@@ -460,7 +473,7 @@ def test_the_compiled_trend_output_is_drfs(zone, data):
 )
 def test_the_compiled_ingestion_output_is_drfs(zone, rows):
     stored = [
-        services.UsageRow(i, m, "", None, *[0] * 9, c, s, None, None, True, "", "", t.astimezone(ZoneInfo(zone)))
+        services.UsageRow(i, m, "", None, *[0] * 9, c, s, None, None, True, "", "", t.astimezone(ZoneInfo(zone)), m)
         for i, m, c, s, t in rows
     ]
     data = {"stored": len(stored), "duplicates": 0, "unpriced": 0, "records": stored}

@@ -172,7 +172,7 @@ def test_the_prefix_migration_keeps_the_rollups_both_ways():
         quarters = cursor.fetchall()
         cursor.execute("SELECT bucket, calls FROM ai_usage_rollup_15m_total ORDER BY bucket")
         assert cursor.fetchall() == quarters
-    by_quarter = Counter(  # The log as of usage.0005: only columns it had then.
+    by_quarter = Counter(  # Only the timestamps: the log of 0005 lacks columns the model has now.
         moment.replace(minute=moment.minute // 15 * 15, second=0, microsecond=0)
         for moment in UsageLog.objects.values_list("timestamp", flat=True)
     )

@@ -412,6 +412,7 @@ class LightStored(NamedTuple):
     cost: Decimal | None
     cost_source: str
     timestamp: datetime | str | None
+    sent_model_name: str = ""
 
 
 CANONICAL_STORED_COST = st.one_of(
@@ -433,7 +434,8 @@ ODD_TIMES = st.one_of(
 
 
 def _stored_item(kind, id_, model_name, cost, cost_source, timestamp):
-    return kind(id=id_, model_name=model_name, cost=cost, cost_source=cost_source, timestamp=timestamp)
+    names = {"model_name": model_name, "sent_model_name": model_name}
+    return kind(id=id_, **names, cost=cost, cost_source=cost_source, timestamp=timestamp)
 
 
 CANONICAL_STORED = st.builds(

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from ingest.services import usage_record, usage_record_batch
 from pricing.models import ModelPricing
-from pricing.services import model_pricing_set_prices
+from pricing.services import model_pricing_set_enabled, model_pricing_set_prices
 from usage.costing import call_cost
 from usage.models import CostSource, UsageCounter, UsageLog, UsageRollupHour
 from usage.records import UsageRecordInvalid
@@ -53,7 +53,7 @@ def test_recording_fixes_cost_counters_and_rollups():
 
 
 def test_unknown_and_disabled_models_are_recorded_unpriced_never_at_zero():
-    ModelPricing.objects.filter(model_name="gpt-4.1").update(enabled=False)
+    model_pricing_set_enabled(model_names=["gpt-4.1"], enabled=False)
     logs = usage_record_batch(
         records=[
             UsageRecordInput(model_name="no-such-model", prompt_tokens=10, completion_tokens=10),
@@ -87,6 +87,7 @@ def test_a_price_change_never_rewrites_history():
         output_price_per_million=Decimal("2.00"),
         cached_input_price_per_million=None,
         effective_from=timezone.now() - timedelta(hours=1),
+        allow_past=True,  # What usage's repricing passes after checking the span; refused otherwise.
     )
     late_for_old_price = usage_record(
         model_name="deepseek-chat", prompt_tokens=1_000_000, completion_tokens=0, timestamp=before

@@ -17,6 +17,7 @@ class UsageLogAdmin(ReadOnlyModelAdmin):
     list_display = [
         "timestamp",
         "model_name",
+        "sent_model_name",
         "purpose",
         "user_id",
         "prompt_tokens",
@@ -28,7 +29,7 @@ class UsageLogAdmin(ReadOnlyModelAdmin):
         "response_time",
     ]
     list_filter = ["success", "cost_source", "model_name"]
-    search_fields = ["model_name", "decision_id", "purpose"]
+    search_fields = ["model_name", "sent_model_name", "decision_id", "purpose"]
     date_hierarchy = "timestamp"
     show_full_result_count = False  # COUNT(*) over millions of rows on every page is not worth it.
     list_per_page = 100

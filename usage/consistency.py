@@ -25,13 +25,13 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
 
 from core.money import ZERO, quantize_cost
 from core.timeutils import month_bounds, month_start
-from pricing.selectors import model_currencies
+from pricing.selectors import model_currencies, price_version_spans
 from usage.models import UsageCounter, UsageLog, UsageLogGap, UsageRetiredMonth, UsageRollupDaily
 from usage.partitions import LOG_TABLE, month_bounds_utc, partition_months
 from usage.rollups import rollups_rebuild_first_month
@@ -404,3 +404,48 @@ def usage_consistency_read(
         month_filter=month,
         this_month=month_start(now),
     )
+
+
+@dataclass(frozen=True)
+class VersionSpanBreach:
+    """Stored rows of one model that point at a price version whose span excludes their moment."""
+
+    price_version_id: int
+    model_name: str
+    calls: int
+    first: datetime
+    last: datetime
+    effective_from: datetime
+    effective_to: datetime | None
+
+
+def usage_rows_outside_version_span(*, using: str = "default", month: date | None = None) -> list[VersionSpanBreach]:
+    """Rows whose price version's span [effective_from, effective_to) does not contain their timestamp
+    (a back-dated version would cause it: pricing refuses those unless repricing allows them). One scan
+    of the log (or a month) for each version's first and last moment; the rows of a version found
+    outside are then counted (usage_verify)."""
+    log = _in_month(UsageLog.objects.using(using), "timestamp", month, is_date=False).filter(
+        price_version__isnull=False
+    )
+    ranges = list(log.order_by().values("price_version_id").annotate(first=Min("timestamp"), last=Max("timestamp")))
+    spans = price_version_spans(version_ids=[row["price_version_id"] for row in ranges], using=using)
+    breaches = []
+    for row in sorted(ranges, key=lambda r: r["price_version_id"]):
+        version_id = row["price_version_id"]
+        start, end = spans[version_id]
+        if row["first"] >= start and (end is None or row["last"] < end):
+            continue
+        outside = Q(timestamp__lt=start) | (Q() if end is None else Q(timestamp__gte=end))
+        for found in (
+            log.filter(outside, price_version_id=version_id)
+            .order_by()
+            .values("model_name")
+            .annotate(n=Count("id"), first=Min("timestamp"), last=Max("timestamp"))
+            .order_by("model_name")
+        ):
+            breaches.append(
+                VersionSpanBreach(
+                    version_id, found["model_name"], found["n"], found["first"], found["last"], start, end
+                )
+            )
+    return breaches

@@ -23,7 +23,11 @@ def sum_of(columns: tuple[str, ...]) -> models.F:
 
 
 class UsageLog(models.Model):
-    """One LLM call as the client reported it, with the cost fixed at ingestion."""
+    """One LLM call as the client reported it, with the cost fixed at ingestion.
+
+    model_name is the model the call is counted under: the priced model's name when the name sent
+    matched one (an alias, prefix or expression: pricing.matching), else the name as sent;
+    sent_model_name keeps the name as sent. Counters, rollups and budgets key on model_name."""
 
     model_name = models.CharField(max_length=100, db_index=True)
     decision_id = models.CharField(max_length=100, blank=True, default="", db_index=True)
@@ -68,6 +72,13 @@ class UsageLog(models.Model):
     error_message = models.TextField(blank=True, default="")
     purpose = models.CharField(max_length=100, blank=True, default="")
     timestamp = models.DateTimeField(db_index=True)
+    sent_model_name = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        db_default="",  # Rows written by other means (raw SQL, a restore) get it too.
+        help_text="The model name as the client sent it (empty: rows stored before it was kept; then model_name).",
+    )
 
     class Meta:
         db_table = "ai_model_usage_log"

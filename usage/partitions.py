@@ -44,6 +44,7 @@ CREATE TABLE {LOG_TABLE} (
     decision_id varchar(100) NOT NULL,
     purpose varchar(100) NOT NULL,
     error_message text NOT NULL,
+    sent_model_name varchar(100) DEFAULT '' NOT NULL,
     CONSTRAINT {LOG_TABLE}_pkey PRIMARY KEY ("timestamp", id) WITH (fillfactor = 100),
     CONSTRAINT {LOG_TABLE}_prompt_tokens_check CHECK (prompt_tokens >= 0),
     CONSTRAINT {LOG_TABLE}_completion_tokens_check CHECK (completion_tokens >= 0),

@@ -70,6 +70,7 @@ class UsageRow(NamedTuple):
     error_message: str
     purpose: str
     timestamp: datetime
+    sent_model_name: str
 
 
 T = TypeVar("T")
@@ -95,14 +96,15 @@ class _Span(NamedTuple):
 
 
 class _ModelPrices(NamedTuple):
-    """One model's price history: its versions' starts and spans; enabled: its calls get a cost."""
+    """One model's price history: its versions' starts and spans (each version says whether its
+    calls are priced, enabled, and free, is_free)."""
 
-    enabled: bool
     starts: list[datetime]
     spans: list[_Span]
 
 
 _UNSEEN = object()
+_FREE = quantize_cost(ZERO)
 
 
 class BatchPricer:
@@ -112,15 +114,25 @@ class BatchPricer:
     def __init__(self, book: PriceBook):
         self._book = book
         self._models: dict[str, _ModelPrices | None] = {}
+        self.counted_names: dict[str, str] = {}  # Sent name -> counted_name's answer.
 
-    def _model(self, model_name: str) -> _ModelPrices | None:
-        pricing = self._book.pricing(model_name)
+    def counted_name(self, sent_name: str) -> str:
+        """The name a call sent as sent_name is stored and counted under: the model it is priced as
+        (pricing.matching), or the name as sent when it matches none (or is ambiguous)."""
+        name = self.counted_names.get(sent_name)
+        if name is None:
+            name = self.counted_names[sent_name] = self._book.resolve(sent_name).model_name or sent_name
+        return name
+
+    def _model(self, sent_name: str) -> _ModelPrices | None:
+        model_name = self._book.resolve(sent_name).model_name
+        pricing = None if model_name is None else self._book.pricing(model_name)
         versions = self._book.versions(model_name) if pricing is not None else []
         prices = None
         if versions:
             spans = [_Span(v.effective_to, v.pk, v, integer_rates(v)) for v in versions]
-            prices = _ModelPrices(pricing.enabled, [version.effective_from for version in versions], spans)
-        self._models[model_name] = prices
+            prices = _ModelPrices([version.effective_from for version in versions], spans)
+        self._models[sent_name] = prices
         return prices
 
     def price(self, record: CheckedRecord, timestamp: datetime) -> tuple[Decimal | None, str, int | None]:
@@ -139,8 +151,10 @@ class BatchPricer:
         version_id = None if span is None else span.version_id
         if record.cost is not None:
             return quantize_cost(record.cost), CostSource.PROVIDER, version_id
-        if span is None or not prices.enabled:
+        if span is None or not span.version.enabled:  # Disabled at the call's moment.
             return None, CostSource.UNPRICED, version_id
+        if span.version.is_free:  # Free at the call's moment: costs nothing, and says which version.
+            return _FREE, CostSource.COMPUTED, version_id
         if span.rates is None:
             cost = call_cost(
                 version=span.version,
@@ -157,7 +171,8 @@ def _rows_priced(
     records: Sequence[CheckedRecord], log_ids: Sequence[int | None], book: PriceBook, now: datetime
 ) -> list[UsageRow]:
     """The batch's rows as stored: each record with its id, its moment (now when it gave none) and its price."""
-    price = BatchPricer(book).price
+    pricer = BatchPricer(book)
+    price, counted_name, counted = pricer.price, pricer.counted_name, pricer.counted_names.get
     rows = []
     append = rows.append
     for record, log_id in zip(records, log_ids, strict=True):
@@ -165,7 +180,7 @@ def _rows_priced(
         cost, source, version_id = price(record, timestamp)
         fields = (
             log_id,
-            record.model_name,
+            counted(record.model_name) or counted_name(record.model_name),  # A dict hit after each name's first.
             record.decision_id,
             record.user_id,
             record.prompt_tokens,
@@ -185,6 +200,7 @@ def _rows_priced(
             record.error_message,
             record.purpose,
             timestamp,
+            record.model_name,
         )
         append(_new_tuple(UsageRow, fields))  # UsageRow(*fields) without its argument parsing.
     return rows

@@ -1,6 +1,7 @@
 from datetime import datetime
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -58,7 +59,10 @@ class Command(BaseCommand):
         if not apply:
             self.stdout.write(f"Dry run: {len(changes)} change(s). Run again with --apply to put them in force.")
             return
-        applied = price_changes_apply(
-            changes=changes, effective_from=effective_from or timezone.now(), source=f"LiteLLM price map {file.name}"
-        )
+        try:
+            applied = price_changes_apply(
+                changes=changes, effective_from=effective_from, source=f"LiteLLM price map {file.name}"
+            )
+        except ValidationError as error:
+            raise CommandError("; ".join(error.messages)) from error
         self.stdout.write(self.style.SUCCESS(f"Applied {applied} change(s) as new price versions."))

@@ -3,7 +3,14 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
-from usage.consistency import ConsistencyReading, MonthModel, money, usage_consistency_read
+from usage.consistency import (
+    ConsistencyReading,
+    MonthModel,
+    calls_text,
+    money,
+    usage_consistency_read,
+    usage_rows_outside_version_span,
+)
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 COLUMNS = (
@@ -50,8 +57,16 @@ class Command(BaseCommand):
         if rows:
             self._table(reading, rows)
         self._counters(reading)
+        breaches = usage_rows_outside_version_span(month=only)
+        for breach in breaches:
+            until = "in force" if breach.effective_to is None else f"to {breach.effective_to.isoformat()}"
+            self.stderr.write(
+                f"{breach.model_name}: {calls_text(breach.calls)} from {breach.first.isoformat()} to "
+                f"{breach.last.isoformat()} point at price version {breach.price_version_id}, in force from "
+                f"{breach.effective_from.isoformat()} {until}, whose span excludes them."
+            )
         self._summary(reading, only)
-        if not reading.consistent:
+        if not reading.consistent or breaches:
             raise SystemExit(1)
 
     def _table(self, reading: ConsistencyReading, rows: list[MonthModel]) -> None:

@@ -33,7 +33,7 @@ CREATE TABLE {LOG_TABLE} (
     cached_tokens integer NOT NULL,
     reasoning_tokens integer NOT NULL,
     success boolean NOT NULL,
-    cost numeric(20, 8) NULL,
+    cost numeric(40, 24) NULL,
     cost_source varchar(10) NOT NULL,
     model_name varchar(100) NOT NULL,
     decision_id varchar(100) NOT NULL,

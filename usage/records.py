@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 
-from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, quantize_cost
+from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
 
 MAX_TOKENS = 2_147_483_647  # The columns are PostgreSQL integers.
 MAX_USER_ID = MAX_TOKENS
@@ -82,6 +82,12 @@ class CheckedRecord(NamedTuple):
     purpose: str
     timestamp: datetime | None
     cost: Decimal | None
+    # Bridge for the price side (i15-prices) until the usage side adds these counts with their rules.
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    output_image_tokens: int = 0
 
     @property
     def idempotency_pair(self) -> tuple[str, str] | None:
@@ -228,7 +234,7 @@ def _cost(value) -> Decimal | None:
         raise UsageRecordInvalid("cost", message, "max_whole_digits")
     if value < 0:
         raise UsageRecordInvalid("cost", "Ensure this value is greater than or equal to 0.", "min_value")
-    return quantize_cost(value)
+    return value
 
 
 def _given_tokens(record: UsageRecordInput) -> list[int]:

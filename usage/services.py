@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core.money import ZERO, quantize_cost
+from core.money import ZERO
 from core.timeutils import month_bounds, month_start
 from pricing.models import ModelPriceVersion
 from pricing.selectors import PriceBook, price_book_for_models
@@ -133,18 +133,13 @@ class BatchPricer:
                     span = None
         version_id = None if span is None else span.version_id
         if record.cost is not None:
-            return quantize_cost(record.cost), CostSource.PROVIDER, version_id
+            return record.cost, CostSource.PROVIDER, version_id
         if span is None or not prices.enabled:
             return None, CostSource.UNPRICED, version_id
         if span.rates is None:
-            cost = call_cost(
-                version=span.version,
-                prompt_tokens=record.prompt_tokens,
-                completion_tokens=record.completion_tokens,
-                cached_tokens=record.cached_tokens,
-            )
+            cost = call_cost(version=span.version, tokens=record)
         else:
-            cost = call_cost_at_rates(span.rates, record.prompt_tokens, record.completion_tokens, record.cached_tokens)
+            cost = call_cost_at_rates(span.rates, record)
         return cost, CostSource.COMPUTED, version_id
 
 

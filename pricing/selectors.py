@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.db import connection
 
-from pricing.models import ModelPriceVersion, ModelPricing
+from pricing.models import ModelPriceVersion, ModelPriceVersionTier, ModelPricing
 from pricing.providers import provider_canonical
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
         for version in versions:
             book.pricing_by_model.setdefault(version.pricing.model_name, version.pricing)
             book.add_version(version, version.pricing.model_name)
+        _tiers_attach(book, list(ModelPriceVersionTier.objects.filter(version__pricing__model_name__in=names)))
         return book.finish()
     if not names:
         return book.finish()
@@ -84,7 +85,22 @@ def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
             book.pricing_by_model[pricing.model_name] = pricing
         version.pricing = pricing  # As select_related("pricing") sets it: no query on access.
         book.add_version(version, pricing.model_name)
+    if rows:
+        with connection.cursor() as cursor:
+            cursor.execute(_price_book_tiers_sql(), [names])
+            tiers = [ModelPriceVersionTier.from_db(alias, _TIER_NAMES, row) for row in cursor.fetchall()]
+        _tiers_attach(book, tiers)
     return book.finish()
+
+
+def _tiers_attach(book: PriceBook, tiers: list[ModelPriceVersionTier]) -> None:
+    """Give each version of the book its long-context tiers (none: an empty list, no query later)."""
+    by_version: dict[int, list[ModelPriceVersionTier]] = defaultdict(list)
+    for tier in tiers:
+        by_version[tier.version_id].append(tier)
+    for versions in book._versions.values():
+        for version in versions:
+            version.price_tiers_set(by_version.get(version.pk, []))
 
 
 _VERSION_FIELDS = ModelPriceVersion._meta.concrete_fields
@@ -92,6 +108,28 @@ _PRICING_FIELDS = ModelPricing._meta.concrete_fields
 _VERSION_NAMES = [f.attname for f in _VERSION_FIELDS]
 _PRICING_NAMES = [f.attname for f in _PRICING_FIELDS]
 _PRICING_NAME_INDEX = _PRICING_NAMES.index("model_name")
+
+
+_TIER_FIELDS = ModelPriceVersionTier._meta.concrete_fields
+_TIER_NAMES = [f.attname for f in _TIER_FIELDS]
+
+
+@functools.cache
+def _price_book_tiers_sql() -> str:
+    """Every column of the tiers of the versions of an array of model names (PostgreSQL)."""
+    qn = connection.ops.quote_name
+    tier_table, version_table = ModelPriceVersionTier._meta.db_table, ModelPriceVersion._meta.db_table
+    pricing_table = ModelPricing._meta.db_table
+    columns = [f"t.{qn(f.column)}" for f in _TIER_FIELDS]
+    version_fk = qn(ModelPriceVersionTier._meta.get_field("version").column)
+    pricing_fk = qn(ModelPriceVersion._meta.get_field("pricing").column)
+    name = qn(ModelPricing._meta.get_field("model_name").column)
+    return (
+        f"SELECT {', '.join(columns)} FROM {tier_table} t "  # noqa: S608 -- names from metadata
+        f"JOIN {version_table} v ON v.{qn(ModelPriceVersion._meta.pk.column)} = t.{version_fk} "
+        f"JOIN {pricing_table} p ON p.{qn(ModelPricing._meta.pk.column)} = v.{pricing_fk} "
+        f"WHERE p.{name} = ANY(%s::text[])"
+    )
 
 
 @functools.cache

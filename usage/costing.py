@@ -137,7 +137,7 @@ class IntegerRates(NamedTuple):
 
 
 def _units(price: Decimal, per: int) -> int | None:
-    scaled = price * per
+    scaled = Decimal(price) * per
     return int(scaled) if price >= 0 and scaled == scaled.to_integral_value() else None
 
 

@@ -303,6 +303,7 @@ def _plain_text(value, limit: int) -> bool:
 
 
 _new_tuple = tuple.__new__
+_NO_OTHER_KINDS = (0, 0, 0, 0, 0)
 
 
 # Zones with one offset forever: a timestamp in one of them compares with bounds in the same zone
@@ -386,6 +387,7 @@ def _plain(record: UsageRecordInput, window: PlausibleWindow) -> CheckedRecord |
         record.purpose,
         timestamp,
         None,
+        *_NO_OTHER_KINDS,  # Bridge (i15-prices): the usage side fills these.
     )
     return _new_tuple(CheckedRecord, fields)  # CheckedRecord(*fields) without its argument parsing.
 

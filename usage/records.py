@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 
-from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
+from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, cost_exact
 
 MAX_TOKENS = 2_147_483_647  # The columns are PostgreSQL integers.
 MAX_USER_ID = MAX_TOKENS
@@ -234,7 +234,7 @@ def _cost(value) -> Decimal | None:
         raise UsageRecordInvalid("cost", message, "max_whole_digits")
     if value < 0:
         raise UsageRecordInvalid("cost", "Ensure this value is greater than or equal to 0.", "min_value")
-    return value
+    return cost_exact(value)  # At the stored scale; never rounds (the places were checked above).
 
 
 def _given_tokens(record: UsageRecordInput) -> list[int]:

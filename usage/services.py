@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core.money import ZERO
+from core.money import ZERO, cost_exact
 from core.timeutils import month_bounds, month_start
 from pricing.models import ModelPriceVersion
 from pricing.selectors import PriceBook, price_book_for_models
@@ -133,7 +133,7 @@ class BatchPricer:
                     span = None
         version_id = None if span is None else span.version_id
         if record.cost is not None:
-            return record.cost, CostSource.PROVIDER, version_id
+            return cost_exact(record.cost), CostSource.PROVIDER, version_id
         if span is None or not prices.enabled:
             return None, CostSource.UNPRICED, version_id
         if span.rates is None:

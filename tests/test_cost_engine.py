@@ -445,3 +445,35 @@ def test_the_admin_refuses_bad_tiers_and_bad_prices_with_the_services_messages(s
         assert response.status_code == 200
         assert message in response.content.decode()
     assert pricing.price_versions.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_admin_add_form_creates_the_model_with_its_tiers_in_its_first_version(staff_client):
+    data = {
+        "model_name": "gemini-admin",
+        "provider": "google",
+        "display_name": "Gemini admin",
+        "model_type": "chat",
+        "currency": "USD",
+        "input_price_per_million": "1.25",
+        "output_price_per_million": "10",
+        "price_per_call": "0.000000000000000001",
+        "enabled": "on",
+        "price_versions-TOTAL_FORMS": "0",
+        "price_versions-INITIAL_FORMS": "0",
+        "tiers-INITIAL_FORMS": "0",
+        "_save": "Save",
+    }
+    data = _with_tiers(
+        data, [{"above_prompt_tokens": 200_000, "input_price_per_million": "2.5", "output_price_per_million": "15"}]
+    )
+    response = staff_client.post(reverse("admin:pricing_modelpricing_add"), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    pricing = ModelPricing.objects.get(model_name="gemini-admin")
+    assert pricing.provider == "Google"
+    version = pricing.price_versions.get()
+    assert version.price_per_call == Decimal("1E-18")
+    assert list(version.tiers.values_list("above_prompt_tokens", "input_price_per_million")) == [
+        (200_000, Decimal("2.5"))
+    ]
+    assert list(pricing.tiers.values_list("above_prompt_tokens", flat=True)) == [200_000]

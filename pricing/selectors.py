@@ -77,7 +77,9 @@ def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
         rows = cursor.fetchall()
     version_columns = len(_VERSION_FIELDS)
     alias = connection.alias
-    for row in rows:
+    tiered = False
+    for *row, has_tiers in rows:
+        tiered = tiered or has_tiers
         version = ModelPriceVersion.from_db(alias, _VERSION_NAMES, row[:version_columns])
         pricing = book.pricing_by_model.get(row[version_columns + _PRICING_NAME_INDEX])
         if pricing is None:
@@ -85,11 +87,12 @@ def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
             book.pricing_by_model[pricing.model_name] = pricing
         version.pricing = pricing  # As select_related("pricing") sets it: no query on access.
         book.add_version(version, pricing.model_name)
-    if rows:
+    tiers = []
+    if tiered:  # Most batches price no tiered model: then no second query.
         with connection.cursor() as cursor:
             cursor.execute(_price_book_tiers_sql(), [names])
             tiers = [ModelPriceVersionTier.from_db(alias, _TIER_NAMES, row) for row in cursor.fetchall()]
-        _tiers_attach(book, tiers)
+    _tiers_attach(book, tiers)
     return book.finish()
 
 
@@ -134,10 +137,18 @@ def _price_book_tiers_sql() -> str:
 
 @functools.cache
 def _price_book_sql() -> str:
-    """Every column of the versions and their pricing rows, for an array of model names (PostgreSQL)."""
+    """Every column of the versions and their pricing rows, for an array of model names, and whether the
+    version has tiers (PostgreSQL)."""
     qn = connection.ops.quote_name
     version_table, pricing_table = ModelPriceVersion._meta.db_table, ModelPricing._meta.db_table
     columns = [f"v.{qn(f.column)}" for f in _VERSION_FIELDS] + [f"p.{qn(f.column)}" for f in _PRICING_FIELDS]
+    tier_table, tier_fk = (
+        ModelPriceVersionTier._meta.db_table,
+        qn(ModelPriceVersionTier._meta.get_field("version").column),
+    )
+    columns.append(
+        f"EXISTS (SELECT 1 FROM {tier_table} t WHERE t.{tier_fk} = v.{qn(ModelPriceVersion._meta.pk.column)})"  # noqa: S608
+    )
     pricing_fk = qn(ModelPriceVersion._meta.get_field("pricing").column)
     name = qn(ModelPricing._meta.get_field("model_name").column)
     return (

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.api.serializers import output_data
+from core.money import cost_exact
 from ingest.apis import UsageIngestApi
 from ingest.services import usage_record, usage_record_batch
 from pricing.models import TOKEN_PRICE_FIELDS, ModelPriceVersion, ModelPriceVersionTier, ModelPricing
@@ -160,7 +161,7 @@ def _slow_price(record: CheckedRecord, book: PriceBook, at: datetime) -> tuple:
     version = book.version_at(record.model_name, at) if pricing is not None else None
     version_id = None if version is None else version.pk
     if record.cost is not None:
-        return record.cost, CostSource.PROVIDER, version_id
+        return cost_exact(record.cost), CostSource.PROVIDER, version_id  # At the stored scale, unrounded.
     if version is not None and pricing.enabled:
         return call_cost(version=version, tokens=record), CostSource.COMPUTED, version_id
     return None, CostSource.UNPRICED, version_id

@@ -477,3 +477,45 @@ def test_the_admin_add_form_creates_the_model_with_its_tiers_in_its_first_versio
         (200_000, Decimal("2.5"))
     ]
     assert list(pricing.tiers.values_list("above_prompt_tokens", flat=True)) == [200_000]
+
+
+SQLITE_SCRIPT = """
+import django
+django.setup()
+from datetime import timedelta
+from decimal import Context, Decimal
+from django.core.management import call_command
+from django.utils import timezone
+from ingest.services import usage_record_batch
+from pricing.services import PriceTierInput, model_pricing_create
+from usage.models import UsageCounter, UsageLog
+from usage.records import UsageRecordInput
+
+call_command("migrate", verbosity=0)
+model_pricing_create(
+    model_name="sqlite-tiered", provider="Google", display_name="t", model_type="chat", currency="USD",
+    input_price_per_million=Decimal("1.25"), output_price_per_million=Decimal("0.200000000000000002"),
+    tiers=[PriceTierInput(above_prompt_tokens=200_000, input_price_per_million=Decimal("2.5"),
+                          output_price_per_million=Decimal("15"))],
+    effective_from=timezone.now() - timedelta(days=1),
+)
+usage_record_batch(records=[
+    UsageRecordInput(model_name="sqlite-tiered", prompt_tokens=200_001, completion_tokens=0),
+    UsageRecordInput(model_name="sqlite-tiered", prompt_tokens=10, completion_tokens=3),
+])
+fifteen = Context(prec=15)
+costs = [log.cost for log in UsageLog.objects.order_by("id")]
+expected = [Decimal("0.5000025"), Decimal("0.000013100000000000000006")]
+assert [fifteen.plus(c) for c in costs] == [fifteen.plus(e) for e in expected], costs
+total = UsageCounter.objects.get(model_name="sqlite-tiered").total_cost
+assert fifteen.plus(total) == fifteen.plus(sum(expected)), total
+print("sqlite tiers ok")
+"""
+
+
+def test_sqlite_prices_tiers_and_is_exact_to_fifteen_significant_digits(tmp_path):
+    from tests.sqlite_process import sqlite_python
+
+    result = sqlite_python(tmp_path / "tiers.sqlite3", "-c", SQLITE_SCRIPT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sqlite tiers ok" in result.stdout

@@ -241,7 +241,11 @@ def test_a_price_with_eighteen_places_is_stored_and_read_back_exactly():
         assert (row.input_price_per_million, row.output_price_per_million) == (Decimal("0.0359375"), price)
         assert row.price_per_call == fee
     log = usage_record_batch(records=[UsageRecordInput(model_name="eighteen", prompt_tokens=0, completion_tokens=7)])
-    assert UsageLog.objects.get(pk=log[0].pk).cost == fee + 7 * price / M
+    exact = fee + 7 * price / M  # 36 significant digits: Python's default context would keep 28.
+    assert UsageLog.objects.get(pk=log[0].pk).cost == exact
+    assert UsageCounter.objects.get(model_name="eighteen").total_cost == exact  # Summed in Python, then SQL.
+    rollups_compact()
+    assert UsageRollupHour.objects.get(model_name="eighteen").cost == exact
 
 
 def test_price_validation_rejects_negative_too_precise_and_missing_prices():

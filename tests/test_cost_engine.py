@@ -523,3 +523,23 @@ def test_sqlite_prices_tiers_and_is_exact_to_fifteen_significant_digits(tmp_path
     result = sqlite_python(tmp_path / "tiers.sqlite3", "-c", SQLITE_SCRIPT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sqlite tiers ok" in result.stdout
+
+
+@pytest.mark.django_db
+def test_stats_show_the_exact_sum_rounded_once_at_display(staff_client):
+    model_pricing_create(
+        model_name="display-test",
+        provider="OpenAI",
+        display_name="display-test",
+        model_type="chat",
+        currency="USD",
+        input_price_per_million=Decimal("0.15"),
+        output_price_per_million=Decimal("0.6"),
+        cached_input_price_per_million=Decimal("0.075"),
+        effective_from=timezone.now() - timedelta(days=1),
+    )
+    one = UsageRecordInput(model_name="display-test", prompt_tokens=1, completion_tokens=0, cached_tokens=1)
+    usage_record_batch(records=[one] * 3)
+    assert UsageLog.objects.filter(model_name="display-test").aggregate(c=Sum("cost"))["c"] == Decimal("2.25E-7")
+    summary = staff_client.get("/api/v1/ai-platforms/stats", {"time_range": "all"}).json()["data"]["summary"]
+    assert summary["total_cost"] == "0.00000022"  # 0.000000225, half to even once; not 3 x 0.00000008.

@@ -73,8 +73,8 @@ def _budget_use(pricing: ModelPricing | None, spent: Decimal) -> dict:
         return {"monthly_budget": None, "current_month_cost": ZERO, "budget_used_percent": None}
     budget = pricing.monthly_budget
     return {
-        "monthly_budget": budget,
-        "current_month_cost": spent,
+        "monthly_budget": None if budget is None else money_display(budget),
+        "current_month_cost": money_display(spent),
         "budget_used_percent": percent_of(spent, budget) if budget else None,
     }
 

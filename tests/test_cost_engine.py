@@ -543,3 +543,37 @@ def test_stats_show_the_exact_sum_rounded_once_at_display(staff_client):
     assert UsageLog.objects.filter(model_name="display-test").aggregate(c=Sum("cost"))["c"] == Decimal("2.25E-7")
     summary = staff_client.get("/api/v1/ai-platforms/stats", {"time_range": "all"}).json()["data"]["summary"]
     assert summary["total_cost"] == "0.00000022"  # 0.000000225, half to even once; not 3 x 0.00000008.
+
+
+@pytest.mark.django_db
+def test_the_admin_change_form_saved_unchanged_adds_no_version_and_keeps_the_tiers(staff_client):
+    pricing = model_pricing_create(
+        model_name="unchanged",
+        provider="Google",
+        display_name="unchanged",
+        model_type="chat",
+        currency="USD",
+        **GEMINI_PRO,
+        tiers=[_tier(200_000, "2.5", "15")],
+    )
+    tier = ModelPriceTier.objects.get(pricing=pricing)
+    data = _with_tiers(
+        _change_form(pricing),
+        [
+            {
+                "id": tier.pk,
+                "pricing": pricing.pk,
+                "above_prompt_tokens": tier.above_prompt_tokens,
+                "input_price_per_million": tier.input_price_per_million,
+                "output_price_per_million": tier.output_price_per_million,
+            }
+        ],
+    )
+    data["tiers-INITIAL_FORMS"] = "1"
+    data["display_name"] = "renamed"
+    url = reverse("admin:pricing_modelpricing_change", args=[pricing.pk])
+    response = staff_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert ModelPricing.objects.get(pk=pricing.pk).display_name == "renamed"
+    assert pricing.price_versions.count() == 1
+    assert list(ModelPriceTier.objects.filter(pricing=pricing).values_list("pk", flat=True)) == [tier.pk]

@@ -10,14 +10,15 @@ from alerts.selectors import BudgetStatus, budget_alert_list, global_budget_stat
 from core.api.exceptions import ApiError
 from core.api.fields import lookup_field
 from core.api.responses import ErrorResponseSerializer, success_response
-from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
+from core.money import COST_DISPLAY_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
 from core.timeutils import month_bounds
 from pricing.selectors import model_pricing_for_name
 from usage.permissions import CanReadStats, CanWriteUsage
 
 
 def _money(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, **kwargs)
+    # Output only: shown as core.money.money_display shows a cost.
+    return serializers.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DISPLAY_PLACES, **kwargs)
 
 
 def _percent(**kwargs) -> serializers.DecimalField:

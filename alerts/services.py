@@ -39,7 +39,7 @@ from alerts.selectors import (
     capped_percent,
     model_activity,
 )
-from core.money import percent_of, quantize_cost
+from core.money import money_display, percent_of
 from pricing.selectors import model_pricings_budgeted
 
 logger = logging.getLogger("aicost.alerts")
@@ -119,7 +119,7 @@ def _error_rate_alerts(*, model_name: str, activity: ModelActivity, windows: Act
 def _spend_spike_alerts(*, model_name: str, activity: ModelActivity, windows: ActivityWindows, now: datetime):
     if activity.cost_trailing <= 0 or activity.cost_today < config.spend_spike_min_cost():
         return []  # No baseline to compare with, or too little money to matter.
-    average = quantize_cost(activity.cost_trailing / windows.trailing_days)
+    average = money_display(activity.cost_trailing / windows.trailing_days)
     ratio = capped_percent(activity.cost_today, average)
     return [
         BudgetAlert(

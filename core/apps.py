@@ -6,3 +6,8 @@ class CoreConfig(AppConfig):
 
     name = "core"
     verbose_name = "aicost core"
+
+    def ready(self) -> None:
+        from core.money import money_context_install
+
+        money_context_install()

@@ -1,14 +1,24 @@
-"""Money and price precision, defined once. Amounts are Decimal everywhere; never float."""
+"""Money and price precision, defined once. Amounts are Decimal everywhere; never float.
 
-from decimal import ROUND_HALF_EVEN, Decimal
+Storage never rounds: a price keeps the places it was published with (up to 18 per million tokens),
+and a cost is price x tokens / 10^6 to the last digit (24 places), so a sum of calls equals the cost
+of their summed tokens. Rounding happens at display only, in money_display.
+"""
 
-# Prices are per one million tokens, e.g. 0.150000 USD.
-PRICE_MAX_DIGITS = 14
-PRICE_DECIMAL_PLACES = 6
+import decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 
-# A single call can cost a few millionths of a cent; 8 places keep one cached token exact.
-COST_MAX_DIGITS = 20
-COST_DECIMAL_PLACES = 8
+# Prices are per one million tokens, kept as published (LiteLLM: 0.0359375, 0.20000000000000002).
+PRICE_MAX_DIGITS = 30
+PRICE_DECIMAL_PLACES = 18
+
+# price (18 places) x tokens / 10^6: every cost of one call is a whole number of 10^-24.
+COST_DECIMAL_PLACES = PRICE_DECIMAL_PLACES + 6
+COST_MAX_DIGITS = 40
+
+# What reports, the APIs and the cost page show of a cost (as before exact storage): 8 places,
+# half to even, applied once, by money_display.
+COST_DISPLAY_PLACES = 8
 
 # Percentages (budget use, success rate) as shown to people.
 PERCENT_MAX_DIGITS = 9
@@ -16,21 +26,59 @@ PERCENT_DECIMAL_PLACES = 2
 
 TOKENS_PER_PRICE_UNIT = Decimal(1_000_000)
 COST_QUANTUM = Decimal(1).scaleb(-COST_DECIMAL_PLACES)
+COST_DISPLAY_QUANTUM = Decimal(1).scaleb(-COST_DISPLAY_PLACES)
 PERCENT_QUANTUM = Decimal(1).scaleb(-PERCENT_DECIMAL_PLACES)
 ZERO = Decimal(0)
 
+# Python's default context keeps 28 significant digits: too few for a 40-digit cost. Money
+# arithmetic that must be exact runs in this one (and core.apps installs its precision as the
+# default, so sums of costs in Python are exact too).
+MONEY_PRECISION = 2 * COST_MAX_DIGITS
+MONEY_CONTEXT = Context(
+    prec=MONEY_PRECISION,
+    rounding=ROUND_HALF_EVEN,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
+_EXACT = MONEY_CONTEXT.copy()
+_EXACT.traps[decimal.Inexact] = True
+# SQLite keeps decimals as floating point; Django reads them with 15 significant digits.
+_SQLITE_DIGITS = Context(prec=15, rounding=ROUND_HALF_EVEN)
 
-def quantize_cost(amount: Decimal) -> Decimal:
-    """Round a cost to the stored precision (banker's rounding, so sums do not drift)."""
-    return amount.quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+def money_context_install() -> None:
+    """Make MONEY_CONTEXT's precision the default of this thread and of threads started later."""
+    decimal.DefaultContext.prec = max(decimal.DefaultContext.prec, MONEY_PRECISION)
+    context = decimal.getcontext()
+    context.prec = max(context.prec, MONEY_PRECISION)
+
+
+def money_display(amount: Decimal) -> Decimal:
+    """A cost as people see it: COST_DISPLAY_PLACES places, half to even. The only rounding of money."""
+    return amount.quantize(COST_DISPLAY_QUANTUM, rounding=ROUND_HALF_EVEN, context=MONEY_CONTEXT)
+
+
+def cost_exact(amount: Decimal) -> Decimal:
+    """An exact cost at the stored scale (24 places); raises decimal.Inexact rather than round."""
+    return amount.quantize(COST_QUANTUM, context=_EXACT)
+
+
+def cost_from_float(value: float) -> Decimal:
+    """A cost SQLite summed as floating point, read as Django reads its decimals (15 significant digits)."""
+    return _SQLITE_DIGITS.create_decimal_from_float(value)
+
+
+def decimal_places(value: Decimal) -> int:
+    """How many places after the point a Decimal carries (0 for whole numbers)."""
+    exponent = value.as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
 
 
 def quantize_percent(amount: Decimal) -> Decimal:
-    return amount.quantize(PERCENT_QUANTUM, rounding=ROUND_HALF_EVEN)
+    return amount.quantize(PERCENT_QUANTUM, rounding=ROUND_HALF_EVEN, context=MONEY_CONTEXT)
 
 
 def percent_of(part: Decimal, whole: Decimal) -> Decimal:
     """part / whole as a percentage; 0 when whole is 0 (nothing to compare against)."""
     if not whole:
         return quantize_percent(ZERO)
-    return quantize_percent(Decimal(part) * 100 / Decimal(whole))
+    return quantize_percent(MONEY_CONTEXT.divide(MONEY_CONTEXT.multiply(Decimal(part), 100), Decimal(whole)))

@@ -2,17 +2,31 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 
 from core.admin_base import ReadOnlyModelAdmin
-from pricing.models import ModelNamePattern, ModelPriceVersion, ModelPricing
+from pricing.models import (
+    PRICE_FIELDS,
+    REQUIRED_TOKEN_PRICE_FIELDS,
+    TOKEN_PRICE_FIELDS,
+    ModelNamePattern,
+    ModelPriceTier,
+    ModelPriceVersion,
+    ModelPriceVersionTier,
+    ModelPricing,
+)
 from pricing.selectors import pricing_match
 from pricing.services import (
+    PriceTierInput,
     model_name_check,
     model_name_patterns_check,
     model_name_patterns_set,
     model_pricing_create,
     model_pricing_set_enabled,
     model_pricing_update,
+    price_tier_validated,
+    price_tiers_validated,
+    price_validated,
 )
 
 TEST_NAME_PARAMETER = "test_name"
@@ -73,9 +87,31 @@ class NamePatternInline(admin.TabularInline):
 
 
 class ModelPricingForm(forms.ModelForm):
+    """The prices obey pricing.services' rules (the same the services apply)."""
+
     class Meta:
         model = ModelPricing
-        fields = "__all__"  # noqa: DJ007 -- the admin's fieldsets decide what is shown
+        fields = [
+            "model_name",
+            "provider",
+            "display_name",
+            "model_type",
+            "currency",
+            *PRICE_FIELDS,
+            "monthly_budget",
+            "enabled",
+            "is_free",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in PRICE_FIELDS:
+            if name in cleaned:
+                try:
+                    price_validated(field=name, value=cleaned[name], required=name in REQUIRED_TOKEN_PRICE_FIELDS)
+                except ValidationError as error:
+                    self.add_error(None, error)
+        return cleaned
 
     def clean_model_name(self) -> str:
         model_name = self.cleaned_data["model_name"]
@@ -86,6 +122,58 @@ class ModelPricingForm(forms.ModelForm):
         return model_name
 
 
+def _tier_input(cleaned: dict) -> PriceTierInput:
+    return PriceTierInput(
+        above_prompt_tokens=cleaned.get("above_prompt_tokens"),
+        **{name: cleaned.get(name) for name in TOKEN_PRICE_FIELDS},
+    )
+
+
+class PriceTierForm(forms.ModelForm):
+    class Meta:
+        model = ModelPriceTier
+        fields = ["above_prompt_tokens", *TOKEN_PRICE_FIELDS]
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors and not cleaned.get("DELETE"):
+            try:
+                price_tier_validated(tier=_tier_input(cleaned))
+            except ValidationError as error:
+                self.add_error(None, error)
+        return cleaned
+
+
+class PriceTierFormSet(BaseInlineFormSet):
+    def tiers(self) -> list[PriceTierInput]:
+        """The tiers the form keeps (empty extra forms and deleted ones left out)."""
+        return [
+            _tier_input(form.cleaned_data)
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+
+    def clean(self):
+        if not any(self.errors):  # Before Django's own uniqueness check: the services' message.
+            try:
+                price_tiers_validated(tiers=self.tiers())
+            except ValidationError as error:
+                messages = [message for field_messages in error.message_dict.values() for message in field_messages]
+                raise ValidationError(messages) from None
+        super().clean()
+
+
+class PriceTierInline(admin.TabularInline):
+    """Long-context tiers of the prices in force: a call with more prompt tokens than a tier's
+    threshold is priced entirely at the highest such tier. Saving a change opens a new price version."""
+
+    model = ModelPriceTier
+    form = PriceTierForm
+    formset = PriceTierFormSet
+    extra = 1
+    fields = ["above_prompt_tokens", *TOKEN_PRICE_FIELDS]
+
+
 class PriceVersionInline(admin.TabularInline):
     """Price history, read-only: a version is never edited once it has been in force."""
 
@@ -93,25 +181,24 @@ class PriceVersionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     ordering = ["-effective_from"]
-    fields = [
-        "effective_from",
-        "effective_to",
-        "input_price_per_million",
-        "output_price_per_million",
-        "cached_input_price_per_million",
-        "currency",
-        "enabled",
-        "is_free",
-        "source",
-    ]
+    fields = ["effective_from", "effective_to", *PRICE_FIELDS, "currency", "enabled", "is_free", "source"]
     readonly_fields = fields
+    show_change_link = True
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
 
+_PRICE_FIELDSETS = [
+    ("Input prices (per million tokens)", {"fields": list(TOKEN_PRICE_FIELDS[:5])}),
+    ("Output prices (per million tokens)", {"fields": list(TOKEN_PRICE_FIELDS[5:])}),
+    ("Per call", {"fields": ["price_per_call"]}),
+]
+
+
 @admin.register(ModelPricing)
 class ModelPricingAdmin(admin.ModelAdmin):
+    form = ModelPricingForm
     list_display = [
         "model_name",
         "display_name",
@@ -135,24 +222,45 @@ class ModelPricingAdmin(admin.ModelAdmin):
     list_filter = ["provider", "enabled", "model_type", "is_free"]
     search_fields = ["model_name", "display_name", "provider"]
     readonly_fields = ["created_at", "updated_at"]
-    form = ModelPricingForm
-    inlines = [NamePatternInline, PriceVersionInline]
+    fieldsets = [
+        (None, {"fields": ["model_name", "provider", "display_name", "model_type", "currency"]}),
+        *_PRICE_FIELDSETS,
+        (None, {"fields": ["monthly_budget", "enabled", "is_free", "created_at", "updated_at"]}),
+    ]
+    inlines = [NamePatternInline, PriceTierInline, PriceVersionInline]
     actions = ["enable_models", "disable_models"]
     change_list_template = "admin/pricing/modelpricing/change_list.html"
 
+    def get_changelist_form(self, request, **kwargs):
+        return super().get_changelist_form(request, form=ModelPricingForm, **kwargs)
+
     def save_model(self, request, obj: ModelPricing, form, change: bool) -> None:
+        """Nothing here: save_related writes the model, its prices and its tiers together, through
+        pricing.services, so one edit of prices and tiers makes one price version."""
+
+    def save_related(self, request, form, formsets, change: bool) -> None:
+        tiers = None
+        patterns = None
+        for formset in formsets:
+            if isinstance(formset, NamePatternFormSet):
+                patterns = formset
+                continue
+            formset.save(commit=False)  # Only what changed, for the admin's history; the services write.
+            if isinstance(formset, PriceTierFormSet) and formset.has_changed():
+                tiers = formset.tiers()
+        obj = form.instance
         if change:
             data = {name: form.cleaned_data[name] for name in form.changed_data}
-            model_pricing_update(pricing=obj, data=data)
+            model_pricing_update(pricing=obj, data=data, tiers=tiers)
         else:
-            created = model_pricing_create(**{name: form.cleaned_data[name] for name in _CREATE_FIELDS}, source="admin")
+            fields = {name: form.cleaned_data[name] for name in _CREATE_FIELDS}
+            created = model_pricing_create(**fields, tiers=tiers or (), source="admin")
             obj.pk = created.pk
+        if patterns is not None:
+            self._patterns_save(obj, patterns)
 
-    def save_formset(self, request, form, formset, change: bool) -> None:
-        if not isinstance(formset, NamePatternFormSet):
-            super().save_formset(request, form, formset, change)
-            return
-        model_name_patterns_set(pricing=form.instance, patterns=formset.patterns())
+    def _patterns_save(self, pricing: ModelPricing, formset: "NamePatternFormSet") -> None:
+        model_name_patterns_set(pricing=pricing, patterns=formset.patterns())
         # What the admin's change message reads (formset.save() would set them).
         formset.new_objects = [f.instance for f in formset.extra_forms if f.has_changed() and f.cleaned_data]
         formset.changed_objects = []
@@ -182,19 +290,23 @@ class ModelPricingAdmin(admin.ModelAdmin):
         self.message_user(request, f"Disabled {count} model(s).", messages.SUCCESS)
 
 
-_CREATE_FIELDS = [
-    "model_name",
-    "provider",
-    "display_name",
-    "model_type",
-    "currency",
-    "input_price_per_million",
-    "output_price_per_million",
-    "cached_input_price_per_million",
-    "monthly_budget",
-    "enabled",
-    "is_free",
-]
+_CREATE_FIELDS = ModelPricingForm.Meta.fields
+
+
+class PriceVersionTierInline(admin.TabularInline):
+    """The tiers the version holds, as they were in force with it."""
+
+    model = ModelPriceVersionTier
+    extra = 0
+    can_delete = False
+    fields = ["above_prompt_tokens", *TOKEN_PRICE_FIELDS]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(ModelPriceVersion)
@@ -214,3 +326,8 @@ class ModelPriceVersionAdmin(ReadOnlyModelAdmin):
     list_filter = ["pricing__provider", "currency"]
     search_fields = ["pricing__model_name", "source"]
     list_select_related = ["pricing"]
+    fieldsets = [
+        (None, {"fields": ["pricing", "currency", "effective_from", "effective_to", "source", "created_at"]}),
+        *_PRICE_FIELDSETS,
+    ]
+    inlines = [PriceVersionTierInline]

@@ -23,7 +23,78 @@ def _cost_field(**kwargs) -> models.DecimalField:
     return models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, **kwargs)
 
 
-class ModelPricing(models.Model):
+# The token prices of tokens.md, in the order of the cost formula (usage.costing): each per one
+# million tokens of its kind; empty (None) falls back as usage.costing.token_prices_resolved says.
+TOKEN_PRICE_FIELDS = (
+    "input_price_per_million",
+    "cached_input_price_per_million",
+    "cache_write_5m_price_per_million",
+    "cache_write_1h_price_per_million",
+    "input_audio_price_per_million",
+    "output_price_per_million",
+    "reasoning_price_per_million",
+    "output_audio_price_per_million",
+    "output_image_price_per_million",
+)
+REQUIRED_TOKEN_PRICE_FIELDS = ("input_price_per_million", "output_price_per_million")
+# Every price a version keeps: the token prices and the fixed fee per call (never tiered).
+PRICE_FIELDS = (*TOKEN_PRICE_FIELDS, "price_per_call")
+
+
+def _optional_price(help_text: str) -> models.DecimalField:
+    return _price_field(null=True, blank=True, help_text=help_text)
+
+
+def _prices_not_negative(name: str, fields: tuple[str, ...]) -> models.CheckConstraint:
+    condition = models.Q()
+    for field_name in fields:
+        if field_name in REQUIRED_TOKEN_PRICE_FIELDS:
+            condition &= models.Q(**{f"{field_name}__gte": 0})
+        else:
+            condition &= models.Q(**{f"{field_name}__isnull": True}) | models.Q(**{f"{field_name}__gte": 0})
+    return models.CheckConstraint(condition=condition, name=name)
+
+
+class TokenPrices(models.Model):
+    """A full set of token prices per one million tokens (a model's, a version's, a tier's)."""
+
+    input_price_per_million = _price_field(help_text="Price of one million prompt (input) tokens.")
+    cached_input_price_per_million = _optional_price(
+        "Price of one million prompt tokens read from the provider's cache; empty: the input price."
+    )
+    cache_write_5m_price_per_million = _optional_price(
+        "Price of one million prompt tokens written to a 5-minute cache (or a cache write of no stated "
+        "duration); empty: the input price."
+    )
+    cache_write_1h_price_per_million = _optional_price(
+        "Price of one million prompt tokens written to a 1-hour cache; empty: the 5-minute write price, "
+        "else the input price."
+    )
+    input_audio_price_per_million = _optional_price("Price of one million audio prompt tokens; empty: the input price.")
+    output_price_per_million = _price_field(help_text="Price of one million completion (output) tokens.")
+    reasoning_price_per_million = _optional_price(
+        "Price of one million reasoning (thinking) output tokens; empty: the output price."
+    )
+    output_audio_price_per_million = _optional_price(
+        "Price of one million audio output tokens; empty: the output price."
+    )
+    output_image_price_per_million = _optional_price(
+        "Price of one million image output tokens; empty: the output price."
+    )
+
+    class Meta:
+        abstract = True
+
+
+def _fee_field() -> models.DecimalField:
+    return _price_field(
+        null=True,
+        blank=True,
+        help_text="A fixed fee per successful call, in the model's currency (not per million); empty: none.",
+    )
+
+
+class ModelPricing(TokenPrices):
     """One AI model a team calls, its current list price and budget (its running counters are
     usage's: usage.models.UsageCounter).
 
@@ -38,13 +109,7 @@ class ModelPricing(models.Model):
     currency = models.CharField(
         max_length=3, default="USD", help_text="ISO 4217 code of all prices and costs of this model."
     )
-    input_price_per_million = _price_field(help_text="Price of one million prompt (input) tokens.")
-    output_price_per_million = _price_field(help_text="Price of one million completion (output) tokens.")
-    cached_input_price_per_million = _price_field(
-        null=True,
-        blank=True,
-        help_text="Price of one million cached prompt tokens; empty means cached tokens cost the input price.",
-    )
+    price_per_call = _fee_field()
     monthly_budget = _cost_field(null=True, blank=True, help_text="Empty means no budget for this model.")
     enabled = models.BooleanField(default=True)
     is_free = models.BooleanField(default=False)
@@ -55,23 +120,13 @@ class ModelPricing(models.Model):
         db_table = "ai_model_pricing"
         ordering = ["provider", "model_name"]
         verbose_name = "model price"
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(input_price_per_million__gte=0)
-                & models.Q(output_price_per_million__gte=0)
-                & (
-                    models.Q(cached_input_price_per_million__isnull=True)
-                    | models.Q(cached_input_price_per_million__gte=0)
-                ),
-                name="ai_model_pricing_prices_not_negative",
-            ),
-        ]
+        constraints = [_prices_not_negative("ai_model_pricing_prices_not_negative", PRICE_FIELDS)]
 
     def __str__(self) -> str:
         return self.display_name or self.model_name
 
 
-class ModelPriceVersion(models.Model):
+class ModelPriceVersion(TokenPrices):
     """A price as it was in force for a model over the half-open span [effective_from, effective_to).
 
     Rows are never edited once usage points at them: a price change closes the
@@ -79,9 +134,7 @@ class ModelPriceVersion(models.Model):
     """
 
     pricing = models.ForeignKey(ModelPricing, on_delete=models.PROTECT, related_name="price_versions")
-    input_price_per_million = _price_field()
-    output_price_per_million = _price_field()
-    cached_input_price_per_million = _price_field(null=True, blank=True)
+    price_per_call = _fee_field()
     currency = models.CharField(max_length=3)
     effective_from = models.DateTimeField()
     effective_to = models.DateTimeField(null=True, blank=True, help_text="Empty: still in force.")
@@ -106,10 +159,74 @@ class ModelPriceVersion(models.Model):
                 condition=models.Q(effective_to__isnull=True) | models.Q(effective_to__gt=models.F("effective_from")),
                 name="ai_model_price_version_span_positive",
             ),
+            _prices_not_negative("ai_model_price_version_prices_not_negative", PRICE_FIELDS),
         ]
 
     def __str__(self) -> str:
         return f"{self.pricing.model_name} from {self.effective_from:%Y-%m-%d %H:%M}"
+
+    def price_tiers(self) -> list["ModelPriceVersionTier"]:
+        """Its long-context tiers, lowest threshold first; read once (a price book sets them for a batch)."""
+        tiers = self.__dict__.get("_price_tiers")
+        if tiers is None:
+            tiers = [] if self.pk is None else list(self.tiers.order_by("above_prompt_tokens"))
+            self._price_tiers = tiers
+        return tiers
+
+    def price_tiers_set(self, tiers: list["ModelPriceVersionTier"]) -> None:
+        self._price_tiers = sorted(tiers, key=lambda tier: tier.above_prompt_tokens)
+
+
+class _PriceTier(TokenPrices):
+    """Prices for calls whose prompt_tokens exceed above_prompt_tokens (strictly): the whole call is
+    priced at the highest tier it exceeds. Input and output are required; the rest fall back within
+    the tier."""
+
+    above_prompt_tokens = models.PositiveIntegerField(
+        help_text="The tier prices calls with more prompt tokens than this (all input tokens: cache reads "
+        "and writes, audio); a call of exactly this many stays below."
+    )
+
+    class Meta:
+        abstract = True
+
+
+def _tier_constraints(table: str, parent: str) -> list:
+    return [
+        models.UniqueConstraint(fields=[parent, "above_prompt_tokens"], name=f"{table}_unique_threshold"),
+        models.CheckConstraint(condition=models.Q(above_prompt_tokens__gt=0), name=f"{table}_threshold_positive"),
+        _prices_not_negative(f"{table}_prices_not_negative", TOKEN_PRICE_FIELDS),
+    ]
+
+
+class ModelPriceTier(_PriceTier):
+    """A long-context tier of the prices in force now (edited with the model; a change makes a version)."""
+
+    pricing = models.ForeignKey(ModelPricing, on_delete=models.CASCADE, related_name="tiers")
+
+    class Meta:
+        db_table = "ai_model_price_tier"
+        ordering = ["pricing", "above_prompt_tokens"]
+        verbose_name = "long-context tier"
+        constraints = _tier_constraints("ai_model_price_tier", "pricing")
+
+    def __str__(self) -> str:
+        return f"above {self.above_prompt_tokens} prompt tokens"
+
+
+class ModelPriceVersionTier(_PriceTier):
+    """A tier as a price version holds it: never edited, like the version."""
+
+    version = models.ForeignKey(ModelPriceVersion, on_delete=models.PROTECT, related_name="tiers")
+
+    class Meta:
+        db_table = "ai_model_price_version_tier"
+        ordering = ["version", "above_prompt_tokens"]
+        verbose_name = "long-context tier of a price version"
+        constraints = _tier_constraints("ai_model_price_version_tier", "version")
+
+    def __str__(self) -> str:
+        return f"above {self.above_prompt_tokens} prompt tokens"
 
 
 class PatternKind(models.TextChoices):

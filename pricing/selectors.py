@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from django.db import connection
 
 from pricing.matching import NameMatch, NameMatcher, name_matcher_cached
-from pricing.models import ModelNamePattern, ModelPriceVersion, ModelPricing, PatternKind
+from pricing.models import ModelNamePattern, ModelPriceVersion, ModelPriceVersionTier, ModelPricing, PatternKind
 from pricing.providers import provider_canonical
 
 if TYPE_CHECKING:
@@ -72,7 +72,8 @@ def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
     PostgreSQL: the SQL is written once per process from the models' metadata and the rows become
     instances with from_db, so a batch pays for the query, not for compiling it each time. It loads
     every model a name could match: by its model_name, an alias equal to a name, a prefix of a name,
-    and every model with a regular expression (they are few, and only Python's `re` can test them)."""
+    and every model with a regular expression (they are few, and only Python's `re` can test them).
+    Tiers take a second query, only when a loaded version has any."""
     names = sorted(set(model_names))
     if connection.vendor != "postgresql":  # SQLite's raw values need the ORM's converters (dates, decimals).
         return _price_book_orm(names)
@@ -87,7 +88,9 @@ def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
     pricing_columns = version_columns + len(_PRICING_FIELDS)
     alias = connection.alias
     patterns = []
-    for row in rows:
+    tiered = False
+    for *row, has_tiers in rows:
+        tiered = tiered or has_tiers
         version = ModelPriceVersion.from_db(alias, _VERSION_NAMES, row[:version_columns])
         pricing = book.pricing_by_model.get(row[version_columns + _PRICING_NAME_INDEX])
         if pricing is None:
@@ -98,6 +101,12 @@ def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
         version.pricing = pricing  # As select_related("pricing") sets it: no query on access.
         book.add_version(version, pricing.model_name)
     book.matcher = name_matcher_cached(frozenset(book.pricing_by_model), tuple(sorted(patterns)))
+    tiers = []
+    if tiered:  # Most batches price no tiered model: then no second query.
+        with connection.cursor() as cursor:
+            cursor.execute(_price_book_tiers_sql(), [sorted(book.pricing_by_model)])
+            tiers = [ModelPriceVersionTier.from_db(alias, _TIER_NAMES, row) for row in cursor.fetchall()]
+    _tiers_attach(book, tiers)
     return book.finish()
 
 
@@ -110,7 +119,18 @@ def _price_book_orm(names: list[str]) -> PriceBook:
         book.pricing_by_model.setdefault(version.pricing.model_name, version.pricing)
         book.add_version(version, version.pricing.model_name)
     book.matcher = matcher
+    _tiers_attach(book, list(ModelPriceVersionTier.objects.filter(version__pricing__model_name__in=wanted)))
     return book.finish()
+
+
+def _tiers_attach(book: PriceBook, tiers: list[ModelPriceVersionTier]) -> None:
+    """Give each version of the book its long-context tiers (none: an empty list, no query later)."""
+    by_version: dict[int, list[ModelPriceVersionTier]] = defaultdict(list)
+    for tier in tiers:
+        by_version[tier.version_id].append(tier)
+    for versions in book._versions.values():
+        for version in versions:
+            version.price_tiers_set(by_version.get(version.pk, []))
 
 
 _VERSION_FIELDS = ModelPriceVersion._meta.concrete_fields
@@ -120,14 +140,43 @@ _PRICING_NAMES = [f.attname for f in _PRICING_FIELDS]
 _PRICING_NAME_INDEX = _PRICING_NAMES.index("model_name")
 
 
+_TIER_FIELDS = ModelPriceVersionTier._meta.concrete_fields
+_TIER_NAMES = [f.attname for f in _TIER_FIELDS]
+
+
+@functools.cache
+def _price_book_tiers_sql() -> str:
+    """Every column of the tiers of the versions of an array of model names (PostgreSQL)."""
+    qn = connection.ops.quote_name
+    tier_table, version_table = ModelPriceVersionTier._meta.db_table, ModelPriceVersion._meta.db_table
+    pricing_table = ModelPricing._meta.db_table
+    columns = [f"t.{qn(f.column)}" for f in _TIER_FIELDS]
+    version_fk = qn(ModelPriceVersionTier._meta.get_field("version").column)
+    pricing_fk = qn(ModelPriceVersion._meta.get_field("pricing").column)
+    name = qn(ModelPricing._meta.get_field("model_name").column)
+    return (
+        f"SELECT {', '.join(columns)} FROM {tier_table} t "  # noqa: S608 -- names from metadata
+        f"JOIN {version_table} v ON v.{qn(ModelPriceVersion._meta.pk.column)} = t.{version_fk} "
+        f"JOIN {pricing_table} p ON p.{qn(ModelPricing._meta.pk.column)} = v.{pricing_fk} "
+        f"WHERE p.{name} = ANY(%s::text[])"
+    )
+
+
 @functools.cache
 def _price_book_sql() -> str:
-    """Every column of the versions and their pricing rows, and each pricing row's patterns (kinds,
-    texts), of the models an array of sent names could be priced as (PostgreSQL)."""
+    """Every column of the versions and their pricing rows, each pricing row's patterns (kinds,
+    texts), and whether the version has tiers, of the models an array of sent names could be priced
+    as (PostgreSQL)."""
     qn = connection.ops.quote_name
     version_table, pricing_table = ModelPriceVersion._meta.db_table, ModelPricing._meta.db_table
     pattern_table = ModelNamePattern._meta.db_table
     columns = [f"v.{qn(f.column)}" for f in _VERSION_FIELDS] + [f"p.{qn(f.column)}" for f in _PRICING_FIELDS]
+    tier_table, tier_fk = (
+        ModelPriceVersionTier._meta.db_table,
+        qn(ModelPriceVersionTier._meta.get_field("version").column),
+    )
+    version_pk = qn(ModelPriceVersion._meta.pk.column)
+    has_tiers = f"EXISTS (SELECT 1 FROM {tier_table} r WHERE r.{tier_fk} = v.{version_pk})"  # noqa: S608
     pricing_fk = qn(ModelPriceVersion._meta.get_field("pricing").column)
     pattern_fk = qn(ModelNamePattern._meta.get_field("pricing").column)
     pk = qn(ModelPricing._meta.pk.column)
@@ -141,7 +190,7 @@ def _price_book_sql() -> str:
         f"OR (t.kind = '{exact}' AND t.pattern IN (SELECT n FROM names)) "
         f"OR (t.kind = '{prefix}' AND EXISTS (SELECT 1 FROM names WHERE starts_with(n, t.pattern)))) "
         f"SELECT {', '.join(columns)}, ARRAY(SELECT q.kind::text {patterns_of}), "
-        f"ARRAY(SELECT q.pattern::text {patterns_of}) "
+        f"ARRAY(SELECT q.pattern::text {patterns_of}), {has_tiers} "
         f"FROM {version_table} v JOIN {pricing_table} p ON p.{pk} = v.{pricing_fk} "
         f"WHERE p.{pk} IN (SELECT id FROM wanted)"
     )

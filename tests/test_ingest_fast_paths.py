@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.api.serializers import output_data
+from core.money import cost_exact
 from ingest.apis import UsageIngestApi
 from ingest.services import usage_record, usage_record_batch
-from pricing.models import ModelPriceVersion, ModelPricing
+from pricing.models import TOKEN_PRICE_FIELDS, ModelPriceVersion, ModelPriceVersionTier, ModelPricing
 from pricing.selectors import PriceBook, price_book_for_models
 from usage import services
 from usage.apis import UsageDailyTrendApi, UsageStatsApi
@@ -34,23 +35,80 @@ from usage.reports import TOKEN_KIND_SUMS
 from usage.selectors import api_key_get_active, api_key_hash
 
 PROPERTY = settings(max_examples=300, derandomize=True, database=None, deadline=None)
-PRICES = st.decimals(min_value=0, max_value=Decimal("99999999.999999"), places=6)
+# Prices as stored: up to 12 whole digits and 18 places (core.money).
+PRICES = st.decimals(min_value=0, max_value=Decimal("999999999999.999999999999999999"), places=18) | st.decimals(
+    min_value=0, max_value=Decimal("99.99"), places=2
+)
 TOKENS = st.integers(min_value=0, max_value=MAX_TOKENS)
+THRESHOLDS = st.integers(min_value=1, max_value=MAX_TOKENS)
+OPTIONAL = [name for name in TOKEN_PRICE_FIELDS if name not in ("input_price_per_million", "output_price_per_million")]
+# A full price: input, output, then each optional price (None: its fallback), and the fee.
+FULL_PRICES = st.tuples(PRICES, PRICES, st.tuples(*[st.none() | PRICES for _ in OPTIONAL]))
+
+
+def _prices(prices: tuple) -> dict:
+    """A price tuple as fields: (input, output, cached) as the tests had it, or FULL_PRICES' shape."""
+    optional = prices[2] if isinstance(prices[2], tuple) else (prices[2],)
+    return {
+        "input_price_per_million": prices[0],
+        "output_price_per_million": prices[1],
+        **dict(zip(OPTIONAL, optional, strict=False)),
+    }
 
 
 def _version(
-    pk: int, prices: tuple, start: datetime, end: datetime | None, *, enabled=True, is_free=False
+    pk: int,
+    prices: tuple,
+    start: datetime,
+    end: datetime | None,
+    *,
+    fee=None,
+    tiers=(),
+    enabled=True,
+    is_free=False,
 ) -> ModelPriceVersion:
-    return ModelPriceVersion(
+    version = ModelPriceVersion(
         pk=pk,
+        **_prices(prices),
+        price_per_call=fee,
         enabled=enabled,
         is_free=is_free,
-        input_price_per_million=prices[0],
-        output_price_per_million=prices[1],
-        cached_input_price_per_million=prices[2],
         effective_from=start,
         effective_to=end,
     )
+    version.price_tiers_set(
+        [ModelPriceVersionTier(above_prompt_tokens=above, **_prices(tier_prices)) for above, tier_prices in tiers]
+    )
+    return version
+
+
+def _tokens(draw_counts: tuple, success: bool) -> CheckedRecord:
+    """A call with every kind of token: (prompt parts, completion parts), each part a share of what is left."""
+    (prompt, input_shares), (completion, output_shares) = draw_counts
+    inputs, left = [], prompt
+    for share in input_shares:
+        inputs.append(int(left * share))
+        left -= inputs[-1]
+    outputs, left = [], completion
+    for share in output_shares:
+        outputs.append(int(left * share))
+        left -= outputs[-1]
+    record = _record("m", None, prompt=prompt, completion=completion, cached=inputs[0])
+    return record._replace(
+        cache_write_5m_tokens=inputs[1],
+        cache_write_1h_tokens=inputs[2],
+        input_audio_tokens=inputs[3],
+        reasoning_tokens=outputs[0],
+        output_audio_tokens=outputs[1],
+        output_image_tokens=outputs[2],
+        success=success,
+    )
+
+
+SHARES = st.floats(min_value=0, max_value=1)
+CALLS = st.tuples(
+    st.tuples(TOKENS, st.tuples(SHARES, SHARES, SHARES, SHARES)), st.tuples(TOKENS, st.tuples(SHARES, SHARES, SHARES))
+)
 
 
 # --- Pricing ----------------------------------------------------------------------------------------
@@ -58,32 +116,62 @@ def _version(
 
 @PROPERTY
 @given(
-    prices=st.tuples(PRICES, PRICES, st.none() | PRICES),
-    prompt=TOKENS,
-    completion=TOKENS,
-    cached_share=st.floats(min_value=0, max_value=1),
+    prices=FULL_PRICES,
+    fee=st.none() | PRICES,
+    tiers=st.lists(st.tuples(THRESHOLDS, FULL_PRICES), max_size=3, unique_by=lambda tier: tier[0]),
+    counts=CALLS,
+    success=st.booleans(),
 )
-def test_the_integer_cost_equals_call_cost_to_the_digit(prices, prompt, completion, cached_share):
-    version = _version(1, prices, datetime(2026, 1, 1, tzinfo=UTC), None)
-    cached = int(prompt * cached_share)
-    expected = call_cost(version=version, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached)
-    got = call_cost_at_rates(integer_rates(version), prompt, completion, cached)
-    assert str(got) == str(expected)  # Same value and the same exponent (8 places).
+def test_the_integer_cost_equals_call_cost_to_the_digit(prices, fee, tiers, counts, success):
+    version = _version(1, prices, datetime(2026, 1, 1, tzinfo=UTC), None, fee=fee, tiers=tiers)
+    tokens = _tokens(counts, success)
+    expected = call_cost(version=version, tokens=tokens)
+    got = call_cost_at_rates(integer_rates(version), tokens)
+    assert str(got) == str(expected)  # Same value and the same exponent (24 places).
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+@pytest.mark.parametrize("threshold", [1, 128_000, 200_000, 272_000, 1_000_000])
+def test_the_integer_cost_picks_the_tier_call_cost_picks_at_below_and_above_each_threshold(threshold, offset):
+    tiers = [(threshold, (Decimal("2.5"), Decimal("15"), None)), (threshold * 2, (Decimal("5"), Decimal("30"), None))]
+    version = _version(1, (Decimal("1.25"), Decimal("10"), Decimal("0.125")), EPOCH, None, tiers=tiers)
+    for prompt in (threshold + offset, threshold * 2 + offset):
+        tokens = _record("m", None, prompt=max(prompt, 0), completion=1_000, cached=max(prompt, 0) // 2)
+        assert str(call_cost_at_rates(integer_rates(version), tokens)) == str(call_cost(version=version, tokens=tokens))
 
 
 def test_prices_with_more_places_than_stored_have_no_integer_rates_and_keep_call_cost():
-    version = _version(1, (Decimal("0.0000001"), Decimal(1), None), datetime(2026, 1, 1, tzinfo=UTC), None)
+    version = _version(1, (Decimal("1E-19"), Decimal(1), None), datetime(2026, 1, 1, tzinfo=UTC), None)
     assert integer_rates(version) is None
     book = PriceBook(pricing_by_model={"m": ModelPricing(model_name="m", enabled=True)})
     book.add_version(version, "m")
     record = _record("m", datetime(2026, 2, 1, tzinfo=UTC), prompt=10**7, completion=3)
     cost, source, version_id = services.BatchPricer(book.finish()).price(record, record.timestamp)
-    assert (cost, source, version_id) == (Decimal("0.00000400"), CostSource.COMPUTED, 1)
+    assert (cost, source, version_id) == (Decimal("0.000003000000000001"), CostSource.COMPUTED, 1)
 
 
-def _record(model: str, at: datetime, *, prompt=100, completion=10, cached=0, cost=None) -> CheckedRecord:
-    tokens = (prompt, completion, cached, 0, 0, 0, 0, 0, 0)
-    return CheckedRecord(model, *tokens, "d", "", None, None, True, "", "", at, cost)
+def _record(model: str, at: datetime | None, *, prompt=100, completion=10, cached=0, cost=None) -> CheckedRecord:
+    return CheckedRecord(
+        model_name=model,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        reasoning_tokens=0,
+        decision_id="d",
+        idempotency_key="",
+        user_id=None,
+        response_time=None,
+        success=True,
+        error_message="",
+        purpose="",
+        timestamp=at,
+        cost=cost,
+        cache_write_5m_tokens=0,
+        cache_write_1h_tokens=0,
+        input_audio_tokens=0,
+        output_audio_tokens=0,
+        output_image_tokens=0,
+    )
 
 
 def _slow_price(record: CheckedRecord, book: PriceBook, at: datetime) -> tuple:
@@ -92,17 +180,11 @@ def _slow_price(record: CheckedRecord, book: PriceBook, at: datetime) -> tuple:
     version = book.version_at(record.model_name, at) if pricing is not None else None
     version_id = None if version is None else version.pk
     if record.cost is not None:
-        return record.cost, CostSource.PROVIDER, version_id
+        return cost_exact(record.cost), CostSource.PROVIDER, version_id  # At the stored scale, unrounded.
     if version is not None and version.enabled and version.is_free:
-        return Decimal("0E-8"), CostSource.COMPUTED, version_id
+        return cost_exact(Decimal(0)), CostSource.COMPUTED, version_id
     if version is not None and version.enabled:
-        cost = call_cost(
-            version=version,
-            prompt_tokens=record.prompt_tokens,
-            completion_tokens=record.completion_tokens,
-            cached_tokens=record.cached_tokens,
-        )
-        return cost, CostSource.COMPUTED, version_id
+        return call_cost(version=version, tokens=record), CostSource.COMPUTED, version_id
     return None, CostSource.UNPRICED, version_id
 
 

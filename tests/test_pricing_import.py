@@ -63,7 +63,7 @@ def test_parse_rejects_what_is_not_a_price_map(text, message):
 
 def test_dry_run_shows_differences_and_changes_nothing(price_map):
     output = _run(str(price_map))
-    assert "~ gpt-4o: input_price_per_million: 2.500000 -> 2.000000" in output
+    assert "~ gpt-4o: input_price_per_million: 2.500000000000000000 -> 2.000000000000000000" in output
     assert "gpt-4o-mini" not in output  # Same prices: no difference.
     assert "mistral-large-latest" not in output  # Unknown models only with --add-new.
     assert "Dry run: 1 change(s)" in output

@@ -24,7 +24,9 @@ def test_one_record_is_stored_and_priced(writer):
     assert response.status_code == 201, response.content
     data = response.json()["data"]
     assert (data["stored"], data["duplicates"], data["unpriced"]) == (1, 0, 0)
-    assert data["records"][0]["cost"] == "0.00045000"  # 1000 * 0.15 + 500 * 0.60 per million
+    assert (
+        data["records"][0]["cost"] == "0.000450000000000000000000"
+    )  # Exact, as stored: 1000 * 0.15 + 500 * 0.60 per million
     log = UsageLog.objects.get()
     assert (log.decision_id, log.user_id, log.response_time, log.purpose) == ("d-1", 7, 1.5, "test")
     assert log.timestamp is not None

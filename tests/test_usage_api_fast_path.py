@@ -140,7 +140,7 @@ NEAR_MISS_TIMESTAMP = st.one_of(
 
 ODD_BUT_VALID_COSTS = ["0.5", "1e-5", "1E+3", "0E+5", "-0", "1_000", "0.00000001"]
 CANONICAL_COST = st.one_of(
-    st.decimals(min_value=0, max_value=Decimal("999999999999.99999999"), places=8).map(str),
+    st.decimals(min_value=0, max_value=Decimal("9999999999999999.999999999999999999999999"), places=24).map(str),
     st.decimals(min_value=0, max_value=Decimal(10**6), allow_nan=False, allow_infinity=False).map(str),
     st.tuples(
         WHITESPACE, st.sampled_from(["0.5", "1e-5", "1E+3", "0E+5", "-0", "1_000", "0.00000001"]), WHITESPACE
@@ -151,12 +151,12 @@ NEAR_MISS_COST = st.one_of(
     st.decimals(allow_nan=True, allow_infinity=True).map(str),
     st.sampled_from(
         [
-            "0.123456789",
+            "0.1234567890123456789012345",
             "-1",
             "-0.00000001",
-            "1000000000000",
-            "999999999999.999999999",
-            "0.000000001",
+            "10000000000000000",
+            "9999999999999999.9999999999999999999999999",
+            "0.0000000000000000000000001",
             "NaN",
             "sNaN",
             "Infinity",
@@ -371,8 +371,8 @@ BROKEN_RULES = [
     {"model_name": "gpt-4o", "timestamp": "2026-11-24T10:00:00"},
     {"model_name": "gpt-4o", "timestamp": "1999-12-31T23:59:59Z"},
     {"model_name": "gpt-4o", "cost": "-1"},
-    {"model_name": "gpt-4o", "cost": "0.123456789"},
-    {"model_name": "gpt-4o", "cost": "1000000000000"},
+    {"model_name": "gpt-4o", "cost": "0.1234567890123456789012345"},
+    {"model_name": "gpt-4o", "cost": "10000000000000000"},
 ]
 # Valid, but only DRF knows how: the fast path hands them over and must not get in the way.
 LENIENT = [
@@ -416,7 +416,7 @@ class LightStored(NamedTuple):
 
 
 CANONICAL_STORED_COST = st.one_of(
-    st.none(), st.decimals(min_value=-1, max_value=Decimal("999999999999.99999999"), places=8)
+    st.none(), st.decimals(min_value=-1, max_value=Decimal("9999999999999999.999999999999999999999999"), places=24)
 )
 ODD_STORED_COST = st.one_of(
     st.decimals(allow_nan=False, allow_infinity=False, places=3),
@@ -509,7 +509,7 @@ def test_the_201_response_writes_the_stored_rows_as_drf_does(writer):
     expected = serializers.ListSerializer(child=StoredSerializer()).to_representation(logs)
     assert response.json()["data"]["records"] == expected
     assert [row["timestamp"][-6:] for row in expected] == ["+05:30"] * 3
-    assert [row["cost"] for row in expected][1:] == ["0.50000000", None]
+    assert [row["cost"] for row in expected][1:] == ["0.500000000000000000000000", None]
 
 
 @pytest.mark.django_db

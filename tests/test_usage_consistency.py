@@ -137,7 +137,7 @@ def test_the_incident_replay_is_a_w012_finding_with_months_models_and_amounts(cl
     assert "the log lacks 15 calls" in finding.msg
     assert f"{_months_ago(2):%Y-%m} gpt-4o 4 calls ({cost_2} USD)" in finding.msg
     assert f"{_months_ago(1):%Y-%m} gpt-4o-mini 5 calls (" in finding.msg
-    assert f"{_months_ago(0):%Y-%m} unknown-model 1 call (0.00000000 USD)" in finding.msg
+    assert f"{_months_ago(0):%Y-%m} unknown-model 1 call (0.000000000000000000000000 USD)" in finding.msg
     assert "usage_verify" in finding.hint
     assert "usage_reconcile --from-rollups --fix" in finding.hint
     assert W012 in {f.id for f in check_schema_matches_models(databases=["default"])}
@@ -223,12 +223,13 @@ def test_rows_added_behind_the_service_are_reported(staff_client):
 
     _sql(insert, ["rogue-model", Decimal("2"), _at(month, 21)])  # A model the rollups never saw.
     (finding,) = _w012()
-    assert "the log holds 1 call (2.00000000 USD) more than the rollups" in finding.msg
-    assert f"({month:%Y-%m} rogue-model 1 call (2.00000000 USD))" in finding.msg
+    assert "the log holds 1 call (2.000000000000000000000000 USD) more than the rollups" in finding.msg
+    assert f"({month:%Y-%m} rogue-model 1 call (2.000000000000000000000000 USD))" in finding.msg
     code, out, _err = _run("usage_reconcile")
     assert code == 1
     assert "Rows the rollups do not hold" in out
-    assert f"{month:%Y-%m} rogue-model: the log holds 1 call (2.00000000 USD) more than the rollups" in out
+    two = "2.000000000000000000000000"
+    assert f"{month:%Y-%m} rogue-model: the log holds 1 call ({two} USD) more than the rollups" in out
     with pytest.raises(CommandError, match="Refusing --fix"):
         call_command("usage_reconcile", "--fix", stdout=StringIO(), stderr=StringIO())
     code, out, _err = _run("usage_reconcile", "--from-log", "--fix")

@@ -83,11 +83,13 @@ def test_header_and_rows_exactly(reader):
             # Oldest first; rows at the same moment in id order. Timestamps in tz, with its offset.
             + f"{llama.id},2025-02-28T14:15:00+05:45,llama-local,,,,10,10,0,0,0,0,0,0,0,,unpriced,,,true,\r\n"
             + f"{gpt4o.id},2025-03-01T14:15:00+05:45,gpt-4o,order-1,7,summarise,1000000,0,0,0,0,0,0,0,0,"
-            "2.50000000,computed,"
+            "2.500000000000000000000000,computed,"
             f"{_version(gpt4o)},1.25,true,\r\n"
-            + f"{mini.id},2025-03-01T14:15:00+05:45,gpt-4o-mini,,,,1000,500,0,0,0,0,0,0,0,0.00045000,computed,"
+            + f"{mini.id},2025-03-01T14:15:00+05:45,gpt-4o-mini,,,,1000,500,0,0,0,0,0,0,0,"
+            "0.000450000000000000000000,computed,"
             f"{_version(mini)},,true,\r\n"
-            + f"{deepseek.id},2025-03-01T15:15:00+05:45,deepseek-chat,,,,100,0,0,0,0,0,0,0,0,0.00000001,provider,"
+            + f"{deepseek.id},2025-03-01T15:15:00+05:45,deepseek-chat,,,,100,0,0,0,0,0,0,0,0,"
+            "0.000000010000000000000000,provider,"
             f'{_version(deepseek)},2.0,false,"timeout, ""upstream""\nretry"\r\n'
         )
     )

@@ -9,26 +9,33 @@ from pricing.models import ModelPricing
 from pricing.services import model_pricing_set_enabled, model_pricing_set_prices
 from usage.costing import call_cost
 from usage.models import CostSource, UsageCounter, UsageLog, UsageRollupHour
-from usage.records import UsageRecordInvalid
+from usage.records import CheckedRecord, UsageRecordInvalid
 from usage.rollups import rollups_compact
 from usage.services import UsageRecordInput, UsageRow
 
 pytestmark = pytest.mark.django_db
 
 
+def _tokens(**counts) -> CheckedRecord:
+    fields = {name: 0 for name in CheckedRecord._fields if name.endswith("_tokens")}
+    return CheckedRecord(
+        **{**fields, **counts}, model_name="m", decision_id="d", idempotency_key="", user_id=None,
+        response_time=None, success=True, error_message="", purpose="", timestamp=None, cost=None,
+    )  # fmt: skip
+
+
 def test_cost_uses_input_output_and_cached_prices():
     pricing = ModelPricing.objects.get(model_name="gpt-4o")  # 2.50 in, 1.25 cached, 10.00 out per 1M
     version = pricing.price_versions.get()
-    cost = call_cost(version=version, prompt_tokens=1_000, completion_tokens=500, cached_tokens=400)
+    cost = call_cost(version=version, tokens=_tokens(prompt_tokens=1_000, completion_tokens=500, cached_tokens=400))
     # 600 * 2.50 + 400 * 1.25 + 500 * 10.00 = 7000 per million tokens
     assert cost == Decimal("0.00700000")
 
 
 def test_cached_tokens_cost_the_input_price_when_model_has_no_cached_price():
     version = ModelPricing.objects.get(model_name="qwen-plus").price_versions.get()
-    assert call_cost(version=version, prompt_tokens=1_000_000, completion_tokens=0, cached_tokens=500_000) == Decimal(
-        "0.40000000"
-    )
+    tokens = _tokens(prompt_tokens=1_000_000, completion_tokens=0, cached_tokens=500_000)
+    assert call_cost(version=version, tokens=tokens) == Decimal("0.40000000")
 
 
 def test_stored_rows_list_the_logs_columns_in_copy_order():
@@ -71,9 +78,10 @@ def test_provider_reported_cost_is_kept_and_flagged():
 
 
 def test_a_provider_cost_finer_than_stored_is_refused_not_rounded():
-    # Stored as is, or not at all: as the API says, a ninth decimal place would be lost.
-    with pytest.raises(UsageRecordInvalid, match=r"^cost: Ensure that there are no more than 8 decimal places\.$"):
-        usage_record(model_name="gpt-4o", prompt_tokens=10, completion_tokens=10, cost=Decimal("0.123456789"))
+    # Stored as is, or not at all: as the API says, a 25th decimal place would be lost.
+    cost = Decimal("0.1234567890123456789012345")
+    with pytest.raises(UsageRecordInvalid, match=r"^cost: Ensure that there are no more than 24 decimal places\.$"):
+        usage_record(model_name="gpt-4o", prompt_tokens=10, completion_tokens=10, cost=cost)
     assert not UsageLog.objects.exists()
 
 

@@ -263,17 +263,17 @@ RULES = [
     ("negative cost", {"cost": "-0.01"}, {"cost": Decimal("-0.01")}, "cost", AT_LEAST_0),
     (
         "cost finer than stored",
-        {"cost": "0.123456789"},
-        {"cost": Decimal("0.123456789")},
+        {"cost": "0.1234567890123456789012345"},
+        {"cost": Decimal("0.1234567890123456789012345")},
         "cost",
-        "Ensure that there are no more than 8 decimal places.",
+        "Ensure that there are no more than 24 decimal places.",
     ),
     (
         "cost too large",
-        {"cost": "1000000000000"},
-        {"cost": Decimal("1000000000000")},
+        {"cost": "10000000000000000"},
+        {"cost": Decimal("10000000000000000")},
         "cost",
-        "Ensure that there are no more than 12 digits before the decimal point.",
+        "Ensure that there are no more than 16 digits before the decimal point.",
     ),
 ]
 

@@ -17,7 +17,7 @@ from core.api.fields import lookup_field
 from core.api.negotiation import ErrorsAsJsonNegotiation
 from core.api.responses import success_response
 from core.api.serializers import output_data
-from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
+from core.money import COST_DISPLAY_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
 from usage.export import usage_csv_response, usage_export_filename
 from usage.records import (
     MAX_TOKENS,
@@ -71,7 +71,8 @@ def _filters_and_zone(validated: dict) -> tuple:
 
 
 def _money(**kwargs) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, **kwargs)
+    # Output only: shown as core.money.money_display shows a cost.
+    return serializers.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DISPLAY_PLACES, **kwargs)
 
 
 def _percent(**kwargs) -> serializers.DecimalField:

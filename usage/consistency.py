@@ -29,7 +29,7 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
 
-from core.money import ZERO, quantize_cost
+from core.money import ZERO, cost_from_float
 from core.timeutils import month_bounds, month_start
 from pricing.selectors import model_currencies, price_version_spans
 from usage.models import UsageCounter, UsageLog, UsageLogGap, UsageRetiredMonth, UsageRollupDaily
@@ -191,8 +191,15 @@ def _as_month(value) -> date:
     return value
 
 
+def _cost(value) -> Decimal:
+    # PostgreSQL sums numeric exactly; SQLite as float, read as Django reads its decimals.
+    if value is None:
+        return ZERO
+    return value if isinstance(value, Decimal) else cost_from_float(value)
+
+
 def _sums(calls, cost) -> Sums:
-    return Sums(int(calls or 0), quantize_cost(cost or ZERO))
+    return Sums(int(calls or 0), _cost(cost))
 
 
 def _in_month(queryset, field_name: str, month: date | None, *, is_date: bool):
@@ -340,7 +347,7 @@ def _month_cost_from_log(using: str, now: datetime) -> dict[str, Decimal]:
         .values("model_name")
         .annotate(c=Coalesce(Sum("cost"), ZERO, output_field=COST_OUTPUT))
     )
-    return {row["model_name"]: quantize_cost(row["c"]) for row in rows}
+    return {row["model_name"]: _cost(row["c"]) for row in rows}
 
 
 def _counter_figures(using: str, months: list[MonthModel], *, full: bool, now: datetime) -> list[CounterFigure]:
@@ -365,7 +372,7 @@ def _counter_figures(using: str, months: list[MonthModel], *, full: bool, now: d
     for name in sorted(counters.keys() | rolled.keys()):
         counter = counters.get(name) or UsageCounter(model_name=name)
         roll = rolled.get(name, NO_SUMS)
-        roll_month = quantize_cost(window[name].cost) if name in window else ZERO
+        roll_month = _cost(window[name].cost) if name in window else ZERO
         log = from_log.get(name, NO_SUMS)
         figures += [
             CounterFigure(name, "total_calls", counter.total_calls, roll.calls, log.calls if full else None),

@@ -1,72 +1,191 @@
-"""The cost engine: what one call cost under one price. Pure functions, Decimal only."""
+"""The cost engine: what one call cost under one price. Pure functions, Decimal only, exact.
 
-from decimal import Decimal
-from typing import NamedTuple
+A call's tokens (`tokens`: any object with the nine counts of tokens.md and `success`, e.g.
+usage.records.CheckedRecord) follow OpenAI's inclusive convention: cache reads, cache writes and
+audio are part of prompt_tokens; reasoning, audio and image output are part of completion_tokens.
 
-from core.money import COST_DECIMAL_PLACES, PRICE_DECIMAL_PLACES, TOKENS_PER_PRICE_UNIT, quantize_cost
-from pricing.models import ModelPriceVersion
+    cost = ((prompt - cached - write_5m - write_1h - input_audio) x input + cached x cached_input
+            + write_5m x cache_write_5m + write_1h x cache_write_1h + input_audio x input_audio
+            + (completion - reasoning - output_audio - output_image) x output + reasoning x reasoning
+            + output_audio x output_audio + output_image x output_image) / 10^6
+           + price_per_call if the call succeeded
+
+An empty price falls back: cached input, cache writes (5 minutes) and input audio to the input price,
+the 1-hour cache write to the 5-minute one (else input), reasoning and audio/image output to the
+output price. A version's long-context tiers replace every token price of a call whose prompt_tokens
+exceed the tier's threshold (the highest such tier); the fee is not tiered. Nothing is rounded: a
+price keeps at most 18 places, so a cost is a whole number of 10^-24 (core.money.COST_DECIMAL_PLACES).
+"""
+
+from decimal import Decimal, Inexact, localcontext
+from typing import NamedTuple, Protocol
+
+from core.money import COST_DECIMAL_PLACES, MONEY_CONTEXT, PRICE_DECIMAL_PLACES, TOKENS_PER_PRICE_UNIT, cost_exact
+from pricing.models import ModelPriceVersion, TokenPrices
 
 
-def call_cost(
-    *,
-    version: ModelPriceVersion,
-    prompt_tokens: int,
-    completion_tokens: int,
-    cached_tokens: int = 0,
-) -> Decimal:
-    """Cost of one call. Cached tokens are part of prompt_tokens (OpenAI's convention) and are
-    charged at the cached price where the model has one. Reasoning tokens are part of
-    completion_tokens and cost the output price."""
-    cached_price = version.cached_input_price_per_million
-    if cached_price is None:
-        cached_price = version.input_price_per_million
-    uncached_prompt = prompt_tokens - cached_tokens
-    amount = (
-        uncached_prompt * version.input_price_per_million
-        + cached_tokens * cached_price
-        + completion_tokens * version.output_price_per_million
-    ) / TOKENS_PER_PRICE_UNIT
-    return quantize_cost(amount)
+class CallTokens(Protocol):
+    prompt_tokens: int
+    cached_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    input_audio_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    output_audio_tokens: int
+    output_image_tokens: int
+    success: bool
+
+
+class KindPrices(NamedTuple):
+    """The nine token prices of one price (or tier), fallbacks applied, in the formula's order."""
+
+    input: Decimal
+    cached_input: Decimal
+    cache_write_5m: Decimal
+    cache_write_1h: Decimal
+    input_audio: Decimal
+    output: Decimal
+    reasoning: Decimal
+    output_audio: Decimal
+    output_image: Decimal
+
+
+def _or(price: Decimal | None, fallback: Decimal) -> Decimal:
+    return fallback if price is None else price
+
+
+def token_prices_resolved(prices: TokenPrices) -> KindPrices:
+    """Every kind's price, empty ones replaced by their fallback (tokens.md)."""
+    given_input, given_output = prices.input_price_per_million, prices.output_price_per_million
+    write_5m = _or(prices.cache_write_5m_price_per_million, given_input)
+    return KindPrices(
+        input=given_input,
+        cached_input=_or(prices.cached_input_price_per_million, given_input),
+        cache_write_5m=write_5m,
+        cache_write_1h=_or(prices.cache_write_1h_price_per_million, write_5m),
+        input_audio=_or(prices.input_audio_price_per_million, given_input),
+        output=given_output,
+        reasoning=_or(prices.reasoning_price_per_million, given_output),
+        output_audio=_or(prices.output_audio_price_per_million, given_output),
+        output_image=_or(prices.output_image_price_per_million, given_output),
+    )
+
+
+def prices_for_prompt(version: ModelPriceVersion, prompt_tokens: int) -> TokenPrices:
+    """The version itself, or its highest tier whose threshold prompt_tokens exceeds (strictly)."""
+    chosen: TokenPrices = version
+    for tier in version.price_tiers():  # Lowest threshold first.
+        if prompt_tokens > tier.above_prompt_tokens:
+            chosen = tier
+        else:
+            break
+    return chosen
+
+
+def _token_counts(tokens: CallTokens) -> tuple[int, ...]:
+    """Each kind's count, in KindPrices' order (plain input and plain output are what is left)."""
+    cached, write_5m, write_1h = tokens.cached_tokens, tokens.cache_write_5m_tokens, tokens.cache_write_1h_tokens
+    input_audio = tokens.input_audio_tokens
+    reasoning, output_audio, output_image = (
+        tokens.reasoning_tokens,
+        tokens.output_audio_tokens,
+        tokens.output_image_tokens,
+    )
+    return (
+        tokens.prompt_tokens - cached - write_5m - write_1h - input_audio,
+        cached,
+        write_5m,
+        write_1h,
+        input_audio,
+        tokens.completion_tokens - reasoning - output_audio - output_image,
+        reasoning,
+        output_audio,
+        output_image,
+    )
+
+
+def call_cost(*, version: ModelPriceVersion, tokens: CallTokens) -> Decimal:
+    """Cost of one call under `version`, exact (24 places; more only for a price with more than 18
+    places, which pricing never stores)."""
+    prices = token_prices_resolved(prices_for_prompt(version, tokens.prompt_tokens))
+    with localcontext(MONEY_CONTEXT):
+        amount = sum((count * price for count, price in zip(_token_counts(tokens), prices, strict=True)), Decimal(0))
+        amount /= TOKENS_PER_PRICE_UNIT
+        if tokens.success and version.price_per_call:
+            amount += version.price_per_call
+    try:
+        return cost_exact(amount)
+    except Inexact:
+        return amount
 
 
 # --- The same cost in integers, for ingestion: thousands of calls per batch at a few prices --------
 
-MICROS_PER_UNIT = 10**PRICE_DECIMAL_PLACES  # A stored price is a whole number of millionths.
-# cost = tokens x price (in micro units) / 10^6 tokens / 10^6 micro units, rounded to 10^-8.
-_UNITS_PER_COST_QUANTUM = int(TOKENS_PER_PRICE_UNIT) * MICROS_PER_UNIT // 10**COST_DECIMAL_PLACES
+PRICE_UNITS = 10**PRICE_DECIMAL_PLACES  # A stored price is a whole number of 10^-18.
+# tokens x price (in 10^-18) / 10^6 tokens = a cost in 10^-24: COST_DECIMAL_PLACES is 18 + 6.
+_FEE_UNITS = 10**COST_DECIMAL_PLACES
 
 
 class IntegerRates(NamedTuple):
-    """A price version's three prices as whole millionths."""
+    """A price version as whole units: its nine token rates (10^-18 per million tokens, fallbacks
+    applied), its tiers' (threshold, rates), highest threshold first, and its fee in 10^-24."""
 
-    input: int
-    cached_input: int
-    output: int
+    rates: tuple[int, ...]
+    tiers: tuple[tuple[int, tuple[int, ...]], ...]
+    fee: int
 
 
-def _micros(price: Decimal) -> int | None:
-    micros = price.scaleb(PRICE_DECIMAL_PLACES)
-    return int(micros) if micros == micros.to_integral_value() and price >= 0 else None
+def _units(price: Decimal, per: int) -> int | None:
+    scaled = Decimal(price) * per
+    return int(scaled) if price >= 0 and scaled == scaled.to_integral_value() else None
+
+
+def _kind_units(prices: TokenPrices) -> tuple[int, ...] | None:
+    units = tuple(_units(price, PRICE_UNITS) for price in token_prices_resolved(prices))
+    return None if None in units else units
 
 
 def integer_rates(version: ModelPriceVersion) -> IntegerRates | None:
-    """The version's prices as whole millionths, or None when one is not (more places than stored,
-    or negative): call_cost then prices its calls."""
-    cached_price = version.cached_input_price_per_million
-    if cached_price is None:
-        cached_price = version.input_price_per_million
-    rates = (_micros(version.input_price_per_million), _micros(cached_price), _micros(version.output_price_per_million))
-    return None if None in rates else IntegerRates(*rates)
+    """The version's prices as whole units, or None when one is not (more places than stored, or
+    negative): call_cost then prices its calls."""
+    with localcontext(MONEY_CONTEXT):
+        rates = _kind_units(version)
+        tiers = [(tier.above_prompt_tokens, _kind_units(tier)) for tier in version.price_tiers()]
+        fee = _units(version.price_per_call or Decimal(0), _FEE_UNITS)
+    if rates is None or fee is None or any(tier_rates is None for _above, tier_rates in tiers):
+        return None
+    return IntegerRates(rates, tuple(sorted(tiers, reverse=True)), fee)
 
 
-def call_cost_at_rates(rates: IntegerRates, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> Decimal:
-    """call_cost of one call, to the digit (tests/test_ingest_fast_paths.py holds the two to each other):
-    the exact amount is a whole number of 10^-12 units, rounded half to even to 10^-8 in integers.
-    Token counts are the record rules' (0 <= cached <= prompt)."""
+def call_cost_at_rates(rates: IntegerRates, tokens: CallTokens) -> Decimal:
+    """call_cost of one call, to the digit (tests/test_ingest_fast_paths.py holds the two to each other).
+    Token counts are the record rules' (the parts never exceed their whole)."""
+    prompt = tokens.prompt_tokens
+    kinds = rates.rates
+    for above, tier_rates in rates.tiers:
+        if prompt > above:
+            kinds = tier_rates
+            break
+    plain_in, cached, write_5m, write_1h, audio_in, plain_out, reasoning, audio_out, image_out = kinds
+    c5, c1, ai = tokens.cache_write_5m_tokens, tokens.cache_write_1h_tokens, tokens.input_audio_tokens
+    ca, re, ao, oi = (
+        tokens.cached_tokens,
+        tokens.reasoning_tokens,
+        tokens.output_audio_tokens,
+        tokens.output_image_tokens,
+    )
     units = (
-        (prompt_tokens - cached_tokens) * rates.input + cached_tokens * rates.cached_input
-    ) + completion_tokens * rates.output
-    quanta, rest = divmod(units, _UNITS_PER_COST_QUANTUM)
-    if rest * 2 > _UNITS_PER_COST_QUANTUM or (rest * 2 == _UNITS_PER_COST_QUANTUM and quanta & 1):
-        quanta += 1
-    return Decimal(quanta).scaleb(-COST_DECIMAL_PLACES)
+        (prompt - ca - c5 - c1 - ai) * plain_in
+        + ca * cached
+        + c5 * write_5m
+        + c1 * write_1h
+        + ai * audio_in
+        + (tokens.completion_tokens - re - ao - oi) * plain_out
+        + re * reasoning
+        + ao * audio_out
+        + oi * image_out
+    )
+    if tokens.success:
+        units += rates.fee
+    return Decimal(units).scaleb(-COST_DECIMAL_PLACES, MONEY_CONTEXT)

@@ -38,7 +38,7 @@ CREATE TABLE {LOG_TABLE} (
     output_audio_tokens integer NOT NULL DEFAULT 0,
     output_image_tokens integer NOT NULL DEFAULT 0,
     success boolean NOT NULL,
-    cost numeric(20, 8) NULL,
+    cost numeric(40, 24) NULL,
     cost_source varchar(10) NOT NULL,
     model_name varchar(100) NOT NULL,
     decision_id varchar(100) NOT NULL,

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 
-from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, quantize_cost
+from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, cost_exact
 from usage.usage_objects import UsageObjectInvalid, usage_object_tokens
 
 MAX_TOKENS = 2_147_483_647  # The columns are PostgreSQL integers.
@@ -241,7 +241,7 @@ def _cost(value) -> Decimal | None:
         raise UsageRecordInvalid("cost", message, "max_whole_digits")
     if value < 0:
         raise UsageRecordInvalid("cost", "Ensure this value is greater than or equal to 0.", "min_value")
-    return quantize_cost(value)
+    return cost_exact(value)  # At the stored scale; never rounds (the places were checked above).
 
 
 def _given_tokens(record: UsageRecordInput) -> list[int]:

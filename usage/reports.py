@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from core.db_routers import reading_from_replica
-from core.money import ZERO, percent_of, quantize_cost
+from core.money import ZERO, money_display, percent_of
 from pricing.models import ModelPricing
 from pricing.selectors import model_names_of_provider
 from usage.rollup_sums import RollupDelta
@@ -71,7 +71,7 @@ def _rates(sums: RollupDelta) -> dict:
         "cached_tokens": sums.cached_tokens,
         "reasoning_tokens": sums.reasoning_tokens,
         **_token_kinds(sums),
-        "cost": quantize_cost(sums.cost),
+        "cost": money_display(sums.cost),
         "avg_response_time": (
             round(sums.response_time_sum / sums.response_time_count, 3) if sums.response_time_count else None
         ),
@@ -87,8 +87,8 @@ def _budget_use(pricing: ModelPricing | None, spent: Decimal) -> dict:
         return {"monthly_budget": None, "current_month_cost": ZERO, "budget_used_percent": None}
     budget = pricing.monthly_budget
     return {
-        "monthly_budget": budget,
-        "current_month_cost": spent,
+        "monthly_budget": None if budget is None else money_display(budget),
+        "current_month_cost": money_display(spent),
         "budget_used_percent": percent_of(spent, budget) if budget else None,
     }
 
@@ -181,7 +181,7 @@ def _day_entry(day: date, sums: RollupDelta | None) -> dict:
     sums = sums or RollupDelta()
     return {
         "date": day,
-        "cost": quantize_cost(sums.cost),
+        "cost": money_display(sums.cost),
         "calls": sums.calls,
         "successful_calls": sums.successful_calls,
         "failed_calls": sums.calls - sums.successful_calls,
@@ -201,14 +201,14 @@ def usage_daily_trend(*, days: int, now: datetime, zone: tzinfo, filters: UsageF
     sums = usage_sums_by_local_day(first_day=first_day, days=days, zone=zone, filters=filters)
     daily = [_day_entry(first_day + timedelta(days=n), sums.get(first_day + timedelta(days=n))) for n in range(days)]
     costs = [entry["cost"] for entry in daily]
-    total_cost = quantize_cost(sum(costs, ZERO))
+    total_cost = money_display(sum(costs, ZERO))
     return {
         "days": days,
         "time_zone": str(zone),
         "daily_trend": daily,
         "summary": {
             "total_cost": total_cost,
-            "avg_daily_cost": quantize_cost(total_cost / days),
+            "avg_daily_cost": money_display(total_cost / days),
             "max_daily_cost": max(costs),
             "min_daily_cost": min(costs),
             "total_calls": sum(entry["calls"] for entry in daily),

@@ -26,13 +26,12 @@ from typing import Any
 from django.db import models
 from django.db.models import Aggregate, Count, Q, Sum
 
-from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, quantize_cost
+from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, cost_from_float
 
 
 def _exact_cost(value) -> Decimal:
-    # PostgreSQL sums numeric exactly; SQLite sums as float, which rounding to the stored precision
-    # makes exact again.
-    return value if isinstance(value, Decimal) else quantize_cost(Decimal(str(value)))
+    # PostgreSQL sums numeric exactly; SQLite sums as float, read as Django reads its decimals.
+    return value if isinstance(value, Decimal) else cost_from_float(value)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core.money import ZERO, quantize_cost
+from core.money import ZERO, cost_exact
 from core.timeutils import month_bounds, month_start
 from pricing.models import ModelPriceVersion
 from pricing.selectors import PriceBook, price_book_for_models
@@ -104,7 +104,7 @@ class _ModelPrices(NamedTuple):
 
 
 _UNSEEN = object()
-_FREE = quantize_cost(ZERO)
+_FREE = cost_exact(ZERO)
 
 
 class BatchPricer:
@@ -150,20 +150,15 @@ class BatchPricer:
                     span = None
         version_id = None if span is None else span.version_id
         if record.cost is not None:
-            return quantize_cost(record.cost), CostSource.PROVIDER, version_id
+            return cost_exact(record.cost), CostSource.PROVIDER, version_id
         if span is None or not span.version.enabled:  # Disabled at the call's moment.
             return None, CostSource.UNPRICED, version_id
         if span.version.is_free:  # Free at the call's moment: costs nothing, and says which version.
             return _FREE, CostSource.COMPUTED, version_id
         if span.rates is None:
-            cost = call_cost(
-                version=span.version,
-                prompt_tokens=record.prompt_tokens,
-                completion_tokens=record.completion_tokens,
-                cached_tokens=record.cached_tokens,
-            )
+            cost = call_cost(version=span.version, tokens=record)
         else:
-            cost = call_cost_at_rates(span.rates, record.prompt_tokens, record.completion_tokens, record.cached_tokens)
+            cost = call_cost_at_rates(span.rates, record)
         return cost, CostSource.COMPUTED, version_id
 
 

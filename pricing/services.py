@@ -150,7 +150,8 @@ def model_pricing_set_enabled(*, model_names: list[str], enabled: bool) -> int:
 
 @transaction.atomic
 def price_changes_apply(*, changes: list, effective_from: datetime, source: str) -> int:
-    """Apply imported prices as new price versions (known models) or new models; history is never edited."""
+    """Apply imported prices (every token kind, the fee per call, the tiers) as new price versions of
+    known models or as new models; history is never edited."""
     for change in changes:
         quote = change.quote
         if change.pricing is None:
@@ -160,18 +161,16 @@ def price_changes_apply(*, changes: list, effective_from: datetime, source: str)
                 display_name=quote.model_name,
                 model_type=quote.model_type,
                 currency=quote.currency,
-                input_price_per_million=quote.input_price_per_million,
-                output_price_per_million=quote.output_price_per_million,
-                cached_input_price_per_million=quote.cached_input_price_per_million,
+                **quote.prices(),
+                tiers=quote.tier_dicts(),
                 effective_from=effective_from,
                 source=source,
             )
             continue
         model_pricing_set_prices(
             pricing=change.pricing,
-            input_price_per_million=quote.input_price_per_million,
-            output_price_per_million=quote.output_price_per_million,
-            cached_input_price_per_million=quote.cached_input_price_per_million,
+            **quote.prices(),
+            tiers=quote.tier_dicts(),
             currency=quote.currency,
             effective_from=effective_from,
             source=source,

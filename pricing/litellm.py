@@ -72,7 +72,8 @@ class PriceMapError(ValueError):
 
 @dataclass(frozen=True)
 class PriceTier:
-    """Prices of a call whose prompt_tokens > above_prompt_tokens (the whole call at these prices)."""
+    """Prices of a call whose prompt_tokens > above_prompt_tokens (the whole call at these prices), with
+    the attributes pricing.services reads from a tier."""
 
     above_prompt_tokens: int
     input_price_per_million: Decimal
@@ -84,10 +85,6 @@ class PriceTier:
     reasoning_price_per_million: Decimal | None = None
     output_audio_price_per_million: Decimal | None = None
     output_image_price_per_million: Decimal | None = None
-
-    def as_dict(self) -> dict:
-        """The tier as pricing.services takes it: {above_prompt_tokens, <price fields>}."""
-        return {"above_prompt_tokens": self.above_prompt_tokens, **{f: getattr(self, f) for f in PRICE_FIELDS}}
 
 
 @dataclass(frozen=True)
@@ -111,9 +108,6 @@ class PriceQuote:
     def prices(self) -> dict[str, Decimal | None]:
         """Every price field of the quote by name (the tiers apart)."""
         return {name: getattr(self, name) for name in (*PRICE_FIELDS, "price_per_call")}
-
-    def tier_dicts(self) -> list[dict]:
-        return [tier.as_dict() for tier in self.tiers]
 
 
 @dataclass(frozen=True)

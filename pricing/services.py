@@ -162,7 +162,7 @@ def price_changes_apply(*, changes: list, effective_from: datetime, source: str)
                 model_type=quote.model_type,
                 currency=quote.currency,
                 **quote.prices(),
-                tiers=quote.tier_dicts(),
+                tiers=quote.tiers,
                 effective_from=effective_from,
                 source=source,
             )
@@ -170,7 +170,7 @@ def price_changes_apply(*, changes: list, effective_from: datetime, source: str)
         model_pricing_set_prices(
             pricing=change.pricing,
             **quote.prices(),
-            tiers=quote.tier_dicts(),
+            tiers=quote.tiers,
             currency=quote.currency,
             effective_from=effective_from,
             source=source,

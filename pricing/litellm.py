@@ -183,6 +183,8 @@ def _threshold_tiers(entry: _Entry, base: dict[str, Decimal | None]) -> list[Pri
         if match is None or match["base"] not in HELD_PRICES or entry.data[key] is None:
             continue
         threshold = int(match["number"]) * (1000 if match["k"] else 1)
+        if threshold == 0:
+            continue  # "Above 0 tokens" is every call: not a tier (reported as not held).
         by_threshold.setdefault(threshold, {})[HELD_PRICES[match["base"]]] = entry.price(key)
     tiers = []
     below = base
@@ -210,6 +212,7 @@ def _table_tiers(entry: _Entry) -> tuple[dict[str, Decimal | None], list[PriceTi
     ranged.sort(key=lambda item: item[0][0])
     starts_ok = bool(ranged) and len(ranged) == len(table) and ranged[0][0][0] == 0
     contiguous = all(ranged[i][0][1] == ranged[i + 1][0][0] for i in range(len(ranged) - 1))
+    contiguous = contiguous and all(start < end for (start, end), _ in ranged)
     priced = all(tier.get("input_cost_per_token") is not None for _, tier in ranged)
     if not (starts_ok and contiguous and priced):
         return None

@@ -203,20 +203,33 @@ def test_embeddings_image_models_and_deepseek_cache_hits():
     assert report.skipped_models == {"no per-token input and output price": 1}
 
 
-def test_a_tiered_pricing_table_with_a_gap_is_not_held():
+@pytest.mark.parametrize(
+    "ranges",
+    [
+        [[0, 1000], [2000, 3000]],  # A gap: LiteLLM bills 1,500 tokens at the last tier.
+        [[0, 0], [0, 1000]],  # An empty range.
+        [[10, 1000], [1000, 2000]],  # Not from 0.
+    ],
+)
+def test_a_tiered_pricing_table_aicost_cannot_hold_the_same_way_is_not_held(ranges):
+    table = [{"input_cost_per_token": 1e-07 * (n + 1), "range": bounds} for n, bounds in enumerate(ranges)]
+    quotes, report = _parse({"odd": {"output_cost_per_token": 1e-06, "tiered_pricing": table}})
+    assert quotes == {}
+    assert report.dropped_fields == {"tiered_pricing": 1, "output_cost_per_token": 1}
+
+
+def test_a_tier_above_zero_tokens_is_not_a_tier():
     quotes, report = _parse(
         {
-            "gap": {
-                "output_cost_per_token": 1e-06,
-                "tiered_pricing": [
-                    {"input_cost_per_token": 1e-07, "range": [0, 1000]},
-                    {"input_cost_per_token": 2e-07, "range": [2000, 3000]},
-                ],
+            "m": {
+                "input_cost_per_token": 1e-06,
+                "output_cost_per_token": 2e-06,
+                "input_cost_per_token_above_0k_tokens": 1e-06,
             }
         }
     )
-    assert quotes == {}
-    assert report.dropped_fields == {"tiered_pricing": 1, "output_cost_per_token": 1}
+    assert quotes["m"].tiers == ()
+    assert report.dropped_fields == {"input_cost_per_token_above_0k_tokens": 1}
 
 
 @pytest.mark.parametrize(

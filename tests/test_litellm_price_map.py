@@ -267,3 +267,29 @@ def test_parse_of_named_models_only():
         "output_cost_per_token_batches": 1,
         "output_cost_per_token_priority": 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("model_name", "provider"),
+    [
+        ("qwencloud/qwen3-max", "Alibaba Cloud"),  # Alibaba's Model Studio, by another route name.
+        ("qwen_ai_platform/qwen3-max", "Alibaba Cloud"),
+        ("zai/glm-5", "Zhipu AI"),
+        ("bigmodel/glm-5.3", "Zhipu AI"),
+        ("bedrock_mantle/openai.gpt-oss-120b", "Amazon Web Services"),
+        ("text-completion-codestral/codestral-latest", "Mistral AI"),
+    ],
+)
+def test_route_names_of_one_company_become_its_name(model_name, provider):
+    _, quotes, _ = _fixture()
+    assert quotes[model_name].provider == provider
+
+
+def test_every_vertex_and_bedrock_route_is_billed_by_its_cloud():
+    raw, quotes, _ = _fixture()
+    routes = {raw[name]["litellm_provider"]: quote.provider for name, quote in quotes.items()}
+    for route, provider in routes.items():
+        if route.startswith("vertex_ai"):
+            assert provider == "Google", route
+        if route.startswith("bedrock"):
+            assert provider == "Amazon Web Services", route

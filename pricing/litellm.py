@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, Rounded
 
 from pricing.models import ModelType
 from pricing.providers import provider_canonical
@@ -31,6 +31,8 @@ LITELLM_CURRENCY = "USD"
 PRICE_DIGITS = 30
 PRICE_PLACES = 18
 _MAX_MODEL_NAME = 100  # ai_model_pricing.model_name
+# Arithmetic that raises rather than rounds (the default context keeps 28 significant digits).
+_EXACT = Context(prec=100, traps=[Inexact, Rounded])
 
 # LiteLLM's per-token price -> the aicost price per million tokens it becomes.
 HELD_PRICES: dict[str, str] = {
@@ -133,14 +135,17 @@ def _exact(value, where: str, *, scale: int) -> Decimal:
         raise PriceMapError(f"{where}: not a number ({value!r})")
     if value < 0:
         raise PriceMapError(f"{where}: negative price ({value})")
-    scaled = value.scaleb(scale)
-    exponent = scaled.normalize().as_tuple().exponent
+    try:
+        scaled = value.scaleb(scale, context=_EXACT)
+        exponent = scaled.normalize(context=_EXACT).as_tuple().exponent
+    except (Inexact, Rounded) as error:  # More digits than any price holds: never rounded.
+        raise PriceMapError(f"{where}: {value} has more digits than a price holds") from error
     if -exponent > PRICE_PLACES:
         raise PriceMapError(f"{where}: {value} has more than {PRICE_PLACES} decimal places per million tokens")
     if scaled and scaled.adjusted() >= PRICE_DIGITS - PRICE_PLACES:
         raise PriceMapError(f"{where}: {value} is too large for a price")
     # Plain notation with the places published: 2.5e-06 -> 2.5, 1e-05 -> 10, 0.0 -> 0.
-    return scaled.quantize(Decimal(1)) if exponent >= 0 else scaled.normalize()
+    return scaled.quantize(Decimal(1), context=_EXACT) if exponent >= 0 else scaled.normalize(context=_EXACT)
 
 
 def _per_million(value, where: str) -> Decimal:

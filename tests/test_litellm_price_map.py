@@ -250,6 +250,11 @@ def test_a_tier_above_zero_tokens_is_not_a_tier():
             "m.cache_creation_input_token_cost_above_1hr_above_200k_tokens",
         ),
         ('{"m": {"input_cost_per_token": 1e9, "output_cost_per_token": 1}}', "too large"),
+        # 33 significant digits: the default 28-digit arithmetic would round them into 16 places, silently.
+        (
+            '{"m": {"input_cost_per_token": 1, "output_cost_per_token": 123456.789012345678901234567890123}}',
+            "m.output_cost_per_token: .* more than 18 decimal places",
+        ),
     ],
 )
 def test_what_cannot_be_held_exactly_is_an_error_naming_the_field(text, message):

@@ -86,7 +86,10 @@ class Command(BaseCommand):
         except (OSError, PriceMapError) as error:
             raise CommandError(f"{file}: {error}") from error
         if report.dropped_fields or report.skipped_models:
-            self.stdout.write(f"Not imported ({len(quotes)} model(s) priced); prices aicost does not hold:")
+            self.stdout.write(
+                f"{len(quotes)} model(s) with token prices. Not imported, prices aicost does not hold "
+                "(field: models publishing it):"
+            )
             for line in report.lines():
                 self.stdout.write(line)
         changes, other_currency = price_changes_from_quotes(quotes=quotes, include_new=add_new)

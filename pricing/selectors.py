@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 from django.db import connection
 
 from pricing.matching import NameMatch, NameMatcher, name_matcher_cached
-from pricing.models import ModelNamePattern, ModelPriceVersion, ModelPriceVersionTier, ModelPricing, PatternKind
+from pricing.models import (
+    PRICE_FIELDS,
+    TOKEN_PRICE_FIELDS,
+    ModelNamePattern,
+    ModelPriceTier,
+    ModelPriceVersion,
+    ModelPriceVersionTier,
+    ModelPricing,
+    PatternKind,
+)
 from pricing.providers import provider_canonical
 
 if TYPE_CHECKING:
@@ -230,22 +239,41 @@ def price_versions_by_model() -> dict[str, list[ModelPriceVersion]]:
 
 @dataclass(frozen=True)
 class PriceChange:
-    """How an imported quote differs from the price in force (pricing is None for a model not yet known)."""
+    """How an imported quote differs from the price in force (pricing is None for a model not yet known).
+    changed_fields names the differing price fields, and "tiers" when the long-context tiers differ."""
 
     quote: "PriceQuote"
     pricing: ModelPricing | None
     changed_fields: tuple[str, ...]
 
 
-_QUOTED_FIELDS = ("input_price_per_million", "output_price_per_million", "cached_input_price_per_million")
+# Every price a quote carries (pricing.models' declaration), and its tiers' prices.
+QUOTED_PRICE_FIELDS = PRICE_FIELDS
+TIER_PRICE_FIELDS = TOKEN_PRICE_FIELDS
+TierKey = tuple[tuple[int, tuple], ...]
+
+
+def _tier_key(tiers: Iterable) -> TierKey:
+    """Tiers comparable whatever holds them (quote tiers, ModelPriceTier rows): by threshold, every price."""
+    rows = ((tier.above_prompt_tokens, tuple(getattr(tier, name) for name in TIER_PRICE_FIELDS)) for tier in tiers)
+    return tuple(sorted(rows))
+
+
+def _tiers_in_force(pricings: list[ModelPricing]) -> dict[int, TierKey]:
+    """pricing id -> its current tiers (ModelPriceTier rows, pricing.models)."""
+    grouped: dict[int, list] = defaultdict(list)
+    for tier in ModelPriceTier.objects.filter(pricing__in=pricings):
+        grouped[tier.pricing_id].append(tier)
+    return {pricing_id: _tier_key(tiers) for pricing_id, tiers in grouped.items()}
 
 
 def price_changes_from_quotes(
     *, quotes: dict[str, "PriceQuote"], include_new: bool
 ) -> tuple[list[PriceChange], list[str]]:
-    """The quotes that would change something (differing prices of known models, and new models if asked),
-    and the names of known models skipped because they are priced in another currency."""
+    """The quotes that would change something (differing prices or tiers of known models, and new models
+    if asked), and the names of known models skipped because they are priced in another currency."""
     known = {p.model_name: p for p in ModelPricing.objects.filter(model_name__in=quotes)}
+    tiers_by_pricing = _tiers_in_force(list(known.values())) if known else {}
     changes = []
     other_currency = []
     for model_name in sorted(quotes):
@@ -253,12 +281,14 @@ def price_changes_from_quotes(
         pricing = known.get(model_name)
         if pricing is None:
             if include_new:
-                changes.append(PriceChange(quote=quote, pricing=None, changed_fields=_QUOTED_FIELDS))
+                changes.append(PriceChange(quote=quote, pricing=None, changed_fields=QUOTED_PRICE_FIELDS))
             continue
         if pricing.currency != quote.currency:
             other_currency.append(model_name)
             continue
-        differing = tuple(f for f in _QUOTED_FIELDS if getattr(pricing, f) != getattr(quote, f))
+        differing = tuple(f for f in QUOTED_PRICE_FIELDS if getattr(pricing, f) != getattr(quote, f))
+        if tiers_by_pricing.get(pricing.pk, ()) != _tier_key(quote.tiers):
+            differing += ("tiers",)
         if differing:
             changes.append(PriceChange(quote=quote, pricing=pricing, changed_fields=differing))
     return changes, other_currency

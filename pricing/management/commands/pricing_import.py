@@ -1,4 +1,5 @@
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
@@ -6,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from pricing.litellm import PriceMapError, litellm_price_map_parse
-from pricing.selectors import PriceChange, price_changes_from_quotes
+from pricing.selectors import TIER_PRICE_FIELDS, PriceChange, price_changes_from_quotes
 from pricing.services import price_changes_apply
 
 
@@ -17,21 +18,60 @@ def _aware(value: str) -> datetime:
     return moment
 
 
+_SHORT = {
+    "input_price_per_million": "in",
+    "cached_input_price_per_million": "cached",
+    "cache_write_5m_price_per_million": "write 5m",
+    "cache_write_1h_price_per_million": "write 1h",
+    "input_audio_price_per_million": "audio in",
+    "output_price_per_million": "out",
+    "reasoning_price_per_million": "reasoning",
+    "output_audio_price_per_million": "audio out",
+    "output_image_price_per_million": "image out",
+    "price_per_call": "per call",
+}
+
+
+def _plain(amount: Decimal | None) -> str:
+    """A price as published: 2.5, not 2.500000000000000000 or 2.5E+0."""
+    if amount is None:
+        return "-"
+    return f"{amount.normalize():f}" if amount != amount.to_integral_value() else f"{amount.quantize(Decimal(1)):f}"
+
+
+def _prices(holder, names) -> str:
+    shown = [f"{_SHORT[name]} {_plain(getattr(holder, name))}" for name in names if getattr(holder, name) is not None]
+    return ", ".join(shown)
+
+
+def _tiers(tiers) -> str:
+    shown = [f"above {tier.above_prompt_tokens}: {_prices(tier, TIER_PRICE_FIELDS)}" for tier in tiers]
+    return "; ".join(shown) or "none"
+
+
 def _describe(change: PriceChange) -> str:
     quote = change.quote
     if change.pricing is None:
-        return (
-            f"+ {quote.model_name} ({quote.provider}): new model, in {quote.input_price_per_million} "
-            f"out {quote.output_price_per_million} cached {quote.cached_input_price_per_million} {quote.currency}/1M"
-        )
-    parts = [f"{field}: {getattr(change.pricing, field)} -> {getattr(quote, field)}" for field in change.changed_fields]
+        prices = _prices(quote, TIER_PRICE_FIELDS)
+        line = f"+ {quote.model_name} ({quote.provider}): new model, {prices} {quote.currency}/1M"
+        if quote.price_per_call is not None:
+            line += f"; {_plain(quote.price_per_call)} {quote.currency} per call"
+        return line + (f"; tiers {_tiers(quote.tiers)}" if quote.tiers else "")
+    parts = [
+        f"{field}: {_plain(getattr(change.pricing, field))} -> {_plain(getattr(quote, field))}"
+        for field in change.changed_fields
+        if field != "tiers"
+    ]
+    if "tiers" in change.changed_fields:
+        parts.append(f"tiers: now {_tiers(quote.tiers)}")
     return f"~ {quote.model_name}: " + "; ".join(parts)
 
 
 class Command(BaseCommand):
     help = (
         "Import model prices from a local LiteLLM price map (model_prices_and_context_window.json). "
-        "Shows the differences; with --apply, puts them in force as new price versions. No network access."
+        "Lists the map's prices that aicost does not hold (with the number of models publishing each), then "
+        "the differences; with --apply, puts them in force as new price versions. No network access."
     )
 
     def add_arguments(self, parser):
@@ -43,11 +83,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, file: Path, apply: bool, add_new: bool, model: list[str], effective_from, **options):
         try:
-            quotes = litellm_price_map_parse(text=file.read_text(encoding="utf-8"))
+            quotes, report = litellm_price_map_parse(text=file.read_text(encoding="utf-8"), model_names=model or None)
         except (OSError, PriceMapError) as error:
             raise CommandError(f"{file}: {error}") from error
-        if model:
-            quotes = {name: quote for name, quote in quotes.items() if name in model}
+        if report.dropped_fields or report.skipped_models:
+            self.stdout.write(
+                f"{len(quotes)} model(s) with token prices. Not imported, prices aicost does not hold "
+                "(field: models publishing it):"
+            )
+            for line in report.lines():
+                self.stdout.write(line)
         changes, other_currency = price_changes_from_quotes(quotes=quotes, include_new=add_new)
         for name in other_currency:
             self.stderr.write(f"! {name}: priced in another currency than the map's USD; left as is.")

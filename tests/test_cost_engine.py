@@ -210,6 +210,7 @@ def test_a_thousand_calls_of_one_cached_token_cost_exactly_a_thousand_cached_tok
         output_price_per_million=Decimal("1"),
         cached_input_price_per_million=Decimal(cached_price),
         effective_from=timezone.now() - timedelta(days=1),
+        allow_past=True,  # History set up before the calls.
     )
     one = UsageRecordInput(model_name=model, prompt_tokens=1, completion_tokens=0, cached_tokens=1)
     usage_record_batch(records=[one] * 1_000)
@@ -286,6 +287,7 @@ def test_a_new_version_copies_prices_and_tiers_and_unchanged_prices_add_none():
         **GEMINI_PRO,
         tiers=[_tier(200_000, "2.5", "15", cached_input_price_per_million=Decimal("0.625"))],
         effective_from=start,
+        allow_past=True,
     )
     first = pricing.price_versions.get()
     assert [(t.above_prompt_tokens, t.input_price_per_million) for t in first.tiers.all()] == [
@@ -305,6 +307,7 @@ def test_a_new_version_copies_prices_and_tiers_and_unchanged_prices_add_none():
         output_audio_price_per_million=Decimal("40"),
         tiers=[_tier(200_000, "2.5", "15"), _tier(1_000_000, "5", "30")],
         effective_from=start + timedelta(days=1),
+        allow_past=True,
     )
     assert pricing.price_versions.count() == 2
     assert changed.output_audio_price_per_million == Decimal("40")
@@ -364,6 +367,8 @@ def _change_form(pricing: ModelPricing, **prices) -> dict:
         "tiers-INITIAL_FORMS": "0",
         "price_versions-TOTAL_FORMS": "0",
         "price_versions-INITIAL_FORMS": "0",
+        "name_patterns-TOTAL_FORMS": "0",
+        "name_patterns-INITIAL_FORMS": "0",
         "_save": "Save",
     }
     for name in (*TOKEN_PRICE_FIELDS, "price_per_call"):
@@ -465,6 +470,8 @@ def test_the_admin_add_form_creates_the_model_with_its_tiers_in_its_first_versio
         "enabled": "on",
         "price_versions-TOTAL_FORMS": "0",
         "price_versions-INITIAL_FORMS": "0",
+        "name_patterns-TOTAL_FORMS": "0",
+        "name_patterns-INITIAL_FORMS": "0",
         "tiers-INITIAL_FORMS": "0",
         "_save": "Save",
     }
@@ -502,6 +509,7 @@ model_pricing_create(
     tiers=[PriceTierInput(above_prompt_tokens=200_000, input_price_per_million=Decimal("2.5"),
                           output_price_per_million=Decimal("15"))],
     effective_from=timezone.now() - timedelta(days=1),
+    allow_past=True,
 )
 usage_record_batch(records=[
     UsageRecordInput(model_name="sqlite-tiered", prompt_tokens=200_001, completion_tokens=0),
@@ -537,6 +545,7 @@ def test_stats_show_the_exact_sum_rounded_once_at_display(staff_client):
         output_price_per_million=Decimal("0.6"),
         cached_input_price_per_million=Decimal("0.075"),
         effective_from=timezone.now() - timedelta(days=1),
+        allow_past=True,  # History set up before the calls.
     )
     one = UsageRecordInput(model_name="display-test", prompt_tokens=1, completion_tokens=0, cached_tokens=1)
     usage_record_batch(records=[one] * 3)

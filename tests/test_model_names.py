@@ -365,6 +365,8 @@ def test_admin_inline_saves_patterns_and_shows_collisions(staff_client):
         "name_patterns-INITIAL_FORMS": "0",
         "price_versions-TOTAL_FORMS": "0",
         "price_versions-INITIAL_FORMS": "0",
+        "tiers-TOTAL_FORMS": "0",
+        "tiers-INITIAL_FORMS": "0",
     }
     refused = staff_client.post(
         url, {**data, **management, "name_patterns-0-kind": "prefix", "name_patterns-0-pattern": "openai/gpt-4o"}
@@ -404,6 +406,7 @@ def test_usage_verify_names_rows_whose_version_span_excludes_them():
 
 
 SQLITE_SCRIPT = """
+from decimal import Decimal
 import django
 django.setup()
 from django.core.management import call_command
@@ -415,7 +418,7 @@ call_command("migrate", verbosity=0)
 model_name_patterns_set(pricing=ModelPricing.objects.get(model_name="gpt-4o"), patterns=[("prefix", "openai/gpt-4o")])
 model_name_patterns_set(pricing=ModelPricing.objects.get(model_name="gpt-4o-mini"), patterns=[("regex", r"mini-.*")])
 log = usage_record(model_name="openai/gpt-4o-2024-08-06", prompt_tokens=1000000, completion_tokens=0)
-assert (log.model_name, log.sent_model_name, str(log.cost)) == ("gpt-4o", "openai/gpt-4o-2024-08-06", "2.50000000"), log
+assert (log.model_name, log.sent_model_name, log.cost) == ("gpt-4o", "openai/gpt-4o-2024-08-06", Decimal("2.5")), log
 assert usage_record(model_name="mini-x", prompt_tokens=1, completion_tokens=0).model_name == "gpt-4o-mini"
 model_pricing_set_enabled(model_names=["gpt-4o"], enabled=False)
 assert usage_record(model_name="openai/gpt-4o", prompt_tokens=1, completion_tokens=0).cost is None
@@ -463,6 +466,8 @@ def test_admin_adds_a_model_with_its_patterns(staff_client):
         "name_patterns-1-pattern": "taken-alias",
         "price_versions-TOTAL_FORMS": "0",
         "price_versions-INITIAL_FORMS": "0",
+        "tiers-TOTAL_FORMS": "0",
+        "tiers-INITIAL_FORMS": "0",
     }
     refused = staff_client.post(url, data)
     assert refused.status_code == 200

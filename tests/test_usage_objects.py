@@ -190,7 +190,7 @@ DOCUMENTED = [
             "inference_geo": None,
             "input_tokens": 410,
             "output_tokens": 96,
-            "server_tool_use": {"web_search_requests": 1, "web_fetch_requests": None},
+            "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": None},
             "service_tier": "standard",
         },
         TokenCounts(prompt_tokens=410 + 2048, completion_tokens=96, cached_tokens=2048),
@@ -414,6 +414,13 @@ REFUSED = [
         {"input_tokens": MAX_TOKENS, "cache_read_input_tokens": 1},
         "usage.input_tokens",
         None,
+    ),
+    (
+        "Anthropic web search requests (billed per request: no price holds them)",
+        {"input_tokens": 1, "output_tokens": 2, "server_tool_use": {"web_search_requests": 3}},
+        "usage.server_tool_use.web_search_requests",
+        "Server tool requests are billed per request and aicost has no price for them, so the call would be "
+        "under-counted. Send the usage object without server_tool_use, or the token counts as fields.",
     ),
     (
         "Anthropic tier not a string",

@@ -22,7 +22,8 @@ of them is refused, so nothing a provider bills is dropped without a word:
 - Anthropic Messages: input_tokens (required) excludes the cache: prompt = input_tokens +
   cache_creation_input_tokens + cache_read_input_tokens. Cache writes are split by
   cache_creation.ephemeral_5m/1h_input_tokens (which then add up to cache_creation_input_tokens);
-  without the split every write is a 5-minute write. server_tool_use counts requests, not tokens.
+  without the split every write is a 5-minute write. server_tool_use counts requests, billed per
+  request: aicost holds no such price, so a non-zero count is refused rather than left unbilled.
 - Gemini usageMetadata (REST camelCase, or the google-genai SDK's snake_case): prompt =
   promptTokenCount (cached content included) + toolUsePromptTokenCount; completion =
   candidatesTokenCount + thoughtsTokenCount (thoughts are billed as output on top of candidates);
@@ -35,6 +36,10 @@ from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 MAX_TOKENS = 2_147_483_647  # The log's columns are PostgreSQL integers.
+SERVER_TOOLS_UNPRICED = (
+    "Server tool requests are billed per request and aicost has no price for them, so the call would be "
+    "under-counted. Send the usage object without server_tool_use, or the token counts as fields."
+)
 
 
 class TokenCounts(NamedTuple):
@@ -235,9 +240,10 @@ def _anthropic(usage, path: str) -> TokenCounts:
             )
             raise UsageObjectInvalid(f"{split.path}.ephemeral_1h_input_tokens", message)
     tools = reader.child("server_tool_use")
-    if tools is not None:  # Requests of server tools (billed per request, not per token).
-        tools.tokens("web_search_requests")
-        tools.tokens("web_fetch_requests")
+    if tools is not None:  # Requests of server tools: billed per request, which no price here holds.
+        for key in ("web_search_requests", "web_fetch_requests"):
+            if tools.tokens(key):
+                raise UsageObjectInvalid(f"{tools.path}.{key}", SERVER_TOOLS_UNPRICED, "unpriced")
         tools.done()
     for key in ("service_tier", "inference_geo", "speed"):
         reader.text(key)

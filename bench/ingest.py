@@ -1,6 +1,6 @@
 """Ingest throughput on PostgreSQL, batches of 1000 records.
 
-    .venv/bin/python -m bench.ingest [--batches 100] [--spread 60]
+    .venv/bin/python -m bench.ingest [--batches 100] [--spread 60] [--pricing rich]
 
 Starts its own throwaway PostgreSQL 15 (durable: fsync on, as in production) unless DATABASE_URL
 is set, migrates, and prints records/s for:
@@ -14,6 +14,12 @@ compacts between batches instead, whenever AICOST_ROLLUP_COMPACT_SECONDS (1 s by
 service time has passed since the last compaction, as the thread would, and once at the end.
 Compactions are timed and counted as service time, so the records/s and the upkeep share
 (appends + compactions over service time + compactions) leave no upkeep out.
+
+Pricing (the price book's query and each call's price, inside the batch; not the building of
+the rows) is timed too. With
+`--pricing rich` every model has every token price, a long-context tier, an alias, a gateway prefix
+and a regular expression for dated snapshots; calls arrive under all four kinds of name, carry
+every token kind, and one in ten has a prompt above the tier's threshold.
 """
 
 import argparse
@@ -31,8 +37,68 @@ BATCH = 1000
 MODELS = ["gpt-4o", "gpt-4o-mini", "deepseek-chat", "claude-haiku-4-5", "qwen-plus", "gemini-2.5-flash"]
 
 
-def _records(rng: random.Random, start: datetime, spread: float) -> list[dict]:
-    return [
+TIER_ABOVE = 200_000
+
+
+def _rich_prices() -> None:
+    """Every model: every token price, a tier above TIER_ABOVE prompt tokens, and other names."""
+    from decimal import Decimal
+
+    from pricing.models import ModelPricing
+    from pricing.services import PriceTierInput, model_name_patterns_set, model_pricing_set_prices
+
+    for pricing in ModelPricing.objects.filter(model_name__in=MODELS):
+        base_in = pricing.input_price_per_million.quantize(Decimal("0.000001"))
+        base_out = pricing.output_price_per_million.quantize(Decimal("0.000001"))
+        model_pricing_set_prices(
+            pricing=pricing,
+            input_price_per_million=base_in,
+            output_price_per_million=base_out,
+            cached_input_price_per_million=base_in / 10,
+            cache_write_5m_price_per_million=base_in * Decimal("1.25"),
+            cache_write_1h_price_per_million=base_in * 2,
+            input_audio_price_per_million=base_in * 8,
+            reasoning_price_per_million=base_out * Decimal("1.5"),
+            output_audio_price_per_million=base_out * 8,
+            output_image_price_per_million=base_out * 3,
+            price_per_call=Decimal("0.0001"),
+            tiers=[PriceTierInput(TIER_ABOVE, base_in * 2, base_out * Decimal("1.5"), base_in / 5)],
+            source="bench.ingest --pricing rich",
+        )
+        name = pricing.model_name
+        model_name_patterns_set(
+            pricing=pricing,
+            patterns=[
+                ("exact", f"{name}-latest"),
+                ("prefix", f"gw/{name}/"),
+                ("regex", rf"{name}-\d{{4}}-\d{{2}}-\d{{2}}"),
+            ],
+        )
+
+
+def _rich_name(rng: random.Random, name: str) -> str:
+    return rng.choice(
+        [name, f"{name}-latest", f"gw/{name}/eu", f"{name}-2026-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}"]
+    )
+
+
+def _rich_tokens(rng: random.Random, record: dict) -> None:
+    prompt = rng.randint(TIER_ABOVE + 1, 400_000) if rng.random() < 0.1 else record["prompt_tokens"]
+    completion = record["completion_tokens"]
+    record.update(
+        prompt_tokens=prompt,
+        cached_tokens=prompt // 4,
+        cache_write_5m_tokens=prompt // 8,
+        cache_write_1h_tokens=prompt // 16,
+        input_audio_tokens=prompt // 32,
+        reasoning_tokens=completion // 2,
+        output_audio_tokens=completion // 8,
+        output_image_tokens=completion // 16,
+    )
+
+
+def _records(rng: random.Random, start: datetime, spread: float, rich: bool = False) -> list[dict]:
+    records = [
         {
             "model_name": rng.choice(MODELS),
             "decision_id": f"d-{rng.getrandbits(40):010x}",
@@ -48,6 +114,11 @@ def _records(rng: random.Random, start: datetime, spread: float) -> list[dict]:
         }
         for _ in range(BATCH)
     ]
+    if rich:
+        for record in records:
+            record["model_name"] = _rich_name(rng, record["model_name"])
+            _rich_tokens(rng, record)
+    return records
 
 
 def _rate(seconds: list[float], extra: float = 0.0) -> str:
@@ -56,7 +127,7 @@ def _rate(seconds: list[float], extra: float = 0.0) -> str:
     return f"{BATCH * len(seconds) / (sum(seconds) + extra):>9,.0f} records/s  (median batch {median_ms:.1f} ms)"
 
 
-def _bench(batches: int, spread: float) -> None:
+def _bench(batches: int, spread: float, rich: bool) -> None:
     from bench.django_setup import django_setup_for_bench
 
     django_setup_for_bench()
@@ -73,6 +144,8 @@ def _bench(batches: int, spread: float) -> None:
     from usage.records import usage_records_validated
 
     call_command("migrate", verbosity=0)
+    if rich:
+        _rich_prices()
     compact_every = settings.AICOST_ROLLUP_COMPACT_SECONDS
     settings.AICOST_ROLLUP_COMPACT_SECONDS = math.inf  # No thread: compactions are timed below.
     rng = random.Random(42)
@@ -105,11 +178,30 @@ def _bench(batches: int, spread: float) -> None:
         compacted_rows += rollups.rollups_compact() or 0
         compact_times.append(time.perf_counter() - began)
 
+    pricing_seconds = 0.0
+    original_book, original_pricer = services.price_book_for_models, services.BatchPricer
+
+    def timed_book(**kwargs):
+        nonlocal pricing_seconds
+        began = time.perf_counter()
+        book = original_book(**kwargs)
+        pricing_seconds += time.perf_counter() - began
+        return book
+
+    class TimedPricer(original_pricer):
+        def price(self, record, timestamp):
+            nonlocal pricing_seconds
+            began = time.perf_counter()
+            priced = super().price(record, timestamp)
+            pricing_seconds += time.perf_counter() - began
+            return priced
+
     services.rollups_apply_logs = timed_apply
+    services.price_book_for_models, services.BatchPricer = timed_book, TimedPricer
     service_times = []
     since_compaction = 0.0
     for _ in range(batches):
-        inputs = as_inputs(_records(rng, start, spread))
+        inputs = as_inputs(_records(rng, start, spread, rich))
         began = time.perf_counter()
         services.usage_ingest(records=inputs)
         service_times.append(time.perf_counter() - began)
@@ -118,6 +210,7 @@ def _bench(batches: int, spread: float) -> None:
             timed_compaction()
             since_compaction = 0.0
     services.rollups_apply_logs = original_apply
+    services.price_book_for_models, services.BatchPricer = original_book, original_pricer
     timed_compaction()  # What the last batches left.
     compact_seconds = sum(compact_times)
 
@@ -125,7 +218,7 @@ def _bench(batches: int, spread: float) -> None:
     client = Client(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
     api_times = []
     for _ in range(batches):
-        body = json.dumps(_records(rng, start, spread))
+        body = json.dumps(_records(rng, start, spread, rich))
         began = time.perf_counter()
         response = client.post("/api/v1/usage/", body, content_type="application/json", secure=True)
         api_times.append(time.perf_counter() - began)
@@ -157,8 +250,10 @@ def _bench(batches: int, spread: float) -> None:
             services._rows_insert(rows)
             copy_times.append(time.perf_counter() - began)
 
+    pricing = "rich (every token kind and price, tiers, aliases, prefixes, expressions)" if rich else "plain"
     print(
-        f"PostgreSQL ingest, {batches} batches of {BATCH} records each spread over {spread:g} s, {os.cpu_count()} cores"
+        f"PostgreSQL ingest, {batches} batches of {BATCH} records each spread over {spread:g} s, "
+        f"{os.cpu_count()} cores, pricing {pricing}"
     )
     print(f"  service  usage_ingest      {_rate(service_times, extra=compact_seconds)}  (compactions included)")
     print(f"  api      POST /api/v1/usage/ {_rate(api_times)}")
@@ -179,6 +274,11 @@ def _bench(batches: int, spread: float) -> None:
     print(
         f"  rollup upkeep: {100 * (append_seconds + compact_seconds) / total:.1f}% of service time, compaction included"
     )
+    print(
+        f"  pricing (price book and each call's price, in the batch): {1000 * pricing_seconds / batches:.2f} ms per "
+        f"batch, {1e6 * pricing_seconds / records:.2f} us per record, "
+        f"{100 * pricing_seconds / total:.1f}% of service time"
+    )
 
 
 def main() -> int:
@@ -191,11 +291,14 @@ def main() -> int:
         help="seconds a batch's timestamps spread over: 86400 (a day, a backfill; the default) or e.g. 60 "
         "(a live client sending what it just did)",
     )
+    parser.add_argument(
+        "--pricing", choices=["plain", "rich"], default="plain", help="rich: every token kind, tiers, other names"
+    )
     args = parser.parse_args()
     status = rerun_without_database("bench.ingest", durable=True)
     if status is not None:
         return status
-    _bench(args.batches, args.spread)
+    _bench(args.batches, args.spread, args.pricing == "rich")
     return 0
 
 

@@ -113,7 +113,8 @@ class BatchPricer:
 
     def __init__(self, book: PriceBook):
         self._book = book
-        self._models: dict[str, _ModelPrices | None] = {}
+        self._models: dict[str, _ModelPrices | None] = {}  # By sent name.
+        self._priced: dict[str | None, _ModelPrices | None] = {}  # By the model a name is priced as.
         self.counted_names: dict[str, str] = {}  # Sent name -> counted_name's answer.
 
     def counted_name(self, sent_name: str) -> str:
@@ -126,12 +127,15 @@ class BatchPricer:
 
     def _model(self, sent_name: str) -> _ModelPrices | None:
         model_name = self._book.resolve(sent_name).model_name
-        pricing = None if model_name is None else self._book.pricing(model_name)
-        versions = self._book.versions(model_name) if pricing is not None else []
-        prices = None
-        if versions:
-            spans = [_Span(v.effective_to, v.pk, v, integer_rates(v)) for v in versions]
-            prices = _ModelPrices([version.effective_from for version in versions], spans)
+        prices = self._priced.get(model_name, _UNSEEN)
+        if prices is _UNSEEN:  # Each priced model's history once, whatever names its calls arrive under.
+            pricing = None if model_name is None else self._book.pricing(model_name)
+            versions = self._book.versions(model_name) if pricing is not None else []
+            prices = None
+            if versions:
+                spans = [_Span(v.effective_to, v.pk, v, integer_rates(v)) for v in versions]
+                prices = _ModelPrices([version.effective_from for version in versions], spans)
+            self._priced[model_name] = prices
         self._models[sent_name] = prices
         return prices
 

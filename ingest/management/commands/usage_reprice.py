@@ -28,6 +28,11 @@ def _moment(value: str, option: str) -> datetime:
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
+def _shown(amount: Decimal | None) -> str:
+    """A total as shown (core.money.money_display: 8 places), in plain notation."""
+    return f"{money_display(amount or Decimal(0)):f}"
+
+
 def _actor() -> str:
     try:
         return getpass.getuser()
@@ -82,13 +87,13 @@ class Command(BaseCommand):
             self.stdout.write(f"Continuing run {run.pk} after {run.cursor_timestamp:%Y-%m-%d %H:%M:%S} (its cursor).")
         for day in outcome.days:
             parts = [
-                f"{currency} {money_display(day.old.get(currency, 0))} -> {money_display(day.new.get(currency, 0))}"
+                f"{currency} {_shown(day.old.get(currency))} -> {_shown(day.new.get(currency))}"
                 for currency in day.currencies()
             ]
             self.stdout.write(
                 f"{day.model_name}  {day.day}  {day.calls} calls, {day.changed} changed  {'; '.join(parts)}"
             )
-        delta = "; ".join(f"{currency} {money_display(Decimal(amount)):+}" for currency, amount in run.delta.items())
+        delta = "; ".join(f"{currency} {money_display(Decimal(amount)):+f}" for currency, amount in run.delta.items())
         verb = "changed" if apply else "would change"
         self.stdout.write(
             f"Run {run.pk} ({run.get_status_display()}): {run.calls_seen} calls, {run.calls_changed} {verb}"

@@ -1095,7 +1095,10 @@ def usage_reprice(
     while True:
         if apply:
             with transaction.atomic():
-                UsageRepriceRun.objects.select_for_update().filter(pk=run.pk).first()  # One runner at a time.
+                # One runner at a time, from the cursor as committed (another may have moved it).
+                run = state.run = UsageRepriceRun.objects.select_for_update().get(pk=run.pk)
+                if run.status != RepriceStatus.RUNNING:
+                    break
                 read, touched = _reprice_chunk(state=state, chunk_size=chunk_size, apply=True, now=timezone.now())
                 if touched and after_chunk is not None:
                     after_chunk(touched, timezone.now())
@@ -1106,11 +1109,12 @@ def usage_reprice(
         committed += 1
         if apply and stop_after is not None and committed >= stop_after:
             raise RepriceInterrupted(f"stopped after {committed} transaction(s); run {run.pk} continues on rerun")
-    run.status = RepriceStatus.FINISHED if apply else RepriceStatus.DRY_RUN
-    run.finished_at = timezone.now()
-    if not apply:
-        run.cursor_timestamp = run.cursor_id = None
-    run.save()
+    if run.status != RepriceStatus.FINISHED:
+        run.status = RepriceStatus.FINISHED if apply else RepriceStatus.DRY_RUN
+        run.finished_at = timezone.now()
+        if not apply:
+            run.cursor_timestamp = run.cursor_id = None
+        run.save()
     return RepriceOutcome(run=run, days=_days_sorted(state), resumed=resumed is not None)
 
 

@@ -2,6 +2,11 @@
 exact apply (log, history, rollups, counters, alerts), resuming an interrupted run, unpriced calls
 priced once a price exists, back-dating only through repricing, and currencies never added."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
@@ -22,7 +27,8 @@ from pricing.services import (
     model_pricing_set_prices,
     price_version_backdate,
 )
-from tests.sqlite_process import sqlite_python
+from tests.gunicorn_server import shared_test_database_url
+from tests.sqlite_process import ROOT, sqlite_python
 from usage.consistency import usage_consistency_read, usage_rows_outside_version_span
 from usage.models import (
     CostSource,
@@ -283,6 +289,56 @@ def test_an_interrupted_run_continues_from_its_cursor_and_ends_as_an_uninterrupt
     assert a == b
     assert a[4] == [(RepriceStatus.FINISHED, 5, 5, a[4][0][3])]
     _agrees_with_a_rebuild(staff_client)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_run_killed_between_transactions_continues_on_rerun_and_ends_as_an_uninterrupted_one():
+    """kill -9 of a real `usage_reprice --apply` process mid-run: the rerun of the same command picks
+    up its cursor; the end state equals that of a model repriced in one go."""
+    now = timezone.now()
+    since, until = (now - timedelta(days=10)).isoformat(), now.isoformat()
+    moments = [now - timedelta(days=3, seconds=n) for n in range(1500)]
+    for name in ("acme-a", "acme-b"):
+        pricing = _model(name)
+        for start in range(0, len(moments), 500):
+            _record(name, moments[start : start + 500])
+        _correct_in_place(pricing, input_price_per_million=Decimal("3"), output_price_per_million=Decimal("0.5"))
+    args = ["--model", "acme-a", "--since", since, "--until", until, "--apply", "--chunk-size", "10"]
+    env = {**os.environ, "DATABASE_URL": shared_test_database_url()}
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "usage_reprice", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and child.poll() is None:
+            if UsageRepriceRun.objects.filter(model_name="acme-a", transactions__gte=5).exists():
+                break
+            time.sleep(0.01)
+        assert child.poll() is None, child.stderr.read().decode()[-3000:]
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.stderr.close()
+    killed = UsageRepriceRun.objects.get(model_name="acme-a")
+    assert killed.status == RepriceStatus.RUNNING
+    assert 0 < killed.calls_seen < 1500
+    assert UsageRepriceChange.objects.filter(run=killed).count() == killed.calls_changed
+
+    assert f"Continuing run {killed.pk}" in _command(*args)
+    _command("--model", "acme-b", "--since", since, "--until", until, "--apply", "--chunk-size", "10")
+
+    a, b = _repriced_state("acme-a"), _repriced_state("acme-b")
+    assert a == b
+    assert a[4] == [(RepriceStatus.FINISHED, 1500, 1500, a[4][0][3])]
+    reading = usage_consistency_read(full=True)
+    assert reading.consistent, (reading.disagreements, reading.counter_drift)
 
 
 # --- Unpriced calls, back-dating ------------------------------------------------------------------------

@@ -84,7 +84,10 @@ class Command(BaseCommand):
     def _report(self, outcome: RepriceOutcome, *, apply: bool) -> None:
         run = outcome.run
         if outcome.resumed:
-            self.stdout.write(f"Continuing run {run.pk} after {run.cursor_timestamp:%Y-%m-%d %H:%M:%S} (its cursor).")
+            self.stdout.write(
+                f"Continuing run {run.pk} (started {run.started_at:%Y-%m-%d %H:%M:%S}, until {run.until.isoformat()}) "
+                "from its cursor."
+            )
         for day in outcome.days:
             parts = [
                 f"{currency} {_shown(day.old.get(currency))} -> {_shown(day.new.get(currency))}"

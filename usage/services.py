@@ -910,7 +910,46 @@ def _counters_shift(*, removed: Sequence[UsageLog], added: Sequence[UsageLog], n
         counter.save()
 
 
-_REPRICED_FIELDS = ["model_name", "cost", "cost_source", "price_version"]
+_REPRICED_SQL = f"""
+UPDATE {LOG_TABLE} AS l SET model_name = v.model_name, cost = v.cost, cost_source = v.cost_source,
+    price_version_id = v.version_id
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::numeric[], %s::text[], %s::bigint[])
+    AS v(id, ts, model_name, cost, cost_source, version_id)
+WHERE l.id = v.id AND l."timestamp" = v.ts
+"""  # noqa: S608 -- the table name is the module's constant
+
+
+def _logs_repriced_write(logs: Sequence[UsageLog]) -> None:
+    """Write the repriced columns of the logs. PostgreSQL: one statement (each row found by id and
+    timestamp, so in its partition only); SQLite: one statement per row."""
+    if connection.vendor == "postgresql":
+        columns = ([], [], [], [], [], [])
+        for log in logs:
+            for values, value in zip(
+                columns,
+                (log.pk, log.timestamp, log.model_name, log.cost, log.cost_source, log.price_version_id),
+                strict=True,
+            ):
+                values.append(value)
+        with connection.cursor() as cursor:
+            cursor.execute(_REPRICED_SQL, list(columns))
+        return
+    cost_field = UsageLog._meta.get_field("cost")
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {LOG_TABLE} SET model_name = %s, cost = %s, cost_source = %s, price_version_id = %s "  # noqa: S608
+            "WHERE id = %s",
+            [
+                (
+                    log.model_name,
+                    cost_field.get_db_prep_save(log.cost, connection),
+                    log.cost_source,
+                    log.price_version_id,
+                    log.pk,
+                )
+                for log in logs
+            ],
+        )
 
 
 @dataclass
@@ -999,7 +1038,7 @@ def _reprice_chunk(*, state: _RepriceState, chunk_size: int, apply: bool, now: d
     if not apply:
         return len(logs), set()
     if added:
-        UsageLog.objects.bulk_update(added, _REPRICED_FIELDS, batch_size=500)
+        _logs_repriced_write(added)
         UsageRepriceChange.objects.bulk_create(history, batch_size=500)
         _counters_shift(removed=removed, added=added, now=now)
         rollups_apply_changes(removed=removed, added=added)

@@ -1173,7 +1173,7 @@ def _reprice_backdated(
 ) -> RepriceOutcome:
     model_name = pricing.model_name
     with transaction.atomic():
-        if connection.vendor == "postgresql":  # No batch stores a call meanwhile (the span's spans move).
+        if apply and connection.vendor == "postgresql":  # No batch stores a call meanwhile (spans move).
             with connection.cursor() as cursor:
                 cursor.execute(f"LOCK TABLE {UsageLog._meta.db_table} IN EXCLUSIVE MODE")
         versions = list(pricing.price_versions.order_by("effective_from"))
@@ -1224,7 +1224,7 @@ def _reprice_backdated(
             if not read:
                 break
             touched_all |= touched
-        if touched_all and after_chunk is not None:
+        if apply and touched_all and after_chunk is not None:  # A dry run raises no alert.
             after_chunk(touched_all, now)
         run.status = RepriceStatus.FINISHED
         run.finished_at = timezone.now()

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -337,6 +338,51 @@ def test_a_run_killed_between_transactions_continues_on_rerun_and_ends_as_an_uni
     a, b = _repriced_state("acme-a"), _repriced_state("acme-b")
     assert a == b
     assert a[4] == [(RepriceStatus.FINISHED, 1500, 1500, a[4][0][3])]
+    reading = usage_consistency_read(full=True)
+    assert reading.consistent, (reading.disagreements, reading.counter_drift)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_run_beside_concurrent_ingestion_of_the_same_model_loses_no_update_and_deadlocks_nothing():
+    """Batches of the model (and of the unpriced name the run moves) stored while the run applies
+    its transactions: every figure still equals the log afterwards."""
+    now = timezone.now()
+    pricing = _model("acme-chat")
+    moments = [now - timedelta(days=2, seconds=n) for n in range(600)]
+    _record("acme-chat", moments)
+    _record("acme-chat-2026-01-01", moments[:100])  # Unpriced until the pattern below.
+    model_name_patterns_set(pricing=pricing, patterns=[(PatternKind.PREFIX, "acme-chat-")])
+    _correct_in_place(pricing, input_price_per_million=Decimal("3"))
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def ingest() -> None:
+        try:
+            while not done.is_set():
+                _record("acme-chat", [now - timedelta(days=1)] * 20)
+                _record("acme-chat-2026-01-01", [now - timedelta(minutes=1)] * 5)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=ingest)
+    writer.start()
+    try:
+        run = usage_reprice_evaluated(
+            model_name="acme-chat", since=now - timedelta(days=10), apply=True, actor="t", chunk_size=25
+        ).run
+    finally:
+        done.set()
+        writer.join(60)
+    assert not errors
+    assert run.calls_changed == 700
+    assert not UsageLog.objects.exclude(model_name="acme-chat").exists()
+    stored = list(UsageLog.objects.all())
+    assert len(stored) > 700  # The writer stored batches meanwhile.
+    assert all(log.cost == _cost(log, "3", "2") for log in stored)
+    counter = UsageCounter.objects.get(model_name="acme-chat")
+    assert (counter.total_calls, counter.total_cost) == (len(stored), sum(log.cost for log in stored))
     reading = usage_consistency_read(full=True)
     assert reading.consistent, (reading.disagreements, reading.counter_drift)
 

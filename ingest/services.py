@@ -3,16 +3,20 @@ anomaly alerts it touches (alerts), in the batch's transaction. The ingestion AP
 callers both come here, so usage never imports alerts."""
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from alerts.services import budget_alerts_evaluate
 from usage.models import UsageLog
 from usage.records import UsageRecordInput, UsageRecordInvalid
 from usage.services import (
+    REPRICE_CHUNK,
     IngestResult,
     PreparedBatch,
+    RepriceOutcome,
     usage_batch_prepare,
     usage_batch_run,
     usage_batch_store,
+    usage_reprice,
     usage_rows_as_logs,
 )
 
@@ -44,3 +48,33 @@ def usage_record(**fields) -> UsageLog | None:
     except UsageRecordInvalid as error:
         raise UsageRecordInvalid(error.field.removeprefix("records[0]."), error.message, error.code) from None
     return stored[0] if stored else None
+
+
+def _budgets_evaluated(model_names: set[str], now: datetime) -> None:
+    budget_alerts_evaluate(model_names=model_names, now=now)
+
+
+def usage_reprice_evaluated(
+    *,
+    model_name: str,
+    since: datetime,
+    until: datetime | None = None,
+    apply: bool = False,
+    backdate: bool = False,
+    actor: str,
+    chunk_size: int = REPRICE_CHUNK,
+    stop_after: int | None = None,
+) -> RepriceOutcome:
+    """usage.services.usage_reprice with the budgets of the models whose figures changed evaluated
+    in each of its transactions, as ingestion evaluates a batch's (usage does not import alerts)."""
+    return usage_reprice(
+        model_name=model_name,
+        since=since,
+        until=until,
+        apply=apply,
+        backdate=backdate,
+        actor=actor,
+        after_chunk=_budgets_evaluated,
+        chunk_size=chunk_size,
+        stop_after=stop_after,
+    )

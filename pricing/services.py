@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from core.money import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS, decimal_places
@@ -307,6 +307,55 @@ def model_pricing_set_prices(
     locked.save(update_fields=[*VERSIONED_FIELDS, "updated_at"])
     _current_tiers_replace(pricing=locked, tiers=tiers)
     return _version_create(pricing=locked, prices=prices, tiers=tiers, effective_from=starts_at, source=source)
+
+
+@dataclass(frozen=True)
+class Backdated:
+    """What price_version_backdate changed: the version now in force from the new start, the versions
+    it replaced whole (removed; their ids), and the one cut short at the new start (if any)."""
+
+    version: ModelPriceVersion
+    removed_ids: tuple[int, ...]
+    shortened_id: int | None
+    previous_start: datetime
+
+
+@transaction.atomic
+def price_version_backdate(*, pricing: ModelPricing, effective_from: datetime, allow_past: bool = False) -> Backdated:
+    """Put the model's current price version in force from `effective_from` (in the past: "the price
+    was wrong since then"): the versions wholly inside [effective_from, its old start) are removed,
+    one that straddles effective_from ends there. Only with allow_past (usage's repricing, which moves
+    every stored call of the span onto the versions in force at its moment in the same transaction;
+    a version still referenced by a stored call cannot be removed)."""
+    starts_at = _start_checked(effective_from, allow_past=allow_past)
+    locked = ModelPricing.objects.select_for_update().get(pk=pricing.pk)
+    current = price_version_current(pricing=locked)
+    if current is None:
+        raise ValidationError({"model": f"{locked.model_name!r} has no price in force to back-date."})
+    previous_start = current.effective_from
+    if starts_at >= previous_start:
+        raise ValidationError(
+            {"effective_from": f"The price in force already starts at {previous_start.isoformat()}, not later."}
+        )
+    earlier = locked.price_versions.filter(effective_from__lt=previous_start).exclude(pk=current.pk)
+    covered = list(earlier.filter(effective_from__gte=starts_at).values_list("pk", flat=True))
+    ModelPriceVersionTier.objects.filter(version_id__in=covered).delete()
+    ModelPriceVersion.objects.filter(pk__in=covered).delete()
+    straddling = earlier.filter(effective_from__lt=starts_at).filter(
+        models.Q(effective_to__isnull=True) | models.Q(effective_to__gt=starts_at)
+    )
+    shortened = straddling.first()
+    if shortened is not None:
+        shortened.effective_to = starts_at
+        shortened.save(update_fields=["effective_to"])
+    current.effective_from = starts_at
+    current.save(update_fields=["effective_from"])
+    return Backdated(
+        version=current,
+        removed_ids=tuple(sorted(covered)),
+        shortened_id=None if shortened is None else shortened.pk,
+        previous_start=previous_start,
+    )
 
 
 # What a version holds: a change of any of them closes the version in force and opens the next.

@@ -6,7 +6,7 @@ from django.utils import timezone
 from core.admin_base import ReadOnlyModelAdmin
 from usage.export import usage_csv_response, usage_selection_filename
 from usage.keys import api_key_create, api_key_revoke
-from usage.models import ApiKey, UsageCounter, UsageLog, UsageLogGap
+from usage.models import ApiKey, UsageCounter, UsageLog, UsageLogGap, UsageRepriceChange, UsageRepriceRun
 from usage.selectors import usage_log_rows
 
 
@@ -120,3 +120,46 @@ class UsageCounterAdmin(ReadOnlyModelAdmin):
 
     list_display = ["model_name", "total_calls", "total_cost", "current_month", "current_month_cost", "updated_at"]
     search_fields = ["model_name"]
+
+
+@admin.register(UsageRepriceRun)
+class UsageRepriceRunAdmin(ReadOnlyModelAdmin):
+    """Runs of `usage_reprice`: who repriced which calls, with which versions, by how much. Read only."""
+
+    list_display = [
+        "started_at",
+        "model_name",
+        "since",
+        "until",
+        "backdate",
+        "status",
+        "actor",
+        "calls_seen",
+        "calls_changed",
+        "delta",
+        "finished_at",
+    ]
+    list_filter = ["status", "backdate", "model_name"]
+    search_fields = ["model_name", "actor"]
+
+
+@admin.register(UsageRepriceChange)
+class UsageRepriceChangeAdmin(ReadOnlyModelAdmin):
+    """A repriced call's earlier cost, source and price version, one row per change. Read only."""
+
+    list_display = [
+        "log_id",
+        "timestamp",
+        "run",
+        "old_model_name",
+        "old_cost",
+        "old_cost_source",
+        "old_version_id",
+        "new_cost",
+        "new_cost_source",
+        "new_version_id",
+    ]
+    list_filter = ["old_cost_source", "new_cost_source"]
+    search_fields = ["=log_id", "old_model_name"]
+    list_select_related = ["run"]
+    show_full_result_count = False

@@ -400,3 +400,64 @@ class UsageIdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision_id}/{self.idempotency_key}"
+
+
+class RepriceStatus(models.TextChoices):
+    DRY_RUN = "dry_run", "Dry run (nothing changed)"
+    RUNNING = "running", "Running (or interrupted: rerun the same command to continue)"
+    FINISHED = "finished", "Finished"
+
+
+class UsageRepriceRun(models.Model):
+    """One run of `usage_reprice` (usage.services.usage_reprice): who ran it, over which calls, with
+    which price versions, and what it changed. An applied run commits in bounded transactions; the
+    cursor is the (timestamp, id) of the last call it went through, so a rerun continues after it."""
+
+    actor = models.CharField(max_length=150, help_text="OS user or --actor.")
+    model_name = models.CharField(max_length=100)
+    since = models.DateTimeField()
+    until = models.DateTimeField()
+    backdate = models.BooleanField(default=False, help_text="The model's current price was put in force from since.")
+    status = models.CharField(max_length=10, choices=RepriceStatus.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    version_ids = models.JSONField(default=list, help_text="The price versions the new costs come from.")
+    calls_seen = models.BigIntegerField(default=0)
+    calls_changed = models.BigIntegerField(default=0)
+    delta = models.JSONField(default=dict, help_text="Currency -> new minus old cost (exact, as a string).")
+    transactions = models.IntegerField(default=0)
+    cursor_timestamp = models.DateTimeField(null=True, blank=True)
+    cursor_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        db_table = "ai_usage_reprice_run"
+        ordering = ["-started_at"]
+        verbose_name = "usage reprice run"
+
+    def __str__(self) -> str:
+        return f"{self.model_name} {self.since:%Y-%m-%d %H:%M} to {self.until:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class UsageRepriceChange(models.Model):
+    """What a repriced call was before a run changed it: its history of costs and price versions
+    (the row itself holds the new ones). Version ids are plain numbers: a back-dated price removes
+    the versions it replaces, and the history keeps naming them."""
+
+    run = models.ForeignKey(UsageRepriceRun, on_delete=models.PROTECT, related_name="changes")
+    log_id = models.BigIntegerField(db_index=True)
+    timestamp = models.DateTimeField()
+    old_model_name = models.CharField(max_length=100)
+    old_cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, null=True)
+    old_cost_source = models.CharField(max_length=10, choices=CostSource.choices)
+    old_version_id = models.BigIntegerField(null=True)
+    new_cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, null=True)
+    new_cost_source = models.CharField(max_length=10, choices=CostSource.choices)
+    new_version_id = models.BigIntegerField(null=True)
+
+    class Meta:
+        db_table = "ai_usage_reprice_change"
+        ordering = ["log_id", "id"]
+        verbose_name = "usage reprice change"
+
+    def __str__(self) -> str:
+        return f"log {self.log_id}: {self.old_cost} -> {self.new_cost}"

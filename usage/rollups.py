@@ -257,6 +257,29 @@ def rollups_apply_logs(*, logs: Sequence[LoggedCall]) -> None:
         _compacted_upsert(hours)
 
 
+def _negated(values: list) -> list:
+    return [-value for value in values]
+
+
+def rollups_apply_changes(*, removed: Sequence[LoggedCall], added: Sequence[LoggedCall]) -> None:
+    """Take calls as they were out of every rollup and add them as they are now (repricing: the same
+    calls with a new cost, source or model), as the difference only, the way batches add: delta rows
+    (PostgreSQL) or upserts (SQLite). Keys whose difference is zero in every sum are left alone.
+    Must run in the transaction that changes the logs."""
+    new_hours = hour_rows(quarter_sums(added)) if added else {}
+    hours = {key: _negated(values) for key, values in (hour_rows(quarter_sums(removed)) if removed else {}).items()}
+    for key, values in new_hours.items():
+        hours[key] = _added(hours[key], values) if key in hours else values
+    hours = {key: values for key, values in hours.items() if any(values)}
+    if not hours:
+        return
+    if rollup_dialect(connection).appends_deltas:
+        _deltas_append(hours)
+        rollups_compactor_ensure()
+    else:
+        _compacted_upsert(hours)
+
+
 # --- Compaction (PostgreSQL) --------------------------------------------------------------------
 
 COMPACT_LOCK = 0x61695F666F6C64  # pg_(try_)advisory_xact_lock key: one compaction (or rebuild) at a time.

@@ -15,12 +15,14 @@ from typing import NamedTuple, TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from core.money import ZERO, cost_exact
+from core.money import ZERO, cost_exact, cost_from_float
 from core.timeutils import month_bounds, month_start
-from pricing.models import ModelPriceVersion
-from pricing.selectors import PriceBook, price_book_for_models
+from pricing.models import ModelPriceVersion, ModelPricing
+from pricing.selectors import PriceBook, model_pricing_get, name_matcher_all, price_book_for_models
+from pricing.services import price_version_backdate
 from usage.consistency import (
     ConsistencyReading,
     CounterFigure,
@@ -29,7 +31,17 @@ from usage.consistency import (
     usage_snapshot,
 )
 from usage.costing import IntegerRates, call_cost, call_cost_at_rates, integer_rates
-from usage.models import CostSource, UsageCounter, UsageIdempotencyKey, UsageLog, UsageLogGap, UsageRetiredMonth
+from usage.models import (
+    CostSource,
+    RepriceStatus,
+    UsageCounter,
+    UsageIdempotencyKey,
+    UsageLog,
+    UsageLogGap,
+    UsageRepriceChange,
+    UsageRepriceRun,
+    UsageRetiredMonth,
+)
 from usage.partitions import (
     LOG_TABLE,
     add_months,
@@ -40,7 +52,13 @@ from usage.partitions import (
     partition_name,
 )
 from usage.records import CheckedRecord, UsageRecordInput, usage_records_validated
-from usage.rollups import COMPACT_LOCK, rollups_apply_logs, rollups_rebuild, rollups_rebuild_first_month
+from usage.rollups import (
+    COMPACT_LOCK,
+    rollups_apply_changes,
+    rollups_apply_logs,
+    rollups_rebuild,
+    rollups_rebuild_first_month,
+)
 from usage.selectors import partition_model_sums, rollup_month_calls, usage_log_gap_calls
 
 
@@ -754,3 +772,471 @@ def usage_partition_retire(*, month: date, now: datetime) -> RetentionOutcome:
         cursor.execute(f"ALTER TABLE {LOG_TABLE} DETACH PARTITION {partition_name(month)}")
         cursor.execute(f"DROP TABLE {partition_name(month)}")
     return RetentionOutcome(month=month, rows=rows, dropped=True)
+
+
+# --- Repricing stored calls (usage_reprice) -------------------------------------------------------
+
+REPRICE_CHUNK = 2000  # Calls per transaction of an applied run.
+
+
+class RepriceInvalid(ValueError):
+    """The run was asked for something it cannot do (unknown model, empty span, ...)."""
+
+
+class RepriceInterrupted(Exception):
+    """Test hook (stop_after): the run stopped after that many committed transactions, as a crash
+    between two of them would leave it."""
+
+
+@dataclass
+class RepriceDay:
+    """One model's calls of one local day (TIME_ZONE) in a run: their old and new totals per currency."""
+
+    model_name: str
+    day: date
+    calls: int = 0
+    changed: int = 0
+    old: dict[str, Decimal] = field(default_factory=dict)
+    new: dict[str, Decimal] = field(default_factory=dict)
+
+    def currencies(self) -> list[str]:
+        return sorted(self.old.keys() | self.new.keys())
+
+
+@dataclass
+class RepriceOutcome:
+    run: UsageRepriceRun
+    days: list[RepriceDay]  # What this invocation went through (a resumed run: from its cursor on).
+    resumed: bool = False
+
+
+def _money_add(totals: dict[str, Decimal], currency: str, amount: Decimal | None) -> None:
+    totals[currency] = totals.get(currency, ZERO) + (amount or ZERO)
+
+
+def _same_cost(left: Decimal | None, right: Decimal | None) -> bool:
+    if left is None or right is None:
+        return left is right
+    if connection.vendor != "postgresql":  # SQLite keeps 15 significant digits (core.money).
+        return cost_from_float(float(left)) == cost_from_float(float(right))
+    return left == right
+
+
+def _reprice_names(*, model_name: str, since: datetime, until: datetime) -> list[str]:
+    """The names as sent of the span's unpriced calls that are now priced as model_name."""
+    rows = (
+        UsageLog.objects.filter(timestamp__gte=since, timestamp__lt=until, cost_source=CostSource.UNPRICED)
+        .exclude(model_name=model_name)
+        .order_by()
+        .values_list("sent_model_name", "model_name")
+        .distinct()
+    )
+    matcher = name_matcher_all()
+    names = {sent or counted for sent, counted in rows}
+    return sorted(name for name in names if matcher.match(name).model_name == model_name)
+
+
+def _reprice_selection(*, model_name: str, since: datetime, until: datetime, names: list[str], backdate: bool):
+    """The span's calls of model_name, and its unpriced calls sent under a name now priced as it.
+    Provider-reported costs stay as reported (a back-dated run still moves them to the right version)."""
+    span = UsageLog.objects.filter(timestamp__gte=since, timestamp__lt=until)
+    unpriced = Q(cost_source=CostSource.UNPRICED) & (
+        Q(sent_model_name__in=names) | Q(sent_model_name="", model_name__in=names)
+    )
+    selected = span.filter(Q(model_name=model_name) | unpriced)
+    return selected if backdate else selected.exclude(cost_source=CostSource.PROVIDER)
+
+
+def _after_cursor(queryset, cursor: tuple[datetime, int] | None):
+    if cursor is None:
+        return queryset
+    moment, log_id = cursor
+    return queryset.filter(Q(timestamp__gt=moment) | Q(timestamp=moment, id__gt=log_id))
+
+
+def _as_record(log: UsageLog, model_name: str) -> CheckedRecord:
+    """A stored call as the pricer reads it, priced as model_name (a provider's cost kept)."""
+    return CheckedRecord(
+        model_name=model_name,
+        prompt_tokens=log.prompt_tokens,
+        completion_tokens=log.completion_tokens,
+        cached_tokens=log.cached_tokens,
+        reasoning_tokens=log.reasoning_tokens,
+        cache_write_5m_tokens=log.cache_write_5m_tokens,
+        cache_write_1h_tokens=log.cache_write_1h_tokens,
+        input_audio_tokens=log.input_audio_tokens,
+        output_audio_tokens=log.output_audio_tokens,
+        output_image_tokens=log.output_image_tokens,
+        decision_id=log.decision_id,
+        idempotency_key="",
+        user_id=log.user_id,
+        response_time=log.response_time,
+        success=log.success,
+        error_message=log.error_message,
+        purpose=log.purpose,
+        timestamp=log.timestamp,
+        cost=log.cost if log.cost_source == CostSource.PROVIDER else None,
+    )
+
+
+def _counters_shift(*, removed: Sequence[UsageLog], added: Sequence[UsageLog], now: datetime) -> None:
+    """Move the counters by exactly the difference between the calls as they were and as they are.
+    Locked in name order after the log rows, as batches and usage_reconcile lock them. The month's
+    cost moves only where the counter counts the current month; one that counts an earlier month
+    (no batch of that name this month) starts the current month at the difference."""
+    this_month = month_start(now)
+    deltas: dict[str, list] = {}
+    for sign, logs in ((-1, removed), (1, added)):
+        for log in logs:
+            delta = deltas.setdefault(log.model_name, [0, ZERO, ZERO])
+            delta[0] += sign
+            if log.cost is not None:
+                delta[1] += sign * log.cost
+                if month_start(log.timestamp) == this_month:
+                    delta[2] += sign * log.cost
+    deltas = {name: delta for name, delta in deltas.items() if any(delta)}
+    if not deltas:
+        return
+    counters = {
+        counter.model_name: counter
+        for counter in UsageCounter.objects.select_for_update().filter(model_name__in=deltas).order_by("model_name")
+    }
+    for name in sorted(deltas):
+        calls, cost, month_cost = deltas[name]
+        counter = counters.get(name) or UsageCounter(model_name=name, current_month=this_month)
+        counter.total_calls += calls
+        counter.total_cost += cost
+        if counter.current_month == this_month:
+            counter.current_month_cost += month_cost
+        elif month_cost:
+            counter.current_month, counter.current_month_cost = this_month, month_cost
+        counter.updated_at = now
+        counter.save()
+
+
+_REPRICED_SQL = f"""
+UPDATE {LOG_TABLE} AS l SET model_name = v.model_name, cost = v.cost, cost_source = v.cost_source,
+    price_version_id = v.version_id
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::numeric[], %s::text[], %s::bigint[])
+    AS v(id, ts, model_name, cost, cost_source, version_id)
+WHERE l.id = v.id AND l."timestamp" = v.ts
+"""  # noqa: S608 -- the table name is the module's constant
+
+
+def _logs_repriced_write(logs: Sequence[UsageLog]) -> None:
+    """Write the repriced columns of the logs. PostgreSQL: one statement (each row found by id and
+    timestamp, so in its partition only); SQLite: one statement per row."""
+    if connection.vendor == "postgresql":
+        columns = ([], [], [], [], [], [])
+        for log in logs:
+            for values, value in zip(
+                columns,
+                (log.pk, log.timestamp, log.model_name, log.cost, log.cost_source, log.price_version_id),
+                strict=True,
+            ):
+                values.append(value)
+        with connection.cursor() as cursor:
+            cursor.execute(_REPRICED_SQL, list(columns))
+        return
+    cost_field = UsageLog._meta.get_field("cost")
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {LOG_TABLE} SET model_name = %s, cost = %s, cost_source = %s, price_version_id = %s "  # noqa: S608
+            "WHERE id = %s",
+            [
+                (
+                    log.model_name,
+                    cost_field.get_db_prep_save(log.cost, connection),
+                    log.cost_source,
+                    log.price_version_id,
+                    log.pk,
+                )
+                for log in logs
+            ],
+        )
+
+
+@dataclass
+class _RepriceState:
+    """What a run carries from chunk to chunk."""
+
+    run: UsageRepriceRun
+    model_name: str
+    selection: object
+    currencies: dict[int, str]  # Version id -> its currency (also of versions a back-date removes).
+    currency: str  # The model's, for a call that has no version.
+    days: dict[tuple[str, date], RepriceDay] = field(default_factory=dict)
+    old_version_of: Callable[[UsageLog], int | None] | None = None  # Back-date: the version before it.
+
+
+def _reprice_chunk(*, state: _RepriceState, chunk_size: int, apply: bool, now: datetime) -> tuple[int, set[str]]:
+    """Price the next chunk of calls after the run's cursor at their own moments with today's price
+    book; with apply, write what changed (log, history, rollups, counters) and move the cursor.
+    Returns (calls read, names whose figures changed)."""
+    run = state.run
+    cursor = None if run.cursor_timestamp is None else (run.cursor_timestamp, run.cursor_id)
+    queryset = _after_cursor(state.selection, cursor).order_by("timestamp", "id")
+    if apply:
+        queryset = queryset.select_for_update()
+    logs = list(queryset[:chunk_size])
+    if not logs:
+        return 0, set()
+    pricer = BatchPricer(price_book_for_models(model_names=[state.model_name]))
+    removed: list[UsageLog] = []
+    added: list[UsageLog] = []
+    history: list[UsageRepriceChange] = []
+    versions: set[int] = set(run.version_ids)
+    delta = {currency: Decimal(amount) for currency, amount in run.delta.items()}
+    zone = timezone.get_current_timezone()
+    for log in logs:
+        cost, source, version_id = pricer.price(_as_record(log, state.model_name), log.timestamp)
+        old_version = state.old_version_of(log) if state.old_version_of else log.price_version_id
+        old_currency = state.currencies.get(old_version, state.currency)
+        new_currency = state.currencies.get(version_id, state.currency)
+        day = state.days.setdefault(
+            (state.model_name, log.timestamp.astimezone(zone).date()),
+            RepriceDay(state.model_name, log.timestamp.astimezone(zone).date()),
+        )
+        day.calls += 1
+        _money_add(day.old, old_currency, log.cost)
+        _money_add(day.new, new_currency, cost)
+        changed = (
+            not _same_cost(log.cost, cost)
+            or log.cost_source != source
+            or old_version != version_id
+            or log.model_name != state.model_name
+        )
+        if version_id is not None:
+            versions.add(version_id)
+        if not changed:
+            continue
+        day.changed += 1
+        _money_add(delta, old_currency, -(log.cost or ZERO))
+        _money_add(delta, new_currency, cost)
+        before = UsageLog.from_db(
+            connection.alias, None, [getattr(log, f.attname) for f in UsageLog._meta.concrete_fields]
+        )
+        history.append(
+            UsageRepriceChange(
+                run=run,
+                log_id=log.pk,
+                timestamp=log.timestamp,
+                old_model_name=log.model_name,
+                old_cost=log.cost,
+                old_cost_source=log.cost_source,
+                old_version_id=old_version,
+                new_cost=cost,
+                new_cost_source=source,
+                new_version_id=version_id,
+            )
+        )
+        log.model_name, log.cost, log.cost_source, log.price_version_id = state.model_name, cost, source, version_id
+        removed.append(before)
+        added.append(log)
+    last = logs[-1]
+    run.cursor_timestamp, run.cursor_id = last.timestamp, last.pk
+    run.calls_seen += len(logs)
+    run.calls_changed += len(added)
+    run.version_ids = sorted(versions)
+    run.delta = {currency: str(amount) for currency, amount in sorted(delta.items())}
+    if not apply:
+        return len(logs), set()
+    if added:
+        _logs_repriced_write(added)
+        UsageRepriceChange.objects.bulk_create(history, batch_size=500)
+        _counters_shift(removed=removed, added=added, now=now)
+        rollups_apply_changes(removed=removed, added=added)
+    run.transactions += 1
+    run.save()
+    return len(logs), {log.model_name for log in (*removed, *added)}
+
+
+def _reprice_resumable(*, model_name: str, since: datetime, until: datetime | None) -> UsageRepriceRun | None:
+    runs = UsageRepriceRun.objects.filter(
+        status=RepriceStatus.RUNNING, model_name=model_name, since=since, backdate=False
+    )
+    if until is not None:
+        runs = runs.filter(until=until)
+    return runs.order_by("-started_at", "-id").first()
+
+
+def _version_currencies(pricing: ModelPricing) -> dict[int, str]:
+    return dict(pricing.price_versions.values_list("pk", "currency"))
+
+
+def usage_reprice(
+    *,
+    model_name: str,
+    since: datetime,
+    until: datetime | None = None,
+    apply: bool = False,
+    backdate: bool = False,
+    actor: str,
+    after_chunk: Callable[[set[str], datetime], object] | None = None,
+    chunk_size: int = REPRICE_CHUNK,
+    stop_after: int | None = None,
+    now: datetime | None = None,
+) -> RepriceOutcome:
+    """Price the stored calls of model_name in [since, until) (until: now) again, each at its own
+    moment with today's price book (BatchPricer, as ingestion): the calls counted under it and the
+    unpriced calls whose name as sent is now priced as it; provider-reported costs stay.
+
+    Dry run (default): the per-model, per-day old and new totals per currency; nothing changes but
+    the run's record. apply: the log rows (cost, cost_source, price_version, model_name), a history
+    row per changed call, the rollups (the difference, as batches add), the counters and, through
+    after_chunk (ingest.services passes budget evaluation: usage does not import alerts), the
+    alerts, in transactions of chunk_size calls in (timestamp, id) order, each moving the run's
+    cursor: a rerun of an interrupted run (same model and since) continues after it.
+
+    backdate: first put the model's current price in force from since (pricing.services.
+    price_version_backdate, allow_past) and reprice every stored call from since to now with it,
+    all in one transaction, so no committed row ever points at a version whose span excludes its
+    moment. Without apply that transaction is rolled back."""
+    now = now or timezone.now()
+    if timezone.is_naive(since) or (until is not None and timezone.is_naive(until)):
+        raise RepriceInvalid("since and until need a UTC offset.")
+    if chunk_size < 1:
+        raise RepriceInvalid("chunk_size must be at least 1.")
+    pricing = model_pricing_get(model_name=model_name)
+    if pricing is None:
+        raise RepriceInvalid(f"{model_name!r} is not a priced model.")
+    if backdate:
+        if until is not None:
+            raise RepriceInvalid("--backdate reprices from --since to now: leave --until out.")
+        return _reprice_backdated(
+            pricing=pricing,
+            since=since,
+            apply=apply,
+            actor=actor,
+            after_chunk=after_chunk,
+            chunk_size=chunk_size,
+            now=now,
+        )
+    resumed = _reprice_resumable(model_name=model_name, since=since, until=until) if apply else None
+    until = resumed.until if resumed is not None else (until or now)
+    if until <= since:
+        raise RepriceInvalid("--until must be after --since.")
+    run = resumed or UsageRepriceRun(
+        actor=actor,
+        model_name=model_name,
+        since=since,
+        until=until,
+        status=RepriceStatus.RUNNING if apply else RepriceStatus.DRY_RUN,
+        started_at=now,
+    )
+    if apply and resumed is None:
+        run.save()
+    names = _reprice_names(model_name=model_name, since=since, until=until)
+    state = _RepriceState(
+        run=run,
+        model_name=model_name,
+        selection=_reprice_selection(model_name=model_name, since=since, until=until, names=names, backdate=False),
+        currencies=_version_currencies(pricing),
+        currency=pricing.currency,
+    )
+    committed = 0
+    while True:
+        if apply:
+            with transaction.atomic():
+                # One runner at a time, from the cursor as committed (another may have moved it).
+                run = state.run = UsageRepriceRun.objects.select_for_update().get(pk=run.pk)
+                if run.status != RepriceStatus.RUNNING:
+                    break
+                read, touched = _reprice_chunk(state=state, chunk_size=chunk_size, apply=True, now=timezone.now())
+                if touched and after_chunk is not None:
+                    after_chunk(touched, timezone.now())
+        else:
+            read, _touched = _reprice_chunk(state=state, chunk_size=chunk_size, apply=False, now=now)
+        if not read:
+            break
+        committed += 1
+        if apply and stop_after is not None and committed >= stop_after:
+            raise RepriceInterrupted(f"stopped after {committed} transaction(s); run {run.pk} continues on rerun")
+    if run.status != RepriceStatus.FINISHED:
+        run.status = RepriceStatus.FINISHED if apply else RepriceStatus.DRY_RUN
+        run.finished_at = timezone.now()
+        if not apply:
+            run.cursor_timestamp = run.cursor_id = None
+        run.save()
+    return RepriceOutcome(run=run, days=_days_sorted(state), resumed=resumed is not None)
+
+
+def _days_sorted(state: _RepriceState) -> list[RepriceDay]:
+    return [state.days[key] for key in sorted(state.days)]
+
+
+def _reprice_backdated(
+    *,
+    pricing: ModelPricing,
+    since: datetime,
+    apply: bool,
+    actor: str,
+    after_chunk: Callable[[set[str], datetime], object] | None,
+    chunk_size: int,
+    now: datetime,
+) -> RepriceOutcome:
+    model_name = pricing.model_name
+    with transaction.atomic():
+        if apply and connection.vendor == "postgresql":  # No batch stores a call meanwhile (spans move).
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {UsageLog._meta.db_table} IN EXCLUSIVE MODE")
+        versions = list(pricing.price_versions.order_by("effective_from"))
+        currencies = {version.pk: version.currency for version in versions}
+        current = next((version for version in versions if version.effective_to is None), None)
+        if current is None:
+            raise RepriceInvalid(f"{model_name!r} has no price in force to back-date.")
+        if since >= current.effective_from:
+            raise RepriceInvalid(
+                f"The price of {model_name!r} in force already starts at {current.effective_from.isoformat()}."
+            )
+        covered = {v.pk: v for v in versions if v is not current and since <= v.effective_from < current.effective_from}
+        previous_start = current.effective_from
+
+        def old_version_of(log: UsageLog) -> int | None:
+            # Calls of a removed version were moved onto the current one first (so it can be removed).
+            if log.price_version_id == current.pk and log.timestamp < previous_start:
+                for version in covered.values():
+                    if version.effective_from <= log.timestamp and (
+                        version.effective_to is None or log.timestamp < version.effective_to
+                    ):
+                        return version.pk
+            return log.price_version_id
+
+        UsageLog.objects.filter(price_version_id__in=list(covered)).update(price_version_id=current.pk)
+        price_version_backdate(pricing=pricing, effective_from=since, allow_past=True)
+        run = UsageRepriceRun.objects.create(
+            actor=actor,
+            model_name=model_name,
+            since=since,
+            until=now,
+            backdate=True,
+            status=RepriceStatus.RUNNING,
+            started_at=now,
+        )
+        names = _reprice_names(model_name=model_name, since=since, until=now)
+        state = _RepriceState(
+            run=run,
+            model_name=model_name,
+            selection=_reprice_selection(model_name=model_name, since=since, until=now, names=names, backdate=True),
+            currencies=currencies,
+            currency=pricing.currency,
+            old_version_of=old_version_of,
+        )
+        touched_all: set[str] = set()
+        while True:
+            read, touched = _reprice_chunk(state=state, chunk_size=chunk_size, apply=True, now=now)
+            if not read:
+                break
+            touched_all |= touched
+        if apply and touched_all and after_chunk is not None:  # A dry run raises no alert.
+            after_chunk(touched_all, now)
+        run.status = RepriceStatus.FINISHED
+        run.finished_at = timezone.now()
+        run.save()
+        if not apply:
+            transaction.set_rollback(True)
+    if not apply:  # What it would do, recorded as a dry run (the transaction above was rolled back).
+        run.pk = None
+        run.status, run.cursor_timestamp, run.cursor_id = RepriceStatus.DRY_RUN, None, None
+        run.save(force_insert=True)
+    return RepriceOutcome(run=run, days=_days_sorted(state))

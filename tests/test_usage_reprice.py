@@ -30,6 +30,7 @@ from pricing.services import (
 )
 from tests.gunicorn_server import shared_test_database_url
 from tests.sqlite_process import ROOT, sqlite_python
+from usage import services
 from usage.consistency import usage_consistency_read, usage_rows_outside_version_span
 from usage.models import (
     CostSource,
@@ -598,3 +599,61 @@ def test_reprice_resumes_and_backdates_on_sqlite_too(tmp_path):
     result = sqlite_python(tmp_path / "reprice.sqlite3", "-c", SQLITE_SCRIPT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sqlite reprice ok" in result.stdout
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_batch_that_read_prices_before_a_backdating_run_holds_the_run_back(monkeypatch):
+    """A batch reads its prices, then a back-dating run starts: the batch already holds its lock on
+    the log (taken before reading prices), so the run waits for it and then reprices its call too.
+    Were the lock taken only at COPY, the run would move the spans meanwhile and the batch would store
+    its call against a version whose span no longer contains it."""
+    now = timezone.now()
+    pricing = _model("acme-chat", days=60)
+    model_pricing_set_prices(
+        pricing=pricing, input_price_per_million=Decimal("4"), output_price_per_million=Decimal("6")
+    )
+    book_read, go, errors = threading.Event(), threading.Event(), []
+    batch_thread: list[threading.Thread] = []
+    read_prices = services.price_book_for_models
+
+    def prices_then_pause(**kwargs):
+        book = read_prices(**kwargs)
+        if threading.current_thread() in batch_thread:
+            book_read.set()
+            go.wait(10)
+        return book
+
+    monkeypatch.setattr(services, "price_book_for_models", prices_then_pause)
+
+    def in_thread(work):
+        def run() -> None:
+            try:
+                work()
+            except BaseException as error:
+                errors.append(error)
+                book_read.set()
+            finally:
+                connection.close()
+
+        return threading.Thread(target=run)
+
+    batch = in_thread(lambda: _record("acme-chat", [now - timedelta(days=5)]))
+    batch_thread.append(batch)
+    backdate = in_thread(
+        lambda: usage_reprice_evaluated(
+            model_name="acme-chat", since=now - timedelta(days=10), apply=True, backdate=True, actor="t"
+        )
+    )
+    batch.start()
+    assert book_read.wait(10)
+    backdate.start()
+    backdate.join(0.5)
+    assert backdate.is_alive()  # Held back by the batch's lock on the log.
+    go.set()
+    batch.join(20)
+    backdate.join(20)
+    assert not errors
+    current = ModelPriceVersion.objects.get(pricing=pricing, effective_to__isnull=True)
+    (log,) = UsageLog.objects.all()
+    assert (log.price_version_id, log.cost) == (current.pk, _cost(log, "4", "6"))
+    assert usage_rows_outside_version_span() == []

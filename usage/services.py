@@ -463,11 +463,22 @@ def usage_batch_store(*, batch: PreparedBatch) -> IngestResult:
     fresh, log_ids, duplicates = _claim_and_allocate(records=batch.records, now=batch.now)
     if not fresh:
         return IngestResult(duplicates=duplicates)
+    _log_lock_for_pricing()
     book = price_book_for_models(model_names={r.model_name for r in fresh})
     rows = _rows_insert(_rows_priced(fresh, log_ids, book, batch.now))
     _counters_add(logs=rows, now=batch.now)
     rollups_apply_logs(logs=rows)
     return IngestResult(stored=rows, duplicates=duplicates)
+
+
+def _log_lock_for_pricing() -> None:
+    """PostgreSQL: take the lock the batch's COPY takes anyway (ROW EXCLUSIVE on the log, shared
+    with other batches) before reading prices, not after: a back-dating reprice holds the log in
+    EXCLUSIVE mode while it moves price spans, so a batch either priced its calls before that
+    began, or waits and reads the new spans; it never stores a call against a span just moved."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE ONLY {UsageLog._meta.db_table} IN ROW EXCLUSIVE MODE")
 
 
 def usage_batch_run(*, batch: PreparedBatch, store: Callable[[PreparedBatch], T]) -> T:

@@ -72,7 +72,8 @@ def _counts(*names: str, required: tuple[str, ...] = ()) -> dict:
         name: {"type": "integer", "minimum": 0, "maximum": MAX_TOKENS, "nullable": name not in required}
         for name in names
     }
-    return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": False}
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    return {**schema, "required": list(required)} if required else schema  # OpenAPI: never an empty list.
 
 
 def _with(schema: dict, **properties) -> dict:
@@ -169,7 +170,8 @@ def _snake_case(schema):
     renamed = {key: _snake_case(value) for key, value in schema.items()}
     if "properties" in schema:
         renamed["properties"] = {snake(name): _snake_case(value) for name, value in schema["properties"].items()}
-        renamed["required"] = [snake(name) for name in schema["required"]]
+        if "required" in schema:
+            renamed["required"] = [snake(name) for name in schema["required"]]
     return renamed
 
 

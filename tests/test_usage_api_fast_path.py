@@ -20,6 +20,7 @@ from rest_framework import serializers
 
 from core.api.serializers import FastListSerializer
 from ingest.apis import MAX_TOKENS, UsageIngestApi, UsageRecordSerializer
+from tests.api_helpers import exact_json
 from usage.models import CostSource, UsageLog
 from usage.records import UsageRecordInput, UsageRecordInvalid, usage_records_validated
 
@@ -507,9 +508,10 @@ def test_the_201_response_writes_the_stored_rows_as_drf_does(writer):
     assert response.status_code == 201, response.content
     logs = UsageLog.objects.order_by("id")
     expected = serializers.ListSerializer(child=StoredSerializer()).to_representation(logs)
-    assert response.json()["data"]["records"] == expected
+    assert exact_json(response)["data"]["records"] == expected
     assert [row["timestamp"][-6:] for row in expected] == ["+05:30"] * 3
-    assert [row["cost"] for row in expected][1:] == ["0.500000000000000000000000", None]
+    assert [row["cost"] for row in expected][1:] == [Decimal("0.500000000000000000000000"), None]
+    assert b'"cost":0.5,' in response.content  # The exact value as a JSON number, trailing zeros dropped.
 
 
 @pytest.mark.django_db

@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from datetime import timedelta
 from decimal import Decimal
+from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -112,13 +113,14 @@ def test_json_numbers_with_a_fraction_are_read_as_decimals_exactly():
 
 @pytest.mark.django_db
 def test_the_ingested_cost_is_the_json_number_as_written(writer):
-    records = [
+    # The body as written (a Python float could not even hold the second cost).
+    records = b"""[
         {"model_name": "gpt-4o", "cost": 0.1, "response_time": 1.8},
         {"model_name": "gpt-4o", "cost": 0.000123456789012345678901},
-        {"model_name": "gpt-4o", "cost": "0.000000000000000000000001"},  # A string, as before.
-        {"model_name": "gpt-4o", "cost": 7},
-    ]
-    response = writer.post(INGEST, records, format="json")
+        {"model_name": "gpt-4o", "cost": "0.000000000000000000000001"},
+        {"model_name": "gpt-4o", "cost": 7}
+    ]"""
+    response = writer.post(INGEST, records, content_type="application/json")
     assert response.status_code == 201, response.content
     logs = list(UsageLog.objects.order_by("id"))
     expected = [Decimal("0.1"), Decimal("0.000123456789012345678901"), Decimal("1E-24"), Decimal(7)]
@@ -136,6 +138,38 @@ def test_a_cost_with_more_places_than_stored_is_refused_not_rounded(writer):
     )
     assert response.status_code == 400
     assert response.json()["error"]["field"] == "records[0].cost"
+    assert not UsageLog.objects.exists()
+
+
+@pytest.mark.django_db
+def test_json_number_costs_and_times_take_the_fast_path(writer):
+    body = b'[{"model_name": "gpt-4o", "cost": 0.25, "response_time": 1.5}, {"model_name": "gpt-4o", "cost": 3}]'
+    decimal_field = serializers.DecimalField
+    spy = mock.patch.object(
+        decimal_field, "to_internal_value", autospec=True, side_effect=decimal_field.to_internal_value
+    )
+    with spy as drf:
+        response = writer.post(INGEST, body, content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert drf.call_count == 0  # core.api.serializers' converters take Decimal numbers as DRF would.
+    assert [log.cost for log in UsageLog.objects.order_by("id")] == [Decimal("0.25"), Decimal(3)]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"model_name": 1.5}', "records[0].model_name"),  # A fraction is no text (an integer still is).
+        (b'{"model_name": "gpt-4o", "prompt_tokens": 1.5}', "records[0].prompt_tokens"),
+        (b'{"model_name": "gpt-4o", "response_time": 1e400}', "records[0].response_time"),
+        (b'{"model_name": "gpt-4o", "cost": 1e400}', "records[0].cost"),
+        (b'{"model_name": "gpt-4o", "cost": -0.5}', "records[0].cost"),
+    ],
+)
+def test_numbers_that_do_not_fit_are_400_naming_the_field(writer, body, field):
+    response = writer.post(INGEST, body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == field
     assert not UsageLog.objects.exists()
 
 

@@ -18,6 +18,7 @@ from rest_framework.utils import encoders
 
 _OPEN = secrets.token_hex(8)
 _CLOSE = secrets.token_hex(8)
+_OPENING, _CLOSING = f'"{_OPEN}', f'{_CLOSE}"'
 _UNROUNDED = decimal.Context(prec=decimal.MAX_PREC)
 
 
@@ -39,17 +40,13 @@ class DecimalJSONEncoder(encoders.JSONEncoder):
     Use it through json.dumps(..., cls=DecimalJSONEncoder) (encode); iterencode alone leaves the marks."""
 
     def default(self, obj):
-        if type(obj) is Decimal or isinstance(obj, Decimal):
-            self._marked = True
+        if isinstance(obj, Decimal):
             return f"{_OPEN}{decimal_json_text(obj)}{_CLOSE}"
         return super().default(obj)
 
     def encode(self, o) -> str:
-        self._marked = False
-        text = super().encode(o)
-        if self._marked:  # The marks, and the quotes around each marked number, are dropped.
-            text = text.replace(f'"{_OPEN}', "").replace(f'{_CLOSE}"', "")
-        return text
+        # The marks, and the quotes around each marked number, are dropped (a scan when there is none).
+        return super().encode(o).replace(_OPENING, "").replace(_CLOSING, "")
 
 
 class JSONRenderer(renderers.JSONRenderer):

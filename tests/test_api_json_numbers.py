@@ -128,7 +128,15 @@ def test_the_ingested_cost_is_the_json_number_as_written(writer):
     assert logs[0].response_time == 1.8  # A float field still gets the float the number always gave.
     answered = exact_json(response)["data"]["records"]
     assert [record["cost"] for record in answered] == expected
+    assert {record["currency"] for record in answered} == {"USD"}  # gpt-4o's price currency.
     assert b'"cost":0.000000000000000000000001,' in response.content
+
+
+@pytest.mark.django_db
+def test_a_stored_cost_of_a_model_without_prices_has_no_currency(writer):
+    body = b'[{"model_name": "my-finetune", "cost": 0.5}, {"model_name": "my-finetune"}]'
+    records = exact_json(writer.post(INGEST, body, content_type="application/json"))["data"]["records"]
+    assert [(record["cost"], record["currency"]) for record in records] == [(Decimal("0.5"), None), (None, None)]
 
 
 @pytest.mark.django_db
@@ -326,15 +334,13 @@ def test_money_in_a_request_is_a_number_or_a_string():
 
 
 def test_every_money_figure_in_the_schema_has_a_currency_beside_it():
-    # The ingestion response's stored costs are each in the price currency of the model they name;
-    # the row does not carry that currency yet (the currency work, issue 16 points 1-4, adds it).
-    without_currency = {"UsageStoredRecord"}
+    checked = []
     for name, component in COMPONENTS.items():
-        if name.endswith("Request") or name in without_currency:
-            continue
         money = set(_decimal_properties(component)) - PERCENTAGES
-        if money:
+        if money and not name.endswith("Request"):
             assert "currency" in component["properties"], (name, sorted(money))
+            checked.append(name)
+    assert len(checked) >= 8, checked  # Summary, model, provider, day, trend summary, budget, alert, stored row.
 
 
 def test_drf_decimal_fields_hand_the_renderer_decimals():

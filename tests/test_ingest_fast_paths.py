@@ -557,13 +557,21 @@ def test_the_compiled_trend_output_is_drfs(zone, data):
 @PROPERTY
 @given(
     rows=st.lists(
-        st.tuples(st.integers(1, 2**62), st.text(max_size=5), st.none() | MONEY, st.sampled_from(["computed"]), MOMENT)
+        st.tuples(
+            st.integers(1, 2**62),
+            st.text(max_size=5),
+            st.none() | MONEY,
+            st.sampled_from(["computed"]),
+            MOMENT,
+            st.none() | st.just("USD"),
+        )
     )
 )
 def test_the_compiled_ingestion_output_is_drfs(zone, rows):
-    stored = [
-        services.UsageRow(i, m, "", None, *[0] * 9, c, s, None, None, True, "", "", t.astimezone(ZoneInfo(zone)), m)
-        for i, m, c, s, t in rows
+    stored = [  # What UsageIngestApi answers of each stored row.
+        {"id": i, "model_name": m, "sent_model_name": m, "cost": c, "currency": u, "cost_source": s}
+        | {"timestamp": t.astimezone(ZoneInfo(zone))}
+        for i, m, c, s, t, u in rows
     ]
     data = {"stored": len(stored), "duplicates": 0, "unpriced": 0, "records": stored}
     with timezone.override(ZoneInfo(zone)):

@@ -146,18 +146,26 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["usage.permissions.CanReadStats"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["core.api.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "core.api.exceptions.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "core.api.schema.AicostAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
-    # Money is serialized as JSON strings of the exact decimal ("0.00001234").
-    "COERCE_DECIMAL_TO_STRING": True,
+    # Money and percentages are JSON numbers written from the exact Decimal (36.64875634, never through
+    # a float): DecimalFields hand the renderer Decimals, core.api.renderers writes their digits.
+    "COERCE_DECIMAL_TO_STRING": False,
 }
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "aicost API",
-    "DESCRIPTION": "What your AI/LLM calls cost. Money amounts are decimal strings.",
+    "DESCRIPTION": (
+        "What your AI/LLM calls cost. Money amounts and percentages are JSON numbers (format: decimal) "
+        "written from the exact decimal: reports and budgets with at most 8 places, stored call costs "
+        "with up to 24, percentages with 2. A float (JavaScript's Number) keeps about 15-17 significant "
+        "digits; to keep every digit, parse the number text with a decimal type (Python: "
+        "json.loads(text, parse_float=Decimal)) or read the CSV export. Money is accepted as a JSON "
+        "number or a string and read exactly."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["usage.permissions.CanReadStats"],

@@ -1,5 +1,7 @@
 """Alert list for the cost page and clients; the budget preflight for callers about to spend."""
 
+from decimal import Decimal
+
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -25,6 +27,31 @@ def _percent(**kwargs) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=PERCENT_MAX_DIGITS, decimal_places=PERCENT_DECIMAL_PLACES, **kwargs)
 
 
+# The money figures alerts.services writes into an alert's details, as text; answered as numbers.
+DETAILS_MONEY = frozenset({"spent", "budget", "cost_today", "trailing_daily_average"})
+
+
+class AlertDetailsField(serializers.JSONField):
+    """An alert's details as stored, with its money figures as exact numbers (JSON numbers written
+    from the Decimal by core.api.renderers), like the alert's own current_cost and budget_limit."""
+
+    def to_representation(self, value):
+        if not isinstance(value, dict):
+            return value
+        return {key: _decimal_or_as_is(item) if key in DETAILS_MONEY else item for key, item in value.items()}
+
+
+def _decimal_or_as_is(value):
+    if isinstance(value, str):
+        try:
+            number = Decimal(value)
+        except ArithmeticError:
+            return value
+        if number.is_finite():
+            return number
+    return value
+
+
 def _envelope(name: str, data: serializers.Serializer) -> serializers.Serializer:
     return inline_serializer(name=name, fields={"success": serializers.BooleanField(), "data": data})
 
@@ -47,6 +74,15 @@ class AlertListApi(APIView):
         current_cost = _money()
         budget_limit = _money(allow_null=True, help_text="Budget; trailing daily average for spikes; null otherwise.")
         usage_percentage = _percent()
+        currency = serializers.CharField(
+            allow_null=True,
+            help_text="ISO 4217 code of current_cost, budget_limit and the money in details: the budget's "
+            "currency for budget alerts, the model's for the others; null for a model without prices.",
+        )
+        details = AlertDetailsField(
+            help_text="The figures the alert was raised on; money (spent, budget, cost_today, "
+            "trailing_daily_average) as exact decimal numbers in currency."
+        )
 
         class Meta:
             model = BudgetAlert
@@ -62,6 +98,7 @@ class AlertListApi(APIView):
                 "usage_percentage",
                 "current_cost",
                 "budget_limit",
+                "currency",
                 "period_start",
                 "message",
                 "details",

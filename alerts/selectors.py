@@ -7,7 +7,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import router
-from django.db.models import CharField, DecimalField, QuerySet, Subquery, Value
+from django.db.models import Case, CharField, DecimalField, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
 
 from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
 from core.compiled import compiled_values
@@ -227,6 +229,17 @@ def model_activity(*, windows: ActivityWindows, model_names: Collection[str] | N
     return activity
 
 
+def _alert_currency() -> Coalesce:
+    """The currency of an alert's money figures: the one its budget was in (stored with budget
+    alerts), else the model's (error rate, spend spike: the model's own costs), else the global budget's."""
+    return Coalesce(
+        KT("details__currency"),
+        Subquery(ModelPricing.objects.filter(model_name=OuterRef("model_name")).values("currency")[:1]),
+        Case(When(model_name=GLOBAL_SCOPE, then=Subquery(GlobalBudget.objects.values("currency")[:1]))),
+        output_field=CharField(),
+    )
+
+
 def budget_alert_list(
     *,
     is_resolved: bool | None = None,
@@ -235,7 +248,7 @@ def budget_alert_list(
     alert_type: str | None = None,
     alert_level: str | None = None,
 ) -> QuerySet[BudgetAlert]:
-    alerts = BudgetAlert.objects.order_by("-created_at", "-id")
+    alerts = BudgetAlert.objects.annotate(currency=_alert_currency()).order_by("-created_at", "-id")
     filters = {
         "is_resolved": is_resolved,
         "status": status,

@@ -30,7 +30,7 @@ from tests.throwaway_pg import rerun_without_database
 PHASES = [
     (0, "request (test client POST)", "django.test.client", "Client.post"),
     (1, "authentication (API key)", "usage.authentication", "ApiKeyAuthentication.authenticate"),
-    (1, "JSON parse", "rest_framework.parsers", "JSONParser.parse"),
+    (1, "JSON parse", "core.api.parsers", "JSONParser.parse"),
     (1, "input serializer (is_valid)", "ingest.apis", "UsageBatchSerializer.is_valid"),
     (1, "usage_batch_record", "ingest.apis", "usage_batch_record"),
     (2, "prepare (rules, partitions)", "ingest.services", "usage_batch_prepare"),

@@ -29,6 +29,7 @@ from usage.records import (
     UsageRecordInput,
     UsageRecordInvalid,
 )
+from usage.services import IngestResult
 
 
 class TimestampField(serializers.DateTimeField):
@@ -330,6 +331,9 @@ class UsageIngestApi(APIView):
                 allow_null=True,
                 help_text="Null when the call could not be priced (cost_source unpriced).",
             )
+            currency = serializers.CharField(
+                allow_null=True, help_text="ISO 4217 code of cost: its model's price currency; null without prices."
+            )
             cost_source = serializers.CharField()
             timestamp = serializers.DateTimeField()
 
@@ -403,6 +407,23 @@ class UsageIngestApi(APIView):
             "stored": len(result.stored),
             "duplicates": result.duplicates,
             "unpriced": sum(1 for log in result.stored if log.cost is None),
-            "records": result.stored,
+            "records": _answered(result),
         }
         return success_response(output_data(self.OutputSerializer, data), status=status.HTTP_201_CREATED)
+
+
+def _answered(result: IngestResult) -> list[dict]:
+    """What the answer lists of each stored row (StoredSerializer's fields), with its cost's currency."""
+    currency_of = result.currencies.get
+    return [
+        {
+            "id": row.id,
+            "model_name": row.model_name,
+            "sent_model_name": row.sent_model_name,
+            "cost": row.cost,
+            "currency": None if row.cost is None else currency_of(row.model_name),
+            "cost_source": row.cost_source,
+            "timestamp": row.timestamp,
+        }
+        for row in result.stored
+    ]

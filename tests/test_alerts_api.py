@@ -10,6 +10,7 @@ from alerts.selectors import budget_alert_list
 from alerts.services import budget_alerts_acknowledge, budget_alerts_resolve, global_budget_set
 from ingest.services import usage_record
 from tests.alert_helpers import set_budget
+from tests.api_helpers import exact_json
 from usage.keys import api_key_create
 
 pytestmark = pytest.mark.django_db
@@ -51,16 +52,24 @@ def some_alerts():
 def test_open_alerts_for_the_cost_page(reader, some_alerts):
     response = get(reader, "/api/v1/alerts/", is_resolved="false")
     assert response.status_code == 200
-    data = response.json()["data"]
+    data = exact_json(response)["data"]
     assert data["count"] == 2
     assert {(a["model_name"], a["threshold_percent"], a["status"]) for a in data["results"]} == {
         ("gpt-4o", 80, "acknowledged"),
         ("claude-haiku-4-5", 50, "open"),
     }
-    first = data["results"][0]
-    assert isinstance(first["current_cost"], str)
-    assert isinstance(first["usage_percentage"], str)
-    assert set(first) >= {"id", "alert_type", "alert_level", "message", "period_start", "created_at", "budget_limit"}
+    haiku = next(a for a in data["results"] if a["model_name"] == "claude-haiku-4-5")
+    # Money and percentages are JSON numbers with the stored digits; the currency stands beside them.
+    assert (haiku["current_cost"], haiku["budget_limit"], haiku["usage_percentage"]) == (
+        Decimal("0.6"),
+        Decimal("1"),
+        Decimal("60.00"),
+    )
+    assert b'"current_cost":0.6,' in response.content
+    assert haiku["currency"] == "USD"
+    assert haiku["details"] == {"spent": Decimal("0.6"), "budget": Decimal("1"), "currency": "USD"}
+    assert b'"details":{"spent":0.6,"budget":1,"currency":"USD"}' in response.content
+    assert set(haiku) >= {"id", "alert_type", "alert_level", "message", "period_start", "created_at", "budget_limit"}
 
 
 def test_filters_and_limit(reader, some_alerts):
@@ -103,16 +112,17 @@ def test_budget_check_within_budget(writer):
     usage_record(model_name="gpt-4o", cost=Decimal("2.5"))
     response = get(writer, "/api/v1/budget/check", model="gpt-4o")
     assert response.status_code == 200
-    data = response.json()["data"]
+    data = exact_json(response)["data"]
     assert data["within_budget"] is True
     assert data["model_budget"] == {
-        "monthly_budget": "10.00000000",
-        "spent": "2.50000000",
-        "remaining": "7.50000000",
-        "percent_used": "25.00",
+        "monthly_budget": 10,
+        "spent": Decimal("2.5"),
+        "remaining": Decimal("7.5"),
+        "percent_used": 25,
         "currency": "USD",
         "within_budget": True,
     }
+    assert b'"model_budget":{"monthly_budget":10,"spent":2.5,"remaining":7.5,"percent_used":25,' in response.content
     assert data["global_budget"] is None
     assert data["period_start"] < data["period_end"]
 
@@ -120,19 +130,19 @@ def test_budget_check_within_budget(writer):
 def test_budget_check_says_stop_when_the_model_or_global_budget_is_spent(reader):
     set_budget("gpt-4o", "10")
     usage_record(model_name="gpt-4o", cost=Decimal("10"))
-    data = get(reader, "/api/v1/budget/check", model="gpt-4o").json()["data"]
+    data = exact_json(get(reader, "/api/v1/budget/check", model="gpt-4o"))["data"]
     assert (data["within_budget"], data["model_budget"]["remaining"], data["model_budget"]["percent_used"]) == (
         False,
-        "0.00000000",
-        "100.00",
+        0,
+        100,
     )
 
     global_budget_set(monthly_budget=Decimal("12"))
     usage_record(model_name="claude-haiku-4-5", cost=Decimal("3"))  # no model budget, but 13 of 12 overall
-    data = get(reader, "/api/v1/budget/check", model="claude-haiku-4-5").json()["data"]
+    data = exact_json(get(reader, "/api/v1/budget/check", model="claude-haiku-4-5"))["data"]
     assert data["model_budget"]["within_budget"] is True
     assert data["model_budget"]["monthly_budget"] is None
-    assert data["global_budget"]["spent"] == "13.00000000"
+    assert (data["global_budget"]["spent"], data["global_budget"]["currency"]) == (13, "USD")
     assert data["global_budget"]["within_budget"] is False
     assert data["within_budget"] is False
 

@@ -16,6 +16,7 @@ from ingest.services import usage_record_batch
 from pricing.models import TOKEN_PRICE_FIELDS, ModelPriceTier, ModelPriceVersion, ModelPriceVersionTier, ModelPricing
 from pricing.selectors import price_book_for_models
 from pricing.services import PriceTierInput, model_pricing_create, model_pricing_set_prices, price_validated
+from tests.api_helpers import exact_json
 from usage.costing import call_cost, call_cost_at_rates, integer_rates
 from usage.models import UsageCounter, UsageLog, UsageRollupHour
 from usage.records import UsageRecordInput
@@ -550,8 +551,10 @@ def test_stats_show_the_exact_sum_rounded_once_at_display(staff_client):
     one = UsageRecordInput(model_name="display-test", prompt_tokens=1, completion_tokens=0, cached_tokens=1)
     usage_record_batch(records=[one] * 3)
     assert UsageLog.objects.filter(model_name="display-test").aggregate(c=Sum("cost"))["c"] == Decimal("2.25E-7")
-    summary = staff_client.get("/api/v1/ai-platforms/stats", {"time_range": "all"}).json()["data"]["summary"]
-    assert summary["total_cost"] == "0.00000022"  # 0.000000225, half to even once; not 3 x 0.00000008.
+    response = staff_client.get("/api/v1/ai-platforms/stats", {"time_range": "all"})
+    summary = exact_json(response)["data"]["summary"]
+    assert summary["total_cost"] == Decimal("0.00000022")  # 0.000000225, half to even once; not 3 x 0.00000008.
+    assert b'"total_cost":0.00000022,' in response.content  # A JSON number in plain notation, not 2.2E-7.
 
 
 @pytest.mark.django_db

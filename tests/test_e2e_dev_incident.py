@@ -6,9 +6,11 @@ to pick a side; `usage_reconcile --from-rollups --fix` records them; the page is
 totals it showed before the drop. The commands run as a developer types them after bin/dev (env file
 only, nothing exported). One screenshot per step goes to artifacts/."""
 
+import json
 import re
 import sqlite3
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -58,9 +60,9 @@ def _open_all_time(page, url: str) -> int:
 def _api(page, path: str) -> tuple[int, dict]:
     """(status, body) of an API call in the browser's session."""
     answer = page.evaluate(
-        "path => fetch(path, {credentials: 'same-origin'}).then(async r => [r.status, await r.json()])", path
+        "path => fetch(path, {credentials: 'same-origin'}).then(async r => [r.status, await r.text()])", path
     )
-    return answer[0], answer[1]
+    return answer[0], json.loads(answer[1], parse_float=Decimal)  # Money exactly, as README says to read it.
 
 
 def _api_figures(page) -> dict:
@@ -157,13 +159,14 @@ def test_the_incident_on_the_dev_setup_from_demo_to_healthy_with_the_same_totals
         stats_before = _stats_shown(page)
         assert stats_before["range"] == "All time"
         assert stats_before["cards"]["calls"] == (str(summary["total_calls"]), f"{summary['total_calls']:,}")
-        assert stats_before["cards"]["cost"][0] == summary["total_cost"]
+        assert Decimal(stats_before["cards"]["cost"][0]) == summary["total_cost"]
         assert stats_before["cards"]["unpriced"][0] == str(summary["unpriced_calls"])
         platforms = before["stats"]["platforms"]
-        assert [(row[0], row[1]) for row in stats_before["models"]] == [(p["model_name"], p["cost"]) for p in platforms]
+        shown = [(row[0], Decimal(row[1])) for row in stats_before["models"]]
+        assert shown == [(p["model_name"], p["cost"]) for p in platforms]
         assert sum(p["calls"] for p in platforms) == summary["total_calls"]
         working_before = _working_parts_shown(page)
-        assert working_before["trend_total"] == before["trend"]["summary"]["total_cost"]
+        assert Decimal(working_before["trend_total"]) == before["trend"]["summary"]["total_cost"]
         assert working_before["trend_text"].startswith("90 days: total ")
         assert len(working_before["trend_bars"]) == 90
         assert working_before["budgets"], "the demo sets budgets"

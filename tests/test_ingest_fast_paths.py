@@ -18,6 +18,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.api.renderers import JSONRenderer
 from core.api.serializers import output_data
 from core.money import cost_exact
 from ingest.apis import UsageIngestApi
@@ -473,7 +474,10 @@ STATS = st.fixed_dictionaries(
             ),
             max_size=3,
         ),
-        "providers": st.lists(st.fixed_dictionaries({**_rates(), "provider": st.text(max_size=5)}), max_size=3),
+        "providers": st.lists(
+            st.fixed_dictionaries({**_rates(), "provider": st.text(max_size=5), "currency": st.just("USD")}),
+            max_size=3,
+        ),
     }
 )
 TREND = st.fixed_dictionaries(
@@ -485,6 +489,7 @@ TREND = st.fixed_dictionaries(
                 {
                     "date": st.dates(),
                     "cost": MONEY,
+                    "currency": st.just("USD"),
                     "calls": COUNT,
                     "successful_calls": COUNT,
                     "failed_calls": COUNT,
@@ -527,7 +532,9 @@ def _plain(value):
 
 
 def _same_as_drf(serializer_class, data) -> None:
-    assert repr(output_data(serializer_class, data)) == repr(_plain(serializer_class(data).data))
+    compiled, drf = output_data(serializer_class, data), serializer_class(data).data
+    assert repr(compiled) == repr(_plain(drf))
+    assert JSONRenderer().render(compiled) == JSONRenderer().render(drf)  # And so the same response bytes.
 
 
 @pytest.mark.parametrize("zone", ZONES)
@@ -550,13 +557,21 @@ def test_the_compiled_trend_output_is_drfs(zone, data):
 @PROPERTY
 @given(
     rows=st.lists(
-        st.tuples(st.integers(1, 2**62), st.text(max_size=5), st.none() | MONEY, st.sampled_from(["computed"]), MOMENT)
+        st.tuples(
+            st.integers(1, 2**62),
+            st.text(max_size=5),
+            st.none() | MONEY,
+            st.sampled_from(["computed"]),
+            MOMENT,
+            st.none() | st.just("USD"),
+        )
     )
 )
 def test_the_compiled_ingestion_output_is_drfs(zone, rows):
-    stored = [
-        services.UsageRow(i, m, "", None, *[0] * 9, c, s, None, None, True, "", "", t.astimezone(ZoneInfo(zone)), m)
-        for i, m, c, s, t in rows
+    stored = [  # What UsageIngestApi answers of each stored row.
+        {"id": i, "model_name": m, "sent_model_name": m, "cost": c, "currency": u, "cost_source": s}
+        | {"timestamp": t.astimezone(ZoneInfo(zone))}
+        for i, m, c, s, t, u in rows
     ]
     data = {"stored": len(stored), "duplicates": 0, "unpriced": 0, "records": stored}
     with timezone.override(ZoneInfo(zone)):

@@ -32,6 +32,7 @@ from pricing.services import (
     model_pricing_set_prices,
     model_pricing_update,
 )
+from tests.api_helpers import exact_json
 from tests.sqlite_process import sqlite_python
 from usage.models import CostSource, UsageCounter, UsageLog, UsageRollupHour
 from usage.rollups import rollups_compact
@@ -174,7 +175,7 @@ def test_snapshot_and_gateway_names_are_priced_through_the_api_and_both_names_st
     records = [{"model_name": name, "prompt_tokens": 1_000_000, "completion_tokens": 0} for name in sent]
     response = writer.post("/api/v1/usage/", records, format="json")
     assert response.status_code == 201, response.content
-    data = response.json()["data"]
+    data = exact_json(response)["data"]
     assert data["unpriced"] == 0
     priced_as = ["gpt-4o", "gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash"]
     assert [(r["sent_model_name"], r["model_name"]) for r in data["records"]] == list(zip(sent, priced_as, strict=True))

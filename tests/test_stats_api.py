@@ -8,7 +8,7 @@ from django.utils import timezone
 from core.api.serializers import output_data
 from ingest.services import usage_record_batch
 from pricing.models import ModelPricing
-from tests.api_helpers import HttpsApiClient
+from tests.api_helpers import HttpsApiClient, exact_json
 from usage.apis import UsageDailyTrendApi
 from usage.reports import usage_daily_trend
 from usage.services import UsageRecordInput
@@ -49,11 +49,11 @@ def test_empty_database_gives_zeros_not_an_error(reader):
 def test_stats_shape_and_numbers(reader):
     _seed()
     ModelPricing.objects.filter(model_name="gpt-4o").update(monthly_budget=Decimal("10"))
-    data = reader.get(STATS, {"time_range": "all"}).json()["data"]
+    data = exact_json(reader.get(STATS, {"time_range": "all"}))["data"]
     assert (data["time_range"], data["time_label"]) == ("all", "All time")
     summary = data["summary"]
     assert (summary["total_calls"], summary["successful_calls"], summary["failed_calls"]) == (5, 4, 1)
-    assert summary["success_rate"] == "80.00"
+    assert summary["success_rate"] == Decimal("80.00")
     assert summary["unpriced_calls"] == 1
     assert Decimal(summary["total_cost"]) == Decimal("2.50") + Decimal("0.28") + Decimal("0.15")
     platforms = {p["model_name"]: p for p in data["platforms"]}
@@ -62,10 +62,12 @@ def test_stats_shape_and_numbers(reader):
         "OpenAI",
         2,
         1,
-        "50.00",
+        Decimal("50.00"),
     )
-    assert gpt4o["cost"] == "2.50000000"
-    assert gpt4o["budget_used_percent"] == "25.00"
+    assert gpt4o["cost"] == Decimal("2.50000000")
+    assert gpt4o["budget_used_percent"] == Decimal("25.00")
+    assert (gpt4o["currency"], summary["currency"]) == ("USD", "USD")
+    assert {p["provider"]: p["currency"] for p in data["providers"]}["OpenAI"] == "USD"
     assert platforms["llama-local"]["provider"] == "unknown"
     assert platforms["llama-local"]["unpriced_calls"] == 1
     assert {p["provider"] for p in data["providers"]} == {"OpenAI", "DeepSeek", "unknown"}
@@ -91,7 +93,7 @@ def test_filters_and_ranges(reader, params, calls):
 
 def test_trend_is_zero_filled_in_the_requested_zone(reader):
     _seed()
-    data = reader.get(TREND, {"days": 30, "tz": "Asia/Kathmandu"}).json()["data"]
+    data = exact_json(reader.get(TREND, {"days": 30, "tz": "Asia/Kathmandu"}))["data"]
     assert data["days"] == 30
     assert data["time_zone"] == "Asia/Kathmandu"
     assert len(data["daily_trend"]) == 30
@@ -102,6 +104,7 @@ def test_trend_is_zero_filled_in_the_requested_zone(reader):
     assert Decimal(summary["total_cost"]) == Decimal("2.78")
     assert Decimal(summary["avg_daily_cost"]) == (Decimal("2.78") / 30).quantize(Decimal("0.00000001"))
     assert Decimal(summary["min_daily_cost"]) == 0
+    assert {day["currency"] for day in data["daily_trend"]} == {summary["currency"]} == {"USD"}
 
 
 def test_trend_days_render_as_their_serializer_says():
@@ -149,7 +152,7 @@ def test_openapi_schema_and_docs(staff_client):
         schema["paths"]
     )
     money = schema["components"]["schemas"]["UsageStatsSummary"]["properties"]["total_cost"]
-    assert money["type"] == "string"
+    assert money["type"] == "number"
     assert money["format"] == "decimal"
     docs = staff_client.get("/api/docs/")
     assert docs.status_code == 200

@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
-from tests.api_helpers import HttpsApiClient
+from tests.api_helpers import HttpsApiClient, exact_json
 from usage.keys import api_key_create, api_key_revoke
 from usage.models import ApiKeyScope, CostSource, UsageCounter, UsageIdempotencyKey, UsageLog, UsageRollupHour
 from usage.rollups import rollups_compact
@@ -22,11 +22,11 @@ def _record(**overrides) -> dict:
 def test_one_record_is_stored_and_priced(writer):
     response = writer.post(URL, _record(decision_id="d-1", user_id=7, response_time=1.5), format="json")
     assert response.status_code == 201, response.content
-    data = response.json()["data"]
+    data = exact_json(response)["data"]
     assert (data["stored"], data["duplicates"], data["unpriced"]) == (1, 0, 0)
-    assert (
-        data["records"][0]["cost"] == "0.000450000000000000000000"
-    )  # Exact, as stored: 1000 * 0.15 + 500 * 0.60 per million
+    # Exact, as stored: 1000 * 0.15 + 500 * 0.60 per million, a JSON number without trailing zeros.
+    assert data["records"][0]["cost"] == Decimal("0.000450000000000000000000")
+    assert b'"cost":0.00045,' in response.content
     log = UsageLog.objects.get()
     assert (log.decision_id, log.user_id, log.response_time, log.purpose) == ("d-1", 7, 1.5, "test")
     assert log.timestamp is not None

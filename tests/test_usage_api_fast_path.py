@@ -20,6 +20,7 @@ from rest_framework import serializers
 
 from core.api.serializers import FastListSerializer
 from ingest.apis import MAX_TOKENS, UsageIngestApi, UsageRecordSerializer
+from tests.api_helpers import exact_json
 from usage.models import CostSource, UsageLog
 from usage.records import UsageRecordInput, UsageRecordInvalid, usage_records_validated
 
@@ -413,6 +414,7 @@ class LightStored(NamedTuple):
     cost_source: str
     timestamp: datetime | str | None
     sent_model_name: str = ""
+    currency: str | None = None
 
 
 CANONICAL_STORED_COST = st.one_of(
@@ -433,9 +435,16 @@ ODD_TIMES = st.one_of(
 )
 
 
-def _stored_item(kind, id_, model_name, cost, cost_source, timestamp):
+def _stored_item(kind, id_, model_name, cost, cost_source, timestamp, currency=None):
     names = {"model_name": model_name, "sent_model_name": model_name}
-    return kind(id=id_, **names, cost=cost, cost_source=cost_source, timestamp=timestamp)
+    item = kind(id=id_, **names, cost=cost, cost_source=cost_source, timestamp=timestamp)
+    if kind is UsageLog:
+        item.currency = currency  # What the API adds to each stored row (the log has no such column).
+        return item
+    return item._replace(currency=currency)
+
+
+CURRENCY = st.sampled_from([None, "USD", "CNY"])
 
 
 CANONICAL_STORED = st.builds(
@@ -446,6 +455,7 @@ CANONICAL_STORED = st.builds(
     CANONICAL_STORED_COST,
     st.sampled_from([CostSource.COMPUTED, CostSource.PROVIDER, CostSource.UNPRICED, "computed"]),
     AWARE_TIMES,
+    CURRENCY,
 )
 ANY_STORED = st.one_of(
     CANONICAL_STORED,
@@ -457,6 +467,7 @@ ANY_STORED = st.one_of(
         st.one_of(CANONICAL_STORED_COST, ODD_STORED_COST),
         st.just(CostSource.COMPUTED),
         st.one_of(AWARE_TIMES, ODD_TIMES),
+        CURRENCY,
     ),
 )
 
@@ -505,11 +516,14 @@ def test_the_201_response_writes_the_stored_rows_as_drf_does(writer):
     ]
     response = writer.post("/api/v1/usage/", records, format="json")
     assert response.status_code == 201, response.content
-    logs = UsageLog.objects.order_by("id")
+    logs = list(UsageLog.objects.order_by("id"))
+    for log in logs:
+        log.currency = None if log.cost is None else "USD"  # gpt-4o-mini and gpt-4o are priced in USD.
     expected = serializers.ListSerializer(child=StoredSerializer()).to_representation(logs)
-    assert response.json()["data"]["records"] == expected
+    assert exact_json(response)["data"]["records"] == expected
     assert [row["timestamp"][-6:] for row in expected] == ["+05:30"] * 3
-    assert [row["cost"] for row in expected][1:] == ["0.500000000000000000000000", None]
+    assert [row["cost"] for row in expected][1:] == [Decimal("0.500000000000000000000000"), None]
+    assert b'"cost":0.5,' in response.content  # The exact value as a JSON number, trailing zeros dropped.
 
 
 @pytest.mark.django_db

@@ -133,7 +133,7 @@ class UsageStatsApi(APIView):
             output_audio_tokens = _part_of("completion_tokens", "audio")
             output_image_tokens = _part_of("completion_tokens", "images")
             avg_response_time = serializers.FloatField(allow_null=True)
-            currency = serializers.CharField()
+            currency = serializers.CharField(help_text="ISO 4217 code of total_cost (AICOST_CURRENCY).")
 
         class PlatformSerializer(CallRatesSerializer):
             class Meta:
@@ -142,7 +142,10 @@ class UsageStatsApi(APIView):
             provider = serializers.CharField()
             model_name = serializers.CharField()
             display_name = serializers.CharField()
-            currency = serializers.CharField(allow_null=True)
+            currency = serializers.CharField(
+                allow_null=True,
+                help_text="ISO 4217 code of the model's cost, monthly_budget and current_month_cost; null: unpriced.",
+            )
             monthly_budget = _money(allow_null=True)
             current_month_cost = _money()
             budget_used_percent = _percent(allow_null=True)
@@ -152,6 +155,7 @@ class UsageStatsApi(APIView):
                 ref_name = "UsageProvider"
 
             provider = serializers.CharField()
+            currency = serializers.CharField(help_text="ISO 4217 code of cost: the summary's.")
 
         time_range = serializers.CharField()
         time_label = serializers.CharField()
@@ -193,6 +197,7 @@ class UsageDailyTrendApi(APIView):
 
             date = serializers.DateField()
             cost = _money()
+            currency = serializers.CharField(help_text="ISO 4217 code of cost: the summary's.")
             calls = serializers.IntegerField()
             successful_calls = serializers.IntegerField()
             failed_calls = serializers.IntegerField()
@@ -217,7 +222,7 @@ class UsageDailyTrendApi(APIView):
             min_daily_cost = _money()
             total_calls = serializers.IntegerField()
             unpriced_calls = serializers.IntegerField()
-            currency = serializers.CharField()
+            currency = serializers.CharField(help_text="ISO 4217 code of every cost here and in daily_trend.")
 
         days = serializers.IntegerField()
         time_zone = serializers.CharField()

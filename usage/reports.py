@@ -146,8 +146,14 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
     by_provider: dict[str, list[RollupDelta]] = defaultdict(list)
     for platform in platforms:
         by_provider[platform["provider"]].append(sums[platform["model_name"]])
+    # A provider's figures add its models' costs: labelled like the summary's (see its currency).
     providers = [
-        {"provider": provider, **_rates(_total(parts)), "cost_share": percent_of(_total(parts).cost, total.cost)}
+        {
+            "provider": provider,
+            **_rates(_total(parts)),
+            "cost_share": percent_of(_total(parts).cost, total.cost),
+            "currency": settings.AICOST_CURRENCY,
+        }
         for provider, parts in sorted(by_provider.items(), key=lambda item: -_total(item[1]).cost)
     ]
     summary = _rates(total)
@@ -182,6 +188,7 @@ def _day_entry(day: date, sums: RollupDelta | None) -> dict:
     return {
         "date": day,
         "cost": money_display(sums.cost),
+        "currency": settings.AICOST_CURRENCY,  # As the trend's summary labels the sum of every model.
         "calls": sums.calls,
         "successful_calls": sums.successful_calls,
         "failed_calls": sums.calls - sums.successful_calls,

@@ -98,6 +98,8 @@ T = TypeVar("T")
 class IngestResult:
     stored: list[UsageRow] = field(default_factory=list)
     duplicates: int = 0
+    # model_name -> the currency of its prices (and of its stored costs), for the batch's priced models.
+    currencies: dict[str, str] = field(default_factory=dict)
 
 
 _new_tuple = tuple.__new__
@@ -468,7 +470,8 @@ def usage_batch_store(*, batch: PreparedBatch) -> IngestResult:
     rows = _rows_insert(_rows_priced(fresh, log_ids, book, batch.now))
     _counters_add(logs=rows, now=batch.now)
     rollups_apply_logs(logs=rows)
-    return IngestResult(stored=rows, duplicates=duplicates)
+    currencies = {model_name: pricing.currency for model_name, pricing in book.pricing_by_model.items()}
+    return IngestResult(stored=rows, duplicates=duplicates, currencies=currencies)
 
 
 def _log_lock_for_pricing() -> None:

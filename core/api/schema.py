@@ -1,7 +1,9 @@
-"""OpenAPI details drf-spectacular cannot infer: the error responses (the API-key scheme is usage.authentication's)."""
+"""OpenAPI details drf-spectacular cannot infer: the error responses (the API-key scheme is
+usage.authentication's) and money as exact decimal numbers."""
 
+from drf_spectacular.drainage import has_override
 from drf_spectacular.openapi import AutoSchema
-from rest_framework import status
+from rest_framework import serializers, status
 
 from core.api.responses import ErrorResponseSerializer
 
@@ -29,6 +31,16 @@ class AicostAutoSchema(AutoSchema):
                 responses[code] = self._get_response_for_code(ErrorResponseSerializer, code, direction=direction)
         return responses
 
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        """drf-spectacular's mapping, with every DecimalField (money, percentages) documented as what
+        core.api.renderers writes and core.api.parsers reads: `type: number, format: decimal` (its
+        own mapping says `format: double`, a float), and its precision in the description."""
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        decimal = isinstance(field, serializers.DecimalField) and not has_override(field, "field")
+        if decimal and schema.get("type") == "number":
+            return decimal_schema(schema, places=field.decimal_places, request=direction == "request")
+        return schema
+
     def _error_codes(self) -> list[int]:
         codes = [status.HTTP_503_SERVICE_UNAVAILABLE]  # Database unreachable or schema broken.
         if self.method in ("POST", "PUT", "PATCH") or self.get_override_parameters():
@@ -36,3 +48,22 @@ class AicostAutoSchema(AutoSchema):
         if self.view.get_permissions():
             codes += [status.HTTP_401_UNAUTHORIZED, status.HTTP_403_FORBIDDEN]
         return sorted(codes)
+
+
+_NUMBER_KEYS = ("type", "format", "maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum")
+
+
+def decimal_schema(schema: dict, *, places: int | None, request: bool) -> dict:
+    """A DecimalField's schema as a JSON number of format decimal. In a request it may also be a
+    string (DRF's DecimalField takes both); its precision is said in the description."""
+    schema = {**schema, "format": "decimal"}
+    exact = f"An exact decimal with at most {places} decimal places" if places is not None else "An exact decimal"
+    if request:
+        number = {key: schema.pop(key) for key in _NUMBER_KEYS if key in schema}
+        schema = {"anyOf": [number, {"type": "string", "format": "decimal"}], **schema}
+        sentence = f"{exact}: a JSON number (read exactly, never as a float) or a string."
+    else:
+        sentence = f"{exact}, written as a JSON number: its exact value, plain notation, no trailing zeros."
+    description = schema.get("description")
+    schema["description"] = f"{description.rstrip()} {sentence}" if description else sentence
+    return schema

@@ -86,6 +86,11 @@ def _float(_field: serializers.FloatField) -> Converter:
             if not math.isfinite(value):
                 raise NotFast
             return value
+        if type(value) is Decimal:  # How core.api.parsers reads a JSON 1.8; float() is what DRF does.
+            number = float(value)
+            if not math.isfinite(number):
+                raise NotFast
+            return number
         if type(value) is int:
             try:
                 return float(value)
@@ -112,7 +117,7 @@ def _decimal(field: serializers.DecimalField) -> Converter | None:
     def convert(value):
         if type(value) is str:
             text = value.strip()
-        elif type(value) is int:
+        elif type(value) is int or type(value) is Decimal:  # A JSON number (core.api.parsers).
             text = str(value)
         else:
             raise NotFast
@@ -434,9 +439,11 @@ def _input_plan(serializer: serializers.Serializer) -> _InputPlan | None:
 
 def _decimal_output(field: serializers.DecimalField) -> Converter:
     coerce = getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
-    if not coerce or field.localize or field.normalize_output or field.decimal_places is None:
+    if field.localize or field.normalize_output or field.decimal_places is None:
         return field.to_representation
     places, max_digits = field.decimal_places, field.max_digits
+    if not coerce:
+        return _decimal_unchanged(field, places=places, max_digits=max_digits)
 
     def represent(value):
         if type(value) is Decimal and value.is_finite():
@@ -447,6 +454,25 @@ def _decimal_output(field: serializers.DecimalField) -> Converter:
             own_places = 0 if point == -1 else len(text) - point - 1
             if own_places == places and (max_digits is None or len(text) <= max_digits + 1):
                 return text
+        return field.to_representation(value)
+
+    return represent
+
+
+def _decimal_unchanged(field: serializers.DecimalField, *, places: int, max_digits: int | None) -> Converter:
+    """DRF's Decimal output (COERCE_DECIMAL_TO_STRING off: the renderer writes it as a JSON number): a
+    Decimal that already has the field's places and fits its digits is what DRF's quantize returns."""
+    quantum = Decimal(1).scaleb(-places)
+    # Digits of a value with `places` places: adjusted() + places + 1 (a zero counts one digit).
+    adjusted_limit = None if max_digits is None else max_digits - places - 1
+
+    def represent(value):
+        if (
+            type(value) is Decimal
+            and value.same_quantum(quantum)  # Its exponent is -places (False for NaN and infinities).
+            and (adjusted_limit is None or value.adjusted() <= adjusted_limit)
+        ):
+            return value
         return field.to_representation(value)
 
     return represent

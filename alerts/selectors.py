@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import router
 from django.db.models import CharField, DecimalField, QuerySet, Subquery, Value
+from django.utils.translation import gettext_noop
 
 from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
 from core.compiled import compiled_values
@@ -118,7 +119,10 @@ def budgets_to_evaluate(*, model_names: Collection[str], now: datetime, include_
         status = BudgetStatus(budget=global_budget, spent=total, currency=global_currency, period_start=period_start)
         watched.append(
             WatchedBudget(
-                alert_type=AlertType.GLOBAL_BUDGET.value, scope=GLOBAL_SCOPE, label="All models together", status=status
+                alert_type=AlertType.GLOBAL_BUDGET.value,
+                scope=GLOBAL_SCOPE,
+                label=gettext_noop("All models together"),
+                status=status,
             )
         )
     return watched

@@ -113,6 +113,7 @@ def _page_text() -> dict:
         "localDates": not language.startswith("en"),
         "noBudget": _("no budget"),
         "unpriced": _("unpriced"),
+        "unknownProvider": _("unknown"),
         "plusUnpriced": _("(+%(count)s unpriced)"),
         "budgetUse": _("%(percent)s of %(budget)s"),
         "seconds": _("%(seconds)s s"),

@@ -14,6 +14,8 @@
   const T = JSON.parse(document.getElementById("aicost-text").textContent);
   const say = (sentence, values) => sentence.replace(/%\((\w+)\)s/g, (_all, name) => String(values[name]));
   const integer = (n) => Number(n).toLocaleString("en-US");
+  // Calls of models without a price entry have the provider "unknown" (usage.reports.UNKNOWN_PROVIDER).
+  const providerName = (provider) => (provider === "unknown" ? T.unknownProvider : provider);
   function money(text, currency) {
     const amount = Number(text);
     if (!T.money.grouped) return `${currency || ""} ${amount.toFixed(2)}`.trim();
@@ -120,7 +122,7 @@
         `<td class="num" data-field="cost" data-value="${model.cost}">${costCell(model)}</td>` +
         `<td class="num">${percent(model.cost_share)}</td><td class="budget">${budgetCell(model)}</td>`;
       row.cells[0].textContent = model.display_name;
-      row.cells[1].textContent = model.provider;
+      row.cells[1].textContent = providerName(model.provider);
       body.appendChild(row);
     }
     q("models-empty").hidden = data.platforms.length > 0;
@@ -130,7 +132,7 @@
     const providers = data.providers.filter((p) => Number(p.cost) > 0);
     drawChart("providers", document.getElementById("provider-chart"), {
       type: "doughnut",
-      data: { labels: providers.map((p) => p.provider), datasets: [{ data: providers.map((p) => Number(p.cost)) }] },
+      data: { labels: providers.map((p) => providerName(p.provider)), datasets: [{ data: providers.map((p) => Number(p.cost)) }] },
       options: { maintainAspectRatio: false, plugins: { legend: { position: "right" } } },
     }, providers.length === 0);
     q("provider-empty").hidden = providers.length > 0;

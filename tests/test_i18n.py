@@ -265,3 +265,30 @@ def test_operator_commands_speak_language_code():
     out = StringIO()
     call_command("usage_verify", stdout=out)
     assert "The log, rollups, retired months and recorded gaps agree over 1 month(s) (1 calls)" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("record", "english", "chinese"),
+    [
+        ({"prompt_tokens": -1}, "Ensure this value is greater than or equal to 0.", "请确保该值大于或者等于 0。"),
+        (
+            {"prompt_tokens": 10, "cached_tokens": 11},
+            "Cannot exceed prompt_tokens.",
+            "不能超过 prompt_tokens。",
+        ),
+        (
+            {"timestamp": "2026-11-24T10:00:00"},
+            "Timestamp must include a time zone offset, e.g. 2026-11-24T10:00:00Z.",
+            "时间戳必须带时区偏移，例如 2026-11-24T10:00:00Z。",
+        ),
+    ],
+)
+def test_ingestion_rule_errors_in_the_requests_language(writer, record, english, chinese):
+    body = {"model_name": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1, **record}
+    errors = {
+        language: writer.post("/api/v1/usage/", body, format="json", HTTP_ACCEPT_LANGUAGE=language).json()["error"]
+        for language in ("en", "zh-hans")
+    }
+    assert errors["en"]["message"].endswith(english)
+    assert errors["zh-hans"]["message"].endswith(chinese)
+    assert errors["en"]["field"] == errors["zh-hans"]["field"]

@@ -44,6 +44,14 @@ LABELS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _language_reset():
+    """LocaleMiddleware leaves the last request's language active on the thread (a server activates
+    one per request): tests after these must not run in Chinese."""
+    yield
+    translation.deactivate()
+
+
 # --- the catalog --------------------------------------------------------------------------------
 
 
@@ -292,3 +300,17 @@ def test_ingestion_rule_errors_in_the_requests_language(writer, record, english,
     assert errors["en"]["message"].endswith(english)
     assert errors["zh-hans"]["message"].endswith(chinese)
     assert errors["en"]["field"] == errors["zh-hans"]["field"]
+
+
+@pytest.mark.django_db
+def test_price_rules_refuse_in_the_active_language():
+    from django.core.exceptions import ValidationError
+
+    from pricing.models import ModelPricing
+    from pricing.services import model_name_patterns_check
+
+    pricing = ModelPricing.objects.get(model_name="gpt-4o")
+    for language, expected in (("en", "Prefix 'a' is listed twice."), ("zh-hans", "前缀 'a' 重复列出。")):
+        with translation.override(language), pytest.raises(ValidationError) as refused:
+            model_name_patterns_check(pricing=pricing, model_name="gpt-4o", patterns=[("prefix", "a"), ("prefix", "a")])
+        assert refused.value.messages == [expected]

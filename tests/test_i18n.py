@@ -314,3 +314,17 @@ def test_price_rules_refuse_in_the_active_language():
         with translation.override(language), pytest.raises(ValidationError) as refused:
             model_name_patterns_check(pricing=pricing, model_name="gpt-4o", patterns=[("prefix", "a"), ("prefix", "a")])
         assert refused.value.messages == [expected]
+
+
+@pytest.mark.django_db
+def test_the_incidents_banner_in_chinese(staff_client):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE ai_model_usage_log")  # Rolled back with the test (transactional DDL).
+    page = staff_client.get("/admin/ai-cost", **ZH).content.decode()
+    assert "数据库结构与应用不一致" in page
+    assert "数据库“default”中缺少表 ai_model_usage_log（usage.UsageLog）" in page
+    assert "python manage.py schema_repair --apply" in page
+    english = staff_client.get("/admin/ai-cost", **EN).content.decode()
+    assert "Table ai_model_usage_log (usage.UsageLog) is missing from database &#x27;default&#x27;" in english

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from alerts.models import AlertDelivery, BudgetAlert, DeliveryAttempt, GlobalBudget
 from alerts.services import (
@@ -70,15 +72,23 @@ class BudgetAlertAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # Resolve instead: the row is what stops the same threshold firing again this period.
 
-    @admin.action(description="Acknowledge selected alerts")
+    @admin.action(description=_("Acknowledge selected alerts"))
     def acknowledge_alerts(self, request, queryset: QuerySet[BudgetAlert]) -> None:
         count = budget_alerts_acknowledge(alert_ids=list(queryset.values_list("pk", flat=True)), user=request.user)
-        self.message_user(request, f"Acknowledged {count} alert(s).", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("Acknowledged %(count)d alert.", "Acknowledged %(count)d alerts.", count) % {"count": count},
+            messages.SUCCESS,
+        )
 
-    @admin.action(description="Resolve selected alerts")
+    @admin.action(description=_("Resolve selected alerts"))
     def resolve_alerts(self, request, queryset: QuerySet[BudgetAlert]) -> None:
         count = budget_alerts_resolve(alert_ids=list(queryset.values_list("pk", flat=True)), user=request.user)
-        self.message_user(request, f"Resolved {count} alert(s).", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("Resolved %(count)d alert.", "Resolved %(count)d alerts.", count) % {"count": count},
+            messages.SUCCESS,
+        )
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -117,12 +127,15 @@ class AlertDeliveryAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    @admin.action(description="Retry selected deliveries now")
+    @admin.action(description=_("Retry selected deliveries now"))
     def retry_now(self, request, queryset: QuerySet[AlertDelivery]) -> None:
         ids = list(queryset.values_list("pk", flat=True))
         alert_deliveries_requeue(delivery_ids=ids)
         sent = [d for d in alert_deliveries_send(delivery_ids=ids) if d.status == "sent"]
-        self.message_user(request, f"Attempted {len(ids)} deliver(ies); {len(sent)} sent.", messages.INFO)
+        message = ngettext(
+            "Attempted %(count)d delivery; %(sent)d sent.", "Attempted %(count)d deliveries; %(sent)d sent.", len(ids)
+        )
+        self.message_user(request, message % {"count": len(ids), "sent": len(sent)}, messages.INFO)
 
 
 @admin.register(GlobalBudget)

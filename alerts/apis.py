@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.views import APIView
@@ -186,7 +187,7 @@ class BudgetCheckApi(APIView):
         pricing = model_pricing_for_name(name=model_name)  # Snapshot and gateway names too.
         if pricing is None:
             raise ApiError(
-                f"Unknown model {model_name!r}: it has no price entry, so it has no budget.",
+                _("Unknown model %(model)s: it has no price entry, so it has no budget.") % {"model": repr(model_name)},
                 code="unknown_model",
                 status_code=status.HTTP_404_NOT_FOUND,
                 field="model",

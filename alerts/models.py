@@ -1,5 +1,7 @@
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from core.money import (
     COST_DECIMAL_PLACES,
@@ -10,22 +12,22 @@ from core.money import (
 
 
 class AlertType(models.TextChoices):
-    MODEL_BUDGET = "model_budget", "Model monthly budget"
-    GLOBAL_BUDGET = "global_budget", "Global monthly budget"
-    ERROR_RATE = "error_rate", "Error rate"
-    SPEND_SPIKE = "spend_spike", "Spend spike"
+    MODEL_BUDGET = "model_budget", _("Model monthly budget")
+    GLOBAL_BUDGET = "global_budget", _("Global monthly budget")
+    ERROR_RATE = "error_rate", _("Error rate")
+    SPEND_SPIKE = "spend_spike", _("Spend spike")
 
 
 class AlertLevel(models.TextChoices):
-    INFO = "info", "Info"
-    WARNING = "warning", "Warning"
-    CRITICAL = "critical", "Critical"
+    INFO = "info", _("Info")
+    WARNING = "warning", _("Warning")
+    CRITICAL = "critical", _("Critical")
 
 
 class AlertStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    ACKNOWLEDGED = "acknowledged", "Acknowledged"
-    RESOLVED = "resolved", "Resolved"
+    OPEN = "open", _("Open")
+    ACKNOWLEDGED = "acknowledged", _("Acknowledged")
+    RESOLVED = "resolved", _("Resolved")
 
 
 GLOBAL_SCOPE = "*"
@@ -39,40 +41,62 @@ class BudgetAlert(models.Model):
     Spend-spike alerts: period = calendar day, threshold = today's cost in percent of the trailing daily average.
     """
 
-    model_name = models.CharField(max_length=100, help_text=f"'{GLOBAL_SCOPE}' for the global budget.")
-    alert_type = models.CharField(max_length=50, choices=AlertType.choices)
-    alert_level = models.CharField(max_length=20, choices=AlertLevel.choices)
-    current_cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
+    model_name = models.CharField(
+        max_length=100, help_text=_("'*' for the global budget."), verbose_name=_("model name")
+    )
+    alert_type = models.CharField(max_length=50, choices=AlertType.choices, verbose_name=_("alert type"))
+    alert_level = models.CharField(max_length=20, choices=AlertLevel.choices, verbose_name=_("alert level"))
+    current_cost = models.DecimalField(
+        max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, verbose_name=_("current cost")
+    )
     budget_limit = models.DecimalField(
         max_digits=COST_MAX_DIGITS,
         decimal_places=COST_DECIMAL_PLACES,
         null=True,
         blank=True,
-        help_text="The budget; for spend spikes the trailing daily average; empty for error-rate alerts.",
+        help_text=_("The budget; for spend spikes the trailing daily average; empty for error-rate alerts."),
+        verbose_name=_("budget limit"),
     )
-    usage_percentage = models.DecimalField(max_digits=PERCENT_MAX_DIGITS, decimal_places=PERCENT_DECIMAL_PLACES)
-    message = models.TextField()
-    is_resolved = models.BooleanField(default=False)
-    status = models.CharField(max_length=12, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    usage_percentage = models.DecimalField(
+        max_digits=PERCENT_MAX_DIGITS, decimal_places=PERCENT_DECIMAL_PLACES, verbose_name=_("usage percentage")
+    )
+    message = models.TextField(verbose_name=_("message"))
+    is_resolved = models.BooleanField(default=False, verbose_name=_("is resolved"))
+    status = models.CharField(
+        max_length=12, choices=AlertStatus.choices, default=AlertStatus.OPEN, verbose_name=_("status")
+    )
     period_start = models.DateField(
-        help_text="First day of the period: the calendar month (budgets) or day (error rate, spikes) in TIME_ZONE."
+        help_text=_("First day of the period: the calendar month (budgets) or day (error rate, spikes) in TIME_ZONE."),
+        verbose_name=_("period start"),
     )
-    threshold_percent = models.PositiveSmallIntegerField()
-    details = models.JSONField(default=dict, blank=True, help_text="The figures the alert was raised on.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    threshold_percent = models.PositiveSmallIntegerField(verbose_name=_("threshold percent"))
+    details = models.JSONField(
+        default=dict, blank=True, help_text=_("The figures the alert was raised on."), verbose_name=_("details")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    acknowledged_at = models.DateTimeField(null=True, blank=True, verbose_name=_("acknowledged at"))
     acknowledged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("acknowledged by"),
     )
-    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True, verbose_name=_("resolved at"))
     resolved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("resolved by"),
     )
 
     class Meta:
         db_table = "ai_budget_alerts"
         ordering = ["-created_at"]
-        verbose_name = "budget alert"
+        verbose_name = _("budget alert")
         constraints = [
             models.UniqueConstraint(
                 fields=["alert_type", "model_name", "period_start", "threshold_percent"],
@@ -86,6 +110,7 @@ class BudgetAlert(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["is_resolved", "-created_at"], name="ai_budget_alerts_open_idx")]
+        verbose_name_plural = _("budget alerts")
 
     def __str__(self) -> str:
         return self.message
@@ -96,25 +121,27 @@ class GlobalBudget(models.Model):
 
     SINGLETON_ID = 1
 
-    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False, verbose_name=_("id"))
     monthly_budget = models.DecimalField(
         max_digits=COST_MAX_DIGITS,
         decimal_places=COST_DECIMAL_PLACES,
         null=True,
         blank=True,
-        help_text="Empty means no global budget.",
+        help_text=_("Empty means no global budget."),
+        verbose_name=_("monthly budget"),
     )
     currency = models.CharField(
         max_length=3,
         # No callable default: a migration would have to import it. global_budget_set and the admin's
         # add form fill in AICOST_CURRENCY.
-        help_text="Only models priced in this currency count towards the global budget.",
+        help_text=_("Only models priced in this currency count towards the global budget."),
+        verbose_name=_("currency"),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         db_table = "ai_global_budget"
-        verbose_name = "global monthly budget"
+        verbose_name = _("global monthly budget")
         constraints = [
             models.CheckConstraint(condition=models.Q(id=1), name="ai_global_budget_single_row"),
             models.CheckConstraint(
@@ -122,41 +149,47 @@ class GlobalBudget(models.Model):
                 name="ai_global_budget_not_negative",
             ),
         ]
+        verbose_name_plural = _("global monthly budgets")
 
     def __str__(self) -> str:
-        return f"{self.monthly_budget} {self.currency} a month" if self.monthly_budget is not None else "No budget"
+        if self.monthly_budget is None:
+            return gettext("No budget")
+        return gettext("%(amount)s %(currency)s a month") % {"amount": self.monthly_budget, "currency": self.currency}
 
 
 class DeliveryChannel(models.TextChoices):
-    EMAIL = "email", "E-mail"
-    WEBHOOK = "webhook", "Webhook"
+    EMAIL = "email", _("E-mail")
+    WEBHOOK = "webhook", _("Webhook")
 
 
 class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed (gave up)"
+    PENDING = "pending", _("Pending")
+    SENT = "sent", _("Sent")
+    FAILED = "failed", _("Failed (gave up)")
 
 
 class AlertDelivery(models.Model):
     """One alert to be sent over one channel: an outbox row, written with the alert, sent after commit."""
 
-    alert = models.ForeignKey(BudgetAlert, on_delete=models.CASCADE, related_name="deliveries")
-    channel = models.CharField(max_length=10, choices=DeliveryChannel.choices)
-    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(
-        help_text="When a pending delivery is due; moved ahead while an attempt is in flight (a lease)."
+    alert = models.ForeignKey(BudgetAlert, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("alert"))
+    channel = models.CharField(max_length=10, choices=DeliveryChannel.choices, verbose_name=_("channel"))
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, verbose_name=_("status")
     )
-    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    last_error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, verbose_name=_("attempts"))
+    next_attempt_at = models.DateTimeField(
+        help_text=_("When a pending delivery is due; moved ahead while an attempt is in flight (a lease)."),
+        verbose_name=_("next attempt at"),
+    )
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True, verbose_name=_("last status code"))
+    last_error = models.TextField(blank=True, default="", verbose_name=_("last error"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    delivered_at = models.DateTimeField(null=True, blank=True, verbose_name=_("delivered at"))
 
     class Meta:
         db_table = "ai_alert_delivery"
         ordering = ["-created_at"]
-        verbose_name_plural = "alert deliveries"
+        verbose_name_plural = _("alert deliveries")
         constraints = [
             models.UniqueConstraint(fields=["alert", "channel"], name="ai_alert_delivery_once_per_channel"),
         ]
@@ -167,21 +200,30 @@ class AlertDelivery(models.Model):
                 name="ai_alert_delivery_due_idx",
             )
         ]
+        verbose_name = _("alert delivery")
 
     def __str__(self) -> str:
-        return f"{self.get_channel_display()} for alert {self.alert_id}: {self.status}"
+        return gettext("%(channel)s for alert %(alert)s: %(status)s") % {
+            "channel": self.get_channel_display(),
+            "alert": self.alert_id,
+            "status": self.get_status_display(),
+        }
 
 
 class DeliveryAttempt(models.Model):
     """One try to deliver an alert over a channel, with its outcome."""
 
-    delivery = models.ForeignKey(AlertDelivery, on_delete=models.CASCADE, related_name="attempt_log")
-    number = models.PositiveIntegerField()
-    succeeded = models.BooleanField()
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="HTTP status of a webhook.")
-    error = models.TextField(blank=True, default="")
-    duration_ms = models.PositiveIntegerField()
-    attempted_at = models.DateTimeField()
+    delivery = models.ForeignKey(
+        AlertDelivery, on_delete=models.CASCADE, related_name="attempt_log", verbose_name=_("delivery")
+    )
+    number = models.PositiveIntegerField(verbose_name=_("number"))
+    succeeded = models.BooleanField(verbose_name=_("succeeded"))
+    status_code = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text=_("HTTP status of a webhook."), verbose_name=_("status code")
+    )
+    error = models.TextField(blank=True, default="", verbose_name=_("error"))
+    duration_ms = models.PositiveIntegerField(verbose_name=_("duration ms"))
+    attempted_at = models.DateTimeField(verbose_name=_("attempted at"))
 
     class Meta:
         db_table = "ai_alert_delivery_attempt"
@@ -189,6 +231,10 @@ class DeliveryAttempt(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["delivery", "number"], name="ai_alert_delivery_attempt_number"),
         ]
+        verbose_name = _("delivery attempt")
+        verbose_name_plural = _("delivery attempts")
 
     def __str__(self) -> str:
-        return f"attempt {self.number}: {'ok' if self.succeeded else 'failed'}"
+        if self.succeeded:
+            return gettext("attempt %(number)s: ok") % {"number": self.number}
+        return gettext("attempt %(number)s: failed") % {"number": self.number}

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from alerts import config
 from alerts.models import AlertLevel, BudgetAlert, DeliveryChannel
@@ -33,22 +36,41 @@ class DeliveryOutcome:
         return f"HTTP {self.status_code}" if self.status_code and not self.error else self.error
 
 
+# The level as notifications write it (lower case, upper case in the subject), translated.
+LEVEL_WORDS = {
+    AlertLevel.INFO: gettext_noop("info"),
+    AlertLevel.WARNING: gettext_noop("warning"),
+    AlertLevel.CRITICAL: gettext_noop("critical"),
+}
+
+
+def _level(alert: BudgetAlert) -> str:
+    return _(LEVEL_WORDS[alert.alert_level]) if alert.alert_level in LEVEL_WORDS else alert.alert_level
+
+
+def _scope(alert: BudgetAlert) -> str:
+    return _("all models") if alert.model_name == "*" else alert.model_name
+
+
 def alert_subject(alert: BudgetAlert) -> str:
-    scope = "all models" if alert.model_name == "*" else alert.model_name
-    return f"[aicost] {alert.alert_level.upper()}: {alert.get_alert_type_display()} for {scope}"
+    return _("[aicost] %(level)s: %(type)s for %(scope)s") % {
+        "level": _level(alert).upper(),
+        "type": alert.get_alert_type_display(),
+        "scope": _scope(alert),
+    }
 
 
 def _facts(alert: BudgetAlert) -> list[tuple[str, str]]:
     facts = [
-        ("Model", "all models" if alert.model_name == "*" else alert.model_name),
-        ("Level", alert.alert_level),
-        ("Threshold", f"{alert.threshold_percent}%"),
-        ("Observed", f"{alert.usage_percentage}%"),
-        ("Current cost", str(alert.current_cost)),
+        (_("Model"), _scope(alert)),
+        (_("Level"), _level(alert)),
+        (_("Threshold"), f"{alert.threshold_percent}%"),
+        (_("Observed"), f"{alert.usage_percentage}%"),
+        (_("Current cost"), str(alert.current_cost)),
     ]
     if alert.budget_limit is not None:
-        facts.append(("Average" if alert.alert_type == "spend_spike" else "Budget", str(alert.budget_limit)))
-    facts.append(("Period from", str(alert.period_start)))
+        facts.append((_("Average") if alert.alert_type == "spend_spike" else _("Budget"), str(alert.budget_limit)))
+    facts.append((_("Period from"), str(alert.period_start)))
     return facts
 
 
@@ -64,7 +86,7 @@ def webhook_payload(alert: BudgetAlert) -> dict:
                 "type": "section",
                 "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in _facts(alert)],
             },
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"aicost alert #{alert.pk}"}]},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": _("aicost alert #%(id)s") % {"id": alert.pk}}]},
         ],
         "attachments": [{"color": LEVEL_COLOR.get(alert.alert_level, "#cccccc"), "fallback": alert.message}],
     }
@@ -73,7 +95,8 @@ def webhook_payload(alert: BudgetAlert) -> dict:
 def _email_body(alert: BudgetAlert) -> str:
     lines = [alert.message, ""]
     lines += [f"{name}: {value}" for name, value in _facts(alert)]
-    lines += ["", f"aicost alert #{alert.pk}, raised {alert.created_at:%Y-%m-%d %H:%M %Z}."]
+    raised = f"{alert.created_at:%Y-%m-%d %H:%M %Z}"
+    lines += ["", _("aicost alert #%(id)s, raised %(at)s.") % {"id": alert.pk, "at": raised}]
     return "\n".join(lines)
 
 
@@ -126,7 +149,9 @@ SENDERS = {DeliveryChannel.EMAIL: send_email, DeliveryChannel.WEBHOOK: post_webh
 
 
 def deliver(*, channel: str, alert: BudgetAlert) -> DeliveryOutcome:
+    """Sends in the deployment's language (LANGUAGE_CODE), as the alert's stored message is."""
     sender = SENDERS.get(channel)
     if sender is None:
         return DeliveryOutcome(False, 0, error=f"Unknown channel {channel!r}.")
-    return sender(alert)
+    with translation.override(settings.LANGUAGE_CODE):
+        return sender(alert)

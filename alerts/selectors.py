@@ -10,6 +10,7 @@ from django.db import router
 from django.db.models import Case, CharField, DecimalField, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext_noop
 
 from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
 from core.compiled import compiled_values
@@ -120,7 +121,10 @@ def budgets_to_evaluate(*, model_names: Collection[str], now: datetime, include_
         status = BudgetStatus(budget=global_budget, spent=total, currency=global_currency, period_start=period_start)
         watched.append(
             WatchedBudget(
-                alert_type=AlertType.GLOBAL_BUDGET.value, scope=GLOBAL_SCOPE, label="All models together", status=status
+                alert_type=AlertType.GLOBAL_BUDGET.value,
+                scope=GLOBAL_SCOPE,
+                label=gettext_noop("All models together"),
+                status=status,
             )
         )
     return watched

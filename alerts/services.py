@@ -16,7 +16,8 @@ from functools import partial
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_noop
 
 from alerts import config
 from alerts.models import (
@@ -47,6 +48,14 @@ logger = logging.getLogger("aicost.alerts")
 # --- Building candidate alerts (pure functions of the figures) ------------------------------------
 
 
+def _stored_text(message: str, **values) -> str:
+    """An alert's message in the deployment's language (LANGUAGE_CODE), whichever request raised it:
+    it is stored, listed and sent as it is."""
+    with translation.override(settings.LANGUAGE_CODE):
+        text = translation.gettext(message)
+        return text % values if values else text
+
+
 def _budget_alerts(
     *, alert_type: str, model_name: str, label: str, status: BudgetStatus, now: datetime
 ) -> list[BudgetAlert]:
@@ -62,12 +71,23 @@ def _budget_alerts(
             threshold_percent=threshold.percent,
             period_start=status.period_start,
             details={"spent": str(status.spent), "budget": str(status.budget), "currency": status.currency},
-            message=(
-                f"{label} {'have' if alert_type == AlertType.GLOBAL_BUDGET else 'has'} used {used}% of "
-                f"{'the global' if alert_type == AlertType.GLOBAL_BUDGET else 'its'} monthly budget "
-                f"({status.spent} of {status.budget} "
-                f"{status.currency} in the month from {status.period_start}); the {threshold.percent}% "
-                f"threshold is crossed."
+            message=_stored_text(
+                gettext_noop(
+                    "%(label)s have used %(used)s%% of the global monthly budget (%(spent)s of %(budget)s "
+                    "%(currency)s in the month from %(start)s); the %(threshold)s%% threshold is crossed."
+                )
+                if alert_type == AlertType.GLOBAL_BUDGET
+                else gettext_noop(
+                    "%(label)s has used %(used)s%% of its monthly budget (%(spent)s of %(budget)s "
+                    "%(currency)s in the month from %(start)s); the %(threshold)s%% threshold is crossed."
+                ),
+                label=_stored_text(label) if alert_type == AlertType.GLOBAL_BUDGET else label,
+                used=used,
+                spent=status.spent,
+                budget=status.budget,
+                currency=status.currency,
+                start=status.period_start,
+                threshold=threshold.percent,
             ),
             created_at=now,
         )
@@ -105,9 +125,17 @@ def _error_rate_alerts(*, model_name: str, activity: ModelActivity, windows: Act
             threshold_percent=threshold.percent,
             period_start=windows.day,
             details={"calls": calls, "failed_calls": failed, "window_start": windows.window_start.isoformat()},
-            message=(
-                f"{model_name}: {rate}% of calls failed since {windows.window_start:%Y-%m-%d %H:%M} UTC "
-                f"({failed} of {calls}); the {threshold.percent}% error-rate threshold is crossed."
+            message=_stored_text(
+                gettext_noop(
+                    "%(model)s: %(rate)s%% of calls failed since %(start)s UTC (%(failed)s of %(calls)s); "
+                    "the %(threshold)s%% error-rate threshold is crossed."
+                ),
+                model=model_name,
+                rate=rate,
+                start=f"{windows.window_start:%Y-%m-%d %H:%M}",
+                failed=failed,
+                calls=calls,
+                threshold=threshold.percent,
             ),
             created_at=now,
         )
@@ -136,10 +164,17 @@ def _spend_spike_alerts(*, model_name: str, activity: ModelActivity, windows: Ac
                 "trailing_daily_average": str(average),
                 "trailing_days": windows.trailing_days,
             },
-            message=(
-                f"{model_name}: today's cost {activity.cost_today} is {ratio}% of its trailing "
-                f"{windows.trailing_days}-day daily average ({average}); the {threshold.percent}% spike "
-                f"threshold is crossed."
+            message=_stored_text(
+                gettext_noop(
+                    "%(model)s: today's cost %(cost)s is %(ratio)s%% of its trailing %(days)s-day daily "
+                    "average (%(average)s); the %(threshold)s%% spike threshold is crossed."
+                ),
+                model=model_name,
+                cost=activity.cost_today,
+                ratio=ratio,
+                days=windows.trailing_days,
+                average=average,
+                threshold=threshold.percent,
             ),
             created_at=now,
         )

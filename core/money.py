@@ -82,3 +82,33 @@ def percent_of(part: Decimal, whole: Decimal) -> Decimal:
     if not whole:
         return quantize_percent(ZERO)
     return quantize_percent(MONEY_CONTEXT.divide(MONEY_CONTEXT.multiply(Decimal(part), 100), Decimal(whole)))
+
+
+# How the page writes an amount, per language (money_format; the page's script reads the same table).
+# English keeps "USD 1234.56"; Chinese writes the currency's symbol and groups thousands: "¥1,234.56".
+CURRENCY_SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "JP¥", "HKD": "HK$"}
+MONEY_FORMATS = {
+    "en": {"symbols": None, "grouped": False},
+    "zh-hans": {"symbols": CURRENCY_SYMBOLS, "grouped": True},
+}
+
+
+def money_format_rule(language: str) -> dict:
+    """The rule of money_format for a language code (e.g. "zh-hans", "en-us"); English when unknown."""
+    language = (language or "en").lower()
+    return MONEY_FORMATS.get(language) or MONEY_FORMATS.get(language.split("-")[0]) or MONEY_FORMATS["en"]
+
+
+def money_format(amount: Decimal | None, currency: str | None, *, language: str) -> str:
+    """An amount as the cost page shows it, to 2 places (half up): "USD 1234.56" in English,
+    "¥1,234.56" for CNY and "$1,234.56" for USD in Chinese; an en dash for no amount."""
+    if amount is None:
+        return "\u2013"
+    rule = money_format_rule(language)
+    value = Decimal(amount).quantize(Decimal("0.01"), rounding=decimal.ROUND_HALF_UP, context=MONEY_CONTEXT)
+    digits = f"{abs(value):,.2f}" if rule["grouped"] else f"{abs(value):.2f}"
+    sign = "-" if value < 0 else ""
+    symbol = (rule["symbols"] or {}).get(currency or "")
+    if symbol:
+        return f"{sign}{symbol}{digits}"
+    return f"{currency} {sign}{digits}" if currency else f"{sign}{digits}"

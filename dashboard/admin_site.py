@@ -5,9 +5,12 @@ from django.db import DatabaseError, transaction
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.translation import get_language, gettext_lazy, to_locale
+from django.utils.translation import gettext as _
 from django.views.generic import RedirectView
 
 from alerts.selectors import BUDGET_TABLES, budgets_this_month
+from core.money import money_format_rule
 from schemaguard.guard import SchemaReport, schema_health, schema_report
 
 COST_PAGE_APP_LABEL = "ai-cost"
@@ -16,7 +19,7 @@ COST_PAGE_APP_LABEL = "ai-cost"
 class AicostAdminSite(admin.AdminSite):
     site_header = "aicost"
     site_title = "aicost"
-    index_title = "Administration"
+    index_title = gettext_lazy("Administration")
     index_template = "admin/aicost_index.html"
 
     def get_urls(self):
@@ -69,12 +72,13 @@ class AicostAdminSite(admin.AdminSite):
         report = schema_report()
         context = {
             **self.each_context_safely(request),
-            "title": "AI cost",
+            "title": _("AI cost"),
             "schema": report,
             "budgets": _budgets_panel(report),
             "stats_url": reverse("usage-stats"),
             "trend_url": reverse("usage-cost-trend-daily"),
             "alerts_url": reverse("alerts-list"),
+            "page_text": _page_text(),
         }
         return TemplateResponse(request, "admin/ai_cost.html", context, status=200 if report.healthy else 503)
 
@@ -82,13 +86,13 @@ class AicostAdminSite(admin.AdminSite):
 def _cost_page_entry() -> dict:
     url = reverse("admin:ai-cost")
     return {
-        "name": "AI cost",
+        "name": _("AI cost"),
         "app_label": COST_PAGE_APP_LABEL,
         "app_url": url,
         "has_module_perms": True,
         "models": [
             {
-                "name": "Usage, trend, budgets and alerts",
+                "name": _("Usage, trend, budgets and alerts"),
                 "object_name": "CostPage",
                 "admin_url": url,
                 "add_url": None,
@@ -96,6 +100,27 @@ def _cost_page_entry() -> dict:
                 "perms": {"view": True},
             }
         ],
+    }
+
+
+def _page_text() -> dict:
+    """What the page's script writes, in the request's language: its sentences (%(name)s placeholders)
+    and how money and dates are written (core.money.money_format's rule)."""
+    language = get_language() or "en"
+    return {
+        "locale": to_locale(language).replace("_", "-"),
+        "money": money_format_rule(language),
+        "localDates": not language.startswith("en"),
+        "noBudget": _("no budget"),
+        "unpriced": _("unpriced"),
+        "unknownProvider": _("unknown"),
+        "plusUnpriced": _("(+%(count)s unpriced)"),
+        "budgetUse": _("%(percent)s of %(budget)s"),
+        "seconds": _("%(seconds)s s"),
+        "costOf": _("Cost (%(currency)s)"),
+        "trendSummary": _("%(days)s days: total %(total)s, average %(average)s a day, highest %(highest)s."),
+        "unavailable": _("Unavailable: %(reason)s"),
+        "tableMissing": _("%(missing)s is missing from the database (HTTP %(status)s, %(code)s)."),
     }
 
 
@@ -112,7 +137,7 @@ def _budgets_panel(report: SchemaReport) -> dict:
     log, so they are shown while it is missing."""
     missing = [table for table in BUDGET_TABLES if table in report.missing_tables]
     if missing:
-        return {"unavailable": f"table {', '.join(missing)} is missing from the database."}
+        return {"unavailable": _("table %(tables)s is missing from the database.") % {"tables": ", ".join(missing)}}
     try:
         with transaction.atomic():  # A savepoint: a failed query leaves the page's transaction usable.
             return budgets_this_month(now=timezone.now())

@@ -5,6 +5,7 @@ import re
 from datetime import datetime
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.views import APIView
@@ -289,7 +290,9 @@ class UsageBatchSerializer(StrictSerializer):
     def validate_records(self, records):
         limit = settings.AICOST_MAX_BATCH_SIZE
         if len(records) > limit:
-            raise serializers.ValidationError(f"At most {limit} records per request; got {len(records)}.")
+            raise serializers.ValidationError(
+                _("At most %(limit)s records per request; got %(count)s.") % {"limit": limit, "count": len(records)}
+            )
         return records
 
 

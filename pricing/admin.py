@@ -3,6 +3,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from core.admin_base import ReadOnlyModelAdmin
 from pricing.models import (
@@ -82,8 +84,8 @@ class NamePatternInline(admin.TabularInline):
     formset = NamePatternFormSet
     extra = 1
     fields = ["kind", "pattern"]
-    verbose_name = "other name (alias, prefix or regular expression)"
-    verbose_name_plural = "other names: alias (exact), prefix, or regular expression (full match, Python re)"
+    verbose_name = _("other name (alias, prefix or regular expression)")
+    verbose_name_plural = _("other names: alias (exact), prefix, or regular expression (full match, Python re)")
 
 
 class ModelPricingForm(forms.ModelForm):
@@ -190,9 +192,9 @@ class PriceVersionInline(admin.TabularInline):
 
 
 _PRICE_FIELDSETS = [
-    ("Input prices (per million tokens)", {"fields": list(TOKEN_PRICE_FIELDS[:5])}),
-    ("Output prices (per million tokens)", {"fields": list(TOKEN_PRICE_FIELDS[5:])}),
-    ("Per call", {"fields": ["price_per_call"]}),
+    (_("Input prices (per million tokens)"), {"fields": list(TOKEN_PRICE_FIELDS[:5])}),
+    (_("Output prices (per million tokens)"), {"fields": list(TOKEN_PRICE_FIELDS[5:])}),
+    (_("Per call"), {"fields": ["price_per_call"]}),
 ]
 
 
@@ -278,16 +280,24 @@ class ModelPricingAdmin(admin.ModelAdmin):
                 extra_context["name_test"] = pricing_match(name=name)
         return super().changelist_view(request, extra_context=extra_context)
 
-    @admin.action(description="Enable selected models")
+    @admin.action(description=_("Enable selected models"))
     def enable_models(self, request, queryset: QuerySet[ModelPricing]) -> None:
         count = model_pricing_set_enabled(model_names=list(queryset.values_list("model_name", flat=True)), enabled=True)
-        self.message_user(request, f"Enabled {count} model(s).", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("Enabled %(count)d model.", "Enabled %(count)d models.", count) % {"count": count},
+            messages.SUCCESS,
+        )
 
-    @admin.action(description="Disable selected models")
+    @admin.action(description=_("Disable selected models"))
     def disable_models(self, request, queryset: QuerySet[ModelPricing]) -> None:
         names = list(queryset.values_list("model_name", flat=True))
         count = model_pricing_set_enabled(model_names=names, enabled=False)
-        self.message_user(request, f"Disabled {count} model(s).", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("Disabled %(count)d model.", "Disabled %(count)d models.", count) % {"count": count},
+            messages.SUCCESS,
+        )
 
 
 _CREATE_FIELDS = ModelPricingForm.Meta.fields

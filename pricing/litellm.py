@@ -22,6 +22,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact, Rounded
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
+
 from core.money import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS
 from pricing.models import ModelType
 from pricing.providers import provider_canonical
@@ -120,8 +123,14 @@ class PriceMapReport:
     skipped_models: dict[str, int] = field(default_factory=dict)  # reason -> models left out whole
 
     def lines(self) -> list[str]:
-        lines = [f"- {name}: {count} model(s)" for name, count in sorted(self.dropped_fields.items())]
-        lines += [f"- model skipped, {reason}: {count}" for reason, count in sorted(self.skipped_models.items())]
+        lines = [
+            _("- %(field)s: %(count)s model(s)") % {"field": name, "count": count}
+            for name, count in sorted(self.dropped_fields.items())
+        ]
+        lines += [
+            _("- model skipped, %(reason)s: %(count)s") % {"reason": _(reason), "count": count}
+            for reason, count in sorted(self.skipped_models.items())
+        ]
         return lines
 
 
@@ -268,7 +277,7 @@ def _quote(entry: _Entry) -> PriceQuote | str:
                 # As LiteLLM bills it: every output token is an image token.
                 base["output_price_per_million"] = base["output_image_price_per_million"]
         if base["input_price_per_million"] is None or base["output_price_per_million"] is None:
-            return "no per-token input and output price"
+            return gettext_noop("no per-token input and output price")
         tiers = _threshold_tiers(entry, base)
     per_call = entry.data.get(PER_CALL_KEY)
     if per_call is not None:

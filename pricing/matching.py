@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
+
 from pricing.models import PatternKind
 
 RULE_MODEL_NAME = "model_name"
@@ -39,17 +41,22 @@ class NameMatch:
     clashes: tuple[str, ...] = ()
 
     def describe(self) -> str:
+        """The admin's answer to "test a model name", in the active language."""
+        name, model = repr(self.name), repr(self.model_name)
         if self.rule == RULE_MODEL_NAME:
-            return f"{self.name!r} is priced as {self.model_name!r} (its own model name)."
+            return _("%(name)s is priced as %(model)s (its own model name).") % {"name": name, "model": model}
         if self.rule == RULE_AMBIGUOUS:
-            return (
-                f"{self.name!r} is ambiguous: the regular expressions of {', '.join(map(repr, self.clashes))} "
-                "all match it, so its calls stay unpriced."
-            )
+            return _(
+                "%(name)s is ambiguous: the regular expressions of %(models)s all match it, so its calls stay unpriced."
+            ) % {"name": name, "models": ", ".join(map(repr, self.clashes))}
         if self.rule == RULE_UNMATCHED:
-            return f"{self.name!r} matches no priced model: its calls stay unpriced."
-        what = {RULE_ALIAS: "alias", RULE_PREFIX: "prefix", RULE_REGEX: "regular expression"}[self.rule]
-        return f"{self.name!r} is priced as {self.model_name!r} (by its {what} {self.pattern!r})."
+            return _("%(name)s matches no priced model: its calls stay unpriced.") % {"name": name}
+        message = {
+            RULE_ALIAS: _("%(name)s is priced as %(model)s (by its alias %(pattern)s)."),
+            RULE_PREFIX: _("%(name)s is priced as %(model)s (by its prefix %(pattern)s)."),
+            RULE_REGEX: _("%(name)s is priced as %(model)s (by its regular expression %(pattern)s)."),
+        }[self.rule]
+        return message % {"name": name, "model": model, "pattern": repr(self.pattern)}
 
 
 NAMES_CACHED = 10_000  # Per matcher.

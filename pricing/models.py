@@ -1,4 +1,6 @@
 from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from core.money import (
     COST_DECIMAL_PLACES,
@@ -9,10 +11,10 @@ from core.money import (
 
 
 class ModelType(models.TextChoices):
-    CHAT = "chat", "Chat"
-    REASONING = "reasoning", "Reasoning"
-    EMBEDDING = "embedding", "Embedding"
-    IMAGE = "image", "Image"
+    CHAT = "chat", _("Chat")
+    REASONING = "reasoning", _("Reasoning")
+    EMBEDDING = "embedding", _("Embedding")
+    IMAGE = "image", _("Image")
 
 
 def _price_field(**kwargs) -> models.DecimalField:
@@ -41,8 +43,8 @@ REQUIRED_TOKEN_PRICE_FIELDS = ("input_price_per_million", "output_price_per_mill
 PRICE_FIELDS = (*TOKEN_PRICE_FIELDS, "price_per_call")
 
 
-def _optional_price(help_text: str) -> models.DecimalField:
-    return _price_field(null=True, blank=True, help_text=help_text)
+def _optional_price(help_text: str, **kwargs) -> models.DecimalField:
+    return _price_field(null=True, blank=True, help_text=help_text, **kwargs)
 
 
 def _prices_not_negative(name: str, fields: tuple[str, ...]) -> models.CheckConstraint:
@@ -58,39 +60,57 @@ def _prices_not_negative(name: str, fields: tuple[str, ...]) -> models.CheckCons
 class TokenPrices(models.Model):
     """A full set of token prices per one million tokens (a model's, a version's, a tier's)."""
 
-    input_price_per_million = _price_field(help_text="Price of one million prompt (input) tokens.")
+    input_price_per_million = _price_field(
+        help_text=_("Price of one million prompt (input) tokens."), verbose_name=_("input price per million")
+    )
     cached_input_price_per_million = _optional_price(
-        "Price of one million prompt tokens read from the provider's cache; empty: the input price."
+        _("Price of one million prompt tokens read from the provider's cache; empty: the input price."),
+        verbose_name=_("cached input price per million"),
     )
     cache_write_5m_price_per_million = _optional_price(
-        "Price of one million prompt tokens written to a 5-minute cache (or a cache write of no stated "
-        "duration); empty: the input price."
+        _(
+            "Price of one million prompt tokens written to a 5-minute cache (or a cache write of no stated "
+            "duration); empty: the input price."
+        ),
+        verbose_name=_("cache write 5m price per million"),
     )
     cache_write_1h_price_per_million = _optional_price(
-        "Price of one million prompt tokens written to a 1-hour cache; empty: the 5-minute write price, "
-        "else the input price."
+        _(
+            "Price of one million prompt tokens written to a 1-hour cache; empty: the 5-minute write price, "
+            "else the input price."
+        ),
+        verbose_name=_("cache write 1h price per million"),
     )
-    input_audio_price_per_million = _optional_price("Price of one million audio prompt tokens; empty: the input price.")
-    output_price_per_million = _price_field(help_text="Price of one million completion (output) tokens.")
+    input_audio_price_per_million = _optional_price(
+        _("Price of one million audio prompt tokens; empty: the input price."),
+        verbose_name=_("input audio price per million"),
+    )
+    output_price_per_million = _price_field(
+        help_text=_("Price of one million completion (output) tokens."), verbose_name=_("output price per million")
+    )
     reasoning_price_per_million = _optional_price(
-        "Price of one million reasoning (thinking) output tokens; empty: the output price."
+        _("Price of one million reasoning (thinking) output tokens; empty: the output price."),
+        verbose_name=_("reasoning price per million"),
     )
     output_audio_price_per_million = _optional_price(
-        "Price of one million audio output tokens; empty: the output price."
+        _("Price of one million audio output tokens; empty: the output price."),
+        verbose_name=_("output audio price per million"),
     )
     output_image_price_per_million = _optional_price(
-        "Price of one million image output tokens; empty: the output price."
+        _("Price of one million image output tokens; empty: the output price."),
+        verbose_name=_("output image price per million"),
     )
 
     class Meta:
         abstract = True
 
 
-def _fee_field() -> models.DecimalField:
+def _fee_field(**kwargs) -> models.DecimalField:
     return _price_field(
         null=True,
         blank=True,
-        help_text="A fixed fee per successful call, in the model's currency (not per million); empty: none.",
+        help_text=_("A fixed fee per successful call, in the model's currency (not per million); empty: none."),
+        **kwargs,
     )
 
 
@@ -102,25 +122,33 @@ class ModelPricing(TokenPrices):
     is kept in ModelPriceVersion, and usage rows point at the version they used.
     """
 
-    model_name = models.CharField(max_length=100, unique=True)
-    provider = models.CharField(max_length=50)
-    display_name = models.CharField(max_length=100)
-    model_type = models.CharField(max_length=50, choices=ModelType.choices, default=ModelType.CHAT)
-    currency = models.CharField(
-        max_length=3, default="USD", help_text="ISO 4217 code of all prices and costs of this model."
+    model_name = models.CharField(max_length=100, unique=True, verbose_name=_("model name"))
+    provider = models.CharField(max_length=50, verbose_name=_("provider"))
+    display_name = models.CharField(max_length=100, verbose_name=_("display name"))
+    model_type = models.CharField(
+        max_length=50, choices=ModelType.choices, default=ModelType.CHAT, verbose_name=_("model type")
     )
-    price_per_call = _fee_field()
-    monthly_budget = _cost_field(null=True, blank=True, help_text="Empty means no budget for this model.")
-    enabled = models.BooleanField(default=True)
-    is_free = models.BooleanField(default=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    currency = models.CharField(
+        max_length=3,
+        default="USD",
+        help_text=_("ISO 4217 code of all prices and costs of this model."),
+        verbose_name=_("currency"),
+    )
+    price_per_call = _fee_field(verbose_name=_("price per call"))
+    monthly_budget = _cost_field(
+        null=True, blank=True, help_text=_("Empty means no budget for this model."), verbose_name=_("monthly budget")
+    )
+    enabled = models.BooleanField(default=True, verbose_name=_("enabled"))
+    is_free = models.BooleanField(default=False, verbose_name=_("is free"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         db_table = "ai_model_pricing"
         ordering = ["provider", "model_name"]
-        verbose_name = "model price"
+        verbose_name = _("model price")
         constraints = [_prices_not_negative("ai_model_pricing_prices_not_negative", PRICE_FIELDS)]
+        verbose_name_plural = _("model prices")
 
     def __str__(self) -> str:
         return self.display_name or self.model_name
@@ -133,17 +161,27 @@ class ModelPriceVersion(TokenPrices):
     current version and opens a new one.
     """
 
-    pricing = models.ForeignKey(ModelPricing, on_delete=models.PROTECT, related_name="price_versions")
-    price_per_call = _fee_field()
-    currency = models.CharField(max_length=3)
-    effective_from = models.DateTimeField()
-    effective_to = models.DateTimeField(null=True, blank=True, help_text="Empty: still in force.")
-    enabled = models.BooleanField(
-        default=True, help_text="Calls at a moment of this span are priced; disabled: stored unpriced."
+    pricing = models.ForeignKey(
+        ModelPricing, on_delete=models.PROTECT, related_name="price_versions", verbose_name=_("pricing")
     )
-    is_free = models.BooleanField(default=False, help_text="Calls at a moment of this span cost 0.")
-    source = models.CharField(max_length=200, blank=True, help_text="Where the price came from.")
-    created_at = models.DateTimeField(auto_now_add=True)
+    price_per_call = _fee_field(verbose_name=_("price per call"))
+    currency = models.CharField(max_length=3, verbose_name=_("currency"))
+    effective_from = models.DateTimeField(verbose_name=_("effective from"))
+    effective_to = models.DateTimeField(
+        null=True, blank=True, help_text=_("Empty: still in force."), verbose_name=_("effective to")
+    )
+    enabled = models.BooleanField(
+        default=True,
+        help_text=_("Calls at a moment of this span are priced; disabled: stored unpriced."),
+        verbose_name=_("enabled"),
+    )
+    is_free = models.BooleanField(
+        default=False, help_text=_("Calls at a moment of this span cost 0."), verbose_name=_("is free")
+    )
+    source = models.CharField(
+        max_length=200, blank=True, help_text=_("Where the price came from."), verbose_name=_("source")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
         db_table = "ai_model_price_version"
@@ -161,9 +199,14 @@ class ModelPriceVersion(TokenPrices):
             ),
             _prices_not_negative("ai_model_price_version_prices_not_negative", PRICE_FIELDS),
         ]
+        verbose_name = _("model price version")
+        verbose_name_plural = _("model price versions")
 
     def __str__(self) -> str:
-        return f"{self.pricing.model_name} from {self.effective_from:%Y-%m-%d %H:%M}"
+        return gettext("%(model)s from %(start)s") % {
+            "model": self.pricing.model_name,
+            "start": f"{self.effective_from:%Y-%m-%d %H:%M}",
+        }
 
     def price_tiers(self) -> list["ModelPriceVersionTier"]:
         """Its long-context tiers, lowest threshold first; read once (a price book sets them for a batch)."""
@@ -183,8 +226,11 @@ class _PriceTier(TokenPrices):
     the tier."""
 
     above_prompt_tokens = models.PositiveIntegerField(
-        help_text="The tier prices calls with more prompt tokens than this (all input tokens: cache reads "
-        "and writes, audio); a call of exactly this many stays below."
+        help_text=_(
+            "The tier prices calls with more prompt tokens than this (all input tokens: cache reads "
+            "and writes, audio); a call of exactly this many stays below."
+        ),
+        verbose_name=_("above prompt tokens"),
     )
 
     class Meta:
@@ -202,37 +248,41 @@ def _tier_constraints(table: str, parent: str) -> list:
 class ModelPriceTier(_PriceTier):
     """A long-context tier of the prices in force now (edited with the model; a change makes a version)."""
 
-    pricing = models.ForeignKey(ModelPricing, on_delete=models.CASCADE, related_name="tiers")
+    pricing = models.ForeignKey(ModelPricing, on_delete=models.CASCADE, related_name="tiers", verbose_name=_("pricing"))
 
     class Meta:
         db_table = "ai_model_price_tier"
         ordering = ["pricing", "above_prompt_tokens"]
-        verbose_name = "long-context tier"
+        verbose_name = _("long-context tier")
         constraints = _tier_constraints("ai_model_price_tier", "pricing")
+        verbose_name_plural = _("long-context tiers")
 
     def __str__(self) -> str:
-        return f"above {self.above_prompt_tokens} prompt tokens"
+        return gettext("above %(tokens)s prompt tokens") % {"tokens": self.above_prompt_tokens}
 
 
 class ModelPriceVersionTier(_PriceTier):
     """A tier as a price version holds it: never edited, like the version."""
 
-    version = models.ForeignKey(ModelPriceVersion, on_delete=models.PROTECT, related_name="tiers")
+    version = models.ForeignKey(
+        ModelPriceVersion, on_delete=models.PROTECT, related_name="tiers", verbose_name=_("version")
+    )
 
     class Meta:
         db_table = "ai_model_price_version_tier"
         ordering = ["version", "above_prompt_tokens"]
-        verbose_name = "long-context tier of a price version"
+        verbose_name = _("long-context tier of a price version")
         constraints = _tier_constraints("ai_model_price_version_tier", "version")
+        verbose_name_plural = _("long-context tiers of a price version")
 
     def __str__(self) -> str:
-        return f"above {self.above_prompt_tokens} prompt tokens"
+        return gettext("above %(tokens)s prompt tokens") % {"tokens": self.above_prompt_tokens}
 
 
 class PatternKind(models.TextChoices):
-    EXACT = "exact", "Alias (exact name)"
-    PREFIX = "prefix", "Prefix"
-    REGEX = "regex", "Regular expression (full match)"
+    EXACT = "exact", _("Alias (exact name)")
+    PREFIX = "prefix", _("Prefix")
+    REGEX = "regex", _("Regular expression (full match)")
 
 
 class ModelNamePattern(models.Model):
@@ -242,14 +292,16 @@ class ModelNamePattern(models.Model):
     two models' expressions matching is ambiguous and prices nothing). pricing.services validates
     that aliases and prefixes are unique and that expressions compile."""
 
-    pricing = models.ForeignKey(ModelPricing, on_delete=models.CASCADE, related_name="name_patterns")
-    kind = models.CharField(max_length=10, choices=PatternKind.choices)
-    pattern = models.CharField(max_length=200)
+    pricing = models.ForeignKey(
+        ModelPricing, on_delete=models.CASCADE, related_name="name_patterns", verbose_name=_("pricing")
+    )
+    kind = models.CharField(max_length=10, choices=PatternKind.choices, verbose_name=_("kind"))
+    pattern = models.CharField(max_length=200, verbose_name=_("pattern"))
 
     class Meta:
         db_table = "ai_model_name_pattern"
         ordering = ["pricing", "kind", "pattern"]
-        verbose_name = "model name pattern"
+        verbose_name = _("model name pattern")
         constraints = [
             # Aliases and prefixes name one model each; expressions may repeat (ambiguity is reported).
             models.UniqueConstraint(
@@ -262,6 +314,7 @@ class ModelNamePattern(models.Model):
             ),
             models.CheckConstraint(condition=~models.Q(pattern=""), name="ai_model_name_pattern_not_blank"),
         ]
+        verbose_name_plural = _("model name patterns")
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.pattern}"

@@ -14,6 +14,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.money import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS, decimal_places
 from pricing.models import (
@@ -39,15 +40,16 @@ def _start_checked(effective_from: datetime | None, *, allow_past: bool) -> date
     if effective_from is None:
         return now
     if timezone.is_naive(effective_from):
-        raise ValidationError({"effective_from": "effective_from needs a UTC offset."})
+        raise ValidationError({"effective_from": _("effective_from needs a UTC offset.")})
     if effective_from < now and not allow_past:
         raise ValidationError(
             {
-                "effective_from": (
-                    f"A price version cannot start in the past ({effective_from.isoformat()} is before now): "
+                "effective_from": _(
+                    "A price version cannot start in the past (%(start)s is before now): "
                     "calls already stored in that span would point at a version that did not price them. "
                     "Leave it empty to start now, or reprice the stored calls with usage_reprice."
                 )
+                % {"start": effective_from.isoformat()}
             }
         )
     return effective_from
@@ -83,19 +85,21 @@ def price_validated(*, field: str, value, required: bool) -> Decimal | None:
     never rounded); None when empty and not required. Raises ValidationError({field: message})."""
     if value is None or value == "":
         if required:
-            raise ValidationError({field: ["This price is required."]}, code="required")
+            raise ValidationError({field: [_("This price is required.")]}, code="required")
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         value = Decimal(value)
     if not isinstance(value, Decimal) or not value.is_finite():
-        raise ValidationError({field: ["A price is a finite Decimal number."]}, code="invalid")
+        raise ValidationError({field: [_("A price is a finite Decimal number.")]}, code="invalid")
     if value < 0:
-        raise ValidationError({field: ["A price cannot be negative."]}, code="min_value")
+        raise ValidationError({field: [_("A price cannot be negative.")]}, code="min_value")
     if decimal_places(value) > PRICE_DECIMAL_PLACES:
-        message = f"A price has at most {PRICE_DECIMAL_PLACES} decimal places."
+        message = _("A price has at most %(places)s decimal places.") % {"places": PRICE_DECIMAL_PLACES}
         raise ValidationError({field: [message]}, code="max_decimal_places")
     if value.adjusted() >= PRICE_MAX_WHOLE_DIGITS:
-        message = f"A price has at most {PRICE_MAX_WHOLE_DIGITS} digits before the decimal point."
+        message = _("A price has at most %(digits)s digits before the decimal point.") % {
+            "digits": PRICE_MAX_WHOLE_DIGITS
+        }
         raise ValidationError({field: [message]}, code="max_whole_digits")
     return value
 
@@ -112,7 +116,7 @@ def price_tier_validated(*, tier: PriceTierInput, field_prefix: str = "") -> Pri
     """One tier's rules: a threshold of at least 1 prompt token, its prices as price_validated says."""
     above = tier.above_prompt_tokens
     if isinstance(above, bool) or not isinstance(above, int) or above < 1:
-        message = "A tier's threshold is a whole number of prompt tokens, at least 1."
+        message = _("A tier's threshold is a whole number of prompt tokens, at least 1.")
         raise ValidationError({f"{field_prefix}above_prompt_tokens": [message]}, code="min_value")
     checked = {
         name: price_validated(
@@ -129,7 +133,9 @@ def price_tiers_validated(*, tiers: Sequence[PriceTierInput]) -> list[PriceTierI
     seen: set[int] = set()
     for n, tier in enumerate(checked):
         if tier.above_prompt_tokens in seen:
-            message = f"Two tiers start above {tier.above_prompt_tokens} prompt tokens; each threshold is given once."
+            message = _("Two tiers start above %(tokens)s prompt tokens; each threshold is given once.") % {
+                "tokens": tier.above_prompt_tokens
+            }
             raise ValidationError({f"tiers[{n}].above_prompt_tokens": [message]}, code="unique")
         seen.add(tier.above_prompt_tokens)
     return sorted(checked, key=lambda tier: tier.above_prompt_tokens)
@@ -207,7 +213,11 @@ def model_name_check(*, model_name: str, pricing: ModelPricing | None) -> None:
         taken = taken.exclude(pricing=pricing)
     owner = taken.first()
     if owner is not None:
-        raise ValidationError({"model_name": f"{model_name!r} is already an alias of {owner.pricing.model_name!r}."})
+        message = _("%(name)s is already an alias of %(model)s.") % {
+            "name": repr(model_name),
+            "model": repr(owner.pricing.model_name),
+        }
+        raise ValidationError({"model_name": message})
 
 
 def _given_prices(arguments: dict) -> dict:
@@ -301,7 +311,7 @@ def model_pricing_set_prices(
 
     if current is not None:
         if starts_at <= current.effective_from:
-            raise ValidationError({"effective_from": "A new price must start after the price currently in force."})
+            raise ValidationError({"effective_from": _("A new price must start after the price currently in force.")})
         current.effective_to = starts_at
         current.save(update_fields=["effective_to"])
     locked.save(update_fields=[*VERSIONED_FIELDS, "updated_at"])
@@ -420,16 +430,18 @@ def model_name_patterns_check(
     for kind, raw in patterns:
         pattern = (raw or "").strip()
         if kind not in PatternKind.values:
-            errors.append(f"Unknown pattern kind {kind!r}.")
+            errors.append(_("Unknown pattern kind %(kind)s.") % {"kind": repr(kind)})
             continue
         if not pattern:
             errors.append("A pattern cannot be blank.")
             continue
         if len(pattern) > PATTERN_MAX_LENGTH:
-            errors.append(f"A pattern has at most {PATTERN_MAX_LENGTH} characters.")
+            errors.append(_("A pattern has at most %(length)s characters.") % {"length": PATTERN_MAX_LENGTH})
             continue
         if (kind, pattern) in cleaned:
-            errors.append(f"{PatternKind(kind).label} {pattern!r} is listed twice.")
+            errors.append(
+                _("%(kind)s %(pattern)s is listed twice.") % {"kind": PatternKind(kind).label, "pattern": repr(pattern)}
+            )
             continue
         cleaned.append((kind, pattern))
     others = ModelNamePattern.objects.select_related("pricing")
@@ -440,19 +452,30 @@ def model_name_patterns_check(
     for kind, pattern in cleaned:
         if kind == PatternKind.EXACT:
             if pattern == model_name:
-                errors.append(f"Alias {pattern!r} is the model's own name.")
+                errors.append(_("Alias %(pattern)s is the model's own name.") % {"pattern": repr(pattern)})
             elif other_models.filter(model_name=pattern).exists():
-                errors.append(f"Alias {pattern!r} is the model name of another priced model.")
+                errors.append(
+                    _("Alias %(pattern)s is the model name of another priced model.") % {"pattern": repr(pattern)}
+                )
             elif (taken := others.filter(kind=kind, pattern=pattern).first()) is not None:
-                errors.append(f"Alias {pattern!r} is already an alias of {taken.pricing.model_name!r}.")
+                errors.append(
+                    _("Alias %(pattern)s is already an alias of %(model)s.")
+                    % {"pattern": repr(pattern), "model": repr(taken.pricing.model_name)}
+                )
         elif kind == PatternKind.PREFIX:
             if (taken := others.filter(kind=kind, pattern=pattern).first()) is not None:
-                errors.append(f"Prefix {pattern!r} is already held by {taken.pricing.model_name!r}.")
+                errors.append(
+                    _("Prefix %(pattern)s is already held by %(model)s.")
+                    % {"pattern": repr(pattern), "model": repr(taken.pricing.model_name)}
+                )
         else:
             try:
                 re.compile(pattern)
             except re.error as error:
-                errors.append(f"Regular expression {pattern!r} does not compile: {error}.")
+                errors.append(
+                    _("Regular expression %(pattern)s does not compile: %(error)s.")
+                    % {"pattern": repr(pattern), "error": error}
+                )
     if errors:
         raise ValidationError(errors)
     return cleaned

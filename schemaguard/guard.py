@@ -22,6 +22,7 @@ from django.core.checks import CheckMessage, Error
 from django.db import DatabaseError, connections, models
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import CreateModel
+from django.utils.translation import gettext as _
 
 from core.db_errors import REPAIR_COMMAND
 
@@ -197,18 +198,22 @@ def _missing_table_finding(model, connection, creators, applied) -> Error:
     owner = model._meta.auto_created or model  # An auto-created many-to-many table comes with its model.
     creator = creators.get((owner._meta.app_label, owner._meta.model_name))
     if creator and creator in applied:
-        history = (
-            f"django_migrations records {creator[0]}.{creator[1]} as applied, "
+        history = _(
+            "django_migrations records %(migration)s as applied, "
             "but the table is not there: the history and the database disagree"
-        )
+        ) % {"migration": f"{creator[0]}.{creator[1]}"}
     elif creator:
-        history = f"its migration {creator[0]}.{creator[1]} is not applied yet"
+        history = _("its migration %(migration)s is not applied yet") % {"migration": f"{creator[0]}.{creator[1]}"}
     else:
-        history = "no migration creates it"
+        history = _("no migration creates it")
+    values = {"table": table, "model": model._meta.label, "database": connection.alias, "history": history}
+    if creator in applied:
+        hint = _("Run `%(repair)s` to recreate it without touching other data.")
+    else:
+        hint = _("Run `%(repair)s` to recreate it without touching other data, or `python manage.py migrate`.")
     return Error(
-        f"Table {table} ({model._meta.label}) is missing from database '{connection.alias}'; {history}.",
-        hint=f"Run `{REPAIR_COMMAND}` to recreate it without touching other data"
-        + ("." if creator in applied else ", or `python manage.py migrate`."),
+        _("Table %(table)s (%(model)s) is missing from database '%(database)s'; %(history)s.") % values,
+        hint=hint % {"repair": REPAIR_COMMAND},
         obj=table,
         id=MISSING_TABLE,
     )
@@ -232,8 +237,9 @@ def _column_findings(model, connection, columns: dict[str, tuple[str | None, boo
         if column not in columns:
             findings.append(
                 Error(
-                    f"Column {table}.{column} ({model._meta.label}.{model_field.name}) is missing.",
-                    hint=f"Run `{REPAIR_COMMAND}` to add it.",
+                    _("Column %(column)s (%(field)s) is missing.")
+                    % {"column": f"{table}.{column}", "field": f"{model._meta.label}.{model_field.name}"},
+                    hint=_("Run `%(repair)s` to add it.") % {"repair": REPAIR_COMMAND},
                     obj=f"{table}.{column}",
                     id=MISSING_COLUMN,
                 )
@@ -246,8 +252,9 @@ def _column_findings(model, connection, columns: dict[str, tuple[str | None, boo
         if actual_type is not None and expected_type and _normalise_type(expected_type) != _normalise_type(actual_type):
             findings.append(
                 Error(
-                    f"Column {table}.{column} is {actual_type}; the model expects {expected_type}.",
-                    hint="A type change can lose data, so schema_repair leaves it to a person: write a migration.",
+                    _("Column %(column)s is %(actual)s; the model expects %(expected)s.")
+                    % {"column": f"{table}.{column}", "actual": actual_type, "expected": expected_type},
+                    hint=_("A type change can lose data, so schema_repair leaves it to a person: write a migration."),
                     obj=f"{table}.{column}",
                     id=WRONG_TYPE,
                 )
@@ -256,8 +263,11 @@ def _column_findings(model, connection, columns: dict[str, tuple[str | None, boo
             actual, expected = ("NULL", "NOT NULL") if actual_null else ("NOT NULL", "NULL")
             findings.append(
                 Error(
-                    f"Column {table}.{column} is {actual}; the model expects {expected}.",
-                    hint="Write a migration (AlterField) after checking the data; schema_repair never alters columns.",
+                    _("Column %(column)s is %(actual)s; the model expects %(expected)s.")
+                    % {"column": f"{table}.{column}", "actual": actual, "expected": expected},
+                    hint=_(
+                        "Write a migration (AlterField) after checking the data; schema_repair never alters columns."
+                    ),
                     obj=f"{table}.{column}",
                     id=WRONG_NULLABILITY,
                 )
@@ -373,8 +383,9 @@ def _index_findings(model, constraints: dict) -> list[Error]:
     table = model._meta.db_table
     return [
         Error(
-            f"Table {table} lacks its {missing.what} on ({', '.join(missing.columns)}).",
-            hint=f"Run `{REPAIR_COMMAND}` to create it.",
+            _("Table %(table)s lacks its %(what)s on (%(columns)s).")
+            % {"table": table, "what": missing.what, "columns": ", ".join(missing.columns)},
+            hint=_("Run `%(repair)s` to create it.") % {"repair": REPAIR_COMMAND},
             obj=table,
             id=MISSING_UNIQUE if missing.unique else MISSING_INDEX,
         )
@@ -404,9 +415,12 @@ def _check_findings(model, connection, constraints: dict) -> list[Error]:
     table = model._meta.db_table
     return [
         Error(
-            f"Table {table} lacks its CHECK constraint {constraint.name} "
-            f"({check_sql(model, constraint, connection)}): the database would store rows the service refuses.",
-            hint=f"Run `{REPAIR_COMMAND}` to add it (it says which rows break it, if any).",
+            _(
+                "Table %(table)s lacks its CHECK constraint %(name)s (%(sql)s): "
+                "the database would store rows the service refuses."
+            )
+            % {"table": table, "name": constraint.name, "sql": check_sql(model, constraint, connection)},
+            hint=_("Run `%(repair)s` to add it (it says which rows break it, if any).") % {"repair": REPAIR_COMMAND},
             obj=table,
             id=MISSING_CHECK,
         )
@@ -435,9 +449,12 @@ def invalid_indexes(connection, tables: list[str]) -> list[tuple[str, str]]:
 def _invalid_index_findings(connection, tables: list[str]) -> list[Error]:
     return [
         Error(
-            f"Index {index} on {table} is invalid (left by a failed CREATE INDEX CONCURRENTLY?): "
-            "PostgreSQL keeps it up to date but never uses it.",
-            hint=f"Run `{REPAIR_COMMAND}` (it rebuilds {index}).",
+            _(
+                "Index %(index)s on %(table)s is invalid (left by a failed CREATE INDEX CONCURRENTLY?): "
+                "PostgreSQL keeps it up to date but never uses it."
+            )
+            % {"index": index, "table": table},
+            hint=_("Run `%(repair)s` (it rebuilds %(index)s).") % {"repair": REPAIR_COMMAND, "index": index},
             obj=index,
             id=INVALID_INDEX,
         )
@@ -457,8 +474,9 @@ def _pending_finding(pending: list[str]) -> list[Error]:
         return []
     return [
         Error(
-            f"{len(pending)} migration(s) not applied: {', '.join(pending[:5])}{'…' if len(pending) > 5 else ''}.",
-            hint="Run `python manage.py migrate` before serving.",
+            _("%(count)s migration(s) not applied: %(names)s.")
+            % {"count": len(pending), "names": ", ".join(pending[:5]) + ("…" if len(pending) > 5 else "")},
+            hint=_("Run `python manage.py migrate` before serving."),
             id=UNAPPLIED_MIGRATIONS,
         )
     ]
@@ -472,8 +490,8 @@ def schema_report(*, using: str = "default") -> SchemaReport:
         existing = existing_tables(connection)
     except DatabaseError as error:
         finding = Error(
-            f"Database '{using}' cannot be reached: {error}".strip(),
-            hint="Check DATABASE_URL and that the server is up.",
+            (_("Database '%(database)s' cannot be reached: %(error)s") % {"database": using, "error": error}).strip(),
+            hint=_("Check DATABASE_URL and that the server is up."),
             id=DATABASE_UNREACHABLE,
         )
         return SchemaReport(findings=[finding], tables=[], pending_migrations=[], latency_ms=None)

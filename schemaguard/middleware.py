@@ -6,6 +6,7 @@ import logging
 from django.contrib import admin
 from django.db import DatabaseError
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
 
 from core.db_errors import database_unavailable, missing_schema_object
 from schemaguard.guard import REPAIR_COMMAND
@@ -29,7 +30,7 @@ class DatabaseErrorPageMiddleware:
         page = {
             "missing": missing,
             "repair_command": REPAIR_COMMAND,
-            "title": "Database schema broken" if missing else "Database unavailable",
+            "title": _("Database schema broken") if missing else _("Database unavailable"),
         }
         response = _rendered_page(request, page, with_database=missing is not None)
         response["Retry-After"] = "30"

@@ -3,6 +3,7 @@ import math
 import pytest
 from django.conf import settings
 from django.test import Client
+from django.utils import translation
 
 from core.db_routers import REPLICA
 from schemaguard.guard import schema_health_forget
@@ -66,6 +67,15 @@ def _fresh_schema_health():
     schema_health_forget()
     yield
     schema_health_forget()
+
+
+@pytest.fixture(autouse=True)
+def _no_language_left_active():
+    """Django's test client leaves the last response's language active on the thread: each test
+    starts and ends with none (settings.LANGUAGE_CODE)."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

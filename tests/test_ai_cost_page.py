@@ -1,6 +1,7 @@
 """The AI cost page: server-side checks, and an end-to-end run in Debian's Chromium."""
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -11,8 +12,12 @@ import pytest
 from django.core.management import call_command
 from django.db import connection, connections
 from django.templatetags.static import static
+from django.test import override_settings
 
+from core.money import money_format
 from dashboard.demo import demo_usage_load
+from ingest.services import usage_record
+from tests.alert_helpers import set_budget
 from tests.chromium import ARTIFACTS, chromium_context
 from tests.gunicorn_server import gunicorn_serving, shared_test_database_url
 
@@ -164,6 +169,77 @@ def test_staff_sees_the_numbers_the_api_gives(browser, served, django_user_model
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ai-cost-page.png"), full_page=True)
     assert (ARTIFACTS / "ai-cost-page.png").stat().st_size > 10_000
+
+
+# What may stay Latin on the Chinese page: names of models and providers (from the API), currency codes,
+# and the product's and protocols' names.
+LATIN_ALLOWED = {"aicost", "AI", "Token", "HTTP", "UTC", "API", "CSV"}
+# aicost's own text on the page: breadcrumbs, the content, the sidebar's app and model links, the
+# trend's legend label (the doughnut's legend is provider names, drawn on the canvas).
+VISIBLE_TEXT = """() => {
+  const parts = [...document.querySelectorAll(".breadcrumbs, #content, #site-name")].map((e) => e.innerText);
+  const nav = [...document.querySelectorAll("#nav-sidebar caption a, #nav-sidebar th a")].map((a) => a.innerText);
+  const trend = Chart.getChart("trend-chart");
+  return [...parts, ...nav, trend ? trend.data.datasets[0].label : ""].join("\\n");
+}"""
+
+
+def _latin_words(text: str) -> set[str]:
+    """Lower case: the admin's style sheet writes table headers in capitals."""
+    return {word.lower() for word in re.findall(r"[A-Za-z][A-Za-z]+", text)}
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_page_in_chinese_has_no_english_of_its_own(browser, served, django_user_model):
+    """Accept-Language: zh-hans, on a deployment whose LANGUAGE_CODE is zh-hans (so the stored alert
+    messages are Chinese too): every word aicost writes on the page is Chinese; money is "$1,234.56"
+    and days "2026年12月4日"."""
+    with override_settings(LANGUAGE_CODE="zh-hans"):
+        demo_usage_load(days=35, calls_per_day=40)
+        set_budget("deepseek-chat", "0.50")  # Over budget at once: the alerts panel has Chinese messages.
+        usage_record(model_name="deepseek-chat", prompt_tokens=10, completion_tokens=10, cost=Decimal("1"))
+    django_user_model.objects.create_user(username="ops", password="ops-pass-12345", is_staff=True)
+    page = browser.new_page()
+    page.set_extra_http_headers({"Accept-Language": "zh-Hans,zh;q=0.9"})
+    page.goto(f"{served}{PAGE}")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", "ops-pass-12345")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#ai-cost[data-ready=true]", timeout=20_000)
+
+    def api(path: str) -> dict:
+        return page.evaluate(f"fetch('{path}', {{credentials: 'same-origin'}}).then(r => r.json())")["data"]
+
+    stats = api("/api/v1/ai-platforms/stats?time_range=30d")
+    assert stats["time_label"] == "最近 30 天"
+    assert page.inner_text('[data-testid="range-label"]') == "最近 30 天"
+    summary = stats["summary"]
+    assert summary["currency"] == "USD"
+    shown_cost = page.inner_text('[data-testid="card-cost"]')
+    assert shown_cost == money_format(Decimal(summary["total_cost"]), "USD", language="zh-hans")
+    assert re.fullmatch(r"\$\d{1,3}(,\d{3})*\.\d{2}", shown_cost)
+    labels = page.evaluate("Chart.getChart('trend-chart').data.labels")
+    assert labels
+    assert all(re.fullmatch(r"\d{4}年\d{1,2}月\d{1,2}日", label) for label in labels), labels
+    assert page.locator('[data-testid="alerts"] li').count() > 0
+
+    allowed = _latin_words(" ".join(LATIN_ALLOWED))
+    for entry in [*stats["platforms"], *stats["providers"]]:
+        for name in ("display_name", "model_name", "provider", "currency"):
+            allowed |= _latin_words(str(entry.get(name) or ""))
+    allowed -= {"unknown"}  # The provider of unpriced models is aicost's word, shown translated.
+    for range_value in ("today", "all"):  # Both ends of the page's states, the table refilled each time.
+        text = page.evaluate(VISIBLE_TEXT)
+        for word in ("全部", "调用次数", "成功率", "花费", "预算", "告警"):
+            assert word in text, word
+        english = sorted(_latin_words(text) - allowed)
+        assert english == [], f"English left on the Chinese page: {english}"
+        page.select_option('[data-testid="time-range"]', range_value)
+        page.wait_for_selector(f"#ai-cost[data-loaded-range={range_value}]")
+    assert page.inner_text('[data-testid="range-label"]') == "全部"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ai-cost-page-zh-hans.png"), full_page=True)
 
 
 @pytest.mark.e2e

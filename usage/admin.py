@@ -2,6 +2,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from core.admin_base import ReadOnlyModelAdmin
 from usage.export import usage_csv_response, usage_selection_filename
@@ -36,22 +38,22 @@ class UsageLogAdmin(ReadOnlyModelAdmin):
     actions = ["export_csv"]
     # The detail page (read only) shows every column; the list shows the parts of the totals in one cell.
     TOKEN_PARTS = (
-        ("cached_tokens", "cached"),
-        ("cache_write_5m_tokens", "cache write 5m"),
-        ("cache_write_1h_tokens", "cache write 1h"),
-        ("input_audio_tokens", "audio in"),
-        ("reasoning_tokens", "reasoning"),
-        ("output_audio_tokens", "audio out"),
-        ("output_image_tokens", "image out"),
+        ("cached_tokens", _("cached")),
+        ("cache_write_5m_tokens", _("cache write 5m")),
+        ("cache_write_1h_tokens", _("cache write 1h")),
+        ("input_audio_tokens", _("audio in")),
+        ("reasoning_tokens", _("reasoning")),
+        ("output_audio_tokens", _("audio out")),
+        ("output_image_tokens", _("image out")),
     )
 
-    @admin.display(description="of which")
+    @admin.display(description=_("of which"))
     def token_parts(self, obj: UsageLog) -> str:
         """The parts of prompt and completion tokens the call had (e.g. "cached 1,024 · reasoning 40")."""
         parts = [f"{label} {getattr(obj, name):,}" for name, label in self.TOKEN_PARTS if getattr(obj, name)]
         return " · ".join(parts) or "—"
 
-    @admin.action(description="Export selected rows as CSV", permissions=["view"])
+    @admin.action(description=_("Export selected rows as CSV"), permissions=["view"])
     def export_csv(self, request, queryset: QuerySet[UsageLog]) -> StreamingHttpResponse:
         """The API export's format; with "select all", every row the changelist's filters match."""
         filename = usage_selection_filename(at=timezone.now())
@@ -72,7 +74,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = ["key_start", "created_by", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke_keys"]
 
-    @admin.display(description="Key begins with", ordering="prefix")
+    @admin.display(description=_("Key begins with"), ordering="prefix")
     def key_start(self, obj: ApiKey) -> str:
         """The non-secret start of the key, as the holder sees it, to tell which key is which."""
         return api_key_display_prefix(obj)
@@ -91,16 +93,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
         obj.pk = created.pk
         self.message_user(
             request,
-            f"The key for “{created.name}” is {raw_key} — copy it now, it is shown only this once. "
-            f"The key list shows it by its prefix {api_key_display_prefix(created)}.",
+            _(
+                "The key for “%(name)s” is %(key)s — copy it now, it is shown only this once. "
+                "The key list shows it by its prefix %(prefix)s."
+            )
+            % {"name": created.name, "key": raw_key, "prefix": api_key_display_prefix(created)},
             messages.WARNING,
         )
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description=_("Revoke selected keys"))
     def revoke_keys(self, request, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
             api_key_revoke(api_key=api_key)
-        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+        count = queryset.count()
+        self.message_user(
+            request,
+            ngettext("Revoked %(count)d key.", "Revoked %(count)d keys.", count) % {"count": count},
+            messages.SUCCESS,
+        )
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # Revoke instead, so the audit trail keeps who had access.

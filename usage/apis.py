@@ -3,6 +3,7 @@
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiResponse,
@@ -37,7 +38,7 @@ TIME_ZONE_NAMES = frozenset(available_timezones())
 
 @extend_schema_field({"type": "string", "enum": sorted(TIME_ZONE_NAMES), "example": "Asia/Shanghai"})
 class TimeZoneField(serializers.CharField):
-    default_error_messages = {"unknown": "Unknown time zone {value!r}; use an IANA name such as Asia/Shanghai."}
+    default_error_messages = {"unknown": _("Unknown time zone {value!r}; use an IANA name such as Asia/Shanghai.")}
 
     def __init__(self, **kwargs):
         super().__init__(trim_whitespace=False, **kwargs)  # Exactly a listed name, as the schema says.

@@ -1,8 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class UsageConfig(AppConfig):
     name = "usage"
+    verbose_name = _("Usage")
 
     def ready(self) -> None:
         from schemaguard.guard import consistency_check_register, table_layout_register

@@ -1,6 +1,7 @@
 """API key authentication: `Authorization: Api-Key <key>` (or `X-API-Key: <key>`)."""
 
 from django.contrib.auth.models import AnonymousUser
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
@@ -23,7 +24,7 @@ def _key_from_request(request) -> str | None:
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """The request's user stays anonymous; the key itself is `request.auth`."""
 
-    accepted = f"`Authorization: {KEYWORD} <key>`, the `X-API-Key: <key>` header"
+    accepted = format_lazy(_("`Authorization: {keyword} <key>`, the `X-API-Key: <key>` header"), keyword=KEYWORD)
 
     def authenticate(self, request):
         raw_key = _key_from_request(request)

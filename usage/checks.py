@@ -6,6 +6,7 @@ endpoints and `schema_repair` all know the log is partitioned by month."""
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from schemaguard.guard import REPAIR_COMMAND, ConsistencyCheck, TableLayout
 from usage.consistency import (
@@ -113,21 +114,27 @@ VERIFY_COMMAND = "python manage.py usage_verify"
 
 
 def _amount(sums: Sums, currency: str, *, exact: bool = True) -> str:
-    return f"{'at least ' if not exact else ''}{calls_text(sums.calls)} ({money(sums.cost)} {currency})"
+    values = {"calls": calls_text(sums.calls), "cost": money(sums.cost), "currency": currency}
+    if exact:
+        return _("%(calls)s (%(cost)s %(currency)s)") % values
+    return _("at least %(calls)s (%(cost)s %(currency)s)") % values
 
 
 def month_model_description(entry: MonthModel, currency: str) -> str:
     """One disagreeing month and model in words, with its calls and cost."""
     missing = entry.missing
     if entry.lost:
-        return (
-            f"{entry.month:%Y-%m} {entry.model_name}: the log lacks {_amount(missing, currency)} that the rollups hold"
-        )
+        return _("%(month)s %(model)s: the log lacks %(amount)s that the rollups hold") % {
+            "month": f"{entry.month:%Y-%m}",
+            "model": entry.model_name,
+            "amount": _amount(missing, currency),
+        }
     extra = NO_SUMS - missing
-    return (
-        f"{entry.month:%Y-%m} {entry.model_name}: the log holds {_amount(extra, currency, exact=entry.log_exact)} "
-        "more than the rollups"
-    )
+    return _("%(month)s %(model)s: the log holds %(amount)s more than the rollups") % {
+        "month": f"{entry.month:%Y-%m}",
+        "model": entry.model_name,
+        "amount": _amount(extra, currency, exact=entry.log_exact),
+    }
 
 
 def _listed(descriptions: list[str]) -> str:

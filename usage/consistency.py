@@ -28,6 +28,7 @@ from django.db import connections, transaction
 from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from core.money import ZERO, cost_from_float
 from core.timeutils import month_bounds, month_start
@@ -68,7 +69,7 @@ def money(value: Decimal | int) -> str:
 
 
 def calls_text(calls: int) -> str:
-    return f"{calls:,} call{'' if calls == 1 else 's'}"
+    return ngettext("%(count)s call", "%(count)s calls", calls) % {"count": f"{calls:,}"}
 
 
 @dataclass(frozen=True)

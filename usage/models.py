@@ -2,6 +2,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
 from usage.records import COMPLETION_PARTS, PROMPT_PARTS, TOKEN_FIELDS
@@ -9,9 +11,9 @@ from usage.rollup_sums import ROLLUP_SUMS
 
 
 class CostSource(models.TextChoices):
-    COMPUTED = "computed", "Computed from the price in force"
-    PROVIDER = "provider", "Reported by the caller (provider's figure)"
-    UNPRICED = "unpriced", "Unpriced: unknown or disabled model"
+    COMPUTED = "computed", _("Computed from the price in force")
+    PROVIDER = "provider", _("Reported by the caller (provider's figure)")
+    UNPRICED = "unpriced", _("Unpriced: unknown or disabled model")
 
 
 def sum_of(columns: tuple[str, ...]) -> models.F:
@@ -29,35 +31,53 @@ class UsageLog(models.Model):
     matched one (an alias, prefix or expression: pricing.matching), else the name as sent;
     sent_model_name keeps the name as sent. Counters, rollups and budgets key on model_name."""
 
-    model_name = models.CharField(max_length=100, db_index=True)
-    decision_id = models.CharField(max_length=100, blank=True, default="", db_index=True)
-    user_id = models.IntegerField(null=True, blank=True)
+    model_name = models.CharField(max_length=100, db_index=True, verbose_name=_("model name"))
+    decision_id = models.CharField(max_length=100, blank=True, default="", db_index=True, verbose_name=_("decision id"))
+    user_id = models.IntegerField(null=True, blank=True, verbose_name=_("user id"))
     # Never negative: the table's CHECK constraints below (named, so the schema guard knows them).
-    prompt_tokens = models.IntegerField(default=0)
-    completion_tokens = models.IntegerField(default=0)
-    cached_tokens = models.IntegerField(default=0, help_text="Prompt tokens served from the provider's cache.")
-    reasoning_tokens = models.IntegerField(default=0, help_text="Completion tokens spent on reasoning.")
+    prompt_tokens = models.IntegerField(default=0, verbose_name=_("prompt tokens"))
+    completion_tokens = models.IntegerField(default=0, verbose_name=_("completion tokens"))
+    cached_tokens = models.IntegerField(
+        default=0, help_text=_("Prompt tokens served from the provider's cache."), verbose_name=_("cached tokens")
+    )
+    reasoning_tokens = models.IntegerField(
+        default=0, help_text=_("Completion tokens spent on reasoning."), verbose_name=_("reasoning tokens")
+    )
     # The other kinds with a price of their own, each part of prompt or completion tokens (tokens.md).
     # DEFAULT 0 in the database as well: a writer that predates them (raw SQL, a restore) stores none.
     cache_write_5m_tokens = models.IntegerField(
         default=0,
         db_default=0,
-        help_text="Prompt tokens written to a 5-minute cache (or a cache write without a duration).",
+        help_text=_("Prompt tokens written to a 5-minute cache (or a cache write without a duration)."),
+        verbose_name=_("cache write 5m tokens"),
     )
     cache_write_1h_tokens = models.IntegerField(
-        default=0, db_default=0, help_text="Prompt tokens written to a 1-hour cache."
+        default=0,
+        db_default=0,
+        help_text=_("Prompt tokens written to a 1-hour cache."),
+        verbose_name=_("cache write 1h tokens"),
     )
-    input_audio_tokens = models.IntegerField(default=0, db_default=0, help_text="Prompt tokens that are audio.")
-    output_audio_tokens = models.IntegerField(default=0, db_default=0, help_text="Completion tokens that are audio.")
-    output_image_tokens = models.IntegerField(default=0, db_default=0, help_text="Completion tokens that are images.")
+    input_audio_tokens = models.IntegerField(
+        default=0, db_default=0, help_text=_("Prompt tokens that are audio."), verbose_name=_("input audio tokens")
+    )
+    output_audio_tokens = models.IntegerField(
+        default=0, db_default=0, help_text=_("Completion tokens that are audio."), verbose_name=_("output audio tokens")
+    )
+    output_image_tokens = models.IntegerField(
+        default=0,
+        db_default=0,
+        help_text=_("Completion tokens that are images."),
+        verbose_name=_("output image tokens"),
+    )
     cost = models.DecimalField(
         max_digits=COST_MAX_DIGITS,
         decimal_places=COST_DECIMAL_PLACES,
         null=True,
         blank=True,
-        help_text="Empty when the call could not be priced.",
+        help_text=_("Empty when the call could not be priced."),
+        verbose_name=_("cost"),
     )
-    cost_source = models.CharField(max_length=10, choices=CostSource.choices)
+    cost_source = models.CharField(max_length=10, choices=CostSource.choices, verbose_name=_("cost source"))
     price_version = models.ForeignKey(
         "pricing.ModelPriceVersion",
         on_delete=models.PROTECT,
@@ -65,26 +85,28 @@ class UsageLog(models.Model):
         blank=True,
         db_index=False,
         related_name="+",
-        help_text="The price the cost was computed from.",
+        help_text=_("The price the cost was computed from."),
+        verbose_name=_("price version"),
     )
-    response_time = models.FloatField(null=True, blank=True, help_text="Seconds.")
-    success = models.BooleanField(default=True)
-    error_message = models.TextField(blank=True, default="")
-    purpose = models.CharField(max_length=100, blank=True, default="")
-    timestamp = models.DateTimeField(db_index=True)
+    response_time = models.FloatField(null=True, blank=True, help_text=_("Seconds."), verbose_name=_("response time"))
+    success = models.BooleanField(default=True, verbose_name=_("success"))
+    error_message = models.TextField(blank=True, default="", verbose_name=_("error message"))
+    purpose = models.CharField(max_length=100, blank=True, default="", verbose_name=_("purpose"))
+    timestamp = models.DateTimeField(db_index=True, verbose_name=_("timestamp"))
     sent_model_name = models.CharField(
         max_length=100,
         blank=True,
         default="",
         db_default="",  # Rows written by other means (raw SQL, a restore) get it too.
-        help_text="The model name as the client sent it (empty: rows stored before it was kept; then model_name).",
+        help_text=_("The model name as the client sent it (empty: rows stored before it was kept; then model_name)."),
+        verbose_name=_("sent model name"),
     )
 
     class Meta:
         db_table = "ai_model_usage_log"
         ordering = ["-timestamp"]
-        verbose_name = "usage log entry"
-        verbose_name_plural = "usage log"
+        verbose_name = _("usage log entry")
+        verbose_name_plural = _("usage log")
         # What usage.records refuses, refused by the database too (raw SQL, a bug, a restore). On
         # PostgreSQL a CHECK on the partitioned parent holds for every partition.
         constraints = [
@@ -120,7 +142,10 @@ class UsageLog(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.model_name} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+        return gettext("%(model)s at %(time)s") % {
+            "model": self.model_name,
+            "time": f"{self.timestamp:%Y-%m-%d %H:%M:%S}",
+        }
 
 
 class RollupSums(models.Model):
@@ -137,7 +162,7 @@ for _rollup_sum in ROLLUP_SUMS:
 class ModelRollupSums(RollupSums):
     """Rollup sums of one model."""
 
-    model_name = models.CharField(max_length=100)
+    model_name = models.CharField(max_length=100, verbose_name=_("model name"))
 
     class Meta:
         abstract = True
@@ -177,7 +202,7 @@ class CompactedOrDelta(models.Model):
     whatever its kind, so its answer is exact at every moment with nothing to add. SQLite batches
     upsert compacted rows directly."""
 
-    compacted = models.BooleanField(default=False)
+    compacted = models.BooleanField(default=False, verbose_name=_("compacted"))
 
     class Meta:
         abstract = True
@@ -200,13 +225,15 @@ def rollup_indexes(prefix: str, fields: list[str]) -> list[models.Index]:
 class UsageRollupHour(HourRollupSums, CompactedOrDelta):
     """Usage per model and UTC hour."""
 
-    bucket = models.DateTimeField(help_text="Start of the hour (UTC).")
-    model_name = models.CharField(max_length=100)
+    bucket = models.DateTimeField(help_text=_("Start of the hour (UTC)."), verbose_name=_("bucket"))
+    model_name = models.CharField(max_length=100, verbose_name=_("model name"))
 
     class Meta:
         db_table = "ai_usage_rollup_1h"
         constraints = [compacted_key("ai_usage_rollup_1h", ["bucket", "model_name"])]
         indexes = rollup_indexes("ai_rollup_1h", ["bucket", "model_name"])
+        verbose_name = _("usage rollup hour")
+        verbose_name_plural = _("usage rollup hours")
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.bucket:%Y-%m-%d %H:%M}"
@@ -216,26 +243,30 @@ class UsageRollupHourTotal(HourRollupSums, CompactedOrDelta):
     """Usage of all models together per UTC hour. The *Total rollups give the unfiltered daily trend
     a few rows per bucket, whatever the number of models."""
 
-    bucket = models.DateTimeField(help_text="Start of the hour (UTC).")
+    bucket = models.DateTimeField(help_text=_("Start of the hour (UTC)."), verbose_name=_("bucket"))
 
     class Meta:
         db_table = "ai_usage_rollup_1h_total"
         constraints = [compacted_key("ai_usage_rollup_1h_total", ["bucket"])]
         indexes = rollup_indexes("ai_rollup_1h_total", ["bucket"])
+        verbose_name = _("usage rollup hour total")
+        verbose_name_plural = _("usage rollup hour totals")
 
     def __str__(self) -> str:
-        return f"all models {self.bucket:%Y-%m-%d %H:%M}"
+        return gettext("all models %(time)s") % {"time": f"{self.bucket:%Y-%m-%d %H:%M}"}
 
 
 class UsageRollupDaily(ModelRollupSums, CompactedOrDelta):
     """Usage per model and UTC day: long ranges (stats over months) read a few rows per day."""
 
-    day = models.DateField(help_text="UTC calendar day.")
+    day = models.DateField(help_text=_("UTC calendar day."), verbose_name=_("day"))
 
     class Meta:
         db_table = "ai_usage_rollup_daily"
         constraints = [compacted_key("ai_usage_rollup_daily", ["day", "model_name"])]
         indexes = rollup_indexes("ai_rollup_daily", ["day", "model_name"])
+        verbose_name = _("usage rollup daily")
+        verbose_name_plural = _("usage rollup dailys")
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.day}"
@@ -244,15 +275,17 @@ class UsageRollupDaily(ModelRollupSums, CompactedOrDelta):
 class UsageRollupDailyTotal(RollupSums, CompactedOrDelta):
     """Usage of all models together per UTC day."""
 
-    day = models.DateField(help_text="UTC calendar day.")
+    day = models.DateField(help_text=_("UTC calendar day."), verbose_name=_("day"))
 
     class Meta:
         db_table = "ai_usage_rollup_daily_total"
         constraints = [compacted_key("ai_usage_rollup_daily_total", ["day"])]
         indexes = rollup_indexes("ai_rollup_daily_total", ["day"])
+        verbose_name = _("usage rollup daily total")
+        verbose_name_plural = _("usage rollup daily totals")
 
     def __str__(self) -> str:
-        return f"all models {self.day}"
+        return gettext("all models %(time)s") % {"time": self.day}
 
 
 class UsageRetiredMonth(models.Model):
@@ -261,11 +294,11 @@ class UsageRetiredMonth(models.Model):
     The counters on ai_model_pricing count every call ever recorded; `usage_reconcile` adds these
     rows to what the log still holds, so it stays exact after old months are gone."""
 
-    month = models.DateField(help_text="First day of the UTC month that was dropped.")
-    model_name = models.CharField(max_length=100)
-    calls = models.BigIntegerField()
-    cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
-    retired_at = models.DateTimeField()
+    month = models.DateField(help_text=_("First day of the UTC month that was dropped."), verbose_name=_("month"))
+    model_name = models.CharField(max_length=100, verbose_name=_("model name"))
+    calls = models.BigIntegerField(verbose_name=_("calls"))
+    cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, verbose_name=_("cost"))
+    retired_at = models.DateTimeField(verbose_name=_("retired at"))
 
     class Meta:
         db_table = "ai_usage_retired"
@@ -273,6 +306,8 @@ class UsageRetiredMonth(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["month", "model_name"], name="ai_usage_retired_key"),
         ]
+        verbose_name = _("usage retired month")
+        verbose_name_plural = _("usage retired months")
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.month:%Y-%m}"
@@ -287,22 +322,29 @@ class UsageLogGap(models.Model):
     (aicost.W012) clears, retention counts them when it compares a month with its rollups, and a
     later reconcile keeps the counters at the rollups' figures."""
 
-    month = models.DateField(help_text="First day of the UTC month the rows were lost from.")
-    model_name = models.CharField(max_length=100)
-    calls = models.BigIntegerField()
-    cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
-    recorded_at = models.DateTimeField()
+    month = models.DateField(
+        help_text=_("First day of the UTC month the rows were lost from."), verbose_name=_("month")
+    )
+    model_name = models.CharField(max_length=100, verbose_name=_("model name"))
+    calls = models.BigIntegerField(verbose_name=_("calls"))
+    cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, verbose_name=_("cost"))
+    recorded_at = models.DateTimeField(verbose_name=_("recorded at"))
 
     class Meta:
         db_table = "ai_usage_log_gap"
         ordering = ["-month", "model_name"]
-        verbose_name = "usage log gap"
+        verbose_name = _("usage log gap")
         constraints = [
             models.UniqueConstraint(fields=["month", "model_name"], name="ai_usage_log_gap_key"),
         ]
+        verbose_name_plural = _("usage log gaps")
 
     def __str__(self) -> str:
-        return f"{self.model_name} {self.month:%Y-%m}: {self.calls} calls lost"
+        return gettext("%(model)s %(month)s: %(calls)s calls lost") % {
+            "model": self.model_name,
+            "month": f"{self.month:%Y-%m}",
+            "calls": self.calls,
+        }
 
 
 class UsageCounter(models.Model):
@@ -312,14 +354,21 @@ class UsageCounter(models.Model):
     The quick consistency check (aicost.W012) compares them with the rollups; `usage_reconcile`
     sets them from the record. Costs are in the model's pricing currency."""
 
-    model_name = models.CharField(max_length=100, unique=True)
-    total_calls = models.BigIntegerField(default=0)
-    total_cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, default=0)
-    current_month = models.DateField(
-        null=True, blank=True, help_text="First day of the month current_month_cost counts."
+    model_name = models.CharField(max_length=100, unique=True, verbose_name=_("model name"))
+    total_calls = models.BigIntegerField(default=0, verbose_name=_("total calls"))
+    total_cost = models.DecimalField(
+        max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, default=0, verbose_name=_("total cost")
     )
-    current_month_cost = models.DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, default=0)
-    updated_at = models.DateTimeField()
+    current_month = models.DateField(
+        null=True,
+        blank=True,
+        help_text=_("First day of the month current_month_cost counts."),
+        verbose_name=_("current month"),
+    )
+    current_month_cost = models.DecimalField(
+        max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES, default=0, verbose_name=_("current month cost")
+    )
+    updated_at = models.DateTimeField(verbose_name=_("updated at"))
 
     class Meta:
         db_table = "ai_usage_counter"
@@ -330,9 +379,11 @@ class UsageCounter(models.Model):
                 name="ai_usage_counter_not_negative",
             ),
         ]
+        verbose_name = _("usage counter")
+        verbose_name_plural = _("usage counters")
 
     def __str__(self) -> str:
-        return f"{self.model_name}: {self.total_calls} calls"
+        return gettext("%(model)s: %(calls)s calls") % {"model": self.model_name, "calls": self.total_calls}
 
     def month_cost(self, month) -> Decimal:
         """What the counter says was spent in `month` (first day): nothing if it counts another month."""
@@ -340,29 +391,38 @@ class UsageCounter(models.Model):
 
 
 class ApiKeyScope(models.TextChoices):
-    READ = "read", "Read stats"
-    WRITE_USAGE = "write_usage", "Write usage"
-    READ_WRITE = "read_write", "Read stats and write usage"
+    READ = "read", _("Read stats")
+    WRITE_USAGE = "write_usage", _("Write usage")
+    READ_WRITE = "read_write", _("Read stats and write usage")
 
 
 class ApiKey(models.Model):
     """A key a client sends as `Authorization: Api-Key <key>`. Only its SHA-256 is stored."""
 
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=12, unique=True, editable=False)
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    scope = models.CharField(max_length=12, choices=ApiKeyScope.choices, default=ApiKeyScope.WRITE_USAGE)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="+"
+    name = models.CharField(max_length=100, verbose_name=_("name"))
+    prefix = models.CharField(max_length=12, unique=True, editable=False, verbose_name=_("prefix"))
+    key_hash = models.CharField(max_length=64, unique=True, editable=False, verbose_name=_("key hash"))
+    scope = models.CharField(
+        max_length=12, choices=ApiKeyScope.choices, default=ApiKeyScope.WRITE_USAGE, verbose_name=_("scope")
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False, verbose_name=_("revoked at"))
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False, verbose_name=_("last used at"))
 
     class Meta:
         db_table = "ai_api_key"
         ordering = ["-created_at"]
-        verbose_name = "API key"
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
@@ -388,15 +448,17 @@ class UsageIdempotencyKey(models.Model):
     its timestamp gets a new one. This small table enforces the pair's uniqueness on its own.
     """
 
-    decision_id = models.CharField(max_length=100)
-    idempotency_key = models.CharField(max_length=100)
-    created_at = models.DateTimeField()
+    decision_id = models.CharField(max_length=100, verbose_name=_("decision id"))
+    idempotency_key = models.CharField(max_length=100, verbose_name=_("idempotency key"))
+    created_at = models.DateTimeField(verbose_name=_("created at"))
 
     class Meta:
         db_table = "ai_usage_idempotency"
         constraints = [
             models.UniqueConstraint(fields=["decision_id", "idempotency_key"], name="ai_usage_idempotency_key"),
         ]
+        verbose_name = _("usage idempotency key")
+        verbose_name_plural = _("usage idempotency keys")
 
     def __str__(self) -> str:
         return f"{self.decision_id}/{self.idempotency_key}"

@@ -1,5 +1,6 @@
 """Who may read stats and record usage: a staff login, or an API key with the scope."""
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import BasePermission
 
 from core.api.permissions import is_staff
@@ -13,7 +14,7 @@ def _api_key(request) -> ApiKey | None:
 class CanReadStats(BasePermission):
     """Staff session, or an API key with read scope."""
 
-    message = "Reading needs a staff login or an API key with read scope."
+    message = _("Reading needs a staff login or an API key with read scope.")
 
     def has_permission(self, request, view) -> bool:
         key = _api_key(request)
@@ -23,7 +24,7 @@ class CanReadStats(BasePermission):
 class CanWriteUsage(BasePermission):
     """Staff session, or an API key with write-usage scope."""
 
-    message = "Recording usage needs a staff login or an API key with write_usage scope."
+    message = _("Recording usage needs a staff login or an API key with write_usage scope.")
 
     def has_permission(self, request, view) -> bool:
         key = _api_key(request)

@@ -15,6 +15,8 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, cost_exact
 from usage.usage_objects import UsageObjectInvalid, usage_object_tokens
@@ -47,19 +49,22 @@ TOKEN_FIELDS = (
     "output_audio_tokens",
     "output_image_tokens",
 )
-PROMPT_PARTS_EXCEED = (
+# Messages in English, translated (gettext) where they are raised, in the request's language.
+PROMPT_PARTS_EXCEED = gettext_noop(
     "cached_tokens, cache_write_5m_tokens, cache_write_1h_tokens and input_audio_tokens together "
     "cannot exceed prompt_tokens."
 )
-COMPLETION_PARTS_EXCEED = (
+COMPLETION_PARTS_EXCEED = gettext_noop(
     "reasoning_tokens, output_audio_tokens and output_image_tokens together cannot exceed completion_tokens."
 )
 EARLIEST_CALL = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_CLOCK_SKEW = timedelta(days=1)
 COST_MAX_WHOLE_DIGITS = COST_MAX_DIGITS - COST_DECIMAL_PLACES
 
-NAIVE_TIMESTAMP = "Timestamp must include a time zone offset, e.g. 2026-11-24T10:00:00Z."
-IMPLAUSIBLE_TIMESTAMP = "Timestamp must lie between 2000-01-01 and one day after the server's current time."
+NAIVE_TIMESTAMP = gettext_noop("Timestamp must include a time zone offset, e.g. 2026-11-24T10:00:00Z.")
+IMPLAUSIBLE_TIMESTAMP = gettext_noop(
+    "Timestamp must lie between 2000-01-01 and one day after the server's current time."
+)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -142,20 +147,30 @@ class UsageRecordInvalid(ValidationError):
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+# DRF's own messages (and msgids), so both paths of the API say the same in every language.
+def _at_least() -> str:
+    return _("Ensure this value is greater than or equal to {min_value}.")
+
+
+def _at_most() -> str:
+    return _("Ensure this value is less than or equal to {max_value}.")
+
+
 def _text(name: str, value, *, required: bool = False) -> str:
     if not isinstance(value, str):
-        raise UsageRecordInvalid(name, "Not a valid string.")
+        raise UsageRecordInvalid(name, _("Not a valid string."))
     value = value.strip()  # As DRF trims a JSON string: " gpt-4o " is gpt-4o from either side.
     if required and not value:
-        raise UsageRecordInvalid(name, "This field may not be blank.", "blank")
+        raise UsageRecordInvalid(name, _("This field may not be blank."), "blank")
     limit = TEXT_LIMITS[name]
     if len(value) > limit:
-        raise UsageRecordInvalid(name, f"Ensure this field has no more than {limit} characters.", "max_length")
+        message = _("Ensure this field has no more than {max_length} characters.").format(max_length=limit)
+        raise UsageRecordInvalid(name, message, "max_length")
     if "\x00" in value:
-        raise UsageRecordInvalid(name, "Null characters are not allowed.", "null_characters_not_allowed")
+        raise UsageRecordInvalid(name, _("Null characters are not allowed."), "null_characters_not_allowed")
     surrogate = None if value.isascii() else _SURROGATE.search(value)
     if surrogate:
-        message = f"Surrogate characters are not allowed: U+{ord(surrogate[0]):X}."
+        message = _("Surrogate characters are not allowed: U+{code_point:X}.").format(code_point=ord(surrogate[0]))
         raise UsageRecordInvalid(name, message, "surrogate_characters_not_allowed")
     return value
 
@@ -163,12 +178,12 @@ def _text(name: str, value, *, required: bool = False) -> str:
 def _whole_number(name: str, value, *, low: int, high: int) -> int:
     if type(value) is not int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UsageRecordInvalid(name, "A valid integer is required.")
+            raise UsageRecordInvalid(name, _("A valid integer is required."))
         value = int(value)
     if value < low:
-        raise UsageRecordInvalid(name, f"Ensure this value is greater than or equal to {low}.", "min_value")
+        raise UsageRecordInvalid(name, _at_least().format(min_value=low), "min_value")
     if value > high:
-        raise UsageRecordInvalid(name, f"Ensure this value is less than or equal to {high}.", "max_value")
+        raise UsageRecordInvalid(name, _at_most().format(max_value=high), "max_value")
     return value
 
 
@@ -189,12 +204,11 @@ def _response_time(value) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise UsageRecordInvalid("response_time", "A valid number is required.")
+        raise UsageRecordInvalid("response_time", _("A valid number is required."))
     if value < 0:
-        raise UsageRecordInvalid("response_time", "Ensure this value is greater than or equal to 0.", "min_value")
+        raise UsageRecordInvalid("response_time", _at_least().format(min_value=0), "min_value")
     if value > MAX_RESPONSE_SECONDS:
-        message = f"Ensure this value is less than or equal to {MAX_RESPONSE_SECONDS}."
-        raise UsageRecordInvalid("response_time", message, "max_value")
+        raise UsageRecordInvalid("response_time", _at_most().format(max_value=MAX_RESPONSE_SECONDS), "max_value")
     return float(value)
 
 
@@ -202,12 +216,12 @@ def _timestamp(value, latest: datetime) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, datetime):
-        message = "Expected a datetime but got a date." if isinstance(value, date) else "Expected a datetime."
+        message = _("Expected a datetime but got a date.") if isinstance(value, date) else _("Expected a datetime.")
         raise UsageRecordInvalid("timestamp", message)
     if value.utcoffset() is None:
-        raise UsageRecordInvalid("timestamp", NAIVE_TIMESTAMP, "naive")
+        raise UsageRecordInvalid("timestamp", _(NAIVE_TIMESTAMP), "naive")
     if not EARLIEST_CALL <= value <= latest:
-        raise UsageRecordInvalid("timestamp", IMPLAUSIBLE_TIMESTAMP, "implausible")
+        raise UsageRecordInvalid("timestamp", _(IMPLAUSIBLE_TIMESTAMP), "implausible")
     return value
 
 
@@ -227,20 +241,27 @@ def _cost(value) -> Decimal | None:
     if isinstance(value, int) and not isinstance(value, bool):
         value = Decimal(value)
     if not isinstance(value, Decimal):
-        raise UsageRecordInvalid("cost", "A valid number is required; give money as a Decimal.")
+        raise UsageRecordInvalid("cost", _("A valid number is required; give money as a Decimal."))
     if not value.is_finite():
-        raise UsageRecordInvalid("cost", "A valid number is required.")
+        raise UsageRecordInvalid("cost", _("A valid number is required."))
     total, whole, places = _cost_digits(value)
     if total > COST_MAX_DIGITS:
-        raise UsageRecordInvalid("cost", f"Ensure that there are no more than {COST_MAX_DIGITS} digits in total.")
+        message = _("Ensure that there are no more than {max_digits} digits in total.").format(
+            max_digits=COST_MAX_DIGITS
+        )
+        raise UsageRecordInvalid("cost", message)
     if places > COST_DECIMAL_PLACES:
-        message = f"Ensure that there are no more than {COST_DECIMAL_PLACES} decimal places."
+        message = _("Ensure that there are no more than {max_decimal_places} decimal places.").format(
+            max_decimal_places=COST_DECIMAL_PLACES
+        )
         raise UsageRecordInvalid("cost", message, "max_decimal_places")
     if whole > COST_MAX_WHOLE_DIGITS:
-        message = f"Ensure that there are no more than {COST_MAX_WHOLE_DIGITS} digits before the decimal point."
+        message = _("Ensure that there are no more than {max_whole_digits} digits before the decimal point.").format(
+            max_whole_digits=COST_MAX_WHOLE_DIGITS
+        )
         raise UsageRecordInvalid("cost", message, "max_whole_digits")
     if value < 0:
-        raise UsageRecordInvalid("cost", "Ensure this value is greater than or equal to 0.", "min_value")
+        raise UsageRecordInvalid("cost", _at_least().format(min_value=0), "min_value")
     return cost_exact(value)  # At the stored scale; never rounds (the places were checked above).
 
 
@@ -255,7 +276,7 @@ def _parts_within(counts: dict[str, int], whole: str, parts: tuple[str, ...], ex
     for index, part in enumerate(parts):
         total += counts[part]
         if total > counts[whole]:
-            raise UsageRecordInvalid(part, f"Cannot exceed {whole}." if index == 0 else exceed)
+            raise UsageRecordInvalid(part, _("Cannot exceed {whole}.").format(whole=whole) if index == 0 else _(exceed))
 
 
 def usage_record_validated(record: UsageRecordInput, *, now: datetime) -> CheckedRecord:
@@ -275,11 +296,12 @@ def usage_record_validated(record: UsageRecordInput, *, now: datetime) -> Checke
         from_usage = _tokens_from_usage(record.usage)
         given = [name for name in TOKEN_FIELDS if getattr(record, name) is not None]
         if given:
-            raise UsageRecordInvalid("usage", f"Give either usage or {', '.join(given)}, not both.")
+            message = _("Give either usage or {fields}, not both.").format(fields=", ".join(given))
+            raise UsageRecordInvalid("usage", message)
         tokens = from_usage
     response_time = _response_time(record.response_time)
     if type(record.success) is not bool:
-        raise UsageRecordInvalid("success", "Must be a valid boolean.")
+        raise UsageRecordInvalid("success", _("Must be a valid boolean."))
     error_message = _text("error_message", record.error_message)
     purpose = _text("purpose", record.purpose)
     timestamp = _timestamp(record.timestamp, now + LATEST_CLOCK_SKEW)

@@ -10,6 +10,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from core.db_routers import reading_from_replica
 from core.money import ZERO, money_display, percent_of
@@ -20,13 +21,13 @@ from usage.selectors import usage_month_span, usage_month_spend
 from usage.window_sums import UsageFilters, usage_sums_by_local_day, usage_sums_over_spans
 
 TIME_RANGES = {
-    "today": "Today",
-    "24h": "Last 24 hours",
-    "7d": "Last 7 days",
-    "30d": "Last 30 days",
-    "90d": "Last 90 days",
-    "month": "This month",
-    "all": "All time",
+    "today": _("Today"),
+    "24h": _("Last 24 hours"),
+    "7d": _("Last 7 days"),
+    "30d": _("Last 30 days"),
+    "90d": _("Last 90 days"),
+    "month": _("This month"),
+    "all": _("All time"),
 }
 UNKNOWN_PROVIDER = "unknown"
 # The token kinds beside prompt, completion, cached and reasoning tokens (tokens.md), each summed by
@@ -159,7 +160,7 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
     summary = _rates(total)
     return {
         "time_range": time_range,
-        "time_label": TIME_RANGES[time_range],
+        "time_label": str(TIME_RANGES[time_range]),  # In the request's language.
         "start": start,
         "end": end,
         "summary": {

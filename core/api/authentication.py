@@ -37,7 +37,7 @@ class MetricsTokenAuthentication(authentication.BaseAuthentication):
         return BEARER
 
 
-SESSION_ACCEPTED = "a staff session (admin login; writes also send the CSRF token)"
+SESSION_ACCEPTED = _("a staff session (admin login; writes also send the CSRF token)")
 
 
 def _offered(authenticators) -> list:

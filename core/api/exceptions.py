@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
 from django.http import Http404
+from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -62,7 +63,7 @@ def _first_error(detail, path: str = "") -> tuple[str, str] | None:
 def _first_message(detail) -> str:
     found = _first_error(detail)
     if found is None:
-        return "Invalid input."
+        return _("Invalid input.")
     path, message = found
     return f"{path}: {message}" if path else message
 
@@ -84,8 +85,11 @@ def _database_error_response(exc) -> Response | None:
         logger.error("schema unhealthy: %s is missing (%s)", missing, exc)
         body = error_body(
             code="schema_unhealthy",
-            message=f"The database schema is broken: {missing} is missing. "
-            f"An operator must run `{REPAIR_COMMAND}`; see /api/v1/admin/health/database.",
+            message=_(
+                "The database schema is broken: %(missing)s is missing. "
+                "An operator must run `%(repair)s`; see /api/v1/admin/health/database."
+            )
+            % {"missing": missing, "repair": REPAIR_COMMAND},
         )
         body["error"]["missing"] = [missing]
         return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "30"})
@@ -93,7 +97,7 @@ def _database_error_response(exc) -> Response | None:
         logger.error("database unavailable: %s", exc)
         body = error_body(
             code="database_unavailable",
-            message="The database is unavailable; nothing was stored. Retry shortly.",
+            message=_("The database is unavailable; nothing was stored. Retry shortly."),
         )
         return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})
     return None
@@ -135,14 +139,18 @@ def _not_authenticated_message(request) -> str:
     accepted = accepted_credentials(request.authenticators)
     scheme = offered_scheme(request)
     offered = (
-        f"The `Authorization: {scheme}` scheme is not accepted here."
+        _("The `Authorization: %(scheme)s` scheme is not accepted here.") % {"scheme": scheme}
         if scheme
-        else "Authentication credentials were not provided."
+        else _("Authentication credentials were not provided.")
     )
     if not accepted:
         return offered
-    choices = accepted[0] if len(accepted) == 1 else f"{', '.join(accepted[:-1])}, or {accepted[-1]}"
-    return f"{offered} Send {choices}."
+    accepted = [str(choice) for choice in accepted]
+    if len(accepted) == 1:
+        choices = accepted[0]
+    else:
+        choices = _("%(first)s, or %(last)s") % {"first": ", ".join(accepted[:-1]), "last": accepted[-1]}
+    return _("%(offered)s Send %(choices)s.") % {"offered": offered, "choices": choices}
 
 
 def _passed_on_headers(response: Response) -> dict:

@@ -1,3 +1,4 @@
+from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import BasePermission
 
 from core.api.authentication import METRICS_TOKEN
@@ -11,7 +12,7 @@ def is_staff(request) -> bool:
 class HasMetricsToken(BasePermission):
     """A scraper that authenticated with the AICOST_METRICS_TOKEN bearer token."""
 
-    message = "Metrics need a staff login, an API key with read scope, or the metrics bearer token."
+    message = _("Metrics need a staff login, an API key with read scope, or the metrics bearer token.")
 
     def has_permission(self, request, view) -> bool:
         return request.auth is METRICS_TOKEN

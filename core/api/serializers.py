@@ -30,6 +30,7 @@ from django.core.validators import (
 from django.db.models.manager import BaseManager
 from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from rest_framework import ISO_8601, serializers
 from rest_framework.fields import empty
 from rest_framework.settings import api_settings
@@ -43,7 +44,7 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+                raise serializers.ValidationError({name: [_("Unknown field.")] for name in unknown})
         return super().to_internal_value(data)
 
 

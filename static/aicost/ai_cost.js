@@ -9,8 +9,25 @@
   if (window.matchMedia("(prefers-reduced-motion: reduce)").matches) Chart.defaults.animation = false;
   const q = (testid) => root.querySelector(`[data-testid="${testid}"]`);
 
+  // The page's sentences in the request's language, and how it writes money and dates
+  // (dashboard.admin_site._page_text; money follows core.money.money_format).
+  const T = JSON.parse(document.getElementById("aicost-text").textContent);
+  const say = (sentence, values) => sentence.replace(/%\((\w+)\)s/g, (_all, name) => String(values[name]));
   const integer = (n) => Number(n).toLocaleString("en-US");
-  const money = (text, currency) => `${currency || ""} ${Number(text).toFixed(2)}`.trim();
+  // Calls of models without a price entry have the provider "unknown" (usage.reports.UNKNOWN_PROVIDER).
+  const providerName = (provider) => (provider === "unknown" ? T.unknownProvider : provider);
+  function money(text, currency) {
+    const amount = Number(text);
+    if (!T.money.grouped) return `${currency || ""} ${amount.toFixed(2)}`.trim();
+    const digits = Math.abs(amount).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    const sign = amount < 0 ? "-" : "";
+    const symbol = (T.money.symbols || {})[currency];
+    if (symbol) return `${sign}${symbol}${digits}`;
+    return currency ? `${currency} ${sign}${digits}` : `${sign}${digits}`;
+  }
+  const dayFormat = new Intl.DateTimeFormat(T.locale, { year: "numeric", month: "long", day: "numeric", timeZone: "UTC" });
+  // A calendar day "2026-12-04": as it is in English, "2026年12月4日" in Chinese.
+  const day = (text) => (T.localDates ? dayFormat.format(new Date(`${text}T00:00:00Z`)) : text);
   const percent = (text) => (text === null || text === undefined ? "–" : `${Number(text).toFixed(2)}%`);
 
   async function getJson(url, params) {
@@ -31,7 +48,7 @@
   function failureReason(status, error) {
     if (!error) return `HTTP ${status}`;
     if (error.code === "schema_unhealthy" && error.missing) {
-      return `${error.missing.join(", ")} is missing from the database (HTTP ${status}, ${error.code}).`;
+      return say(T.tableMissing, { missing: error.missing.join(", "), status, code: error.code });
     }
     return error.message;
   }
@@ -39,7 +56,7 @@
   // A panel whose API fails (e.g. 503: the table it reads is missing) says so; the others still render.
   function panelUnavailable(panel, error) {
     for (const box of root.querySelectorAll(`.aicost-unavailable[data-panel="${panel}"]`)) {
-      box.textContent = `Unavailable: ${error.message}`;
+      box.textContent = say(T.unavailable, { reason: error.message });
       box.hidden = false;
     }
     for (const part of root.querySelectorAll(`[data-needs="${panel}"]`)) part.hidden = true;
@@ -75,17 +92,19 @@
   }
 
   function budgetCell(model) {
-    if (model.monthly_budget === null) return "<span class=\"aicost-muted\">no budget</span>";
+    if (model.monthly_budget === null) return `<span class="aicost-muted">${T.noBudget}</span>`;
     const used = Number(model.budget_used_percent);
     const level = used >= 100 ? "over" : used >= 80 ? "warn" : "";
     const width = Math.min(used, 100);
     return `<span class="aicost-bar ${level}" title="${percent(model.budget_used_percent)}"><span style="width:${width}%"></span></span> ` +
-      `${percent(model.budget_used_percent)} of ${money(model.monthly_budget, model.currency)}`;
+      say(T.budgetUse, { percent: percent(model.budget_used_percent), budget: money(model.monthly_budget, model.currency) });
   }
 
   function costCell(model) {
-    if (model.currency === null) return "<span class=\"aicost-muted\">unpriced</span>";
-    const unpriced = model.unpriced_calls > 0 ? ` <span class="aicost-muted">(+${integer(model.unpriced_calls)} unpriced)</span>` : "";
+    if (model.currency === null) return `<span class="aicost-muted">${T.unpriced}</span>`;
+    const unpriced = model.unpriced_calls > 0
+      ? ` <span class="aicost-muted">${say(T.plusUnpriced, { count: integer(model.unpriced_calls) })}</span>`
+      : "";
     return money(model.cost, model.currency) + unpriced;
   }
 
@@ -99,11 +118,11 @@
         `<td></td><td></td><td class="num" data-field="calls">${integer(model.calls)}</td>` +
         `<td class="num">${percent(model.success_rate)}</td>` +
         `<td class="num">${integer(model.prompt_tokens)} / ${integer(model.completion_tokens)}</td>` +
-        `<td class="num">${model.avg_response_time === null ? "–" : model.avg_response_time + " s"}</td>` +
+        `<td class="num">${model.avg_response_time === null ? "–" : say(T.seconds, { seconds: model.avg_response_time })}</td>` +
         `<td class="num" data-field="cost" data-value="${model.cost}">${costCell(model)}</td>` +
         `<td class="num">${percent(model.cost_share)}</td><td class="budget">${budgetCell(model)}</td>`;
       row.cells[0].textContent = model.display_name;
-      row.cells[1].textContent = model.provider;
+      row.cells[1].textContent = providerName(model.provider);
       body.appendChild(row);
     }
     q("models-empty").hidden = data.platforms.length > 0;
@@ -113,7 +132,7 @@
     const providers = data.providers.filter((p) => Number(p.cost) > 0);
     drawChart("providers", document.getElementById("provider-chart"), {
       type: "doughnut",
-      data: { labels: providers.map((p) => p.provider), datasets: [{ data: providers.map((p) => Number(p.cost)) }] },
+      data: { labels: providers.map((p) => providerName(p.provider)), datasets: [{ data: providers.map((p) => Number(p.cost)) }] },
       options: { maintainAspectRatio: false, plugins: { legend: { position: "right" } } },
     }, providers.length === 0);
     q("provider-empty").hidden = providers.length > 0;
@@ -139,17 +158,20 @@
     drawChart("trend", document.getElementById("trend-chart"), {
       type: "bar",
       data: {
-        labels: data.daily_trend.map((d) => d.date),
-        datasets: [{ label: `Cost (${data.summary.currency})`, data: data.daily_trend.map((d) => Number(d.cost)) }],
+        labels: data.daily_trend.map((d) => day(d.date)),
+        datasets: [{ label: say(T.costOf, { currency: data.summary.currency }), data: data.daily_trend.map((d) => Number(d.cost)) }],
       },
       options: { maintainAspectRatio: false, plugins: { legend: { display: false } } },
     }, !hasData);
     q("trend-empty").hidden = hasData;
     const summary = q("trend-summary");
     summary.dataset.totalCost = data.summary.total_cost;
-    summary.textContent = `${data.days} days: total ${money(data.summary.total_cost, data.summary.currency)}, ` +
-      `average ${money(data.summary.avg_daily_cost, data.summary.currency)} a day, ` +
-      `highest ${money(data.summary.max_daily_cost, data.summary.currency)}.`;
+    summary.textContent = say(T.trendSummary, {
+      days: data.days,
+      total: money(data.summary.total_cost, data.summary.currency),
+      average: money(data.summary.avg_daily_cost, data.summary.currency),
+      highest: money(data.summary.max_daily_cost, data.summary.currency),
+    });
     root.dataset.loadedDays = String(data.days);
   }
 

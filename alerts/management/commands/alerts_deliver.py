@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
 
 from alerts.models import DeliveryStatus
 from alerts.services import alert_deliveries_retry_due
@@ -19,5 +20,11 @@ class Command(BaseCommand):
         gave_up = sum(1 for delivery in attempted if delivery.status == DeliveryStatus.FAILED)
         for delivery in attempted:
             if delivery.status != DeliveryStatus.SENT:
-                self.stderr.write(f"alert {delivery.alert_id} via {delivery.channel}: {delivery.last_error}")
-        self.stdout.write(f"{len(attempted)} attempted, {sent} sent, {gave_up} gave up.")
+                self.stderr.write(
+                    _("alert %(alert)s via %(channel)s: %(error)s")
+                    % {"alert": delivery.alert_id, "channel": delivery.channel, "error": delivery.last_error}
+                )
+        self.stdout.write(
+            _("%(attempted)s attempted, %(sent)s sent, %(gave_up)s gave up.")
+            % {"attempted": len(attempted), "sent": sent, "gave_up": gave_up}
+        )

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from alerts.services import alerts_evaluate_all
 
@@ -14,4 +15,4 @@ class Command(BaseCommand):
         created = alerts_evaluate_all(now=timezone.now())
         for alert in created:
             self.stdout.write(f"[{alert.alert_level}] {alert.message}")
-        self.stdout.write(self.style.SUCCESS(f"{len(created)} new alert(s)."))
+        self.stdout.write(self.style.SUCCESS(_("%(count)s new alert(s).") % {"count": len(created)}))

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from dashboard.demo import DEMO_STAFF_USERNAME, demo_staff_login_ensure, demo_usage_load
 from schemaguard.guard import schema_report
@@ -16,21 +17,25 @@ class Command(BaseCommand):
 
     def handle(self, *args, days: int, calls_per_day: int, **options):
         if days < 0 or calls_per_day < 1:
-            raise CommandError("--days must be 0 or more and --calls-per-day 1 or more.")
+            raise CommandError(_("--days must be 0 or more and --calls-per-day 1 or more."))
         self._schema_healthy_or_fail()
         loaded = demo_usage_load(days=days, calls_per_day=calls_per_day)
         if loaded:
-            self.stdout.write(f"Loaded {loaded} demo calls over {days} days.")
+            self.stdout.write(_("Loaded %(calls)s demo calls over %(days)s days.") % {"calls": loaded, "days": days})
         else:
-            self.stdout.write("Usage is on record already (log or rollups); demo data not loaded again.")
+            self.stdout.write(_("Usage is on record already (log or rollups); demo data not loaded again."))
         login = demo_staff_login_ensure()
         if login.password is None:
             self.stdout.write(
-                self.style.SUCCESS(f"Staff login: {login.username} (password unchanged)")
-                + f"  To set a new one: python manage.py changepassword {DEMO_STAFF_USERNAME}"
+                self.style.SUCCESS(_("Staff login: %(user)s (password unchanged)") % {"user": login.username})
+                + _("  To set a new one: python manage.py changepassword %(user)s") % {"user": DEMO_STAFF_USERNAME}
             )
         else:
-            self.stdout.write(self.style.SUCCESS(f"Staff login: {login.username} / {login.password}"))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    _("Staff login: %(user)s / %(password)s") % {"user": login.username, "password": login.password}
+                )
+            )
 
     def _schema_healthy_or_fail(self) -> None:
         """The demo writes the usage tables: on a broken schema it would fail half-way with a raw database
@@ -40,6 +45,7 @@ class Command(BaseCommand):
             return
         findings = "\n".join(f"  {finding.id}: {finding.msg}" for finding in report.errors)
         raise CommandError(
-            "The database schema does not match the models; nothing was loaded.\n"
-            f"{findings}\nRepair with `{report.repair_command}`, then run again."
+            _("The database schema does not match the models; nothing was loaded.")
+            + f"\n{findings}\n"
+            + _("Repair with `%(repair)s`, then run again.") % {"repair": report.repair_command}
         )

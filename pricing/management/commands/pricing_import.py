@@ -5,6 +5,8 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from pricing.litellm import PriceMapError, litellm_price_map_parse
 from pricing.selectors import TIER_PRICE_FIELDS, PriceChange, price_changes_from_quotes
@@ -14,21 +16,21 @@ from pricing.services import price_changes_apply
 def _aware(value: str) -> datetime:
     moment = datetime.fromisoformat(value)
     if timezone.is_naive(moment):
-        raise CommandError("--effective-from needs a UTC offset, e.g. 2026-12-01T00:00:00+00:00")
+        raise CommandError(_("--effective-from needs a UTC offset, e.g. 2026-12-01T00:00:00+00:00"))
     return moment
 
 
 _SHORT = {
-    "input_price_per_million": "in",
-    "cached_input_price_per_million": "cached",
-    "cache_write_5m_price_per_million": "write 5m",
-    "cache_write_1h_price_per_million": "write 1h",
-    "input_audio_price_per_million": "audio in",
-    "output_price_per_million": "out",
-    "reasoning_price_per_million": "reasoning",
-    "output_audio_price_per_million": "audio out",
-    "output_image_price_per_million": "image out",
-    "price_per_call": "per call",
+    "input_price_per_million": gettext_lazy("in"),
+    "cached_input_price_per_million": gettext_lazy("cached"),
+    "cache_write_5m_price_per_million": gettext_lazy("write 5m"),
+    "cache_write_1h_price_per_million": gettext_lazy("write 1h"),
+    "input_audio_price_per_million": gettext_lazy("audio in"),
+    "output_price_per_million": gettext_lazy("out"),
+    "reasoning_price_per_million": gettext_lazy("reasoning"),
+    "output_audio_price_per_million": gettext_lazy("audio out"),
+    "output_image_price_per_million": gettext_lazy("image out"),
+    "price_per_call": gettext_lazy("per call"),
 }
 
 
@@ -45,25 +47,37 @@ def _prices(holder, names) -> str:
 
 
 def _tiers(tiers) -> str:
-    shown = [f"above {tier.above_prompt_tokens}: {_prices(tier, TIER_PRICE_FIELDS)}" for tier in tiers]
-    return "; ".join(shown) or "none"
+    shown = [
+        _("above %(tokens)s: %(prices)s")
+        % {"tokens": tier.above_prompt_tokens, "prices": _prices(tier, TIER_PRICE_FIELDS)}
+        for tier in tiers
+    ]
+    return "; ".join(shown) or _("none")
 
 
 def _describe(change: PriceChange) -> str:
     quote = change.quote
     if change.pricing is None:
         prices = _prices(quote, TIER_PRICE_FIELDS)
-        line = f"+ {quote.model_name} ({quote.provider}): new model, {prices} {quote.currency}/1M"
+        line = _("+ %(model)s (%(provider)s): new model, %(prices)s %(currency)s/1M") % {
+            "model": quote.model_name,
+            "provider": quote.provider,
+            "prices": prices,
+            "currency": quote.currency,
+        }
         if quote.price_per_call is not None:
-            line += f"; {_plain(quote.price_per_call)} {quote.currency} per call"
-        return line + (f"; tiers {_tiers(quote.tiers)}" if quote.tiers else "")
+            line += _("; %(fee)s %(currency)s per call") % {
+                "fee": _plain(quote.price_per_call),
+                "currency": quote.currency,
+            }
+        return line + (_("; tiers %(tiers)s") % {"tiers": _tiers(quote.tiers)} if quote.tiers else "")
     parts = [
         f"{field}: {_plain(getattr(change.pricing, field))} -> {_plain(getattr(quote, field))}"
         for field in change.changed_fields
         if field != "tiers"
     ]
     if "tiers" in change.changed_fields:
-        parts.append(f"tiers: now {_tiers(quote.tiers)}")
+        parts.append(_("tiers: now %(tiers)s") % {"tiers": _tiers(quote.tiers)})
     return f"~ {quote.model_name}: " + "; ".join(parts)
 
 
@@ -88,21 +102,29 @@ class Command(BaseCommand):
             raise CommandError(f"{file}: {error}") from error
         if report.dropped_fields or report.skipped_models:
             self.stdout.write(
-                f"{len(quotes)} model(s) with token prices. Not imported, prices aicost does not hold "
-                "(field: models publishing it):"
+                _(
+                    "%(count)s model(s) with token prices. Not imported, prices aicost does not hold "
+                    "(field: models publishing it):"
+                )
+                % {"count": len(quotes)}
             )
             for line in report.lines():
                 self.stdout.write(line)
         changes, other_currency = price_changes_from_quotes(quotes=quotes, include_new=add_new)
         for name in other_currency:
-            self.stderr.write(f"! {name}: priced in another currency than the map's USD; left as is.")
+            self.stderr.write(
+                _("! %(model)s: priced in another currency than the map's USD; left as is.") % {"model": name}
+            )
         for change in changes:
             self.stdout.write(_describe(change))
         if not changes:
-            self.stdout.write("No price differences.")
+            self.stdout.write(_("No price differences."))
             return
         if not apply:
-            self.stdout.write(f"Dry run: {len(changes)} change(s). Run again with --apply to put them in force.")
+            self.stdout.write(
+                _("Dry run: %(count)s change(s). Run again with --apply to put them in force.")
+                % {"count": len(changes)}
+            )
             return
         try:
             applied = price_changes_apply(
@@ -110,4 +132,6 @@ class Command(BaseCommand):
             )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from error
-        self.stdout.write(self.style.SUCCESS(f"Applied {applied} change(s) as new price versions."))
+        self.stdout.write(
+            self.style.SUCCESS(_("Applied %(count)s change(s) as new price versions.") % {"count": applied})
+        )

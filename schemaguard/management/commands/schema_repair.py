@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
+from django.utils.translation import gettext as _
 
 from schemaguard.services import RepairPlan, schema_repair_apply, schema_repair_plan, schema_repair_sql
 
@@ -18,27 +19,36 @@ class Command(BaseCommand):
 
     def handle(self, *args, apply: bool, database: str, **options):
         if database not in connections:
-            raise CommandError(f"No database '{database}' in DATABASES (configured: {', '.join(connections)}).")
+            raise CommandError(
+                _("No database '%(database)s' in DATABASES (configured: %(configured)s).")
+                % {"database": database, "configured": ", ".join(connections)}
+            )
         try:
             plan = schema_repair_plan(using=database)
             self._print_plan(plan, database)
         except DatabaseError as error:
-            raise CommandError(f"Cannot read the schema of database '{database}': {error}".strip()) from error
+            message = _("Cannot read the schema of database '%(database)s': %(error)s") % {
+                "database": database,
+                "error": error,
+            }
+            raise CommandError(message.strip()) from error
         if not plan.steps:
-            self.stdout.write("Nothing to repair." if not plan.refused else "Nothing schema_repair may do.")
+            self.stdout.write(_("Nothing to repair.") if not plan.refused else _("Nothing schema_repair may do."))
         elif not apply:
-            self.stdout.write(f"Dry run: {len(plan.steps)} step(s). Run with --apply to execute them.")
+            self.stdout.write(
+                _("Dry run: %(steps)s step(s). Run with --apply to execute them.") % {"steps": len(plan.steps)}
+            )
         else:
             return self._apply(plan, database)
         if plan.refused:
-            raise CommandError("Some findings need a person (see above); schema_repair leaves them alone.")
+            raise CommandError(_("Some findings need a person (see above); schema_repair leaves them alone."))
         return None
 
     def _print_plan(self, plan: RepairPlan, database: str) -> None:
         for reason in plan.refused:
-            self.stderr.write(f"needs a person: {reason}")
+            self.stderr.write(_("needs a person: %(reason)s") % {"reason": reason})
         for warning in plan.warnings:
-            self.stderr.write(f"warning (not a schema repair): {warning}")
+            self.stderr.write(_("warning (not a schema repair): %(warning)s") % {"warning": warning})
         if not plan.steps:
             return
         for description, _step in plan.steps:
@@ -50,13 +60,21 @@ class Command(BaseCommand):
         try:
             report = schema_repair_apply(plan=plan, using=database)
         except DatabaseError as error:
-            raise CommandError(f"Repair failed and was rolled back; nothing changed: {error}".strip()) from error
+            message = _("Repair failed and was rolled back; nothing changed: %(error)s") % {"error": error}
+            raise CommandError(message.strip()) from error
         for finding in report.warnings:
             self.stderr.write(
-                f"warning: {finding.id}: {finding.msg}" + (f"\n  HINT: {finding.hint}" if finding.hint else "")
+                _("warning: %(id)s: %(msg)s") % {"id": finding.id, "msg": finding.msg}
+                + ("\n  " + _("HINT: %(hint)s") % {"hint": finding.hint} if finding.hint else "")
             )
         if not report.healthy:
             for finding in report.errors:
-                self.stderr.write(f"still wrong: {finding.id}: {finding.msg}")
-            raise CommandError(f"Applied {len(plan.steps)} step(s), but the schema still differs (see above).")
-        self.stdout.write(self.style.SUCCESS(f"Repaired ({len(plan.steps)} step(s)); the schema matches the models."))
+                self.stderr.write(_("still wrong: %(id)s: %(msg)s") % {"id": finding.id, "msg": finding.msg})
+            raise CommandError(
+                _("Applied %(steps)s step(s), but the schema still differs (see above).") % {"steps": len(plan.steps)}
+            )
+        self.stdout.write(
+            self.style.SUCCESS(
+                _("Repaired (%(steps)s step(s)); the schema matches the models.") % {"steps": len(plan.steps)}
+            )
+        )

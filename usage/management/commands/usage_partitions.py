@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from usage.partitions import is_partitioned, partition_months
 from usage.services import usage_partitions_ensure_ahead
@@ -18,14 +19,17 @@ class Command(BaseCommand):
 
     def handle(self, *args, ahead: int | None, **options):
         if not is_partitioned(connection):
-            self.stdout.write("The usage log is not partitioned on this database; nothing to do.")
+            self.stdout.write(_("The usage log is not partitioned on this database; nothing to do."))
             return
         created = usage_partitions_ensure_ahead(now=timezone.now(), ahead=ahead)
         for month in created:
-            self.stdout.write(f"created partition for {month:%Y-%m}")
+            self.stdout.write(_("created partition for %(month)s") % {"month": f"{month:%Y-%m}"})
         months = partition_months(connection)
         self.stdout.write(
-            self.style.SUCCESS(f"{len(months)} partition(s), {months[0]:%Y-%m} to {months[-1]:%Y-%m}.")
+            self.style.SUCCESS(
+                _("%(count)s partition(s), %(first)s to %(last)s.")
+                % {"count": len(months), "first": f"{months[0]:%Y-%m}", "last": f"{months[-1]:%Y-%m}"}
+            )
             if months
-            else "No partitions."
+            else _("No partitions.")
         )

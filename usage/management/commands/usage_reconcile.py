@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from usage.checks import month_model_description
 from usage.consistency import calls_text, money
@@ -40,63 +41,79 @@ class Command(BaseCommand):
         self._counters(outcome)
         if outcome.refused:
             raise CommandError(
-                "Refusing --fix: the log and the rollups disagree (above), so the counters cannot be set from "
-                "both. Say which side is the truth: --from-rollups --fix (rows were lost: keep the rollups' "
-                "totals and record the lost rows) or --from-log --fix (the log is right: rebuild the rollups, "
-                "lower the counters). Nothing was changed."
+                _(
+                    "Refusing --fix: the log and the rollups disagree (above), so the counters cannot be set from "
+                    "both. Say which side is the truth: --from-rollups --fix (rows were lost: keep the rollups' "
+                    "totals and record the lost rows) or --from-log --fix (the log is right: rebuild the rollups, "
+                    "lower the counters). Nothing was changed."
+                )
             )
         if fix:
             self._fixed(outcome)
             return
         self._would(outcome)
         if not outcome.reading.disagreements and not outcome.differences:
-            self.stdout.write(self.style.SUCCESS("Counters equal the log, and the log agrees with its rollups."))
+            self.stdout.write(self.style.SUCCESS(_("Counters equal the log, and the log agrees with its rollups.")))
             return
         if source is None:
             advice = (
-                "choose --from-rollups --fix or --from-log --fix"
+                _("choose --from-rollups --fix or --from-log --fix")
                 if outcome.reading.disagreements
-                else "run with --fix to correct them"
+                else _("run with --fix to correct them")
             )
         else:
-            advice = f"run with --from-{source} --fix to apply this"
+            advice = _("run with --from-%(source)s --fix to apply this") % {"source": source}
         periods, counters = len(outcome.reading.disagreements), len(outcome.differences)
-        self.stderr.write(f"{periods} period(s) and {counters} counter(s) differ; {advice}.")
+        self.stderr.write(
+            _("%(periods)s period(s) and %(counters)s counter(s) differ; %(advice)s.")
+            % {"periods": periods, "counters": counters, "advice": advice}
+        )
         raise SystemExit(1)
 
     def _periods(self, outcome: ReconcileOutcome) -> None:
         reading = outcome.reading
         if reading.lost:
-            self.stdout.write("Rows lost: the log holds fewer calls than the rollups for")
+            self.stdout.write(_("Rows lost: the log holds fewer calls than the rollups for"))
             for entry in reading.lost:
                 self.stdout.write(f"  {month_model_description(entry, reading.currency(entry.model_name))}")
         if reading.extra:
-            self.stdout.write("Rows the rollups do not hold (added to the log outside the service?):")
+            self.stdout.write(_("Rows the rollups do not hold (added to the log outside the service?):"))
             for entry in reading.extra:
                 self.stdout.write(f"  {month_model_description(entry, reading.currency(entry.model_name))}")
 
     def _counters(self, outcome: ReconcileOutcome) -> None:
-        would = "" if outcome.fix else "would "
+        would = not outcome.fix
         for difference in outcome.differences:
-            line = (
-                f"{difference.model_name}.{difference.field}: counter {money(difference.stored)}, "
-                f"log {money(difference.from_log)}, rollups {money(difference.from_rollups)}"
-            )
+            line = _("%(model)s.%(field)s: counter %(stored)s, log %(log)s, rollups %(rollups)s") % {
+                "model": difference.model_name,
+                "field": difference.field,
+                "stored": money(difference.stored),
+                "log": money(difference.from_log),
+                "rollups": money(difference.from_rollups),
+            }
             if difference.target is not None and not outcome.refused:
-                line += f" -> {would}set {money(difference.target)}"
+                line += (_(" -> would set %(target)s") if would else _(" -> set %(target)s")) % {
+                    "target": money(difference.target)
+                }
             self.stdout.write(line)
         for difference in outcome.differences if not outcome.refused else []:
             if difference.lowered:
                 self.stdout.write(self.style.WARNING(self._lowered_line(difference, would)))
 
     @staticmethod
-    def _lowered_line(difference: CounterDifference, would: str) -> str:
-        line = (
-            f"LOWERED{' (would be)' if would else ''}: {difference.model_name}.{difference.field} "
-            f"{money(difference.stored)} -> {money(difference.target)}"
-        )
+    def _lowered_line(difference: CounterDifference, would: bool) -> str:
+        values = {
+            "model": difference.model_name,
+            "field": difference.field,
+            "stored": money(difference.stored),
+            "target": money(difference.target),
+        }
+        if would:
+            line = _("LOWERED (would be): %(model)s.%(field)s %(stored)s -> %(target)s") % values
+        else:
+            line = _("LOWERED: %(model)s.%(field)s %(stored)s -> %(target)s") % values
         if difference.field == "current_month_cost":
-            line += "; this month's budget use (the model's and the global budget's) falls with it"
+            line += _("; this month's budget use (the model's and the global budget's) falls with it")
         return line
 
     def _would(self, outcome: ReconcileOutcome) -> None:
@@ -104,28 +121,48 @@ class Command(BaseCommand):
             for entry in outcome.reading.lost:
                 missing = entry.gaps + entry.missing
                 self.stdout.write(
-                    f"would record lost rows: {entry.month:%Y-%m} {entry.model_name} {calls_text(missing.calls)}, "
-                    f"{money(missing.cost)} {outcome.reading.currency(entry.model_name)}"
+                    _("would record lost rows: %(month)s %(model)s %(calls)s, %(cost)s %(currency)s")
+                    % {
+                        "month": f"{entry.month:%Y-%m}",
+                        "model": entry.model_name,
+                        "calls": calls_text(missing.calls),
+                        "cost": money(missing.cost),
+                        "currency": outcome.reading.currency(entry.model_name),
+                    }
                 )
         elif outcome.source == FROM_LOG:
-            self.stdout.write("would rebuild the rollups from the log (months retention dropped keep theirs)")
+            self.stdout.write(_("would rebuild the rollups from the log (months retention dropped keep theirs)"))
 
     def _fixed(self, outcome: ReconcileOutcome) -> None:
         for gap in outcome.gaps_recorded:
             self.stdout.write(
-                f"recorded lost rows: {gap.month:%Y-%m} {gap.model_name} {calls_text(gap.calls)}, "
-                f"{money(gap.cost)} {outcome.reading.currency(gap.model_name)}"
+                _("recorded lost rows: %(month)s %(model)s %(calls)s, %(cost)s %(currency)s")
+                % {
+                    "month": f"{gap.month:%Y-%m}",
+                    "model": gap.model_name,
+                    "calls": calls_text(gap.calls),
+                    "cost": money(gap.cost),
+                    "currency": outcome.reading.currency(gap.model_name),
+                }
             )
         if outcome.rebuilt_rows is not None:
             self.stdout.write(
-                f"rebuilt the rollups from {outcome.rebuilt_rows:,} log rows; removed {outcome.gaps_removed} "
-                "recorded gap(s) of the rebuilt months"
+                _("rebuilt the rollups from %(rows)s log rows; removed %(gaps)s recorded gap(s) of the rebuilt months")
+                % {"rows": f"{outcome.rebuilt_rows:,}", "gaps": outcome.gaps_removed}
             )
         if outcome.reading.extra and outcome.source == FROM_ROLLUPS:
             self.stderr.write(
-                "The log still holds rows the rollups do not (above); --from-rollups leaves them uncounted. "
-                "Check them, then run --from-log --fix to count them."
+                _(
+                    "The log still holds rows the rollups do not (above); --from-rollups leaves them uncounted. "
+                    "Check them, then run --from-log --fix to count them."
+                )
             )
-        lowered = len(outcome.lowered)
-        summary = f"Fixed {len(outcome.differences)} counter(s)" + (f", {lowered} of them lowered." if lowered else ".")
-        self.stdout.write(self.style.SUCCESS(summary if outcome.changed else "Nothing to fix."))
+        lowered, fixed = len(outcome.lowered), len(outcome.differences)
+        if lowered:
+            summary = _("Fixed %(fixed)s counter(s), %(lowered)s of them lowered.") % {
+                "fixed": fixed,
+                "lowered": lowered,
+            }
+        else:
+            summary = _("Fixed %(fixed)s counter(s).") % {"fixed": fixed}
+        self.stdout.write(self.style.SUCCESS(summary if outcome.changed else _("Nothing to fix.")))

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from usage.partitions import is_partitioned
 from usage.services import usage_partition_retire, usage_retention_months
@@ -19,26 +20,30 @@ class Command(BaseCommand):
 
     def handle(self, *args, keep_months: int, apply: bool, **options):
         if keep_months < 1:
-            raise CommandError("--keep-months must be at least 1 (the current month is always kept).")
+            raise CommandError(_("--keep-months must be at least 1 (the current month is always kept)."))
         if not is_partitioned(connection):
-            raise CommandError("The usage log is not partitioned on this database (SQLite?): nothing to drop.")
+            raise CommandError(_("The usage log is not partitioned on this database (SQLite?): nothing to drop."))
         now = timezone.now()
         months = usage_retention_months(keep_months=keep_months, now=now)
         if not months:
-            self.stdout.write("Nothing older than the kept months.")
+            self.stdout.write(_("Nothing older than the kept months."))
             return
         if not apply:
             for month in months:
-                self.stdout.write(f"would drop {month:%Y-%m}")
-            self.stdout.write("Dry run: add --apply to drop them.")
+                self.stdout.write(_("would drop %(month)s") % {"month": f"{month:%Y-%m}"})
+            self.stdout.write(_("Dry run: add --apply to drop them."))
             return
         refused = 0
         for month in months:
             outcome = usage_partition_retire(month=month, now=now)
             if outcome.dropped:
-                self.stdout.write(f"dropped {month:%Y-%m} ({outcome.rows} rows)")
+                self.stdout.write(
+                    _("dropped %(month)s (%(rows)s rows)") % {"month": f"{month:%Y-%m}", "rows": outcome.rows}
+                )
             else:
                 refused += 1
-                self.stderr.write(f"kept {month:%Y-%m}: {outcome.reason}")
+                self.stderr.write(
+                    _("kept %(month)s: %(reason)s") % {"month": f"{month:%Y-%m}", "reason": outcome.reason}
+                )
         if refused:
             raise SystemExit(1)

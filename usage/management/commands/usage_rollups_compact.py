@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
 
 from usage.rollups import rollups_compact
 
@@ -22,6 +23,6 @@ class Command(BaseCommand):
     def handle(self, *args, lock_timeout_ms, **options):
         compacted = rollups_compact(lock_timeout_ms=lock_timeout_ms)
         if compacted is None:
-            self.stdout.write("Another compaction is running; it compacts the delta rows.")
+            self.stdout.write(_("Another compaction is running; it compacts the delta rows."))
         else:
-            self.stdout.write(self.style.SUCCESS(f"Compacted {compacted} delta rollup rows."))
+            self.stdout.write(self.style.SUCCESS(_("Compacted %(rows)s delta rollup rows.") % {"rows": compacted}))

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
 
 from usage.rollups import rollups_rebuild
 
@@ -11,4 +12,4 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         rows = rollups_rebuild()
-        self.stdout.write(self.style.SUCCESS(f"Rebuilt the rollups from {rows} usage rows."))
+        self.stdout.write(self.style.SUCCESS(_("Rebuilt the rollups from %(rows)s usage rows.") % {"rows": rows}))

@@ -2,6 +2,8 @@ import re
 from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from usage.consistency import (
     ConsistencyReading,
@@ -14,24 +16,26 @@ from usage.consistency import (
 
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 COLUMNS = (
-    ("month", 7),
-    ("model", 24),
-    ("log calls", 11),
-    ("rollups", 11),
-    ("retired", 9),
-    ("lost (rec.)", 11),
-    ("difference", 11),
-    ("log cost", 18),
-    ("rollups cost", 18),
-    ("difference cost", 18),
-    ("currency", 8),
+    (gettext_lazy("month"), 7),
+    (gettext_lazy("model"), 24),
+    (gettext_lazy("log calls"), 11),
+    (gettext_lazy("rollups"), 11),
+    (gettext_lazy("retired"), 9),
+    (gettext_lazy("lost (rec.)"), 11),
+    (gettext_lazy("difference"), 11),
+    (gettext_lazy("log cost"), 18),
+    (gettext_lazy("rollups cost"), 18),
+    (gettext_lazy("difference cost"), 18),
+    (gettext_lazy("currency"), 8),
 )
 
 
 def _month(value: str) -> date:
     match = MONTH.match(value)
     if not match or not 1 <= int(match[2]) <= 12:
-        raise CommandError(f"--month must be YYYY-MM (a UTC month, e.g. 2026-11), not {value!r}.")
+        raise CommandError(
+            _("--month must be YYYY-MM (a UTC month, e.g. 2026-11), not %(value)s.") % {"value": repr(value)}
+        )
     return date(int(match[1]), int(match[2]), 1)
 
 
@@ -59,11 +63,24 @@ class Command(BaseCommand):
         self._counters(reading)
         breaches = usage_rows_outside_version_span(month=only)
         for breach in breaches:
-            until = "in force" if breach.effective_to is None else f"to {breach.effective_to.isoformat()}"
+            if breach.effective_to is None:
+                until = _("in force")
+            else:
+                until = _("to %(end)s") % {"end": breach.effective_to.isoformat()}
             self.stderr.write(
-                f"{breach.model_name}: {calls_text(breach.calls)} from {breach.first.isoformat()} to "
-                f"{breach.last.isoformat()} point at price version {breach.price_version_id}, in force from "
-                f"{breach.effective_from.isoformat()} {until}, whose span excludes them."
+                _(
+                    "%(model)s: %(calls)s from %(first)s to %(last)s point at price version %(version)s, "
+                    "in force from %(start)s %(until)s, whose span excludes them."
+                )
+                % {
+                    "model": breach.model_name,
+                    "calls": calls_text(breach.calls),
+                    "first": breach.first.isoformat(),
+                    "last": breach.last.isoformat(),
+                    "version": breach.price_version_id,
+                    "start": breach.effective_from.isoformat(),
+                    "until": until,
+                }
             )
         self._summary(reading, only)
         if not reading.consistent or breaches:
@@ -71,7 +88,9 @@ class Command(BaseCommand):
 
     def _table(self, reading: ConsistencyReading, rows: list[MonthModel]) -> None:
         self.stdout.write(
-            "  ".join(f"{name:>{width}}" if n > 1 else f"{name:<{width}}" for n, (name, width) in enumerate(COLUMNS))
+            "  ".join(
+                f"{name!s:>{width}}" if n > 1 else f"{name!s:<{width}}" for n, (name, width) in enumerate(COLUMNS)
+            )
         )
         for entry in rows:
             self.stdout.write(self._row(entry, reading.currency(entry.model_name)))
@@ -99,25 +118,47 @@ class Command(BaseCommand):
     def _counters(self, reading: ConsistencyReading) -> None:
         shown = [c for c in reading.counters if c.stored != c.rollups or (c.log != c.rollups and reading.disagreements)]
         for counter in shown:
-            verdict = "differs from the rollups" if counter.stored != counter.rollups else "equals the rollups"
-            self.stdout.write(
-                f"counter {counter.model_name}.{counter.field} {money(counter.stored)} {verdict} "
-                f"({money(counter.rollups)}); from the log: {money(counter.log)}"
-            )
+            values = {
+                "model": counter.model_name,
+                "field": counter.field,
+                "stored": money(counter.stored),
+                "rollups": money(counter.rollups),
+                "log": money(counter.log),
+            }
+            if counter.stored != counter.rollups:
+                line = _(
+                    "counter %(model)s.%(field)s %(stored)s differs from the rollups (%(rollups)s); "
+                    "from the log: %(log)s"
+                )
+            else:
+                line = _(
+                    "counter %(model)s.%(field)s %(stored)s equals the rollups (%(rollups)s); from the log: %(log)s"
+                )
+            self.stdout.write(line % values)
 
     def _summary(self, reading: ConsistencyReading, only: date | None) -> None:
-        scope = f"{only:%Y-%m}" if only else f"{len({e.month for e in reading.months})} month(s)"
+        months = len({e.month for e in reading.months})
+        scope = f"{only:%Y-%m}" if only else _("%(months)s month(s)") % {"months": months}
         calls = sum(entry.rollups.calls for entry in reading.months)
         if reading.consistent:
-            counters = "" if only else f", and {len(reading.counters)} counters"
-            agree = f"The log, rollups, retired months and recorded gaps agree over {scope} ({calls:,} calls)"
-            self.stdout.write(self.style.SUCCESS(f"{agree}{counters}."))
+            values = {"scope": scope, "calls": f"{calls:,}", "counters": len(reading.counters)}
+            if only:
+                agree = _("The log, rollups, retired months and recorded gaps agree over %(scope)s (%(calls)s calls).")
+            else:
+                agree = _(
+                    "The log, rollups, retired months and recorded gaps agree over %(scope)s (%(calls)s calls), "
+                    "and %(counters)s counters."
+                )
+            self.stdout.write(self.style.SUCCESS(agree % values))
             return
         if not reading.checked_counters:
-            self.stdout.write("Counters not checked (they are all time; run without --month).")
+            self.stdout.write(_("Counters not checked (they are all time; run without --month)."))
         pairs, counters = len(reading.disagreements), len(reading.counter_drift)
         self.stderr.write(
-            f"{pairs} month/model pair(s) and {counters} counter(s) differ from the rollups over {scope}; "
-            "`python manage.py usage_reconcile` says what --fix would do. The difference column is "
-            "log - (rollups - retired - lost): negative where rows were lost, positive where rows were added."
+            _(
+                "%(pairs)s month/model pair(s) and %(counters)s counter(s) differ from the rollups over %(scope)s; "
+                "`python manage.py usage_reconcile` says what --fix would do. The difference column is "
+                "log - (rollups - retired - lost): negative where rows were lost, positive where rows were added."
+            )
+            % {"pairs": pairs, "counters": counters, "scope": scope}
         )

@@ -28,6 +28,7 @@ from django.utils.translation import gettext_noop
 from core.money import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS
 from pricing.models import ModelType
 from pricing.providers import provider_canonical
+from pricing.services import PriceTierInput
 
 LITELLM_CURRENCY = "USD"
 # A stored price per million: PRICE_DIGITS digits, PRICE_PLACES of them decimals.
@@ -75,21 +76,8 @@ class PriceMapError(ValueError):
     """The file is not a LiteLLM price map, or a price aicost cannot hold exactly (the message says where)."""
 
 
-@dataclass(frozen=True)
-class PriceTier:
-    """Prices of a call whose prompt_tokens > above_prompt_tokens (the whole call at these prices), with
-    the attributes pricing.services reads from a tier."""
-
-    above_prompt_tokens: int
-    input_price_per_million: Decimal
-    output_price_per_million: Decimal
-    cached_input_price_per_million: Decimal | None = None
-    cache_write_5m_price_per_million: Decimal | None = None
-    cache_write_1h_price_per_million: Decimal | None = None
-    input_audio_price_per_million: Decimal | None = None
-    reasoning_price_per_million: Decimal | None = None
-    output_audio_price_per_million: Decimal | None = None
-    output_image_price_per_million: Decimal | None = None
+# A tier as the price map gives it: what pricing.services takes.
+PriceTier = PriceTierInput
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,8 @@ def _budget_alerts(
                 ),
                 label=_stored_text(label) if alert_type == AlertType.GLOBAL_BUDGET else label,
                 used=used,
-                spent=status.spent,
-                budget=status.budget,
+                spent=money_display(status.spent),  # Shown: rounded once, as every figure a person reads.
+                budget=money_display(status.budget),
                 currency=status.currency,
                 start=status.period_start,
                 threshold=threshold.percent,
@@ -170,7 +170,7 @@ def _spend_spike_alerts(*, model_name: str, activity: ModelActivity, windows: Ac
                     "average (%(average)s); the %(threshold)s%% spike threshold is crossed."
                 ),
                 model=model_name,
-                cost=activity.cost_today,
+                cost=money_display(activity.cost_today),
                 ratio=ratio,
                 days=windows.trailing_days,
                 average=average,

@@ -261,6 +261,7 @@ def test_alert_messages_and_notifications_are_in_language_code():
     usage_record(model_name="deepseek-chat", prompt_tokens=10, completion_tokens=10, cost=Decimal("6"))
     english = BudgetAlert.objects.get(model_name="deepseek-chat", threshold_percent=50)
     assert "has used 60.00% of its monthly budget" in english.message
+    assert "(6.00000000 of 10.00000000 USD" in english.message  # Shown rounded once, not at 24 places.
 
 
 @pytest.mark.django_db

@@ -383,16 +383,20 @@ def _rows_insert(rows: list[UsageRow]) -> list[UsageRow]:
     return rows
 
 
-def _counter_deltas(*, logs: Sequence[UsageRow], now: datetime) -> dict[str, list]:
+def _counter_deltas(
+    *, logs: Sequence[UsageRow] | Sequence[UsageLog], now: datetime, sign: int = 1, into: dict | None = None
+) -> dict[str, list]:
+    """Per model: [calls, cost, cost in now's month] of the logs, each counted `sign` times (-1: taken
+    out), added to `into` when given."""
     month_from, month_to = month_bounds(now)
-    deltas: dict[str, list] = {}
+    deltas: dict[str, list] = {} if into is None else into
     for log in logs:
         delta = deltas.setdefault(log.model_name, [0, ZERO, ZERO])
-        delta[0] += 1
+        delta[0] += sign
         if log.cost is not None:
-            delta[1] += log.cost
+            delta[1] += sign * log.cost
             if month_from <= log.timestamp < month_to:
-                delta[2] += log.cost
+                delta[2] += sign * log.cost
     return deltas
 
 
@@ -895,19 +899,14 @@ def _as_record(log: UsageLog, model_name: str) -> CheckedRecord:
 
 def _counters_shift(*, removed: Sequence[UsageLog], added: Sequence[UsageLog], now: datetime) -> None:
     """Move the counters by exactly the difference between the calls as they were and as they are.
-    Locked in name order after the log rows, as batches and usage_reconcile lock them. The month's
-    cost moves only where the counter counts the current month; one that counts an earlier month
-    (no batch of that name this month) starts the current month at the difference."""
+    Locked in name order after the log rows, as batches and usage_reconcile lock them. Not the
+    batches' upsert: a difference may be negative, and PostgreSQL checks an upsert's proposed row
+    (the delta) against the counters' CHECK before it finds the conflict. The month's cost moves only
+    where the counter counts the current month; one that counts an earlier month starts the current
+    month at the difference."""
     this_month = month_start(now)
-    deltas: dict[str, list] = {}
-    for sign, logs in ((-1, removed), (1, added)):
-        for log in logs:
-            delta = deltas.setdefault(log.model_name, [0, ZERO, ZERO])
-            delta[0] += sign
-            if log.cost is not None:
-                delta[1] += sign * log.cost
-                if month_start(log.timestamp) == this_month:
-                    delta[2] += sign * log.cost
+    deltas = _counter_deltas(logs=removed, now=now, sign=-1)
+    _counter_deltas(logs=added, now=now, into=deltas)
     deltas = {name: delta for name, delta in deltas.items() if any(delta)}
     if not deltas:
         return

@@ -1006,10 +1006,10 @@ def _reprice_chunk(*, state: _RepriceState, chunk_size: int, apply: bool, now: d
         old_version = state.old_version_of(log) if state.old_version_of else log.price_version_id
         old_currency = state.currencies.get(old_version, state.currency)
         new_currency = state.currencies.get(version_id, state.currency)
-        day = state.days.setdefault(
-            (state.model_name, log.timestamp.astimezone(zone).date()),
-            RepriceDay(state.model_name, log.timestamp.astimezone(zone).date()),
-        )
+        local_day = log.timestamp.astimezone(zone).date()
+        day = state.days.get((state.model_name, local_day))
+        if day is None:
+            day = state.days[state.model_name, local_day] = RepriceDay(state.model_name, local_day)
         day.calls += 1
         _money_add(day.old, old_currency, log.cost)
         _money_add(day.new, new_currency, cost)

@@ -19,9 +19,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS, cost_exact
-from usage.usage_objects import UsageObjectInvalid, usage_object_tokens
+from usage.usage_objects import MAX_TOKENS, UsageObjectInvalid, usage_object_tokens, whole_number_checked
 
-MAX_TOKENS = 2_147_483_647  # The columns are PostgreSQL integers.
 MAX_USER_ID = MAX_TOKENS
 MAX_RESPONSE_SECONDS = 86_400
 MAX_NAME = 100  # model_name, decision_id, idempotency_key, purpose: varchar(100)
@@ -176,15 +175,10 @@ def _text(name: str, value, *, required: bool = False) -> str:
 
 
 def _whole_number(name: str, value, *, low: int, high: int) -> int:
-    if type(value) is not int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UsageRecordInvalid(name, _("A valid integer is required."))
-        value = int(value)
-    if value < low:
-        raise UsageRecordInvalid(name, _at_least().format(min_value=low), "min_value")
-    if value > high:
-        raise UsageRecordInvalid(name, _at_most().format(max_value=high), "max_value")
-    return value
+    try:
+        return whole_number_checked(name, value, low=low, high=high)
+    except UsageObjectInvalid as error:
+        raise UsageRecordInvalid(error.path, error.message, error.code) from None
 
 
 def _tokens(name: str, value) -> int:

@@ -35,6 +35,8 @@ of them is refused, so nothing a provider bills is dropped without a word:
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+from django.utils.translation import gettext as _
+
 MAX_TOKENS = 2_147_483_647  # The log's columns are PostgreSQL integers.
 SERVER_TOOLS_UNPRICED = (
     "Server tool requests are billed per request and aicost has no price for them, so the call would be "
@@ -122,16 +124,24 @@ class _Reader:
                 raise UsageObjectInvalid(f"{self.path}.{key}", f"Unknown field of {self.kind}.", "unknown")
 
 
-def tokens_checked(path: str, value) -> int:
+def whole_number_checked(path: str, value, *, low: int = 0, high: int = MAX_TOKENS) -> int:
+    """value as an int in [low, high], or UsageObjectInvalid in DRF's words (and msgids, so they are
+    translated as DRF's are). usage.records checks its own whole numbers with it too."""
     if type(value) is not int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UsageObjectInvalid(path, "A valid integer is required.")
+            raise UsageObjectInvalid(path, _("A valid integer is required."))
         value = int(value)
-    if value < 0:
-        raise UsageObjectInvalid(path, "Ensure this value is greater than or equal to 0.", "min_value")
-    if value > MAX_TOKENS:
-        raise UsageObjectInvalid(path, f"Ensure this value is less than or equal to {MAX_TOKENS}.", "max_value")
+    if value < low:
+        message = _("Ensure this value is greater than or equal to {min_value}.").format(min_value=low)
+        raise UsageObjectInvalid(path, message, "min_value")
+    if value > high:
+        message = _("Ensure this value is less than or equal to {max_value}.").format(max_value=high)
+        raise UsageObjectInvalid(path, message, "max_value")
     return value
+
+
+def tokens_checked(path: str, value) -> int:
+    return whole_number_checked(path, value)
 
 
 def _within(path: str, part: int, whole_path: str, whole: int) -> None:

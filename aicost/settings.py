@@ -185,6 +185,9 @@ SPECTACULAR_SETTINGS = {
 
 # aicost itself
 AICOST_CURRENCY = env.str("AICOST_CURRENCY", default="USD")
+# ISO 4217: every sum of money across models (totals, rollups, trend, budgets, alerts, export) is in
+# this currency, converted at ingestion at the exchange rate in force at each call's timestamp.
+AICOST_REPORTING_CURRENCY = env.str("AICOST_REPORTING_CURRENCY", default="USD")
 AICOST_MAX_BATCH_SIZE = env.int("AICOST_MAX_BATCH_SIZE", default=1000)
 # PostgreSQL: monthly partitions of the usage log kept ready beyond the current UTC month.
 AICOST_USAGE_PARTITIONS_AHEAD = env.int("AICOST_USAGE_PARTITIONS_AHEAD", default=3)

@@ -15,6 +15,11 @@ PRICE_DECIMAL_PLACES = 18
 # price (18 places) x tokens / 10^6: every cost of one call is a whole number of 10^-24.
 COST_DECIMAL_PLACES = PRICE_DECIMAL_PLACES + 6
 COST_MAX_DIGITS = 40
+# Exchange rates (pricing.ExchangeRate): units of the quote currency per unit of the base currency.
+# ECB reference rates have at most 6 significant digits; cross rates through EUR are rounded once,
+# half-even, to RATE_DECIMAL_PLACES when they are stored.
+RATE_MAX_DIGITS = 30
+RATE_DECIMAL_PLACES = 18
 
 # What reports, the APIs and the cost page show of a cost (as before exact storage): 8 places,
 # half to even, applied once, by money_display.
@@ -28,6 +33,7 @@ TOKENS_PER_PRICE_UNIT = Decimal(1_000_000)
 COST_QUANTUM = Decimal(1).scaleb(-COST_DECIMAL_PLACES)
 COST_DISPLAY_QUANTUM = Decimal(1).scaleb(-COST_DISPLAY_PLACES)
 PERCENT_QUANTUM = Decimal(1).scaleb(-PERCENT_DECIMAL_PLACES)
+RATE_QUANTUM = Decimal(1).scaleb(-RATE_DECIMAL_PLACES)
 ZERO = Decimal(0)
 
 # Python's default context keeps 28 significant digits: too few for a 40-digit cost. Money
@@ -60,6 +66,17 @@ def money_display(amount: Decimal) -> Decimal:
 def cost_exact(amount: Decimal) -> Decimal:
     """An exact cost at the stored scale (24 places); raises decimal.Inexact rather than round."""
     return amount.quantize(COST_QUANTUM, context=_EXACT)
+
+
+def cost_converted(cost: Decimal, rate: Decimal) -> Decimal:
+    """A cost in another currency: cost x rate, rounded half-even once to the stored scale (24
+    places; at most 5e-25 per call, far below what is ever shown)."""
+    return MONEY_CONTEXT.multiply(cost, rate).quantize(COST_QUANTUM, context=MONEY_CONTEXT)
+
+
+def rate_stored(rate: Decimal) -> Decimal:
+    """An exchange rate at the stored scale (18 places), rounded half-even (cross rates through EUR)."""
+    return rate.quantize(RATE_QUANTUM, context=MONEY_CONTEXT)
 
 
 def cost_from_float(value: float) -> Decimal:

@@ -7,6 +7,8 @@ from core.money import (
     COST_MAX_DIGITS,
     PRICE_DECIMAL_PLACES,
     PRICE_MAX_DIGITS,
+    RATE_DECIMAL_PLACES,
+    RATE_MAX_DIGITS,
 )
 
 
@@ -318,3 +320,59 @@ class ModelNamePattern(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.pattern}"
+
+
+class ExchangeRate(models.Model):
+    """How many units of quote_currency one unit of base_currency was worth over the half-open span
+    [effective_from, effective_to). A history, like price versions: rows are never edited once
+    stored; a new rate closes the pair's open one (pricing.services). Calls store their cost in the
+    reporting currency at the rate in force at their timestamp, with a reference to that row."""
+
+    base_currency = models.CharField(max_length=3, verbose_name=_("from currency"))
+    quote_currency = models.CharField(max_length=3, verbose_name=_("to currency"))
+    rate = models.DecimalField(
+        max_digits=RATE_MAX_DIGITS,
+        decimal_places=RATE_DECIMAL_PLACES,
+        help_text=_("Units of the to currency per unit of the from currency."),
+        verbose_name=_("rate"),
+    )
+    effective_from = models.DateTimeField(verbose_name=_("effective from"))
+    effective_to = models.DateTimeField(
+        null=True, blank=True, help_text=_("Empty: still in force."), verbose_name=_("effective to")
+    )
+    source = models.CharField(
+        max_length=200, blank=True, help_text=_("Where the rate came from."), verbose_name=_("source")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+
+    class Meta:
+        db_table = "ai_exchange_rate"
+        ordering = ["base_currency", "quote_currency", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["base_currency", "quote_currency", "effective_from"], name="ai_exchange_rate_unique_start"
+            ),
+            models.UniqueConstraint(
+                fields=["base_currency", "quote_currency"],
+                condition=models.Q(effective_to__isnull=True),
+                name="ai_exchange_rate_one_open",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(effective_to__isnull=True) | models.Q(effective_to__gt=models.F("effective_from")),
+                name="ai_exchange_rate_span_positive",
+            ),
+            models.CheckConstraint(condition=models.Q(rate__gt=0), name="ai_exchange_rate_positive"),
+            models.CheckConstraint(
+                condition=~models.Q(base_currency=models.F("quote_currency")), name="ai_exchange_rate_two_currencies"
+            ),
+        ]
+        verbose_name = _("exchange rate")
+        verbose_name_plural = _("exchange rates")
+
+    def __str__(self) -> str:
+        return gettext("%(base)s→%(quote)s %(rate)s from %(start)s") % {
+            "base": self.base_currency,
+            "quote": self.quote_currency,
+            "rate": self.rate.normalize() if self.rate is not None else "",
+            "start": f"{self.effective_from:%Y-%m-%d %H:%M}",
+        }

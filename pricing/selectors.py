@@ -6,14 +6,19 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 
+from core.money import cost_converted
 from pricing.matching import NameMatch, NameMatcher, name_matcher_cached
 from pricing.models import (
     PRICE_FIELDS,
     TOKEN_PRICE_FIELDS,
+    ExchangeRate,
     ModelNamePattern,
     ModelPriceTier,
     ModelPriceVersion,
@@ -329,3 +334,91 @@ def model_pricing_for_name(*, name: str) -> ModelPricing | None:
 def model_pricings_budgeted() -> list[ModelPricing]:
     """The models with a monthly budget, by name."""
     return list(ModelPricing.objects.filter(monthly_budget__isnull=False).order_by("model_name"))
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A cost in the reporting currency: `amount` None when no rate was in force (an unconverted
+    call); `rate` None when no rate was needed (the cost already is in the reporting currency)."""
+
+    amount: Decimal | None
+    rate: ExchangeRate | None
+
+
+@dataclass
+class RateBook:
+    """The rate histories into one quote currency (the reporting currency), for a set of base
+    currencies, loaded once (ingestion: once per batch)."""
+
+    quote_currency: str
+    _rates: dict[str, list[ExchangeRate]] = field(default_factory=dict)
+    _starts: dict[str, list[datetime]] = field(default_factory=dict)
+
+    def add_rate(self, rate: ExchangeRate) -> None:
+        self._rates.setdefault(rate.base_currency, []).append(rate)
+
+    def finish(self) -> "RateBook":
+        for base_currency, rates in self._rates.items():
+            rates.sort(key=lambda rate: rate.effective_from)
+            self._starts[base_currency] = [rate.effective_from for rate in rates]
+        return self
+
+    def rate_at(self, base_currency: str, at: datetime) -> ExchangeRate | None:
+        """The rate whose half-open span [effective_from, effective_to) contains `at`."""
+        starts = self._starts.get(base_currency)
+        if not starts:
+            return None
+        index = bisect_right(starts, at) - 1
+        if index < 0:
+            return None
+        rate = self._rates[base_currency][index]
+        if rate.effective_to is not None and at >= rate.effective_to:
+            return None
+        return rate
+
+    def convert(self, amount: Decimal, currency: str, at: datetime) -> Conversion:
+        """`amount` of `currency` at moment `at`, in the quote currency."""
+        if currency == self.quote_currency:
+            return Conversion(amount, None)
+        rate = self.rate_at(currency, at)
+        if rate is None:
+            return Conversion(None, None)
+        return Conversion(cost_converted(amount, rate.rate), rate)
+
+
+def reporting_currency() -> str:
+    """The currency every sum across models is in (AICOST_REPORTING_CURRENCY)."""
+    return settings.AICOST_REPORTING_CURRENCY
+
+
+def exchange_rate_book(
+    *,
+    base_currencies: Iterable[str],
+    quote_currency: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> RateBook:
+    """The rates from `base_currencies` into `quote_currency` (default: the reporting currency) in
+    force at some moment of [start, end) (None: unbounded), in one query."""
+    quote = quote_currency or reporting_currency()
+    book = RateBook(quote_currency=quote)
+    bases = sorted(set(base_currencies) - {quote})
+    if not bases:
+        return book.finish()
+    rates = ExchangeRate.objects.filter(base_currency__in=bases, quote_currency=quote)
+    if end is not None:
+        rates = rates.filter(effective_from__lt=end)
+    if start is not None:
+        rates = rates.filter(Q(effective_to__isnull=True) | Q(effective_to__gt=start))
+    for rate in rates:
+        book.add_rate(rate)
+    return book.finish()
+
+
+def rate_book_for_prices(book: PriceBook, *, start: datetime | None = None, end: datetime | None = None) -> RateBook:
+    """The rates into the reporting currency from every currency `book`'s models are priced in, in
+    force at some moment of [start, end); no query when they are all priced in the reporting currency."""
+    currencies = {pricing.currency for pricing in book.pricing_by_model.values()}
+    for model_name in book.pricing_by_model:
+        currencies.update(version.currency for version in book.versions(model_name))
+    return exchange_rate_book(base_currencies=currencies, start=start, end=end)

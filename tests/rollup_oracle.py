@@ -25,6 +25,8 @@ SHARE_OF_LOG: dict[str, Callable[[UsageLog], object]] = {
     "output_audio_tokens": lambda log: log.output_audio_tokens,
     "output_image_tokens": lambda log: log.output_image_tokens,
     "cost": lambda log: Decimal(0) if log.cost is None else log.cost,
+    "reporting_cost": lambda log: Decimal(0) if log.reporting_cost is None else log.reporting_cost,
+    "unconverted_calls": lambda log: int(log.unconverted),
     "response_time_sum": lambda log: 0.0 if log.response_time is None else log.response_time,
     "response_time_count": lambda log: int(log.response_time is not None),
 }

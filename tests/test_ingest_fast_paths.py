@@ -72,6 +72,7 @@ def _version(
         pk=pk,
         **_prices(prices),
         price_per_call=fee,
+        currency="USD",  # The reporting currency (settings): no exchange rate is read.
         enabled=enabled,
         is_free=is_free,
         effective_from=start,

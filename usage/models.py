@@ -88,6 +88,30 @@ class UsageLog(models.Model):
         help_text=_("The price the cost was computed from."),
         verbose_name=_("price version"),
     )
+    reporting_cost = models.DecimalField(
+        max_digits=COST_MAX_DIGITS,
+        decimal_places=COST_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+        help_text=_("The cost in the reporting currency, at the rate in force at the call's timestamp."),
+        verbose_name=_("reporting cost"),
+    )
+    exchange_rate = models.ForeignKey(
+        "pricing.ExchangeRate",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="+",
+        help_text=_("The rate the reporting cost was converted at (empty: no conversion was needed)."),
+        verbose_name=_("exchange rate"),
+    )
+    unconverted = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text=_("Priced, but no exchange rate into the reporting currency was in force at its timestamp."),
+        verbose_name=_("unconverted"),
+    )
     response_time = models.FloatField(null=True, blank=True, help_text=_("Seconds."), verbose_name=_("response time"))
     success = models.BooleanField(default=True, verbose_name=_("success"))
     error_message = models.TextField(blank=True, default="", verbose_name=_("error message"))

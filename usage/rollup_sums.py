@@ -162,6 +162,10 @@ ROLLUP_SUMS: tuple[RollupSum, ...] = (
     RollupSum("output_audio_tokens", COUNT, Total("output_audio_tokens")),
     RollupSum("output_image_tokens", COUNT, Total("output_image_tokens")),
     RollupSum("cost", MONEY, Total("cost", nullable=True)),
+    # Each call's cost in the reporting currency (AICOST_REPORTING_CURRENCY): the only money summed
+    # across models. Calls priced but with no rate in force are counted as unconverted_calls.
+    RollupSum("reporting_cost", MONEY, Total("reporting_cost", nullable=True)),
+    RollupSum("unconverted_calls", COUNT, Rows("unconverted", True)),
     RollupSum("response_time_sum", SECONDS, Total("response_time", nullable=True)),
     RollupSum("response_time_count", COUNT, Present("response_time")),
 )

@@ -9,7 +9,7 @@ are all written together, or none of them is (ingest.services adds budget evalua
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple, TypeVar
 
@@ -21,7 +21,14 @@ from django.utils import timezone
 from core.money import ZERO, cost_exact, cost_from_float
 from core.timeutils import month_bounds, month_start
 from pricing.models import ModelPriceVersion, ModelPricing
-from pricing.selectors import PriceBook, model_pricing_get, name_matcher_all, price_book_for_models
+from pricing.selectors import (
+    PriceBook,
+    RateBook,
+    model_pricing_get,
+    name_matcher_all,
+    price_book_for_models,
+    rate_book_for_prices,
+)
 from pricing.services import price_version_backdate
 from usage.consistency import (
     ConsistencyReading,
@@ -83,6 +90,9 @@ class UsageRow(NamedTuple):
     cost: Decimal | None
     cost_source: str
     price_version_id: int | None
+    reporting_cost: Decimal | None
+    exchange_rate_id: int | None
+    unconverted: bool
     response_time: float | None
     success: bool
     error_message: str
@@ -117,13 +127,16 @@ class _Span(NamedTuple):
 
 class _ModelPrices(NamedTuple):
     """One model's price history: its versions' starts and spans (each version says whether its
-    calls are priced, enabled, and free, is_free)."""
+    calls are priced, enabled, and free, is_free, and its currency), and the model's currency (of a
+    provider-reported cost at a moment no version covers)."""
 
     starts: list[datetime]
     spans: list[_Span]
+    currency: str
 
 
 _UNSEEN = object()
+_INSTANT = timedelta(microseconds=1)  # A half-open range's end just after its last moment.
 _FREE = cost_exact(ZERO)
 
 
@@ -131,8 +144,10 @@ class BatchPricer:
     """Prices a batch's calls from its price book: each model's history is prepared once per batch,
     and a call costs a lookup and a few integer operations (usage.costing.call_cost_at_rates)."""
 
-    def __init__(self, book: PriceBook):
+    def __init__(self, book: PriceBook, rates: RateBook | None = None):
         self._book = book
+        self._rates = rates if rates is not None else rate_book_for_prices(book)
+        self._reporting = self._rates.quote_currency
         self._models: dict[str, _ModelPrices | None] = {}  # By sent name.
         self._priced: dict[str | None, _ModelPrices | None] = {}  # By the model a name is priced as.
         self.counted_names: dict[str, str] = {}  # Sent name -> counted_name's answer.
@@ -154,7 +169,7 @@ class BatchPricer:
             prices = None
             if versions:
                 spans = [_Span(v.effective_to, v.pk, v, integer_rates(v)) for v in versions]
-                prices = _ModelPrices([version.effective_from for version in versions], spans)
+                prices = _ModelPrices([version.effective_from for version in versions], spans, pricing.currency)
             self._priced[model_name] = prices
         self._models[sent_name] = prices
         return prices
@@ -162,6 +177,24 @@ class BatchPricer:
     def price(self, record: CheckedRecord, timestamp: datetime) -> tuple[Decimal | None, str, int | None]:
         """(cost, cost_source, price_version_id) of one call at `timestamp`: what PriceBook.version_at
         and call_cost give (tests/test_ingest_fast_paths.py compares the two)."""
+        cost, source, version_id, _currency = self._price_at(record, timestamp)
+        return cost, source, version_id
+
+    def price_converted(self, record: CheckedRecord, timestamp: datetime) -> tuple:
+        """(cost, cost_source, price_version_id, reporting_cost, exchange_rate_id, unconverted): the
+        price, and the cost in the reporting currency at the rate in force at `timestamp`. No rate in
+        force: reporting_cost None and unconverted True, never a cost of 0."""
+        cost, source, version_id, currency = self._price_at(record, timestamp)
+        if cost is None:
+            return cost, source, version_id, None, None, False
+        if currency == self._reporting:
+            return cost, source, version_id, cost, None, False
+        conversion = self._rates.convert(cost, currency, timestamp)
+        if conversion.amount is None:
+            return cost, source, version_id, None, None, True
+        return cost, source, version_id, conversion.amount, conversion.rate.pk, False
+
+    def _price_at(self, record: CheckedRecord, timestamp: datetime) -> tuple[Decimal | None, str, int | None, str]:
         prices = self._models.get(record.model_name, _UNSEEN)
         if prices is _UNSEEN:
             prices = self._model(record.model_name)
@@ -172,31 +205,37 @@ class BatchPricer:
                 span = prices.spans[index]
                 if span.end is not None and timestamp >= span.end:
                     span = None
-        version_id = None if span is None else span.version_id
+        if span is None:
+            version_id = None
+            currency = settings.AICOST_CURRENCY if prices is None else prices.currency
+        else:
+            version_id, currency = span.version_id, span.version.currency
         if record.cost is not None:
-            return cost_exact(record.cost), CostSource.PROVIDER, version_id
+            return cost_exact(record.cost), CostSource.PROVIDER, version_id, currency
         if span is None or not span.version.enabled:  # Disabled at the call's moment.
-            return None, CostSource.UNPRICED, version_id
+            return None, CostSource.UNPRICED, version_id, currency
         if span.version.is_free:  # Free at the call's moment: costs nothing, and says which version.
-            return _FREE, CostSource.COMPUTED, version_id
+            return _FREE, CostSource.COMPUTED, version_id, currency
         if span.rates is None:
             cost = call_cost(version=span.version, tokens=record)
         else:
             cost = call_cost_at_rates(span.rates, record)
-        return cost, CostSource.COMPUTED, version_id
+        return cost, CostSource.COMPUTED, version_id, currency
 
 
 def _rows_priced(
     records: Sequence[CheckedRecord], log_ids: Sequence[int | None], book: PriceBook, now: datetime
 ) -> list[UsageRow]:
     """The batch's rows as stored: each record with its id, its moment (now when it gave none) and its price."""
-    pricer = BatchPricer(book)
-    price, counted_name, counted = pricer.price, pricer.counted_name, pricer.counted_names.get
+    moments = [record.timestamp or now for record in records]
+    rates = rate_book_for_prices(book, start=min(moments), end=max(moments) + _INSTANT) if moments else None
+    pricer = BatchPricer(book, rates)
+    price, counted_name, counted = pricer.price_converted, pricer.counted_name, pricer.counted_names.get
     rows = []
     append = rows.append
     for record, log_id in zip(records, log_ids, strict=True):
         timestamp = record.timestamp or now
-        cost, source, version_id = price(record, timestamp)
+        cost, source, version_id, reporting_cost, rate_id, unconverted = price(record, timestamp)
         fields = (
             log_id,
             counted(record.model_name) or counted_name(record.model_name),  # A dict hit after each name's first.
@@ -214,6 +253,9 @@ def _rows_priced(
             cost,
             source,
             version_id,
+            reporting_cost,
+            rate_id,
+            unconverted,
             record.response_time,
             record.success,
             record.error_message,

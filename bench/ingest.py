@@ -1,6 +1,6 @@
 """Ingest throughput on PostgreSQL, batches of 1000 records.
 
-    .venv/bin/python -m bench.ingest [--batches 100] [--spread 60] [--pricing rich]
+    .venv/bin/python -m bench.ingest [--batches 100] [--spread 60] [--pricing rich] [--currencies mixed]
 
 Starts its own throwaway PostgreSQL 15 (durable: fsync on, as in production) unless DATABASE_URL
 is set, migrates, and prints records/s for:
@@ -20,6 +20,10 @@ the rows) is timed too. With
 `--pricing rich` every model has every token price, a long-context tier, an alias, a gateway prefix
 and a regular expression for dated snapshots; calls arrive under all four kinds of name, carry
 every token kind, and one in ten has a prompt above the tier's threshold.
+
+Conversion into the reporting currency (USD; the rate book's query and each call's conversion,
+inside the batch) is timed as well. With `--currencies mixed` half the models are priced in CNY,
+with a CNY→USD rate for every day the calls span, so half the calls are converted.
 """
 
 import argparse
@@ -76,6 +80,32 @@ def _rich_prices() -> None:
         )
 
 
+CNY_MODELS = MODELS[::2]
+
+
+def _cny_prices(start: datetime, spread: float) -> None:
+    """Half the models priced in CNY, and a CNY→USD rate for each day from 40 days before `start`."""
+    from decimal import Decimal
+
+    from pricing.models import ExchangeRate, ModelPriceVersion, ModelPricing
+
+    ModelPricing.objects.filter(model_name__in=CNY_MODELS).update(currency="CNY")
+    ModelPriceVersion.objects.filter(pricing__model_name__in=CNY_MODELS).update(currency="CNY")
+    first = start - timedelta(days=40)
+    days = 41 + math.ceil(spread / 86_400)
+    ExchangeRate.objects.bulk_create(
+        ExchangeRate(
+            base_currency="CNY",
+            quote_currency="USD",
+            rate=Decimal("0.1380") + Decimal(day % 7) / 10_000,
+            effective_from=first + timedelta(days=day),
+            effective_to=None if day == days - 1 else first + timedelta(days=day + 1),
+            source="bench.ingest --currencies mixed",
+        )
+        for day in range(days)
+    )
+
+
 def _rich_name(rng: random.Random, name: str) -> str:
     return rng.choice(
         [name, f"{name}-latest", f"gw/{name}/eu", f"{name}-2026-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}"]
@@ -127,7 +157,7 @@ def _rate(seconds: list[float], extra: float = 0.0) -> str:
     return f"{BATCH * len(seconds) / (sum(seconds) + extra):>9,.0f} records/s  (median batch {median_ms:.1f} ms)"
 
 
-def _bench(batches: int, spread: float, rich: bool) -> None:
+def _bench(batches: int, spread: float, rich: bool, mixed: bool) -> None:
     from bench.django_setup import django_setup_for_bench
 
     django_setup_for_bench()
@@ -146,10 +176,12 @@ def _bench(batches: int, spread: float, rich: bool) -> None:
     call_command("migrate", verbosity=0)
     if rich:
         _rich_prices()
-    compact_every = settings.AICOST_ROLLUP_COMPACT_SECONDS
-    settings.AICOST_ROLLUP_COMPACT_SECONDS = math.inf  # No thread: compactions are timed below.
     rng = random.Random(42)
     start = datetime(2026, 11, 1, tzinfo=UTC)
+    if mixed:
+        _cny_prices(start, spread)
+    compact_every = settings.AICOST_ROLLUP_COMPACT_SECONDS
+    settings.AICOST_ROLLUP_COMPACT_SECONDS = math.inf  # No thread: compactions are timed below.
 
     def as_inputs(raw: list[dict]) -> list:
         serializer = UsageRecordSerializer(data=raw, many=True)
@@ -178,8 +210,16 @@ def _bench(batches: int, spread: float, rich: bool) -> None:
         compacted_rows += rollups.rollups_compact() or 0
         compact_times.append(time.perf_counter() - began)
 
-    pricing_seconds = 0.0
+    pricing_seconds = conversion_seconds = 0.0
     original_book, original_pricer = services.price_book_for_models, services.BatchPricer
+    original_rate_book = services.rate_book_for_prices
+
+    def timed_rate_book(*args, **kwargs):
+        nonlocal conversion_seconds
+        began = time.perf_counter()
+        book = original_rate_book(*args, **kwargs)
+        conversion_seconds += time.perf_counter() - began
+        return book
 
     def timed_book(**kwargs):
         nonlocal pricing_seconds
@@ -189,15 +229,27 @@ def _bench(batches: int, spread: float, rich: bool) -> None:
         return book
 
     class TimedPricer(original_pricer):
-        def price(self, record, timestamp):
+        """Times each call's price (_price_at) and, apart, the rest of price_converted: its conversion."""
+
+        def price_converted(self, record, timestamp):
+            nonlocal conversion_seconds
+            began = time.perf_counter()
+            self.price_seconds = 0.0
+            converted = super().price_converted(record, timestamp)
+            conversion_seconds += time.perf_counter() - began - self.price_seconds
+            return converted
+
+        def _price_at(self, record, timestamp):
             nonlocal pricing_seconds
             began = time.perf_counter()
-            priced = super().price(record, timestamp)
-            pricing_seconds += time.perf_counter() - began
+            priced = super()._price_at(record, timestamp)
+            self.price_seconds = time.perf_counter() - began
+            pricing_seconds += self.price_seconds
             return priced
 
     services.rollups_apply_logs = timed_apply
     services.price_book_for_models, services.BatchPricer = timed_book, TimedPricer
+    services.rate_book_for_prices = timed_rate_book
     service_times = []
     since_compaction = 0.0
     for _ in range(batches):
@@ -211,6 +263,7 @@ def _bench(batches: int, spread: float, rich: bool) -> None:
             since_compaction = 0.0
     services.rollups_apply_logs = original_apply
     services.price_book_for_models, services.BatchPricer = original_book, original_pricer
+    services.rate_book_for_prices = original_rate_book
     timed_compaction()  # What the last batches left.
     compact_seconds = sum(compact_times)
 
@@ -253,7 +306,8 @@ def _bench(batches: int, spread: float, rich: bool) -> None:
     pricing = "rich (every token kind and price, tiers, aliases, prefixes, expressions)" if rich else "plain"
     print(
         f"PostgreSQL ingest, {batches} batches of {BATCH} records each spread over {spread:g} s, "
-        f"{os.cpu_count()} cores, pricing {pricing}"
+        f"{os.cpu_count()} cores, pricing {pricing}, "
+        + (f"{len(CNY_MODELS)} of {len(MODELS)} models in CNY (converted to USD)" if mixed else "every model in USD")
     )
     print(f"  service  usage_ingest      {_rate(service_times, extra=compact_seconds)}  (compactions included)")
     print(f"  api      POST /api/v1/usage/ {_rate(api_times)}")
@@ -279,6 +333,11 @@ def _bench(batches: int, spread: float, rich: bool) -> None:
         f"batch, {1e6 * pricing_seconds / records:.2f} us per record, "
         f"{100 * pricing_seconds / total:.1f}% of service time"
     )
+    print(
+        f"  conversion (rate book and each call's conversion, in the batch): {1000 * conversion_seconds / batches:.2f} "
+        f"ms per batch, {1e6 * conversion_seconds / records:.2f} us per record, "
+        f"{100 * conversion_seconds / total:.1f}% of service time"
+    )
 
 
 def main() -> int:
@@ -294,11 +353,14 @@ def main() -> int:
     parser.add_argument(
         "--pricing", choices=["plain", "rich"], default="plain", help="rich: every token kind, tiers, other names"
     )
+    parser.add_argument(
+        "--currencies", choices=["usd", "mixed"], default="usd", help="mixed: half the models priced in CNY"
+    )
     args = parser.parse_args()
     status = rerun_without_database("bench.ingest", durable=True)
     if status is not None:
         return status
-    _bench(args.batches, args.spread, args.pricing == "rich")
+    _bench(args.batches, args.spread, args.pricing == "rich", args.currencies == "mixed")
     return 0
 
 

@@ -9,13 +9,16 @@ from alerts.services import budget_alerts_evaluate
 from usage.models import UsageLog
 from usage.records import UsageRecordInput, UsageRecordInvalid
 from usage.services import (
+    CONVERT_CHUNK,
     REPRICE_CHUNK,
+    ConvertOutcome,
     IngestResult,
     PreparedBatch,
     RepriceOutcome,
     usage_batch_prepare,
     usage_batch_run,
     usage_batch_store,
+    usage_convert,
     usage_reprice,
     usage_rows_as_logs,
 )
@@ -78,3 +81,11 @@ def usage_reprice_evaluated(
         chunk_size=chunk_size,
         stop_after=stop_after,
     )
+
+
+def usage_convert_evaluated(
+    *, since: datetime, until: datetime | None = None, apply: bool = False, chunk_size: int = CONVERT_CHUNK
+) -> ConvertOutcome:
+    """usage.services.usage_convert with the budgets of the models whose figures changed evaluated in
+    each of its transactions, as ingestion evaluates a batch's."""
+    return usage_convert(since=since, until=until, apply=apply, after_chunk=_budgets_evaluated, chunk_size=chunk_size)

@@ -383,8 +383,8 @@ def test_a_missing_check_constraint_is_named_and_repaired_on_every_partition():
 def _insert_negative_cost() -> None:
     _sql(
         'INSERT INTO ai_model_usage_log ("timestamp", model_name, decision_id, prompt_tokens, completion_tokens, '
-        "cached_tokens, reasoning_tokens, cost, cost_source, success, error_message, purpose) "
-        "VALUES (now(), 'gpt-4o', '', 1, 1, 0, 0, -5, 'provider', true, '', '')"
+        "cached_tokens, reasoning_tokens, cost, unconverted, cost_source, success, error_message, purpose) "
+        "VALUES (now(), 'gpt-4o', '', 1, 1, 0, 0, -5, true, 'provider', true, '', '')"
     )
     _sql("SET CONSTRAINTS ALL IMMEDIATE")  # Its deferred checks now: the log cannot be altered meanwhile.
 

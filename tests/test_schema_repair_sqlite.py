@@ -287,8 +287,8 @@ def test_a_repair_that_fails_rolls_back_every_step_and_says_so(demo_database, tm
 
 LOG_ROW = (
     "INSERT INTO ai_model_usage_log (model_name, decision_id, prompt_tokens, completion_tokens, cached_tokens, "
-    "reasoning_tokens, cost, cost_source, success, error_message, purpose, timestamp) "
-    "VALUES ('gpt-4o', '', ?, 1, 0, 0, ?, 'provider', 1, '', '', '2026-11-01 10:00:00')"
+    "reasoning_tokens, cost, unconverted, cost_source, success, error_message, purpose, timestamp) "
+    "VALUES ('gpt-4o', '', :tokens, 1, 0, 0, :cost, :cost IS NOT NULL, 'provider', 1, '', '', '2026-11-01 10:00:00')"
 )
 
 
@@ -299,8 +299,8 @@ def test_the_sqlite_log_refuses_negative_tokens_and_costs(demo_database, tmp_pat
         for tokens, cost, constraint in [(-1, "0.1", "prompt_tokens_check"), (5, "-0.5", "cost_check")]:
             refused = f"CHECK constraint failed: ai_model_usage_log_{constraint}"
             with pytest.raises(sqlite3.IntegrityError, match=refused):
-                conn.execute(LOG_ROW, [tokens, cost])
-        conn.execute(LOG_ROW, [5, None])  # An unpriced call: no cost is fine.
+                conn.execute(LOG_ROW, {"tokens": tokens, "cost": cost})
+        conn.execute(LOG_ROW, {"tokens": 5, "cost": None})  # An unpriced call: no cost is fine.
 
 
 def test_repair_refuses_a_check_constraint_that_rows_break(demo_database, tmp_path):
@@ -308,7 +308,7 @@ def test_repair_refuses_a_check_constraint_that_rows_break(demo_database, tmp_pa
     shutil.copy(demo_database, db)
     with sqlite3.connect(db) as conn:
         _rebuild(conn, "ai_model_usage_log", remove=COST_CHECK)
-        conn.execute(LOG_ROW, [5, "-0.5"])
+        conn.execute(LOG_ROW, {"tokens": 5, "cost": "-0.5"})
     layout, rows = _layout(db), _rows(db, _columns(db))
     for args in (("schema_repair",), ("schema_repair", "--apply")):
         result = _manage(db, *args)

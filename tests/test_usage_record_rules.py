@@ -365,8 +365,11 @@ NEW_KINDS = ("cache_write_5m_tokens", "cache_write_1h_tokens", "input_audio_toke
 NEW_KINDS += ("output_image_tokens",)
 
 
-def _raw_insert(**values) -> None:
-    """A row as raw SQL writes it; the newer token kinds only when given (the columns default to 0)."""
+def _raw_insert(*, before_conversion: bool = False, **values) -> None:
+    """A row as raw SQL writes it; the newer token kinds only when given (the columns default to 0),
+    and its cost in the reporting currency (gpt-4o's, USD: the same) unless the log predates it."""
+    if not before_conversion:
+        values.setdefault("reporting_cost", values.get("cost", Decimal("0.1")))
     row = {
         "prompt_tokens": 10,
         "completion_tokens": 10,
@@ -376,7 +379,7 @@ def _raw_insert(**values) -> None:
         "response_time": 1.0,
         **values,
     }
-    kinds = [name for name in NEW_KINDS if name in values]
+    kinds = [name for name in (*NEW_KINDS, "reporting_cost") if name in values]
     columns = ", ".join([LOG_COLUMNS, *kinds])
     placeholders = "".join(", %s" for _ in kinds)
     with connection.cursor() as cursor:
@@ -516,8 +519,8 @@ def test_the_check_migration_names_old_rows_that_break_the_rules_and_stops():
 
     usage_record(model_name="gpt-4o", prompt_tokens=10)
     MigrationExecutor(connection).migrate([("usage", "0008_usage_log_gap")])
-    _raw_insert(cost=Decimal("-1"))  # What a Python caller could store before the rules moved.
-    _raw_insert(cached_tokens=50)
+    _raw_insert(cost=Decimal("-1"), before_conversion=True)  # What a Python caller could store before the rules moved.
+    _raw_insert(cached_tokens=50, before_conversion=True)
     with pytest.raises(CommandError) as stopped:
         MigrationExecutor(connection).migrate([("usage", "0009_usage_log_checks")])
     assert "1 row(s) with a negative cost" in str(stopped.value)

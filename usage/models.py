@@ -147,6 +147,17 @@ class UsageLog(models.Model):
                 condition=models.Q(response_time__isnull=True) | models.Q(response_time__gte=0),
                 name="ai_model_usage_log_response_time_check",
             ),
+            # Priced calls carry their reporting-currency cost, or are unconverted (no rate in force).
+            models.CheckConstraint(
+                condition=models.Q(cost__isnull=True, reporting_cost__isnull=True, unconverted=False)
+                | models.Q(cost__isnull=False, reporting_cost__isnull=False, unconverted=False)
+                | models.Q(cost__isnull=False, reporting_cost__isnull=True, unconverted=True),
+                name="ai_model_usage_log_conversion_consistent",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reporting_cost__isnull=True) | models.Q(reporting_cost__gte=0),
+                name="ai_model_usage_log_reporting_cost_check",
+            ),
             models.CheckConstraint(
                 condition=models.Q(cached_tokens__lte=models.F("prompt_tokens")),
                 name="ai_model_usage_log_cached_within_prompt",

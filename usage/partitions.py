@@ -60,6 +60,11 @@ CREATE TABLE {LOG_TABLE} (
     CONSTRAINT {LOG_TABLE}_output_image_tokens_check CHECK (output_image_tokens >= 0),
     CONSTRAINT {LOG_TABLE}_cost_check CHECK (cost IS NULL OR cost >= 0),
     CONSTRAINT {LOG_TABLE}_response_time_check CHECK (response_time IS NULL OR response_time >= 0),
+    CONSTRAINT {LOG_TABLE}_conversion_consistent CHECK (
+        (cost IS NULL AND reporting_cost IS NULL AND NOT unconverted)
+        OR (cost IS NOT NULL AND reporting_cost IS NOT NULL AND NOT unconverted)
+        OR (cost IS NOT NULL AND reporting_cost IS NULL AND unconverted)),
+    CONSTRAINT {LOG_TABLE}_reporting_cost_check CHECK (reporting_cost IS NULL OR reporting_cost >= 0),
     CONSTRAINT {LOG_TABLE}_cached_within_prompt CHECK (cached_tokens <= prompt_tokens),
     CONSTRAINT {LOG_TABLE}_reasoning_within_completion CHECK (reasoning_tokens <= completion_tokens),
     CONSTRAINT {LOG_TABLE}_input_parts_within_prompt CHECK (

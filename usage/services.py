@@ -24,6 +24,8 @@ from pricing.models import ModelPriceVersion, ModelPricing
 from pricing.selectors import (
     PriceBook,
     RateBook,
+    exchange_rate_book,
+    model_currencies,
     model_pricing_get,
     name_matcher_all,
     price_book_for_models,
@@ -969,43 +971,50 @@ def _counters_shift(*, removed: Sequence[UsageLog], added: Sequence[UsageLog], n
         counter.save()
 
 
-_REPRICED_SQL = f"""
-UPDATE {LOG_TABLE} AS l SET model_name = v.model_name, cost = v.cost, cost_source = v.cost_source,
-    price_version_id = v.version_id
-FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::numeric[], %s::text[], %s::bigint[])
-    AS v(id, ts, model_name, cost, cost_source, version_id)
-WHERE l.id = v.id AND l."timestamp" = v.ts
-"""  # noqa: S608 -- the table name is the module's constant
+# The columns repricing and conversion rewrite, with their PostgreSQL array types.
+_REWRITTEN_COLUMNS = (
+    ("model_name", "text"),
+    ("cost", "numeric"),
+    ("cost_source", "text"),
+    ("price_version_id", "bigint"),
+    ("reporting_cost", "numeric"),
+    ("exchange_rate_id", "bigint"),
+    ("unconverted", "boolean"),
+)
+_REWRITTEN_SQL = (
+    f"UPDATE {LOG_TABLE} AS l SET "  # noqa: S608 -- the table and column names are the module's constants
+    + ", ".join(f"{column} = v.{column}" for column, _type in _REWRITTEN_COLUMNS)
+    + " FROM unnest(%s::bigint[], %s::timestamptz[], "
+    + ", ".join(f"%s::{sql_type}[]" for _column, sql_type in _REWRITTEN_COLUMNS)
+    + ") AS v(id, ts, "
+    + ", ".join(column for column, _type in _REWRITTEN_COLUMNS)
+    + ') WHERE l.id = v.id AND l."timestamp" = v.ts'
+)
 
 
-def _logs_repriced_write(logs: Sequence[UsageLog]) -> None:
-    """Write the repriced columns of the logs. PostgreSQL: one statement (each row found by id and
-    timestamp, so in its partition only); SQLite: one statement per row."""
+def _logs_rewritten(logs: Sequence[UsageLog]) -> None:
+    """Write the priced and converted columns of the logs (repricing, conversion). PostgreSQL: one
+    statement (each row found by id and timestamp, so in its partition only); SQLite: one per row."""
+    attnames = [UsageLog._meta.get_field(column.removesuffix("_id")).attname for column, _type in _REWRITTEN_COLUMNS]
     if connection.vendor == "postgresql":
-        columns = ([], [], [], [], [], [])
-        for log in logs:
-            for values, value in zip(
-                columns,
-                (log.pk, log.timestamp, log.model_name, log.cost, log.cost_source, log.price_version_id),
-                strict=True,
-            ):
-                values.append(value)
+        arrays = [[log.pk for log in logs], [log.timestamp for log in logs]]
+        arrays += [[getattr(log, attname) for log in logs] for attname in attnames]
         with connection.cursor() as cursor:
-            cursor.execute(_REPRICED_SQL, list(columns))
+            cursor.execute(_REWRITTEN_SQL, arrays)
         return
-    cost_field = UsageLog._meta.get_field("cost")
+    fields = [UsageLog._meta.get_field(column.removesuffix("_id")) for column, _type in _REWRITTEN_COLUMNS]
+    assignments = ", ".join(f"{column} = %s" for column, _type in _REWRITTEN_COLUMNS)
     with connection.cursor() as cursor:
         cursor.executemany(
-            f"UPDATE {LOG_TABLE} SET model_name = %s, cost = %s, cost_source = %s, price_version_id = %s "  # noqa: S608
-            "WHERE id = %s",
+            f"UPDATE {LOG_TABLE} SET {assignments} WHERE id = %s",  # noqa: S608
             [
-                (
-                    log.model_name,
-                    cost_field.get_db_prep_save(log.cost, connection),
-                    log.cost_source,
-                    log.price_version_id,
+                [
+                    *(
+                        field.get_db_prep_save(getattr(log, attname), connection)
+                        for field, attname in zip(fields, attnames, strict=True)
+                    ),
                     log.pk,
-                )
+                ]
                 for log in logs
             ],
         )
@@ -1036,7 +1045,9 @@ def _reprice_chunk(*, state: _RepriceState, chunk_size: int, apply: bool, now: d
     logs = list(queryset[:chunk_size])
     if not logs:
         return 0, set()
-    pricer = BatchPricer(price_book_for_models(model_names=[state.model_name]))
+    book = price_book_for_models(model_names=[state.model_name])
+    # The chunk is in timestamp order: the rates in force over its span.
+    pricer = BatchPricer(book, rate_book_for_prices(book, start=logs[0].timestamp, end=logs[-1].timestamp + _INSTANT))
     removed: list[UsageLog] = []
     added: list[UsageLog] = []
     history: list[UsageRepriceChange] = []
@@ -1044,7 +1055,9 @@ def _reprice_chunk(*, state: _RepriceState, chunk_size: int, apply: bool, now: d
     delta = {currency: Decimal(amount) for currency, amount in run.delta.items()}
     zone = timezone.get_current_timezone()
     for log in logs:
-        cost, source, version_id = pricer.price(_as_record(log, state.model_name), log.timestamp)
+        cost, source, version_id, reporting_cost, rate_id, unconverted = pricer.price_converted(
+            _as_record(log, state.model_name), log.timestamp
+        )
         old_version = state.old_version_of(log) if state.old_version_of else log.price_version_id
         old_currency = state.currencies.get(old_version, state.currency)
         new_currency = state.currencies.get(version_id, state.currency)
@@ -1060,6 +1073,9 @@ def _reprice_chunk(*, state: _RepriceState, chunk_size: int, apply: bool, now: d
             or log.cost_source != source
             or old_version != version_id
             or log.model_name != state.model_name
+            or not _same_cost(log.reporting_cost, reporting_cost)
+            or log.exchange_rate_id != rate_id
+            or log.unconverted != unconverted
         )
         if version_id is not None:
             versions.add(version_id)
@@ -1086,6 +1102,7 @@ def _reprice_chunk(*, state: _RepriceState, chunk_size: int, apply: bool, now: d
             )
         )
         log.model_name, log.cost, log.cost_source, log.price_version_id = state.model_name, cost, source, version_id
+        log.reporting_cost, log.exchange_rate_id, log.unconverted = reporting_cost, rate_id, unconverted
         removed.append(before)
         added.append(log)
     last = logs[-1]
@@ -1097,7 +1114,7 @@ def _reprice_chunk(*, state: _RepriceState, chunk_size: int, apply: bool, now: d
     if not apply:
         return len(logs), set()
     if added:
-        _logs_repriced_write(added)
+        _logs_rewritten(added)
         UsageRepriceChange.objects.bulk_create(history, batch_size=500)
         _counters_shift(removed=removed, added=added, now=now)
         rollups_apply_changes(removed=removed, added=added)
@@ -1295,3 +1312,117 @@ def _reprice_backdated(
         run.status, run.cursor_timestamp, run.cursor_id = RepriceStatus.DRY_RUN, None, None
         run.save(force_insert=True)
     return RepriceOutcome(run=run, days=_days_sorted(state))
+
+
+# --- Converting the calls stored with no exchange rate in force (issue 16) ------------------------
+
+CONVERT_CHUNK = 2000  # Calls per transaction of an applied conversion.
+
+
+@dataclass
+class ConversionTotals:
+    """The calls of one price currency a conversion went through: those converted, with their cost
+    in that currency and in the reporting currency, and those still without a rate in force."""
+
+    currency: str
+    converted: int = 0
+    cost: Decimal = ZERO
+    reporting_cost: Decimal = ZERO
+    still_unconverted: int = 0
+
+
+@dataclass
+class ConvertOutcome:
+    reporting_currency: str
+    applied: bool
+    by_currency: dict[str, ConversionTotals] = field(default_factory=dict)
+
+    @property
+    def converted(self) -> int:
+        return sum(totals.converted for totals in self.by_currency.values())
+
+    @property
+    def still_unconverted(self) -> int:
+        return sum(totals.still_unconverted for totals in self.by_currency.values())
+
+
+def usage_convert(
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    apply: bool = False,
+    after_chunk: Callable[[set[str], datetime], object] | None = None,
+    chunk_size: int = CONVERT_CHUNK,
+    now: datetime | None = None,
+) -> ConvertOutcome:
+    """Convert the unconverted calls of [since, until) (until: now) into the reporting currency, each
+    at the rate in force at its own timestamp, now that rates exist; calls still without one stay
+    unconverted and are counted. Converted calls are never touched again: a changed rate does not
+    rewrite stored figures.
+
+    Dry run (default): the totals per price currency; nothing changes. apply: the log rows
+    (reporting_cost, exchange_rate, unconverted), the rollups (the difference, as batches add) and,
+    through after_chunk (ingest.services passes budget evaluation), the alerts, in transactions of
+    chunk_size calls in (timestamp, id) order; an interrupted run is simply run again."""
+    now = now or timezone.now()
+    if timezone.is_naive(since) or (until is not None and timezone.is_naive(until)):
+        raise RepriceInvalid("since and until need a UTC offset.")
+    until = until or now
+    if until <= since:
+        raise RepriceInvalid("--until must be after --since.")
+    if chunk_size < 1:
+        raise RepriceInvalid("chunk_size must be at least 1.")
+    outcome = ConvertOutcome(reporting_currency=settings.AICOST_REPORTING_CURRENCY, applied=apply)
+    selection = UsageLog.objects.filter(unconverted=True, timestamp__gte=since, timestamp__lt=until)
+    currencies = model_currencies()
+    cursor = None
+    while True:
+        with transaction.atomic():
+            chunk = _after_cursor(selection, cursor).order_by("timestamp", "id").select_related("price_version")
+            logs = list((chunk.select_for_update(of=("self",)) if apply else chunk)[:chunk_size])
+            if not logs:
+                return outcome
+            touched = _convert_chunk(logs, currencies=currencies, outcome=outcome, apply=apply)
+            if apply and touched and after_chunk is not None:
+                after_chunk(touched, timezone.now())
+        cursor = (logs[-1].timestamp, logs[-1].pk)
+
+
+def _convert_chunk(
+    logs: list[UsageLog], *, currencies: dict[str, str], outcome: ConvertOutcome, apply: bool
+) -> set[str]:
+    """Convert one chunk (ordered by timestamp); returns the models whose figures changed."""
+
+    def currency_of(log: UsageLog) -> str:
+        if log.price_version is not None:
+            return log.price_version.currency
+        return currencies.get(log.model_name, settings.AICOST_CURRENCY)
+
+    rates = exchange_rate_book(
+        base_currencies={currency_of(log) for log in logs},
+        start=logs[0].timestamp,
+        end=logs[-1].timestamp + _INSTANT,
+    )
+    removed: list[UsageLog] = []
+    converted: list[UsageLog] = []
+    for log in logs:
+        currency = currency_of(log)
+        totals = outcome.by_currency.setdefault(currency, ConversionTotals(currency))
+        conversion = rates.convert(log.cost, currency, log.timestamp)
+        if conversion.amount is None:
+            totals.still_unconverted += 1
+            continue
+        totals.converted += 1
+        totals.cost += log.cost
+        totals.reporting_cost += conversion.amount
+        removed.append(
+            UsageLog.from_db(connection.alias, None, [getattr(log, f.attname) for f in UsageLog._meta.concrete_fields])
+        )
+        log.reporting_cost, log.unconverted = conversion.amount, False
+        log.exchange_rate_id = None if conversion.rate is None else conversion.rate.pk
+        converted.append(log)
+    if not (apply and converted):
+        return set()
+    _logs_rewritten(converted)
+    rollups_apply_changes(removed=removed, added=converted)
+    return {log.model_name for log in converted}

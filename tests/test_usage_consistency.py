@@ -209,10 +209,10 @@ def test_rows_added_behind_the_service_are_reported(staff_client):
     month = _months_ago(1)
     insert = (
         f"INSERT INTO {LOG_TABLE} (model_name, decision_id, prompt_tokens, completion_tokens, cached_tokens, "  # noqa: S608
-        "reasoning_tokens, cost, cost_source, success, error_message, purpose, timestamp) "
-        "VALUES (%s, '', 1, 1, 0, 0, %s, 'provider', true, '', '', %s)"
+        "reasoning_tokens, cost, reporting_cost, cost_source, success, error_message, purpose, timestamp) "
+        "VALUES (%s, '', 1, 1, 0, 0, %s, %s, 'provider', true, '', '', %s)"
     )
-    _sql(insert, ["gpt-4o", Decimal("0.5"), _at(month, 20)])  # A month and model the rollups hold.
+    _sql(insert, ["gpt-4o", Decimal("0.5"), Decimal("0.5"), _at(month, 20)])  # A month and model the rollups hold.
     code, out, err = _run("usage_verify")
     assert code == 1
     assert f"{month:%Y-%m}  gpt-4o" in out
@@ -221,7 +221,7 @@ def test_rows_added_behind_the_service_are_reported(staff_client):
     assert "month/model pair(s)" in err
     assert _w012() == []  # Not seen without counting the log: usage_verify is the full check.
 
-    _sql(insert, ["rogue-model", Decimal("2"), _at(month, 21)])  # A model the rollups never saw.
+    _sql(insert, ["rogue-model", Decimal("2"), Decimal("2"), _at(month, 21)])  # A model the rollups never saw.
     (finding,) = _w012()
     assert "the log holds 1 call (2.000000000000000000000000 USD) more than the rollups" in finding.msg
     assert f"({month:%Y-%m} rogue-model 1 call (2.000000000000000000000000 USD))" in finding.msg

@@ -807,12 +807,16 @@ def _stored_rates(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], list[_St
     return stored
 
 
-def _open_rows_locked(pairs: set[tuple[str, str]]) -> None:
-    """Lock the pairs' open rows (the only stored rows an import changes) until the transaction ends."""
-    condition = models.Q()
-    for base, quote in sorted(pairs):
-        condition |= models.Q(base_currency=base, quote_currency=quote)
-    list(ExchangeRate.objects.select_for_update().filter(condition, effective_to__isnull=True).values_list("pk"))
+def _rate_writers_serialized() -> None:
+    """One writer of the history at a time, until the transaction ends, so that what an import read is
+    what it writes against (pairs without a row yet included). On PostgreSQL a SHARE ROW EXCLUSIVE
+    table lock: it waits for other writers of rates and makes them wait, but not readers (ingestion's
+    rate books) nor the foreign-key checks of calls stored meanwhile (ROW SHARE, FOR KEY SHARE: closing
+    the open row changes no key). SQLite has one writer anyway (a concurrent import fails on the unique
+    constraints and writes nothing)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f'LOCK TABLE "{ExchangeRate._meta.db_table}" IN SHARE ROW EXCLUSIVE MODE')
 
 
 @transaction.atomic
@@ -834,7 +838,7 @@ def exchange_rates_import(*, quotes: Iterable[ExchangeRateQuote], apply: bool, n
         by_pair.setdefault(checked.pair, []).append(checked)
     pairs = set(by_pair)
     if apply and pairs:
-        _open_rows_locked(pairs)
+        _rate_writers_serialized()
     stored = _stored_rates(pairs) if pairs else {}
     planned: dict[tuple[str, str], PairImport] = {}
     for pair in sorted(by_pair):

@@ -1,16 +1,26 @@
 """Exchange rates as a history (pricing.services): the history rule, half-open spans, refusals, and
 the admin that adds rates through the same service and never edits or deletes one."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection, transaction
 from django.urls import reverse
+from django.utils import timezone
 
+from ingest.services import usage_record
 from pricing.models import ExchangeRate
 from pricing.selectors import exchange_rate_book
-from pricing.services import ExchangeRateQuote, RefusalCode, exchange_rate_add, exchange_rates_import
+from pricing.services import (
+    ExchangeRateQuote,
+    RefusalCode,
+    exchange_rate_add,
+    exchange_rates_import,
+    model_pricing_create,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -245,6 +255,61 @@ def test_the_rate_book_switches_rates_at_the_change_instant():
     book = exchange_rate_book(base_currencies=["USD"], quote_currency="CNY", start=day(1) - micro, end=day(1) + micro)
     assert book.rate_at("USD", day(1) - micro).rate == Decimal("7.00")
     assert book.rate_at("USD", day(1)).rate == Decimal("7.10")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_imports_wait_for_each_other_while_calls_are_converted_and_stored_meanwhile():
+    """Two imports of the same rate: the second waits for the first and then finds it unchanged. While
+    the first holds its transaction (the open row closed, the new one added, not committed), a call of a
+    CNY-priced model is stored and converted at the open rate without waiting."""
+    model_pricing_create(
+        model_name="qwen-fx-test",
+        provider="Alibaba",
+        display_name="Qwen",
+        model_type="chat",
+        currency="CNY",
+        input_price_per_million=Decimal("2"),
+        output_price_per_million=Decimal("8"),
+    )
+    now = timezone.now()
+    [first_rate] = imported(quote("0.14", now - timedelta(days=1), base="CNY", to="USD"), now=now).new
+    newer = quote("0.15", now + timedelta(days=1), base="CNY", to="USD")
+    holding, release, results = threading.Event(), threading.Event(), {}
+
+    def first():
+        try:
+            with transaction.atomic():
+                results["first"] = exchange_rates_import(quotes=[newer], apply=True, now=timezone.now())
+                holding.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def second():
+        try:
+            results["second"] = exchange_rates_import(quotes=[newer], apply=True, now=timezone.now())
+        finally:
+            connection.close()
+
+    first_thread, second_thread = threading.Thread(target=first), threading.Thread(target=second)
+    first_thread.start()
+    try:
+        assert holding.wait(30)
+        call = usage_record(model_name="qwen-fx-test", prompt_tokens=1_000_000, completion_tokens=0)
+        assert (call.cost, call.exchange_rate_id, call.reporting_cost) == (Decimal(2), first_rate.pk, Decimal("0.28"))
+        second_thread.start()
+        second_thread.join(1.0)
+        assert second_thread.is_alive()  # Waiting for the first import's transaction.
+    finally:
+        release.set()
+        first_thread.join(30)
+    second_thread.join(30)
+    assert len(results["first"].new) == 1
+    assert (results["second"].new, results["second"].unchanged, results["second"].closed) == ([], 1, [])
+    assert history(base="CNY", to="USD") == [
+        (Decimal("0.14"), now - timedelta(days=1), newer.effective_from),
+        (Decimal("0.15"), newer.effective_from, None),
+    ]
 
 
 # --- admin ----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import IntegrityError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -118,7 +119,13 @@ class Command(BaseCommand):
             since=since,
             source=source,
         )
-        done = exchange_rates_import(quotes=given, apply=apply, now=timezone.now())
+        try:
+            done = exchange_rates_import(quotes=given, apply=apply, now=timezone.now())
+        except IntegrityError as error:  # SQLite: another import wrote the same rates meanwhile.
+            raise CommandError(
+                _("Nothing was stored: the rates changed while this import ran (%(error)s). Run it again.")
+                % {"error": error}
+            ) from error
         for plan in done.pairs.values():
             self.stdout.write(_pair_line(plan))
         self._refusals(done.refused)

@@ -2,15 +2,17 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.forms.models import BaseInlineFormSet
+from django.forms.models import BaseInlineFormSet, construct_instance
+from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from core.admin_base import ReadOnlyModelAdmin
 from pricing.models import (
     PRICE_FIELDS,
     REQUIRED_TOKEN_PRICE_FIELDS,
     TOKEN_PRICE_FIELDS,
+    ExchangeRate,
     ModelNamePattern,
     ModelPriceTier,
     ModelPriceVersion,
@@ -19,7 +21,10 @@ from pricing.models import (
 )
 from pricing.selectors import pricing_match
 from pricing.services import (
+    ExchangeRateQuote,
     PriceTierInput,
+    exchange_rate_add,
+    exchange_rates_import,
     model_name_check,
     model_name_patterns_check,
     model_name_patterns_set,
@@ -341,3 +346,127 @@ class ModelPriceVersionAdmin(ReadOnlyModelAdmin):
         *_PRICE_FIELDSETS,
     ]
     inlines = [PriceVersionTierInline]
+
+
+class ExchangeRateForm(forms.ModelForm):
+    """A new rate of the history, checked by pricing.services' rule (the same fx_import follows):
+    the admin then stores it through exchange_rate_add. An empty start is now."""
+
+    class Meta:
+        model = ExchangeRate
+        fields = ["base_currency", "quote_currency", "rate", "effective_from", "source"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "effective_from" in self.fields:
+            self.fields["effective_from"].required = False
+            self.fields["effective_from"].help_text = _(
+                "Empty: now. Never in the past, unless before the pair's first rate."
+            )
+        for name in ("base_currency", "quote_currency"):
+            if name in self.fields:
+                self.fields[name].help_text = _("ISO 4217 code, three capital letters (e.g. USD).")
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        now = timezone.now()
+        for name in ("base_currency", "quote_currency"):
+            cleaned[name] = (cleaned.get(name) or "").strip().upper()
+        quote = ExchangeRateQuote(
+            base_currency=cleaned["base_currency"],
+            quote_currency=cleaned["quote_currency"],
+            rate=cleaned.get("rate"),
+            effective_from=cleaned.get("effective_from") or now,
+            source=cleaned.get("source") or "",
+        )
+        planned = exchange_rates_import(quotes=[quote], apply=False, now=now)
+        for refusal in planned.refused:
+            self.add_error(refusal.field if refusal.field in self.fields else None, refusal.reason)
+        if planned.unchanged:
+            self.add_error(None, gettext("This rate is already stored for this pair and start."))
+        return cleaned
+
+    def _post_clean(self) -> None:
+        """The instance from the form, without the model's own validation: the service's rule covers
+        it (and keeps one open row per pair by closing the current one, which the constraint check
+        of an unsaved row would report as a conflict)."""
+        self.instance = construct_instance(self, self.instance, self._meta.fields, self._meta.exclude)
+
+
+class ExchangeRatePairFilter(admin.SimpleListFilter):
+    title = _("pair")
+    parameter_name = "pair"
+
+    def lookups(self, request, model_admin):
+        pairs = ExchangeRate.objects.order_by().values_list("base_currency", "quote_currency").distinct()
+        return [(f"{base}-{quote}", f"{base}→{quote}") for base, quote in sorted(pairs)]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value or "-" not in value:
+            return queryset
+        base, quote = value.split("-", 1)
+        return queryset.filter(base_currency=base, quote_currency=quote)
+
+
+class ExchangeRateInForceFilter(admin.SimpleListFilter):
+    title = _("in force")
+    parameter_name = "open"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("Still in force")), ("no", _("Ended"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(effective_to__isnull=True)
+        if self.value() == "no":
+            return queryset.filter(effective_to__isnull=False)
+        return queryset
+
+
+@admin.register(ExchangeRate)
+class ExchangeRateAdmin(admin.ModelAdmin):
+    """Exchange rates as a history: listed, added through pricing.services (a newer rate closes the
+    pair's open one), never edited or deleted (a stored row's page is read-only)."""
+
+    form = ExchangeRateForm
+    list_display = [
+        "base_currency",
+        "quote_currency",
+        "rate",
+        "effective_from",
+        "effective_to",
+        "source",
+        "created_at",
+    ]
+    list_filter = [ExchangeRatePairFilter, ExchangeRateInForceFilter, "source"]
+    search_fields = ["base_currency", "quote_currency", "source"]
+    date_hierarchy = "effective_from"
+    fields = ["base_currency", "quote_currency", "rate", "effective_from", "effective_to", "source", "created_at"]
+    readonly_fields = ["effective_to", "created_at"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ExchangeRateForm.Meta.fields
+        return self.fields
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def save_model(self, request, obj: ExchangeRate, form, change: bool) -> None:
+        """Only adding reaches here (no change permission): through the service, which closes the
+        pair's open rate when this one is newer."""
+        created = exchange_rate_add(
+            base_currency=form.cleaned_data["base_currency"],
+            quote_currency=form.cleaned_data["quote_currency"],
+            rate=form.cleaned_data["rate"],
+            effective_from=form.cleaned_data.get("effective_from"),
+            source=form.cleaned_data.get("source") or "",
+        )
+        for model_field in ExchangeRate._meta.concrete_fields:
+            setattr(obj, model_field.attname, getattr(created, model_field.attname))

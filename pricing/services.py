@@ -7,20 +7,29 @@ version whose span no longer contains them."""
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
+from enum import StrEnum
 
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from core.money import PRICE_DECIMAL_PLACES, PRICE_MAX_DIGITS, decimal_places
+from core.money import (
+    PRICE_DECIMAL_PLACES,
+    PRICE_MAX_DIGITS,
+    RATE_DECIMAL_PLACES,
+    RATE_MAX_DIGITS,
+    decimal_places,
+    rate_stored,
+)
 from pricing.models import (
     PRICE_FIELDS,
     REQUIRED_TOKEN_PRICE_FIELDS,
     TOKEN_PRICE_FIELDS,
+    ExchangeRate,
     ModelNamePattern,
     ModelPriceTier,
     ModelPriceVersion,
@@ -534,4 +543,357 @@ def model_pricing_budgets_set(*, budgets: dict[str, Decimal | None]) -> int:
     return sum(
         ModelPricing.objects.filter(model_name=name).update(monthly_budget=budget, updated_at=now)
         for name, budget in sorted(budgets.items())
+    )
+
+
+# --- Exchange rates: a history (pricing.models.ExchangeRate) ------------------------------------------
+#
+# Stored spans never change, except that a pair's open row is closed when a newer rate starts at a
+# moment not in the past (so no call already stored at that moment was converted at the closed rate
+# for a moment the new one now covers). Rates older than a pair's first row may be added: a history
+# fill, each ending where the next begins (the last where the first stored one begins); no stored call
+# was converted then, since no rate was in force. A rate equal to a stored one (same pair, start and
+# rate) is unchanged; a different rate for a stored start, and a new rate starting in the past (or
+# inside the stored history) after the pair's first row, are refused: reported, never applied.
+
+CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+RATE_MAX_WHOLE_DIGITS = RATE_MAX_DIGITS - RATE_DECIMAL_PLACES
+SOURCE_MAX_LENGTH = ExchangeRate._meta.get_field("source").max_length
+
+
+@dataclass(frozen=True)
+class ExchangeRateQuote:
+    """A rate as given: `rate` units of quote_currency per unit of base_currency from effective_from."""
+
+    base_currency: str
+    quote_currency: str
+    rate: Decimal
+    effective_from: datetime
+    source: str = ""
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        return (self.base_currency, self.quote_currency)
+
+
+class RefusalCode(StrEnum):
+    """Why a quote is refused."""
+
+    INVALID = "invalid"  # Not a valid rate (exchange_rate_validated).
+    DIFFERENT_RATE = "different_rate"  # Another rate is stored for the pair and start.
+    PAST = "past"  # Starts in the past, after the pair's first stored rate.
+    INSIDE_HISTORY = "inside_history"  # Starts between stored rates (not in the past: a future stored start).
+    DUPLICATE = "duplicate"  # The same pair and start given twice with different rates.
+
+
+@dataclass(frozen=True)
+class RateRefusal:
+    """A quote not applied: the field it is about, why (translated), and a code (RefusalCode)."""
+
+    quote: ExchangeRateQuote
+    field: str
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RateClosed:
+    """A pair's open row, closed at `effective_to` by the newer rate that starts there."""
+
+    rate: ExchangeRate
+    effective_to: datetime
+
+
+@dataclass
+class PairImport:
+    """What an import does to one pair."""
+
+    base_currency: str
+    quote_currency: str
+    new: list[ExchangeRate]
+    unchanged: int = 0
+    closed: RateClosed | None = None
+    refused: list[RateRefusal] = field(default_factory=list)
+
+
+@dataclass
+class ExchangeRatesImport:
+    """What exchange_rates_import did (apply) or would do (dry run): the rows added (new, saved when
+    applied; each with its effective_to), the quotes equal to a stored row (unchanged), the open rows
+    closed, the quotes refused with their reasons."""
+
+    applied: bool
+    pairs: dict[tuple[str, str], PairImport]
+    invalid: list[RateRefusal]
+
+    @property
+    def new(self) -> list[ExchangeRate]:
+        return [row for pair in self.pairs.values() for row in pair.new]
+
+    @property
+    def unchanged(self) -> int:
+        return sum(pair.unchanged for pair in self.pairs.values())
+
+    @property
+    def closed(self) -> list[RateClosed]:
+        return [pair.closed for pair in self.pairs.values() if pair.closed is not None]
+
+    @property
+    def refused(self) -> list[RateRefusal]:
+        return [*self.invalid, *(refusal for pair in self.pairs.values() for refusal in pair.refused)]
+
+
+def _currency_checked(field_name: str, value) -> str:
+    if not isinstance(value, str) or not CURRENCY_CODE.fullmatch(value):
+        message = _("%(value)r is not an ISO 4217 currency code (three capital letters, e.g. USD).") % {"value": value}
+        raise ValidationError({field_name: [message]}, code="invalid")
+    return value
+
+
+def exchange_rate_validated(*, quote: ExchangeRateQuote) -> ExchangeRateQuote:
+    """A quote as it would be stored (its rate at the stored scale, core.money.rate_stored), or
+    ValidationError({field: message}): ISO 4217 codes, two different currencies, a finite rate > 0
+    that the stored scale keeps above 0, an aware effective_from."""
+    base = _currency_checked("base_currency", quote.base_currency)
+    quote_currency = _currency_checked("quote_currency", quote.quote_currency)
+    if base == quote_currency:
+        message = _("A rate converts between two different currencies (both are %(currency)s).") % {"currency": base}
+        raise ValidationError({"quote_currency": [message]}, code="invalid")
+    rate = quote.rate
+    if isinstance(rate, int) and not isinstance(rate, bool):
+        rate = Decimal(rate)
+    if not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0:
+        raise ValidationError({"rate": [_("A rate is a finite Decimal number above 0.")]}, code="invalid")
+    stored = rate_stored(rate)
+    if stored <= 0:
+        message = _("A rate needs a non-zero digit within %(places)s decimal places.") % {"places": RATE_DECIMAL_PLACES}
+        raise ValidationError({"rate": [message]}, code="invalid")
+    if stored.adjusted() >= RATE_MAX_WHOLE_DIGITS:
+        message = _("A rate has at most %(digits)s digits before the decimal point.") % {
+            "digits": RATE_MAX_WHOLE_DIGITS
+        }
+        raise ValidationError({"rate": [message]}, code="invalid")
+    start = quote.effective_from
+    if not isinstance(start, datetime) or timezone.is_naive(start):
+        raise ValidationError({"effective_from": [_("effective_from needs a UTC offset.")]}, code="invalid")
+    if not isinstance(quote.source, str) or len(quote.source) > SOURCE_MAX_LENGTH:
+        message = _("A source has at most %(length)s characters.") % {"length": SOURCE_MAX_LENGTH}
+        raise ValidationError({"source": [message]}, code="invalid")
+    return ExchangeRateQuote(
+        base_currency=base, quote_currency=quote_currency, rate=stored, effective_from=start, source=quote.source
+    )
+
+
+@dataclass(frozen=True)
+class _StoredRate:
+    pk: int
+    rate: Decimal
+    effective_from: datetime
+    effective_to: datetime | None
+
+
+# SQLite keeps decimals as floating point (its own text-to-float conversion may be 1 or 2 units of the
+# last binary place off) and Django reads them back to 15 significant digits.
+SQLITE_RATE_TOLERANCE = Decimal("1E-14")
+
+
+def _rates_equal(stored: Decimal, given: Decimal) -> bool:
+    """Equal rates; on SQLite, equal to within what it keeps of a rate (a relative 10^-14)."""
+    if connection.vendor == "sqlite":
+        return abs(stored - given) <= SQLITE_RATE_TOLERANCE * max(abs(stored), abs(given))
+    return stored == given
+
+
+def _plain_rate(rate: Decimal) -> str:
+    return f"{rate.normalize():f}"
+
+
+def _moment(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _refusal(quote: ExchangeRateQuote, code: RefusalCode, reason: str) -> RateRefusal:
+    field_name = "rate" if code in (RefusalCode.DIFFERENT_RATE, RefusalCode.DUPLICATE) else "effective_from"
+    return RateRefusal(quote=quote, field=field_name, code=code, reason=reason)
+
+
+def _pair_planned(
+    base: str, quote_currency: str, stored: list[_StoredRate], quotes: list[ExchangeRateQuote], now: datetime
+) -> tuple[PairImport, list[ExchangeRateQuote]]:
+    """One pair's outcome under the history rule; stored and quotes oldest first. Also the accepted
+    quotes (the rows to add, without their ends yet)."""
+    plan = PairImport(base_currency=base, quote_currency=quote_currency, new=[])
+    by_start = {row.effective_from: row for row in stored}
+    first = stored[0] if stored else None
+    last = stored[-1] if stored else None
+    accepted: dict[datetime, ExchangeRateQuote] = {}
+    for quote in quotes:
+        start = quote.effective_from
+        given = {"start": _moment(start), "rate": _plain_rate(quote.rate)}
+        if start in accepted:
+            if accepted[start].rate != quote.rate:
+                reason = _("%(start)s is given twice with different rates (%(rate)s and %(other)s).") % {
+                    **given,
+                    "other": _plain_rate(accepted[start].rate),
+                }
+                plan.refused.append(_refusal(quote, RefusalCode.DUPLICATE, reason))
+            continue
+        row = by_start.get(start)
+        if row is not None:
+            if _rates_equal(row.rate, quote.rate):
+                plan.unchanged += 1
+            else:
+                reason = _(
+                    "A rate of %(stored)s is stored from %(start)s; a stored rate is never changed (given: %(rate)s)."
+                ) % {**given, "stored": _plain_rate(row.rate)}
+                plan.refused.append(_refusal(quote, RefusalCode.DIFFERENT_RATE, reason))
+            continue
+        if first is None or start < first.effective_from:
+            accepted[start] = quote  # History fill: before every stored rate.
+            continue
+        if start < now:
+            reason = _(
+                "%(start)s is in the past and after the pair's first stored rate (%(first)s): calls stored since "
+                "were converted at the rate then in force, which is never rewritten. Rates may be added from now "
+                "on, or before %(first)s."
+            ) % {**given, "first": _moment(first.effective_from)}
+            plan.refused.append(_refusal(quote, RefusalCode.PAST, reason))
+        elif start < last.effective_from or (last.effective_to is not None and start < last.effective_to):
+            reason = _("%(start)s falls inside the stored history of the pair, whose spans never change.") % given
+            plan.refused.append(_refusal(quote, RefusalCode.INSIDE_HISTORY, reason))
+        else:
+            accepted[start] = quote
+    return plan, [accepted[start] for start in sorted(accepted)]
+
+
+def _pair_ends(plan: PairImport, stored: list[_StoredRate], accepted: list[ExchangeRateQuote]) -> list[ExchangeRate]:
+    """The rows to add, each ending where the next row (stored or added) begins; and plan.closed set
+    when a newer one follows the stored open row (its pk only, loaded later)."""
+    starts = sorted({row.effective_from for row in stored} | {quote.effective_from for quote in accepted})
+    following = dict(zip(starts, [*starts[1:], None], strict=True))
+    rows = [
+        ExchangeRate(
+            base_currency=quote.base_currency,
+            quote_currency=quote.quote_currency,
+            rate=quote.rate,
+            effective_from=quote.effective_from,
+            effective_to=following[quote.effective_from],
+            source=quote.source,
+        )
+        for quote in accepted
+    ]
+    last = stored[-1] if stored else None
+    if (
+        last is not None
+        and last.effective_to is None
+        and accepted
+        and accepted[-1].effective_from > last.effective_from
+    ):
+        newer = next(quote for quote in accepted if quote.effective_from > last.effective_from)
+        plan.closed = RateClosed(rate=ExchangeRate(pk=last.pk), effective_to=newer.effective_from)
+    return rows
+
+
+def _stored_rates(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], list[_StoredRate]]:
+    bases = {base for base, _quote in pairs}
+    quotes = {quote for _base, quote in pairs}
+    rows = ExchangeRate.objects.filter(base_currency__in=bases, quote_currency__in=quotes).order_by("effective_from")
+    stored: dict[tuple[str, str], list[_StoredRate]] = {pair: [] for pair in pairs}
+    for pk, base, quote, rate, start, end in rows.values_list(
+        "pk", "base_currency", "quote_currency", "rate", "effective_from", "effective_to"
+    ):
+        if (base, quote) in stored:
+            stored[(base, quote)].append(_StoredRate(pk=pk, rate=rate, effective_from=start, effective_to=end))
+    return stored
+
+
+def _rate_writers_serialized() -> None:
+    """One writer of the history at a time, until the transaction ends, so that what an import read is
+    what it writes against (pairs without a row yet included). On PostgreSQL a SHARE ROW EXCLUSIVE
+    table lock: it waits for other writers of rates and makes them wait, but not readers (ingestion's
+    rate books) nor the foreign-key checks of calls stored meanwhile (ROW SHARE, FOR KEY SHARE: closing
+    the open row changes no key). SQLite has one writer anyway (a concurrent import fails on the unique
+    constraints and writes nothing)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f'LOCK TABLE "{ExchangeRate._meta.db_table}" IN SHARE ROW EXCLUSIVE MODE')
+
+
+@transaction.atomic
+def exchange_rates_import(*, quotes: Iterable[ExchangeRateQuote], apply: bool, now: datetime) -> ExchangeRatesImport:
+    """Put the quotes in the rate history as its rule says (above), all or none of the accepted ones:
+    with apply False, only report what it would do. Invalid quotes are refused (ExchangeRatesImport.invalid),
+    the others per pair (new, unchanged, the open row closed, refused with the reason)."""
+    if not isinstance(now, datetime) or timezone.is_naive(now):
+        raise ValidationError({"now": [_("now needs a UTC offset.")]})
+    invalid: list[RateRefusal] = []
+    by_pair: dict[tuple[str, str], list[ExchangeRateQuote]] = {}
+    for quote in quotes:
+        try:
+            checked = exchange_rate_validated(quote=quote)
+        except ValidationError as error:
+            field_name, messages = next(iter(error.message_dict.items()))
+            invalid.append(RateRefusal(quote=quote, field=field_name, code=RefusalCode.INVALID, reason=messages[0]))
+            continue
+        by_pair.setdefault(checked.pair, []).append(checked)
+    pairs = set(by_pair)
+    if apply and pairs:
+        _rate_writers_serialized()
+    stored = _stored_rates(pairs) if pairs else {}
+    planned: dict[tuple[str, str], PairImport] = {}
+    for pair in sorted(by_pair):
+        pair_quotes = sorted(by_pair[pair], key=lambda quote: quote.effective_from)
+        plan, accepted = _pair_planned(*pair, stored[pair], pair_quotes, now)
+        plan.new = _pair_ends(plan, stored[pair], accepted)
+        planned[pair] = plan
+    closed = [plan.closed for plan in planned.values() if plan.closed is not None]
+    if closed:
+        loaded = ExchangeRate.objects.in_bulk([item.rate.pk for item in closed])
+        for plan in planned.values():
+            if plan.closed is not None:
+                plan.closed = RateClosed(rate=loaded[plan.closed.rate.pk], effective_to=plan.closed.effective_to)
+    if apply:
+        for item in (plan.closed for plan in planned.values() if plan.closed is not None):
+            ExchangeRate.objects.filter(pk=item.rate.pk, effective_to__isnull=True).update(
+                effective_to=item.effective_to
+            )
+            item.rate.effective_to = item.effective_to
+        new_rows = [row for plan in planned.values() for row in plan.new]
+        saved = iter(ExchangeRate.objects.bulk_create(new_rows, batch_size=2000))
+        for plan in planned.values():
+            plan.new = [next(saved) for _row in plan.new]
+    return ExchangeRatesImport(applied=apply, pairs=planned, invalid=invalid)
+
+
+@transaction.atomic
+def exchange_rate_add(
+    *,
+    base_currency: str,
+    quote_currency: str,
+    rate: Decimal,
+    effective_from: datetime | None = None,
+    source: str = "",
+    now: datetime | None = None,
+) -> ExchangeRate:
+    """One rate into the history (from effective_from, default now), as exchange_rates_import's rule
+    says; the stored row when an equal one is there. Refused: ValidationError({field: reason})."""
+    now = now or timezone.now()
+    quote = ExchangeRateQuote(
+        base_currency=base_currency,
+        quote_currency=quote_currency,
+        rate=rate,
+        effective_from=effective_from or now,
+        source=source,
+    )
+    done = exchange_rates_import(quotes=[quote], apply=True, now=now)
+    if done.refused:
+        refusal = done.refused[0]
+        raise ValidationError({refusal.field: [refusal.reason]}, code=refusal.code)
+    if done.new:
+        return done.new[0]
+    checked = exchange_rate_validated(quote=quote)
+    return ExchangeRate.objects.get(
+        base_currency=checked.base_currency,
+        quote_currency=checked.quote_currency,
+        effective_from=checked.effective_from,
     )

@@ -416,3 +416,83 @@ def test_a_check_that_fails_to_validate_rolls_the_repair_back():
     with pytest.raises(DatabaseError, match=r'check constraint "ai_model_usage_log_cost_check" .* is violated'):
         schema_repair_apply(plan=plan)
     assert sorted(f.id for f in schema_report().findings) == broken
+
+
+# --- Exchange rates (issue 16): ai_exchange_rate is guarded like every other table -------------------
+
+
+def _exchange_rates_stored() -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from pricing.services import ExchangeRateQuote, exchange_rates_import
+
+    quotes = [
+        ExchangeRateQuote(
+            base_currency="USD",
+            quote_currency="CNY",
+            rate=Decimal(rate),
+            effective_from=datetime(2026, 1, day, tzinfo=UTC),
+        )
+        for day, rate in ((1, "7.10"), (2, "7.11"), (3, "7.12"))
+    ]
+    done = exchange_rates_import(quotes=quotes, apply=True, now=datetime(2026, 1, 1, tzinfo=UTC))
+    assert len(done.new) == 3
+
+
+def test_a_missing_exchange_rate_table_is_reported_and_repair_recreates_it():
+    _exchange_rates_stored()
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")
+    _sql("DROP TABLE ai_exchange_rate CASCADE")  # CASCADE: with the usage log's foreign key to it.
+    findings = check_schema_matches_models(databases=["default"])
+    assert [(f.id, f.obj) for f in findings] == [("aicost.E001", "ai_exchange_rate")]
+    assert "django_migrations records pricing.0008_exchange_rates as applied" in findings[0].msg
+    assert schema_report().missing_tables == ["ai_exchange_rate"]
+    dry_run = StringIO()
+    call_command("schema_repair", stdout=dry_run)
+    assert 'CREATE TABLE "ai_exchange_rate"' in dry_run.getvalue()
+    assert "Dry run" in dry_run.getvalue()
+    out = StringIO()
+    call_command("schema_repair", "--apply", stdout=out)
+    assert "the schema matches the models" in out.getvalue()
+    assert check_schema_matches_models(databases=["default"]) == []
+    # Recreated whole, constraints included: a second open row of a pair is refused by the database.
+    _exchange_rates_stored()
+    with pytest.raises(DatabaseError, match="ai_exchange_rate_one_open"):
+        _sql(
+            "INSERT INTO ai_exchange_rate (base_currency, quote_currency, rate, effective_from, source, created_at) "
+            "VALUES ('USD', 'CNY', 7.5, '2026-02-01', '', now())"
+        )
+
+
+@pytest.mark.parametrize(
+    ("statement", "finding", "needle"),
+    [
+        ("DROP INDEX ai_exchange_rate_one_open", "aicost.E006", "ai_exchange_rate_one_open"),
+        ("ALTER TABLE ai_exchange_rate DROP CONSTRAINT ai_exchange_rate_unique_start", "aicost.E006", "effective_from"),
+        ("ALTER TABLE ai_exchange_rate DROP CONSTRAINT ai_exchange_rate_positive", "aicost.E013", '"rate" > '),
+    ],
+)
+def test_a_damaged_exchange_rate_table_is_reported_and_repaired_keeping_its_rows(statement, finding, needle):
+    _exchange_rates_stored()
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")
+    before = _checksum("ai_exchange_rate")
+    _sql(statement)
+    findings = [f for f in check_schema_matches_models(databases=["default"]) if f.id == finding]
+    assert findings, [f"{f.id} {f.msg}" for f in check_schema_matches_models(databases=["default"])]
+    assert needle in findings[0].msg + findings[0].hint
+    call_command("schema_repair", "--apply", stdout=StringIO())
+    assert check_schema_matches_models(databases=["default"]) == []
+    assert _checksum("ai_exchange_rate") == before
+
+
+def test_a_dropped_exchange_rate_column_is_reported_and_left_to_a_person_when_rows_need_a_value():
+    _exchange_rates_stored()
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")
+    _sql("ALTER TABLE ai_exchange_rate DROP COLUMN source")
+    findings = check_schema_matches_models(databases=["default"])
+    assert [(f.id, f.obj) for f in findings] == [("aicost.E002", "ai_exchange_rate.source")]
+    err = StringIO()
+    with pytest.raises(CommandError, match="need a person"):
+        call_command("schema_repair", "--apply", stdout=StringIO(), stderr=err)
+    assert "needs a person: ai_exchange_rate.source: NOT NULL without a default" in err.getvalue()

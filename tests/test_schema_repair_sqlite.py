@@ -156,6 +156,24 @@ def drop_check_constraints(conn):
     _rebuild(conn, "ai_model_usage_log", remove=CACHED_CHECK)
 
 
+def drop_exchange_rates(conn):
+    """Issue 16's table: the usage log's foreign key to it stays declared in the log's own table."""
+    conn.execute("DROP TABLE ai_exchange_rate")
+
+
+RATE_CHECK = r', CONSTRAINT "ai_exchange_rate_positive" CHECK \("rate" > \'0\'\)'
+
+
+def damage_exchange_rates(conn):
+    """Its partial unique index (one open rate per pair) and a CHECK constraint."""
+    conn.execute(
+        "INSERT INTO ai_exchange_rate (base_currency, quote_currency, rate, effective_from, effective_to, source, "
+        "created_at) VALUES ('USD', 'CNY', '7.1', '2026-01-01 00:00:00', NULL, 'test', '2026-01-01 00:00:00')"
+    )
+    _execute(conn, "DROP INDEX ai_exchange_rate_one_open")
+    _rebuild(conn, "ai_exchange_rate", remove=RATE_CHECK)
+
+
 def all_of_them(conn):
     for other in (drop_many_to_many_table, drop_columns, drop_indexes, drop_unique_constraints, drop_check_constraints):
         other(conn)
@@ -168,6 +186,8 @@ BREAKS = {  # name: (how, the findings it must cause)
     "indexes": (drop_indexes, {"aicost.E005"}),
     "unique constraints": (drop_unique_constraints, {"aicost.E006"}),
     "check constraints": (drop_check_constraints, {"aicost.E013"}),
+    "exchange rates": (drop_exchange_rates, {"aicost.E001"}),
+    "exchange rate constraints": (damage_exchange_rates, {"aicost.E006", "aicost.E013"}),
     "all but the log at once": (
         all_of_them,
         {"aicost.E001", "aicost.E002", "aicost.E005", "aicost.E006", "aicost.E013"},
@@ -210,7 +230,7 @@ def test_repair_fixes_each_kind_of_drift_on_sqlite_and_keeps_every_row(demo_data
         how(conn)
     broken = _report(db)
     assert {error.split()[0] for error in broken["errors"]} == expected, broken
-    if drift in ("usage log", "many-to-many table"):
+    if drift in ("usage log", "many-to-many table", "exchange rates"):
         assert "django_migrations records" in broken["errors"][0]
     columns = _columns(db)
     rows, layout = _rows(db, columns), _layout(db)

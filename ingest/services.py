@@ -3,11 +3,17 @@ anomaly alerts it touches (alerts), in the batch's transaction. The ingestion AP
 callers both come here, so usage never imports alerts."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
+from django.utils import timezone
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from alerts.services import budget_alerts_evaluate
+from ingest.otlp import SPANS_RECEIVED, OtlpMapping, spans_mapped
 from usage.models import UsageLog
-from usage.records import UsageRecordInput, UsageRecordInvalid
+from usage.records import UsageRecordInput, UsageRecordInvalid, usage_records_validated
 from usage.services import (
     REPRICE_CHUNK,
     IngestResult,
@@ -78,3 +84,53 @@ def usage_reprice_evaluated(
         chunk_size=chunk_size,
         stop_after=stop_after,
     )
+
+
+@dataclass(kw_only=True)
+class SpansOutcome:
+    """What became of an OTLP export's spans: stored, re-sent (duplicates), rejected (one message each,
+    for the response's partial_success), ignored (no GenAI model call); warnings for spans stored anyway."""
+
+    stored: int = 0
+    duplicates: int = 0
+    unpriced: int = 0
+    ignored: int = 0
+    rejected: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def usage_spans_record(*, request: ExportTraceServiceRequest, mapping: OtlpMapping | None = None) -> SpansOutcome:
+    """Record the model calls of an OTLP export (ingest.otlp maps the spans) through usage_batch_record,
+    in batches of at most AICOST_MAX_BATCH_SIZE, each its own transaction. A span that breaks a rule is
+    rejected alone (the others are stored); a span stored before (same trace, span and decision id) is
+    skipped, so a re-sent export stores nothing twice and a retry after a failed batch is safe."""
+    mapped = spans_mapped(request, mapping=mapping or OtlpMapping.from_settings())
+    outcome = SpansOutcome(ignored=mapped.ignored, rejected=mapped.rejected, warnings=mapped.warnings)
+    now = timezone.now()
+    valid = []
+    for span in mapped.records:
+        try:
+            usage_records_validated([span.record], now=now)
+        except UsageRecordInvalid as error:
+            name = error.field.removeprefix("records[0].")
+            source = span.sources.get(name)
+            where = f"{source} ({name})" if source else name
+            outcome.rejected.append(f"span {span.span_id}: {where}: {error.message}")
+            continue
+        valid.append(span.record)
+    size = max(1, settings.AICOST_MAX_BATCH_SIZE)
+    for start in range(0, len(valid), size):
+        result = usage_batch_record(records=valid[start : start + size])
+        outcome.stored += len(result.stored)
+        outcome.duplicates += result.duplicates
+        outcome.unpriced += sum(1 for row in result.stored if row.cost is None)
+    # Counted once the export is through (a failed one is retried and counted then).
+    for outcome_name, count in (
+        ("stored", outcome.stored),
+        ("duplicate", outcome.duplicates),
+        ("rejected", len(outcome.rejected)),
+        ("ignored", outcome.ignored),
+    ):
+        if count:
+            SPANS_RECEIVED.labels(outcome_name).inc(count)
+    return outcome

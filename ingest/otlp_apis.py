@@ -25,7 +25,7 @@ from rest_framework.authentication import get_authorization_header
 from rest_framework.views import APIView
 
 from core.api.negotiation import ErrorsAsJsonNegotiation
-from core.db_errors import database_unavailable, missing_schema_object
+from core.db_errors import REPAIR_COMMAND, database_unavailable, missing_schema_object
 from ingest.otlp import (
     CONTENT_ENCODINGS,
     CONTENT_TYPES,
@@ -198,8 +198,17 @@ class OtlpTracesApi(APIView):
             if missing is None and not database_unavailable(exc):
                 raise exc  # Unexpected: Django logs it and answers 500.
             logger.error("OTLP export: database unavailable or schema broken: %s", exc)
-            message = _("The database is unavailable; nothing was stored. Retry shortly.")
-            headers = {"Retry-After": "5" if missing is None else "30"}
+            if missing is None:
+                message, headers = (
+                    _("The database is unavailable; nothing was stored. Retry shortly."),
+                    {"Retry-After": "5"},
+                )
+            else:
+                message = _(
+                    "The database schema is broken: %(missing)s is missing. "
+                    "An operator must run `%(repair)s`; see /api/v1/admin/health/database."
+                ) % {"missing": missing, "repair": REPAIR_COMMAND}
+                headers = {"Retry-After": "30"}
             return _encoded(_status(code_pb2.UNAVAILABLE, message), media_type, 503, headers)
         if isinstance(exc, exceptions.APIException):
             return _encoded(_status(code_pb2.UNKNOWN, str(exc.detail)), media_type, exc.status_code)

@@ -11,6 +11,8 @@ model is rejected (it cannot be priced); every other span is ignored.
 Mapping (semantic conventions for GenAI spans; older and widespread spellings after the current one):
 - model_name: gen_ai.response.model (the model that answered, as billed), else gen_ai.request.model;
   aicost keeps it as the name as sent (sent_model_name) and counts it under the priced model it matches.
+  When the price book matches the request model but not the response model (a dated snapshot such as
+  gpt-4o-mini-2024-07-18 without an alias or pattern), ingest.services records the request model.
 - prompt_tokens: gen_ai.usage.input_tokens (inclusive of cached tokens, as the conventions say and as
   aicost counts), gen_ai.usage.prompt_tokens; completion_tokens: gen_ai.usage.output_tokens,
   gen_ai.usage.completion_tokens.
@@ -118,6 +120,7 @@ class SpanRecord:
     span_id: str
     record: UsageRecordInput
     sources: dict[str, str]
+    request_model: str | None = None  # When it differs from the response model the record names.
 
 
 @dataclass(slots=True)
@@ -296,7 +299,8 @@ def spans_mapped(request: ExportTraceServiceRequest, *, mapping: OtlpMapping) ->
 def _span_mapped(span, resource: dict, mapping: OtlpMapping, wanted: frozenset[str], mapped: MappedSpans) -> None:
     attributes = _attributes(span.attributes, wanted)
     operation = attributes.get(OPERATION)
-    model = attributes.get(RESPONSE_MODEL) or attributes.get(REQUEST_MODEL)
+    response_model, request_model = attributes.get(RESPONSE_MODEL), attributes.get(REQUEST_MODEL)
+    model = response_model or request_model
     has_tokens = any(key in attributes for key in TOKEN_KEYS)
     if operation in mapping.ignored_operations or not (model or has_tokens):
         mapped.ignored += 1
@@ -340,7 +344,8 @@ def _span_mapped(span, resource: dict, mapping: OtlpMapping, wanted: frozenset[s
     )
     if user_key is not None:
         sources["user_id"] = user_key
-    mapped.records.append(SpanRecord(span_id=span_id, record=record, sources=sources))
+    other = _text(request_model) if response_model and request_model and request_model != response_model else None
+    mapped.records.append(SpanRecord(span_id=span_id, record=record, sources=sources, request_model=other))
 
 
 def messages_summary(messages: list[str], *, limit: int = 5) -> Iterator[str]:

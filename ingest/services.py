@@ -11,7 +11,8 @@ from django.utils import timezone
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from alerts.services import budget_alerts_evaluate
-from ingest.otlp import SPANS_RECEIVED, OtlpMapping, spans_mapped
+from ingest.otlp import SPANS_RECEIVED, MappedSpans, OtlpMapping, spans_mapped
+from pricing.selectors import price_book_for_models
 from usage.models import UsageLog
 from usage.records import UsageRecordInput, UsageRecordInvalid, usage_records_validated
 from usage.services import (
@@ -86,6 +87,20 @@ def usage_reprice_evaluated(
     )
 
 
+def _priced_model_names(mapped: MappedSpans) -> None:
+    """The request model instead of the response model where only the request model is priced (one
+    query for the export, only when some span names two models)."""
+    two_names = [span for span in mapped.records if span.request_model]
+    if not two_names:
+        return
+    names = {name.strip() for span in two_names for name in (span.record.model_name, span.request_model)}
+    book = price_book_for_models(model_names=names)
+    for span in two_names:
+        priced = book.resolve(span.record.model_name.strip()).model_name is not None
+        if not priced and book.resolve(span.request_model.strip()).model_name is not None:
+            span.record.model_name = span.request_model
+
+
 @dataclass(kw_only=True)
 class SpansOutcome:
     """What became of an OTLP export's spans: stored, re-sent (duplicates), rejected (one message each,
@@ -103,8 +118,11 @@ def usage_spans_record(*, request: ExportTraceServiceRequest, mapping: OtlpMappi
     """Record the model calls of an OTLP export (ingest.otlp maps the spans) through usage_batch_record,
     in batches of at most AICOST_MAX_BATCH_SIZE, each its own transaction. A span that breaks a rule is
     rejected alone (the others are stored); a span stored before (same trace, span and decision id) is
-    skipped, so a re-sent export stores nothing twice and a retry after a failed batch is safe."""
+    skipped, so a re-sent export stores nothing twice and a retry after a failed batch is safe.
+    A span whose response model the price book does not know but whose request model it does is
+    recorded under the request model, so a snapshot name without an alias is priced, not unpriced."""
     mapped = spans_mapped(request, mapping=mapping or OtlpMapping.from_settings())
+    _priced_model_names(mapped)
     outcome = SpansOutcome(ignored=mapped.ignored, rejected=mapped.rejected, warnings=mapped.warnings)
     now = timezone.now()
     valid = []

@@ -11,6 +11,8 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from prometheus_client import REGISTRY
 
+from pricing.models import ModelPricing, PatternKind
+from pricing.services import model_name_patterns_set
 from tests.conftest import HttpsClient
 from tests.gunicorn_server import free_port
 from tests.otlp_helpers import START, chat, export, span
@@ -252,3 +254,21 @@ def test_a_lost_database_is_503_with_retry_after(key):
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
     assert "database is unavailable" in _status(response).message
+
+
+def test_a_snapshot_the_price_book_does_not_know_is_recorded_under_the_priced_request_model(key):
+    snapshot = {"gen_ai.response.model": "gpt-4o-mini-2024-07-18"}
+    unknown = {"gen_ai.request.model": "my-finetune", "gen_ai.response.model": "my-finetune-v2"}
+    response = _post(export(span(chat(**snapshot)), span({**chat(), **unknown})).SerializeToString(), key=key)
+    assert response.status_code == 200
+    logs = UsageLog.objects.order_by("id")
+    assert [(log.sent_model_name, log.model_name, log.cost_source) for log in logs] == [
+        ("gpt-4o-mini", "gpt-4o-mini", "computed"),
+        ("my-finetune-v2", "my-finetune-v2", "unpriced"),  # Neither is priced: the model that answered.
+    ]
+    model_name_patterns_set(
+        pricing=ModelPricing.objects.get(model_name="gpt-4o-mini"), patterns=[(PatternKind.PREFIX, "gpt-4o-mini-")]
+    )
+    _post(export(span(chat(**snapshot))).SerializeToString(), key=key)
+    latest = UsageLog.objects.order_by("id").last()
+    assert (latest.sent_model_name, latest.model_name) == ("gpt-4o-mini-2024-07-18", "gpt-4o-mini")

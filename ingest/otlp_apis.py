@@ -106,7 +106,36 @@ def _status(code: int, message: str, *, bad_request: bool = False) -> status_pb2
     return status
 
 
-_SUCCESS_EXAMPLE = {"partialSuccess": {"rejectedSpans": "1", "errorMessage": "span 5b8efff798038103: ..."}}
+# OTLP JSON, as documented here (the full messages: opentelemetry-proto, OTLP specification).
+_REQUEST_JSON = {
+    "type": "object",
+    "description": "ExportTraceServiceRequest in OTLP JSON: lowerCamelCase keys, hex trace and span ids, "
+    "integer enums; unknown fields are ignored.",
+    # proto3's JSON mapping reads null as the default (no spans).
+    "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}, "nullable": True}},
+}
+_RESPONSE_JSON = {
+    "type": "object",
+    "description": "ExportTraceServiceResponse; partialSuccess only when spans were rejected or a warning is given.",
+    "properties": {
+        "partialSuccess": {
+            "type": "object",
+            "properties": {
+                "rejectedSpans": {"type": "string", "format": "int64"},
+                "errorMessage": {"type": "string"},
+            },
+        }
+    },
+}
+_STATUS_JSON = {
+    "type": "object",
+    "description": "google.rpc.Status.",
+    "properties": {
+        "code": {"type": "integer"},
+        "message": {"type": "string"},
+        "details": {"type": "array", "items": {"type": "object"}},
+    },
+}
 
 
 class OtlpTracesApi(APIView):
@@ -132,13 +161,14 @@ class OtlpTracesApi(APIView):
             "export stores nothing twice. Answers are OTLP messages in the request's encoding: "
             "ExportTraceServiceResponse (with partialSuccess when spans were rejected), or a google.rpc.Status."
         ),
-        request={PROTOBUF: OpenApiTypes.BINARY, JSON: OpenApiTypes.OBJECT},
+        tags=["otlp"],
+        request={PROTOBUF: OpenApiTypes.BINARY, JSON: _REQUEST_JSON},
         responses={
-            (200, JSON): OpenApiResponse(OpenApiTypes.OBJECT, description="ExportTraceServiceResponse."),
+            (200, JSON): OpenApiResponse(_RESPONSE_JSON, description="ExportTraceServiceResponse."),
             (200, PROTOBUF): OpenApiResponse(OpenApiTypes.BINARY, description="ExportTraceServiceResponse."),
             **{
                 (code, media_type): OpenApiResponse(
-                    OpenApiTypes.OBJECT if media_type == JSON else OpenApiTypes.BINARY,
+                    _STATUS_JSON if media_type == JSON else OpenApiTypes.BINARY,
                     description=f"google.rpc.Status: {meaning}",
                 )
                 for code, meaning in (

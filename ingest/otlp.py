@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -352,4 +353,5 @@ def messages_summary(messages: list[str], *, limit: int = 5) -> Iterator[str]:
     """The first `limit` messages, and how many more there were."""
     yield from messages[:limit]
     if len(messages) > limit:
-        yield _("… and %(count)s more.") % {"count": len(messages) - limit}
+        more = len(messages) - limit
+        yield ngettext("… and %(more)s more.", "… and %(more)s more.", more) % {"more": more}

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from alerts.services import budget_alerts_evaluate
@@ -133,7 +134,10 @@ def usage_spans_record(*, request: ExportTraceServiceRequest, mapping: OtlpMappi
             name = error.field.removeprefix("records[0].")
             source = span.sources.get(name)
             where = f"{source} ({name})" if source else name
-            outcome.rejected.append(f"span {span.span_id}: {where}: {error.message}")
+            outcome.rejected.append(
+                _("span %(span)s: %(field)s: %(message)s")
+                % {"span": span.span_id, "field": where, "message": error.message}
+            )
             continue
         valid.append(span.record)
     size = max(1, settings.AICOST_MAX_BATCH_SIZE)

@@ -235,23 +235,26 @@ def _hex_fields_as_base64(item, where: str) -> None:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _value(any_value):
-    """An AnyValue as Python: str, bool, int, float (whole floats as int), or None (arrays, maps, bytes)."""
-    kind = any_value.WhichOneof("value")
-    if kind == "string_value":
-        return any_value.string_value
-    if kind == "int_value":
-        return any_value.int_value
-    if kind == "double_value":
-        number = any_value.double_value
-        return int(number) if number.is_integer() else number
-    if kind == "bool_value":
-        return any_value.bool_value
-    return None
-
-
 def _attributes(key_values: Iterable, wanted: frozenset[str]) -> dict:
-    return {kv.key: _value(kv.value) for kv in key_values if kv.key in wanted}
+    """The wanted attributes as Python values: str, bool, int, float (whole floats as int), or None
+    (arrays, maps, bytes). Runs for every attribute of every span: kept to one loop."""
+    found = {}
+    for kv in key_values:
+        key = kv.key
+        if key in wanted:
+            value = kv.value
+            kind = value.WhichOneof("value")
+            if kind == "double_value":
+                number = value.double_value
+                found[key] = int(number) if number.is_integer() else number
+            elif kind in _SCALARS:
+                found[key] = getattr(value, kind)
+            else:
+                found[key] = None
+    return found
+
+
+_SCALARS = frozenset({"string_value", "int_value", "bool_value"})
 
 
 def _first(keys: Iterable[str], *sources: Mapping):
@@ -299,11 +302,14 @@ def spans_mapped(request: ExportTraceServiceRequest, *, mapping: OtlpMapping) ->
 
 def _span_mapped(span, resource: dict, mapping: OtlpMapping, wanted: frozenset[str], mapped: MappedSpans) -> None:
     attributes = _attributes(span.attributes, wanted)
-    operation = attributes.get(OPERATION)
+    if not attributes:  # Most spans of an instrumented service: HTTP, database, ...
+        mapped.ignored += 1
+        return
     response_model, request_model = attributes.get(RESPONSE_MODEL), attributes.get(REQUEST_MODEL)
     model = response_model or request_model
-    has_tokens = any(key in attributes for key in TOKEN_KEYS)
-    if operation in mapping.ignored_operations or not (model or has_tokens):
+    if attributes.get(OPERATION) in mapping.ignored_operations or not (
+        model or any(key in attributes for key in TOKEN_KEYS)
+    ):
         mapped.ignored += 1
         return
     span_id = span.span_id.hex()
@@ -328,9 +334,10 @@ def _span_mapped(span, resource: dict, mapping: OtlpMapping, wanted: frozenset[s
     error_message = ""
     if failed:
         error_message = span.status.message or _text(attributes.get(ERROR_TYPE) or "")
-    _key, decision_id = _first(mapping.decision_id_keys, attributes, resource)
-    user_key, user_value = _first(mapping.user_id_keys, attributes, resource)
-    _key, purpose = _first(mapping.purpose_keys, attributes, resource)
+    sources_of_ids = (attributes, resource) if resource else (attributes,)
+    _key, decision_id = _first(mapping.decision_id_keys, *sources_of_ids)
+    user_key, user_value = _first(mapping.user_id_keys, *sources_of_ids)
+    _key, purpose = _first(mapping.purpose_keys, *sources_of_ids)
     record = UsageRecordInput(
         model_name=_text(model),
         decision_id=span.trace_id.hex() if decision_id is None else _text(decision_id),

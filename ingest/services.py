@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from alerts.services import budget_alerts_evaluate
-from ingest.otlp import SPANS_RECEIVED, MappedSpans, OtlpMapping, spans_mapped
+from ingest.otlp import SPANS_RECEIVED, MappedSpans, OtlpMapping, SpanRecord, spans_mapped
 from pricing.selectors import price_book_for_models
 from usage.models import UsageLog
 from usage.records import UsageRecordInput, UsageRecordInvalid, usage_records_validated
@@ -102,6 +102,32 @@ def _priced_model_names(mapped: MappedSpans) -> None:
             span.record.model_name = span.request_model
 
 
+def _spans_stored(spans: Sequence[SpanRecord], rejected: list[str]) -> IngestResult:
+    """Store the spans' records as one batch. If one breaks a rule (usage_batch_record refuses the
+    whole batch before storing anything), each is checked alone, the ones that break a rule are
+    rejected with a message naming the attribute, and the others are stored."""
+    try:
+        return usage_batch_record(records=[span.record for span in spans])
+    except UsageRecordInvalid:
+        pass
+    now = timezone.now()
+    valid = []
+    for span in spans:
+        try:
+            usage_records_validated([span.record], now=now)
+        except UsageRecordInvalid as error:
+            name = error.field.removeprefix("records[0].")
+            source = span.sources.get(name)
+            where = f"{source} ({name})" if source else name
+            rejected.append(
+                _("span %(span)s: %(field)s: %(message)s")
+                % {"span": span.span_id, "field": where, "message": error.message}
+            )
+            continue
+        valid.append(span.record)
+    return usage_batch_record(records=valid) if valid else IngestResult()
+
+
 @dataclass(kw_only=True)
 class SpansOutcome:
     """What became of an OTLP export's spans: stored, re-sent (duplicates), rejected (one message each,
@@ -125,24 +151,9 @@ def usage_spans_record(*, request: ExportTraceServiceRequest, mapping: OtlpMappi
     mapped = spans_mapped(request, mapping=mapping or OtlpMapping.from_settings())
     _priced_model_names(mapped)
     outcome = SpansOutcome(ignored=mapped.ignored, rejected=mapped.rejected, warnings=mapped.warnings)
-    now = timezone.now()
-    valid = []
-    for span in mapped.records:
-        try:
-            usage_records_validated([span.record], now=now)
-        except UsageRecordInvalid as error:
-            name = error.field.removeprefix("records[0].")
-            source = span.sources.get(name)
-            where = f"{source} ({name})" if source else name
-            outcome.rejected.append(
-                _("span %(span)s: %(field)s: %(message)s")
-                % {"span": span.span_id, "field": where, "message": error.message}
-            )
-            continue
-        valid.append(span.record)
     size = max(1, settings.AICOST_MAX_BATCH_SIZE)
-    for start in range(0, len(valid), size):
-        result = usage_batch_record(records=valid[start : start + size])
+    for start in range(0, len(mapped.records), size):
+        result = _spans_stored(mapped.records[start : start + size], outcome.rejected)
         outcome.stored += len(result.stored)
         outcome.duplicates += result.duplicates
         outcome.unpriced += sum(1 for row in result.stored if row.cost is None)

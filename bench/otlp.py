@@ -2,6 +2,7 @@
 model-call span must be stored exactly once.
 
     python -m bench.otlp [--clients 8] [--seconds 15] [--workers 4] [--spans 512] [--noise 0.5] [--gzip]
+                         [--prebuilt 30]
 
 On demand, bounded in time, loopback only. Starts its own throwaway PostgreSQL 15 (durable) unless
 DATABASE_URL is set, migrates, starts gunicorn with gunicorn.conf.py, and runs `--clients` threads
@@ -9,8 +10,10 @@ that each post binary-protobuf ExportTraceServiceRequests of `--spans` GenAI cha
 SDK's BatchSpanProcessor's default batch), plus `--noise` as many spans without GenAI attributes
 (HTTP spans around the calls, as an instrumented service exports them), for `--seconds`. One export
 in five is sent twice (an exporter retrying after a lost answer): the retry must store nothing new.
+Each exporter builds `--prebuilt` exports before the clock starts (then more as it goes).
 Prints GenAI spans stored per second (the goal: at least 5,000), requests, latency percentiles and
-statuses, then checks the database and exits 1 on any discrepancy.
+statuses, the CPU gunicorn, PostgreSQL and the exporter threads spent per 1000 GenAI spans (as
+bench.load measures it), then checks the database and exits 1 on any discrepancy.
 """
 
 import argparse
@@ -24,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 
+from bench.load import _postmaster_pid, _tree_cpu
 from tests.throwaway_pg import rerun_without_database
 
 MODELS = ["gpt-4o", "gpt-4o-mini", "claude-haiku-4-5", "deepseek-chat", "no-such-model"]
@@ -84,9 +88,14 @@ def _export_body(rng: random.Random, spans: int, noise: int, compress: bool) -> 
 
 
 class Exporter(threading.Thread):
-    def __init__(self, *, url: str, key: str, number: int, args, until: float):
+    def __init__(self, *, url: str, key: str, number: int, args):
         super().__init__(daemon=True)
-        self.url, self.key, self.number, self.args, self.until = url, key, number, args, until
+        self.url, self.key, self.number, self.args = url, key, number, args
+        self.until = 0.0
+        self.rng = random.Random(number)
+        # Built before the clock starts, so the load generator takes little CPU from the server.
+        noise = int(args.spans * args.noise)
+        self.bodies = [_export_body(self.rng, args.spans, noise, args.gzip) for _ in range(args.prebuilt)]
         self.latencies: list[float] = []
         self.statuses: Counter = Counter()
         self.accepted = 0
@@ -111,11 +120,13 @@ class Exporter(threading.Thread):
         return status
 
     def run(self) -> None:
-        rng = random.Random(self.number)
         noise = int(self.args.spans * self.args.noise)
         export_no = 0
         while time.monotonic() < self.until:
-            body, spans = _export_body(rng, self.args.spans, noise, self.args.gzip)
+            if self.bodies:
+                body, spans = self.bodies.pop()
+            else:
+                body, spans = _export_body(self.rng, self.args.spans, noise, self.args.gzip)
             sends = 2 if export_no % 5 == 0 else 1
             accepted = False
             for _ in range(sends):
@@ -163,14 +174,19 @@ def _bench(args) -> int:
     call_command("migrate", verbosity=0)
     _key, raw_key = api_key_create(name="otlp-bench", scope=ApiKeyScope.WRITE_USAGE)
     with gunicorn_serving(database_url=os.environ["DATABASE_URL"], workers=args.workers) as url:
+        exporters = [Exporter(url=url, key=raw_key, number=n, args=args) for n in range(args.clients)]
         until = time.monotonic() + args.seconds
-        exporters = [Exporter(url=url, key=raw_key, number=n, args=args, until=until) for n in range(args.clients)]
+        for exporter in exporters:
+            exporter.until = until
+        postmaster = _postmaster_pid()
+        cpu_before = (_tree_cpu(os.getpid(), with_root=False), _tree_cpu(postmaster), time.process_time())
         started = time.perf_counter()
         for exporter in exporters:
             exporter.start()
         for exporter in exporters:
             exporter.join(timeout=args.seconds + 120)
         elapsed = time.perf_counter() - started
+        cpu_after = (_tree_cpu(os.getpid(), with_root=False), _tree_cpu(postmaster), time.process_time())
 
     latencies = [latency for exporter in exporters for latency in exporter.latencies]
     statuses = sum((exporter.statuses for exporter in exporters), Counter())
@@ -187,6 +203,13 @@ def _bench(args) -> int:
     print(
         f"latency p50 {_percentile(latencies, 0.5):.0f} ms  p95 {_percentile(latencies, 0.95):.0f} ms  "
         f"p99 {_percentile(latencies, 0.99):.0f} ms"
+    )
+    per_thousand = [
+        10**6 * (after - before) / max(1, accepted) for before, after in zip(cpu_before, cpu_after, strict=True)
+    ]
+    print(  # Less sensitive to other work on the machine than spans/s.
+        f"CPU per 1000 GenAI spans: gunicorn {per_thousand[0]:.0f} ms, PostgreSQL {per_thousand[1]:.0f} ms, "
+        f"exporters {per_thousand[2]:.0f} ms"
     )
     problems = _verify(accepted)
     if set(statuses) - {200}:
@@ -208,6 +231,7 @@ def main() -> int:
     parser.add_argument("--spans", type=int, default=512)
     parser.add_argument("--noise", type=float, default=0.5, help="spans without GenAI attributes, per GenAI span")
     parser.add_argument("--gzip", action="store_true")
+    parser.add_argument("--prebuilt", type=int, default=30, help="exports each exporter builds before the clock starts")
     args = parser.parse_args()
     status = rerun_without_database("bench.otlp", durable=True)
     if status is not None:

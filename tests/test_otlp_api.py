@@ -16,6 +16,7 @@ from pricing.services import model_name_patterns_set
 from tests.conftest import HttpsClient
 from tests.gunicorn_server import free_port
 from tests.otlp_helpers import START, chat, export, span
+from tests.sqlite_process import sqlite_python
 from usage.keys import api_key_create
 from usage.models import ApiKeyScope, UsageCounter, UsageLog
 
@@ -272,3 +273,42 @@ def test_a_snapshot_the_price_book_does_not_know_is_recorded_under_the_priced_re
     _post(export(span(chat(**snapshot))).SerializeToString(), key=key)
     latest = UsageLog.objects.order_by("id").last()
     assert (latest.sent_model_name, latest.model_name) == ("gpt-4o-mini-2024-07-18", "gpt-4o-mini")
+
+
+def test_answers_speak_the_requested_language(key):
+    response = _post(b"{}", key=key, content_type="text/plain", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    assert response.status_code == 415
+    chinese = "不支持的内容类型 text/plain：请发送 application/x-protobuf 或 application/json。"  # noqa: RUF001
+    assert response.json()["message"] == chinese
+
+
+SQLITE_SCRIPT = """
+import django
+django.setup()
+from django.core.management import call_command
+from django.test import Client
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from decimal import Decimal
+from tests.otlp_helpers import chat, export, span
+from usage.keys import api_key_create
+from usage.models import UsageLog
+
+call_command("migrate", verbosity=0)
+raw_key = api_key_create(name="otel", scope="write_usage")[1]
+bad = chat(input_tokens=1, **{"gen_ai.usage.cache_read.input_tokens": 2})
+body = export(span(chat()), span(bad)).SerializeToString()
+for _ in range(2):
+    response = Client().post("/v1/traces", data=body, content_type="application/x-protobuf",
+                             HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+    assert response.status_code == 200, response.content
+    assert ExportTraceServiceResponse.FromString(response.content).partial_success.rejected_spans == 1
+log = UsageLog.objects.get()
+assert (log.model_name, log.cost_source, log.cost) == ("gpt-4o-mini", "computed", Decimal("0.00045")), log.__dict__
+print("ok")
+"""
+
+
+def test_otlp_ingestion_on_sqlite(tmp_path):
+    result = sqlite_python(tmp_path / "db.sqlite3", "-c", SQLITE_SCRIPT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")

@@ -131,6 +131,10 @@ def test_spans_of_the_instrumented_openai_sdk_are_stored_priced_exactly_once(ins
         # An exporter that lost the answer sends the same spans again: nothing is stored twice.
         assert exporter.export(memory.get_finished_spans()) == SpanExportResult.SUCCESS
         assert _stored() == stored
+        # Counted over gunicorn's workers (prometheus_client's multiprocess mode).
+        metrics = _get(f"{url}/metrics", api_key_create(name="scraper", scope=ApiKeyScope.READ)[1])
+    for outcome, count in (("stored", 2), ("duplicate", 2), ("ignored", 2)):
+        assert f'aicost_otlp_spans_total{{outcome="{outcome}"}} {count}.0' in metrics, metrics
     failed, answered = stored
     # The response model (a dated snapshot the seed prices know no alias for) is priced as the request's.
     # The instrumentation reports no cached tokens (gen_ai.usage.cache_read.input_tokens): all 2006 are input.
@@ -166,6 +170,12 @@ def test_otlp_json_of_the_same_spans_through_gunicorn(instrumented):
         ("gpt-4o-mini", 2006, 0, 10, True, "computed"),
     ]
     assert {row[6] for row in _stored()} == {trace_id}
+
+
+def _get(url: str, key: str) -> str:
+    request = urllib.request.Request(url, headers={"Authorization": f"Api-Key {key}"})  # noqa: S310 -- loopback
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 -- loopback http://
+        return response.read().decode()
 
 
 def _post_json(url: str, body: bytes, key: str) -> tuple[int, str, dict]:

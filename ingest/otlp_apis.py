@@ -86,6 +86,16 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+def _body(request, size: int) -> bytes:
+    """At most `size` bytes of the body. With a Content-Length, Django's stream (bounded by it); without
+    one (Transfer-Encoding: chunked, which gunicorn decodes), Django's stream would read nothing, so
+    the WSGI input is read to its end."""
+    if request.META.get("CONTENT_LENGTH"):
+        return request.read(size)
+    stream = request.META.get("wsgi.input")
+    return stream.read(size) if stream is not None else b""
+
+
 def _encoded(message, media_type: str, status: int, headers: dict | None = None) -> HttpResponse:
     if media_type == PROTOBUF:
         body = message.SerializeToString()
@@ -193,7 +203,7 @@ class OtlpTracesApi(APIView):
             message = _("Unsupported content encoding %(encoding)s: send gzip, deflate or none.")
             return _encoded(_status(code_pb2.INVALID_ARGUMENT, message % {"encoding": encoding}), media_type, 415)
         limit = settings.AICOST_OTLP_MAX_BODY_BYTES
-        body = request._request.read(limit + 1)  # Django's stream, bounded by Content-Length.
+        body = _body(request._request, limit + 1)
         if len(body) > limit:
             raise OtlpPayloadTooLarge(_("The request body exceeds %(limit)s bytes.") % {"limit": limit})
         export = export_request_decoded(

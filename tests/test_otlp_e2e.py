@@ -3,8 +3,10 @@ its spans exported by the real opentelemetry-sdk with opentelemetry-exporter-otl
 gunicorn. Only OpenAI's answer is canned (httpx's MockTransport returning the documented JSON)."""
 
 import base64
+import http.client
 import json
 import urllib.request
+from urllib.parse import urlsplit
 
 import httpx2
 import openai
@@ -184,3 +186,22 @@ def _post_json(url: str, body: bytes, key: str) -> tuple[int, str, dict]:
     )
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 -- loopback http://
         return response.status, response.headers["Content-Type"], json.loads(response.read())
+
+
+def test_a_chunked_export_is_read_to_its_end():
+    """An exporter that streams its body (Transfer-Encoding: chunked, no Content-Length)."""
+    from tests.otlp_helpers import chat, export, span
+
+    _key, raw_key = api_key_create(name="otel-chunked", scope=ApiKeyScope.WRITE_USAGE)
+    body = export(*(span(chat()) for _ in range(40))).SerializeToString()
+    chunks = [body[start : start + 1000] for start in range(0, len(body), 1000)]
+    headers = {"Content-Type": "application/x-protobuf", "Authorization": f"Bearer {raw_key}"}
+    with gunicorn_serving(database_url=shared_test_database_url(), workers=1) as url:
+        parts = urlsplit(url)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        connection.request("POST", "/v1/traces", body=iter(chunks), headers=headers, encode_chunked=True)
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (200, b"")
+        connection.close()
+    assert len(chunks) > 1
+    assert UsageLog.objects.count() == 40

@@ -195,6 +195,33 @@ AICOST_USAGE_PARTITIONS_AHEAD = env.int("AICOST_USAGE_PARTITIONS_AHEAD", default
 # thread every this many seconds (inf: never; `manage.py usage_rollups_compact` compacts on demand).
 AICOST_ROLLUP_COMPACT_SECONDS = env.float("AICOST_ROLLUP_COMPACT_SECONDS", default=1.0)
 
+# OpenTelemetry (POST /v1/traces): the span attributes (else the resource's) that give a GenAI call's
+# decision_id, user_id and purpose, first present wins; decision_id defaults to the trace id.
+AICOST_OTLP_DECISION_ID_ATTRIBUTES = env.list("AICOST_OTLP_DECISION_ID_ATTRIBUTES", default=["aicost.decision_id"])
+AICOST_OTLP_USER_ID_ATTRIBUTES = env.list(
+    "AICOST_OTLP_USER_ID_ATTRIBUTES", default=["aicost.user_id", "user.id", "enduser.id"]
+)
+AICOST_OTLP_PURPOSE_ATTRIBUTES = env.list(
+    "AICOST_OTLP_PURPOSE_ATTRIBUTES", default=["aicost.purpose", "gen_ai.operation.name"]
+)
+# gen_ai.operation.name values of spans that group model calls (their tokens are the calls' sums): ignored.
+AICOST_OTLP_IGNORED_OPERATIONS = env.list(
+    "AICOST_OTLP_IGNORED_OPERATIONS",
+    default=[
+        "invoke_agent",
+        "create_agent",
+        "execute_tool",
+        "retrieval",
+        "search_memory",
+        "update_memory",
+        "delete_memory",
+        "create_memory_store",
+        "delete_memory_store",
+    ],
+)
+# Largest OTLP request body, compressed and decompressed (413 above).
+AICOST_OTLP_MAX_BODY_BYTES = env.int("AICOST_OTLP_MAX_BODY_BYTES", default=16 * 1024 * 1024)
+
 # Bearer token Prometheus sends to /metrics; empty: only staff and read-scoped API keys may scrape.
 AICOST_METRICS_TOKEN = env.str("AICOST_METRICS_TOKEN", default="")
 

@@ -147,6 +147,15 @@ class Buffer:
         if whole:
             self._ready()
 
+    def requeue(self, items: list[dict]) -> None:
+        """Put records taken but not sent back at the front (they are the oldest), within the bound."""
+        with self._lock:
+            room = self.maxsize - len(self._items)
+            if room < len(items):
+                self.dropped += len(items) - max(room, 0)
+                items = items[len(items) - max(room, 0) :]
+            self._items.extendleft(reversed(items))
+
     def take(self, limit: int) -> list[dict]:
         with self._lock:
             items = self._items

@@ -236,7 +236,10 @@ class AsyncAicostClient:
                 unsent = await self._send(Batch(records))
                 self._deliveries.abandon(unsent, "aclose() ran out of time")
             except asyncio.CancelledError:
-                self._deliveries.abandon(len(records), "aclose() ran out of time")
+                if self._closing:
+                    self._deliveries.abandon(len(records), "aclose() ran out of time")
+                else:  # The loop is going away without aclose(): exit sends them (same keys).
+                    self._buffer.requeue(records)
                 raise
             except Exception:
                 logger.exception("aicost sender failed on %d record(s)", len(records))

@@ -5,12 +5,14 @@ retry that stored twice from one that did not."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 
 def free_port() -> int:
@@ -139,3 +141,73 @@ def invalid(index: int, field: str, message: str) -> tuple:
 def unavailable(retry_after: str | None = "1") -> tuple:
     body = {"success": False, "error": {"code": "database_unavailable", "message": "The database is unavailable"}}
     return 503, ({"Retry-After": retry_after} if retry_after is not None else {}), body
+
+
+class FaultProxy:
+    """A real HTTP proxy in front of a live aicost: forwards each POST as sent, except that it plays
+    `faults` first, one per request: "lose_answer" (forward, then answer 502 as if the answer was
+    lost: the server stored the batch), "unavailable" (answer 503 with Retry-After: 1 without
+    forwarding), "reset" (close the connection without an answer)."""
+
+    def __init__(self, upstream: str, faults: list[str]) -> None:
+        self.upstream = urlsplit(upstream)
+        self.faults = list(faults)
+        self.played: list[str] = []
+        self.lock = threading.Lock()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: ThreadingHTTPServer | None = None
+
+    def _forward(self, path: str, headers: dict, body: bytes) -> tuple[int, list, bytes]:
+        connection = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=60)
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            connection.close()
+
+    def start(self) -> FaultProxy:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with proxy.lock:
+                    fault = proxy.faults.pop(0) if proxy.faults else "forward"
+                    proxy.played.append(fault)
+                if fault == "reset":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault == "unavailable":
+                    status, headers, content = 503, [("Retry-After", "1")], b'{"success": false}'
+                else:
+                    forwarded = {name: self.headers[name] for name in ("Authorization", "Content-Type", "Host")}
+                    status, headers, content = proxy._forward(self.path, forwarded, body)
+                    if fault == "lose_answer":
+                        status, headers, content = 502, [], b'{"success": false}'
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() in ("content-type", "retry-after"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()

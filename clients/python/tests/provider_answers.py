@@ -87,7 +87,7 @@ RESPONSE = {
     "incomplete_details": None,
     "instructions": None,
     "max_output_tokens": None,
-    "model": "o4-mini-2025-04-16",
+    "model": "gpt-4.1-2025-04-14",
     "output": [
         {
             "type": "message",
@@ -262,11 +262,11 @@ def chat_stream_final_chunk():
 
 
 def response():
-    return openai_sdk().responses.create(model="o4-mini", input="The capital of France?")
+    return openai_sdk().responses.create(model="gpt-4.1", input="The capital of France?")
 
 
 def response_stream_events_received():
-    return list(openai_sdk().responses.create(model="o4-mini", input="The capital of France?", stream=True))
+    return list(openai_sdk().responses.create(model="gpt-4.1", input="The capital of France?", stream=True))
 
 
 def message():

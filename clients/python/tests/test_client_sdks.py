@@ -70,7 +70,7 @@ def test_a_responses_api_response_and_its_completed_event_are_recorded(sent):
     for record in (first, second):
         assert record["usage"]["input_tokens_details"]["cached_tokens"] == 1024
         assert record["usage"]["output_tokens_details"]["reasoning_tokens"] == 640
-        assert record["model_name"] == "o4-mini-2025-04-16"
+        assert record["model_name"] == "gpt-4.1-2025-04-14"
         assert record["idempotency_key"] == response.id
         assert record["timestamp"] == datetime.fromtimestamp(1764500200, UTC).isoformat()
     with pytest.raises(ValueError, match="carries no usage"):

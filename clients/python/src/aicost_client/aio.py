@@ -47,7 +47,7 @@ class AsyncAicostClient:
         timeout: float = 10.0,
         close_timeout: float = 10.0,
         backoff_base: float = 0.2,
-        backoff_max: float = 10.0,
+        backoff_max: float = 5.0,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:

@@ -84,7 +84,7 @@ class AicostClient:
         timeout: float = 10.0,
         close_timeout: float = 10.0,
         backoff_base: float = 0.2,
-        backoff_max: float = 10.0,
+        backoff_max: float = 5.0,
         http_client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -93,6 +93,7 @@ class AicostClient:
         self.max_queue_size = max_queue_size
         self.flush_interval = flush_interval
         self.close_timeout = close_timeout
+        self.backoff_max = backoff_max
         self._headers = {"Authorization": f"Api-Key {api_key}", "Content-Type": "application/json"}
         self._wake = threading.Event()
         self._buffer = Buffer(max_queue_size, batch_size, self._wake.set)

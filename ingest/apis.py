@@ -113,7 +113,9 @@ USAGE_OBJECT_SCHEMAS = {
             "prompt_cache_miss_tokens",
             required=("prompt_tokens",),
         ),
-        prompt_tokens_details=_nullable(_counts("cached_tokens", "audio_tokens", "text_tokens", "image_tokens")),
+        prompt_tokens_details=_nullable(
+            _counts("cached_tokens", "audio_tokens", "text_tokens", "image_tokens", "cache_write_tokens")
+        ),
         completion_tokens_details=_nullable(
             _counts(
                 "reasoning_tokens",
@@ -126,7 +128,12 @@ USAGE_OBJECT_SCHEMAS = {
     ),
     "OpenAI Responses": _with(
         _counts("input_tokens", "output_tokens", "total_tokens", required=("input_tokens",)),
-        input_tokens_details=_nullable(_counts("cached_tokens")),
+        input_tokens_details=_nullable(
+            _with(
+                _counts("cached_tokens", "cache_write_tokens"),
+                cache_write_tokens_details=_nullable(_counts("ttl_30m_tokens", "ttl_12h_tokens")),
+            )
+        ),
         output_tokens_details=_nullable(_counts("reasoning_tokens")),
     ),
     "Anthropic Messages": _with(
@@ -138,6 +145,7 @@ USAGE_OBJECT_SCHEMAS = {
             required=("input_tokens",),
         ),
         cache_creation=_nullable(_counts("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")),
+        output_tokens_details=_nullable(_counts("thinking_tokens")),
         server_tool_use=_nullable(_counts("web_search_requests", "web_fetch_requests")),
         service_tier=_TEXT,
         inference_geo=_TEXT,

@@ -48,9 +48,12 @@ def healthz_wait(base_url, server: subprocess.Popen, *, seconds: float, name: st
 
 
 @contextmanager
-def gunicorn_serving(*, database_url: str, workers: int = 2, env: dict | None = None, log=None) -> Iterator[str]:
-    """Yield the base URL of a gunicorn serving aicost on `database_url`; stop it afterwards."""
-    port = free_port()
+def gunicorn_serving(
+    *, database_url: str, workers: int = 2, env: dict | None = None, log=None, port: int | None = None
+) -> Iterator[str]:
+    """Yield the base URL of a gunicorn serving aicost on `database_url` (on `port`, default a free
+    one: a given port lets a bench stop the server and start it again at the same address); stop it afterwards."""
+    port = port or free_port()
     server_env = {
         **os.environ,
         "DATABASE_URL": database_url,

@@ -287,6 +287,65 @@ DOCUMENTED = [
         },
         TokenCounts(prompt_tokens=12, completion_tokens=700, output_audio_tokens=700),
     ),
+    (
+        "OpenAI Chat Completions as the openai 3.x SDK dumps it (cache_write_tokens, None where unused)",
+        {
+            "prompt_tokens": 3000,
+            "completion_tokens": 200,
+            "total_tokens": 3200,
+            "prompt_tokens_details": {
+                "cached_tokens": 1024,
+                "cache_write_tokens": 1500,
+                "audio_tokens": None,
+                "image_tokens": None,
+                "text_tokens": None,
+            },
+            "completion_tokens_details": None,
+        },
+        TokenCounts(prompt_tokens=3000, completion_tokens=200, cached_tokens=1024, cache_write_5m_tokens=1500),
+    ),
+    (
+        "OpenAI Responses with cache writes (input_tokens_details.cache_write_tokens, ttl split of zeros)",
+        {
+            "input_tokens": 4000,
+            "input_tokens_details": {
+                "cached_tokens": 2048,
+                "cache_write_tokens": 0,
+                "cache_write_tokens_details": {"ttl_30m_tokens": 0, "ttl_12h_tokens": 0},
+            },
+            "output_tokens": 900,
+            "output_tokens_details": {"reasoning_tokens": 512},
+            "total_tokens": 4900,
+        },
+        TokenCounts(prompt_tokens=4000, completion_tokens=900, cached_tokens=2048, reasoning_tokens=512),
+    ),
+    (
+        "OpenAI Responses with cache writes of no stated time to live",
+        {
+            "input_tokens": 4000,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 3000},
+            "output_tokens": 10,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 4010,
+        },
+        TokenCounts(prompt_tokens=4000, completion_tokens=10, cache_write_5m_tokens=3000),
+    ),
+    (
+        "Anthropic Messages with extended thinking (output_tokens_details.thinking_tokens)",
+        {
+            "input_tokens": 30,
+            "output_tokens": 1200,
+            "output_tokens_details": {"thinking_tokens": 1000},
+            "cache_creation_input_tokens": None,
+            "cache_read_input_tokens": None,
+            "cache_creation": None,
+            "server_tool_use": None,
+            "service_tier": "standard",
+            "inference_geo": None,
+            "speed": None,
+        },
+        TokenCounts(prompt_tokens=30, completion_tokens=1200, reasoning_tokens=1000),
+    ),
 ]
 
 
@@ -421,6 +480,51 @@ REFUSED = [
         "usage.server_tool_use.web_search_requests",
         "Server tool requests are billed per request and aicost has no price for them, so the call would be "
         "under-counted. Send the usage object without server_tool_use, or the token counts as fields.",
+    ),
+    (
+        "OpenAI Chat cache writes with the cache reads above prompt",
+        {"prompt_tokens": 100, "prompt_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 50}},
+        "usage.prompt_tokens_details.cache_write_tokens",
+        "cached_tokens, audio_tokens and cache_write_tokens together cannot exceed prompt_tokens.",
+    ),
+    (
+        "OpenAI Responses 30-minute cache writes (no price for them)",
+        {
+            "input_tokens": 100,
+            "input_tokens_details": {
+                "cached_tokens": 0,
+                "cache_write_tokens": 80,
+                "cache_write_tokens_details": {"ttl_30m_tokens": 80, "ttl_12h_tokens": 0},
+            },
+        },
+        "usage.input_tokens_details.cache_write_tokens_details.ttl_30m_tokens",
+        "aicost has prices for 5-minute and 1-hour cache writes only, so a write with this time to live cannot "
+        "be priced. Send the token counts as fields instead.",
+    ),
+    (
+        "OpenAI Responses cache writes whose ttl split does not add up",
+        {
+            "input_tokens": 100,
+            "input_tokens_details": {
+                "cached_tokens": 0,
+                "cache_write_tokens": 80,
+                "cache_write_tokens_details": {"ttl_30m_tokens": 0, "ttl_12h_tokens": 0},
+            },
+        },
+        "usage.input_tokens_details.cache_write_tokens_details.ttl_30m_tokens",
+        "ttl_30m_tokens + ttl_12h_tokens must equal cache_write_tokens.",
+    ),
+    (
+        "OpenAI Responses cache reads and writes above input",
+        {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 50}},
+        "usage.input_tokens_details.cache_write_tokens",
+        "cached_tokens and cache_write_tokens together cannot exceed input_tokens.",
+    ),
+    (
+        "Anthropic thinking above output",
+        {"input_tokens": 1, "output_tokens": 5, "output_tokens_details": {"thinking_tokens": 6}, "service_tier": None},
+        "usage.output_tokens_details.thinking_tokens",
+        "Cannot exceed usage.output_tokens.",
     ),
     (
         "Anthropic tier not a string",
@@ -559,6 +663,7 @@ def test_stats_and_trend_return_every_token_kind(writer, reader):
 _KEYS = sorted(
     {key for _name, usage, _expected in DOCUMENTED for key in usage}
     | {"cached_tokens", "audio_tokens", "reasoning_tokens", "ephemeral_5m_input_tokens", "modality", "tokenCount"}
+    | {"cache_write_tokens", "cache_write_tokens_details", "ttl_30m_tokens", "thinking_tokens"}
 )
 _LEAVES = st.one_of(
     st.integers(-2, 3000),

@@ -11,18 +11,22 @@ either mapped or known to carry no billable tokens (total_tokens, service_tier, 
 of them is refused, so nothing a provider bills is dropped without a word:
 
 - OpenAI Chat Completions: prompt_tokens (required), completion_tokens, total_tokens,
-  prompt_tokens_details.{cached_tokens, audio_tokens}, completion_tokens_details.{reasoning_tokens,
+  prompt_tokens_details.{cached_tokens, audio_tokens, cache_write_tokens (a cache write of no stated
+  duration: a 5-minute write)}, completion_tokens_details.{reasoning_tokens,
   audio_tokens, accepted_prediction_tokens, rejected_prediction_tokens}. Predicted tokens are
   already counted (and billed) in completion_tokens; text_tokens and image_tokens (audio models'
   details) are plain input or output.
 - DeepSeek: the Chat Completions object plus prompt_cache_hit_tokens and prompt_cache_miss_tokens,
   with hit + miss = prompt_tokens; the hits are the cached tokens.
-- OpenAI Responses: input_tokens (required), input_tokens_details.cached_tokens, output_tokens,
-  output_tokens_details.reasoning_tokens, total_tokens.
+- OpenAI Responses: input_tokens (required), input_tokens_details.{cached_tokens, cache_write_tokens
+  (5-minute writes)}, output_tokens, output_tokens_details.reasoning_tokens, total_tokens;
+  input_tokens_details.cache_write_tokens_details.{ttl_30m_tokens, ttl_12h_tokens} have no price
+  here, so a non-zero count is refused.
 - Anthropic Messages: input_tokens (required) excludes the cache: prompt = input_tokens +
   cache_creation_input_tokens + cache_read_input_tokens. Cache writes are split by
   cache_creation.ephemeral_5m/1h_input_tokens (which then add up to cache_creation_input_tokens);
-  without the split every write is a 5-minute write. server_tool_use counts requests, billed per
+  without the split every write is a 5-minute write. output_tokens_details.thinking_tokens (part of
+  output_tokens) are the reasoning tokens. server_tool_use counts requests, billed per
   request: aicost holds no such price, so a non-zero count is refused rather than left unbilled.
 - Gemini usageMetadata (REST camelCase, or the google-genai SDK's snake_case): prompt =
   promptTokenCount (cached content included) + toolUsePromptTokenCount; completion =
@@ -41,6 +45,10 @@ MAX_TOKENS = 2_147_483_647  # The log's columns are PostgreSQL integers.
 SERVER_TOOLS_UNPRICED = (
     "Server tool requests are billed per request and aicost has no price for them, so the call would be "
     "under-counted. Send the usage object without server_tool_use, or the token counts as fields."
+)
+CACHE_TTL_UNPRICED = (
+    "aicost has prices for 5-minute and 1-hour cache writes only, so a write with this time to live cannot "
+    "be priced. Send the token counts as fields instead."
 )
 
 
@@ -154,19 +162,21 @@ def _openai_chat(usage, path: str) -> TokenCounts:
     prompt = reader.tokens("prompt_tokens", required=True)
     completion = reader.tokens("completion_tokens")
     reader.tokens("total_tokens")
-    cached = input_audio = reasoning = output_audio = 0
+    cached = input_audio = reasoning = output_audio = written = 0
     details_cached = None
     details = reader.child("prompt_tokens_details")
     if details is not None:
         details_cached = details.value.get("cached_tokens")
         cached = details.tokens("cached_tokens")
         input_audio = details.tokens("audio_tokens")
+        written = details.tokens("cache_write_tokens")  # No duration said: priced as 5-minute writes.
         # Text and image input: plain input tokens, counted in prompt_tokens.
         for key in ("text_tokens", "image_tokens"):
             _within(f"{details.path}.{key}", details.tokens(key), f"{path}.prompt_tokens", prompt)
         details.done()
         _within(f"{details.path}.cached_tokens", cached, f"{path}.prompt_tokens", prompt)
         _within(f"{details.path}.audio_tokens", input_audio, f"{path}.prompt_tokens", prompt)
+        _within(f"{details.path}.cache_write_tokens", written, f"{path}.prompt_tokens", prompt)
     details = reader.child("completion_tokens_details")
     if details is not None:
         reasoning = details.tokens("reasoning_tokens")
@@ -198,6 +208,9 @@ def _openai_chat(usage, path: str) -> TokenCounts:
     if cached + input_audio > prompt:
         message = "cached_tokens and audio_tokens together cannot exceed prompt_tokens."
         raise UsageObjectInvalid(f"{path}.prompt_tokens_details.audio_tokens", message)
+    if cached + input_audio + written > prompt:
+        message = "cached_tokens, audio_tokens and cache_write_tokens together cannot exceed prompt_tokens."
+        raise UsageObjectInvalid(f"{path}.prompt_tokens_details.cache_write_tokens", message)
     if reasoning + output_audio > completion:
         message = "reasoning_tokens and audio_tokens together cannot exceed completion_tokens."
         raise UsageObjectInvalid(f"{path}.completion_tokens_details.audio_tokens", message)
@@ -206,9 +219,26 @@ def _openai_chat(usage, path: str) -> TokenCounts:
         completion_tokens=completion,
         cached_tokens=cached,
         reasoning_tokens=reasoning,
+        cache_write_5m_tokens=written,
         input_audio_tokens=input_audio,
         output_audio_tokens=output_audio,
     )
+
+
+def _cache_write_durations(details: _Reader, written: int) -> None:
+    """Responses' cache_write_tokens_details: writes by time to live (30 minutes, 12 hours). aicost has
+    no price for either, so a non-zero count is refused (as server tool requests are) rather than
+    priced as a 5-minute write; zeros are accepted."""
+    split = details.child("cache_write_tokens_details")
+    if split is None:
+        return
+    for key in ("ttl_30m_tokens", "ttl_12h_tokens"):
+        if split.tokens(key):
+            raise UsageObjectInvalid(f"{split.path}.{key}", CACHE_TTL_UNPRICED, "unpriced")
+    split.done()
+    if written:
+        message = "ttl_30m_tokens + ttl_12h_tokens must equal cache_write_tokens."
+        raise UsageObjectInvalid(f"{split.path}.ttl_30m_tokens", message)
 
 
 def _openai_responses(usage, path: str) -> TokenCounts:
@@ -216,19 +246,26 @@ def _openai_responses(usage, path: str) -> TokenCounts:
     prompt = reader.tokens("input_tokens", required=True)
     completion = reader.tokens("output_tokens")
     reader.tokens("total_tokens")
-    cached = reasoning = 0
+    cached = reasoning = written = 0
     details = reader.child("input_tokens_details")
     if details is not None:
         cached = details.tokens("cached_tokens")
+        written = details.tokens("cache_write_tokens")  # No duration said: priced as 5-minute writes.
+        _cache_write_durations(details, written)
         details.done()
         _within(f"{details.path}.cached_tokens", cached, f"{path}.input_tokens", prompt)
+        if cached + written > prompt:
+            message = "cached_tokens and cache_write_tokens together cannot exceed input_tokens."
+            raise UsageObjectInvalid(f"{details.path}.cache_write_tokens", message)
     details = reader.child("output_tokens_details")
     if details is not None:
         reasoning = details.tokens("reasoning_tokens")
         details.done()
         _within(f"{details.path}.reasoning_tokens", reasoning, f"{path}.output_tokens", completion)
     reader.done()
-    return TokenCounts(prompt, completion, cached_tokens=cached, reasoning_tokens=reasoning)
+    return TokenCounts(
+        prompt, completion, cached_tokens=cached, reasoning_tokens=reasoning, cache_write_5m_tokens=written
+    )
 
 
 def _anthropic(usage, path: str) -> TokenCounts:
@@ -249,6 +286,12 @@ def _anthropic(usage, path: str) -> TokenCounts:
                 f"cache_creation_input_tokens ({written})."
             )
             raise UsageObjectInvalid(f"{split.path}.ephemeral_1h_input_tokens", message)
+    thinking = 0
+    output_details = reader.child("output_tokens_details")
+    if output_details is not None:  # Extended thinking: part of output_tokens, billed as output.
+        thinking = output_details.tokens("thinking_tokens")
+        output_details.done()
+        _within(f"{output_details.path}.thinking_tokens", thinking, f"{path}.output_tokens", completion)
     tools = reader.child("server_tool_use")
     if tools is not None:  # Requests of server tools: billed per request, which no price here holds.
         for key in ("web_search_requests", "web_fetch_requests"):
@@ -266,6 +309,7 @@ def _anthropic(usage, path: str) -> TokenCounts:
         prompt_tokens=prompt,
         completion_tokens=completion,
         cached_tokens=read,
+        reasoning_tokens=thinking,
         cache_write_5m_tokens=write_5m,
         cache_write_1h_tokens=write_1h,
     )

@@ -212,13 +212,30 @@ def usage_export_rows(*, start: datetime | None, end: datetime, filters: UsageFi
     return usage_log_rows(usage_log_window(start=start, end=end, filters=filters).using(alias))
 
 
+def _rollup_calls_by_model(column: str) -> dict[str, int]:
+    rows = (
+        UsageRollupDaily.objects.values("model_name")
+        .annotate(calls=Sum(column))
+        .filter(calls__gt=0)
+        .values_list("model_name", "calls")
+    )
+    return dict(rows)
+
+
 def unpriced_calls_by_model() -> dict[str, int]:
     """Calls stored without a cost, per model, all time, from the daily rollups (a row per model and
     day, so far fewer rows than the log). Models without a price entry appear here too."""
-    rows = (
-        UsageRollupDaily.objects.values("model_name")
-        .annotate(unpriced=Sum("unpriced_calls"))
-        .filter(unpriced__gt=0)
-        .values_list("model_name", "unpriced")
-    )
-    return dict(rows)
+    return _rollup_calls_by_model("unpriced_calls")
+
+
+def unconverted_calls_by_model() -> dict[str, int]:
+    """Priced calls stored without a cost in the reporting currency (no exchange rate in force at
+    their timestamp), per model, all time, from the daily rollups."""
+    return _rollup_calls_by_model("unconverted_calls")
+
+
+def reporting_cost_total() -> Decimal:
+    """Every call's cost in the reporting currency, all time, from the all-models daily rollups (a
+    row per day); unconverted calls add nothing."""
+    total = UsageRollupDailyTotal.objects.aggregate(total=Sum("reporting_cost"))["total"]
+    return Decimal(0) if total is None else total

@@ -160,6 +160,15 @@ class BudgetStatusSerializer(serializers.Serializer):
     monthly_budget = _money(
         source="budget", allow_null=True, help_text="The budget as stated, in budget_currency. Null: no budget set."
     )
+    spent = _money(help_text="Spent in the current calendar month, in currency (the calls' reporting cost).")
+    remaining = _money(allow_null=True, help_text="In currency.")
+    percent_used = _percent(allow_null=True)
+    currency = serializers.CharField(
+        help_text="ISO 4217 code of spent, remaining and monthly_budget_reporting: the reporting currency "
+        "(AICOST_REPORTING_CURRENCY), in which the budget is compared."
+    )
+    within_budget = serializers.BooleanField(help_text="False when spent has reached the converted budget.")
+
     budget_currency = serializers.CharField(allow_null=True, help_text="ISO 4217 code of monthly_budget.")
     monthly_budget_reporting = _money(
         source="budget_reporting",
@@ -179,18 +188,10 @@ class BudgetStatusSerializer(serializers.Serializer):
         help_text="False: no exchange rate from budget_currency into the reporting currency is in force now, so "
         "the budget is not compared with the spend (remaining and percent_used null, no alert, within_budget true)."
     )
-    spent = _money(help_text="Spent in the current calendar month, in currency (the calls' reporting cost).")
     unconverted_calls = serializers.IntegerField(
         help_text="Calls of the month with no exchange rate into the reporting currency: not in spent (never "
         "counted as 0) until usage_convert converts them."
     )
-    remaining = _money(allow_null=True, help_text="In currency.")
-    percent_used = _percent(allow_null=True)
-    currency = serializers.CharField(
-        help_text="ISO 4217 code of spent, remaining and monthly_budget_reporting: the reporting currency "
-        "(AICOST_REPORTING_CURRENCY), in which the budget is compared."
-    )
-    within_budget = serializers.BooleanField(help_text="False when spent has reached the converted budget.")
 
 
 class BudgetCheckApi(APIView):

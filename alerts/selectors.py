@@ -96,7 +96,7 @@ class WatchedBudget:
 
 
 def _prices_and_global_budget(include_global: bool) -> list[tuple]:
-    """(model_name, label, currency, monthly_budget, budget_currency, global budget, global currency) of
+    """(model_name, label, currency, monthly_budget, global budget, global currency, budget_currency) of
     every priced model, the global budget (if set and asked for) on each row: one query, run on every
     ingestion batch, so compiled once (core.compiled)."""
     name = "alerts.prices_and_global_budget" + ("" if include_global else ".no_global")
@@ -122,9 +122,9 @@ def _prices_and_global_budget_query(include_global: bool) -> QuerySet:
         "display_name",
         "currency",
         "monthly_budget",
-        "budget_currency",
         "global_budget",
         "global_currency",
+        "budget_currency",
     )
 
 
@@ -149,12 +149,12 @@ def budgets_to_evaluate(*, model_names: Collection[str], now: datetime, include_
     wanted = set(model_names)
     budgeted = [row for row in rows if row[0] in wanted and row[3] is not None]
     if rows:
-        global_budget, global_currency = rows[0][5], rows[0][6]
+        global_budget, global_currency = rows[0][4], rows[0][5]
     else:  # No priced model: the global budget may still count unknown models' provider costs.
         global_budget, global_currency = _global_budget_only() if include_global else (None, None)
     if not budgeted and global_budget is None:
         return []
-    currencies = {row[4] or row[2] for row in budgeted}
+    currencies = {row[6] or row[2] for row in budgeted}
     if global_budget is not None:
         currencies.add(global_currency)
     rates = budget_rates_now(currencies=currencies, now=now)
@@ -175,7 +175,7 @@ def budgets_to_evaluate(*, model_names: Collection[str], now: datetime, include_
                 now=now,
             ),
         )
-        for name, label, currency, budget, budget_currency, _global_budget, _global_currency in budgeted
+        for name, label, currency, budget, _global_budget, _global_currency, budget_currency in budgeted
     ]
     if global_budget is not None:
         status = budget_status_of(

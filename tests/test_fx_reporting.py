@@ -280,7 +280,7 @@ def test_a_cny_models_spend_counts_toward_a_usd_global_budget():
     assert (alert.alert_type, alert.threshold_percent, alert.model_name) == (AlertType.GLOBAL_BUDGET, 50, GLOBAL_SCOPE)
     assert (alert.current_cost, alert.budget_limit) == (Decimal("45.5"), Decimal(72))
     assert alert.details["currency"] == "CNY"
-    assert (alert.details["budget_amount"], alert.details["budget_currency"]) == ("10", "USD")
+    assert (Decimal(alert.details["budget_amount"]), alert.details["budget_currency"]) == (Decimal(10), "USD")
     assert Decimal(alert.details["exchange_rate"]) == Decimal("7.2")
     assert alert.details["unconverted_calls"] == 1
     assert "45.50000000 of 72.00000000 CNY" in alert.message

@@ -127,7 +127,7 @@ class UsageStatsApi(APIView):
             successful_calls = serializers.IntegerField()
             failed_calls = serializers.IntegerField()
             success_rate = _percent()
-            total_cost = _money(help_text="Every model's calls, in the reporting currency (currency).")
+            total_cost = _money()
             unpriced_calls = serializers.IntegerField()
             unconverted_calls = serializers.IntegerField(help_text=UNCONVERTED_HELP)
             prompt_tokens = serializers.IntegerField()

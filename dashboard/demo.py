@@ -72,9 +72,12 @@ def _demo_prices_and_rates(*, first_call: datetime, end: datetime) -> None:
     if ExchangeRate.objects.filter(source=DEMO_RATE_SOURCE).exists():
         return
     end_day = datetime.combine(end.astimezone(UTC).date(), time.min, tzinfo=UTC)
-    starts = [since if days is None else end_day - timedelta(days=days) for days, _rate in DEMO_USD_CNY_RATES]
-    for n, (start, (_days, rate)) in enumerate(zip(starts, DEMO_USD_CNY_RATES, strict=True)):
-        until = starts[n + 1] if n + 1 < len(starts) else None
+    # The first rate from `since`; a change only when it falls after it (a short demo has fewer).
+    history = [(since, DEMO_USD_CNY_RATES[0][1])]
+    history += [(end_day - timedelta(days=days), rate) for days, rate in DEMO_USD_CNY_RATES[1:]]
+    history = [history[0]] + [(start, rate) for start, rate in history[1:] if start > since]
+    for n, (start, rate) in enumerate(history):
+        until = history[n + 1][0] if n + 1 < len(history) else None
         for base, quote, value in (("USD", "CNY", Decimal(rate)), ("CNY", "USD", rate_stored(1 / Decimal(rate)))):
             # The demo's own history, written directly (as a fixture would be); fx_import and the
             # exchange-rate admin keep real ones through pricing.services.

@@ -13,7 +13,15 @@ from alerts.selectors import BudgetStatus, budget_alert_list, global_budget_stat
 from core.api.exceptions import ApiError
 from core.api.fields import lookup_field
 from core.api.responses import ErrorResponseSerializer, success_response
-from core.money import COST_DISPLAY_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
+from core.money import (
+    COST_DISPLAY_PLACES,
+    COST_MAX_DIGITS,
+    PERCENT_DECIMAL_PLACES,
+    PERCENT_MAX_DIGITS,
+    RATE_DECIMAL_PLACES,
+    RATE_MAX_DIGITS,
+    money_display,
+)
 from core.timeutils import month_bounds
 from pricing.selectors import model_pricing_for_name
 from usage.permissions import CanReadStats, CanWriteUsage
@@ -29,7 +37,7 @@ def _percent(**kwargs) -> serializers.DecimalField:
 
 
 # The money figures alerts.services writes into an alert's details, as text; answered as numbers.
-DETAILS_MONEY = frozenset({"spent", "budget", "cost_today", "trailing_daily_average"})
+DETAILS_MONEY = frozenset({"spent", "budget", "cost_today", "trailing_daily_average", "budget_amount", "exchange_rate"})
 
 
 class AlertDetailsField(serializers.JSONField):
@@ -77,8 +85,10 @@ class AlertListApi(APIView):
         usage_percentage = _percent()
         currency = serializers.CharField(
             allow_null=True,
-            help_text="ISO 4217 code of current_cost, budget_limit and the money in details: the budget's "
-            "currency for budget alerts, the model's for the others; null for a model without prices.",
+            help_text="ISO 4217 code of current_cost, budget_limit and the money in details: the reporting "
+            "currency for alerts raised since budgets compare in it (details.budget_amount is the budget as "
+            "stated, in details.budget_currency); for older alerts the budget's currency, else the model's; "
+            "null for a model without prices.",
         )
         details = AlertDetailsField(
             help_text="The figures the alert was raised on; money (spent, budget, cost_today, "
@@ -147,12 +157,41 @@ class AlertListApi(APIView):
 
 
 class BudgetStatusSerializer(serializers.Serializer):
-    monthly_budget = _money(source="budget", allow_null=True, help_text="Null: no budget set.")
-    spent = _money(help_text="Spent in the current calendar month.")
-    remaining = _money(allow_null=True)
+    monthly_budget = _money(
+        source="budget", allow_null=True, help_text="The budget as stated, in budget_currency. Null: no budget set."
+    )
+    spent = _money(help_text="Spent in the current calendar month, in currency (the calls' reporting cost).")
+    remaining = _money(allow_null=True, help_text="In currency.")
     percent_used = _percent(allow_null=True)
-    currency = serializers.CharField()
-    within_budget = serializers.BooleanField()
+    currency = serializers.CharField(
+        help_text="ISO 4217 code of spent, remaining and monthly_budget_reporting: the reporting currency "
+        "(AICOST_REPORTING_CURRENCY), in which the budget is compared."
+    )
+    within_budget = serializers.BooleanField(help_text="False when spent has reached the converted budget.")
+
+    budget_currency = serializers.CharField(allow_null=True, help_text="ISO 4217 code of monthly_budget.")
+    monthly_budget_reporting = _money(
+        source="budget_reporting",
+        allow_null=True,
+        help_text="monthly_budget in currency (the reporting currency) at the exchange rate in force now; null: "
+        "no budget, or no rate (convertible false).",
+    )
+    exchange_rate = serializers.DecimalField(
+        source="rate",
+        max_digits=RATE_MAX_DIGITS,
+        decimal_places=RATE_DECIMAL_PLACES,
+        allow_null=True,
+        help_text="Units of currency per unit of budget_currency the budget was converted at; null: none needed "
+        "or none in force.",
+    )
+    convertible = serializers.BooleanField(
+        help_text="False: no exchange rate from budget_currency into the reporting currency is in force now, so "
+        "the budget is not compared with the spend (remaining and percent_used null, no alert, within_budget true)."
+    )
+    unconverted_calls = serializers.IntegerField(
+        help_text="Calls of the month with no exchange rate into the reporting currency: not in spent (never "
+        "counted as 0) until usage_convert converts them."
+    )
 
 
 class BudgetCheckApi(APIView):
@@ -213,9 +252,16 @@ def _within(budget_status: BudgetStatus | None) -> bool:
 
 def _status_data(budget_status: BudgetStatus) -> dict:
     return {
-        "budget": budget_status.budget,
-        "spent": budget_status.spent,
-        "remaining": budget_status.remaining,
+        "budget": None if budget_status.budget is None else money_display(budget_status.budget),
+        "budget_currency": budget_status.budget_currency,
+        "budget_reporting": (
+            None if budget_status.budget_reporting is None else money_display(budget_status.budget_reporting)
+        ),
+        "rate": budget_status.rate,
+        "convertible": budget_status.convertible,
+        "spent": money_display(budget_status.spent),
+        "unconverted_calls": budget_status.unconverted_calls,
+        "remaining": None if budget_status.remaining is None else money_display(budget_status.remaining),
         "percent_used": budget_status.percent_used,
         "currency": budget_status.currency,
         "within_budget": budget_status.within_budget,

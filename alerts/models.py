@@ -134,7 +134,10 @@ class GlobalBudget(models.Model):
         max_length=3,
         # No callable default: a migration would have to import it. global_budget_set and the admin's
         # add form fill in AICOST_CURRENCY.
-        help_text=_("Only models priced in this currency count towards the global budget."),
+        help_text=_(
+            "The currency the global budget is stated in. Every model's spend counts, in the reporting "
+            "currency; the budget is converted into it at the exchange rate in force now."
+        ),
         verbose_name=_("currency"),
     )
     updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))

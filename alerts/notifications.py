@@ -60,16 +60,24 @@ def alert_subject(alert: BudgetAlert) -> str:
     }
 
 
+def _money_fact(alert: BudgetAlert, amount) -> str:
+    """An alert's amount with the currency it was raised in (stored in its details since budgets and
+    spikes compare the reporting currency; older alerts may not say)."""
+    currency = alert.details.get("currency") if isinstance(alert.details, dict) else None
+    return f"{amount} {currency}" if currency else str(amount)
+
+
 def _facts(alert: BudgetAlert) -> list[tuple[str, str]]:
     facts = [
         (_("Model"), _scope(alert)),
         (_("Level"), _level(alert)),
         (_("Threshold"), f"{alert.threshold_percent}%"),
         (_("Observed"), f"{alert.usage_percentage}%"),
-        (_("Current cost"), str(alert.current_cost)),
+        (_("Current cost"), _money_fact(alert, alert.current_cost)),
     ]
     if alert.budget_limit is not None:
-        facts.append((_("Average") if alert.alert_type == "spend_spike" else _("Budget"), str(alert.budget_limit)))
+        label = _("Average") if alert.alert_type == "spend_spike" else _("Budget")
+        facts.append((label, _money_fact(alert, alert.budget_limit)))
     facts.append((_("Period from"), str(alert.period_start)))
     return facts
 

@@ -16,9 +16,10 @@ from alerts.models import GLOBAL_SCOPE, AlertType, BudgetAlert, GlobalBudget
 from core.compiled import compiled_values
 from core.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent_of
 from core.timeutils import day_bounds, month_start
-from pricing.models import ModelPricing
-from pricing.selectors import model_currencies
-from usage.selectors import USAGE_SPEND_TABLES, usage_month_spend
+from pricing.models import ExchangeRate, ModelPricing
+from pricing.selectors import Conversion, RateBook
+from usage.rollup_sums import RollupDelta
+from usage.selectors import USAGE_SPEND_TABLES, budget_rates_now, usage_month_sums
 from usage.window_sums import UsageFilters, usage_sums_over_spans
 
 # Largest percentage the alerts' usage_percentage column holds (e.g. 9999999.99).
@@ -34,24 +35,56 @@ def capped_percent(part: Decimal, whole: Decimal) -> Decimal:
 
 @dataclass(frozen=True)
 class BudgetStatus:
-    """Spend against one monthly budget in the current calendar month."""
+    """Spend against one monthly budget in the current calendar month, compared in the reporting
+    currency (`currency`): the budget as stated (`budget` in `budget_currency`) converted at the rate
+    in force now (`budget_reporting`, at `rate`), against the month's reporting cost (`spent`). Calls
+    with no rate into the reporting currency are not in `spent`: `unconverted_calls` counts them. A
+    budget with no rate in force (`convertible` false) is never compared: no percentage, no alert."""
 
     budget: Decimal | None
     spent: Decimal
     currency: str
     period_start: date
+    budget_currency: str | None = None
+    budget_reporting: Decimal | None = None
+    rate: Decimal | None = None
+    unconverted_calls: int = 0
+
+    @property
+    def convertible(self) -> bool:
+        return self.budget is None or self.budget_reporting is not None
 
     @property
     def remaining(self) -> Decimal | None:
-        return None if self.budget is None else max(self.budget - self.spent, ZERO)
+        return None if self.budget_reporting is None else max(self.budget_reporting - self.spent, ZERO)
 
     @property
     def percent_used(self) -> Decimal | None:
-        return None if self.budget is None else capped_percent(self.spent, self.budget)
+        return None if self.budget_reporting is None else capped_percent(self.spent, self.budget_reporting)
 
     @property
     def within_budget(self) -> bool:
-        return self.budget is None or self.spent < self.budget
+        """False only when the spend has reached a comparable budget: a budget without a rate is not
+        known to be used up (see convertible)."""
+        return self.budget_reporting is None or self.spent < self.budget_reporting
+
+
+def budget_status_of(
+    *, budget: Decimal | None, budget_currency: str, month: RollupDelta, rates: RateBook, now: datetime
+) -> BudgetStatus:
+    """One budget this month: `budget` (in `budget_currency`) converted into the reporting currency
+    at the rate in force `now`, against the month's sums `month`."""
+    conversion = rates.convert(budget, budget_currency, now) if budget is not None else Conversion(None, None)
+    return BudgetStatus(
+        budget=budget,
+        spent=month.reporting_cost,
+        currency=rates.quote_currency,
+        period_start=month_start(now),
+        budget_currency=budget_currency,
+        budget_reporting=conversion.amount,
+        rate=None if conversion.rate is None else conversion.rate.rate,
+        unconverted_calls=month.unconverted_calls,
+    )
 
 
 @dataclass(frozen=True)
@@ -62,15 +95,10 @@ class WatchedBudget:
     status: BudgetStatus
 
 
-def _priced_in(currency_of: dict[str, str], currency: str) -> list[str]:
-    """The models priced in `currency`: those whose spend the global budget in it counts."""
-    return [name for name, priced_in in currency_of.items() if priced_in == currency]
-
-
 def _prices_and_global_budget(include_global: bool) -> list[tuple]:
-    """(model_name, label, currency, monthly_budget, global budget, global currency) of every priced
-    model, the global budget (if set and asked for) on each row: one query, run on every ingestion
-    batch, so compiled once (core.compiled)."""
+    """(model_name, label, currency, monthly_budget, global budget, global currency, budget_currency) of
+    every priced model, the global budget (if set and asked for) on each row: one query, run on every
+    ingestion batch, so compiled once (core.compiled)."""
     name = "alerts.prices_and_global_budget" + ("" if include_global else ".no_global")
     using = router.db_for_read(ModelPricing)  # Where the ORM would read it.
     return compiled_values(name, lambda: _prices_and_global_budget_query(include_global), using=using)
@@ -90,35 +118,69 @@ def _prices_and_global_budget_query(include_global: bool) -> QuerySet:
             global_currency=Value(None, output_field=CharField()),
         )
     return rows.values_list(
-        "model_name", "display_name", "currency", "monthly_budget", "global_budget", "global_currency"
+        "model_name",
+        "display_name",
+        "currency",
+        "monthly_budget",
+        "global_budget",
+        "global_currency",
+        "budget_currency",
     )
+
+
+def _global_budget_only() -> tuple[Decimal | None, str | None]:
+    budget = GlobalBudget.objects.filter(pk=GlobalBudget.SINGLETON_ID, monthly_budget__isnull=False).first()
+    return (None, None) if budget is None else (budget.monthly_budget, budget.currency)
+
+
+def _month_total(in_month: dict[str, RollupDelta]) -> RollupDelta:
+    return sum(in_month.values(), RollupDelta())
 
 
 def budgets_to_evaluate(*, model_names: Collection[str], now: datetime, include_global: bool) -> list[WatchedBudget]:
     """The budgets of the given models, and the global budget, with this month's spend: what
-    budget evaluation compares on every ingestion batch, in two queries (prices with the global
-    budget, then the month's spend from the rollups). Same figures as model_budget_status / global_budget_status."""
-    period_start = month_start(now)
+    budget evaluation compares on every ingestion batch, in a few queries (prices with the global
+    budget, the rates in force now when a budget is in another currency than the reporting one, then
+    the month's sums from the rollups). Same figures as model_budget_status / global_budget_status.
+
+    The global budget counts every model's calls (priced in any currency, or unknown models' provider
+    costs) through their reporting cost."""
     rows = _prices_and_global_budget(include_global)
     wanted = set(model_names)
     budgeted = [row for row in rows if row[0] in wanted and row[3] is not None]
-    global_budget, global_currency = (rows[0][4], rows[0][5]) if rows else (None, None)
-    in_global = [] if global_budget is None else _priced_in({row[0]: row[2] for row in rows}, global_currency)
-    spent = usage_month_spend(model_names={row[0] for row in budgeted} | set(in_global), now=now)
+    if rows:
+        global_budget, global_currency = rows[0][4], rows[0][5]
+    else:  # No priced model: the global budget may still count unknown models' provider costs.
+        global_budget, global_currency = _global_budget_only() if include_global else (None, None)
+    if not budgeted and global_budget is None:
+        return []
+    currencies = {row[6] or row[2] for row in budgeted}
+    if global_budget is not None:
+        currencies.add(global_currency)
+    rates = budget_rates_now(currencies=currencies, now=now)
+    # Every model's month when the global budget is watched (it sees them all): one read either way.
+    in_month = usage_month_sums(
+        model_names=None if global_budget is not None else {row[0] for row in budgeted}, now=now
+    )
     watched = [
         WatchedBudget(
             alert_type=AlertType.MODEL_BUDGET.value,
             scope=name,
             label=label or name,
-            status=BudgetStatus(
-                budget=budget, spent=spent.get(name, ZERO), currency=currency, period_start=period_start
+            status=budget_status_of(
+                budget=budget,
+                budget_currency=budget_currency or currency,
+                month=in_month.get(name, RollupDelta()),
+                rates=rates,
+                now=now,
             ),
         )
-        for name, label, currency, budget, _global_budget, _global_currency in budgeted
+        for name, label, currency, budget, _global_budget, _global_currency, budget_currency in budgeted
     ]
     if global_budget is not None:
-        total = sum((spent.get(name, ZERO) for name in in_global), ZERO)
-        status = BudgetStatus(budget=global_budget, spent=total, currency=global_currency, period_start=period_start)
+        status = budget_status_of(
+            budget=global_budget, budget_currency=global_currency, month=_month_total(in_month), rates=rates, now=now
+        )
         watched.append(
             WatchedBudget(
                 alert_type=AlertType.GLOBAL_BUDGET.value,
@@ -131,12 +193,13 @@ def budgets_to_evaluate(*, model_names: Collection[str], now: datetime, include_
 
 
 def model_budget_status(*, pricing: ModelPricing, now: datetime) -> BudgetStatus:
-    period_start = month_start(now)
-    return BudgetStatus(
+    currency = pricing.monthly_budget_currency
+    return budget_status_of(
         budget=pricing.monthly_budget,
-        spent=usage_month_spend(model_names=[pricing.model_name], now=now).get(pricing.model_name, ZERO),
-        currency=pricing.currency,
-        period_start=period_start,
+        budget_currency=currency,
+        month=usage_month_sums(model_names=[pricing.model_name], now=now).get(pricing.model_name, RollupDelta()),
+        rates=budget_rates_now(currencies=[currency] if pricing.monthly_budget is not None else [], now=now),
+        now=now,
     )
 
 
@@ -145,14 +208,17 @@ def global_budget_get() -> GlobalBudget | None:
 
 
 def global_budget_status(*, now: datetime) -> BudgetStatus | None:
-    """The global budget and this month's spend of all models in its currency, or None."""
-    budget = GlobalBudget.objects.filter(pk=GlobalBudget.SINGLETON_ID, monthly_budget__isnull=False).first()
+    """The global budget and this month's spend of every model, in the reporting currency, or None."""
+    budget, currency = _global_budget_only()
     if budget is None:
         return None
-    period_start = month_start(now)
-    in_currency = _priced_in(model_currencies(), budget.currency)
-    spent = sum(usage_month_spend(model_names=in_currency, now=now).values(), ZERO)
-    return BudgetStatus(budget=budget.monthly_budget, spent=spent, currency=budget.currency, period_start=period_start)
+    return budget_status_of(
+        budget=budget,
+        budget_currency=currency,
+        month=_month_total(usage_month_sums(model_names=None, now=now)),
+        rates=budget_rates_now(currencies=[currency], now=now),
+        now=now,
+    )
 
 
 @dataclass(frozen=True)
@@ -227,8 +293,9 @@ def model_activity(*, windows: ActivityWindows, model_names: Collection[str] | N
         activity[name] = ModelActivity(
             calls_in_window=calls.calls if calls else 0,
             failed_in_window=calls.calls - calls.successful_calls if calls else 0,
-            cost_today=today[name].cost if name in today else ZERO,
-            cost_trailing=trailing[name].cost if name in trailing else ZERO,
+            # In the reporting currency, as every alert threshold (unconverted calls add nothing).
+            cost_today=today[name].reporting_cost if name in today else ZERO,
+            cost_trailing=trailing[name].reporting_cost if name in trailing else ZERO,
         )
     return activity
 
@@ -264,13 +331,42 @@ def budget_alert_list(
 
 
 # The tables budgets_this_month reads: the cost page shows budgets while the usage log is missing.
-BUDGET_TABLES = (ModelPricing._meta.db_table, GlobalBudget._meta.db_table, *USAGE_SPEND_TABLES)
+BUDGET_TABLES = (
+    ModelPricing._meta.db_table,
+    GlobalBudget._meta.db_table,
+    ExchangeRate._meta.db_table,
+    *USAGE_SPEND_TABLES,
+)
 
 
 def budgets_this_month(*, now: datetime) -> dict:
-    """The global budget's status and each model budget's, for the cost page's budgets panel."""
+    """The global budget's status and each model budget's, for the cost page's budgets panel: the
+    same figures as budget/check, in one read of the month and one of the rates."""
+    pricings = list(ModelPricing.objects.filter(monthly_budget__isnull=False).order_by("model_name"))
+    global_budget, global_currency = _global_budget_only()
+    currencies = {pricing.monthly_budget_currency for pricing in pricings}
+    if global_budget is not None:
+        currencies.add(global_currency)
+    rates = budget_rates_now(currencies=currencies, now=now)
+    in_month = usage_month_sums(
+        model_names=None if global_budget is not None else [pricing.model_name for pricing in pricings], now=now
+    )
     models = [
-        {"name": str(pricing), "status": model_budget_status(pricing=pricing, now=now)}
-        for pricing in ModelPricing.objects.filter(monthly_budget__isnull=False).order_by("model_name")
+        {
+            "name": str(pricing),
+            "status": budget_status_of(
+                budget=pricing.monthly_budget,
+                budget_currency=pricing.monthly_budget_currency,
+                month=in_month.get(pricing.model_name, RollupDelta()),
+                rates=rates,
+                now=now,
+            ),
+        }
+        for pricing in pricings
     ]
-    return {"global": global_budget_status(now=now), "models": models}
+    status = None
+    if global_budget is not None:
+        status = budget_status_of(
+            budget=global_budget, budget_currency=global_currency, month=_month_total(in_month), rates=rates, now=now
+        )
+    return {"global": status, "models": models}

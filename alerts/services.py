@@ -41,7 +41,7 @@ from alerts.selectors import (
     model_activity,
 )
 from core.money import money_display, percent_of
-from pricing.selectors import model_pricings_budgeted
+from pricing.selectors import model_pricings_budgeted, reporting_currency
 
 logger = logging.getLogger("aicost.alerts")
 
@@ -56,39 +56,78 @@ def _stored_text(message: str, **values) -> str:
         return text % values if values else text
 
 
+def _budget_details(status: BudgetStatus) -> dict:
+    """The figures a budget alert was raised on: money in the reporting currency (`currency`), and the
+    budget as stated with the rate it was converted at."""
+    return {
+        "spent": str(status.spent),
+        "budget": str(status.budget_reporting),
+        "currency": status.currency,
+        "budget_amount": str(status.budget),
+        "budget_currency": status.budget_currency,
+        "exchange_rate": None if status.rate is None else str(status.rate),
+        "unconverted_calls": status.unconverted_calls,
+    }
+
+
+def _budget_message(*, alert_type: str, label: str, used, status: BudgetStatus, threshold) -> str:
+    text = _stored_text(
+        gettext_noop(
+            "%(label)s have used %(used)s%% of the global monthly budget (%(spent)s of %(budget)s "
+            "%(currency)s in the month from %(start)s); the %(threshold)s%% threshold is crossed."
+        )
+        if alert_type == AlertType.GLOBAL_BUDGET
+        else gettext_noop(
+            "%(label)s has used %(used)s%% of its monthly budget (%(spent)s of %(budget)s "
+            "%(currency)s in the month from %(start)s); the %(threshold)s%% threshold is crossed."
+        ),
+        label=_stored_text(label) if alert_type == AlertType.GLOBAL_BUDGET else label,
+        used=used,
+        spent=money_display(status.spent),  # Shown: rounded once, as every figure a person reads.
+        budget=money_display(status.budget_reporting),
+        currency=status.currency,
+        start=status.period_start,
+        threshold=threshold.percent,
+    )
+    if status.budget_currency != status.currency:
+        text += " " + _stored_text(
+            gettext_noop(
+                "The budget is %(amount)s %(budget_currency)s, at %(rate)s %(currency)s per %(budget_currency)s."
+            ),
+            amount=money_display(status.budget),
+            budget_currency=status.budget_currency,
+            rate=format(status.rate.normalize(), "f"),  # 7.1, never 7.100000000000000000 or 7E+1.
+            currency=status.currency,
+        )
+    if status.unconverted_calls:
+        text += " " + _stored_text(
+            gettext_noop("%(count)s calls of the month have no exchange rate yet and are not counted."),
+            count=status.unconverted_calls,
+        )
+    return text
+
+
 def _budget_alerts(
     *, alert_type: str, model_name: str, label: str, status: BudgetStatus, now: datetime
 ) -> list[BudgetAlert]:
-    used = capped_percent(status.spent, status.budget)
+    """The thresholds this budget crossed, compared in the reporting currency. A budget that cannot be
+    converted (no exchange rate in force from its currency) raises nothing: different currencies are
+    never compared (budget/check and the cost page say it is not convertible)."""
+    if status.budget_reporting is None:
+        return []
+    used = capped_percent(status.spent, status.budget_reporting)
     return [
         BudgetAlert(
             model_name=model_name,
             alert_type=alert_type,
             alert_level=threshold.level,
             current_cost=status.spent,
-            budget_limit=status.budget,
+            budget_limit=status.budget_reporting,
             usage_percentage=used,
             threshold_percent=threshold.percent,
             period_start=status.period_start,
-            details={"spent": str(status.spent), "budget": str(status.budget), "currency": status.currency},
-            message=_stored_text(
-                gettext_noop(
-                    "%(label)s have used %(used)s%% of the global monthly budget (%(spent)s of %(budget)s "
-                    "%(currency)s in the month from %(start)s); the %(threshold)s%% threshold is crossed."
-                )
-                if alert_type == AlertType.GLOBAL_BUDGET
-                else gettext_noop(
-                    "%(label)s has used %(used)s%% of its monthly budget (%(spent)s of %(budget)s "
-                    "%(currency)s in the month from %(start)s); the %(threshold)s%% threshold is crossed."
-                ),
-                label=_stored_text(label) if alert_type == AlertType.GLOBAL_BUDGET else label,
-                used=used,
-                spent=money_display(status.spent),  # Shown: rounded once, as every figure a person reads.
-                budget=money_display(status.budget),
-                currency=status.currency,
-                start=status.period_start,
-                threshold=threshold.percent,
-            ),
+            details=_budget_details(status),
+            message=_budget_message(alert_type=alert_type, label=label, used=used, status=status, threshold=threshold),
             created_at=now,
         )
         for threshold in config.budget_thresholds()
@@ -148,6 +187,7 @@ def _spend_spike_alerts(*, model_name: str, activity: ModelActivity, windows: Ac
     if activity.cost_trailing <= 0 or activity.cost_today < config.spend_spike_min_cost():
         return []  # No baseline to compare with, or too little money to matter.
     average = money_display(activity.cost_trailing / windows.trailing_days)
+    reporting = reporting_currency()  # Spikes compare reporting costs (alerts.selectors.model_activity).
     ratio = capped_percent(activity.cost_today, average)
     return [
         BudgetAlert(
@@ -163,14 +203,16 @@ def _spend_spike_alerts(*, model_name: str, activity: ModelActivity, windows: Ac
                 "cost_today": str(activity.cost_today),
                 "trailing_daily_average": str(average),
                 "trailing_days": windows.trailing_days,
+                "currency": reporting,
             },
             message=_stored_text(
                 gettext_noop(
-                    "%(model)s: today's cost %(cost)s is %(ratio)s%% of its trailing %(days)s-day daily "
-                    "average (%(average)s); the %(threshold)s%% spike threshold is crossed."
+                    "%(model)s: today's cost %(cost)s %(currency)s is %(ratio)s%% of its trailing %(days)s-day "
+                    "daily average (%(average)s %(currency)s); the %(threshold)s%% spike threshold is crossed."
                 ),
                 model=model_name,
                 cost=money_display(activity.cost_today),
+                currency=reporting,
                 ratio=ratio,
                 days=windows.trailing_days,
                 average=average,

@@ -79,11 +79,15 @@ SETTINGS_SHOWN = [
 SEED_SQL = """
 INSERT INTO ai_model_usage_log (
     model_name, decision_id, user_id, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
-    cost, cost_source, price_version_id, response_time, success, error_message, purpose, timestamp
+    cost, reporting_cost, cost_source, price_version_id, response_time, success, error_message, purpose, timestamp
 )
 SELECT
     m.model_name, 'bench-' || lpad(t.i::text, 10, '0'), t.user_id, t.prompt, t.completion, t.cached,
     CASE WHEN m.model_name = 'deepseek-reasoner' THEN t.completion * 6 / 10 ELSE 0 END,
+    CASE WHEN m.version_id IS NULL THEN NULL
+         ELSE round(((t.prompt - t.cached) * m.p_in + t.cached * m.p_cached + t.completion * m.p_out) / 1000000, 8)
+    END,
+    -- The seed's models are priced in USD, the reporting currency: reporting_cost = cost (as ingestion stores it).
     CASE WHEN m.version_id IS NULL THEN NULL
          ELSE round(((t.prompt - t.cached) * m.p_in + t.cached * m.p_cached + t.completion * m.p_out) / 1000000, 8)
     END,

@@ -5,12 +5,13 @@ from django.db import DatabaseError, transaction
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.translation import get_language, gettext_lazy, to_locale
+from django.utils.translation import get_language, gettext_lazy, ngettext, to_locale
 from django.utils.translation import gettext as _
 from django.views.generic import RedirectView
 
 from alerts.selectors import BUDGET_TABLES, budgets_this_month
 from core.money import money_format_rule
+from pricing.selectors import reporting_currency
 from schemaguard.guard import SchemaReport, schema_health, schema_report
 
 COST_PAGE_APP_LABEL = "ai-cost"
@@ -78,6 +79,7 @@ class AicostAdminSite(admin.AdminSite):
             "stats_url": reverse("usage-stats"),
             "trend_url": reverse("usage-cost-trend-daily"),
             "alerts_url": reverse("alerts-list"),
+            "reporting_currency": reporting_currency(),
             "page_text": _page_text(),
         }
         return TemplateResponse(request, "admin/ai_cost.html", context, status=200 if report.healthy else 503)
@@ -115,6 +117,21 @@ def _page_text() -> dict:
         "unpriced": _("unpriced"),
         "unknownProvider": _("unknown"),
         "plusUnpriced": _("(+%(count)s unpriced)"),
+        # "N calls unconverted (no exchange rate)": the forms for one call and for several.
+        "unconverted": {
+            "one": ngettext(
+                "%(count)s call unconverted (no exchange rate): its cost is not in the totals.",
+                "%(count)s calls unconverted (no exchange rate): their cost is not in the totals.",
+                1,
+            ),
+            "other": ngettext(
+                "%(count)s call unconverted (no exchange rate): its cost is not in the totals.",
+                "%(count)s calls unconverted (no exchange rate): their cost is not in the totals.",
+                2,
+            ),
+        },
+        "plusUnconverted": _("(+%(count)s unconverted)"),
+        "budgetNoRate": _("%(budget)s: no exchange rate into %(currency)s, not compared"),
         "budgetUse": _("%(percent)s of %(budget)s"),
         "seconds": _("%(seconds)s s"),
         "costOf": _("Cost (%(currency)s)"),

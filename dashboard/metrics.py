@@ -17,10 +17,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from core.db_errors import database_unavailable
-from pricing.selectors import model_providers
+from pricing.selectors import model_providers, reporting_currency
 from schemaguard.guard import SchemaHealth, schema_health
 from usage.checks import LOG_DISAGREES as USAGE_LOG_DISAGREES
-from usage.selectors import unpriced_calls_by_model, usage_counters_list
+from usage.selectors import (
+    reporting_cost_total,
+    unconverted_calls_by_model,
+    unpriced_calls_by_model,
+    usage_counters_list,
+)
 
 logger = logging.getLogger("aicost.metrics")
 
@@ -102,7 +107,22 @@ def _usage_families() -> list:
     )
     for model_name, count in sorted(unpriced_calls_by_model().items()):
         unpriced.add_metric([model_name], count)
-    return [calls, cost, unpriced]
+    unconverted = CounterMetricFamily(
+        "aicost_model_unconverted_calls",
+        "LLM calls priced but without a cost in the reporting currency (no exchange rate in force at their "
+        "timestamp), per model, all time: not in aicost_cost_total.",
+        labels=["model"],
+    )
+    for model_name, count in sorted(unconverted_calls_by_model().items()):
+        unconverted.add_metric([model_name], count)
+    total = CounterMetricFamily(
+        "aicost_cost",
+        "Cost of all LLM calls recorded, all models, all time, in the reporting currency "
+        "(AICOST_REPORTING_CURRENCY; unconverted calls left out).",
+        labels=["currency"],
+    )
+    total.add_metric([reporting_currency()], float(reporting_cost_total()))
+    return [calls, cost, unpriced, unconverted, total]
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

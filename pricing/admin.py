@@ -106,6 +106,7 @@ class ModelPricingForm(forms.ModelForm):
             "currency",
             *PRICE_FIELDS,
             "monthly_budget",
+            "budget_currency",
             "enabled",
             "is_free",
         ]
@@ -232,7 +233,7 @@ class ModelPricingAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["model_name", "provider", "display_name", "model_type", "currency"]}),
         *_PRICE_FIELDSETS,
-        (None, {"fields": ["monthly_budget", "enabled", "is_free", "created_at", "updated_at"]}),
+        (None, {"fields": ["monthly_budget", "budget_currency", "enabled", "is_free", "created_at", "updated_at"]}),
     ]
     inlines = [NamePatternInline, PriceTierInline, PriceVersionInline]
     actions = ["enable_models", "disable_models"]

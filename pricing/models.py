@@ -138,7 +138,20 @@ class ModelPricing(TokenPrices):
     )
     price_per_call = _fee_field(verbose_name=_("price per call"))
     monthly_budget = _cost_field(
-        null=True, blank=True, help_text=_("Empty means no budget for this model."), verbose_name=_("monthly budget")
+        null=True,
+        blank=True,
+        help_text=_("Empty means no budget for this model. Stated in the budget currency."),
+        verbose_name=_("monthly budget"),
+    )
+    budget_currency = models.CharField(
+        max_length=3,
+        blank=True,
+        default="",
+        help_text=_(
+            "ISO 4217 code the monthly budget is stated in; empty: the model's currency. It is compared with "
+            "the month's spend in the reporting currency, converted at the exchange rate in force now."
+        ),
+        verbose_name=_("budget currency"),
     )
     enabled = models.BooleanField(default=True, verbose_name=_("enabled"))
     is_free = models.BooleanField(default=False, verbose_name=_("is free"))
@@ -154,6 +167,11 @@ class ModelPricing(TokenPrices):
 
     def __str__(self) -> str:
         return self.display_name or self.model_name
+
+    @property
+    def monthly_budget_currency(self) -> str:
+        """The currency the monthly budget is stated in: its own, else the model's."""
+        return self.budget_currency or self.currency
 
 
 class ModelPriceVersion(TokenPrices):

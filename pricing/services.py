@@ -184,6 +184,7 @@ def model_pricing_create(
     price_per_call: Decimal | None = None,
     tiers: Sequence[PriceTierInput] = (),
     monthly_budget: Decimal | None = None,
+    budget_currency: str = "",
     enabled: bool = True,
     is_free: bool = False,
     effective_from: datetime | None = None,
@@ -205,6 +206,7 @@ def model_pricing_create(
         currency=currency,
         **prices,
         monthly_budget=monthly_budget,
+        budget_currency=budget_currency,  # Empty: the model's currency.
         enabled=enabled,
         is_free=is_free,
     )
@@ -537,11 +539,13 @@ def price_changes_apply(*, changes: list, effective_from: datetime | None, sourc
 
 
 @transaction.atomic
-def model_pricing_budgets_set(*, budgets: dict[str, Decimal | None]) -> int:
-    """Set the monthly budget of each named model (None: no budget); returns how many were found."""
+def model_pricing_budgets_set(*, budgets: dict[str, Decimal | None], currency: str | None = None) -> int:
+    """Set the monthly budget of each named model (None: no budget), stated in `currency` (None: the
+    budget currency stays as it is; "": the model's currency); returns how many were found."""
     now = timezone.now()
+    fields = {} if currency is None else {"budget_currency": currency}
     return sum(
-        ModelPricing.objects.filter(model_name=name).update(monthly_budget=budget, updated_at=now)
+        ModelPricing.objects.filter(model_name=name).update(monthly_budget=budget, updated_at=now, **fields)
         for name, budget in sorted(budgets.items())
     )
 

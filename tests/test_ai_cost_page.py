@@ -17,6 +17,7 @@ from django.test import override_settings
 from core.money import money_format
 from dashboard.demo import demo_usage_load
 from ingest.services import usage_record
+from pricing.services import model_pricing_create
 from tests.alert_helpers import set_budget
 from tests.chromium import ARTIFACTS, chromium_context
 from tests.gunicorn_server import gunicorn_serving, shared_test_database_url
@@ -67,6 +68,20 @@ def _money(text: str) -> str:
     return f"{Decimal(text):.2f}"
 
 
+def _unconverted_call() -> None:
+    """A call of a model priced in EUR, for which no rate into the reporting currency exists: unconverted."""
+    model_pricing_create(
+        model_name="mistral-eur",
+        provider="Mistral",
+        display_name="Mistral (EUR)",
+        model_type="chat",
+        currency="EUR",
+        input_price_per_million=Decimal("2"),
+        output_price_per_million=Decimal("6"),
+    )
+    usage_record(model_name="mistral-eur", prompt_tokens=2000, completion_tokens=500)  # 0.007 EUR
+
+
 @pytest.fixture
 def served(transactional_db):
     with gunicorn_serving(database_url=shared_test_database_url()) as url:
@@ -114,6 +129,7 @@ def _logged_in_page(browser, url: str):
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_staff_sees_the_numbers_the_api_gives(browser, served, django_user_model):
     demo_usage_load(days=35, calls_per_day=40)
+    _unconverted_call()
     django_user_model.objects.create_user(username="ops", password="ops-pass-12345", is_staff=True)
 
     page = _logged_in_page(browser, f"{served}{PAGE}")
@@ -140,6 +156,22 @@ def test_staff_sees_the_numbers_the_api_gives(browser, served, django_user_model
     first = stats["platforms"][0]
     assert rows.first.get_attribute("data-model") == first["model_name"]
     assert Decimal(rows.first.locator('[data-field="cost"]').get_attribute("data-value")) == first["cost"]
+    # Each model's own cost in its currency, and in the reporting currency; the unconverted call
+    # (EUR, no EUR->USD rate) is said above the cards and beside its model, never added as 0.
+    assert (
+        Decimal(rows.first.locator('[data-field="reporting-cost"]').get_attribute("data-value"))
+        == (first["reporting_cost"])
+    )
+    assert summary["unconverted_calls"] == 1
+    notice = page.locator('[data-testid="unconverted-notice"]')
+    assert notice.is_visible()
+    assert notice.get_attribute("data-value") == str(summary["unconverted_calls"])
+    assert notice.inner_text() == "1 call unconverted (no exchange rate): its cost is not in the totals."
+    eur = next(p for p in stats["platforms"] if p["model_name"] == "mistral-eur")
+    assert (eur["currency"], eur["unconverted_calls"], eur["reporting_cost"]) == ("EUR", 1, 0)
+    eur_row = page.locator('tr[data-model="mistral-eur"]')
+    assert eur_row.locator('[data-field="cost"]').inner_text() == f"EUR {_money(eur['cost'])}"
+    assert eur_row.locator('[data-field="reporting-cost"]').inner_text() == "USD 0.00 (+1 unconverted)"
     unpriced = next(p for p in stats["platforms"] if p["currency"] is None)
     unpriced_cost = page.locator(f'tr[data-model="{unpriced["model_name"]}"] [data-field="cost"]')
     assert unpriced_cost.inner_text() == "unpriced"  # Never shown as a cost of 0.
@@ -199,6 +231,7 @@ def test_the_page_in_chinese_has_no_english_of_its_own(browser, served, django_u
         demo_usage_load(days=35, calls_per_day=40)
         set_budget("deepseek-chat", "0.50")  # Over budget at once: the alerts panel has Chinese messages.
         usage_record(model_name="deepseek-chat", prompt_tokens=10, completion_tokens=10, cost=Decimal("1"))
+        _unconverted_call()
     django_user_model.objects.create_user(username="ops", password="ops-pass-12345", is_staff=True)
     page = browser.new_page()
     page.set_extra_http_headers({"Accept-Language": "zh-Hans,zh;q=0.9"})
@@ -223,6 +256,8 @@ def test_the_page_in_chinese_has_no_english_of_its_own(browser, served, django_u
     assert labels
     assert all(re.fullmatch(r"\d{4}年\d{1,2}月\d{1,2}日", label) for label in labels), labels
     assert page.locator('[data-testid="alerts"] li').count() > 0
+    notice = "1 次调用未换算（没有汇率）：其花费未计入合计。"  # noqa: RUF001 -- Chinese punctuation
+    assert page.inner_text('[data-testid="unconverted-notice"]') == notice
 
     allowed = _latin_words(" ".join(LATIN_ALLOWED))
     for entry in [*stats["platforms"], *stats["providers"]]:

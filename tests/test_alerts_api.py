@@ -67,8 +67,16 @@ def test_open_alerts_for_the_cost_page(reader, some_alerts):
     )
     assert b'"current_cost":0.6,' in response.content
     assert haiku["currency"] == "USD"
-    assert haiku["details"] == {"spent": Decimal("0.6"), "budget": Decimal("1"), "currency": "USD"}
-    assert b'"details":{"spent":0.6,"budget":1,"currency":"USD"}' in response.content
+    assert haiku["details"] == {
+        "spent": Decimal("0.6"),
+        "budget": Decimal("1"),
+        "currency": "USD",
+        "budget_amount": Decimal("1"),  # The budget as stated, in budget_currency (here the reporting one).
+        "budget_currency": "USD",
+        "exchange_rate": None,
+        "unconverted_calls": 0,
+    }
+    assert b'"details":{"spent":0.6,"budget":1,"currency":"USD","budget_amount":1,' in response.content
     assert set(haiku) >= {"id", "alert_type", "alert_level", "message", "period_start", "created_at", "budget_limit"}
 
 
@@ -121,6 +129,11 @@ def test_budget_check_within_budget(writer):
         "percent_used": 25,
         "currency": "USD",
         "within_budget": True,
+        "budget_currency": "USD",
+        "monthly_budget_reporting": 10,
+        "exchange_rate": None,
+        "convertible": True,
+        "unconverted_calls": 0,
     }
     assert b'"model_budget":{"monthly_budget":10,"spent":2.5,"remaining":7.5,"percent_used":25,' in response.content
     assert data["global_budget"] is None

@@ -247,6 +247,11 @@ def test_budget_check_and_alerts_are_exact_numbers_with_their_currency(reader):
         "percent_used": 100,
         "currency": "USD",
         "within_budget": False,
+        "budget_currency": "USD",
+        "monthly_budget_reporting": Decimal("0.3"),  # No conversion: the budget is in the reporting currency.
+        "exchange_rate": None,
+        "convertible": True,
+        "unconverted_calls": 0,
     }
     response = reader.get("/api/v1/alerts/", {"model": "gpt-4o"})
     alerts = exact_json(response)["data"]["results"]

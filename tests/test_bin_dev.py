@@ -62,6 +62,7 @@ def test_bin_dev_runs_again_without_loss_and_stops_on_a_broken_schema(tmp_path):
     env_file = setup.env_file.read_text()
     assert env_file.startswith("# Written by bin/dev")
     assert "\nDEBUG=true\n" in env_file
+    assert "\nAICOST_REPORTING_CURRENCY=CNY\n" in env_file  # The demo reports in yuan.
     assert stat.S_IMODE(setup.env_file.stat().st_mode) == 0o600, "the env file holds a secret"
     debug, secret_key = _settings_as_seen_by_manage_py(setup)
     assert debug == "True"

@@ -1,5 +1,5 @@
 """Budgets read each model's spend in the budget month through the read path (usage.window_sums),
-exactly, per currency: the calendar month in TIME_ZONE, to the call, whatever the counters say."""
+exactly, in the reporting currency: the calendar month in TIME_ZONE, to the call, whatever the counters say."""
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -66,26 +66,36 @@ def test_spend_comes_from_the_usage_not_the_counters():
 
 
 @pytest.mark.usefixtures("kathmandu")
-def test_the_global_budget_adds_up_only_the_models_priced_in_its_currency():
-    ModelPricing.objects.filter(model_name="qwen-plus").update(currency="CNY")
-    ModelPricing.objects.filter(model_name="deepseek-chat").update(currency="CNY")
+def test_the_global_budget_adds_up_every_model_in_the_reporting_currency():
+    """Issue 16: the global budget sees every model (it used to count only the models priced in its
+    currency, so a CNY model's spend escaped it), compared in the reporting currency (USD here)."""
     usage_record_batch(
         records=[
             _call("gpt-4o", "1.5", NOW - timedelta(days=1)),
             _call("claude-haiku-4-5", "2.25", NOW - timedelta(minutes=3)),
             _call("qwen-plus", "70", NOW - timedelta(hours=5)),
             _call("deepseek-chat", "30.00000001", NOW - timedelta(seconds=40)),
-            _call("not-in-pricing", "1000", NOW - timedelta(hours=1)),  # no currency: counted by none
+            _call("not-in-pricing", "1000", NOW - timedelta(hours=1)),  # a provider's cost: counted too
             _call("qwen-plus", "500", KATHMANDU_NOVEMBER - timedelta(minutes=1)),  # October
         ]
     )
+    global_budget_set(monthly_budget=Decimal(2000), currency="USD")
+    status = global_budget_status(now=NOW)
+    # 1.5 + 2.25 + 70 + 30.00000001 + 1000 (October's 500 left out) = 1103.75000001 USD.
+    assert (status.spent, status.currency, status.budget_reporting) == (Decimal("1103.75000001"), "USD", Decimal(2000))
+    watched = budgets_to_evaluate(model_names=["qwen-plus"], now=NOW, include_global=True)
+    assert [(w.scope, w.status.spent, w.status.currency) for w in watched] == [
+        (GLOBAL_SCOPE, Decimal("1103.75000001"), "USD")
+    ]
+    # Stated in CNY with no CNY->USD rate: the spend is still read, the budget is not compared.
     global_budget_set(monthly_budget=Decimal(200), currency="CNY")
     status = global_budget_status(now=NOW)
-    assert (status.spent, status.currency) == (Decimal("100.00000001"), "CNY")
-    global_budget_set(monthly_budget=Decimal(200), currency="USD")
-    assert global_budget_status(now=NOW).spent == Decimal("3.75")
-    watched = budgets_to_evaluate(model_names=["qwen-plus"], now=NOW, include_global=True)
-    assert [(w.scope, w.status.spent, w.status.currency) for w in watched] == [(GLOBAL_SCOPE, Decimal("3.75"), "USD")]
+    assert (status.spent, status.budget_currency, status.convertible, status.percent_used) == (
+        Decimal("1103.75000001"),
+        "CNY",
+        False,
+        None,
+    )
 
 
 @pytest.mark.usefixtures("kathmandu")

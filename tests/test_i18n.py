@@ -231,15 +231,21 @@ def test_the_money_filter_follows_the_active_language():
 
 
 @pytest.mark.django_db
-def test_the_budget_panel_writes_yuan_in_chinese(staff_client):
-    set_budget("gpt-4o", "1234.5")
-    usage_record(model_name="gpt-4o", prompt_tokens=1000, completion_tokens=1000, cost=Decimal("12"))
-    from pricing.models import ModelPricing
+def test_the_budget_panel_writes_yuan_in_chinese(staff_client, settings):
+    from datetime import UTC, datetime
 
-    ModelPricing.objects.filter(model_name="gpt-4o").update(currency="CNY")
+    from pricing.models import ExchangeRate
+    from pricing.services import model_pricing_budgets_set
+
+    settings.AICOST_REPORTING_CURRENCY = "CNY"
+    ExchangeRate.objects.create(
+        base_currency="USD", quote_currency="CNY", rate=Decimal("7.2"), effective_from=datetime(2025, 1, 1, tzinfo=UTC)
+    )
+    model_pricing_budgets_set(budgets={"gpt-4o": Decimal("1234.5")}, currency="CNY")
+    usage_record(model_name="gpt-4o", prompt_tokens=1000, completion_tokens=1000, cost=Decimal("12"))  # USD
     page = staff_client.get("/admin/ai-cost", **ZH).content.decode()
-    assert "¥1,234.50" in page
-    assert "¥12.00" in page
+    assert "¥1,234.50" in page  # The budget, stated in CNY (and compared in CNY, the reporting currency).
+    assert "¥86.40" in page  # Spent: 12 USD x 7.2.
     assert "CNY 1234.50" in staff_client.get("/admin/ai-cost", **EN).content.decode()
 
 

@@ -23,7 +23,8 @@ STATS = "/api/v1/ai-platforms/stats"
 HEADER = (
     "id,timestamp,model_name,decision_id,user_id,purpose,prompt_tokens,completion_tokens,cached_tokens,"
     "reasoning_tokens,cache_write_5m_tokens,cache_write_1h_tokens,input_audio_tokens,output_audio_tokens,"
-    "output_image_tokens,cost,cost_source,price_version_id,response_time,success,error_message\r\n"
+    "output_image_tokens,cost,currency,reporting_cost,reporting_currency,exchange_rate,cost_source,price_version_id,"
+    "response_time,success,error_message\r\n"
 )
 T0 = datetime(2025, 3, 1, 8, 30, tzinfo=UTC)
 COLUMN = {name: index for index, name in enumerate(HEADER.strip().split(","))}
@@ -81,15 +82,16 @@ def test_header_and_rows_exactly(reader):
         == (
             HEADER
             # Oldest first; rows at the same moment in id order. Timestamps in tz, with its offset.
-            + f"{llama.id},2025-02-28T14:15:00+05:45,llama-local,,,,10,10,0,0,0,0,0,0,0,,unpriced,,,true,\r\n"
+            # Unpriced: no cost, no currency. In the reporting currency (USD): reporting_cost = cost, no rate.
+            + f"{llama.id},2025-02-28T14:15:00+05:45,llama-local,,,,10,10,0,0,0,0,0,0,0,,,,,,unpriced,,,true,\r\n"
             + f"{gpt4o.id},2025-03-01T14:15:00+05:45,gpt-4o,order-1,7,summarise,1000000,0,0,0,0,0,0,0,0,"
-            "2.500000000000000000000000,computed,"
+            "2.500000000000000000000000,USD,2.500000000000000000000000,USD,,computed,"
             f"{_version(gpt4o)},1.25,true,\r\n"
             + f"{mini.id},2025-03-01T14:15:00+05:45,gpt-4o-mini,,,,1000,500,0,0,0,0,0,0,0,"
-            "0.000450000000000000000000,computed,"
+            "0.000450000000000000000000,USD,0.000450000000000000000000,USD,,computed,"
             f"{_version(mini)},,true,\r\n"
             + f"{deepseek.id},2025-03-01T15:15:00+05:45,deepseek-chat,,,,100,0,0,0,0,0,0,0,0,"
-            "0.000000010000000000000000,provider,"
+            "0.000000010000000000000000,USD,0.000000010000000000000000,USD,,provider,"
             f'{_version(deepseek)},2.0,false,"timeout, ""upstream""\nretry"\r\n'
         )
     )

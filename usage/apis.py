@@ -27,6 +27,10 @@ from usage.reports import TIME_RANGES, time_range_window, usage_daily_trend, usa
 from usage.selectors import USAGE_EXPORT_COLUMNS, usage_export_rows
 
 MAX_TREND_DAYS = 366
+UNCONVERTED_HELP = (
+    "Priced calls with no exchange rate into the reporting currency in force at their timestamp: their cost "
+    "is left out of every reporting-currency figure (never added as 0) until usage_convert converts them."
+)
 
 
 # --- Stats and daily trend: what the AI cost page reads -----------------------------------------
@@ -90,6 +94,7 @@ class CallRatesSerializer(serializers.Serializer):
     failed_calls = serializers.IntegerField()
     success_rate = _percent(help_text="Percent of calls that succeeded.")
     unpriced_calls = serializers.IntegerField(help_text="Calls of unknown or disabled models: no cost known.")
+    unconverted_calls = serializers.IntegerField(help_text=UNCONVERTED_HELP)
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
     cached_tokens = serializers.IntegerField()
@@ -99,9 +104,9 @@ class CallRatesSerializer(serializers.Serializer):
     input_audio_tokens = _part_of("prompt_tokens", "audio")
     output_audio_tokens = _part_of("completion_tokens", "audio")
     output_image_tokens = _part_of("completion_tokens", "images")
-    cost = _money()
+    cost = _money(help_text="In currency: the reporting currency, except per model (the model's price currency).")
     avg_response_time = serializers.FloatField(allow_null=True, help_text="Seconds.")
-    cost_share = _percent(help_text="Percent of the window's total cost.")
+    cost_share = _percent(help_text="Percent of the window's total cost, both in the reporting currency.")
 
 
 class UsageStatsApi(APIView):
@@ -124,6 +129,7 @@ class UsageStatsApi(APIView):
             success_rate = _percent()
             total_cost = _money()
             unpriced_calls = serializers.IntegerField()
+            unconverted_calls = serializers.IntegerField(help_text=UNCONVERTED_HELP)
             prompt_tokens = serializers.IntegerField()
             completion_tokens = serializers.IntegerField()
             cached_tokens = serializers.IntegerField()
@@ -134,7 +140,9 @@ class UsageStatsApi(APIView):
             output_audio_tokens = _part_of("completion_tokens", "audio")
             output_image_tokens = _part_of("completion_tokens", "images")
             avg_response_time = serializers.FloatField(allow_null=True)
-            currency = serializers.CharField(help_text="ISO 4217 code of total_cost (AICOST_CURRENCY).")
+            currency = serializers.CharField(
+                help_text="ISO 4217 code of total_cost: the reporting currency (AICOST_REPORTING_CURRENCY)."
+            )
 
         class PlatformSerializer(CallRatesSerializer):
             class Meta:
@@ -145,18 +153,38 @@ class UsageStatsApi(APIView):
             display_name = serializers.CharField()
             currency = serializers.CharField(
                 allow_null=True,
-                help_text="ISO 4217 code of the model's cost, monthly_budget and current_month_cost; null: unpriced.",
+                help_text="ISO 4217 code of the model's price currency (cost, current_month_cost); null: unpriced.",
             )
-            monthly_budget = _money(allow_null=True)
-            current_month_cost = _money()
-            budget_used_percent = _percent(allow_null=True)
+            reporting_cost = _money(help_text="The model's cost in reporting_currency (unconverted calls left out).")
+            reporting_currency = serializers.CharField(help_text="ISO 4217: AICOST_REPORTING_CURRENCY.")
+            monthly_budget = _money(allow_null=True, help_text="The budget as stated, in budget_currency; null: none.")
+            budget_currency = serializers.CharField(
+                allow_null=True, help_text="ISO 4217 code of monthly_budget (default: the model's currency)."
+            )
+            monthly_budget_reporting = _money(
+                allow_null=True,
+                help_text="monthly_budget in reporting_currency at the exchange rate in force now; null: no budget, "
+                "or no rate (budget_convertible false).",
+            )
+            budget_convertible = serializers.BooleanField(
+                allow_null=True,
+                help_text="False: no exchange rate from budget_currency is in force, so the budget is not compared "
+                "(no budget_used_percent, no alert); null: no budget.",
+            )
+            current_month_cost = _money(help_text="This budget month's cost, in currency.")
+            current_month_reporting_cost = _money(help_text="This budget month's cost, in reporting_currency.")
+            current_month_unconverted_calls = serializers.IntegerField(help_text=UNCONVERTED_HELP)
+            budget_used_percent = _percent(
+                allow_null=True,
+                help_text="current_month_reporting_cost in percent of monthly_budget_reporting.",
+            )
 
         class ProviderSerializer(CallRatesSerializer):
             class Meta:
                 ref_name = "UsageProvider"
 
             provider = serializers.CharField()
-            currency = serializers.CharField(help_text="ISO 4217 code of cost: the summary's.")
+            currency = serializers.CharField(help_text="ISO 4217 code of cost: the reporting currency, the summary's.")
 
         time_range = serializers.CharField()
         time_label = serializers.CharField()
@@ -198,11 +226,12 @@ class UsageDailyTrendApi(APIView):
 
             date = serializers.DateField()
             cost = _money()
-            currency = serializers.CharField(help_text="ISO 4217 code of cost: the summary's.")
+            currency = serializers.CharField(help_text="ISO 4217 code of cost: the reporting currency.")
             calls = serializers.IntegerField()
             successful_calls = serializers.IntegerField()
             failed_calls = serializers.IntegerField()
             unpriced_calls = serializers.IntegerField()
+            unconverted_calls = serializers.IntegerField(help_text=UNCONVERTED_HELP)
             prompt_tokens = serializers.IntegerField()
             completion_tokens = serializers.IntegerField()
             cached_tokens = serializers.IntegerField()
@@ -223,7 +252,10 @@ class UsageDailyTrendApi(APIView):
             min_daily_cost = _money()
             total_calls = serializers.IntegerField()
             unpriced_calls = serializers.IntegerField()
-            currency = serializers.CharField(help_text="ISO 4217 code of every cost here and in daily_trend.")
+            unconverted_calls = serializers.IntegerField(help_text=UNCONVERTED_HELP)
+            currency = serializers.CharField(
+                help_text="ISO 4217 code of every cost here and in daily_trend: the reporting currency."
+            )
 
         days = serializers.IntegerField()
         time_zone = serializers.CharField()
@@ -260,7 +292,13 @@ class UsageExportApi(APIView):
                     "A header row, then one row per logged call, oldest first: "
                     f"{', '.join(USAGE_EXPORT_COLUMNS)}. The same rows the stats API counts for the same "
                     "parameters. Money is the stored decimal, timestamps ISO 8601 with offset (in tz), "
-                    "free text starting with = + - @ is prefixed with a single quote. Errors are JSON."
+                    "free text starting with = + - @ is prefixed with a single quote. Errors are JSON. "
+                    "cost is in currency (the price currency of the call's price version, else its model's; "
+                    "both empty for an unpriced call); reporting_cost is the cost in reporting_currency "
+                    "(AICOST_REPORTING_CURRENCY), converted at ingestion at exchange_rate, the value of the "
+                    "rate in force at the call's timestamp (units of reporting_currency per unit of currency; "
+                    "empty when the call is in the reporting currency). A priced call with reporting_cost "
+                    "empty is unconverted: no rate was in force, and it is not counted as 0."
                 ),
             )
         },

@@ -46,6 +46,10 @@ def _row_formatter(zone: tzinfo) -> Callable[[tuple], tuple]:
             output_audio_tokens,
             output_image_tokens,
             cost,
+            currency,
+            reporting_cost,
+            reporting_currency,
+            exchange_rate,
             cost_source,
             price_version_id,
             response_time,
@@ -69,6 +73,10 @@ def _row_formatter(zone: tzinfo) -> Callable[[tuple], tuple]:
             output_audio_tokens,
             output_image_tokens,
             None if cost is None else format(cost, "f"),  # str() would give 1E-8 for 0.00000001.
+            None if cost is None else currency,
+            None if reporting_cost is None else format(reporting_cost, "f"),
+            None if cost is None else reporting_currency,  # Unconverted: the currency, no amount.
+            None if exchange_rate is None else format(exchange_rate, "f"),
             cost_source,
             price_version_id,
             None if response_time is None else repr(response_time),

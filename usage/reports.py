@@ -7,17 +7,15 @@ shares, budget use). Querying stays in usage.window_sums.
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta, tzinfo
-from decimal import Decimal
 
-from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from core.db_routers import reading_from_replica
 from core.money import ZERO, money_display, percent_of
 from pricing.models import ModelPricing
-from pricing.selectors import model_names_of_provider
+from pricing.selectors import RateBook, model_names_of_provider, reporting_currency
 from usage.rollup_sums import RollupDelta
-from usage.selectors import usage_month_span, usage_month_spend
+from usage.selectors import budget_rates_now, usage_month_span, usage_month_sums
 from usage.window_sums import UsageFilters, usage_sums_by_local_day, usage_sums_over_spans
 
 TIME_RANGES = {
@@ -60,19 +58,24 @@ def time_range_window(*, time_range: str, now: datetime, zone: tzinfo) -> tuple[
     return starts[time_range](), now
 
 
-def _rates(sums: RollupDelta) -> dict:
+def _rates(sums: RollupDelta, *, own_currency: bool = False) -> dict:
+    """The figures of a set of calls. `cost` is the reporting currency's (the sum of `reporting_cost`)
+    wherever several models may be added (summary, providers), the model's own price currency's for
+    one model (`own_currency`); calls whose cost has no rate into the reporting currency are counted
+    in `unconverted_calls`, never added as 0."""
     return {
         "calls": sums.calls,
         "successful_calls": sums.successful_calls,
         "failed_calls": sums.calls - sums.successful_calls,
         "success_rate": percent_of(sums.successful_calls, sums.calls),
         "unpriced_calls": sums.unpriced_calls,
+        "unconverted_calls": sums.unconverted_calls,
         "prompt_tokens": sums.prompt_tokens,
         "completion_tokens": sums.completion_tokens,
         "cached_tokens": sums.cached_tokens,
         "reasoning_tokens": sums.reasoning_tokens,
         **_token_kinds(sums),
-        "cost": money_display(sums.cost),
+        "cost": money_display(sums.cost if own_currency else sums.reporting_cost),
         "avg_response_time": (
             round(sums.response_time_sum / sums.response_time_count, 3) if sums.response_time_count else None
         ),
@@ -83,14 +86,32 @@ def _total(parts: Iterable[RollupDelta]) -> RollupDelta:
     return sum(parts, RollupDelta())
 
 
-def _budget_use(pricing: ModelPricing | None, spent: Decimal) -> dict:
+def _budget_use(pricing: ModelPricing | None, month: RollupDelta, rates: RateBook, now: datetime) -> dict:
+    """A model's budget this month: as stated (in its budget currency), converted into the reporting
+    currency at the rate in force now, and compared there with the month's reporting cost. A budget
+    with no rate in force cannot be compared: budget_convertible false, no percentage."""
+    empty = {
+        "monthly_budget": None,
+        "budget_currency": None,
+        "monthly_budget_reporting": None,
+        "budget_convertible": None,
+        "current_month_cost": money_display(month.cost),
+        "current_month_reporting_cost": money_display(month.reporting_cost),
+        "current_month_unconverted_calls": month.unconverted_calls,
+        "budget_used_percent": None,
+    }
     if pricing is None:
-        return {"monthly_budget": None, "current_month_cost": ZERO, "budget_used_percent": None}
-    budget = pricing.monthly_budget
+        return {**empty, "current_month_cost": ZERO}  # No price currency to state a model's cost in.
+    if pricing.monthly_budget is None:
+        return empty
+    budget = rates.convert(pricing.monthly_budget, pricing.monthly_budget_currency, now).amount
     return {
-        "monthly_budget": None if budget is None else money_display(budget),
-        "current_month_cost": money_display(spent),
-        "budget_used_percent": percent_of(spent, budget) if budget else None,
+        **empty,
+        "monthly_budget": money_display(pricing.monthly_budget),
+        "budget_currency": pricing.monthly_budget_currency,
+        "monthly_budget_reporting": None if budget is None else money_display(budget),
+        "budget_convertible": budget is not None,
+        "budget_used_percent": percent_of(month.reporting_cost, budget) if budget else None,
     }
 
 
@@ -109,29 +130,37 @@ def usage_filters_resolve(
     )
 
 
-def _window_and_month_spend(
+def _window_and_month_sums(
     *, start: datetime | None, end: datetime, now: datetime, filters: UsageFilters
-) -> tuple[dict[str, RollupDelta], dict[str, Decimal]]:
-    """The sums per model over [start, end), and what each of those models spent this budget month
+) -> tuple[dict[str, RollupDelta], dict[str, RollupDelta]]:
+    """The sums per model over [start, end), and each of those models' sums this budget month
     (whatever the user or purpose filter): one read when the filters allow it."""
     month = usage_month_span(now=now)
     if filters.needs_raw_log:
         sums = usage_sums_over_spans(spans=[(start, end)], filters=filters)[0]
-        return sums, usage_month_spend(model_names=sums, now=now)
+        return sums, usage_month_sums(model_names=sums, now=now)
     sums, in_month = usage_sums_over_spans(spans=[(start, end), month], filters=filters)
-    return sums, {model_name: month_sums.cost for model_name, month_sums in in_month.items()}
+    return sums, in_month
 
 
 @reading_from_replica()
 def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageFilters) -> dict:
-    """The stats API's data: summary, one entry per model (platforms) and per provider."""
+    """The stats API's data: summary, one entry per model (platforms) and per provider.
+
+    Every figure that adds models together is in the reporting currency (AICOST_REPORTING_CURRENCY),
+    the sum of the calls' stored reporting_cost read from the same rollup rows as the rest (no rate
+    is looked up to answer); each model also has its cost in its own price currency."""
     start, end = time_range_window(time_range=time_range, now=now, zone=zone)
-    sums, spent = _window_and_month_spend(start=start, end=end, now=now, filters=filters)
+    sums, in_month = _window_and_month_sums(start=start, end=end, now=now, filters=filters)
     pricings = ModelPricing.objects.filter(model_name__in=sums)
     pricing_by_model = {p.model_name: p for p in pricings}
+    reporting = reporting_currency()
+    rates = budget_rates_now(
+        currencies={p.monthly_budget_currency for p in pricings if p.monthly_budget is not None}, now=now
+    )
     total = _total(sums.values())
     platforms = []
-    for model_name in sorted(sums, key=lambda name: (-sums[name].cost, name)):
+    for model_name in sorted(sums, key=lambda name: (-sums[name].reporting_cost, -sums[name].cost, name)):
         pricing = pricing_by_model.get(model_name)
         platforms.append(
             {
@@ -139,23 +168,25 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
                 "model_name": model_name,
                 "display_name": pricing.display_name if pricing else model_name,
                 "currency": pricing.currency if pricing else None,
-                **_rates(sums[model_name]),
-                "cost_share": percent_of(sums[model_name].cost, total.cost),
-                **_budget_use(pricing, spent.get(model_name, ZERO)),
+                **_rates(sums[model_name], own_currency=True),
+                "reporting_cost": money_display(sums[model_name].reporting_cost),
+                "reporting_currency": reporting,
+                "cost_share": percent_of(sums[model_name].reporting_cost, total.reporting_cost),
+                **_budget_use(pricing, in_month.get(model_name, RollupDelta()), rates, now),
             }
         )
     by_provider: dict[str, list[RollupDelta]] = defaultdict(list)
     for platform in platforms:
         by_provider[platform["provider"]].append(sums[platform["model_name"]])
-    # A provider's figures add its models' costs: labelled like the summary's (see its currency).
+    # A provider's figures add its models' costs: in the reporting currency, like the summary's.
     providers = [
         {
             "provider": provider,
             **_rates(_total(parts)),
-            "cost_share": percent_of(_total(parts).cost, total.cost),
-            "currency": settings.AICOST_CURRENCY,
+            "cost_share": percent_of(_total(parts).reporting_cost, total.reporting_cost),
+            "currency": reporting,
         }
-        for provider, parts in sorted(by_provider.items(), key=lambda item: -_total(item[1]).cost)
+        for provider, parts in sorted(by_provider.items(), key=lambda item: -_total(item[1]).reporting_cost)
     ]
     summary = _rates(total)
     return {
@@ -170,13 +201,14 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
             "success_rate": summary["success_rate"],
             "total_cost": summary["cost"],
             "unpriced_calls": summary["unpriced_calls"],
+            "unconverted_calls": summary["unconverted_calls"],
             "prompt_tokens": summary["prompt_tokens"],
             "completion_tokens": summary["completion_tokens"],
             "cached_tokens": summary["cached_tokens"],
             "reasoning_tokens": summary["reasoning_tokens"],
             **{name: summary[name] for name in TOKEN_KIND_SUMS},
             "avg_response_time": summary["avg_response_time"],
-            "currency": settings.AICOST_CURRENCY,
+            "currency": reporting,
         },
         "platforms": platforms,
         "providers": providers,
@@ -188,12 +220,13 @@ def _day_entry(day: date, sums: RollupDelta | None) -> dict:
     sums = sums or RollupDelta()
     return {
         "date": day,
-        "cost": money_display(sums.cost),
-        "currency": settings.AICOST_CURRENCY,  # As the trend's summary labels the sum of every model.
+        "cost": money_display(sums.reporting_cost),  # Every model's, in the reporting currency.
+        "currency": reporting_currency(),
         "calls": sums.calls,
         "successful_calls": sums.successful_calls,
         "failed_calls": sums.calls - sums.successful_calls,
         "unpriced_calls": sums.unpriced_calls,
+        "unconverted_calls": sums.unconverted_calls,
         "prompt_tokens": sums.prompt_tokens,
         "completion_tokens": sums.completion_tokens,
         "cached_tokens": sums.cached_tokens,
@@ -221,6 +254,7 @@ def usage_daily_trend(*, days: int, now: datetime, zone: tzinfo, filters: UsageF
             "min_daily_cost": min(costs),
             "total_calls": sum(entry["calls"] for entry in daily),
             "unpriced_calls": sum(entry["unpriced_calls"] for entry in daily),
-            "currency": settings.AICOST_CURRENCY,
+            "unconverted_calls": sum(entry["unconverted_calls"] for entry in daily),
+            "currency": reporting_currency(),
         },
     }

@@ -3,15 +3,19 @@
 import functools
 import hashlib
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, connections, router
-from django.db.models import DecimalField, QuerySet, Sum
+from django.db.models import CharField, DecimalField, F, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 
 from core.db_routers import replica_read_alias
 from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
 from core.timeutils import month_bounds
+from pricing.models import ModelPricing
+from pricing.selectors import RateBook, exchange_rate_book, reporting_currency
 from usage.models import (
     ApiKey,
     UsageCounter,
@@ -24,9 +28,11 @@ from usage.models import (
     UsageRollupHourTotal,
 )
 from usage.partitions import month_bounds_utc, partition_name
+from usage.rollup_sums import RollupDelta
 from usage.window_sums import UsageFilters, usage_log_window, usage_sums_over_spans
 
 COST_FIELD = DecimalField(max_digits=COST_MAX_DIGITS, decimal_places=COST_DECIMAL_PLACES)
+_INSTANT = timedelta(microseconds=1)
 
 
 def api_key_hash(raw_key: str) -> str:
@@ -78,7 +84,7 @@ def usage_any_recorded() -> bool:
     return any(model.objects.exists() for model in holders)
 
 
-# The tables usage_month_spend reads: the month is whole days and hours, so never the log (the cost
+# The tables usage_month_sums reads: the month is whole days and hours, so never the log (the cost
 # page shows budgets while the log is missing).
 USAGE_SPEND_TABLES = (UsageRollupHour._meta.db_table, UsageRollupDaily._meta.db_table)
 
@@ -94,14 +100,21 @@ def usage_month_span(*, now: datetime) -> tuple[datetime, datetime]:
     return month_bounds(now)
 
 
-def usage_month_spend(*, model_names: Iterable[str], now: datetime) -> dict[str, Decimal]:
-    """What each named model spent in the budget month containing `now` (models without calls in it
-    are left out), from the rollups through the read path."""
-    names = frozenset(model_names)
-    if not names:
+def usage_month_sums(*, model_names: Iterable[str] | None, now: datetime) -> dict[str, RollupDelta]:
+    """The sums of each named model (None: every model) in the budget month containing `now` (models
+    without calls in it are left out), from the rollups through the read path. Budgets compare the
+    month's `reporting_cost` (AICOST_REPORTING_CURRENCY) and report its `unconverted_calls`."""
+    names = None if model_names is None else frozenset(model_names)
+    if names is not None and not names:
         return {}
-    in_month = usage_sums_over_spans(spans=[usage_month_span(now=now)], filters=UsageFilters(model_names=names))[0]
-    return {model_name: sums.cost for model_name, sums in in_month.items()}
+    return usage_sums_over_spans(spans=[usage_month_span(now=now)], filters=UsageFilters(model_names=names))[0]
+
+
+def budget_rates_now(*, currencies: Iterable[str], now: datetime) -> RateBook:
+    """The exchange rates in force at `now` from `currencies` into the reporting currency: what a
+    budget stated in another currency is converted at (one small query; none when every currency is
+    the reporting currency)."""
+    return exchange_rate_book(base_currencies=currencies, start=now, end=now + _INSTANT)
 
 
 def partition_model_sums(*, month: date) -> dict[str, tuple[int, Decimal]]:
@@ -144,6 +157,10 @@ USAGE_EXPORT_COLUMNS = (
     "output_audio_tokens",
     "output_image_tokens",
     "cost",
+    "currency",
+    "reporting_cost",
+    "reporting_currency",
+    "exchange_rate",
     "cost_source",
     "price_version_id",
     "response_time",
@@ -153,11 +170,36 @@ USAGE_EXPORT_COLUMNS = (
 EXPORT_FETCH_ROWS = 5000  # Rows per round trip from the server-side cursor: memory stays at one batch.
 
 
+def _export_annotations() -> dict:
+    """The export's columns that are not log columns: the cost's currency (its price version's, else
+    its model's, else AICOST_CURRENCY as ingestion priced a provider's cost of an unknown model), the
+    reporting currency, and the value of the rate the reporting cost was converted at (empty: none
+    needed, or none in force: unconverted)."""
+    model_currency = ModelPricing.objects.filter(model_name=OuterRef("model_name")).values("currency")[:1]
+    return {
+        "currency": Coalesce(
+            F("price_version__currency"),
+            Subquery(model_currency),
+            Value(settings.AICOST_CURRENCY),
+            output_field=CharField(),
+        ),
+        "reporting_currency": Value(reporting_currency(), output_field=CharField()),
+        "exchange_rate_value": F("exchange_rate__rate"),
+    }
+
+
+# What each export column is selected as (the rate's column holds the rate's value, not its id).
+_EXPORT_SELECTED = tuple("exchange_rate_value" if name == "exchange_rate" else name for name in USAGE_EXPORT_COLUMNS)
+
+
 def usage_log_rows(queryset: QuerySet[UsageLog]) -> Iterator[tuple]:
     """`queryset`'s rows as USAGE_EXPORT_COLUMNS tuples, oldest first, fetched batch by batch from a
     server-side cursor (PostgreSQL), so memory does not grow with the number of rows."""
     return (
-        queryset.order_by("timestamp", "id").values_list(*USAGE_EXPORT_COLUMNS).iterator(chunk_size=EXPORT_FETCH_ROWS)
+        queryset.order_by("timestamp", "id")
+        .annotate(**_export_annotations())
+        .values_list(*_EXPORT_SELECTED)
+        .iterator(chunk_size=EXPORT_FETCH_ROWS)
     )
 
 
@@ -170,13 +212,30 @@ def usage_export_rows(*, start: datetime | None, end: datetime, filters: UsageFi
     return usage_log_rows(usage_log_window(start=start, end=end, filters=filters).using(alias))
 
 
+def _rollup_calls_by_model(column: str) -> dict[str, int]:
+    rows = (
+        UsageRollupDaily.objects.values("model_name")
+        .annotate(calls=Sum(column))
+        .filter(calls__gt=0)
+        .values_list("model_name", "calls")
+    )
+    return dict(rows)
+
+
 def unpriced_calls_by_model() -> dict[str, int]:
     """Calls stored without a cost, per model, all time, from the daily rollups (a row per model and
     day, so far fewer rows than the log). Models without a price entry appear here too."""
-    rows = (
-        UsageRollupDaily.objects.values("model_name")
-        .annotate(unpriced=Sum("unpriced_calls"))
-        .filter(unpriced__gt=0)
-        .values_list("model_name", "unpriced")
-    )
-    return dict(rows)
+    return _rollup_calls_by_model("unpriced_calls")
+
+
+def unconverted_calls_by_model() -> dict[str, int]:
+    """Priced calls stored without a cost in the reporting currency (no exchange rate in force at
+    their timestamp), per model, all time, from the daily rollups."""
+    return _rollup_calls_by_model("unconverted_calls")
+
+
+def reporting_cost_total() -> Decimal:
+    """Every call's cost in the reporting currency, all time, from the all-models daily rollups (a
+    row per day); unconverted calls add nothing."""
+    total = UsageRollupDailyTotal.objects.aggregate(total=Sum("reporting_cost"))["total"]
+    return Decimal(0) if total is None else total

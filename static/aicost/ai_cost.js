@@ -91,13 +91,21 @@
     if (!empty) charts[key] = new Chart(canvas, config);
   }
 
+  // "N calls unconverted (no exchange rate)": priced calls whose cost has no rate into the reporting
+  // currency yet; they are left out of every total, never counted as 0.
+  const unconvertedText = (count) => say(count === 1 ? T.unconverted.one : T.unconverted.other, { count: integer(count) });
+
   function budgetCell(model) {
     if (model.monthly_budget === null) return `<span class="aicost-muted">${T.noBudget}</span>`;
+    if (model.budget_convertible === false) {
+      const budget = money(model.monthly_budget, model.budget_currency);
+      return `<span class="aicost-error" data-field="budget-no-rate">${say(T.budgetNoRate, { budget, currency: model.reporting_currency })}</span>`;
+    }
     const used = Number(model.budget_used_percent);
     const level = used >= 100 ? "over" : used >= 80 ? "warn" : "";
     const width = Math.min(used, 100);
     return `<span class="aicost-bar ${level}" title="${percent(model.budget_used_percent)}"><span style="width:${width}%"></span></span> ` +
-      say(T.budgetUse, { percent: percent(model.budget_used_percent), budget: money(model.monthly_budget, model.currency) });
+      say(T.budgetUse, { percent: percent(model.budget_used_percent), budget: money(model.monthly_budget, model.budget_currency) });
   }
 
   function costCell(model) {
@@ -106,6 +114,15 @@
       ? ` <span class="aicost-muted">${say(T.plusUnpriced, { count: integer(model.unpriced_calls) })}</span>`
       : "";
     return money(model.cost, model.currency) + unpriced;
+  }
+
+  // The model's cost in the reporting currency: the figure the totals add up.
+  function reportingCostCell(model) {
+    if (model.currency === null) return `<span class="aicost-muted">${T.unpriced}</span>`;
+    const unconverted = model.unconverted_calls > 0
+      ? ` <span class="aicost-muted" data-field="unconverted">${say(T.plusUnconverted, { count: integer(model.unconverted_calls) })}</span>`
+      : "";
+    return money(model.reporting_cost, model.reporting_currency) + unconverted;
   }
 
   function renderModels(data) {
@@ -120,6 +137,7 @@
         `<td class="num">${integer(model.prompt_tokens)} / ${integer(model.completion_tokens)}</td>` +
         `<td class="num">${model.avg_response_time === null ? "–" : say(T.seconds, { seconds: model.avg_response_time })}</td>` +
         `<td class="num" data-field="cost" data-value="${model.cost}">${costCell(model)}</td>` +
+        `<td class="num" data-field="reporting-cost" data-value="${model.reporting_cost}">${reportingCostCell(model)}</td>` +
         `<td class="num">${percent(model.cost_share)}</td><td class="budget">${budgetCell(model)}</td>`;
       row.cells[0].textContent = model.display_name;
       row.cells[1].textContent = providerName(model.provider);
@@ -147,6 +165,10 @@
     setValue("card-success-rate", s.success_rate, percent(s.success_rate));
     setValue("card-cost", s.total_cost, money(s.total_cost, s.currency));
     setValue("card-unpriced", s.unpriced_calls, integer(s.unpriced_calls));
+    const notice = q("unconverted-notice");
+    notice.dataset.value = s.unconverted_calls;
+    notice.textContent = s.unconverted_calls > 0 ? unconvertedText(s.unconverted_calls) : "";
+    notice.hidden = !(s.unconverted_calls > 0);
     root.dataset.loadedRange = data.time_range;
     renderModels(data);
     renderProviders(data);
@@ -171,7 +193,8 @@
       total: money(data.summary.total_cost, data.summary.currency),
       average: money(data.summary.avg_daily_cost, data.summary.currency),
       highest: money(data.summary.max_daily_cost, data.summary.currency),
-    });
+    }) + (data.summary.unconverted_calls > 0 ? ` ${unconvertedText(data.summary.unconverted_calls)}` : "");
+    summary.dataset.unconverted = data.summary.unconverted_calls;
     root.dataset.loadedDays = String(data.days);
   }
 

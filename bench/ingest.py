@@ -338,6 +338,44 @@ def _bench(batches: int, spread: float, rich: bool, mixed: bool) -> None:
         f"ms per batch, {1e6 * conversion_seconds / records:.2f} us per record, "
         f"{100 * conversion_seconds / total:.1f}% of service time"
     )
+    if mixed:
+        _conversion_isolated(as_checked(_records(rng, start, spread, rich)), service_times)
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def _conversion_isolated(checked: list, service_times: list[float], repeats: int = 31) -> None:
+    """Conversion's cost without the timing wrappers' own: one batch's calls priced with and without
+    conversion (median of `repeats` each, alternated), and the rate book's query, next to the median batch."""
+    from pricing.selectors import price_book_for_models, rate_book_for_prices
+    from usage.services import BatchPricer
+
+    moments = [record.timestamp for record in checked]
+    book = price_book_for_models(model_names=MODELS)
+    book_times, price_times, converted_times = [], [], []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        rates = rate_book_for_prices(book, start=min(moments), end=max(moments) + timedelta(microseconds=1))
+        book_times.append(time.perf_counter() - began)
+        pricer = BatchPricer(book, rates)
+        for record in checked:  # Each model's history prepared before either loop is timed.
+            pricer.price(record, record.timestamp)
+        for method, times in ((pricer.price, price_times), (pricer.price_converted, converted_times)):
+            began = time.perf_counter()
+            for record in checked:
+                method(record, record.timestamp)
+            times.append(time.perf_counter() - began)
+    query, calls = _median(book_times), _median(converted_times) - _median(price_times)
+    converted = sum(1 for record in checked if record.model_name in CNY_MODELS)
+    batch = _median(service_times)
+    print(
+        f"  conversion in isolation (median of {repeats}): rate book {1000 * query:.2f} ms, "
+        f"{converted} of {len(checked)} calls converted {1000 * calls:.2f} ms "
+        f"({1e6 * calls / max(converted, 1):.2f} us per converted call); "
+        f"{100 * (query + calls) / batch:.1f}% of the median service batch ({1000 * batch:.1f} ms)"
+    )
 
 
 def main() -> int:

@@ -65,13 +65,13 @@ def money_display(amount: Decimal) -> Decimal:
 
 def cost_exact(amount: Decimal) -> Decimal:
     """An exact cost at the stored scale (24 places); raises decimal.Inexact rather than round."""
-    return amount.quantize(COST_QUANTUM, context=_EXACT)
+    return _EXACT.quantize(amount, COST_QUANTUM)  # The context's method: no keyword parsing per call.
 
 
 def cost_converted(cost: Decimal, rate: Decimal) -> Decimal:
     """A cost in another currency: cost x rate, rounded half-even once to the stored scale (24
     places; at most 5e-25 per call, far below what is ever shown)."""
-    return MONEY_CONTEXT.multiply(cost, rate).quantize(COST_QUANTUM, context=MONEY_CONTEXT)
+    return MONEY_CONTEXT.quantize(MONEY_CONTEXT.multiply(cost, rate), COST_QUANTUM)
 
 
 def rate_stored(rate: Decimal) -> Decimal:

@@ -353,6 +353,8 @@ class RateBook:
     quote_currency: str
     _rates: dict[str, list[ExchangeRate]] = field(default_factory=dict)
     _starts: dict[str, list[datetime]] = field(default_factory=dict)
+    # The rate each currency's last lookup found: a batch's calls mostly fall in one rate's span.
+    _last: dict[str, ExchangeRate] = field(default_factory=dict)
 
     def add_rate(self, rate: ExchangeRate) -> None:
         self._rates.setdefault(rate.base_currency, []).append(rate)
@@ -365,6 +367,9 @@ class RateBook:
 
     def rate_at(self, base_currency: str, at: datetime) -> ExchangeRate | None:
         """The rate whose half-open span [effective_from, effective_to) contains `at`."""
+        last = self._last.get(base_currency)
+        if last is not None and last.effective_from <= at and (last.effective_to is None or at < last.effective_to):
+            return last
         starts = self._starts.get(base_currency)
         if not starts:
             return None
@@ -374,6 +379,7 @@ class RateBook:
         rate = self._rates[base_currency][index]
         if rate.effective_to is not None and at >= rate.effective_to:
             return None
+        self._last[base_currency] = rate
         return rate
 
     def convert(self, amount: Decimal, currency: str, at: datetime) -> Conversion:

@@ -425,5 +425,5 @@ def test_admin_speaks_chinese(logged_in):
     assert "汇率" in page
     assert "货币对" in page  # The pair filter's title.
     form = logged_in.get(reverse(ADD), **zh).content.decode()
-    assert "源货币" in form
-    assert "目标货币" in form
+    assert "源币种" in form
+    assert "目标币种" in form

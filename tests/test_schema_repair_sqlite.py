@@ -157,7 +157,10 @@ def drop_check_constraints(conn):
 
 
 def drop_exchange_rates(conn):
-    """Issue 16's table: the usage log's foreign key to it stays declared in the log's own table."""
+    """Issue 16's table: the usage log's foreign key to it stays declared in the log's own table.
+    Lost rates are data (restore them from a backup): the repair recreates the table, and SQLite's
+    foreign-key check refuses calls still pointing at rates that are gone, so here none do."""
+    conn.execute("UPDATE ai_model_usage_log SET exchange_rate_id = NULL")
     conn.execute("DROP TABLE ai_exchange_rate")
 
 
@@ -168,7 +171,7 @@ def damage_exchange_rates(conn):
     """Its partial unique index (one open rate per pair) and a CHECK constraint."""
     conn.execute(
         "INSERT INTO ai_exchange_rate (base_currency, quote_currency, rate, effective_from, effective_to, source, "
-        "created_at) VALUES ('USD', 'CNY', '7.1', '2026-01-01 00:00:00', NULL, 'test', '2026-01-01 00:00:00')"
+        "created_at) VALUES ('EUR', 'JPY', '160.1', '2026-01-01 00:00:00', NULL, 'test', '2026-01-01 00:00:00')"
     )
     _execute(conn, "DROP INDEX ai_exchange_rate_one_open")
     _rebuild(conn, "ai_exchange_rate", remove=RATE_CHECK)

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.money import ZERO, cost_exact, cost_from_float
+from core.money import ZERO, cost_converted, cost_exact, cost_from_float
 from core.timeutils import month_bounds, month_start
 from pricing.models import ModelPriceVersion, ModelPricing
 from pricing.selectors import (
@@ -191,10 +191,10 @@ class BatchPricer:
             return cost, source, version_id, None, None, False
         if currency == self._reporting:
             return cost, source, version_id, cost, None, False
-        conversion = self._rates.convert(cost, currency, timestamp)
-        if conversion.amount is None:
+        rate = self._rates.rate_at(currency, timestamp)
+        if rate is None:
             return cost, source, version_id, None, None, True
-        return cost, source, version_id, conversion.amount, conversion.rate.pk, False
+        return cost, source, version_id, cost_converted(cost, rate.rate), rate.pk, False
 
     def _price_at(self, record: CheckedRecord, timestamp: datetime) -> tuple[Decimal | None, str, int | None, str]:
         prices = self._models.get(record.model_name, _UNSEEN)

@@ -191,6 +191,9 @@ AICOST_REPORTING_CURRENCY = env.str("AICOST_REPORTING_CURRENCY", default="USD")
 AICOST_MAX_BATCH_SIZE = env.int("AICOST_MAX_BATCH_SIZE", default=1000)
 # PostgreSQL: monthly partitions of the usage log kept ready beyond the current UTC month.
 AICOST_USAGE_PARTITIONS_AHEAD = env.int("AICOST_USAGE_PARTITIONS_AHEAD", default=3)
+# Days an idempotency key is remembered: a retry with the same (decision_id, idempotency_key) must come
+# within them to be recognised. Older keys are removed by `usage_partitions` (daily) and `usage_retention`.
+AICOST_IDEMPOTENCY_RETENTION_DAYS = env.int("AICOST_IDEMPOTENCY_RETENTION_DAYS", default=7)
 # PostgreSQL: each process that records usage compacts the rollups' delta rows in a background
 # thread every this many seconds (inf: never; `manage.py usage_rollups_compact` compacts on demand).
 AICOST_ROLLUP_COMPACT_SECONDS = env.float("AICOST_ROLLUP_COMPACT_SECONDS", default=1.0)

@@ -30,7 +30,7 @@ def _seed_sql(table: str) -> str:
     return f"""
         INSERT INTO {table} ("timestamp", model_name, decision_id, user_id, prompt_tokens, completion_tokens,
             cached_tokens, reasoning_tokens, cost, cost_source, response_time, success, error_message, purpose,
-            price_version_id)
+            price_version_id, reporting_cost, unconverted)
         SELECT %(start)s::timestamptz + (i * %(step)s) * interval '1 second',
             (ARRAY[{models}])[1 + i %% {len(MODELS)}],
             'd-' || lpad(to_hex(i * 7919), 10, '0'),
@@ -43,7 +43,11 @@ def _seed_sql(table: str) -> str:
             i %% 50 <> 0,
             CASE WHEN i %% 50 = 0 THEN 'upstream timeout' ELSE '' END,
             (ARRAY['chat', 'summarise', 'classify'])[1 + i %% 3],
-            CASE WHEN i %% 50 = 1 THEN NULL ELSE %(price_version)s END
+            CASE WHEN i %% 50 = 1 THEN NULL ELSE %(price_version)s END,
+            -- In the reporting currency (the seeded prices' USD): the reporting cost is the cost.
+            CASE WHEN i %% 50 = 1 THEN NULL
+                ELSE round(((100 + (i * 37) %% 8000) * 2.5 + (10 + (i * 13) %% 2000) * 10) / 1000000.0, 8) END,
+            false
         FROM generate_series(1::bigint, %(rows)s::bigint) AS i
     """
 

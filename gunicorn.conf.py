@@ -25,6 +25,10 @@ workers = int(os.environ.get("GUNICORN_WORKERS", min(2 * multiprocessing.cpu_cou
 # recommendation for a service reachable from untrusted networks.
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", 16))
+# Connections a worker holds at once (kept-alive ones included). At `threads`, a worker whose threads
+# are all taken stops accepting, and the other workers take the new connections (they share the
+# listening socket) instead of this one queueing them behind its slow clients.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", threads))
 # The worker's heartbeat: a gthread worker's main loop beats while its threads serve, so a slow request
 # does not get the worker killed; a hung worker is still replaced after this.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))

@@ -865,6 +865,7 @@ def usage_idempotency_keys_expire(
     days: int | None = None,
     batch_size: int = IDEMPOTENCY_EXPIRE_BATCH,
     max_seconds: float = IDEMPOTENCY_EXPIRE_SECONDS,
+    max_batches: int | None = None,
 ) -> IdempotencyExpiry:
     """Remove the idempotency keys older than the retention window, in small batches.
 
@@ -872,15 +873,15 @@ def usage_idempotency_keys_expire(
     the next `batch_size` ids and deletes those of them older than the cutoff, one short statement in
     its own transaction (autocommit), so ingestion never waits for more than one batch's row locks and
     no table lock is taken. It stops at the first batch that holds a key within the window (the rest
-    is newer) or after `max_seconds`. A key whose id is past that point but whose created_at is older
-    (a batch that committed late) goes at the next run."""
+    is newer) or after `max_seconds` (or `max_batches` batches). A key whose id is past that point but
+    whose created_at is older (a batch that committed late) goes at the next run."""
     cutoff = idempotency_cutoff(now=now, days=days)
     started = time.monotonic()
     keys = UsageIdempotencyKey.objects
     after = 0
     removed = batches = 0
     while True:
-        if time.monotonic() - started > max_seconds:
+        if time.monotonic() - started > max_seconds or (max_batches is not None and batches >= max_batches):
             return IdempotencyExpiry(cutoff=cutoff, removed=removed, batches=batches, finished=False)
         batch = list(keys.filter(pk__gt=after).order_by("pk").values_list("pk", "created_at")[:batch_size])
         if not batch:
@@ -895,6 +896,18 @@ def usage_idempotency_keys_expire(
             break
         after = last
     return IdempotencyExpiry(cutoff=cutoff, removed=removed, batches=batches, finished=True)
+
+
+def usage_idempotency_keys_vacuum() -> bool:
+    """PostgreSQL, outside a transaction: VACUUM the keys' table after a removal, so the space of the
+    removed keys is reused by new ones and the table stays the size of one retention window (autovacuum
+    would wait for 20% dead rows; a day's removal is 1/7). VACUUM takes a lock that inserts and deletes
+    do not wait for. False where it cannot run (SQLite, or inside a transaction)."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM (ANALYZE) {_IDEMPOTENCY_TABLE}")
+    return True
 
 
 # --- Repricing stored calls (usage_reprice) -------------------------------------------------------

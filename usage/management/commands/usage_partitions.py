@@ -4,10 +4,19 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from usage.partitions import is_partitioned, partition_months
-from usage.services import usage_idempotency_keys_expire, usage_partitions_ensure_ahead
+from usage.services import (
+    usage_idempotency_keys_expire,
+    usage_idempotency_keys_vacuum,
+    usage_partitions_ensure_ahead,
+)
 
 
-def write_idempotency_expiry(stdout, expiry) -> None:
+def idempotency_keys_expire_reported(stdout, *, now) -> None:
+    """Remove the keys past the retention window (usage_idempotency_keys_expire), VACUUM the table on
+    PostgreSQL so it stays flat, and say what was done."""
+    expiry = usage_idempotency_keys_expire(now=now)
+    if expiry.removed:
+        usage_idempotency_keys_vacuum()
     stdout.write(
         _("removed %(count)s idempotency key(s) created before %(cutoff)s")
         % {"count": expiry.removed, "cutoff": expiry.cutoff.isoformat(timespec="seconds")}
@@ -28,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--ahead", type=int, default=None, help="Months after the current one (default: setting).")
 
     def handle(self, *args, ahead: int | None, **options):
-        write_idempotency_expiry(self.stdout, usage_idempotency_keys_expire(now=timezone.now()))
+        idempotency_keys_expire_reported(self.stdout, now=timezone.now())
         if not is_partitioned(connection):
             self.stdout.write(_("The usage log is not partitioned on this database; no partitions to make."))
             return

@@ -3,12 +3,11 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from usage.management.commands.usage_partitions import write_idempotency_expiry
+from usage.management.commands.usage_partitions import idempotency_keys_expire_reported
 from usage.partitions import is_partitioned
 from usage.selectors import idempotency_keys_older_count
 from usage.services import (
     idempotency_cutoff,
-    usage_idempotency_keys_expire,
     usage_partition_retire,
     usage_retention_months,
 )
@@ -31,7 +30,7 @@ class Command(BaseCommand):
             raise CommandError(_("--keep-months must be at least 1 (the current month is always kept)."))
         now = timezone.now()
         if apply:
-            write_idempotency_expiry(self.stdout, usage_idempotency_keys_expire(now=now))
+            idempotency_keys_expire_reported(self.stdout, now=now)
         else:
             cutoff = idempotency_cutoff(now=now)
             self.stdout.write(

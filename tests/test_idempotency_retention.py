@@ -3,6 +3,7 @@ removed by the maintenance commands in small batches, on PostgreSQL and on SQLit
 window is still a duplicate, one after it is stored again; the removal never waits for ingestion."""
 
 import threading
+import time
 from datetime import timedelta
 from io import StringIO
 
@@ -128,3 +129,17 @@ def test_removal_does_not_wait_for_an_open_ingestion_transaction():
     finally:
         other.close()
     assert list(UsageIdempotencyKey.objects.values_list("idempotency_key", flat=True)) == ["k-open"]
+    # Committed late with an old created_at: the next daily run removes it, then VACUUMs (autocommit here).
+    out = StringIO()
+    call_command("usage_partitions", stdout=out)
+    assert "removed 1 idempotency key(s)" in out.getvalue(), out.getvalue()
+    assert not UsageIdempotencyKey.objects.exists()
+    deadline = time.monotonic() + 10  # Statistics are flushed within a second or so.
+    vacuums = 0
+    while not vacuums and time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'ai_usage_idempotency'")
+            vacuums = cursor.fetchone()[0]
+        time.sleep(0.1)
+    assert vacuums >= 1

@@ -15,10 +15,31 @@ import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", min(2 * multiprocessing.cpu_count() + 1, 8)))
-threads = int(os.environ.get("GUNICORN_THREADS", 1))
+# Slow clients (README, Deploying): gthread workers. A sync worker is held whole by one client that
+# trickles its headers or body, so a few of them stop the service. A gthread worker waits for a new
+# connection's first bytes and for kept-alive connections in its poller, without a thread, and serves
+# each request in one of `threads` threads: a slow client holds one thread, never the worker, and
+# workers x threads bounds both the slow clients tolerated at once and the threads (each with its own
+# persistent database connection, so keep it under PostgreSQL's max_connections). An async worker
+# would need a green-thread database driver; a buffering reverse proxy in front (nginx) is the
+# recommendation for a service reachable from untrusted networks.
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", 16))
+# Connections a worker holds at once (kept-alive ones included). At `threads`, a worker whose threads
+# are all taken stops accepting, and the other workers take the new connections (they share the
+# listening socket) instead of this one queueing them behind its slow clients.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", threads))
+# The worker's heartbeat: a gthread worker's main loop beats while its threads serve, so a slow request
+# does not get the worker killed; a hung worker is still replaced after this.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", 20))
+# Idle kept-alive connections (and new ones that send nothing) are closed after this many seconds.
 keepalive = 5
+# Request line and header limits (gunicorn answers 414/431/400 above them, before Django runs). The body
+# limit is Django's DATA_UPLOAD_MAX_MEMORY_SIZE (AICOST_MAX_BODY_BYTES), answered with a 413 JSON.
+limit_request_line = 8190
+limit_request_fields = 50
+limit_request_field_size = 8190
 # Recycle workers now and then so a slow leak cannot grow for ever; jitter avoids all at once.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 2000))
 max_requests_jitter = 200

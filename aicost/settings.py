@@ -58,6 +58,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: it counts every response, redirects and errors of the middleware below included.
     "dashboard.metrics.RequestMetricsMiddleware",
+    # Reads a request's whole body before anything else runs (no database connection is held while a
+    # slow client uploads) and answers 413 JSON when it is larger than AICOST_MAX_BODY_BYTES.
+    "core.middleware.RequestBodyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -189,8 +192,16 @@ AICOST_CURRENCY = env.str("AICOST_CURRENCY", default="USD")
 # this currency, converted at ingestion at the exchange rate in force at each call's timestamp.
 AICOST_REPORTING_CURRENCY = env.str("AICOST_REPORTING_CURRENCY", default="USD")
 AICOST_MAX_BATCH_SIZE = env.int("AICOST_MAX_BATCH_SIZE", default=1000)
+# Largest request body Django accepts (413 JSON above, core.middleware.RequestBodyMiddleware): 4 KB per
+# record of a full batch (a record is ~0.5 KB of JSON; the room is for error messages), 4 MB by default.
+# /v1/traces has its own limit, AICOST_OTLP_MAX_BODY_BYTES.
+AICOST_MAX_BODY_BYTES = env.int("AICOST_MAX_BODY_BYTES", default=AICOST_MAX_BATCH_SIZE * 4096)
+DATA_UPLOAD_MAX_MEMORY_SIZE = AICOST_MAX_BODY_BYTES
 # PostgreSQL: monthly partitions of the usage log kept ready beyond the current UTC month.
 AICOST_USAGE_PARTITIONS_AHEAD = env.int("AICOST_USAGE_PARTITIONS_AHEAD", default=3)
+# Days an idempotency key is remembered: a retry with the same (decision_id, idempotency_key) must come
+# within them to be recognised. Older keys are removed by `usage_partitions` (daily) and `usage_retention`.
+AICOST_IDEMPOTENCY_RETENTION_DAYS = env.int("AICOST_IDEMPOTENCY_RETENTION_DAYS", default=7)
 # PostgreSQL: each process that records usage compacts the rollups' delta rows in a background
 # thread every this many seconds (inf: never; `manage.py usage_rollups_compact` compacts on demand).
 AICOST_ROLLUP_COMPACT_SECONDS = env.float("AICOST_ROLLUP_COMPACT_SECONDS", default=1.0)

@@ -11,6 +11,12 @@ rollups, VACUUM ANALYZEs, and prints:
     (decision_id, error_message, purpose: their data and the decision_id index);
   - the time `usage_retention` takes to retire that month: the check against the rollups and the
     per-model totals it records, then the DETACH + DROP itself.
+
+    python -m bench.storage --idempotency-month [--keys-per-day 100000] [--days 31]
+
+simulates a month of keyed traffic instead: each day's idempotency keys, then the daily removal of
+the keys past AICOST_IDEMPOTENCY_RETENTION_DAYS (usage_partitions: batches, then VACUUM), printing the
+table's rows and size per day (flat after the window), the removal's time and its longest batch.
 """
 
 import argparse
@@ -30,7 +36,7 @@ def _seed_sql(table: str) -> str:
     return f"""
         INSERT INTO {table} ("timestamp", model_name, decision_id, user_id, prompt_tokens, completion_tokens,
             cached_tokens, reasoning_tokens, cost, cost_source, response_time, success, error_message, purpose,
-            price_version_id)
+            price_version_id, reporting_cost, unconverted)
         SELECT %(start)s::timestamptz + (i * %(step)s) * interval '1 second',
             (ARRAY[{models}])[1 + i %% {len(MODELS)}],
             'd-' || lpad(to_hex(i * 7919), 10, '0'),
@@ -43,7 +49,11 @@ def _seed_sql(table: str) -> str:
             i %% 50 <> 0,
             CASE WHEN i %% 50 = 0 THEN 'upstream timeout' ELSE '' END,
             (ARRAY['chat', 'summarise', 'classify'])[1 + i %% 3],
-            CASE WHEN i %% 50 = 1 THEN NULL ELSE %(price_version)s END
+            CASE WHEN i %% 50 = 1 THEN NULL ELSE %(price_version)s END,
+            -- In the reporting currency (the seeded prices' USD): the reporting cost is the cost.
+            CASE WHEN i %% 50 = 1 THEN NULL
+                ELSE round(((100 + (i * 37) %% 8000) * 2.5 + (10 + (i * 13) %% 2000) * 10) / 1000000.0, 8) END,
+            false
         FROM generate_series(1::bigint, %(rows)s::bigint) AS i
     """
 
@@ -130,14 +140,83 @@ def _bench(rows: int) -> None:
     print(f"  took {checked * 1000:.0f} ms and DETACH + DROP about {(retired - checked) * 1000:.0f} ms   (goal < 1 s)")
 
 
+IDEMPOTENCY_SEED = """
+    INSERT INTO ai_usage_idempotency (decision_id, idempotency_key, created_at)
+    SELECT 'd-' || %(day)s || '-' || i, 'k-' || (i %% 7), %(start)s::timestamptz + (i * %(step)s) * interval '1 second'
+    FROM generate_series(1::bigint, %(keys)s::bigint) AS i
+"""
+
+
+def _idempotency_month(*, keys_per_day: int, days: int) -> None:
+    """A simulated month of keyed traffic: each day's keys inserted (one statement), then the daily
+    `usage_partitions` run (removal in batches + VACUUM), with the table's size and the removal's time."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.db import connection
+
+    from usage.services import usage_idempotency_keys_expire, usage_idempotency_keys_vacuum
+
+    window = settings.AICOST_IDEMPOTENCY_RETENTION_DAYS
+    print(f"idempotency keys: {keys_per_day:,} a day for {days} days, retention {window} days, removal daily")
+    print("  day      rows   table+indexes   removed   batches   removal ms (longest batch ms)")
+    first_day = datetime(2025, 3, 1, tzinfo=UTC)
+    sizes = []
+    for day in range(days):
+        start = first_day + timedelta(days=day)
+        with connection.cursor() as cursor:
+            seed = {"day": day, "start": start.isoformat(), "step": 86_400 / keys_per_day, "keys": keys_per_day}
+            cursor.execute(IDEMPOTENCY_SEED, seed)
+        now = start + timedelta(days=1)
+        started = time.perf_counter()
+        longest, removed, batches = 0.0, 0, 0
+        while True:  # One batch per call, to time the longest (the longest a claim can wait on a row lock).
+            batch_started = time.perf_counter()
+            expiry = usage_idempotency_keys_expire(now=now, max_batches=1)
+            longest = max(longest, time.perf_counter() - batch_started)
+            removed += expiry.removed
+            batches += expiry.batches
+            if expiry.finished:
+                break
+        usage_idempotency_keys_vacuum()
+        elapsed = time.perf_counter() - started
+        with connection.cursor() as cursor:
+            rows = _size(cursor, "SELECT count(*) FROM ai_usage_idempotency")
+            total = _size(cursor, "SELECT pg_total_relation_size('ai_usage_idempotency')")
+        sizes.append(total)
+        print(
+            f"  {day + 1:>3} {rows:>9,} {total / 2**20:>12.1f} MB {removed:>9,} {batches:>9} "
+            f"{elapsed * 1000:>10.0f} ({longest * 1000:.0f})"
+        )
+    settled = sizes[window + 1 :]
+    if settled:
+        growth = max(settled) / min(settled) - 1
+        low, high = min(settled) / 2**20, max(settled) / 2**20
+        print(f"after day {window + 1}: {low:.1f} to {high:.1f} MB ({growth:.0%} apart)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--idempotency-month", action="store_true", help="Only the idempotency keys' simulated month (see below)."
+    )
+    parser.add_argument("--keys-per-day", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=31)
     args = parser.parse_args()
     status = rerun_without_database("bench.storage", durable=True)
     if status is not None:
         return status
-    _bench(args.rows)
+    if args.idempotency_month:
+        from bench.django_setup import django_setup_for_bench
+
+        django_setup_for_bench()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        _idempotency_month(keys_per_day=args.keys_per_day, days=args.days)
+    else:
+        _bench(args.rows)
     return 0
 
 

@@ -119,7 +119,12 @@ def usage_selection_filename(*, at: datetime) -> str:
 
 def usage_csv_response(rows: Iterator[tuple], *, zone: tzinfo, filename: str) -> StreamingHttpResponse:
     """A streamed CSV download of `rows`. The first row is fetched here, so a database failure happens
-    inside the view (an error response) rather than as a download cut short after a 200."""
+    inside the view (an error response) rather than as a download cut short after a 200.
+
+    A failure later, mid-stream, propagates out of the chunk iterator on purpose: gunicorn (27, sync and
+    gthread workers) then logs it and closes the connection without the terminating zero-length chunk,
+    so a client sees an incomplete transfer, never a complete-looking file (tests/test_export_abort.py).
+    Nothing here may catch it and end the stream cleanly."""
     first = next(rows, None)
     if first is not None:
         rows = chain([first], rows)

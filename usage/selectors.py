@@ -19,6 +19,7 @@ from pricing.selectors import RateBook, exchange_rate_book, reporting_currency
 from usage.models import (
     ApiKey,
     UsageCounter,
+    UsageIdempotencyKey,
     UsageLog,
     UsageLogGap,
     UsageRetiredMonth,
@@ -136,6 +137,11 @@ def rollup_month_calls(*, month: date) -> int:
 def usage_log_gap_calls(*, month: date) -> int:
     """Calls of one UTC month recorded as lost from the log (all models)."""
     return UsageLogGap.objects.filter(month=month).aggregate(n=Sum("calls"))["n"] or 0
+
+
+def idempotency_keys_older_count(*, cutoff: datetime) -> int:
+    """Idempotency keys created before `cutoff` (a dry run of their removal; reads the whole table)."""
+    return UsageIdempotencyKey.objects.filter(created_at__lt=cutoff).count()
 
 
 # --- The CSV export: raw rows, streamed ------------------------------------------------------------

@@ -6,6 +6,7 @@ transaction: the log rows, the idempotency keys, the per-model counters and the 
 are all written together, or none of them is (ingest.services adds budget evaluation to it).
 """
 
+import time
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -834,6 +835,79 @@ def usage_partition_retire(*, month: date, now: datetime) -> RetentionOutcome:
         cursor.execute(f"ALTER TABLE {LOG_TABLE} DETACH PARTITION {partition_name(month)}")
         cursor.execute(f"DROP TABLE {partition_name(month)}")
     return RetentionOutcome(month=month, rows=rows, dropped=True)
+
+
+# --- Idempotency keys: retention ------------------------------------------------------------------
+
+IDEMPOTENCY_EXPIRE_BATCH = 2000  # Keys looked at (and at most removed) per statement.
+IDEMPOTENCY_EXPIRE_SECONDS = 30.0  # One run stops after this long; the next run goes on from the oldest key.
+
+
+@dataclass(frozen=True)
+class IdempotencyExpiry:
+    cutoff: datetime
+    removed: int
+    batches: int
+    finished: bool  # False: stopped by the time bound, older keys remain for the next run.
+
+
+def idempotency_cutoff(*, now: datetime, days: int | None = None) -> datetime:
+    """Keys created before this are forgotten (AICOST_IDEMPOTENCY_RETENTION_DAYS before now)."""
+    days = settings.AICOST_IDEMPOTENCY_RETENTION_DAYS if days is None else days
+    if days < 1:
+        raise ValueError("the idempotency retention must be at least one day")
+    return now - timedelta(days=days)
+
+
+def usage_idempotency_keys_expire(
+    *,
+    now: datetime,
+    days: int | None = None,
+    batch_size: int = IDEMPOTENCY_EXPIRE_BATCH,
+    max_seconds: float = IDEMPOTENCY_EXPIRE_SECONDS,
+    max_batches: int | None = None,
+) -> IdempotencyExpiry:
+    """Remove the idempotency keys older than the retention window, in small batches.
+
+    Walks the table in primary-key order (ids grow with time) from the oldest key: each batch reads
+    the next `batch_size` ids and deletes those of them older than the cutoff, one short statement in
+    its own transaction (autocommit), so ingestion never waits for more than one batch's row locks and
+    no table lock is taken. It stops at the first batch that holds a key within the window (the rest
+    is newer) or after `max_seconds` (or `max_batches` batches). A key whose id is past that point but
+    whose created_at is older (a batch that committed late) goes at the next run."""
+    cutoff = idempotency_cutoff(now=now, days=days)
+    started = time.monotonic()
+    keys = UsageIdempotencyKey.objects
+    after = 0
+    removed = batches = 0
+    while True:
+        if time.monotonic() - started > max_seconds or (max_batches is not None and batches >= max_batches):
+            return IdempotencyExpiry(cutoff=cutoff, removed=removed, batches=batches, finished=False)
+        batch = list(keys.filter(pk__gt=after).order_by("pk").values_list("pk", "created_at")[:batch_size])
+        if not batch:
+            break
+        last = batch[-1][0]
+        expired = sum(1 for _pk, created_at in batch if created_at < cutoff)
+        if expired:
+            deleted, _by_model = keys.filter(pk__gt=after, pk__lte=last, created_at__lt=cutoff).delete()
+            removed += deleted
+            batches += 1
+        if expired < len(batch) or len(batch) < batch_size:
+            break
+        after = last
+    return IdempotencyExpiry(cutoff=cutoff, removed=removed, batches=batches, finished=True)
+
+
+def usage_idempotency_keys_vacuum() -> bool:
+    """PostgreSQL, outside a transaction: VACUUM the keys' table after a removal, so the space of the
+    removed keys is reused by new ones and the table stays the size of one retention window (autovacuum
+    would wait for 20% dead rows; a day's removal is 1/7). VACUUM takes a lock that inserts and deletes
+    do not wait for. False where it cannot run (SQLite, or inside a transaction)."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM (ANALYZE) {_IDEMPOTENCY_TABLE}")
+    return True
 
 
 # --- Repricing stored calls (usage_reprice) -------------------------------------------------------

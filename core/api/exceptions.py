@@ -2,7 +2,8 @@
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
 from django.http import Http404
@@ -104,6 +105,13 @@ def _database_error_response(exc) -> Response | None:
 
 
 def api_exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):  # A body read past core.middleware.RequestBodyMiddleware.
+        exc = ApiError(
+            _("The request body is larger than %(limit)s bytes; send fewer records per request.")
+            % {"limit": settings.DATA_UPLOAD_MAX_MEMORY_SIZE},
+            code="request_too_large",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, DatabaseError):
         return _database_error_response(exc)  # None: an unexpected database error stays a logged 500.
     if isinstance(exc, Http404):

@@ -4,6 +4,18 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def _unlogged(apps, schema_editor):
+    """On PostgreSQL the counters skip the WAL: a count is worth nothing after a crash (the window
+    restarts), and a commit that wrote only an unlogged table waits for no WAL flush."""
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("ALTER TABLE ai_api_key_rate SET UNLOGGED")
+
+
+def _logged(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("ALTER TABLE ai_api_key_rate SET LOGGED")
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("usage", "0018_reporting_costs_of_stored_calls"),
@@ -61,4 +73,5 @@ class Migration(migrations.Migration):
                 "constraints": [models.UniqueConstraint(fields=("api_key", "kind"), name="ai_api_key_rate_key_kind")],
             },
         ),
+        migrations.RunPython(_unlogged, _logged, elidable=False),
     ]

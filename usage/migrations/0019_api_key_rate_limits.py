@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
             name="read_requests_per_minute",
             field=models.PositiveIntegerField(
                 blank=True,
-                help_text="At most this many read requests (stats, trend, export, …) per minute, then 429. Empty: unlimited.",
+                help_text="At most this many read requests (stats, trend, export…) per minute, then 429. Empty: unlimited.",
                 null=True,
                 verbose_name="read requests per minute",
             ),

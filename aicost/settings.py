@@ -155,6 +155,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["usage.permissions.CanReadStats"],
+    # Per-key rate limits, shared by every worker (README, Rate limits); a view never overrides this.
+    "DEFAULT_THROTTLE_CLASSES": ["usage.throttles.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["core.api.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["core.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "core.api.exceptions.api_exception_handler",

@@ -353,6 +353,21 @@ class UsageIngestApi(APIView):
         unpriced = serializers.IntegerField()
         records = StoredSerializer(many=True)
 
+    @staticmethod
+    def _payload(request):
+        payload = request.data
+        if isinstance(payload, list):
+            return {"records": payload}
+        if isinstance(payload, dict) and "records" not in payload:
+            return {"records": [payload]}
+        return payload
+
+    def ingest_records(self, request) -> int:
+        """The records this request carries, as sent (usage.throttles counts them before validation)."""
+        payload = self._payload(request)
+        records = payload.get("records") if isinstance(payload, dict) else None
+        return len(records) if isinstance(records, list) else 1
+
     @extend_schema(
         request=UsageBatchSerializer,
         responses={
@@ -402,11 +417,7 @@ class UsageIngestApi(APIView):
         ],
     )
     def post(self, request):
-        payload = request.data
-        if isinstance(payload, list):
-            payload = {"records": payload}
-        elif isinstance(payload, dict) and "records" not in payload:
-            payload = {"records": [payload]}
+        payload = self._payload(request)
         batch = UsageBatchSerializer(data=payload)
         batch.is_valid(raise_exception=True)
         records = [UsageRecordInput(**record) for record in batch.validated_data["records"]]

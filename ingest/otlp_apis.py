@@ -19,7 +19,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from google.protobuf import json_format
 from google.protobuf.any_pb2 import Any
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from rest_framework import exceptions
 from rest_framework.authentication import get_authorization_header
 from rest_framework.views import APIView
@@ -160,6 +163,34 @@ class OtlpTracesApi(APIView):
         media_type = _media_type(self.request.content_type if self.request else None)
         return media_type if media_type in CONTENT_TYPES else JSON
 
+    def _export(self, request) -> ExportTraceServiceRequest | HttpResponse:
+        """The decoded export, or the 415 answer; decoded once (the rate limit counts its spans first)."""
+        if (decoded := getattr(self, "_decoded", None)) is not None:
+            return decoded
+        media_type = _media_type(request.content_type)
+        encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+        if media_type not in CONTENT_TYPES:
+            message = _("Unsupported content type %(type)s: send application/x-protobuf or application/json.")
+            return _encoded(_status(code_pb2.INVALID_ARGUMENT, message % {"type": media_type or "(none)"}), JSON, 415)
+        if encoding not in CONTENT_ENCODINGS:
+            message = _("Unsupported content encoding %(encoding)s: send gzip, deflate or none.")
+            return _encoded(_status(code_pb2.INVALID_ARGUMENT, message % {"encoding": encoding}), media_type, 415)
+        limit = settings.AICOST_OTLP_MAX_BODY_BYTES
+        body = _body(request._request, limit + 1)
+        if len(body) > limit:
+            raise OtlpPayloadTooLarge(_("The request body exceeds %(limit)s bytes.") % {"limit": limit})
+        self._decoded = export_request_decoded(
+            body_decompressed(body, content_encoding=encoding, limit=limit), content_type=media_type
+        )
+        return self._decoded
+
+    def ingest_records(self, request) -> int:
+        """Every span of the export counts against the key's ingest limit (usage.throttles), GenAI or not."""
+        export = self._export(request)
+        if isinstance(export, HttpResponse):
+            return 0  # Refused with 415 by post.
+        return sum(len(scope.spans) for resource in export.resource_spans for scope in resource.scope_spans)
+
     @extend_schema(
         operation_id="otlp_traces_export",
         summary="Record OpenTelemetry GenAI spans (OTLP/HTTP traces)",
@@ -187,6 +218,7 @@ class OtlpTracesApi(APIView):
                     (403, "the key lacks write_usage scope."),
                     (413, "the body is larger than AICOST_OTLP_MAX_BODY_BYTES."),
                     (415, "another content type or content encoding."),
+                    (429, "the key's ingest rate limit; nothing stored, retry after Retry-After seconds."),
                     (503, "the database is unavailable; retry after Retry-After seconds."),
                 )
                 for media_type in (JSON, PROTOBUF)
@@ -195,20 +227,9 @@ class OtlpTracesApi(APIView):
     )
     def post(self, request):
         media_type = _media_type(request.content_type)
-        encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
-        if media_type not in CONTENT_TYPES:
-            message = _("Unsupported content type %(type)s: send application/x-protobuf or application/json.")
-            return _encoded(_status(code_pb2.INVALID_ARGUMENT, message % {"type": media_type or "(none)"}), JSON, 415)
-        if encoding not in CONTENT_ENCODINGS:
-            message = _("Unsupported content encoding %(encoding)s: send gzip, deflate or none.")
-            return _encoded(_status(code_pb2.INVALID_ARGUMENT, message % {"encoding": encoding}), media_type, 415)
-        limit = settings.AICOST_OTLP_MAX_BODY_BYTES
-        body = _body(request._request, limit + 1)
-        if len(body) > limit:
-            raise OtlpPayloadTooLarge(_("The request body exceeds %(limit)s bytes.") % {"limit": limit})
-        export = export_request_decoded(
-            body_decompressed(body, content_encoding=encoding, limit=limit), content_type=media_type
-        )
+        export = self._export(request)
+        if isinstance(export, HttpResponse):
+            return export
         outcome = usage_spans_record(request=export)
         answer = ExportTraceServiceResponse()
         if outcome.rejected or outcome.warnings:
@@ -229,6 +250,9 @@ class OtlpTracesApi(APIView):
             return _encoded(_status(code_pb2.UNAUTHENTICATED, message), media_type, 401, headers)
         if isinstance(exc, exceptions.PermissionDenied):
             return _encoded(_status(code_pb2.PERMISSION_DENIED, str(exc.detail)), media_type, 403)
+        if isinstance(exc, exceptions.Throttled):  # The key's rate limit (usage.throttles): nothing stored.
+            headers = {"Retry-After": str(exc.wait)} if exc.wait is not None else {}
+            return _encoded(_status(code_pb2.RESOURCE_EXHAUSTED, str(exc.detail)), media_type, 429, headers)
         if isinstance(exc, OtlpPayloadTooLarge):
             return _encoded(_status(code_pb2.RESOURCE_EXHAUSTED, exc.message), media_type, 413)
         if isinstance(exc, OtlpPayloadInvalid):

@@ -7,7 +7,7 @@ from django.utils.translation import ngettext
 
 from core.admin_base import ReadOnlyModelAdmin
 from usage.export import usage_csv_response, usage_selection_filename
-from usage.keys import api_key_create, api_key_revoke
+from usage.keys import api_key_create, api_key_revoke, api_key_update
 from usage.models import ApiKey, UsageCounter, UsageLog, UsageLogGap, UsageRepriceChange, UsageRepriceRun
 from usage.selectors import usage_log_rows
 
@@ -67,10 +67,30 @@ def api_key_display_prefix(api_key: ApiKey) -> str:
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "key_start", "scope", "created_by", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "name",
+        "key_start",
+        "scope",
+        "ingest_records_per_minute",
+        "read_requests_per_minute",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["scope", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["name", "prefix"]
-    fields = ["name", "scope", "key_start", "created_by", "created_at", "last_used_at", "revoked_at"]
+    fields = [
+        "name",
+        "scope",
+        "ingest_records_per_minute",
+        "read_requests_per_minute",
+        "key_start",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     readonly_fields = ["key_start", "created_by", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke_keys"]
 
@@ -84,11 +104,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return [*self.readonly_fields, "scope"] if obj else self.readonly_fields
 
     def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
+        fields = ("ingest_records_per_minute", "read_requests_per_minute")
+        limits = {name: form.cleaned_data.get(name) for name in fields}
         if change:
-            obj.save(update_fields=["name"])
+            api_key_update(api_key=obj, name=form.cleaned_data["name"], **limits)
             return
         created, raw_key = api_key_create(
-            name=form.cleaned_data["name"], scope=form.cleaned_data["scope"], created_by=request.user
+            name=form.cleaned_data["name"], scope=form.cleaned_data["scope"], created_by=request.user, **limits
         )
         obj.pk = created.pk
         self.message_user(

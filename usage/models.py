@@ -452,6 +452,21 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False, verbose_name=_("revoked at"))
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False, verbose_name=_("last used at"))
+    ingest_records_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        verbose_name=_("ingest records per minute"),
+        help_text=_(
+            "At most this many usage records (POST /api/v1/usage/ records, /v1/traces spans) per minute; "
+            "a batch over it is refused whole with 429. Empty: unlimited."
+        ),
+    )
+    read_requests_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        verbose_name=_("read requests per minute"),
+        help_text=_("At most this many read requests (stats, trend, export…) per minute, then 429. Empty: unlimited."),
+    )
 
     class Meta:
         db_table = "ai_api_key"
@@ -473,6 +488,31 @@ class ApiKey(models.Model):
     @property
     def can_write_usage(self) -> bool:
         return self.scope in (ApiKeyScope.WRITE_USAGE, ApiKeyScope.READ_WRITE)
+
+
+class ApiKeyRateKind(models.TextChoices):
+    INGEST = "ingest", _("Ingested records")
+    READ = "read", _("Read requests")
+
+
+class ApiKeyRateWindow(models.Model):
+    """What a key used of one limit in its current one-minute window: one row per key and kind, moved
+    on to the next window by the same UPSERT that counts (usage.keys.api_key_rate_take), so the table
+    holds at most two rows per key and every worker and process shares the count."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+", verbose_name=_("API key"))
+    kind = models.CharField(max_length=8, choices=ApiKeyRateKind.choices, verbose_name=_("kind"))
+    window_start = models.BigIntegerField(verbose_name=_("window start (Unix seconds)"))
+    used = models.PositiveIntegerField(verbose_name=_("used"))
+
+    class Meta:
+        db_table = "ai_api_key_rate"
+        constraints = [models.UniqueConstraint(fields=["api_key", "kind"], name="ai_api_key_rate_key_kind")]
+        verbose_name = _("API key rate window")
+        verbose_name_plural = _("API key rate windows")
+
+    def __str__(self) -> str:
+        return f"{self.api_key_id}/{self.kind}@{self.window_start}: {self.used}"
 
 
 class UsageIdempotencyKey(models.Model):

@@ -47,6 +47,8 @@ class AicostAutoSchema(AutoSchema):
             codes.append(status.HTTP_400_BAD_REQUEST)
         if self.view.get_permissions():
             codes += [status.HTTP_401_UNAUTHORIZED, status.HTTP_403_FORBIDDEN]
+            if self.view.get_throttles():  # An API key's rate limit (usage.throttles), with Retry-After.
+                codes.append(status.HTTP_429_TOO_MANY_REQUESTS)
         return sorted(codes)
 
 

@@ -1,0 +1,161 @@
+"""What a per-key rate limit costs under the limit (usage.throttles, README "Rate limits").
+
+    python -m bench.rate_limits [--iterations 400] [--threads 8] [--takes 2000]
+
+Starts its own throwaway PostgreSQL 15 (fsync off) unless DATABASE_URL is set, and migrates. Then:
+1. Through Django's test client, alternately, the same request with a key without limits and a key
+   whose limit is never reached (10^9 per minute): GET stats (today), POST of 1 record, POST of 100
+   records. Prints p50/p95 in ms of both and the difference: the limit's cost per request.
+2. The counter alone: `--takes` calls of usage.keys.api_key_rate_take from one thread (µs p50/p95),
+   next to a bare SELECT 1 round trip; then `--threads` threads taking from one key's shared row at
+   once, next to as many keys (one row each): takes per second, so contention on a busy key's row shows.
+"""
+
+import argparse
+import math
+import sys
+import threading
+import time
+
+from tests.throwaway_pg import rerun_without_database
+
+STATS_URL, INGEST_URL = "/api/v1/ai-platforms/stats", "/api/v1/usage/"
+NEVER_REACHED = 10**9
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def _requests(args) -> None:
+    import json
+
+    from django.test import Client
+
+    from usage.keys import api_key_create
+    from usage.models import ApiKeyScope
+
+    scope = ApiKeyScope.READ_WRITE
+    free = Client(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(name='bench-free', scope=scope)[1]}")
+    never = {"ingest_records_per_minute": NEVER_REACHED, "read_requests_per_minute": NEVER_REACHED}
+    limited_key = api_key_create(name="bench-limited", scope=scope, **never)[1]
+    limited = Client(HTTP_AUTHORIZATION=f"Api-Key {limited_key}")
+
+    def batch(size: int) -> str:
+        return json.dumps(
+            [{"model_name": "gpt-4o-mini", "prompt_tokens": 100, "completion_tokens": 20} for _ in range(size)]
+        )
+
+    cases = [
+        ("GET stats today", lambda c: c.get(STATS_URL, {"time_range": "today"}, secure=True), 200),
+        (
+            "POST 1 record",
+            lambda c: c.post(INGEST_URL, batch(1), content_type="application/json", secure=True),
+            201,
+        ),
+        (
+            "POST 100 records",
+            lambda c: c.post(INGEST_URL, batch(100), content_type="application/json", secure=True),
+            201,
+        ),
+    ]
+    print(f"{args.iterations} requests per case and key, alternating, through the test client, ms (p50 / p95)")
+    print(f"{'case':<20} {'no limit':>17} {'under a limit':>17} {'difference':>17}")
+    for label, send, expected in cases:
+        timings: dict[str, list[float]] = {"free": [], "limited": []}
+        for n in range(args.iterations + args.warmup):
+            order = (("free", free), ("limited", limited))
+            for name, client in order if n % 2 else order[::-1]:
+                began = time.perf_counter()
+                response = send(client)
+                elapsed = 1000 * (time.perf_counter() - began)
+                if response.status_code != expected:
+                    raise SystemExit(f"{label}: HTTP {response.status_code} {response.content[:300]!r}")
+                if n >= args.warmup:
+                    timings[name].append(elapsed)
+        f50, f95 = _percentile(timings["free"], 0.5), _percentile(timings["free"], 0.95)
+        l50, l95 = _percentile(timings["limited"], 0.5), _percentile(timings["limited"], 0.95)
+        print(f"{label:<20} {f50:7.3f} / {f95:7.3f} {l50:7.3f} / {l95:7.3f} {l50 - f50:+7.3f} / {l95 - f95:+7.3f}")
+
+
+def _takes(args) -> None:
+    from django.db import connections
+    from django.utils import timezone
+
+    from usage.keys import api_key_create, api_key_rate_take
+    from usage.models import ApiKeyRateKind
+
+    key = api_key_create(name="bench-take")[0]
+    timings = []
+    for _ in range(args.takes):
+        began = time.perf_counter()
+        api_key_rate_take(
+            api_key_id=key.pk, kind=ApiKeyRateKind.READ, amount=1, limit=NEVER_REACHED, now=timezone.now()
+        )
+        timings.append(1e6 * (time.perf_counter() - began))
+    round_trips = []
+    with connections["default"].cursor() as cursor:
+        for _ in range(args.takes):
+            began = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            round_trips.append(1e6 * (time.perf_counter() - began))
+    take = f"p50 {_percentile(timings, 0.5):.0f} µs, p95 {_percentile(timings, 0.95):.0f} µs"
+    trip = f"p50 {_percentile(round_trips, 0.5):.0f} µs, p95 {_percentile(round_trips, 0.95):.0f} µs"
+    print(f"\napi_key_rate_take alone, one thread, {args.takes} calls: {take} (a SELECT 1 round trip: {trip})")
+
+    def run(key_ids: list[int]) -> float:
+        per_thread = args.takes // args.threads
+        start = threading.Barrier(len(key_ids) + 1)
+
+        def worker(key_id: int) -> None:
+            start.wait()
+            try:
+                for _ in range(per_thread):
+                    api_key_rate_take(
+                        api_key_id=key_id, kind=ApiKeyRateKind.INGEST, amount=1, limit=NEVER_REACHED, now=timezone.now()
+                    )
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=worker, args=(key_id,)) for key_id in key_ids]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        began = time.perf_counter()
+        for thread in threads:
+            thread.join()
+        return per_thread * len(key_ids) / (time.perf_counter() - began)
+
+    shared = run([key.pk] * args.threads)
+    separate = run([api_key_create(name=f"bench-take-{n}")[0].pk for n in range(args.threads)])
+    print(
+        f"{args.threads} threads at once (own connections): one key's row {shared:,.0f} takes/s, "
+        f"{args.threads} keys' rows {separate:,.0f} takes/s"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=400)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--takes", type=int, default=2000)
+    args = parser.parse_args()
+    status = rerun_without_database("bench.rate_limits", durable=False)
+    if status is not None:
+        return status
+    from bench.django_setup import django_setup_for_bench
+
+    django_setup_for_bench()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    _requests(args)
+    _takes(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

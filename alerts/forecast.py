@@ -5,7 +5,8 @@ in the reporting currency, with calendar days in TIME_ZONE:
 
 - pace: the average daily cost of the trailing 7 complete days (the days before today). A scope with
   calls on fewer of the last 7 days than that (new this week) is averaged from its first day with
-  calls to now, today's elapsed part counted as that fraction of a day.
+  calls to now, today's elapsed part counted as that fraction of a day (and the span as one day at
+  least, so a first call at 00:10 is not a day's pace a hundred times over).
 - weekday seasonality: when the scope has 4 weeks of history (calls on the first of the 28 complete
   days before today, or earlier), each weekday's expected cost is the pace times that weekday's factor,
   its average cost over those 28 days divided by their average daily cost. Otherwise every factor is 1.
@@ -79,9 +80,9 @@ def forecast_month(
     elif first_call <= trailing[0]:
         pace, history = sum((cost[day] for day in trailing), ZERO) / TRAILING_DAYS, (today - first_call).days
     else:  # New this week: from its first day with calls to now.
-        days = Decimal((today - first_call).days) + today_elapsed
+        days = max(Decimal((today - first_call).days) + today_elapsed, Decimal(1))
         total = sum((cost[day] for day in complete if day >= first_call), ZERO) + today_cost
-        pace, history = (total / days if days > 0 else ZERO), (today - first_call).days
+        pace, history = total / days, (today - first_call).days
     factors = {weekday: Decimal(1) for weekday in range(7)}
     method = METHOD_TRAILING
     if first_call is not None and first_call <= first:

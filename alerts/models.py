@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext
@@ -181,6 +182,7 @@ def _monthly_budget_field() -> models.DecimalField:
 def _budget_currency_field() -> models.CharField:
     return models.CharField(
         max_length=3,
+        validators=[RegexValidator(r"^[A-Z]{3}\Z", _("An ISO 4217 code: three capital letters, e.g. USD."))],
         help_text=_(
             "The currency the budget is stated in; it is compared in the reporting currency, converted at "
             "the exchange rate in force now."
@@ -210,9 +212,7 @@ class UserBudget(models.Model):
         verbose_name_plural = _("user monthly budgets")
         constraints = [
             # One override per user, and one default (user_id empty, counted as 0: ids start at 1).
-            models.UniqueConstraint(
-                Coalesce("user_id", models.Value(0)), name="ai_user_budget_one_per_user"
-            ),
+            models.UniqueConstraint(Coalesce("user_id", models.Value(0)), name="ai_user_budget_one_per_user"),
             models.CheckConstraint(condition=models.Q(monthly_budget__gte=0), name="ai_user_budget_not_negative"),
             models.CheckConstraint(
                 condition=models.Q(user_id__isnull=True) | models.Q(user_id__gte=1), name="ai_user_budget_user_id"

@@ -77,7 +77,8 @@ def test_weekday_seasonality_beats_the_plain_average_on_weekly_traffic():
     seasonal = forecast_month(daily=known, today=today, today_elapsed=Decimal(0), month_end=MONTH_END, spent=spent)
     short = {day: cost for day, cost in known.items() if day >= today - timedelta(days=10)}
     plain = forecast_month(daily=short, today=today, today_elapsed=Decimal(0), month_end=MONTH_END, spent=spent)
-    assert seasonal.method == METHOD_SEASONAL and plain.method == METHOD_TRAILING
+    assert seasonal.method == METHOD_SEASONAL
+    assert plain.method == METHOD_TRAILING
     assert seasonal.projected == true_end  # Exact: the shape repeats every week.
     assert abs(plain.projected - true_end) > 0
 
@@ -108,20 +109,30 @@ def test_new_scope_is_paced_from_its_first_call_and_a_reached_budget_says_so():
     today = MONTH_START + timedelta(days=14)
     daily = {today - timedelta(days=2): Decimal(30), today - timedelta(days=1): Decimal(30), today: Decimal(15)}
     forecast = forecast_month(
-        daily=daily, today=today, today_elapsed=Decimal("0.5"), month_end=MONTH_END, spent=Decimal(75), budget=Decimal(50)
+        daily=daily,
+        today=today,
+        today_elapsed=Decimal("0.5"),
+        month_end=MONTH_END,
+        spent=Decimal(75),
+        budget=Decimal(50),
     )
     assert forecast.daily_pace == Decimal(30)  # 75 over 2.5 days.
     assert forecast.history_days == 2
-    assert forecast.already_reached and forecast.reaches_on is None
+    assert forecast.already_reached
+    assert forecast.reaches_on is None
     assert forecast.projected == Decimal(75) + Decimal(15) + 16 * Decimal(30)
 
 
 def test_no_calls_no_pace_and_a_budget_out_of_reach_has_no_date():
     today = MONTH_START + timedelta(days=14)
     nothing = forecast_month(daily={}, today=today, today_elapsed=Decimal(0), month_end=MONTH_END, spent=Decimal(0))
-    assert nothing.projected == 0 and nothing.daily_pace == 0 and nothing.reaches_on is None
+    assert nothing.projected == 0
+    assert nothing.daily_pace == 0
+    assert nothing.reaches_on is None
     daily = {history_start(today) + timedelta(days=n): Decimal(1) for n in range(28)}
     far = forecast_month(
         daily=daily, today=today, today_elapsed=Decimal(0), month_end=MONTH_END, spent=Decimal(14), budget=Decimal(1000)
     )
-    assert far.projected == Decimal(14 + 17) and far.reaches_on is None and not far.already_reached
+    assert far.projected == Decimal(14 + 17)
+    assert far.reaches_on is None
+    assert not far.already_reached

@@ -19,6 +19,7 @@ from core.money import PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS, ZERO, percent
 from core.timeutils import day_bounds, month_bounds, month_start
 from pricing.models import ExchangeRate, ModelPricing
 from pricing.selectors import Conversion, RateBook, reporting_currency
+from usage.models import UsageLog
 from usage.rollup_sums import RollupDelta
 from usage.selectors import USAGE_SPEND_TABLES, budget_rates_now, usage_month_sums
 from usage.window_sums import (
@@ -353,9 +354,14 @@ BUDGET_TABLES = (
 )
 
 
+# The tables dimension_budgets_this_month reads (the month's spend per user and purpose: the log).
+DIMENSION_BUDGET_TABLES = (UserBudget._meta.db_table, PurposeBudget._meta.db_table, UsageLog._meta.db_table)
+
+
 def budgets_this_month(*, now: datetime) -> dict:
-    """The global budget's status and each model budget's, for the cost page's budgets panel: the
-    same figures as budget/check, in one read of the month and one of the rates."""
+    """The global budget's status and each model budget's, each with its forecast, for the cost page's
+    budgets panel: the same figures as budget/check, in one read of the month, one of the rates and
+    one of the forecast's days (the rollups: shown while the usage log is missing)."""
     pricings = list(ModelPricing.objects.filter(monthly_budget__isnull=False).order_by("model_name"))
     global_budget, global_currency = _global_budget_only()
     currencies = {pricing.monthly_budget_currency for pricing in pricings}
@@ -365,25 +371,64 @@ def budgets_this_month(*, now: datetime) -> dict:
     in_month = usage_month_sums(
         model_names=None if global_budget is not None else [pricing.model_name for pricing in pricings], now=now
     )
-    models = [
-        {
-            "name": str(pricing),
-            "status": budget_status_of(
+    watched = [
+        WatchedBudget(
+            alert_type=AlertType.MODEL_BUDGET.value,
+            scope=pricing.model_name,
+            label=str(pricing),
+            status=budget_status_of(
                 budget=pricing.monthly_budget,
                 budget_currency=pricing.monthly_budget_currency,
                 month=in_month.get(pricing.model_name, RollupDelta()),
                 rates=rates,
                 now=now,
             ),
-        }
+        )
         for pricing in pricings
     ]
-    status = None
+    global_watched = None
     if global_budget is not None:
-        status = budget_status_of(
-            budget=global_budget, budget_currency=global_currency, month=_month_total(in_month), rates=rates, now=now
+        global_watched = WatchedBudget(
+            alert_type=AlertType.GLOBAL_BUDGET.value,
+            scope=GLOBAL_SCOPE,
+            label=gettext_noop("All models together"),
+            status=budget_status_of(
+                budget=global_budget,
+                budget_currency=global_currency,
+                month=_month_total(in_month),
+                rates=rates,
+                now=now,
+            ),
         )
-    return {"global": status, "models": models}
+    forecasts = budget_forecasts(watched=[*watched, *([global_watched] if global_watched else [])], now=now)
+    return {
+        "global": global_watched.status if global_watched else None,
+        "global_forecast": forecasts[global_watched.key] if global_watched else None,
+        "models": [
+            {
+                "name": budget.label,
+                "model_name": budget.scope,
+                "status": budget.status,
+                "forecast": forecasts[budget.key],
+            }
+            for budget in watched
+        ],
+    }
+
+
+def dimension_budgets_this_month(*, now: datetime) -> dict:
+    """The users' own budgets and the purposes' budgets, each with its forecast, for the cost page (the
+    default user budget applies to every user: its row shows no spend of its own)."""
+    user_ids, purposes = explicit_dimension_budgets()
+    watched = dimension_budgets_to_evaluate(user_ids=user_ids, purposes=purposes, now=now)
+    forecasts = budget_forecasts(watched=watched, now=now)
+    rows = [{"budget": budget, "status": budget.status, "forecast": forecasts[budget.key]} for budget in watched]
+    default = UserBudget.objects.filter(user_id__isnull=True).first()
+    return {
+        "users": [row for row in rows if row["budget"].alert_type == AlertType.USER_BUDGET],
+        "purposes": [row for row in rows if row["budget"].alert_type == AlertType.PURPOSE_BUDGET],
+        "default_user_budget": default,
+    }
 
 
 # --- Budgets per user and per purpose ---------------------------------------------------------------

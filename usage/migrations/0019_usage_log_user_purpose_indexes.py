@@ -4,19 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pricing', '0009_budget_currency'),
-        ('usage', '0018_reporting_costs_of_stored_calls'),
+        ("pricing", "0009_budget_currency"),
+        ("usage", "0018_reporting_costs_of_stored_calls"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='usagelog',
-            index=models.Index(condition=models.Q(('user_id__isnull', False)), fields=['user_id', 'timestamp'], name='ai_usage_log_user_ts'),
+            model_name="usagelog",
+            index=models.Index(
+                condition=models.Q(("user_id__isnull", False)),
+                fields=["user_id", "timestamp"],
+                name="ai_usage_log_user_ts",
+            ),
         ),
         migrations.AddIndex(
-            model_name='usagelog',
-            index=models.Index(condition=models.Q(('purpose', ''), _negated=True), fields=['purpose', 'timestamp'], name='ai_usage_log_purpose_ts'),
+            model_name="usagelog",
+            index=models.Index(
+                condition=models.Q(("purpose", ""), _negated=True),
+                fields=["purpose", "timestamp"],
+                name="ai_usage_log_purpose_ts",
+            ),
         ),
     ]

@@ -259,7 +259,12 @@
       panel.dataset.supported = "false";
       return;
     }
-    if (!response.ok || !body || !body.success) throw new Error(failureReason(response.status, body && body.error));
+    if (!response.ok || !body || !body.success) {
+      // The stats API failed (the stats panels say why, e.g. a missing table): no tables of groups.
+      panel.hidden = true;
+      panel.dataset.supported = "unknown";
+      return;
+    }
     panel.hidden = false;
     panel.dataset.supported = "true";
     const table = panel.querySelector("table");

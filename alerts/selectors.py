@@ -28,7 +28,6 @@ from usage.window_sums import (
     usage_log_sums_by_key,
     usage_sums_by_window,
     usage_sums_over_spans,
-    usage_totals_by_window,
 )
 
 # Largest percentage the alerts' usage_percentage column holds (e.g. 9999999.99).
@@ -574,12 +573,15 @@ def _daily_by_scope(watched: Collection[WatchedBudget], days: ForecastDays) -> d
         by_kind.setdefault(budget.alert_type, set()).add(budget.scope)
     daily: dict[str, dict[date, Decimal]] = {}
     n = len(days.boundaries) - 1
-    if AlertType.GLOBAL_BUDGET in by_kind:
-        windows = usage_totals_by_window(boundaries=days.boundaries, filters=UsageFilters())
-        daily[f"{AlertType.GLOBAL_BUDGET}:{GLOBAL_SCOPE}"] = days.daily(windows)
-    if AlertType.MODEL_BUDGET in by_kind:
-        names = by_kind[AlertType.MODEL_BUDGET]
-        windows = usage_sums_by_window(boundaries=days.boundaries, filters=UsageFilters(model_names=frozenset(names)))
+    if AlertType.GLOBAL_BUDGET in by_kind or AlertType.MODEL_BUDGET in by_kind:
+        # One read for both: every model's days when the global budget is watched (it sees them all).
+        names = by_kind.get(AlertType.MODEL_BUDGET, set())
+        every_model = AlertType.GLOBAL_BUDGET in by_kind
+        filters = UsageFilters(model_names=None if every_model else frozenset(names))
+        windows = usage_sums_by_window(boundaries=days.boundaries, filters=filters)
+        if every_model:
+            totals = [sum(window.values(), RollupDelta()) for window in windows]
+            daily[f"{AlertType.GLOBAL_BUDGET}:{GLOBAL_SCOPE}"] = days.daily(totals)
         for name in names:
             daily[f"{AlertType.MODEL_BUDGET}:{name}"] = days.daily([w.get(name, RollupDelta()) for w in windows])
     for alert_type, key, convert in (

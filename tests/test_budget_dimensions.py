@@ -197,3 +197,47 @@ def test_the_months_spend_per_user_is_an_index_range_scan():
         cursor.execute(sql)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "ai_usage_log_user_ts" in plan or "user_id_timestamp" in plan, plan
+
+
+SQLITE_SCRIPT = """
+import django
+django.setup()
+from datetime import timedelta
+from decimal import Decimal
+from django.core.management import call_command
+from django.utils import timezone
+call_command("migrate", verbosity=0)
+from alerts.models import AlertType, BudgetAlert, PurposeBudget, UserBudget
+from alerts.selectors import budget_check
+from ingest.services import usage_record_batch
+from usage.selectors import usage_decision_calls, usage_decision_totals
+from usage.services import UsageRecordInput
+UserBudget.objects.create(user_id=None, monthly_budget=Decimal("10"), currency="USD")
+PurposeBudget.objects.create(purpose="extract", monthly_budget=Decimal("4"), currency="USD")
+now = timezone.now()
+usage_record_batch(records=[
+    UsageRecordInput(model_name="gpt-4o", cost=Decimal("9"), user_id=3, purpose="extract", decision_id="d1",
+                     timestamp=now - timedelta(minutes=1)),
+    UsageRecordInput(model_name="gpt-4o", cost=Decimal("1"), user_id=4, decision_id="d1", timestamp=now),
+])
+alerts = BudgetAlert.objects
+users = sorted(alerts.filter(alert_type=AlertType.USER_BUDGET).values_list("model_name", "threshold_percent"))
+assert users == [("3", 50), ("3", 80)], users
+purposes = sorted(alerts.filter(alert_type=AlertType.PURPOSE_BUDGET).values_list("threshold_percent", flat=True))
+assert purposes == [50, 80, 100], purposes
+check = budget_check(pricing=None, user_id=3, purpose="extract", now=timezone.now())
+assert check.user.status.spent == Decimal("9"), check.user.status
+assert check.forecasts[check.purpose.key].already_reached
+assert usage_decision_totals(decision_id="d1")["calls"] == 2
+assert [c["user_id"] for c in usage_decision_calls(decision_id="d1")] == [3, 4]
+print("dimensions ok")
+"""
+
+
+@pytest.mark.slow
+def test_user_and_purpose_budgets_forecast_and_decisions_on_sqlite(tmp_path):
+    from tests.sqlite_process import sqlite_python
+
+    result = sqlite_python(tmp_path / "dimensions.sqlite3", "-c", SQLITE_SCRIPT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "dimensions ok" in result.stdout

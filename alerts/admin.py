@@ -4,7 +4,7 @@ from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from alerts.models import AlertDelivery, BudgetAlert, DeliveryAttempt, GlobalBudget
+from alerts.models import AlertDelivery, BudgetAlert, DeliveryAttempt, GlobalBudget, PurposeBudget, UserBudget
 from alerts.services import (
     alert_deliveries_requeue,
     alert_deliveries_send,
@@ -156,3 +156,26 @@ class GlobalBudgetAdmin(admin.ModelAdmin):
     def save_model(self, request, obj: GlobalBudget, form, change: bool) -> None:
         saved = global_budget_set(monthly_budget=obj.monthly_budget, currency=obj.currency)
         obj.pk = saved.pk
+
+
+class CurrencyDefaultAdmin(admin.ModelAdmin):
+    def get_changeform_initial_data(self, request) -> dict:
+        return {"currency": settings.AICOST_CURRENCY, **super().get_changeform_initial_data(request)}
+
+
+@admin.register(UserBudget)
+class UserBudgetAdmin(CurrencyDefaultAdmin):
+    """The default budget of every user (the row without a user id) and the users' own budgets."""
+
+    list_display = ["__str__", "user_id", "monthly_budget", "currency", "updated_at"]
+    fields = ["user_id", "monthly_budget", "currency", "updated_at"]
+    readonly_fields = ["updated_at"]
+    search_fields = ["user_id"]
+
+
+@admin.register(PurposeBudget)
+class PurposeBudgetAdmin(CurrencyDefaultAdmin):
+    list_display = ["purpose", "monthly_budget", "currency", "updated_at"]
+    fields = ["purpose", "monthly_budget", "currency", "updated_at"]
+    readonly_fields = ["updated_at"]
+    search_fields = ["purpose"]

@@ -8,8 +8,9 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.views import APIView
 
+from alerts.forecast import Forecast
 from alerts.models import AlertLevel, AlertStatus, AlertType, BudgetAlert
-from alerts.selectors import BudgetStatus, budget_alert_list, global_budget_status, model_budget_status
+from alerts.selectors import BudgetStatus, WatchedBudget, budget_alert_list, budget_check, capped_percent
 from core.api.exceptions import ApiError
 from core.api.fields import lookup_field
 from core.api.responses import ErrorResponseSerializer, success_response
@@ -194,23 +195,93 @@ class BudgetStatusSerializer(serializers.Serializer):
     )
 
 
+class ForecastSerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "BudgetForecast"
+
+    method = serializers.CharField(
+        help_text="trailing_7_day_average, or trailing_7_day_average_weekday_seasonality with 4 weeks of history "
+        "(README: Budgets and forecast)."
+    )
+    daily_pace = _money(help_text="The average daily cost of the trailing 7 complete days, in currency.")
+    projected_month_end = _money(
+        source="projected", help_text="The month's spend so far plus the expected cost of its rest, in currency."
+    )
+    projected_percent = _percent(allow_null=True, help_text="Of the converted budget; null: no comparable budget.")
+    reaches_budget_on = serializers.DateField(
+        source="reaches_on",
+        allow_null=True,
+        help_text="The day (TIME_ZONE) the spend reaches the budget at this pace; null: not this month, already "
+        "reached, or no comparable budget.",
+    )
+    already_reached = serializers.BooleanField()
+    history_days = serializers.IntegerField(help_text="Complete days of history behind the pace (at most 28).")
+    currency = serializers.CharField(help_text="ISO 4217: the reporting currency.")
+
+
+class BudgetCheckStatusSerializer(BudgetStatusSerializer):
+    forecast = ForecastSerializer()
+
+
+class BudgetEntrySerializer(BudgetCheckStatusSerializer):
+    type = serializers.ChoiceField(
+        choices=["model", "global", "user", "purpose"],
+        help_text="Which budget: the model's, the global one, "
+        "the user's (is_default: the default for every user) or the purpose's.",
+    )
+    scope = serializers.CharField(
+        allow_null=True,
+        help_text="The model name, '*', the user id; the purpose only to staff and keys with read scope (null "
+        "otherwise).",
+    )
+    is_default = serializers.BooleanField()
+
+
+BUDGET_TYPES = {
+    AlertType.MODEL_BUDGET: "model",
+    AlertType.GLOBAL_BUDGET: "global",
+    AlertType.USER_BUDGET: "user",
+    AlertType.PURPOSE_BUDGET: "purpose",
+}
+
+
 class BudgetCheckApi(APIView):
-    """GET /api/v1/budget/check?model=<name>: may a caller still spend on this model this month?
+    """GET /api/v1/budget/check?model=<name>&user_id=<id>&purpose=<text>: may a caller still spend on
+    this model, for this user and purpose, this month? Answers for every budget that applies, each
+    with its forecast.
 
     Callers that spend hold write_usage keys, so those may ask too (as well as read keys and staff)."""
 
     permission_classes = [CanReadStats | CanWriteUsage]
 
     class InputSerializer(serializers.Serializer):
-        model = lookup_field(max_length=100)
+        model = lookup_field(required=False, max_length=100)
+        user_id = serializers.IntegerField(required=False, min_value=1, max_value=2_147_483_647)
+        purpose = lookup_field(required=False, max_length=100)
+
+        def validate(self, attrs: dict) -> dict:
+            if not any(attrs.get(name) is not None for name in ("model", "user_id", "purpose")):
+                raise serializers.ValidationError(
+                    {"model": [_("Give a model, a user_id or a purpose (or several): the call to check.")]}
+                )
+            return attrs
 
     class OutputSerializer(serializers.Serializer):
-        model = serializers.CharField()
-        within_budget = serializers.BooleanField(help_text="False when the model's or the global budget is used up.")
+        model = serializers.CharField(allow_null=True)
+        user_id = serializers.IntegerField(allow_null=True)
+        within_budget = serializers.BooleanField(
+            help_text="False when any budget that applies (model, global, user, purpose) is used up."
+        )
         period_start = serializers.DateField()
         period_end = serializers.DateField(help_text="Exclusive.")
-        model_budget = BudgetStatusSerializer()
-        global_budget = BudgetStatusSerializer(allow_null=True)
+        model_budget = BudgetCheckStatusSerializer(allow_null=True, help_text="Null: no model given.")
+        global_budget = BudgetCheckStatusSerializer(allow_null=True, help_text="Null: no global budget.")
+        user_budget = BudgetCheckStatusSerializer(
+            allow_null=True, help_text="The user's own budget, else the default for every user; null: no user_id."
+        )
+        purpose_budget = BudgetCheckStatusSerializer(allow_null=True, help_text="Null: no purpose given.")
+        budgets = BudgetEntrySerializer(many=True, help_text="Every budget set that applies, with its forecast.")
+        global_forecast = ForecastSerializer(help_text="Every call's month (with a global budget or not).")
 
         class Meta:
             ref_name = "BudgetCheck"
@@ -222,32 +293,70 @@ class BudgetCheckApi(APIView):
     def get(self, request):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        model_name = params.validated_data["model"]
-        pricing = model_pricing_for_name(name=model_name)  # Snapshot and gateway names too.
-        if pricing is None:
-            raise ApiError(
-                _("Unknown model %(model)s: it has no price entry, so it has no budget.") % {"model": repr(model_name)},
-                code="unknown_model",
-                status_code=status.HTTP_404_NOT_FOUND,
-                field="model",
-            )
+        query = params.validated_data
+        model_name = query.get("model")
+        pricing = None
+        if model_name is not None:
+            pricing = model_pricing_for_name(name=model_name)  # Snapshot and gateway names too.
+            if pricing is None:
+                raise ApiError(
+                    _("Unknown model %(model)s: it has no price entry, so it has no budget.")
+                    % {"model": repr(model_name)},
+                    code="unknown_model",
+                    status_code=status.HTTP_404_NOT_FOUND,
+                    field="model",
+                )
         now = timezone.now()
-        model_status = model_budget_status(pricing=pricing, now=now)
-        global_status = global_budget_status(now=now)
+        check = budget_check(pricing=pricing, user_id=query.get("user_id"), purpose=query.get("purpose"), now=now)
+        shows_purpose = CanReadStats().has_permission(request, self)
         start, end = month_bounds(now)
+
+        def status_data(watched: WatchedBudget | None, *, set_only: bool = False) -> dict | None:
+            if watched is None or (set_only and watched.status.budget is None):
+                return None
+            return _status_data(watched.status) | {
+                "forecast": _forecast_data(watched.status, check.forecasts[watched.key])
+            }
+
+        budgets = [
+            status_data(watched)
+            | {
+                "type": BUDGET_TYPES[watched.alert_type],
+                "scope": None
+                if watched.alert_type == AlertType.PURPOSE_BUDGET and not shows_purpose
+                else watched.scope,
+                "is_default": watched.is_default,
+            }
+            for watched in check.budgets
+        ]
         data = {
-            "model": pricing.model_name,
-            "within_budget": _within(model_status) and _within(global_status),
+            "model": pricing.model_name if pricing else None,
+            "user_id": query.get("user_id"),
+            "within_budget": all(watched.status.within_budget for watched in check.budgets),
             "period_start": start.date(),
             "period_end": end.date(),
-            "model_budget": _status_data(model_status),
-            "global_budget": _status_data(global_status) if global_status else None,
+            "model_budget": status_data(check.model),
+            "global_budget": status_data(check.global_budget, set_only=True),
+            "user_budget": status_data(check.user),
+            "purpose_budget": status_data(check.purpose),
+            "budgets": budgets,
+            "global_forecast": _forecast_data(check.global_budget.status, check.forecasts[check.global_budget.key]),
         }
         return success_response(self.OutputSerializer(data).data)
 
 
-def _within(budget_status: BudgetStatus | None) -> bool:
-    return budget_status is None or budget_status.within_budget
+def _forecast_data(budget_status: BudgetStatus, forecast: Forecast) -> dict:
+    budget = budget_status.budget_reporting
+    return {
+        "method": forecast.method,
+        "daily_pace": money_display(forecast.daily_pace),
+        "projected": money_display(forecast.projected),
+        "projected_percent": None if budget is None else capped_percent(forecast.projected, budget),
+        "reaches_on": forecast.reaches_on,
+        "already_reached": forecast.already_reached,
+        "history_days": forecast.history_days,
+        "currency": budget_status.currency,
+    }
 
 
 def _status_data(budget_status: BudgetStatus) -> dict:

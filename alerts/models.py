@@ -1,5 +1,7 @@
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -16,6 +18,9 @@ class AlertType(models.TextChoices):
     GLOBAL_BUDGET = "global_budget", _("Global monthly budget")
     ERROR_RATE = "error_rate", _("Error rate")
     SPEND_SPIKE = "spend_spike", _("Spend spike")
+    USER_BUDGET = "user_budget", _("User monthly budget")
+    PURPOSE_BUDGET = "purpose_budget", _("Purpose monthly budget")
+    FORECAST = "forecast", _("Forecast to exceed a budget")
 
 
 class AlertLevel(models.TextChoices):
@@ -42,7 +47,12 @@ class BudgetAlert(models.Model):
     """
 
     model_name = models.CharField(
-        max_length=100, help_text=_("'*' for the global budget."), verbose_name=_("model name")
+        max_length=120,
+        help_text=_(
+            "The budget's scope: the model, '*' for the global budget, the user id (user budgets), the purpose "
+            "(purpose budgets); for forecast alerts the budget's type and scope ('user_budget:42')."
+        ),
+        verbose_name=_("scope"),
     )
     alert_type = models.CharField(max_length=50, choices=AlertType.choices, verbose_name=_("alert type"))
     alert_level = models.CharField(max_length=20, choices=AlertLevel.choices, verbose_name=_("alert level"))
@@ -158,6 +168,85 @@ class GlobalBudget(models.Model):
         if self.monthly_budget is None:
             return gettext("No budget")
         return gettext("%(amount)s %(currency)s a month") % {"amount": self.monthly_budget, "currency": self.currency}
+
+
+def _monthly_budget_field() -> models.DecimalField:
+    return models.DecimalField(
+        max_digits=COST_MAX_DIGITS,
+        decimal_places=COST_DECIMAL_PLACES,
+        help_text=_("The budget for each calendar month (in TIME_ZONE), in currency."),
+        verbose_name=_("monthly budget"),
+    )
+
+
+def _budget_currency_field() -> models.CharField:
+    return models.CharField(
+        max_length=3,
+        validators=[RegexValidator(r"^[A-Z]{3}\Z", _("An ISO 4217 code: three capital letters, e.g. USD."))],
+        help_text=_(
+            "The currency the budget is stated in; it is compared in the reporting currency, converted at "
+            "the exchange rate in force now."
+        ),
+        verbose_name=_("currency"),
+    )
+
+
+class UserBudget(models.Model):
+    """A monthly budget per user: the row without a user id is the default for every user without a
+    row of their own (an override)."""
+
+    user_id = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=_("Empty: the default budget of every user without a budget of their own."),
+        verbose_name=_("user id"),
+    )
+    monthly_budget = _monthly_budget_field()
+    currency = _budget_currency_field()
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
+
+    class Meta:
+        db_table = "ai_user_budget"
+        ordering = [models.F("user_id").asc(nulls_first=True)]
+        verbose_name = _("user monthly budget")
+        verbose_name_plural = _("user monthly budgets")
+        constraints = [
+            # One override per user, and one default (user_id empty, counted as 0: ids start at 1).
+            models.UniqueConstraint(Coalesce("user_id", models.Value(0)), name="ai_user_budget_one_per_user"),
+            models.CheckConstraint(condition=models.Q(monthly_budget__gte=0), name="ai_user_budget_not_negative"),
+            models.CheckConstraint(
+                condition=models.Q(user_id__isnull=True) | models.Q(user_id__gte=1), name="ai_user_budget_user_id"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        values = {"amount": self.monthly_budget, "currency": self.currency, "user": self.user_id}
+        if self.user_id is None:
+            return gettext("Every user: %(amount)s %(currency)s a month") % values
+        return gettext("User %(user)s: %(amount)s %(currency)s a month") % values
+
+
+class PurposeBudget(models.Model):
+    """A monthly budget for the calls of one purpose (the usage log's `purpose`)."""
+
+    purpose = models.CharField(max_length=100, unique=True, verbose_name=_("purpose"))
+    monthly_budget = _monthly_budget_field()
+    currency = _budget_currency_field()
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
+
+    class Meta:
+        db_table = "ai_purpose_budget"
+        ordering = ["purpose"]
+        verbose_name = _("purpose monthly budget")
+        verbose_name_plural = _("purpose monthly budgets")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(monthly_budget__gte=0), name="ai_purpose_budget_not_negative"),
+            models.CheckConstraint(condition=~models.Q(purpose=""), name="ai_purpose_budget_purpose_given"),
+        ]
+
+    def __str__(self) -> str:
+        values = {"amount": self.monthly_budget, "currency": self.currency, "purpose": self.purpose}
+        return gettext("%(purpose)s: %(amount)s %(currency)s a month") % values
 
 
 class DeliveryChannel(models.TextChoices):

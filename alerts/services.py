@@ -20,8 +20,10 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext_noop
 
 from alerts import config
+from alerts.forecast import Forecast
 from alerts.models import (
     AlertDelivery,
+    AlertLevel,
     AlertStatus,
     AlertType,
     BudgetAlert,
@@ -35,9 +37,13 @@ from alerts.selectors import (
     ActivityWindows,
     BudgetStatus,
     ModelActivity,
+    WatchedBudget,
     activity_windows,
+    budget_forecasts,
     budgets_to_evaluate,
     capped_percent,
+    dimension_budgets_to_evaluate,
+    explicit_dimension_budgets,
     model_activity,
 )
 from core.money import money_display, percent_of
@@ -70,17 +76,29 @@ def _budget_details(status: BudgetStatus) -> dict:
     }
 
 
+BUDGET_MESSAGES = {
+    AlertType.GLOBAL_BUDGET: gettext_noop(
+        "%(label)s have used %(used)s%% of the global monthly budget (%(spent)s of %(budget)s "
+        "%(currency)s in the month from %(start)s); the %(threshold)s%% threshold is crossed."
+    ),
+    AlertType.MODEL_BUDGET: gettext_noop(
+        "%(label)s has used %(used)s%% of its monthly budget (%(spent)s of %(budget)s "
+        "%(currency)s in the month from %(start)s); the %(threshold)s%% threshold is crossed."
+    ),
+    AlertType.USER_BUDGET: gettext_noop(
+        "User %(label)s has used %(used)s%% of their monthly budget (%(spent)s of %(budget)s "
+        "%(currency)s in the month from %(start)s); the %(threshold)s%% threshold is crossed."
+    ),
+    AlertType.PURPOSE_BUDGET: gettext_noop(
+        "Calls for %(label)s have used %(used)s%% of the purpose's monthly budget (%(spent)s of %(budget)s "
+        "%(currency)s in the month from %(start)s); the %(threshold)s%% threshold is crossed."
+    ),
+}
+
+
 def _budget_message(*, alert_type: str, label: str, used, status: BudgetStatus, threshold) -> str:
     text = _stored_text(
-        gettext_noop(
-            "%(label)s have used %(used)s%% of the global monthly budget (%(spent)s of %(budget)s "
-            "%(currency)s in the month from %(start)s); the %(threshold)s%% threshold is crossed."
-        )
-        if alert_type == AlertType.GLOBAL_BUDGET
-        else gettext_noop(
-            "%(label)s has used %(used)s%% of its monthly budget (%(spent)s of %(budget)s "
-            "%(currency)s in the month from %(start)s); the %(threshold)s%% threshold is crossed."
-        ),
+        BUDGET_MESSAGES[alert_type],
         label=_stored_text(label) if alert_type == AlertType.GLOBAL_BUDGET else label,
         used=used,
         spent=money_display(status.spent),  # Shown: rounded once, as every figure a person reads.
@@ -89,6 +107,11 @@ def _budget_message(*, alert_type: str, label: str, used, status: BudgetStatus, 
         start=status.period_start,
         threshold=threshold.percent,
     )
+    return text + _conversion_note(status)
+
+
+def _conversion_note(status: BudgetStatus) -> str:
+    text = ""
     if status.budget_currency != status.currency:
         text += " " + _stored_text(
             gettext_noop(
@@ -135,16 +158,93 @@ def _budget_alerts(
     ]
 
 
-def _budget_alerts_all(*, model_names: Collection[str], now: datetime, include_global: bool) -> list[BudgetAlert]:
+def _watched_budgets(
+    *, model_names: Collection[str], user_ids: Collection[int], purposes: Collection[str], now, include_global: bool
+) -> list[WatchedBudget]:
+    watched = budgets_to_evaluate(model_names=model_names, now=now, include_global=include_global)
+    return watched + dimension_budgets_to_evaluate(user_ids=user_ids, purposes=purposes, now=now)
+
+
+def _threshold_alerts(watched: list[WatchedBudget], now: datetime) -> list[BudgetAlert]:
     alerts: list[BudgetAlert] = []
-    for watched in budgets_to_evaluate(model_names=model_names, now=now, include_global=include_global):
+    for budget in watched:
         alerts += _budget_alerts(
-            alert_type=watched.alert_type,
-            model_name=watched.scope,
-            label=watched.label,
-            status=watched.status,
+            alert_type=budget.alert_type,
+            model_name=budget.scope,
+            label=budget.label,
+            status=budget.status,
             now=now,
         )
+    return alerts
+
+
+FORECAST_THRESHOLD = 100  # A forecast alert: the projection reaches 100% of the budget.
+FORECAST_SCOPES = {
+    AlertType.GLOBAL_BUDGET: gettext_noop("All models together"),
+    AlertType.MODEL_BUDGET: gettext_noop("Model %(label)s"),
+    AlertType.USER_BUDGET: gettext_noop("User %(label)s"),
+    AlertType.PURPOSE_BUDGET: gettext_noop("Purpose %(label)s"),
+}
+
+
+def _forecast_alert(*, budget: WatchedBudget, forecast: Forecast, now: datetime) -> BudgetAlert | None:
+    """ "Forecast to exceed": the month's projected spend reaches a comparable budget that the spend so
+    far has not reached (the thresholds say that), once per budget and month."""
+    status = budget.status
+    if status.budget_reporting is None or status.spent >= status.budget_reporting:
+        return None
+    if forecast.reaches_on is None or forecast.projected < status.budget_reporting:
+        return None
+    if forecast.history_days < 1:  # Calls today only: too little to tell a pace from.
+        return None
+    projected_percent = capped_percent(forecast.projected, status.budget_reporting)
+    scope = _stored_text(FORECAST_SCOPES[budget.alert_type], label=budget.label)
+    message = _stored_text(
+        gettext_noop(
+            "%(scope)s: at the current pace (%(pace)s %(currency)s a day) the month from %(start)s ends at "
+            "%(projected)s %(currency)s, %(percent)s%% of the monthly budget of %(budget)s %(currency)s; "
+            "the budget is reached on %(day)s."
+        ),
+        scope=scope,
+        pace=money_display(forecast.daily_pace),
+        currency=status.currency,
+        start=status.period_start,
+        projected=money_display(forecast.projected),
+        percent=projected_percent,
+        budget=money_display(status.budget_reporting),
+        day=forecast.reaches_on,
+    )
+    details = _budget_details(status) | {
+        "projected_month_end": str(money_display(forecast.projected)),
+        "daily_pace": str(money_display(forecast.daily_pace)),
+        "reaches_on": forecast.reaches_on.isoformat() if forecast.reaches_on else None,
+        "method": forecast.method,
+        "budget_type": budget.alert_type,
+        "scope": budget.scope,
+    }
+    return BudgetAlert(
+        model_name=budget.key,
+        alert_type=AlertType.FORECAST,
+        alert_level=AlertLevel.WARNING,
+        current_cost=status.spent,
+        budget_limit=status.budget_reporting,
+        usage_percentage=projected_percent,
+        threshold_percent=FORECAST_THRESHOLD,
+        period_start=status.period_start,
+        details=details,
+        message=message + _conversion_note(status),
+        created_at=now,
+    )
+
+
+def _forecast_alerts(watched: list[WatchedBudget], now: datetime) -> list[BudgetAlert]:
+    comparable = [budget for budget in watched if budget.status.budget_reporting is not None]
+    forecasts = budget_forecasts(watched=comparable, now=now)
+    alerts = []
+    for budget in comparable:
+        alert = _forecast_alert(budget=budget, forecast=forecasts[budget.key], now=now)
+        if alert is not None:
+            alerts.append(alert)
     return alerts
 
 
@@ -341,19 +441,30 @@ def budget_alerts_evaluate(
     *,
     model_names: Collection[str],
     now: datetime,
+    user_ids: Collection[int] = (),
+    purposes: Collection[str] = (),
     include_global: bool = True,
     include_anomalies: bool = True,
 ) -> list[BudgetAlert]:
     """Raise the alerts the given models' figures call for, and return the ones newly created.
 
-    Called by ingestion inside its transaction with the batch's models: one query for their budgets,
-    one for the global budget, one over the hourly rollups for error rate and spend spikes, and one
-    INSERT only when some threshold is crossed. Idempotent and safe under concurrency (unique key)."""
-    candidates = _budget_alerts_all(model_names=model_names, now=now, include_global=include_global)
+    Called by ingestion inside its transaction with the batch's models, users and purposes: one query
+    for their budgets, one for the global budget, one for the users' and purposes' budgets (and the
+    month's rows of those that have one), one over the hourly rollups for error rate and spend spikes,
+    the forecasts of the budgets due (alerts.forecast), and one INSERT only when some threshold is
+    crossed. Idempotent and safe under concurrency (unique key)."""
+    watched = _watched_budgets(
+        model_names=model_names, user_ids=user_ids, purposes=purposes, now=now, include_global=include_global
+    )
+    candidates = _threshold_alerts(watched, now)
     if include_anomalies:
-        due = _anomaly_checks_due(model_names, interval=settings.AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS)
+        interval = settings.AICOST_ALERT_ANOMALY_INGEST_INTERVAL_SECONDS
+        due = _anomaly_checks_due(model_names, interval=interval)
         if due:
             candidates += _anomaly_alerts(model_names=due, now=now)
+        # Forecasts read four weeks of days: like the anomalies, at most once per interval per budget.
+        forecast_due = set(_anomaly_checks_due([budget.key for budget in watched], interval=interval))
+        candidates += _forecast_alerts([budget for budget in watched if budget.key in forecast_due], now)
     return _alerts_store(candidates=candidates, now=now)
 
 
@@ -374,10 +485,14 @@ def _anomaly_checks_due(model_names: Collection[str], *, interval: float) -> lis
 
 @transaction.atomic
 def alerts_evaluate_all(*, now: datetime) -> list[BudgetAlert]:
-    """Evaluate every budget and every model with recent usage (the cron path)."""
+    """Evaluate every budget (the users with a budget of their own: the default user budget is evaluated
+    at ingestion for each batch's users), the forecasts, and every model with recent usage (the cron path)."""
     budgeted = [pricing.model_name for pricing in model_pricings_budgeted()]
-    candidates = _budget_alerts_all(model_names=budgeted, now=now, include_global=True)
+    user_ids, purposes = explicit_dimension_budgets()
+    watched = _watched_budgets(model_names=budgeted, user_ids=user_ids, purposes=purposes, now=now, include_global=True)
+    candidates = _threshold_alerts(watched, now)
     candidates += _anomaly_alerts(model_names=None, now=now)
+    candidates += _forecast_alerts(watched, now)
     return _alerts_store(candidates=candidates, now=now)
 
 

@@ -9,12 +9,13 @@ from django.utils.translation import get_language, gettext_lazy, ngettext, to_lo
 from django.utils.translation import gettext as _
 from django.views.generic import RedirectView
 
-from alerts.selectors import BUDGET_TABLES, budgets_this_month
+from alerts.selectors import BUDGET_TABLES, DIMENSION_BUDGET_TABLES, budgets_this_month, dimension_budgets_this_month
 from core.money import money_format_rule
 from pricing.selectors import reporting_currency
 from schemaguard.guard import SchemaReport, schema_health, schema_report
 
 COST_PAGE_APP_LABEL = "ai-cost"
+DECISION_PLACEHOLDER = "__decision__"  # The page's script puts the decision id asked for in its place.
 
 
 class AicostAdminSite(admin.AdminSite):
@@ -76,9 +77,11 @@ class AicostAdminSite(admin.AdminSite):
             "title": _("AI cost"),
             "schema": report,
             "budgets": _budgets_panel(report),
+            "dimension_budgets": _dimension_budgets_panel(report),
             "stats_url": reverse("usage-stats"),
             "trend_url": reverse("usage-cost-trend-daily"),
             "alerts_url": reverse("alerts-list"),
+            "decision_url": reverse("usage-decision", args=[DECISION_PLACEHOLDER]),
             "reporting_currency": reporting_currency(),
             "page_text": _page_text(),
         }
@@ -131,6 +134,10 @@ def _page_text() -> dict:
             ),
         },
         "plusUnconverted": _("(+%(count)s unconverted)"),
+        "otherModels": _("Other models"),
+        "decisionTotals": _(
+            "%(calls)s calls (%(failed)s failed), %(tokensIn)s tokens in and %(tokensOut)s out, %(cost)s in all."
+        ),
         "budgetNoRate": _("%(budget)s: no exchange rate into %(currency)s, not compared"),
         "budgetUse": _("%(percent)s of %(budget)s"),
         "seconds": _("%(seconds)s s"),
@@ -158,5 +165,18 @@ def _budgets_panel(report: SchemaReport) -> dict:
     try:
         with transaction.atomic():  # A savepoint: a failed query leaves the page's transaction usable.
             return budgets_this_month(now=timezone.now())
+    except DatabaseError as error:
+        return {"unavailable": str(error).strip().splitlines()[0]}
+
+
+def _dimension_budgets_panel(report: SchemaReport) -> dict:
+    """The users' and purposes' budgets: their spend is read from the usage log, so while it (or their
+    tables) is missing the panel says so under the other budgets."""
+    missing = [table for table in DIMENSION_BUDGET_TABLES if table in report.missing_tables]
+    if missing:
+        return {"unavailable": _("table %(tables)s is missing from the database.") % {"tables": ", ".join(missing)}}
+    try:
+        with transaction.atomic():
+            return dimension_budgets_this_month(now=timezone.now())
     except DatabaseError as error:
         return {"unavailable": str(error).strip().splitlines()[0]}

@@ -42,7 +42,12 @@ def usage_batch_record(*, records: Sequence[UsageRecordInput]) -> IngestResult:
 def _stored_and_evaluated(batch: PreparedBatch) -> IngestResult:
     result = usage_batch_store(batch=batch)
     if result.stored:
-        budget_alerts_evaluate(model_names={row.model_name for row in result.stored}, now=batch.now)
+        budget_alerts_evaluate(
+            model_names={row.model_name for row in result.stored},
+            user_ids={row.user_id for row in result.stored if row.user_id is not None},
+            purposes={row.purpose for row in result.stored if row.purpose},
+            now=batch.now,
+        )
     return result
 
 

@@ -14,6 +14,7 @@ from django.db import connection, connections
 from django.templatetags.static import static
 from django.test import override_settings
 
+from alerts.models import PurposeBudget, UserBudget
 from core.money import money_format
 from dashboard.demo import demo_usage_load
 from ingest.services import usage_record
@@ -130,6 +131,7 @@ def _logged_in_page(browser, url: str):
 def test_staff_sees_the_numbers_the_api_gives(browser, served, django_user_model):
     demo_usage_load(days=35, calls_per_day=40)
     _unconverted_call()
+    _decision_calls()
     django_user_model.objects.create_user(username="ops", password="ops-pass-12345", is_staff=True)
 
     page = _logged_in_page(browser, f"{served}{PAGE}")
@@ -175,16 +177,24 @@ def test_staff_sees_the_numbers_the_api_gives(browser, served, django_user_model
     unpriced = next(p for p in stats["platforms"] if p["currency"] is None)
     unpriced_cost = page.locator(f'tr[data-model="{unpriced["model_name"]}"] [data-field="cost"]')
     assert unpriced_cost.inner_text() == "unpriced"  # Never shown as a cost of 0.
-    trend = api("/api/v1/ai-platforms/cost-trend-daily?days=7")
+    # The cards and the chart show the same range (30 days), the chart stacked by model.
+    assert page.get_attribute("#ai-cost", "data-loaded-days") == "30"
+    trend = api("/api/v1/ai-platforms/cost-trend-daily?days=30")
     assert (
         Decimal(page.get_attribute('[data-testid="trend-summary"]', "data-total-cost"))
         == trend["summary"]["total_cost"]
     )
     assert page.is_visible('[data-testid="trend-chart"]')
     assert page.is_hidden('[data-testid="trend-empty"]')
+    _check_stacked_trend(page, api, stats, days=30, total=trend)
+    _check_provider_legend(page, stats)
+    _check_top_groups(page, api, "30d")
+    _check_budget_forecasts(page, api)
+    _check_decision_lookup(page, api)
 
     page.select_option('[data-testid="time-range"]', "today")
     page.wait_for_selector("#ai-cost[data-loaded-range=today]")
+    page.wait_for_selector("#ai-cost[data-loaded-days='1']")
     today = api("/api/v1/ai-platforms/stats?time_range=today")["summary"]
     assert cards()["calls"] == str(today["total_calls"])
     assert Decimal(cards()["cost"]) == today["total_cost"]
@@ -203,9 +213,105 @@ def test_staff_sees_the_numbers_the_api_gives(browser, served, django_user_model
     assert (ARTIFACTS / "ai-cost-page.png").stat().st_size > 10_000
 
 
+def _check_stacked_trend(page, api, stats: dict, *, days: int, total: dict) -> None:
+    """The trend's datasets: the range's five costliest models, each its own trend, and the others."""
+    datasets = page.evaluate(
+        "Chart.getChart('trend-chart').data.datasets.map((d) => ({label: d.label, model: d.model, data: d.data}))"
+    )
+    top = [p for p in stats["platforms"] if p["reporting_cost"] > 0][:5]
+    assert [d["model"] for d in datasets[: len(top)]] == [p["model_name"] for p in top]
+    assert [d["label"] for d in datasets[: len(top)]] == [p["display_name"] for p in top]
+    first = api(f"/api/v1/ai-platforms/cost-trend-daily?days={days}&model={top[0]['model_name']}")
+    assert datasets[0]["data"] == [float(d["cost"]) for d in first["daily_trend"]]
+    for n, day in enumerate(total["daily_trend"]):  # Stacked, the bars add up to each day's total.
+        assert sum(d["data"][n] for d in datasets) == pytest.approx(float(day["cost"]), abs=1e-6)
+    assert page.evaluate("Chart.getChart('trend-chart').options.scales.y.stacked") is True
+
+
+def _check_provider_legend(page, stats: dict) -> None:
+    labels = page.evaluate("Chart.getChart('provider-chart').data.labels")
+    expected = [
+        f"{'unknown' if p['provider'] == 'unknown' else p['provider']} {p['currency']} {_money(p['cost'])}"
+        for p in stats["providers"]
+        if p["cost"] > 0
+    ]
+    assert labels == expected
+
+
+def _check_top_groups(page, api_json, time_range: str) -> None:
+    """Top users and purposes: the stats API's group_by where the server has it; hidden where it answers 400."""
+    for group_by, testid in (("user_id", "top-users"), ("purpose", "top-purposes")):
+        path = f"/api/v1/ai-platforms/stats?time_range={time_range}&group_by={group_by}&limit=10"
+        status = page.evaluate(f"fetch('{path}', {{credentials: 'same-origin'}}).then(r => r.status)")
+        panel = page.locator(f'[data-testid="{testid}-panel"]')
+        if status == 400:
+            assert panel.get_attribute("data-supported") == "false"
+            assert panel.is_hidden()
+            continue
+        data = api_json(path)
+        groups = data if isinstance(data, list) else (data.get("groups") or data.get("results") or data.get("items"))
+        if groups is None:  # The ungrouped answer: group_by not known to this server.
+            assert panel.is_hidden()
+            continue
+        assert panel.is_visible()
+        rows = page.locator(f'[data-testid="{testid}"] tbody tr')
+        assert [rows.nth(n).get_attribute("data-key") for n in range(rows.count())] == [
+            str(group["key"]) for group in groups
+        ]
+        first = groups[0]
+        assert Decimal(rows.first.locator('[data-field="cost"]').get_attribute("data-value")) == first.get(
+            "cost", first.get("reporting_cost")
+        )
+
+
+def _check_budget_forecasts(page, api) -> None:
+    """Each budget bar's forecast is budget/check's: the month-end projection and the day it is reached."""
+    rows = page.locator('[data-testid="budgets"] tr[data-budget]')
+    assert rows.count() > 0
+    checked = 0
+    for model in ("gpt-4o", "claude-sonnet-4-5", "deepseek-chat"):
+        check = api(f"/api/v1/budget/check?model={model}")
+        budget = check["model_budget"]
+        if budget["monthly_budget"] is None:
+            continue
+        cell = page.locator(f'[data-testid="budgets"] tr[data-model-budget="{check["model"]}"] [data-field="forecast"]')
+        projected = Decimal(cell.get_attribute("data-projected"))
+        # The page was drawn a few seconds before this check: the rest of today shrank meanwhile.
+        assert abs(projected - budget["forecast"]["projected_month_end"]) <= Decimal("0.01") + projected / 1000
+        assert (cell.get_attribute("data-reaches-on") or None) == budget["forecast"]["reaches_budget_on"]
+        checked += 1
+    assert checked > 0
+
+
+def _check_decision_lookup(page, api) -> None:
+    page.fill('[data-testid="decision-id"]', "page-decision")
+    page.click('[data-testid="decision-submit"]')
+    page.wait_for_selector("#ai-cost[data-decision='page-decision']")
+    decision = api("/api/v1/usage/decisions/page-decision")
+    totals = page.locator('[data-testid="decision-totals"]')
+    assert totals.get_attribute("data-calls") == str(decision["totals"]["calls"]) == "2"
+    assert Decimal(totals.get_attribute("data-cost")) == decision["totals"]["reporting_cost"]
+    assert page.locator('[data-testid="decision-calls"] tbody tr').count() == 2
+    page.fill('[data-testid="decision-id"]', "no-such-decision")
+    page.click('[data-testid="decision-submit"]')
+    page.wait_for_selector("#ai-cost[data-decision='']")
+    error = page.evaluate(
+        "fetch('/api/v1/usage/decisions/no-such-decision', {credentials: 'same-origin'}).then(r => r.json())"
+    )["error"]["message"]
+    assert page.inner_text('[data-testid="decision-error"]') == error
+    assert page.is_hidden('[data-testid="decision-result"]')
+
+
+def _decision_calls() -> None:
+    for tokens in (1000, 3000):
+        usage_record(
+            model_name="gpt-4o", prompt_tokens=tokens, completion_tokens=100, decision_id="page-decision", user_id=3
+        )
+
+
 # What may stay Latin on the Chinese page: names of models and providers (from the API), currency codes,
 # and the product's and protocols' names.
-LATIN_ALLOWED = {"aicost", "AI", "Token", "HTTP", "UTC", "API", "CSV"}
+LATIN_ALLOWED = {"aicost", "AI", "Token", "HTTP", "UTC", "API", "CSV", "ID"}
 # aicost's own text on the page: breadcrumbs, the content, the sidebar's app and model links, the
 # trend's legend label (the doughnut's legend is provider names, drawn on the canvas).
 VISIBLE_TEXT = """() => {
@@ -232,6 +338,10 @@ def test_the_page_in_chinese_has_no_english_of_its_own(browser, served, django_u
         set_budget("deepseek-chat", "0.50")  # Over budget at once: the alerts panel has Chinese messages.
         usage_record(model_name="deepseek-chat", prompt_tokens=10, completion_tokens=10, cost=Decimal("1"))
         _unconverted_call()
+        _decision_calls()
+        UserBudget.objects.create(user_id=None, monthly_budget=Decimal("3"), currency="USD")
+        UserBudget.objects.create(user_id=3, monthly_budget=Decimal("50"), currency="USD")
+        PurposeBudget.objects.create(purpose="chat", monthly_budget=Decimal("4"), currency="USD")
     django_user_model.objects.create_user(username="ops", password="ops-pass-12345", is_staff=True)
     page = browser.new_page()
     page.set_extra_http_headers({"Accept-Language": "zh-Hans,zh;q=0.9"})
@@ -263,7 +373,16 @@ def test_the_page_in_chinese_has_no_english_of_its_own(browser, served, django_u
     for entry in [*stats["platforms"], *stats["providers"]]:
         for name in ("display_name", "model_name", "provider", "currency"):
             allowed |= _latin_words(str(entry.get(name) or ""))
+    allowed |= _latin_words("chat")  # The purpose with a budget: data, shown as it is.
     allowed -= {"unknown"}  # The provider of unpriced models is aicost's word, shown translated.
+    budgets = page.inner_text('[data-testid="budgets"]')
+    assert "用户 3" in budgets
+    assert "调用目的 chat" in budgets
+    assert "按此速度月末" in budgets
+    page.fill('[data-testid="decision-id"]', "page-decision")
+    page.click('[data-testid="decision-submit"]')
+    page.wait_for_selector("#ai-cost[data-decision='page-decision']")
+    assert "2 次调用" in page.inner_text('[data-testid="decision-totals"]')
     for range_value in ("today", "all"):  # Both ends of the page's states, the table refilled each time.
         text = page.evaluate(VISIBLE_TEXT)
         for word in ("全部", "调用次数", "成功率", "花费", "预算", "告警"):

@@ -122,6 +122,7 @@ def test_budget_check_within_budget(writer):
     assert response.status_code == 200
     data = exact_json(response)["data"]
     assert data["within_budget"] is True
+    assert data["model_budget"].pop("forecast")["projected_month_end"] >= Decimal("2.5")
     assert data["model_budget"] == {
         "monthly_budget": 10,
         "spent": Decimal("2.5"),

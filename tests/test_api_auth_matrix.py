@@ -13,6 +13,7 @@ import pytest
 import yaml
 from django.urls import URLResolver, get_resolver
 
+from ingest.services import usage_record
 from tests.api_helpers import HttpsApiClient
 from tests.conftest import HttpsClient
 from usage.keys import api_key_create, api_key_revoke
@@ -30,11 +31,16 @@ KNOWN_ENDPOINTS = {
     ("GET", "/api/v1/ai-platforms/cost-trend-daily"),
     ("GET", "/api/v1/alerts/"),
     ("GET", "/api/v1/budget/check"),
+    ("GET", "/api/v1/usage/decisions/matrix-decision"),
     ("GET", "/api/v1/admin/health/database"),
     ("GET", "/api/schema/"),
     ("GET", "/api/docs/"),
 }
 QUERY = {"/api/v1/budget/check": {"model": "gpt-4o"}}
+# Parametrised routes and the concrete path the matrix calls; calls of DECISION are recorded before
+# each GET of it (a read key must get a 200, not a 404), never before a write.
+CONCRETE = {"/api/v1/usage/decisions/<str:decision_id>": "/api/v1/usage/decisions/matrix-decision"}
+DECISION = "matrix-decision"
 PAGES_FOR_PEOPLE = frozenset({"/api/docs/"})
 RECORD = {"model_name": "gpt-4o-mini", "prompt_tokens": 100, "completion_tokens": 10}
 
@@ -58,6 +64,7 @@ def api_endpoints() -> list[tuple[str, str]]:
     endpoints = []
     for route, view in _walk(get_resolver().url_patterns):
         if route.startswith("/api/"):
+            route = CONCRETE.get(route, route)
             assert "<" not in route, f"{route}: give the matrix a concrete path for parametrised routes"
             endpoints += [(method, route) for method in _methods(view)]
     return sorted(endpoints)
@@ -71,6 +78,8 @@ READS = [(method, route) for method, route in ENDPOINTS if method not in WRITE_M
 def call(client, method: str, route: str, **extra):
     if method in WRITE_METHODS:
         return client.generic(method, route, json.dumps(RECORD), content_type="application/json", **extra)
+    if route.endswith(f"/decisions/{DECISION}"):
+        usage_record(model_name="gpt-4o-mini", decision_id=DECISION, purpose="secret purpose", error_message="")
     return client.get(route, QUERY.get(route, {}), **extra)
 
 

@@ -3,6 +3,7 @@
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -11,12 +12,13 @@ from drf_spectacular.utils import (
     extend_schema_field,
     inline_serializer,
 )
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.views import APIView
 
+from core.api.exceptions import ApiError
 from core.api.fields import lookup_field
 from core.api.negotiation import ErrorsAsJsonNegotiation
-from core.api.responses import success_response
+from core.api.responses import ErrorResponseSerializer, success_response
 from core.api.serializers import output_data
 from core.money import COST_DISPLAY_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
 from usage.export import usage_csv_response, usage_export_filename
@@ -24,7 +26,13 @@ from usage.records import (
     MAX_TOKENS,
 )
 from usage.reports import TIME_RANGES, time_range_window, usage_daily_trend, usage_filters_resolve, usage_stats
-from usage.selectors import USAGE_EXPORT_COLUMNS, usage_export_rows
+from usage.selectors import (
+    DECISION_MAX_CALLS,
+    USAGE_EXPORT_COLUMNS,
+    usage_decision_calls,
+    usage_decision_totals,
+    usage_export_rows,
+)
 
 MAX_TREND_DAYS = 366
 UNCONVERTED_HELP = (
@@ -312,3 +320,104 @@ class UsageExportApi(APIView):
         rows = usage_export_rows(start=start, end=end, filters=filters)
         filename = usage_export_filename(label=time_range, start=start, end=end)
         return usage_csv_response(rows, zone=zone, filename=filename)
+
+
+# --- One decision -----------------------------------------------------------------------------------
+
+
+class UsageDecisionApi(APIView):
+    """GET /api/v1/usage/decisions/<decision_id>: the calls recorded under one decision id, and their
+    totals. Read scope (or staff): the calls carry free text (purpose, error_message)."""
+
+    class InputSerializer(serializers.Serializer):
+        limit = serializers.IntegerField(
+            required=False, default=DECISION_MAX_CALLS, min_value=1, max_value=DECISION_MAX_CALLS
+        )
+
+    class OutputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "UsageDecision"
+
+        class CallSerializer(serializers.Serializer):
+            class Meta:
+                ref_name = "UsageDecisionCall"
+
+            id = serializers.IntegerField()
+            timestamp = serializers.DateTimeField()
+            model_name = serializers.CharField(help_text="The model the call is counted under.")
+            sent_model_name = serializers.CharField(help_text="The name as sent (empty: as model_name).")
+            user_id = serializers.IntegerField(allow_null=True)
+            purpose = serializers.CharField()
+            prompt_tokens = serializers.IntegerField()
+            completion_tokens = serializers.IntegerField()
+            cached_tokens = serializers.IntegerField()
+            reasoning_tokens = serializers.IntegerField()
+            cache_write_5m_tokens = serializers.IntegerField()
+            cache_write_1h_tokens = serializers.IntegerField()
+            input_audio_tokens = serializers.IntegerField()
+            output_audio_tokens = serializers.IntegerField()
+            output_image_tokens = serializers.IntegerField()
+            cost = _money(allow_null=True, help_text="In currency; null: unpriced.")
+            currency = serializers.CharField(help_text="ISO 4217 code of cost: the call's price currency.")
+            reporting_cost = _money(allow_null=True, help_text="In reporting_currency; null: unpriced or unconverted.")
+            reporting_currency = serializers.CharField()
+            unconverted = serializers.BooleanField(help_text=UNCONVERTED_HELP)
+            cost_source = serializers.CharField()
+            success = serializers.BooleanField()
+            response_time = serializers.FloatField(allow_null=True, help_text="Seconds.")
+            error_message = serializers.CharField()
+
+        class TotalsSerializer(serializers.Serializer):
+            class Meta:
+                ref_name = "UsageDecisionTotals"
+
+            calls = serializers.IntegerField()
+            successful_calls = serializers.IntegerField()
+            failed_calls = serializers.IntegerField()
+            prompt_tokens = serializers.IntegerField()
+            completion_tokens = serializers.IntegerField()
+            cached_tokens = serializers.IntegerField()
+            reasoning_tokens = serializers.IntegerField()
+            reporting_cost = _money(
+                help_text="Every call's reporting cost (unconverted and unpriced ones add nothing)."
+            )
+            currency = serializers.CharField(help_text="ISO 4217 code of reporting_cost: the reporting currency.")
+            unconverted_calls = serializers.IntegerField(help_text=UNCONVERTED_HELP)
+            unpriced_calls = serializers.IntegerField()
+            first_call_at = serializers.DateTimeField()
+            last_call_at = serializers.DateTimeField()
+
+        decision_id = serializers.CharField()
+        totals = TotalsSerializer(help_text="Over every call of the decision, also beyond limit.")
+        calls = CallSerializer(many=True, help_text="Oldest first, at most limit.")
+        calls_truncated = serializers.BooleanField(help_text="True: the decision has more calls than listed.")
+
+    @extend_schema(
+        parameters=[InputSerializer],
+        responses={
+            200: inline_serializer(
+                name="UsageDecisionResponse",
+                fields={"success": serializers.BooleanField(), "data": OutputSerializer()},
+            ),
+            404: ErrorResponseSerializer,
+        },
+    )
+    def get(self, request, decision_id: str):
+        params = self.InputSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        totals = usage_decision_totals(decision_id=decision_id)
+        if not totals["calls"]:
+            raise ApiError(
+                gettext("No calls are recorded under decision id %(decision)s.") % {"decision": repr(decision_id)},
+                code="unknown_decision",
+                status_code=status.HTTP_404_NOT_FOUND,
+                field="decision_id",
+            )
+        calls = usage_decision_calls(decision_id=decision_id, limit=params.validated_data["limit"])
+        data = {
+            "decision_id": decision_id,
+            "totals": totals,
+            "calls": calls,
+            "calls_truncated": len(calls) < totals["calls"],
+        }
+        return success_response(self.OutputSerializer(data).data)

@@ -131,6 +131,16 @@ class UsageLog(models.Model):
         ordering = ["-timestamp"]
         verbose_name = _("usage log entry")
         verbose_name_plural = _("usage log")
+        # Budgets per user and per purpose read the month's spend of the users and purposes of a batch:
+        # index range scans of those keys' rows in the month (partial: calls without them cost nothing).
+        indexes = [
+            models.Index(
+                fields=["user_id", "timestamp"], condition=models.Q(user_id__isnull=False), name="ai_usage_log_user_ts"
+            ),
+            models.Index(
+                fields=["purpose", "timestamp"], condition=~models.Q(purpose=""), name="ai_usage_log_purpose_ts"
+            ),
+        ]
         # What usage.records refuses, refused by the database too (raw SQL, a bug, a restore). On
         # PostgreSQL a CHECK on the partitioned parent holds for every partition.
         constraints = [

@@ -87,6 +87,9 @@ PARENT_INDEXES_SQL = [
     f"CREATE INDEX {LOG_TABLE}_id_brin ON {LOG_TABLE} USING brin (id)",
     f"CREATE INDEX {LOG_TABLE}_model_name_idx ON {LOG_TABLE} (model_name)",
     f"CREATE INDEX {LOG_TABLE}_decision_id_idx ON {LOG_TABLE} (decision_id)",
+    # UsageLog.Meta.indexes (migration usage 0019): the month's spend per user and per purpose.
+    f'CREATE INDEX ai_usage_log_user_ts ON {LOG_TABLE} (user_id, "timestamp") WHERE user_id IS NOT NULL',
+    f"CREATE INDEX ai_usage_log_purpose_ts ON {LOG_TABLE} (purpose, \"timestamp\") WHERE NOT (purpose = '')",
 ]
 
 

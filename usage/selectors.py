@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, connections, router
-from django.db.models import CharField, DecimalField, F, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models import CharField, Count, DecimalField, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from core.db_routers import replica_read_alias
@@ -245,3 +245,70 @@ def reporting_cost_total() -> Decimal:
     row per day); unconverted calls add nothing."""
     total = UsageRollupDailyTotal.objects.aggregate(total=Sum("reporting_cost"))["total"]
     return Decimal(0) if total is None else total
+
+
+# --- One decision's calls --------------------------------------------------------------------------
+
+DECISION_CALL_FIELDS = (
+    "id",
+    "timestamp",
+    "model_name",
+    "sent_model_name",
+    "user_id",
+    "purpose",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "output_image_tokens",
+    "cost",
+    "currency",
+    "reporting_cost",
+    "reporting_currency",
+    "unconverted",
+    "cost_source",
+    "success",
+    "response_time",
+    "error_message",
+)
+DECISION_MAX_CALLS = 1000
+
+
+def usage_decision_calls(*, decision_id: str, limit: int = DECISION_MAX_CALLS) -> list[dict]:
+    """The first `limit` calls recorded under `decision_id`, oldest first, each with its cost's currency
+    and its reporting cost: a lookup through the log's decision_id index (each partition's)."""
+    rows = (
+        UsageLog.objects.using(replica_read_alias(UsageLog))
+        .filter(decision_id=decision_id)
+        .order_by("timestamp", "id")
+        .annotate(**{name: value for name, value in _export_annotations().items() if name != "exchange_rate_value"})
+        .values(*DECISION_CALL_FIELDS)
+    )
+    return list(rows[:limit])
+
+
+def usage_decision_totals(*, decision_id: str) -> dict:
+    """The sums of every call of `decision_id` (through the decision_id index): calls, tokens, the cost
+    in the reporting currency (unconverted and unpriced calls counted, not added), first and last call."""
+    rows = UsageLog.objects.using(replica_read_alias(UsageLog)).filter(decision_id=decision_id)
+    totals = rows.aggregate(
+        calls=Count("id"),
+        successful_calls=Count("id", filter=Q(success=True)),
+        prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
+        completion_tokens=Coalesce(Sum("completion_tokens"), 0),
+        cached_tokens=Coalesce(Sum("cached_tokens"), 0),
+        reasoning_tokens=Coalesce(Sum("reasoning_tokens"), 0),
+        reporting_cost=Sum("reporting_cost"),
+        unconverted_calls=Count("id", filter=Q(unconverted=True)),
+        unpriced_calls=Count("id", filter=Q(cost_source="unpriced")),  # CostSource.UNPRICED
+        first_call_at=Min("timestamp"),
+        last_call_at=Max("timestamp"),
+    )
+    totals["reporting_cost"] = totals["reporting_cost"] or Decimal(0)
+    totals["failed_calls"] = totals["calls"] - totals["successful_calls"]
+    totals["currency"] = reporting_currency()
+    return totals

@@ -27,7 +27,7 @@ Without a model filter, totals read the all-models rollups (one row per bucket).
 in one snapshot; with a read replica configured, reporting reads go to it (core.db_routers).
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -463,3 +463,39 @@ def usage_log_window(*, start: datetime | None, end: datetime, filters: UsageFil
     if filters.purpose is not None:
         rows = rows.filter(purpose=filters.purpose)
     return rows
+
+
+# --- Sums per user or purpose (budgets) -----------------------------------------------------------
+# No rollup carries users or purposes yet: these read the log, bounded by the keys asked for and the
+# windows, through its partial (user_id, timestamp) and (purpose, timestamp) indexes (UsageLog.Meta).
+LOG_KEYS = {"user_id": "user_id", "purpose": "purpose"}
+_KEY_PRESENT = {"user_id": "t.user_id IS NOT NULL", "purpose": "t.purpose <> ''"}  # The indexes' conditions.
+
+
+def usage_log_sums_by_key(
+    *, key: str, values: Collection, boundaries: Sequence[datetime], using: str | None = None
+) -> list[dict]:
+    """For each window [boundaries[k], boundaries[k + 1]), the sums per value of `key` (user_id or
+    purpose) among `values` (values with calls in it), in one statement: an index range scan per value
+    of its rows within [boundaries[0], boundaries[-1])."""
+    column = LOG_KEYS[key]
+    answers: list[dict] = [{} for _window in pairwise(boundaries)]
+    values = sorted(set(values))
+    if not answers or not values or boundaries[0] >= boundaries[-1]:
+        return answers
+    alias = using or router.db_for_read(UsageLog)
+    connection = connections[alias]
+    window_sql, window_params = window_number_sql(connection, "t.timestamp", boundaries)
+    adapt = connection.ops.adapt_datetimefield_value
+    sql = (
+        f"SELECT {window_sql}, t.{column}, {_log_sums_sql()} FROM {UsageLog._meta.db_table} AS t "  # noqa: S608
+        f"WHERE {_KEY_PRESENT[key]} AND t.{column} IN ({', '.join(['%s'] * len(values))}) "
+        f"AND t.timestamp >= %s AND t.timestamp < %s GROUP BY 1, 2"
+    )
+    params = [*window_params, *values, adapt(boundaries[0]), adapt(boundaries[-1])]
+    with _one_snapshot(alias), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    for row in rows:
+        answers[row[0]][row[1]] = RollupDelta.from_db(row[2:])
+    return answers

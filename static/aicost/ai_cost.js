@@ -146,19 +146,26 @@
     q("models-empty").hidden = data.platforms.length > 0;
   }
 
+  // The legend names each provider with its cost: "OpenAI USD 12.34".
+  const providerLabel = (p) => `${providerName(p.provider)} ${money(p.cost, p.currency)}`;
+
   function renderProviders(data) {
     const providers = data.providers.filter((p) => Number(p.cost) > 0);
     drawChart("providers", document.getElementById("provider-chart"), {
       type: "doughnut",
-      data: { labels: providers.map((p) => providerName(p.provider)), datasets: [{ data: providers.map((p) => Number(p.cost)) }] },
+      data: { labels: providers.map(providerLabel), datasets: [{ data: providers.map((p) => Number(p.cost)) }] },
       options: { maintainAspectRatio: false, plugins: { legend: { position: "right" } } },
     }, providers.length === 0);
     q("provider-empty").hidden = providers.length > 0;
   }
 
+  // The latest stats answer (or its failure): the trend stacks the range's costliest models.
+  let statsLoaded = Promise.resolve(null);
+
   async function loadStats() {
     const range = document.getElementById("time-range").value;
-    const data = await getJson(root.dataset.statsUrl, { time_range: range });
+    statsLoaded = getJson(root.dataset.statsUrl, { time_range: range });
+    const data = await statsLoaded;
     const s = data.summary;
     q("range-label").textContent = data.time_label;
     setValue("card-calls", s.total_calls, integer(s.total_calls));
@@ -174,16 +181,46 @@
     renderProviders(data);
   }
 
+  const STACKED_MODELS = 5;
+
+  // The trend stacked by model: the range's STACKED_MODELS costliest models (each one's own daily
+  // trend) and the rest together ("other": the day's total minus theirs). Without the stats (their
+  // panel failed) the chart is the total alone.
+  async function modelDatasets(days, total) {
+    let stats = null;
+    try {
+      stats = await statsLoaded;
+    } catch (_statsFailed) {
+      stats = null;
+    }
+    const top = stats ? stats.platforms.filter((p) => Number(p.reporting_cost) > 0).slice(0, STACKED_MODELS) : [];
+    if (!top.length) return [{ label: say(T.costOf, { currency: total.summary.currency }), data: total.daily_trend.map((d) => Number(d.cost)) }];
+    const trends = await Promise.all(top.map((p) => getJson(root.dataset.trendUrl, { days, model: p.model_name })));
+    const datasets = top.map((p, n) => ({ label: p.display_name, model: p.model_name, data: trends[n].daily_trend.map((d) => Number(d.cost)) }));
+    const other = total.daily_trend.map((d, i) => {
+      const rest = Number(d.cost) - datasets.reduce((sum, set) => sum + set.data[i], 0);
+      return rest > 1e-9 ? Number(rest.toFixed(9)) : 0;
+    });
+    if (other.some((cost) => cost > 0)) datasets.push({ label: T.otherModels, model: "", data: other });
+    return datasets;
+  }
+
+  let trendRequests = 0;
+
   async function loadTrend(days) {
+    const request = ++trendRequests; // A later range's answer wins over an earlier one still loading.
     const data = await getJson(root.dataset.trendUrl, { days });
     const hasData = data.daily_trend.some((d) => d.calls > 0);
+    const datasets = hasData ? await modelDatasets(days, data) : [];
+    if (request !== trendRequests) return;
     drawChart("trend", document.getElementById("trend-chart"), {
       type: "bar",
-      data: {
-        labels: data.daily_trend.map((d) => day(d.date)),
-        datasets: [{ label: say(T.costOf, { currency: data.summary.currency }), data: data.daily_trend.map((d) => Number(d.cost)) }],
+      data: { labels: data.daily_trend.map((d) => day(d.date)), datasets },
+      options: {
+        maintainAspectRatio: false,
+        scales: { x: { stacked: true }, y: { stacked: true } },
+        plugins: { legend: { display: datasets.length > 1, position: "bottom" } },
       },
-      options: { maintainAspectRatio: false, plugins: { legend: { display: false } } },
     }, !hasData);
     q("trend-empty").hidden = hasData;
     const summary = q("trend-summary");
@@ -196,6 +233,100 @@
     }) + (data.summary.unconverted_calls > 0 ? ` ${unconvertedText(data.summary.unconverted_calls)}` : "");
     summary.dataset.unconverted = data.summary.unconverted_calls;
     root.dataset.loadedDays = String(data.days);
+  }
+
+  // Top users and top purposes: the stats API's group_by (cost in the reporting currency). A server
+  // without it answers 400 (or the ungrouped shape): the tables stay hidden.
+  function groupsOf(data) {
+    if (Array.isArray(data)) return data;
+    return data.groups || data.results || data.items || null;
+  }
+
+  async function loadGroups(groupBy) {
+    const panel = root.querySelector(`[data-group-panel="${groupBy}"]`);
+    const range = document.getElementById("time-range").value;
+    const query = new URLSearchParams({ time_range: range, group_by: groupBy, limit: 10 }).toString();
+    const response = await fetch(`${root.dataset.statsUrl}?${query}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (_notJson) {
+      body = null;
+    }
+    const groups = response.ok && body && body.success ? groupsOf(body.data) : null;
+    if (response.status === 400 || (response.ok && !groups)) {
+      panel.hidden = true; // Not supported by this server.
+      panel.dataset.supported = "false";
+      return;
+    }
+    if (!response.ok || !body || !body.success) {
+      // The stats API failed (the stats panels say why, e.g. a missing table): no tables of groups.
+      panel.hidden = true;
+      panel.dataset.supported = "unknown";
+      return;
+    }
+    panel.hidden = false;
+    panel.dataset.supported = "true";
+    const table = panel.querySelector("table");
+    const tbody = table.querySelector("tbody");
+    tbody.replaceChildren();
+    for (const group of groups) {
+      const cost = group.cost ?? group.reporting_cost;
+      const currency = group.currency ?? group.reporting_currency;
+      const tokens = group.tokens ?? (group.total_tokens ?? (Number(group.prompt_tokens || 0) + Number(group.completion_tokens || 0)));
+      const row = document.createElement("tr");
+      row.dataset.key = String(group.key);
+      row.innerHTML = `<td></td><td class="num" data-field="calls">${integer(group.calls)}</td>` +
+        `<td class="num" data-field="tokens">${integer(tokens)}</td>` +
+        `<td class="num" data-field="cost" data-value="${cost}">${money(cost, currency)}</td>`;
+      row.cells[0].textContent = String(group.key);
+      tbody.appendChild(row);
+    }
+    panel.querySelector(".aicost-empty").hidden = groups.length > 0;
+    table.hidden = groups.length === 0;
+  }
+
+  // The decision lookup: one decision's calls and totals (GET /api/v1/usage/decisions/<id>).
+  async function lookUpDecision(decisionId) {
+    const error = q("decision-error");
+    const result = q("decision-result");
+    const url = root.dataset.decisionUrl.replace("__decision__", encodeURIComponent(decisionId));
+    try {
+      const data = await getJson(url, {});
+      error.hidden = true;
+      const t = data.totals;
+      const totals = q("decision-totals");
+      totals.dataset.calls = t.calls;
+      totals.dataset.cost = t.reporting_cost;
+      totals.textContent = say(T.decisionTotals, {
+        calls: integer(t.calls),
+        failed: integer(t.failed_calls),
+        tokensIn: integer(t.prompt_tokens),
+        tokensOut: integer(t.completion_tokens),
+        cost: money(t.reporting_cost, t.currency),
+      });
+      const tbody = q("decision-calls").querySelector("tbody");
+      tbody.replaceChildren();
+      for (const call of data.calls) {
+        const row = document.createElement("tr");
+        row.dataset.call = call.id;
+        row.innerHTML = `<td></td><td></td><td class="num">${integer(call.prompt_tokens)} / ${integer(call.completion_tokens)}</td>` +
+          `<td class="num" data-field="cost">${call.cost === null ? `<span class="aicost-muted">${T.unpriced}</span>` : money(call.cost, call.currency)}</td>` +
+          `<td class="num" data-field="reporting-cost">${call.reporting_cost === null ? "–" : money(call.reporting_cost, call.reporting_currency)}</td>` +
+          `<td>${call.success ? "✓" : "✗"}</td>`;
+        row.cells[0].textContent = new Date(call.timestamp).toLocaleString(T.locale);
+        row.cells[1].textContent = call.model_name;
+        tbody.appendChild(row);
+      }
+      result.hidden = false;
+      root.dataset.decision = data.decision_id;
+    } catch (failure) {
+      result.hidden = true;
+      error.textContent = failure.message;
+      error.hidden = false;
+      root.dataset.decision = "";
+    }
+    root.dataset.decisionLoaded = String(Number(root.dataset.decisionLoaded || 0) + 1);
   }
 
   async function loadAlerts() {
@@ -211,13 +342,39 @@
     q("alerts-empty").hidden = data.results.length > 0;
   }
 
-  document.getElementById("time-range").addEventListener("change", () => loadPanel("stats", loadStats));
+  // The cards and the chart show the same time range: the chart's calendar days of the range (all
+  // time: the trend's longest, 366 days), and the day buttons choose the range of that many days.
+  const RANGE_DAYS = { today: 1, "24h": 2, "7d": 7, "30d": 30, "90d": 90, all: 366 };
+  const DAYS_RANGE = { 7: "7d", 30: "30d", 90: "90d" };
+  function rangeDays(range) {
+    if (range === "month") return new Date().getDate();
+    return RANGE_DAYS[range] || 30;
+  }
+
+  function loadRange() {
+    const range = document.getElementById("time-range").value;
+    const days = rangeDays(range);
+    root.querySelectorAll(".aicost-switch button").forEach((b) => b.classList.toggle("selected", b.dataset.days === String(days)));
+    const stats = loadPanel("stats", loadStats);
+    return Promise.all([
+      stats,
+      loadPanel("trend", () => loadTrend(days)),
+      loadPanel("groups-user_id", () => loadGroups("user_id")),
+      loadPanel("groups-purpose", () => loadGroups("purpose")),
+    ]);
+  }
+
+  document.getElementById("time-range").addEventListener("change", loadRange);
   for (const button of root.querySelectorAll(".aicost-switch button")) {
     button.addEventListener("click", () => {
-      root.querySelectorAll(".aicost-switch button").forEach((b) => b.classList.toggle("selected", b === button));
-      loadPanel("trend", () => loadTrend(button.dataset.days));
+      document.getElementById("time-range").value = DAYS_RANGE[button.dataset.days];
+      loadRange();
     });
   }
-  Promise.all([loadPanel("stats", loadStats), loadPanel("trend", () => loadTrend(7)), loadPanel("alerts", loadAlerts)])
-    .then(() => { root.dataset.ready = "true"; });
+  q("decision-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const decisionId = q("decision-id").value.trim();
+    if (decisionId) lookUpDecision(decisionId);
+  });
+  Promise.all([loadRange(), loadPanel("alerts", loadAlerts)]).then(() => { root.dataset.ready = "true"; });
 })();

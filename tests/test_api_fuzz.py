@@ -35,7 +35,9 @@ schema.app = application  # Requests go to the WSGI application in-process, not 
 # and tests/test_usage_api.py covers each rule.
 # The OTLP export (POST /v1/traces) is described at its top level only (its messages are
 # opentelemetry-proto's): a body the schema admits may still be refused; tests/test_otlp_api.py covers it.
-CROSS_FIELD_RULES = {"POST /api/v1/usage/", "POST /v1/traces"}
+# GET /api/v1/budget/check needs at least one of model, user_id, purpose (a rule across parameters);
+# tests/test_alerts_api.py covers it.
+CROSS_FIELD_RULES = {"POST /api/v1/usage/", "POST /v1/traces", "GET /api/v1/budget/check"}
 
 
 @pytest.fixture

@@ -240,6 +240,8 @@ def test_budget_check_and_alerts_are_exact_numbers_with_their_currency(reader):
     usage_record(model_name="gpt-4o", cost=Decimal("0.1"))
     usage_record(model_name="gpt-4o", cost=Decimal("0.2"))  # 0.1 + 0.2: exactly the budget.
     check = exact_json(reader.get("/api/v1/budget/check", {"model": "gpt-4o"}))["data"]["model_budget"]
+    forecast = check.pop("forecast")  # Its figures are exact numbers too, in the budget's currency.
+    assert (forecast["currency"], forecast["daily_pace"], forecast["already_reached"]) == ("USD", Decimal("0.3"), True)
     assert check == {
         "monthly_budget": Decimal("0.3"),
         "spent": Decimal("0.3"),

@@ -21,7 +21,7 @@ from tests.dev_server import dev_manage, dev_serving, dev_setup
 
 PAGE = "/admin/ai-cost"
 STATS = "/api/v1/ai-platforms/stats?time_range=all"
-TREND = "/api/v1/ai-platforms/cost-trend-daily?days=90"
+TREND = "/api/v1/ai-platforms/cost-trend-daily?days=366"
 # When the answer was computed: differs from one request to the next, never a total.
 STATS_MOMENTS = ("start", "end")
 COUNTERS = "SELECT model_name, total_calls, total_cost, current_month_cost FROM ai_usage_counter ORDER BY model_name"
@@ -43,15 +43,13 @@ def _log_in(page, url: str, login: tuple[str, str]) -> None:
 
 
 def _open_all_time(page, url: str) -> int:
-    """The cost page with "All time" chosen and the 90-day trend, each request answered and rendered.
-    Returns the page's HTTP status."""
+    """The cost page with "All time" chosen, which the trend follows (its longest span, 366 days), each
+    request answered and rendered. Returns the page's HTTP status."""
     status = page.goto(f"{url}{PAGE}").status
     page.wait_for_selector("#ai-cost[data-ready]", timeout=30_000)
-    with page.expect_response(lambda response: "time_range=all" in response.url):
+    with page.expect_response(lambda response: "days=366" in response.url):
         page.select_option('[data-testid="time-range"]', "all")
-    with page.expect_response(lambda response: "days=90" in response.url):
-        page.click(".aicost-switch button[data-days='90']")
-    page.wait_for_selector("#ai-cost[data-loaded-days='90']")
+    page.wait_for_selector("#ai-cost[data-loaded-days='366']")
     if page.get_attribute("#ai-cost", "data-failed") is None:
         page.wait_for_selector("#ai-cost[data-loaded-range=all]")
     return status
@@ -99,7 +97,13 @@ def _working_parts_shown(page) -> dict:
     return {
         "trend_total": page.get_attribute('[data-testid="trend-summary"]', "data-total-cost"),
         "trend_text": page.inner_text('[data-testid="trend-summary"]'),
-        "trend_bars": page.evaluate("Chart.getChart('trend-chart').data.datasets[0].data"),
+        # Each day's height: the stack of its models' bars (one bar per day when the stats, which
+        # name the costliest models, are unavailable), to the 8 places the page shows.
+        "trend_bars": page.evaluate(
+            "Chart.getChart('trend-chart').data.datasets.reduce("
+            "(days, set) => days.map((d, i) => d + (set.data[i] || 0)),"
+            " Chart.getChart('trend-chart').data.labels.map(() => 0)).map(d => Math.round(d * 1e8) / 1e8)"
+        ),
         "budgets": _rows(page, '[data-testid="budgets"] tr[data-budget]'),
         "alerts": _rows(page, '[data-testid="alerts"] li'),
         "alerts_empty": page.is_visible('[data-testid="alerts-empty"]'),
@@ -167,8 +171,8 @@ def test_the_incident_on_the_dev_setup_from_demo_to_healthy_with_the_same_totals
         assert sum(p["calls"] for p in platforms) == summary["total_calls"]
         working_before = _working_parts_shown(page)
         assert Decimal(working_before["trend_total"]) == before["trend"]["summary"]["total_cost"]
-        assert working_before["trend_text"].startswith("90 days: total ")
-        assert len(working_before["trend_bars"]) == 90
+        assert working_before["trend_text"].startswith("366 days: total ")
+        assert len(working_before["trend_bars"]) == 366
         assert working_before["budgets"], "the demo sets budgets"
         _screenshot(page, "1-demo")
 

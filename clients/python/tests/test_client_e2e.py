@@ -82,7 +82,7 @@ def test_retried_batches_are_stored_exactly_once_and_priced(aicost):
 
 def test_sdk_objects_and_litellm_calls_are_stored_with_their_token_kinds(aicost):
     import litellm
-    from aicost_client.litellm import AicostLogger
+    from litellm_logger import LOGGER
 
     url, key = aicost
     with _client(url, key) as client:
@@ -93,8 +93,7 @@ def test_sdk_objects_and_litellm_calls_are_stored_with_their_token_kinds(aicost)
         record_openai(answers.response(), client=client, decision_id="responses", purpose="sdk")
         record_anthropic(answers.message(), client=client, decision_id="anthropic", purpose="sdk")
         record_anthropic(answers.message_streamed(), client=client, decision_id="anthropic-stream", purpose="sdk")
-        logger = AicostLogger(client)
-        litellm.callbacks = [*litellm.callbacks, logger]
+        LOGGER.client = client
         try:
             litellm.completion(
                 model="gpt-4o",
@@ -107,7 +106,7 @@ def test_sdk_objects_and_litellm_calls_are_stored_with_their_token_kinds(aicost)
                     break
                 asyncio.run(asyncio.sleep(0.01))
         finally:
-            litellm.callbacks = [callback for callback in litellm.callbacks if callback is not logger]
+            LOGGER.client = None
     rows = {row.decision_id: row for row in UsageLog.objects.filter(purpose="sdk")}
     assert sorted(rows) == sorted(["chat", "chat-stream", "responses", "anthropic", "anthropic-stream", "litellm"])
     assert client.stats.duplicates == 1  # The chat completion recorded twice: stored once (its id is the key).

@@ -10,15 +10,12 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # litellm must not fetch it
 import litellm
 import pytest
 from aicost_client import AicostClient, AsyncAicostClient
-from aicost_client.litellm import AicostLogger, usage_fields
+from aicost_client.litellm import usage_fields
 from fake_aicost import FakeAicost
+from litellm_logger import LOGGER
 
 QUESTION = [{"role": "user", "content": "The capital of France?"}]
 METADATA = {"decision_id": "order-9", "user_id": 42, "purpose": "qa"}
-# litellm copies its callbacks into internal lists at the first call and keeps them there: one
-# logger for the module, each test giving it its own client.
-LOGGER = AicostLogger()
-litellm.callbacks = [LOGGER]
 
 
 @pytest.fixture

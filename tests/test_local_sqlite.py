@@ -39,23 +39,18 @@ assert client.get("/api/v1/ai-platforms/cost-trend-daily?days=7&tz=Asia/Kathmand
 # Every declared rollup sum, per model and per local day, against the log worked out independently.
 from datetime import timedelta
 from zoneinfo import ZoneInfo
-from decimal import Context, Decimal
+from decimal import Decimal
+import pytest
 from tests import rollup_oracle
+from tests.rollup_oracle import sums_of
 
-# SQLite sums decimals as floating point: money is exact to 15 significant digits there (README, Money).
-_SQLITE = Context(prec=15)
-
-
-def _to_15_digits(sums):
-    return {name: _SQLITE.plus(value) if isinstance(value, Decimal) else value for name, value in sums.items()}
-
-
+# SQLite sums decimals as floating point: money is exact to about 15 significant digits there
+# (README, Money), and converted costs carry 24 places.
 def expected_sums(logs):
-    return _to_15_digits(rollup_oracle.expected_sums(logs))
-
-
-def sums_of(source):
-    return _to_15_digits(rollup_oracle.sums_of(source))
+    return {
+        name: pytest.approx(value, rel=Decimal("1e-13"), abs=Decimal("1e-20")) if isinstance(value, Decimal) else value
+        for name, value in rollup_oracle.expected_sums(logs).items()
+    }
 from usage.rollups import quarter_hour_floor
 from ingest.services import usage_record_batch
 from usage.services import UsageRecordInput

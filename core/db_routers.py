@@ -105,8 +105,8 @@ def replica_lag() -> dict | None:
     {"up", "in_recovery", "lag_seconds", "lag_bytes"} (lag fields None when not measurable).
     lag_seconds: 0 when it has replayed everything it received, else the age of the last replayed
     transaction; lag_bytes: WAL written on default that the replica has not replayed yet."""
-    if REPLICA not in settings.DATABASES:
-        return None
+    if REPLICA not in settings.DATABASES or f"{__name__}.ReplicaRouter" not in settings.DATABASE_ROUTERS:
+        return None  # No replica in use (an alias alone, as in tests, routes nothing there).
     state = {"up": False, "in_recovery": None, "lag_seconds": None, "lag_bytes": None}
     replica = connections[REPLICA]
     if replica.vendor != "postgresql":

@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -434,7 +435,7 @@ class RecordQueue:
         self._buffer.put(prepared(fields, self._keys))
         self._queued()
 
-    def record_many(self, records) -> None:
+    def record_many(self, records: Iterable[Mapping]) -> None:
         """Queue several calls (each a mapping of record fields)."""
         batch = []
         for record in records:

@@ -109,7 +109,7 @@ class AicostClient(RecordQueue):
             thread.start()
         atexit.register(_close_at_exit, weakref.ref(self))
 
-    # The caller's side: a few microseconds, never I/O.
+    # The caller's side (record() and record_many(), a few microseconds and never I/O: RecordQueue).
 
     @property
     def stats(self) -> Stats:

@@ -26,6 +26,7 @@ usage it holds. The throwaway server runs with fsync off: it speeds the seed and
 """
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -373,7 +374,8 @@ def _get(client, case: Case) -> dict:
     response = client.get(case.url, case.params, secure=True)
     if response.status_code != 200:
         raise SystemExit(f"{case.label}: HTTP {response.status_code} {response.content[:300]!r}")
-    return response.json()["data"]
+    # Money as the JSON's decimal text (parse_float): a float would not equal the raw Decimal sum.
+    return json.loads(response.content, parse_float=Decimal)["data"]
 
 
 def _check(case: Case, data: dict) -> str:

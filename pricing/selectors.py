@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from django.conf import settings
 from django.db import connection
@@ -336,10 +336,10 @@ def model_pricings_budgeted() -> list[ModelPricing]:
     return list(ModelPricing.objects.filter(monthly_budget__isnull=False).order_by("model_name"))
 
 
-@dataclass(frozen=True)
-class Conversion:
+class Conversion(NamedTuple):
     """A cost in the reporting currency: `amount` None when no rate was in force (an unconverted
-    call); `rate` None when no rate was needed (the cost already is in the reporting currency)."""
+    call); `rate` None when no rate was needed (the cost already is in the reporting currency).
+    A tuple: ingestion makes one per converted call."""
 
     amount: Decimal | None
     rate: ExchangeRate | None

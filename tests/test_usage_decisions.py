@@ -10,6 +10,7 @@ from django.utils import timezone
 from ingest.services import usage_record
 from tests.api_helpers import HttpsApiClient, exact_json
 from usage.keys import api_key_create
+from usage.records import TOKEN_FIELDS
 
 pytestmark = pytest.mark.django_db
 
@@ -82,6 +83,29 @@ def test_a_decisions_calls_and_totals():
     assert len(limited["calls"]) == 1
     assert limited["calls_truncated"] is True
     assert limited["totals"]["calls"] == 3
+
+
+def test_every_token_kind_is_listed_per_call_and_totalled():
+    # Distinct counts per kind (and per call), so a kind missing, or two swapped, changes an answer.
+    first = {
+        "prompt_tokens": 9000,
+        "completion_tokens": 800,
+        "cached_tokens": 1000,
+        "cache_write_5m_tokens": 200,
+        "cache_write_1h_tokens": 30,
+        "input_audio_tokens": 4,
+        "reasoning_tokens": 500,
+        "output_audio_tokens": 60,
+        "output_image_tokens": 7,
+    }
+    second = {name: count * 2 + 1 for name, count in first.items()}
+    usage_record(model_name="gpt-4o", decision_id="kinds", **first)
+    usage_record(model_name="gpt-4o", decision_id="kinds", **second)
+    data = exact_json(reader().get("/api/v1/usage/decisions/kinds"))["data"]
+    assert [{name: call[name] for name in TOKEN_FIELDS} for call in data["calls"]] == [first, second]
+    assert {name: data["totals"][name] for name in TOKEN_FIELDS} == {
+        name: first[name] + second[name] for name in TOKEN_FIELDS
+    }
 
 
 def test_unknown_decision_is_a_404_and_bad_limit_a_400():

@@ -24,6 +24,7 @@ from core.money import COST_DISPLAY_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLA
 from usage.export import usage_csv_response, usage_export_filename
 from usage.records import (
     MAX_TOKENS,
+    TOKEN_FIELDS,
 )
 from usage.reports import TIME_RANGES, time_range_window, usage_daily_trend, usage_filters_resolve, usage_stats
 from usage.selectors import (
@@ -325,6 +326,14 @@ class UsageExportApi(APIView):
 # --- One decision -----------------------------------------------------------------------------------
 
 
+# Every token kind (usage.records.TOKEN_FIELDS) as an integer field: a call's counts, or their sums.
+TokenCountsSerializer = type(
+    "TokenCountsSerializer",
+    (serializers.Serializer,),
+    {name: serializers.IntegerField() for name in TOKEN_FIELDS},
+)
+
+
 class UsageDecisionApi(APIView):
     """GET /api/v1/usage/decisions/<decision_id>: the calls recorded under one decision id, and their
     totals. Read scope (or staff): the calls carry free text (purpose, error_message)."""
@@ -338,7 +347,7 @@ class UsageDecisionApi(APIView):
         class Meta:
             ref_name = "UsageDecision"
 
-        class CallSerializer(serializers.Serializer):
+        class CallSerializer(TokenCountsSerializer):
             class Meta:
                 ref_name = "UsageDecisionCall"
 
@@ -348,15 +357,6 @@ class UsageDecisionApi(APIView):
             sent_model_name = serializers.CharField(help_text="The name as sent (empty: as model_name).")
             user_id = serializers.IntegerField(allow_null=True)
             purpose = serializers.CharField()
-            prompt_tokens = serializers.IntegerField()
-            completion_tokens = serializers.IntegerField()
-            cached_tokens = serializers.IntegerField()
-            reasoning_tokens = serializers.IntegerField()
-            cache_write_5m_tokens = serializers.IntegerField()
-            cache_write_1h_tokens = serializers.IntegerField()
-            input_audio_tokens = serializers.IntegerField()
-            output_audio_tokens = serializers.IntegerField()
-            output_image_tokens = serializers.IntegerField()
             cost = _money(allow_null=True, help_text="In currency; null: unpriced.")
             currency = serializers.CharField(help_text="ISO 4217 code of cost: the call's price currency.")
             reporting_cost = _money(allow_null=True, help_text="In reporting_currency; null: unpriced or unconverted.")
@@ -367,17 +367,13 @@ class UsageDecisionApi(APIView):
             response_time = serializers.FloatField(allow_null=True, help_text="Seconds.")
             error_message = serializers.CharField()
 
-        class TotalsSerializer(serializers.Serializer):
+        class TotalsSerializer(TokenCountsSerializer):
             class Meta:
                 ref_name = "UsageDecisionTotals"
 
             calls = serializers.IntegerField()
             successful_calls = serializers.IntegerField()
             failed_calls = serializers.IntegerField()
-            prompt_tokens = serializers.IntegerField()
-            completion_tokens = serializers.IntegerField()
-            cached_tokens = serializers.IntegerField()
-            reasoning_tokens = serializers.IntegerField()
             reporting_cost = _money(
                 help_text="Every call's reporting cost (unconverted and unpriced ones add nothing)."
             )

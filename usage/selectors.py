@@ -29,6 +29,7 @@ from usage.models import (
     UsageRollupHourTotal,
 )
 from usage.partitions import month_bounds_utc, partition_name
+from usage.records import TOKEN_FIELDS
 from usage.rollup_sums import RollupDelta
 from usage.window_sums import UsageFilters, usage_log_window, usage_sums_over_spans
 
@@ -292,16 +293,13 @@ def usage_decision_calls(*, decision_id: str, limit: int = DECISION_MAX_CALLS) -
 
 
 def usage_decision_totals(*, decision_id: str) -> dict:
-    """The sums of every call of `decision_id` (through the decision_id index): calls, tokens, the cost
+    """The sums of every call of `decision_id` (through the decision_id index): calls, every token kind, the cost
     in the reporting currency (unconverted and unpriced calls counted, not added), first and last call."""
     rows = UsageLog.objects.using(replica_read_alias(UsageLog)).filter(decision_id=decision_id)
     totals = rows.aggregate(
         calls=Count("id"),
         successful_calls=Count("id", filter=Q(success=True)),
-        prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
-        completion_tokens=Coalesce(Sum("completion_tokens"), 0),
-        cached_tokens=Coalesce(Sum("cached_tokens"), 0),
-        reasoning_tokens=Coalesce(Sum("reasoning_tokens"), 0),
+        **{name: Coalesce(Sum(name), 0) for name in TOKEN_FIELDS},
         reporting_cost=Sum("reporting_cost"),
         unconverted_calls=Count("id", filter=Q(unconverted=True)),
         unpriced_calls=Count("id", filter=Q(cost_source="unpriced")),  # CostSource.UNPRICED

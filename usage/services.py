@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.money import ZERO, cost_converted, cost_exact, cost_from_float
+from core.money import ZERO, cost_exact, cost_from_float
 from core.timeutils import month_bounds, month_start
 from pricing.models import ModelPriceVersion, ModelPricing
 from pricing.selectors import (
@@ -190,12 +190,12 @@ class BatchPricer:
         cost, source, version_id, currency = self._price_at(record, timestamp)
         if cost is None:
             return cost, source, version_id, None, None, False
-        if currency == self._reporting:
+        if currency == self._reporting:  # Most calls: no conversion to make.
             return cost, source, version_id, cost, None, False
-        rate = self._rates.rate_at(currency, timestamp)
-        if rate is None:
+        amount, rate = self._rates.convert(cost, currency, timestamp)
+        if amount is None:
             return cost, source, version_id, None, None, True
-        return cost, source, version_id, cost_converted(cost, rate.rate), rate.pk, False
+        return cost, source, version_id, amount, rate.pk, False
 
     def _price_at(self, record: CheckedRecord, timestamp: datetime) -> tuple[Decimal | None, str, int | None, str]:
         prices = self._models.get(record.model_name, _UNSEEN)

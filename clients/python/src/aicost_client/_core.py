@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -384,3 +385,86 @@ class Deliveries:
         if records:
             self.count(abandoned=records)
             logger.error("aicost: %d record(s) not sent: %s", records, why)
+
+
+class RecordQueue:
+    """What both clients share: their settings, the caller's side (record and record_many check the
+    fields, give each record its idempotency key and queue it: no I/O) and the log of dropped records.
+    `wake` is called when a batch is ready; a client starts sending from `_queued()` if it must."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        batch_size: int,
+        max_queue_size: int,
+        flush_interval: float,
+        close_timeout: float,
+        backoff_base: float,
+        backoff_max: float,
+        wake,
+    ) -> None:
+        self.url = url.rstrip("/") + USAGE_PATH
+        self.batch_size = batch_size
+        self.max_queue_size = max_queue_size
+        self.flush_interval = flush_interval
+        self.close_timeout = close_timeout
+        self.backoff_max = backoff_max
+        self._headers = {"Authorization": f"Api-Key {api_key}", "Content-Type": "application/json"}
+        self._buffer = Buffer(max_queue_size, batch_size, wake)
+        self._keys = KeyMaker()
+        self._deliveries = Deliveries(backoff_base=backoff_base, backoff_max=backoff_max)
+        self._in_flight = 0
+        self._dropped_logged = 0
+        self._deadline: float | None = None
+        self._closed = False
+
+    def record(self, model_name: str | None = None, **fields) -> None:
+        """Queue one call: the fields of `POST /api/v1/usage/` (model_name, decision_id, user_id,
+        prompt_tokens, completion_tokens, the other token kinds or a provider's `usage` object,
+        response_time, success, error_message, purpose, timestamp, cost, idempotency_key)."""
+        if model_name is not None:
+            fields["model_name"] = model_name
+        if fields.keys() - FIELDS or "model_name" not in fields:
+            unknown_fields(fields)
+            raise TypeError("model_name is required")
+        if self._closed:
+            self._deliveries.abandon(1, "the client is closed")
+            return
+        self._buffer.put(prepared(fields, self._keys))
+        self._queued()
+
+    def record_many(self, records: Iterable[Mapping]) -> None:
+        """Queue several calls (each a mapping of record fields)."""
+        batch = []
+        for record in records:
+            fields = dict(record)
+            unknown_fields(fields)
+            if "model_name" not in fields:
+                raise TypeError("model_name is required")
+            batch.append(prepared(fields, self._keys))
+        if self._closed:
+            self._deliveries.abandon(len(batch), "the client is closed")
+            return
+        self._buffer.put_many(batch)
+        self._queued()
+
+    def _queued(self) -> None:
+        """Called after records were queued."""
+
+    def _stats(self, pending: int) -> Stats:
+        snapshot = Stats(**vars(self._deliveries.stats))
+        snapshot.queued, snapshot.dropped, snapshot.pending = self._buffer.queued, self._buffer.dropped, pending
+        return snapshot
+
+    def _log_drops(self) -> None:
+        dropped = self._buffer.dropped
+        if dropped != self._dropped_logged:
+            logger.error(
+                "aicost queue full (%d records): dropped %d oldest record(s), %d in all",
+                self.max_queue_size,
+                dropped - self._dropped_logged,
+                dropped,
+            )
+            self._dropped_logged = dropped

@@ -8,26 +8,19 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
 
 import httpx
 
 from aicost_client._core import (
-    FIELDS,
-    USAGE_PATH,
     Batch,
-    Buffer,
-    Deliveries,
-    KeyMaker,
+    RecordQueue,
     Stats,
     logger,
-    prepared,
-    unknown_fields,
 )
 from aicost_client.client import send_until_done
 
 
-class AsyncAicostClient:
+class AsyncAicostClient(RecordQueue):
     """AicostClient's rules (bounded queue dropping the oldest, batches, backoff with the same
     idempotency keys, Retry-After, 400s logged and not retried) on an asyncio loop: `senders` tasks
     on httpx.AsyncClient. The tasks start with `async with`, `await start()`, or the first record()
@@ -51,17 +44,19 @@ class AsyncAicostClient:
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/") + USAGE_PATH
-        self.batch_size = batch_size
-        self.max_queue_size = max_queue_size
-        self.flush_interval = flush_interval
-        self.close_timeout = close_timeout
+        super().__init__(
+            url,
+            api_key,
+            batch_size=batch_size,
+            max_queue_size=max_queue_size,
+            flush_interval=flush_interval,
+            close_timeout=close_timeout,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            wake=self._wake_soon,
+        )
         self.timeout = timeout
         self._senders = max(senders, 1)
-        self._headers = {"Authorization": f"Api-Key {api_key}", "Content-Type": "application/json"}
-        self._buffer = Buffer(max_queue_size, batch_size, self._wake_soon)
-        self._keys = KeyMaker()
-        self._deliveries = Deliveries(backoff_base=backoff_base, backoff_max=backoff_max)
         self._http_given = http_client
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
@@ -69,48 +64,16 @@ class AsyncAicostClient:
         self._loop_thread: int | None = None
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
-        self._in_flight = 0
-        self._dropped_logged = 0
-        self._deadline: float | None = None
         self._closing = False
-        self._closed = False
         atexit.register(_send_left_at_exit, weakref.ref(self))
 
-    def record(self, model_name: str | None = None, **fields) -> None:
-        """Queue one call (the fields of AicostClient.record); never awaits, never does I/O."""
-        if model_name is not None:
-            fields["model_name"] = model_name
-        if fields.keys() - FIELDS or "model_name" not in fields:
-            unknown_fields(fields)
-            raise TypeError("model_name is required")
-        if self._closed:
-            self._deliveries.abandon(1, "the client is closed")
-            return
-        self._buffer.put(prepared(fields, self._keys))
-        if self._loop is None:
-            self._start_if_in_loop()
-
-    def record_many(self, records: Iterable[Mapping]) -> None:
-        batch = []
-        for record in records:
-            fields = dict(record)
-            unknown_fields(fields)
-            if "model_name" not in fields:
-                raise TypeError("model_name is required")
-            batch.append(prepared(fields, self._keys))
-        if self._closed:
-            self._deliveries.abandon(len(batch), "the client is closed")
-            return
-        self._buffer.put_many(batch)
+    def _queued(self) -> None:
         if self._loop is None:
             self._start_if_in_loop()
 
     @property
     def stats(self) -> Stats:
-        snapshot = Stats(**vars(self._deliveries.stats))
-        snapshot.queued, snapshot.dropped = self._buffer.queued, self._buffer.dropped
-        snapshot.pending = len(self._buffer) + self._in_flight
-        return snapshot
+        return self._stats(len(self._buffer) + self._in_flight)
 
     async def start(self) -> None:
         """Start the sending tasks on the running loop (done by `async with` and the first record())."""
@@ -180,17 +143,6 @@ class AsyncAicostClient:
 
     async def __aexit__(self, *exc_info) -> None:
         await self.aclose()
-
-    def _log_drops(self) -> None:
-        dropped = self._buffer.dropped
-        if dropped != self._dropped_logged:
-            logger.error(
-                "aicost queue full (%d records): dropped %d oldest record(s), %d in all",
-                self.max_queue_size,
-                dropped - self._dropped_logged,
-                dropped,
-            )
-            self._dropped_logged = dropped
 
     async def _sleep(self, seconds: float) -> None:
         if self._deadline is not None:

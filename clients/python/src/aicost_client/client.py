@@ -6,21 +6,16 @@ import atexit
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 
 import httpx
 
 from aicost_client._core import (
-    FIELDS,
-    USAGE_PATH,
     Batch,
-    Buffer,
     Deliveries,
-    KeyMaker,
+    RecordQueue,
     Stats,
     logger,
-    prepared,
-    unknown_fields,
 )
 
 
@@ -60,7 +55,7 @@ def send_until_done(
     return 0
 
 
-class AicostClient:
+class AicostClient(RecordQueue):
     """Send usage records to aicost (`POST /api/v1/usage/`) in the background.
 
     record() and record_many() only queue: a bounded queue of `max_queue_size` records that drops
@@ -88,27 +83,24 @@ class AicostClient:
         http_client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/") + USAGE_PATH
-        self.batch_size = batch_size
-        self.max_queue_size = max_queue_size
-        self.flush_interval = flush_interval
-        self.close_timeout = close_timeout
-        self.backoff_max = backoff_max
-        self._headers = {"Authorization": f"Api-Key {api_key}", "Content-Type": "application/json"}
         self._wake = threading.Event()
-        self._buffer = Buffer(max_queue_size, batch_size, self._wake.set)
-        self._keys = KeyMaker()
-        self._deliveries = Deliveries(backoff_base=backoff_base, backoff_max=backoff_max)
+        super().__init__(
+            url,
+            api_key,
+            batch_size=batch_size,
+            max_queue_size=max_queue_size,
+            flush_interval=flush_interval,
+            close_timeout=close_timeout,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            wake=self._wake.set,
+        )
         self._own_http = http_client is None
         self._http = http_client or httpx.Client(
             timeout=timeout, transport=transport, limits=httpx.Limits(max_connections=max(senders, 1) + 1)
         )
         self._idle = threading.Condition()
-        self._in_flight = 0
-        self._dropped_logged = 0
         self._closing = threading.Event()
-        self._deadline: float | None = None
-        self._closed = False
         self._close_lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._run, name=f"aicost-sender-{n}", daemon=True) for n in range(max(senders, 1))
@@ -117,44 +109,14 @@ class AicostClient:
             thread.start()
         atexit.register(_close_at_exit, weakref.ref(self))
 
-    # The caller's side: a few microseconds, never I/O.
-
-    def record(self, model_name: str | None = None, **fields) -> None:
-        """Queue one call: the fields of `POST /api/v1/usage/` (model_name, decision_id, user_id,
-        prompt_tokens, completion_tokens, the other token kinds or a provider's `usage` object,
-        response_time, success, error_message, purpose, timestamp, cost, idempotency_key)."""
-        if model_name is not None:
-            fields["model_name"] = model_name
-        if fields.keys() - FIELDS or "model_name" not in fields:
-            unknown_fields(fields)
-            raise TypeError("model_name is required")
-        if self._closed:
-            self._deliveries.abandon(1, "the client is closed")
-            return
-        self._buffer.put(prepared(fields, self._keys))
-
-    def record_many(self, records: Iterable[Mapping]) -> None:
-        """Queue several calls (each a mapping of record fields)."""
-        batch = []
-        for record in records:
-            fields = dict(record)
-            unknown_fields(fields)
-            if "model_name" not in fields:
-                raise TypeError("model_name is required")
-            batch.append(prepared(fields, self._keys))
-        if self._closed:
-            self._deliveries.abandon(len(batch), "the client is closed")
-            return
-        self._buffer.put_many(batch)
+    # The caller's side (record() and record_many(), a few microseconds and never I/O: RecordQueue).
 
     @property
     def stats(self) -> Stats:
         """A snapshot of what became of the records so far."""
         with self._idle:
             pending = len(self._buffer) + self._in_flight
-        snapshot = Stats(**vars(self._deliveries.stats))
-        snapshot.queued, snapshot.dropped, snapshot.pending = self._buffer.queued, self._buffer.dropped, pending
-        return snapshot
+        return self._stats(pending)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is sent (or refused), at most `timeout` s. True if it was."""
@@ -218,17 +180,6 @@ class AicostClient:
             seconds = min(seconds, self._deadline - time.monotonic())
         if seconds > 0:
             time.sleep(seconds)
-
-    def _log_drops(self) -> None:
-        dropped = self._buffer.dropped
-        if dropped != self._dropped_logged:
-            logger.error(
-                "aicost queue full (%d records): dropped %d oldest record(s), %d in all",
-                self.max_queue_size,
-                dropped - self._dropped_logged,
-                dropped,
-            )
-            self._dropped_logged = dropped
 
     def _run(self) -> None:
         while True:

@@ -104,6 +104,7 @@ class ThrowawayPostgres:
             "AICOST_PG_DATADIR": str(self.datadir),
             "AICOST_PG_ROOT": str(self.root),
             "AICOST_PG_PORT": str(self.port),
+            "AICOST_PG_DURABLE": "1" if self.durable else "",
         }
 
     @classmethod
@@ -115,6 +116,7 @@ class ThrowawayPostgres:
             bindir=Path(os.environ["AICOST_PG_BINDIR"]),
             root=Path(os.environ["AICOST_PG_ROOT"]),
             port=int(os.environ["AICOST_PG_PORT"]),
+            durable=bool(os.environ.get("AICOST_PG_DURABLE")),  # A restart keeps the server's settings.
         )
 
 

@@ -87,7 +87,8 @@ class _ReplicaProbe:
 def _probe() -> bool:
     connection = connections[REPLICA]
     try:
-        connection.close_if_unusable_or_obsolete()
+        if not connection.in_atomic_block:  # Drop a connection the outage broke (never inside a transaction).
+            connection.close_if_unusable_or_obsolete()
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         return True

@@ -27,6 +27,7 @@ longest time reads failed, and the RSS table.
 """
 
 import argparse
+import http.client
 import json
 import os
 import random
@@ -87,7 +88,7 @@ class Client(threading.Thread):
                 status, body = response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             status, body = error.code, {}
-        except OSError:  # No answer at all (connection refused or reset): status 0.
+        except (OSError, http.client.HTTPException):  # No answer (refused, reset) or a cut one: status 0.
             status, body = 0, {}
         self.latencies.append(time.perf_counter() - started)
         self.statuses[status] += 1
@@ -209,7 +210,7 @@ class Reader(threading.Thread):
                     status = response.status
             except urllib.error.HTTPError as error:
                 status = error.code
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 status = 0
             self.answers.append((time.monotonic(), status, time.perf_counter() - started))
             turn += 1

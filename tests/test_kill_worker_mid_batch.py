@@ -12,6 +12,7 @@ gunicorn runs with --preload here (the app imported once in the master, each wor
 the master replaces a killed worker in milliseconds instead of the second a worker takes to import
 Django, which keeps 200 kills within a minute or two. What a kill interrupts is the same."""
 
+import http.client
 import json
 import os
 import random
@@ -65,7 +66,7 @@ def _post(url: str, key: str, batch_no: int) -> int:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
-    except OSError:  # The worker died: connection reset or closed without an answer.
+    except (OSError, http.client.HTTPException):  # The worker died: no answer, or a cut one (IncompleteRead).
         return 0
 
 

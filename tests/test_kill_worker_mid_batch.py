@@ -18,7 +18,6 @@ import os
 import random
 import signal
 import statistics
-import tempfile
 import threading
 import time
 import urllib.error
@@ -118,17 +117,16 @@ class CountPoller(threading.Thread):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_worker_killed_mid_batch_200_times_loses_and_duplicates_nothing():
+def test_a_worker_killed_mid_batch_200_times_loses_and_duplicates_nothing(tmp_path):
     rng = random.Random(os.environ.get("AICOST_KILL_SEED", "19"))
     _api_key, key = api_key_create(name="kill", scope=ApiKeyScope.WRITE_USAGE)
     database_url = shared_test_database_url()
-    workdir = Path(tempfile.mkdtemp(prefix="aicost-kill-"))
-    pidfile = workdir / "gunicorn.pid"
+    pidfile = tmp_path / "gunicorn.pid"
     env = {
         "GUNICORN_CMD_ARGS": f"--pid {pidfile} --preload",
         "GUNICORN_MAX_REQUESTS": "0",
         # --preload imports the app before gunicorn.conf.py's on_starting names the metrics directory.
-        "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
     poller = CountPoller(database_url)
     first_attempts: list[int] = []

@@ -198,6 +198,13 @@ AICOST_MAX_BATCH_SIZE = env.int("AICOST_MAX_BATCH_SIZE", default=1000)
 # record of a full batch (a record is ~0.5 KB of JSON; the room is for error messages), 4 MB by default.
 # /v1/traces has its own limit, AICOST_OTLP_MAX_BODY_BYTES.
 AICOST_MAX_BODY_BYTES = env.int("AICOST_MAX_BODY_BYTES", default=AICOST_MAX_BATCH_SIZE * 4096)
+# Per-key rate limits (README, Rate limits): each process leases a share of a key's limit from the shared
+# counter, at most 1/(2 x AICOST_RATE_LEASE_PROCESSES) of what is left and at most AICOST_RATE_LEASE_MAX,
+# so most requests under a limit touch no shared row. The processes that serve at once: gunicorn's workers.
+AICOST_RATE_LEASE_PROCESSES = env.int(
+    "AICOST_RATE_LEASE_PROCESSES", default=env.int("GUNICORN_WORKERS", default=min(2 * (os.cpu_count() or 1) + 1, 8))
+)
+AICOST_RATE_LEASE_MAX = env.int("AICOST_RATE_LEASE_MAX", default=10_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = AICOST_MAX_BODY_BYTES
 # PostgreSQL: monthly partitions of the usage log kept ready beyond the current UTC month.
 AICOST_USAGE_PARTITIONS_AHEAD = env.int("AICOST_USAGE_PARTITIONS_AHEAD", default=3)

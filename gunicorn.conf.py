@@ -11,6 +11,7 @@ import glob
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
@@ -19,12 +20,17 @@ workers = int(os.environ.get("GUNICORN_WORKERS", min(2 * multiprocessing.cpu_cou
 # trickles its headers or body, so a few of them stop the service. A gthread worker waits for a new
 # connection's first bytes and for kept-alive connections in its poller, without a thread, and serves
 # each request in one of `threads` threads: a slow client holds one thread, never the worker, and
-# workers x threads bounds both the slow clients tolerated at once and the threads (each with its own
-# persistent database connection, so keep it under PostgreSQL's max_connections). An async worker
-# would need a green-thread database driver; a buffering reverse proxy in front (nginx) is the
-# recommendation for a service reachable from untrusted networks.
+# workers x threads bounds the slow clients tolerated at once (default 100 per worker: 300 and more, on
+# one core too). Threads are cheap while they wait on a socket; database connections are not, so they are
+# not one per thread: each worker has a pool of AICOST_DB_POOL_MAX_SIZE (default 8) that its threads
+# share, a connection per request being served, given back at its end (aicost/settings.py); a slow
+# client holds none (its body is read before anything queries: core.middleware). An async worker would
+# need every library to cooperate; a buffering reverse proxy in front (nginx) is the recommendation for
+# a service reachable from untrusted networks.
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", 16))
+threads = int(os.environ.get("GUNICORN_THREADS", 100))
+# Set before Django's settings are read (on_starting, then every worker): the workers' pool.
+os.environ.setdefault("AICOST_DB_POOL_MAX_SIZE", "8")
 # Connections a worker holds at once (kept-alive ones included). At `threads`, a worker whose threads
 # are all taken stops accepting, and the other workers take the new connections (they share the
 # listening socket) instead of this one queueing them behind its slow clients.
@@ -75,14 +81,29 @@ def on_starting(server):
     import django
 
     django.setup()
-    from django.db import connections
-
     from schemaguard.startup import schema_guard_or_exit
 
     try:
         schema_guard_or_exit()
     finally:
-        connections.close_all()  # Workers must not inherit the master's connection.
+        _close_database_connections()  # Workers must not inherit the master's connection, nor its pool.
+
+
+def _close_database_connections() -> None:
+    """Every connection of this process, and each pool with its connections and threads (a forked child
+    would share the sockets and lack the threads)."""
+    from django.db import connections
+
+    connections.close_all()
+    for connection in connections.all():
+        if connection.alias in getattr(connection, "_connection_pools", {}):  # Pools are per process.
+            connection.close_pool()
+
+
+def worker_exit(server, worker):
+    """A worker stops (recycled, or the server stops): its pool's connections are closed, not dropped."""
+    if "django" in sys.modules:
+        _close_database_connections()
 
 
 def child_exit(server, worker):

@@ -112,6 +112,26 @@ if env.str("DATABASE_REPLICA_URL", default=""):
         DATABASES["replica"]["OPTIONS"] = {"connect_timeout": 2, **DATABASES["replica"].get("OPTIONS", {})}
     DATABASE_ROUTERS = ["core.db_routers.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# A connection pool per process (psycopg_pool, PostgreSQL only; README, Deploying): at most
+# AICOST_DB_POOL_MAX_SIZE connections shared by the process's threads, each taken for one request and
+# given back at its end (so CONN_MAX_AGE is 0), health-checked when taken; a request waits at most
+# AICOST_DB_POOL_TIMEOUT seconds for one (then 503 database_unavailable). gunicorn.conf.py turns it on for
+# its workers (many threads, few connections); 0, the default elsewhere (manage.py, cron, tests), keeps one
+# connection per thread, persistent for CONN_MAX_AGE.
+AICOST_DB_POOL_MAX_SIZE = env.int("AICOST_DB_POOL_MAX_SIZE", default=0)
+AICOST_DB_POOL_TIMEOUT = env.float("AICOST_DB_POOL_TIMEOUT", default=3.0)
+for _database in DATABASES.values():
+    if AICOST_DB_POOL_MAX_SIZE > 0 and _database["ENGINE"] == "django.db.backends.postgresql":
+        _database["CONN_MAX_AGE"] = 0  # Django refuses a pool with persistent connections.
+        _database.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(2, AICOST_DB_POOL_MAX_SIZE),
+            "max_size": AICOST_DB_POOL_MAX_SIZE,
+            "timeout": AICOST_DB_POOL_TIMEOUT,
+            # A lost connection is reconnected with backoff (1 s, doubling) for at most this long; then a
+            # waiting request starts a new attempt at once, so after an outage the pool is back within
+            # seconds, not after a backoff as long as the outage.
+            "reconnect_timeout": 5.0,
+        }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -201,6 +221,13 @@ AICOST_MAX_BATCH_SIZE = env.int("AICOST_MAX_BATCH_SIZE", default=1000)
 # record of a full batch (a record is ~0.5 KB of JSON; the room is for error messages), 4 MB by default.
 # /v1/traces has its own limit, AICOST_OTLP_MAX_BODY_BYTES.
 AICOST_MAX_BODY_BYTES = env.int("AICOST_MAX_BODY_BYTES", default=AICOST_MAX_BATCH_SIZE * 4096)
+# Per-key rate limits (README, Rate limits): each process leases a share of a key's limit from the shared
+# counter, at most 1/(2 x AICOST_RATE_LEASE_PROCESSES) of what is left and at most AICOST_RATE_LEASE_MAX,
+# so most requests under a limit touch no shared row. The processes that serve at once: gunicorn's workers.
+AICOST_RATE_LEASE_PROCESSES = env.int(
+    "AICOST_RATE_LEASE_PROCESSES", default=env.int("GUNICORN_WORKERS", default=min(2 * (os.cpu_count() or 1) + 1, 8))
+)
+AICOST_RATE_LEASE_MAX = env.int("AICOST_RATE_LEASE_MAX", default=10_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = AICOST_MAX_BODY_BYTES
 # PostgreSQL: monthly partitions of the usage log kept ready beyond the current UTC month.
 AICOST_USAGE_PARTITIONS_AHEAD = env.int("AICOST_USAGE_PARTITIONS_AHEAD", default=3)

@@ -13,6 +13,7 @@ Starts its own throwaway PostgreSQL 15 (fsync off) unless DATABASE_URL is set, a
 
 import argparse
 import math
+import statistics
 import sys
 import threading
 import time
@@ -38,6 +39,8 @@ def _requests(args) -> None:
 
     scope = ApiKeyScope.READ_WRITE
     free = Client(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(name='bench-free', scope=scope)[1]}")
+    # A second key without limits: its difference to the first is the noise floor (an A/A comparison).
+    other = Client(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(name='bench-free-2', scope=scope)[1]}")
     never = {"ingest_records_per_minute": NEVER_REACHED, "read_requests_per_minute": NEVER_REACHED}
     limited_key = api_key_create(name="bench-limited", scope=scope, **never)[1]
     limited = Client(HTTP_AUTHORIZATION=f"Api-Key {limited_key}")
@@ -60,13 +63,16 @@ def _requests(args) -> None:
             201,
         ),
     ]
-    print(f"{args.iterations} requests per case and key, alternating, through the test client, ms (p50 / p95)")
-    print(f"{'case':<20} {'no limit':>17} {'under a limit':>17} {'difference':>17}")
+    print(f"{args.iterations} requests per case and key, in turn, through the test client, ms (p50 / p95)")
+    print(
+        f"{'case':<18} {'no limit':>15} {'under a limit':>15} {'difference':>15} "
+        f"{'paired: mean ± s.e., median':>30} {'no limit vs no limit (noise)':>30}"
+    )
     for label, send, expected in cases:
-        timings: dict[str, list[float]] = {"free": [], "limited": []}
+        timings: dict[str, list[float]] = {"free": [], "other": [], "limited": []}
+        keys = [("free", free), ("other", other), ("limited", limited)]
         for n in range(args.iterations + args.warmup):
-            order = (("free", free), ("limited", limited))
-            for name, client in order if n % 2 else order[::-1]:
+            for name, client in keys[n % 3 :] + keys[: n % 3]:  # Each key first in turn.
                 began = time.perf_counter()
                 response = send(client)
                 elapsed = 1000 * (time.perf_counter() - began)
@@ -76,17 +82,36 @@ def _requests(args) -> None:
                     timings[name].append(elapsed)
         f50, f95 = _percentile(timings["free"], 0.5), _percentile(timings["free"], 0.95)
         l50, l95 = _percentile(timings["limited"], 0.5), _percentile(timings["limited"], 0.95)
-        print(f"{label:<20} {f50:7.3f} / {f95:7.3f} {l50:7.3f} / {l95:7.3f} {l50 - f50:+7.3f} / {l95 - f95:+7.3f}")
+        print(
+            f"{label:<18} {f50:6.2f} / {f95:6.2f} {l50:6.2f} / {l95:6.2f} {l50 - f50:+6.2f} / {l95 - f95:+6.2f} "
+            f"{_paired(timings['free'], timings['limited']):>30} {_paired(timings['free'], timings['other']):>30}"
+        )
+
+
+def _paired(base: list[float], other: list[float]) -> str:
+    """Request n of both keys ran back to back, so the machine's drift cancels out of their difference."""
+    pairs = [after - before for before, after in zip(base, other, strict=True)]
+    error = statistics.stdev(pairs) / math.sqrt(len(pairs))
+    return f"{statistics.fmean(pairs):+.3f} ± {error:.3f}, {statistics.median(pairs):+.3f}"
 
 
 def _takes(args) -> None:
     from django.db import connections
     from django.utils import timezone
 
-    from usage.keys import api_key_create, api_key_rate_take
+    from usage.keys import api_key_create, api_key_rate_admit, api_key_rate_take
     from usage.models import ApiKeyRateKind
 
     key = api_key_create(name="bench-take")[0]
+    admitted = []
+    for _ in range(args.takes):
+        began = time.perf_counter()
+        api_key_rate_admit(
+            api_key_id=key.pk, kind=ApiKeyRateKind.READ, amount=1, limit=NEVER_REACHED, now=timezone.now()
+        )
+        admitted.append(1e6 * (time.perf_counter() - began))
+    admit = f"p50 {_percentile(admitted, 0.5):.1f} µs, p95 {_percentile(admitted, 0.95):.1f} µs"
+    print(f"\napi_key_rate_admit (from the lease), one thread, {args.takes} calls: {admit}")
     timings = []
     for _ in range(args.takes):
         began = time.perf_counter()
@@ -105,7 +130,7 @@ def _takes(args) -> None:
     trip = f"p50 {_percentile(round_trips, 0.5):.0f} µs, p95 {_percentile(round_trips, 0.95):.0f} µs"
     print(f"\napi_key_rate_take alone, one thread, {args.takes} calls: {take} (a SELECT 1 round trip: {trip})")
 
-    def run(key_ids: list[int]) -> float:
+    def run(key_ids: list[int], take=api_key_rate_take) -> float:
         per_thread = args.takes // args.threads
         start = threading.Barrier(len(key_ids) + 1)
 
@@ -113,7 +138,7 @@ def _takes(args) -> None:
             start.wait()
             try:
                 for _ in range(per_thread):
-                    api_key_rate_take(
+                    take(
                         api_key_id=key_id, kind=ApiKeyRateKind.INGEST, amount=1, limit=NEVER_REACHED, now=timezone.now()
                     )
             finally:
@@ -130,9 +155,10 @@ def _takes(args) -> None:
 
     shared = run([key.pk] * args.threads)
     separate = run([api_key_create(name=f"bench-take-{n}")[0].pk for n in range(args.threads)])
+    leased = run([key.pk] * args.threads, take=api_key_rate_admit)
     print(
         f"{args.threads} threads at once (own connections): one key's row {shared:,.0f} takes/s, "
-        f"{args.threads} keys' rows {separate:,.0f} takes/s"
+        f"{args.threads} keys' rows {separate:,.0f} takes/s; admitted from one key's lease {leased:,.0f}/s"
     )
 
 

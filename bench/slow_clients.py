@@ -1,15 +1,17 @@
 """Slow clients against a live gunicorn: does bench.load keep its throughput and latency?
 
-    python -m bench.slow_clients [--slow 200] [--seconds 15] [--workers 4] [--threads 64] [--clients 32]
+    python -m bench.slow_clients [--slow 200] [--seconds 15] [--workers 4] [--threads N] [--clients 32]
 
 On demand, bounded in time, loopback only. Starts its own throwaway PostgreSQL 15 (durable) unless
-DATABASE_URL is set, migrates, starts gunicorn with gunicorn.conf.py (gthread workers) and runs
+DATABASE_URL is set, migrates, starts gunicorn with gunicorn.conf.py (gthread workers; its defaults,
+GUNICORN_THREADS and the workers' connection pool, unless --threads is given) and runs
 bench.load's workload (`--clients` threads posting batches of 100 keyed records, one in five sent
 twice) for `--seconds` twice: alone, then while `--slow` slow connections are held open, half of them
 trickling their headers (one header line every 2 s, a new connection when the server closes one) and
 half sending a usage batch's body at 1 KB/s. Prints throughput and latency of both runs and their
-ratio (goal: >= 80% of the throughput, p95 under 2x), then checks that every accepted record of both
-runs is stored exactly once (bench.load's check) and exits 1 on a discrepancy.
+ratio (goal: >= 80% of the throughput, p95 under 2x), the most PostgreSQL connections the server held
+at once during each run (pg_stat_activity, sampled every 0.2 s), then checks that every accepted record
+of both runs is stored exactly once (bench.load's check) and exits 1 on a discrepancy.
 """
 
 import argparse
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 from bench.load import Client, _percentile, _verify
 from tests.throwaway_pg import rerun_without_database
 
+DEFAULT_THREADS, DEFAULT_POOL = 100, "8"  # gunicorn.conf.py's defaults, for the printout.
 BODY_BYTES = 300_000  # A 1000-record batch is ~300 KB of JSON: at 1 KB/s it never finishes here.
 
 
@@ -93,18 +96,46 @@ class SlowConnections(threading.Thread):
                 sock.close()
 
 
-def _load(url: str, key: str, args, offset: int) -> tuple[list[Client], float]:
+class ConnectionCount(threading.Thread):
+    """The most connections to this database at once (other than this sampler's own), every 0.2 s."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.most = 0
+
+    def run(self) -> None:
+        from django.db import connection
+
+        try:
+            with connection.cursor() as cursor:
+                while not self.stop.wait(0.2):
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()"
+                    )
+                    self.most = max(self.most, cursor.fetchone()[0])
+        finally:
+            connection.close()
+
+
+def _load(url: str, key: str, args, offset: int) -> tuple[list[Client], float, int]:
     until = time.monotonic() + args.seconds
     clients = [Client(url=url, key=key, number=offset + n, batch=100, until=until) for n in range(args.clients)]
+    counting = ConnectionCount()
+    counting.start()
     started = time.perf_counter()
     for client in clients:
         client.start()
     for client in clients:
         client.join(timeout=args.seconds + 120)
-    return clients, time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    counting.stop.set()
+    counting.join(5)
+    return clients, elapsed, counting.most
 
 
-def _figures(clients: list[Client], elapsed: float) -> dict:
+def _figures(clients: list[Client], elapsed: float, connections: int) -> dict:
     latencies = [latency for client in clients for latency in client.latencies]
     accepted = set().union(*(client.accepted for client in clients))
     never = float("inf")  # No request finished: the service was starved.
@@ -116,6 +147,7 @@ def _figures(clients: list[Client], elapsed: float) -> dict:
         "statuses": dict(sum((client.statuses for client in clients), Counter())),
         "accepted": accepted,
         "stored_reported": sum(client.stored_reported for client in clients),
+        "connections": connections,
     }
 
 
@@ -131,7 +163,9 @@ def _bench(args) -> int:
 
     call_command("migrate", verbosity=0)
     _key, raw_key = api_key_create(name="slow-clients", scope=ApiKeyScope.READ_WRITE)
-    env = {"GUNICORN_THREADS": str(args.threads)}
+    env = {} if args.threads is None else {"GUNICORN_THREADS": str(args.threads)}
+    threads = args.threads or int(os.environ.get("GUNICORN_THREADS", DEFAULT_THREADS))
+    pool = os.environ.get("AICOST_DB_POOL_MAX_SIZE", DEFAULT_POOL)
     with gunicorn_serving(database_url=os.environ["DATABASE_URL"], workers=args.workers, env=env) as url:
         alone = _figures(*_load(url, raw_key, args, offset=0))
         parts = urlsplit(url)
@@ -144,13 +178,15 @@ def _bench(args) -> int:
         finally:
             slow.close()
     print(
-        f"{args.workers} gthread workers x {args.threads} threads, {args.clients} clients (batches of 100), "
+        f"{args.workers} gthread workers x {threads} threads{'' if args.threads else ' (the default)'}, "
+        f"a pool of {pool} database connections per worker, {args.clients} clients (batches of 100), "
         f"{args.seconds:.0f} s per run"
     )
     for name, figures in (("alone", alone), (f"with {args.slow} slow", crowded)):
         print(
             f"{name:>14}: {figures['records_s']:,.0f} records/s  p50 {figures['p50']:.0f} ms  "
-            f"p95 {figures['p95']:.0f} ms  p99 {figures['p99']:.0f} ms  statuses {figures['statuses']}"
+            f"p95 {figures['p95']:.0f} ms  p99 {figures['p99']:.0f} ms  statuses {figures['statuses']}  "
+            f"database connections at most {figures['connections']}"
         )
     print(
         f"slow connections: {slow.opened} opened, {slow.closed_by_server} closed by the server "
@@ -180,7 +216,7 @@ def main() -> int:
     parser.add_argument("--slow", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="default: gunicorn.conf.py's")
     parser.add_argument("--clients", type=int, default=32)
     args = parser.parse_args()
     status = rerun_without_database("bench.slow_clients", durable=True)

@@ -18,7 +18,7 @@ from tests.conftest import HttpsClient
 from tests.gunicorn_server import gunicorn_serving, shared_test_database_url
 from tests.otlp_helpers import chat, export, span
 from tests.sqlite_process import sqlite_python
-from usage.keys import RATE_WINDOW_SECONDS, api_key_create, api_key_rate_take
+from usage.keys import RATE_WINDOW_SECONDS, _RateLeases, api_key_create, api_key_rate_take
 from usage.models import ApiKey, ApiKeyRateKind, ApiKeyRateWindow, ApiKeyScope, UsageLog
 
 INGEST, STATS = "/api/v1/usage/", "/api/v1/ai-platforms/stats"
@@ -86,17 +86,130 @@ def test_a_key_without_a_limit_is_never_throttled_nor_counted():
 
 
 @pytest.mark.django_db
-def test_a_limit_costs_one_statement_per_request():
+def test_a_limit_costs_one_statement_per_lease_and_none_for_the_requests_it_pays(settings):
+    settings.AICOST_RATE_LEASE_PROCESSES = 2  # A lease: a quarter of what the row has left...
+    settings.AICOST_RATE_LEASE_MAX = 5  # ... at most 5 requests.
+    _clear_of_the_window_end()
     _free, free_key = api_key_create(name="free", scope=ApiKeyScope.READ)
-    _limited, limited_key = api_key_create(name="limited", scope=ApiKeyScope.READ, read_requests_per_minute=1000)
-    _read(free_key), _read(limited_key)  # Warm: caches of the stats' first request.
+    limited, limited_key = api_key_create(name="limited", scope=ApiKeyScope.READ, read_requests_per_minute=1000)
+    _read(free_key), _read(limited_key)  # Warm: caches of the stats' first request; the first lease (1 of 5 spent).
     with CaptureQueriesContext(connection) as free:
         assert _read(free_key).status_code == 200
-    with CaptureQueriesContext(connection) as limited:
-        assert _read(limited_key).status_code == 200
-    extra = [query["sql"] for query in limited.captured_queries[len(free.captured_queries) :]]
-    assert len(limited.captured_queries) == len(free.captured_queries) + 1, extra
-    assert any("ai_api_key_rate" in query["sql"] for query in limited.captured_queries)
+    extra = []
+    for _ in range(10):
+        with CaptureQueriesContext(connection) as queries:
+            assert _read(limited_key).status_code == 200
+        rate = [query["sql"] for query in queries.captured_queries if "ai_api_key_rate" in query["sql"]]
+        assert len(queries.captured_queries) == len(free.captured_queries) + len(rate)
+        extra.append(len(rate))
+    assert extra == [0, 0, 0, 0, 1, 0, 0, 0, 0, 1]  # One take per lease of 5.
+    row = ApiKeyRateWindow.objects.get(api_key=limited, kind=ApiKeyRateKind.READ)
+    assert row.used == 15  # Three leases taken from the shared row, 11 of them spent.
+
+
+def _leases_and_key(limit_name: str = "leased"):
+    api_key = api_key_create(name=limit_name)[0]
+    return api_key, (_RateLeases(), _RateLeases())  # Two processes' leases, in one test process.
+
+
+def _admit(leases: _RateLeases, api_key: ApiKey, at: datetime, amount: int = 1, limit: int = 40):
+    return leases.admit(api_key_id=api_key.pk, kind=ApiKeyRateKind.INGEST, amount=amount, limit=limit, now=at)
+
+
+def _used(api_key: ApiKey) -> int:
+    return ApiKeyRateWindow.objects.get(api_key=api_key, kind=ApiKeyRateKind.INGEST).used
+
+
+@pytest.mark.django_db
+def test_processes_leasing_from_one_row_admit_the_limit_together_and_never_more(settings):
+    settings.AICOST_RATE_LEASE_PROCESSES, settings.AICOST_RATE_LEASE_MAX = 2, 10_000
+    api_key, (first, second) = _leases_and_key()
+    minute = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    admitted = {"first": 0, "second": 0}
+    for n in range(100):  # Both processes get traffic: every leased token is spent.
+        name, leases = ("first", first) if n % 2 else ("second", second)
+        admitted[name] += _admit(leases, api_key, minute + timedelta(seconds=n / 10)).allowed
+    assert admitted == {"first": 20, "second": 20}
+    assert _used(api_key) == 40
+    # A new window: the leases of the old one expired with it, and the row starts again.
+    later = minute + timedelta(seconds=60)
+    assert _admit(first, api_key, later).allowed
+    assert _used(api_key) == 10  # A lease of a quarter of the limit.
+
+
+@pytest.mark.django_db
+def test_a_process_may_refuse_while_another_holds_leased_tokens_until_the_window_ends(settings):
+    settings.AICOST_RATE_LEASE_PROCESSES, settings.AICOST_RATE_LEASE_MAX = 2, 10_000
+    api_key, (idle, busy) = _leases_and_key()
+    minute = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    assert _admit(idle, api_key, minute).allowed  # Leases 10, spends 1: 9 held.
+    busy_admitted = sum(_admit(busy, api_key, minute + timedelta(seconds=1)).allowed for _ in range(60))
+    assert busy_admitted == 30  # The row's 30 others; the idle process's 9 are stranded there...
+    refused = _admit(busy, api_key, minute + timedelta(seconds=45.5))
+    assert (refused.allowed, refused.retry_after) == (False, 15)
+    assert sum(_admit(idle, api_key, minute + timedelta(seconds=2)).allowed for _ in range(20)) == 9  # ... not lost.
+    assert _used(api_key) == 40
+    assert _admit(busy, api_key, minute + timedelta(seconds=61)).allowed  # A new window for everyone.
+
+
+@pytest.mark.django_db
+def test_leases_shrink_as_the_window_fills_and_a_request_takes_just_what_it_lacks_when_less_is_left(settings):
+    settings.AICOST_RATE_LEASE_PROCESSES, settings.AICOST_RATE_LEASE_MAX = 1, 10_000  # A lease: half of what is left.
+    api_key, (leases, other) = _leases_and_key()
+    minute = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+
+    def admit(process: _RateLeases, amount: int) -> bool:
+        return _admit(process, api_key, minute, amount=amount, limit=100).allowed
+
+    with CaptureQueriesContext(connection) as queries:
+        assert admit(leases, 3)  # A lease of 50: 47 held.
+        assert _used(api_key) == 50
+        assert admit(leases, 40)  # From the lease: 7 held.
+        assert admit(leases, 10)  # Lacks 3, takes a lease of 25 (the row had 50 left): 22 held.
+        assert _used(api_key) == 75
+        assert admit(leases, 30)  # Lacks 8, takes a lease of 12: 4 held.
+        assert _used(api_key) == 87
+        assert admit(other, 10)  # Its lease of 50 is refused (13 left): just the 10 it lacks.
+        assert _used(api_key) == 97
+        assert admit(leases, 6)  # Lacks 2; its lease of 6 is refused (3 left): just 2.
+        assert _used(api_key) == 99
+        assert not admit(leases, 2)  # 1 left: refused, nothing taken.
+        assert admit(leases, 1)
+        assert _used(api_key) == 100
+    takes = [query for query in queries.captured_queries if query["sql"].lstrip().startswith("INSERT")]
+    assert len(takes) == 1 + 0 + 1 + 1 + 2 + 2 + 1 + 1
+
+
+@pytest.mark.django_db
+def test_a_changed_limit_drops_the_lease_taken_under_the_old_one(settings):
+    settings.AICOST_RATE_LEASE_PROCESSES, settings.AICOST_RATE_LEASE_MAX = 1, 10_000
+    api_key, (leases, _other) = _leases_and_key()
+    minute = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    assert _admit(leases, api_key, minute, limit=100).allowed  # A lease of 50: 49 held.
+    assert _used(api_key) == 50
+    assert not _admit(leases, api_key, minute, limit=50).allowed  # Lowered: the row's 50 are all it allows.
+    assert _admit(leases, api_key, minute, limit=60).allowed  # Raised: 10 left in the row, its lease of 30 refused.
+    assert _used(api_key) == 51
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_threads_of_one_process_spend_one_lease_and_admit_exactly_the_limit(settings):
+    settings.AICOST_RATE_LEASE_PROCESSES, settings.AICOST_RATE_LEASE_MAX = 2, 10_000
+    api_key = api_key_create(name="threads")[0]
+    leases, limit = _RateLeases(), 150
+    now = datetime.now(UTC).replace(second=0, microsecond=0)  # One window however long the threads take.
+
+    def admit_many(_thread: int) -> int:
+        try:
+            return sum(_admit(leases, api_key, now, limit=limit).allowed for _ in range(40))
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        admitted = sum(pool.map(admit_many, range(8)))
+    assert admitted == limit  # 320 asked: the process refused only with its lease empty and the row full.
+    assert _used(api_key) == limit
 
 
 @pytest.mark.django_db
@@ -202,20 +315,29 @@ def _http(url: str, raw_key: str, body: bytes | None = None) -> tuple[int, str |
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_limits_are_shared_by_two_gunicorn_workers():
-    limit = 12
-    _api_key, raw_key = api_key_create(
+    """Each worker leases from the shared rows (GUNICORN_WORKERS=2: a quarter of what is left): together
+    they never admit more than the limit; a worker may refuse while the other still holds a lease's
+    remainder, less than half the limit in all (README, Rate limits)."""
+    limit = 40
+    api_key, raw_key = api_key_create(
         name="shared", scope=ApiKeyScope.READ_WRITE, ingest_records_per_minute=limit, read_requests_per_minute=limit
     )
     with gunicorn_serving(database_url=shared_test_database_url(), workers=2) as url:
         _clear_of_the_window_end(margin=20)
-        bodies = [json.dumps([_record(n)]).encode() for n in range(2 * limit)]
+        bodies = [json.dumps([_record(n)]).encode() for n in range(3 * limit)]
         with ThreadPoolExecutor(max_workers=8) as pool:  # Concurrent connections: both workers serve.
             ingested = list(pool.map(lambda body: _http(f"{url}{INGEST}", raw_key, body), bodies))
-            reads = list(pool.map(lambda _n: _http(f"{url}{STATS}", raw_key), range(2 * limit)))
-    assert sorted(status for status, _retry in ingested) == [201] * limit + [429] * limit
+            reads = list(pool.map(lambda _n: _http(f"{url}{STATS}", raw_key), range(3 * limit)))
+    accepted = sum(status == 201 for status, _retry in ingested)
+    assert limit // 2 < accepted <= limit
+    assert sorted(status for status, _retry in ingested) == [201] * accepted + [429] * (3 * limit - accepted)
     assert all(1 <= int(retry) <= RATE_WINDOW_SECONDS for status, retry in ingested if status == 429)
-    assert UsageLog.objects.count() == limit  # The 429s stored nothing.
-    assert sorted(status for status, _retry in reads) == [200] * limit + [429] * limit
+    assert UsageLog.objects.count() == accepted  # The 429s stored nothing.
+    read = sum(status == 200 for status, _retry in reads)
+    assert limit // 2 < read <= limit
+    assert sorted(status for status, _retry in reads) == [200] * read + [429] * (3 * limit - read)
+    rows = ApiKeyRateWindow.objects.filter(api_key=api_key)
+    assert sorted(rows.values_list("kind", "used")) == [(ApiKeyRateKind.INGEST, limit), (ApiKeyRateKind.READ, limit)]
 
 
 SQLITE_SCRIPT = """

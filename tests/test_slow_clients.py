@@ -93,7 +93,7 @@ class SlowClients:
 def test_requests_are_served_while_slow_clients_hold_connections():
     _key, raw_key = api_key_create(name="slow", scope=ApiKeyScope.READ_WRITE)
     auth = {"Authorization": f"Api-Key {raw_key}"}
-    env = {"GUNICORN_THREADS": "64", "AICOST_MAX_BODY_BYTES": str(BODY_LIMIT)}
+    env = {"AICOST_MAX_BODY_BYTES": str(BODY_LIMIT)}  # gunicorn.conf.py's threads and pool.
     with gunicorn_serving(database_url=shared_test_database_url(), workers=1, env=env) as url:
         parts = urlsplit(url)
         slow = SlowClients(parts.hostname, parts.port, raw_key)

@@ -177,8 +177,14 @@ def _delta_add(self, other):
     return type(self)(*(getattr(self, name) + getattr(other, name) for name in SUM_NAMES))
 
 
+_PYTHON_TYPES = tuple(rollup_sum.type.python for rollup_sum in ROLLUP_SUMS)
+
+
 def _delta_from_db(cls, values: Iterable):
     """A RollupDelta of summed values read from the database in ROLLUP_SUMS order (None: zero)."""
+    values = tuple(values)
+    if all(map(isinstance, values, _PYTHON_TYPES)):  # Exact and typed already (PostgreSQL): nothing to convert.
+        return cls(*values)
     return cls(
         *(
             rollup_sum.type.zero if value is None else rollup_sum.type.from_db(value)

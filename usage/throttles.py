@@ -1,6 +1,8 @@
 """Per-key rate limits (ApiKey.ingest_records_per_minute, ApiKey.read_requests_per_minute), the one
 DRF throttle of every API view (REST_FRAMEWORK's DEFAULT_THROTTLE_CLASSES). The count is shared by
-every worker and process: a row per key and kind in the database (usage.keys.api_key_rate_take).
+every worker and process: a row per key and kind in the database (usage.keys.api_key_rate_take), from
+which each process leases a share of the limit (usage.keys.api_key_rate_admit), so most requests under
+a limit run no statement.
 
 A view that stores usage records says how many a request carries with `ingest_records(request)`
 (the usage API: its records; OTLP: its spans); those count against the ingest limit, before anything
@@ -13,7 +15,7 @@ from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.throttling import BaseThrottle
 
-from usage.keys import api_key_rate_take
+from usage.keys import api_key_rate_admit
 from usage.models import ApiKey, ApiKeyRateKind
 
 
@@ -34,7 +36,7 @@ class ApiKeyRateThrottle(BaseThrottle):
             limit, kind, amount = api_key.read_requests_per_minute, ApiKeyRateKind.READ, 1
             if limit is None:
                 return True
-        decision = api_key_rate_take(api_key_id=api_key.pk, kind=kind, amount=amount, limit=limit, now=timezone.now())
+        decision = api_key_rate_admit(api_key_id=api_key.pk, kind=kind, amount=amount, limit=limit, now=timezone.now())
         if decision.allowed:
             return True
         wait = decision.retry_after

@@ -13,8 +13,9 @@ guard, retention/maintenance commands. Only the stats, cost trend, CSV export an
 
 Replica outage: the router probes the replica (`SELECT 1`, connect_timeout set in settings) at most
 every REPLICA_PROBE_SECONDS per process and, while the probe fails, sends the reporting reads to
-default. So a stopped replica costs at most one probe interval (plus the connect timeout) of failed
-reads (503 database_unavailable, never 500); once the probe succeeds again reads return to it.
+default. So a stopped replica costs at most one probe interval plus the probe's wait for a connection
+(the connect timeout, or with the connection pool its AICOST_DB_POOL_TIMEOUT) of failed reads
+(503 database_unavailable, never 500); once the probe succeeds again reads return to it.
 """
 
 import logging

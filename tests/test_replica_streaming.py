@@ -13,6 +13,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from django.conf import settings
 
 from core.db_routers import REPLICA_PROBE_SECONDS
 from tests.gunicorn_server import gunicorn_serving, shared_test_database_url
@@ -23,8 +24,9 @@ from usage.models import ApiKeyScope, UsageLog
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-# A stopped replica: the probe notices it within one probe interval plus the connect timeout (2 s).
-FALLBACK_BOUND = REPLICA_PROBE_SECONDS + 2 + 1
+# A stopped replica: the probe notices it within one probe interval plus its wait for a connection: the
+# connect timeout (2 s), or under gunicorn the pool's wait (AICOST_DB_POOL_TIMEOUT); one second of margin.
+FALLBACK_BOUND = REPLICA_PROBE_SECONDS + max(2, settings.AICOST_DB_POOL_TIMEOUT) + 1
 
 
 @pytest.fixture(scope="module")

@@ -382,8 +382,11 @@ def _bench(args) -> int:
     if args.rss_every:
         env["GUNICORN_MAX_REQUESTS"] = "0"  # A recycled worker would hide a leak.
     retry_seconds = 120 if faults else 0
+    server_log = open(args.server_log, "wb") if args.server_log else None  # noqa: SIM115 -- closed below
     try:
-        with gunicorn_serving(database_url=os.environ["DATABASE_URL"], workers=args.workers, env=env) as url:
+        with gunicorn_serving(
+            database_url=os.environ["DATABASE_URL"], workers=args.workers, env=env, log=server_log
+        ) as url:
             started_at = time.monotonic()
             until = started_at + args.seconds
             clients = [
@@ -412,6 +415,8 @@ def _bench(args) -> int:
     finally:
         if standby is not None:
             remove_throwaway(standby)
+        if server_log is not None:
+            server_log.close()
 
     latencies = [latency for client in clients for latency in client.latencies]
     statuses = sum((client.statuses for client in clients), Counter())
@@ -489,6 +494,7 @@ def main() -> int:
     soak.add_argument("--replica-outage-seconds", type=float, default=30)
     soak.add_argument("--rss-every", type=float, default=0, help="seconds between RSS samples of each worker")
     soak.add_argument("--rss-warmup", type=float, default=30, help="RSS growth is measured from this moment")
+    soak.add_argument("--server-log", help="write gunicorn's output (access log, tracebacks) to this file")
     args = parser.parse_args()
     status = rerun_without_database("bench.load", durable=True)
     if status is not None:

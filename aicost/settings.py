@@ -107,6 +107,9 @@ if env.str("DATABASE_REPLICA_URL", default=""):
         # Tests create no second database: the replica alias reads the test copy of default.
         "TEST": {"MIRROR": "default"},
     }
+    if "postgresql" in DATABASES["replica"]["ENGINE"]:
+        # A replica that does not answer is skipped (core/db_routers.py): fail its connects fast.
+        DATABASES["replica"]["OPTIONS"] = {"connect_timeout": 2, **DATABASES["replica"].get("OPTIONS", {})}
     DATABASE_ROUTERS = ["core.db_routers.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # A connection pool per process (psycopg_pool, PostgreSQL only; README, Deploying): at most

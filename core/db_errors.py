@@ -2,6 +2,7 @@
 
 import re
 
+import psycopg
 from django.db import DatabaseError, InterfaceError, OperationalError, ProgrammingError
 
 # What an operator runs to repair a broken schema (the schema guard's command), named in every
@@ -32,6 +33,8 @@ def database_unavailable(error: BaseException) -> bool:
     """The server cannot be reached or dropped the connection (restart, failover, network)."""
     if missing_schema_object(error) is not None:
         return False
-    return isinstance(error, OperationalError | InterfaceError) or (
+    # The driver's own errors too: a COPY runs on psycopg's cursor, outside Django's error wrapper, so a
+    # restart mid-COPY raises psycopg.errors.AdminShutdown (an OperationalError of psycopg's).
+    return isinstance(error, OperationalError | InterfaceError | psycopg.OperationalError | psycopg.InterfaceError) or (
         isinstance(error, DatabaseError) and "connection" in _message(error).lower()
     )

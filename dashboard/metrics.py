@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from core.db_errors import database_unavailable
+from core.db_routers import replica_lag
 from pricing.selectors import model_providers, reporting_currency
 from schemaguard.guard import SchemaHealth, schema_health
 from usage.checks import LOG_DISAGREES as USAGE_LOG_DISAGREES
@@ -178,6 +179,23 @@ class DatabaseCollector:
             int(database_up and USAGE_LOG_DISAGREES not in health.findings),
         )
         yield from usage
+        yield from _replica_families()
+
+
+def _replica_families():
+    """The read replica's gauges, only when one is configured (DATABASE_REPLICA_URL)."""
+    state = replica_lag()
+    if state is None:
+        return
+    yield _gauge("aicost_replica_up", "1 when the read replica answered at scrape time, else 0.", int(state["up"]))
+    if state["lag_seconds"] is not None:
+        yield _gauge(
+            "aicost_replica_lag_seconds",
+            "Replication delay of the read replica: age of its last replayed transaction (0 when caught up).",
+            state["lag_seconds"],
+        )
+    if state["lag_bytes"] is not None:
+        yield _gauge("aicost_replica_lag_bytes", "WAL bytes the read replica has not replayed yet.", state["lag_bytes"])
 
 
 def metrics_registry() -> CollectorRegistry:

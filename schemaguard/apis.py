@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.responses import ErrorSerializer, error_body
+from core.db_routers import replica_lag
 from schemaguard.guard import SchemaReport, schema_health, schema_report
 
 
@@ -46,6 +47,7 @@ def _report_data(report: SchemaReport) -> dict:
             for f in report.findings
         ],
         "repair_command": report.repair_command,
+        "replica": replica_lag(),
     }
 
 
@@ -81,6 +83,17 @@ class DatabaseHealthApi(APIView):
         pending_migrations = serializers.ListField(child=serializers.CharField())
         findings = FindingSerializer(many=True)
         repair_command = serializers.CharField()
+
+        class ReplicaSerializer(serializers.Serializer):
+            class Meta:
+                ref_name = "DatabaseHealthReplica"
+
+            up = serializers.BooleanField(help_text="The replica answered.")
+            in_recovery = serializers.BooleanField(allow_null=True, help_text="False once promoted.")
+            lag_seconds = serializers.FloatField(allow_null=True, help_text="Age of the last replayed transaction.")
+            lag_bytes = serializers.IntegerField(allow_null=True, help_text="WAL not yet replayed on the replica.")
+
+        replica = ReplicaSerializer(allow_null=True, help_text="Null when no DATABASE_REPLICA_URL is set.")
 
     @extend_schema(
         responses={

@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from core.db_routers import REPLICA, ReplicaRouter, reading_from_replica
+from core.db_routers import REPLICA, ReplicaRouter, reading_from_replica, replica_probe
 from ingest.services import usage_record_batch
 from pricing.models import ModelPricing
 from schemaguard.guard import schema_report
@@ -145,8 +145,11 @@ def test_ingestion_admin_and_schema_guard_stay_on_default(routed, writer, staff_
 
 
 @pytest.fixture
-def replica_alias(django_db_modify_db_settings):
+def replica_alias(django_db_modify_db_settings, monkeypatch):
+    """The router's own choices, without a database: the replica answers its probe (the probe and the
+    fallback are tested against a real standby in tests/test_replica_streaming.py)."""
     assert REPLICA in django_settings.DATABASES
+    monkeypatch.setattr(replica_probe, "available", lambda: True)
 
 
 def test_router_sends_only_report_reads_of_report_models_to_the_replica(replica_alias):
@@ -232,5 +235,8 @@ def test_database_replica_url_adds_the_alias_and_the_router():
         "reader",
     )
     assert replica["TEST"]["MIRROR"] == "default"
-    assert probed["report_read"] == {"usage_log": "replica", "api_key": "default"}
+    assert replica["OPTIONS"]["connect_timeout"] == 2  # An unreachable replica is given up on quickly.
+    # replica.internal does not answer the router's probe, so even the report read falls back to default
+    # (with a replica that answers it goes there: the tests above, and tests/test_replica_streaming.py).
+    assert probed["report_read"] == {"usage_log": "default", "api_key": "default"}
     assert probed["write"] == "default"

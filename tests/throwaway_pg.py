@@ -6,6 +6,9 @@ starts a server in a temporary directory on a free loopback port, runs COMMAND w
 DATABASE_URL pointing at it, then stops the server and removes the directory. As root the
 server runs as the `postgres` system user (initdb and postgres refuse to run as root).
 Tests that need to restart the server (fault tests) find it through AICOST_PG_* variables.
+`start_standby(primary)` adds a physical streaming replica of it (pg_basebackup -R) on another
+loopback port, for the replica tests; the primary is started ready for it (wal_level=replica,
+WAL senders, and initdb's default pg_hba already allows replication from 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -64,6 +67,13 @@ class ThrowawayPostgres:
             f"-k {self.root}",
             "-c max_connections=200",
             "-c shared_buffers=256MB",
+            # Replication: a standby can be cloned and streamed from any throwaway server.
+            "-c wal_level=replica",
+            "-c max_wal_senders=10",
+            "-c wal_keep_size=256MB",
+            "-c hot_standby=on",
+            # A standby reports lag quickly; a primary ignores these.
+            "-c wal_receiver_status_interval=1s",
         ]
         if not self.durable:
             # A throwaway server: crash safety buys nothing here and costs test time.
@@ -80,6 +90,10 @@ class ThrowawayPostgres:
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop")
 
+    def promote(self) -> None:
+        """Make this standby a primary (pg_ctl promote, waiting until it accepts writes)."""
+        self._run("pg_ctl", "-D", str(self.datadir), "-w", "promote")
+
     def create_database(self) -> None:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", SERVER_USER, DATABASE)
 
@@ -90,6 +104,7 @@ class ThrowawayPostgres:
             "AICOST_PG_DATADIR": str(self.datadir),
             "AICOST_PG_ROOT": str(self.root),
             "AICOST_PG_PORT": str(self.port),
+            "AICOST_PG_DURABLE": "1" if self.durable else "",
         }
 
     @classmethod
@@ -101,6 +116,7 @@ class ThrowawayPostgres:
             bindir=Path(os.environ["AICOST_PG_BINDIR"]),
             root=Path(os.environ["AICOST_PG_ROOT"]),
             port=int(os.environ["AICOST_PG_PORT"]),
+            durable=bool(os.environ.get("AICOST_PG_DURABLE")),  # A restart keeps the server's settings.
         )
 
 
@@ -121,6 +137,27 @@ def start_throwaway(*, durable: bool = False) -> ThrowawayPostgres:
         shutil.rmtree(root, ignore_errors=True)
         raise
     return server
+
+
+def start_standby(primary: ThrowawayPostgres) -> ThrowawayPostgres:
+    """A streaming replica of `primary` in its own temporary directory and on its own loopback port:
+    pg_basebackup -R (which writes standby.signal and primary_conninfo), then started like the primary."""
+    root = Path(tempfile.mkdtemp(prefix="aicost-pg-standby-"))
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(SERVER_USER)
+        os.chown(root, user.pw_uid, user.pw_gid)
+    standby = ThrowawayPostgres(bindir=primary.bindir, root=root, port=_free_port(), durable=primary.durable)
+    try:
+        standby._run(
+            "pg_basebackup",
+            *("-h", "127.0.0.1", "-p", str(primary.port), "-U", SERVER_USER),
+            *("-D", str(standby.datadir), "-R", "-X", "stream", "-c", "fast"),
+        )
+        standby.start()
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return standby
 
 
 def remove_throwaway(server: ThrowawayPostgres) -> None:

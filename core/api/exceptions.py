@@ -2,6 +2,7 @@
 
 import logging
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -112,7 +113,7 @@ def api_exception_handler(exc, context):
             code="request_too_large",
             status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
-    if isinstance(exc, DatabaseError):
+    if isinstance(exc, DatabaseError | psycopg.Error):  # The driver's own: a COPY bypasses Django's wrapper.
         return _database_error_response(exc)  # None: an unexpected database error stays a logged 500.
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

@@ -9,6 +9,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -92,13 +94,22 @@ def keys():
     ]
 
 
-def test_reports_read_the_replica_fresh_writes_do_not_and_its_lag_is_reported(standby, keys):
+@contextmanager
+def _serving_one_batch_seen(standby, keys, *, tag: str, workers: int) -> Iterator[tuple[str, str]]:
+    """gunicorn on the primary with the standby as its replica, once a first batch (3 calls, `tag`) is
+    stored and the reports show it: (the server's base URL, the replica's database URL)."""
     writer, reader = keys
     primary_url = shared_test_database_url()
     replica_url = _on(standby, primary_url)
-    with gunicorn_serving(database_url=primary_url, workers=1, env={"DATABASE_REPLICA_URL": replica_url}) as base:
-        assert _request(f"{base}/api/v1/usage/", writer, data=_batch("a"))[0] == 201
+    with gunicorn_serving(database_url=primary_url, workers=workers, env={"DATABASE_REPLICA_URL": replica_url}) as base:
+        assert _request(f"{base}/api/v1/usage/", writer, data=_batch(tag))[0] == 201
         assert _wait(lambda: _calls(base, reader) == (200, 3), 20)
+        yield base, replica_url
+
+
+def test_reports_read_the_replica_fresh_writes_do_not_and_its_lag_is_reported(standby, keys):
+    writer, reader = keys
+    with _serving_one_batch_seen(standby, keys, tag="a", workers=1) as (base, replica_url):
         _sql(replica_url, "SELECT pg_wal_replay_pause()")
         try:
             assert _request(f"{base}/api/v1/usage/", writer, data=_batch("b"))[0] == 201
@@ -135,11 +146,7 @@ def test_reports_read_the_replica_fresh_writes_do_not_and_its_lag_is_reported(st
 
 def test_a_stopped_replica_falls_back_to_the_primary_within_the_bound_and_is_used_again(standby, keys):
     writer, reader = keys
-    primary_url = shared_test_database_url()
-    replica_url = _on(standby, primary_url)
-    with gunicorn_serving(database_url=primary_url, workers=2, env={"DATABASE_REPLICA_URL": replica_url}) as base:
-        assert _request(f"{base}/api/v1/usage/", writer, data=_batch("c"))[0] == 201
-        assert _wait(lambda: _calls(base, reader) == (200, 3), 20)
+    with _serving_one_batch_seen(standby, keys, tag="c", workers=2) as (base, replica_url):
         standby.stop(mode="fast")
         stopped = time.monotonic()
         answers = []

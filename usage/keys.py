@@ -65,13 +65,18 @@ class RateDecision:
     used: int = 0  # What the shared row holds after an allowed take (0: unknown, or refused).
 
 
+def _rate_window_start(now: datetime) -> int:
+    """The epoch second the fixed one-minute window holding `now` begins."""
+    return int(now.timestamp()) // RATE_WINDOW_SECONDS * RATE_WINDOW_SECONDS
+
+
 def api_key_rate_take(*, api_key_id: int, kind: str, amount: int, limit: int, now: datetime) -> RateDecision:
     """Take `amount` of a key's per-minute `limit` of `kind` in the fixed one-minute window holding
     `now`, all or nothing: one UPSERT ... RETURNING on the primary, so every worker and process shares
     the count and two requests never both take the last of it (the row lock orders them). The row moves
     on to a new window in the same statement. One statement: atomic by itself, in autocommit it holds
     the row lock only for its own duration (never for a request's transaction)."""
-    start = int(now.timestamp()) // RATE_WINDOW_SECONDS * RATE_WINDOW_SECONDS
+    start = _rate_window_start(now)
     retry_after = max(1, math.ceil(start + RATE_WINDOW_SECONDS - now.timestamp()))
     if amount > limit:
         return RateDecision(allowed=False, retry_after=retry_after)
@@ -123,7 +128,7 @@ class _RateLeases:
         return lease, False
 
     def admit(self, *, api_key_id: int, kind: str, amount: int, limit: int, now: datetime) -> RateDecision:
-        start = int(now.timestamp()) // RATE_WINDOW_SECONDS * RATE_WINDOW_SECONDS
+        start = _rate_window_start(now)
         slot = (api_key_id, kind)
         with self._lock:
             lease, paid = self._spend(slot, start, limit, amount)

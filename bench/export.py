@@ -21,8 +21,8 @@ import sys
 import time
 import tracemalloc
 from datetime import timedelta
-from pathlib import Path
 
+from bench.load import rss_kb
 from tests.throwaway_pg import rerun_without_database
 
 RANGES = ["24h", "7d", "30d", "90d", "all"]
@@ -52,10 +52,10 @@ FROM generate_series(1, %(rows)s) AS g
 
 
 def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    kb = rss_kb(os.getpid())
+    if kb is None:
+        raise RuntimeError("no VmRSS in /proc/self/status")
+    return kb / 1024
 
 
 def _stream(client, time_range: str, *, sample_rss: bool) -> dict:

@@ -283,7 +283,8 @@ def _is_gunicorn(pid: int) -> bool:
         return False
 
 
-def _rss_kb(pid: int) -> int | None:
+def rss_kb(pid: int) -> int | None:
+    """A process's resident set size in KB (Linux's /proc), None when it is gone."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
@@ -305,7 +306,7 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while True:
             moment = time.monotonic()
-            rss = {pid: kb for pid in _gunicorn_workers() if (kb := _rss_kb(pid)) is not None}
+            rss = {pid: kb for pid in _gunicorn_workers() if (kb := rss_kb(pid)) is not None}
             self.samples.append((moment - self.started, rss))
             if moment >= self.until:
                 return

@@ -29,7 +29,7 @@ RANGES = ["24h", "7d", "30d", "90d", "all"]
 SEED_SQL = """
 INSERT INTO ai_model_usage_log (
     model_name, decision_id, user_id, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
-    cost, cost_source, price_version_id, response_time, success, error_message, purpose, timestamp
+    cost, reporting_cost, cost_source, price_version_id, response_time, success, error_message, purpose, timestamp
 )
 SELECT
     (ARRAY['gpt-4o', 'gpt-4o-mini', 'deepseek-chat', 'claude-haiku-4-5', 'qwen-plus'])[1 + mod(g, 5)],
@@ -40,6 +40,7 @@ SELECT
     mod(g, 100),
     0,
     ((mod(g, 1000000)) / 100000000.0)::numeric(20, 8),
+    ((mod(g, 1000000)) / 100000000.0)::numeric(20, 8),  -- converted: USD prices, USD reporting currency
     'computed',
     NULL,
     (mod(g, 9000)) / 1000.0,

@@ -72,7 +72,7 @@ class _Side:
         env.setdefault("AICOST_ENV_FILE", "/dev/null")
         env.setdefault("DEBUG", "false")
         self.process = subprocess.Popen(  # This file run in the side's checkout (an older one may not have it).
-            [sys.executable, __file__, "--serve"],
+            [sys.executable, "-P", __file__, "--serve"],  # -P: not bench/ first on the path (its ingest.py)
             cwd=self.checkout,
             env=env,
             stdin=subprocess.PIPE,

@@ -235,6 +235,9 @@ def _coverage(terms: dict) -> dict[datetime, int]:
         elif term[0] == "prefix":  # The first minutes of an hour.
             start = datetime.fromtimestamp(term[1], UTC)
             end = start + timedelta(minutes=term[2])
+        elif term[0] == "hours+prefix":  # Whole hours up to the last, and the last one's first minutes.
+            start = datetime.fromtimestamp(term[1], UTC)
+            end = datetime.fromtimestamp(term[2], UTC) + timedelta(minutes=term[3])
         else:  # day, hour: [first, last)
             start, end = datetime.fromtimestamp(term[1], UTC), datetime.fromtimestamp(term[2], UTC)
         changes[start] += sign

@@ -80,9 +80,11 @@ class UsageFilters:
 
 # --- Windows as signed terms ----------------------------------------------------------------------
 # Terms: ("day", first day, day after the last); ("hour", first hour, hour after the last): whole
-# hours; ("prefix", hour, minutes): an hour's first 15, 30 or 45 minutes (its prefix columns); all in
-# UTC epoch seconds. ("log", start, end) as UTC datetimes. Whole hours and prefixes are apart so that
-# the many rows of whole hours are summed column by column, with no choice of column per row.
+# hours; ("prefix", hour, minutes): an hour's first 15, 30 or 45 minutes (its prefix columns);
+# ("hours+prefix", first hour, last hour, minutes): the whole hours before the last and the last's
+# prefix, one read; all in UTC epoch seconds. ("log", start, end) as UTC datetimes. Whole hours
+# without a prefix are their own terms so that their rows are summed column by column, with no
+# choice of column per row (a quarter of the hour terms' time in the zoned 366-day trend).
 Term = tuple
 
 
@@ -116,10 +118,13 @@ class _Edge(NamedTuple):
 def _since_hour(hour: int, edge: _Edge) -> dict[Term, int]:
     """Terms adding up to [hour, edge), for a UTC hour at or before the edge's hour."""
     terms: dict[Term, int] = {}
-    if hour < edge.hour:
+    minutes = (edge.quarter - edge.hour) // 60
+    if hour < edge.hour and minutes:  # One read of the hours and the prefix after them.
+        terms[("hours+prefix", hour, edge.hour, minutes)] = 1
+    elif hour < edge.hour:
         terms[("hour", hour, edge.hour)] = 1
-    if edge.hour < edge.quarter:
-        terms[("prefix", edge.hour, (edge.quarter - edge.hour) // 60)] = 1
+    elif minutes:
+        terms[("prefix", edge.hour, minutes)] = 1
     if edge.quarter < edge.seconds or edge.utc.microsecond:
         terms[("log", _utc(edge.quarter), edge.utc)] = 1
     return terms
@@ -197,6 +202,12 @@ def _prefix_column(name: str) -> str:
     return f"CASE r.minutes {prefixes} END"
 
 
+def _hours_and_prefix_column(name: str) -> str:
+    """The column of a declared sum that an hours+prefix term reads: the whole hour before its last
+    hour, the last hour's prefix of r.minutes."""
+    return f"CASE WHEN t.bucket < r.last THEN t.{name} ELSE {_prefix_column(name)} END"
+
+
 def _rollup_sums_sql(column_of, sums: Sums) -> str:
     return ", ".join(f"{s.type.sum_sql(column_of(s.name))} AS {s.name}" for s in sums)
 
@@ -236,6 +247,15 @@ def _parts(*, per_model: bool, sums: Sums) -> dict[str, tuple[_Part, str]]:
             ),
             hour_table,
         ),
+        "hours+prefix": (
+            _Part(
+                "hours+prefix",
+                (("i", INT), ("lo", EPOCH_HOURS), ("last", EPOCH_HOURS), ("minutes", INT)),
+                "t.bucket >= r.lo AND t.bucket <= r.last",
+                _rollup_sums_sql(_hours_and_prefix_column, sums),
+            ),
+            hour_table,
+        ),
         "prefix": (
             _Part(
                 "prefix",
@@ -252,6 +272,8 @@ def _term_row(i: int, term: Term) -> tuple:
     """A term's parameters: in UTC days or hours since the epoch."""
     if term[0] == "prefix":
         return (i, term[1] // HOUR_SECONDS, term[2])
+    if term[0] == "hours+prefix":
+        return (i, term[1] // HOUR_SECONDS, term[2] // HOUR_SECONDS, term[3])
     seconds = HOUR_SECONDS if term[0] == "hour" else DAY_SECONDS
     return (i, term[1] // seconds, term[2] // seconds)
 

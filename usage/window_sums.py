@@ -28,6 +28,7 @@ one snapshot, so a batch or a compaction committing meanwhile is in the whole an
 transaction needed); with a read replica configured, reporting reads go to it (core.db_routers).
 """
 
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -196,16 +197,11 @@ def _count_cast(rollup_sum, expression: str) -> str:
     return f"CAST({expression} AS BIGINT)" if rollup_sum.type is COUNT else expression
 
 
-def _prefix_column(name: str) -> str:
-    """The column of a declared sum that a prefix term reads: its hour's first r.minutes."""
-    prefixes = " ".join(f"WHEN {minutes} THEN t.{prefix_column(name, minutes)}" for minutes in PREFIX_MINUTES)
-    return f"CASE r.minutes {prefixes} END"
-
-
-def _hours_and_prefix_column(name: str) -> str:
-    """The column of a declared sum that an hours+prefix term reads: the whole hour before its last
+def _hour_column(name: str) -> str:
+    """The column of a declared sum that a term of the hour rows reads: the whole hour before its last
     hour, the last hour's prefix of r.minutes."""
-    return f"CASE WHEN t.bucket < r.last THEN t.{name} ELSE {_prefix_column(name)} END"
+    prefixes = " ".join(f"WHEN {minutes} THEN t.{prefix_column(name, minutes)}" for minutes in PREFIX_MINUTES)
+    return f"CASE WHEN t.bucket < r.last THEN t.{name} ELSE CASE r.minutes {prefixes} END END"
 
 
 def _rollup_sums_sql(column_of, sums: Sums) -> str:
@@ -238,44 +234,56 @@ def _parts(*, per_model: bool, sums: Sums) -> dict[str, tuple[_Part, str]]:
             ),
             day_table,
         ),
-        "hour": (
+        "whole hours": (
             _Part(
-                "hour",
+                "whole hours",
                 (("i", INT), ("lo", EPOCH_HOURS), ("hi", EPOCH_HOURS)),
                 "t.bucket >= r.lo AND t.bucket < r.hi",
                 _rollup_sums_sql(lambda n: f"t.{n}", sums),
             ),
             hour_table,
         ),
-        "hours+prefix": (
+        "hours": (
             _Part(
-                "hours+prefix",
-                (("i", INT), ("lo", EPOCH_HOURS), ("last", EPOCH_HOURS), ("minutes", INT)),
-                "t.bucket >= r.lo AND t.bucket <= r.last",
-                _rollup_sums_sql(_hours_and_prefix_column, sums),
-            ),
-            hour_table,
-        ),
-        "prefix": (
-            _Part(
-                "prefix",
-                (("i", INT), ("at", EPOCH_HOURS), ("minutes", INT)),
-                "t.bucket = r.at",
-                _rollup_sums_sql(_prefix_column, sums),
+                "hours",
+                (("i", INT), ("lo", EPOCH_HOURS), ("last", EPOCH_HOURS), ("hi", EPOCH_HOURS), ("minutes", INT)),
+                "t.bucket >= r.lo AND t.bucket < r.hi",
+                _rollup_sums_sql(_hour_column, sums),
             ),
             hour_table,
         ),
     }
 
 
-def _term_row(i: int, term: Term) -> tuple:
-    """A term's parameters: in UTC days or hours since the epoch."""
-    if term[0] == "prefix":
-        return (i, term[1] // HOUR_SECONDS, term[2])
-    if term[0] == "hours+prefix":
-        return (i, term[1] // HOUR_SECONDS, term[2] // HOUR_SECONDS, term[3])
-    seconds = HOUR_SECONDS if term[0] == "hour" else DAY_SECONDS
-    return (i, term[1] // seconds, term[2] // seconds)
+# From this many whole-hours terms on, they are read apart from the terms with a prefix (their rows
+# summed column by column, no CASE per row); below it, one part reads every hour term, so a
+# statement planned per request (stats: its end is now) has fewer parts to plan.
+WHOLE_HOURS_APART = 32
+
+
+def _part_rows(terms: list[Term]) -> dict[str, list[tuple]]:
+    """Each term's parameters, by the part that reads it: in UTC days or hours since the epoch."""
+    apart = sum(term[0] == "hour" for term in terms) >= WHOLE_HOURS_APART
+    rows: dict[str, list[tuple]] = defaultdict(list)
+    for i, term in enumerate(terms):
+        kind, *bounds = term
+        if kind == "day":
+            rows["day"].append((i, bounds[0] // DAY_SECONDS, bounds[1] // DAY_SECONDS))
+            continue
+        if kind == "log":
+            continue
+        if kind == "hour" and apart:
+            rows["whole hours"].append((i, bounds[0] // HOUR_SECONDS, bounds[1] // HOUR_SECONDS))
+            continue
+        if kind == "hour":
+            (first, last), minutes = bounds, 0
+        elif kind == "prefix":
+            (first, minutes), last = bounds, bounds[0]
+        else:  # hours+prefix
+            first, last, minutes = bounds
+        first, last = first // HOUR_SECONDS, last // HOUR_SECONDS
+        rows["hours"].append((i, first, last, last + (1 if minutes else 0), minutes))
+    return rows
 
 
 def _filters_sql(
@@ -319,8 +327,9 @@ def _statement(
     sign in it (w)."""
     per_model = by_model or filters.model_names is not None
     selects, params = [], []
+    part_rows = _part_rows(terms)
     for kind, (part, table) in _parts(per_model=per_model, sums=sums).items():
-        rows = [_term_row(i, term) for i, term in enumerate(terms) if term[0] == kind]
+        rows = part_rows.get(kind)
         if not rows:
             continue
         terms_sql, terms_params = values_table_sql(connection, part.columns, rows)

@@ -18,9 +18,10 @@ from ingest.services import usage_record_batch
 from tests.rollup_oracle import expected_sums, sums_of
 from usage import rollups
 from usage.models import PREFIX_MINUTES, UsageLog, UsageRollupDaily, UsageRollupHour, prefix_column
+from usage.rollup_sums import ROLLUP_SUMS
 from usage.rollups import GRAINS, rollup_columns, rollups_compact, rollups_compact_cycle, rollups_rebuild
 from usage.services import UsageRecordInput
-from usage.window_sums import UsageFilters, usage_sums_by_model
+from usage.window_sums import UsageFilters, usage_sums_by_model, usage_totals_by_window
 
 pytestmark = pytest.mark.django_db
 BASE = datetime(2026, 3, 7, 23, 40, tzinfo=UTC)  # Batches cross quarter hours, hours and a UTC midnight.
@@ -328,3 +329,22 @@ def test_the_compact_command_compacts_and_says_how_many_rows():
     call_command("usage_rollups_compact", "--lock-timeout-ms", "500", stdout=out)
     assert out.getvalue() == f"Compacted {deltas} delta rollup rows.\n"
     assert _delta_rows() == 0
+
+
+def test_a_read_of_some_sums_gives_them_exactly_and_leaves_the_others_unusable():
+    """The trend reads only the sums its days show: those equal every-sum reads, the rest are None
+    (adding one fails loudly), and a read that would not know which windows have calls is refused."""
+    _record_uncompacted()
+    boundaries = [BASE - timedelta(hours=1), BASE + timedelta(minutes=95), BASE + timedelta(hours=5)]
+    some = tuple(s for s in ROLLUP_SUMS if s.name in {"calls", "reporting_cost", "cached_tokens"})
+    every = usage_totals_by_window(boundaries=boundaries, filters=UsageFilters())
+    read = usage_totals_by_window(boundaries=boundaries, filters=UsageFilters(), sums=some)
+    assert [w.calls for w in every] == [w.calls for w in read]
+    assert all(w.calls for w in read)
+    assert [w.reporting_cost for w in every] == [w.reporting_cost for w in read]
+    assert [w.cached_tokens for w in every] == [w.cached_tokens for w in read]
+    assert {w.prompt_tokens for w in read} == {w.cost for w in read} == {None}
+    with pytest.raises(TypeError):
+        read[0] + read[1]
+    with pytest.raises(ValueError, match="calls"):
+        usage_totals_by_window(boundaries=boundaries, filters=UsageFilters(), sums=some[1:])

@@ -232,10 +232,14 @@ def _coverage(terms: dict) -> dict[datetime, int]:
     for term, sign in terms.items():
         if term[0] == "log":
             start, end = term[1], term[2]
-        else:  # day: [first, last); hour: [first, last) and the first minutes of the last hour
+        elif term[0] == "prefix":  # The first minutes of an hour.
             start = datetime.fromtimestamp(term[1], UTC)
-            minutes = 0 if term[0] == "day" else term[3]
-            end = datetime.fromtimestamp(term[2], UTC) + timedelta(minutes=minutes)
+            end = start + timedelta(minutes=term[2])
+        elif term[0] == "hours+prefix":  # Whole hours up to the last, and the last one's first minutes.
+            start = datetime.fromtimestamp(term[1], UTC)
+            end = datetime.fromtimestamp(term[2], UTC) + timedelta(minutes=term[3])
+        else:  # day, hour: [first, last)
+            start, end = datetime.fromtimestamp(term[1], UTC), datetime.fromtimestamp(term[2], UTC)
         changes[start] += sign
         changes[end] -= sign
     return changes

@@ -252,12 +252,3 @@ def window_number_sql(connection: BaseDatabaseWrapper, column: str, boundaries: 
         return f"width_bucket({column}, %s::timestamptz[]) - 1", [literal]
     cases = " ".join(f"WHEN {column} < %s THEN {n}" for n in range(len(boundaries) - 1))
     return f"CASE {cases} END", [connection.ops.adapt_datetimefield_value(b) for b in boundaries[1:]]
-
-
-def snapshot_begin(connection: BaseDatabaseWrapper) -> None:
-    """Make the transaction just begun read one snapshot (PostgreSQL: REPEATABLE READ), and keep the
-    planner from JIT-compiling: it cannot size a join on ranges (it guesses 0.5% of a table per
-    range) and would spend 100-250 ms compiling a few-millisecond query. One round trip."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; SET LOCAL jit = off")

@@ -14,7 +14,7 @@ from core.db_routers import reading_from_replica
 from core.money import ZERO, money_display, percent_of
 from pricing.models import ModelPricing
 from pricing.selectors import RateBook, model_names_of_provider, reporting_currency
-from usage.rollup_sums import RollupDelta
+from usage.rollup_sums import ROLLUP_SUMS, RollupDelta
 from usage.selectors import budget_rates_now, usage_month_span, usage_month_sums
 from usage.window_sums import UsageFilters, usage_sums_by_local_day, usage_sums_over_spans
 
@@ -37,6 +37,11 @@ TOKEN_KIND_SUMS = (
     "output_audio_tokens",
     "output_image_tokens",
 )
+
+
+# The declared sums a day of the trend shows (_day_entry), read alone: not the price-currency cost,
+# which cannot be added across models, nor the response times, which the trend does not show.
+DAY_ENTRY_SUMS = tuple(s for s in ROLLUP_SUMS if s.name not in {"cost", "response_time_sum", "response_time_count"})
 
 
 def _token_kinds(sums: RollupDelta) -> dict:
@@ -239,7 +244,7 @@ def _day_entry(day: date, sums: RollupDelta | None) -> dict:
 def usage_daily_trend(*, days: int, now: datetime, zone: tzinfo, filters: UsageFilters) -> dict:
     """The daily-trend API's data: every calendar day of the window, zero-filled, oldest first."""
     first_day = now.astimezone(zone).date() - timedelta(days=days - 1)
-    sums = usage_sums_by_local_day(first_day=first_day, days=days, zone=zone, filters=filters)
+    sums = usage_sums_by_local_day(first_day=first_day, days=days, zone=zone, filters=filters, sums=DAY_ENTRY_SUMS)
     daily = [_day_entry(first_day + timedelta(days=n), sums.get(first_day + timedelta(days=n))) for n in range(days)]
     costs = [entry["cost"] for entry in daily]
     total_cost = money_display(sum(costs, ZERO))

@@ -19,8 +19,9 @@ rollups. What the APIs show of a sum is chosen where responses are shaped (usage
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, make_dataclass
 from decimal import Decimal
+from functools import cache
 from itertools import repeat
-from operator import attrgetter, eq, is_not
+from operator import attrgetter, eq, is_not, itemgetter
 from typing import Any
 
 from django.db import models
@@ -177,20 +178,36 @@ def _delta_add(self, other):
     return type(self)(*(getattr(self, name) + getattr(other, name) for name in SUM_NAMES))
 
 
-_PYTHON_TYPES = tuple(rollup_sum.type.python for rollup_sum in ROLLUP_SUMS)
-
-
 def _delta_from_db(cls, values: Iterable):
     """A RollupDelta of summed values read from the database in ROLLUP_SUMS order (None: zero)."""
-    values = tuple(values)
-    if all(map(isinstance, values, _PYTHON_TYPES)):  # Exact and typed already (PostgreSQL): nothing to convert.
-        return cls(*values)
-    return cls(
-        *(
-            rollup_sum.type.zero if value is None else rollup_sum.type.from_db(value)
-            for rollup_sum, value in zip(ROLLUP_SUMS, values, strict=True)
+    return _read_all(values)
+
+
+def _typed_reader(sums: tuple["RollupSum", ...]) -> Callable[[Iterable], tuple]:
+    python_types = tuple(s.type.python for s in sums)
+
+    def typed(values: Iterable) -> tuple:
+        values = tuple(values)
+        if all(map(isinstance, values, python_types)):  # Exact and typed already (PostgreSQL): nothing to convert.
+            return values
+        return tuple(
+            s.type.zero if value is None else s.type.from_db(value) for s, value in zip(sums, values, strict=True)
         )
-    )
+
+    return typed
+
+
+@cache
+def delta_reader(sums: tuple["RollupSum", ...]) -> Callable[[Iterable], "RollupDelta"]:
+    """reader(values): the RollupDelta of the values of `sums` read from the database (in their
+    order; None: zero); the declared sums not read are None, so using one fails rather than reading
+    a silent zero. Made once per set of sums: take it before a loop over rows."""
+    typed = _typed_reader(sums)
+    if tuple(s.name for s in sums) == SUM_NAMES:
+        return lambda values: RollupDelta(*typed(values))
+    position = {s.name: n for n, s in enumerate(sums)}
+    spread = itemgetter(*(position.get(name, len(sums)) for name in SUM_NAMES))  # len(sums): the None after them.
+    return lambda values: RollupDelta(*spread((*typed(values), None)))
 
 
 # The sums as one value: RollupDelta(calls=..., cost=...), each field typed and zero by default.
@@ -204,3 +221,4 @@ RollupDelta = make_dataclass(
     },
 )
 RollupDelta.__module__ = __name__
+_read_all = delta_reader(ROLLUP_SUMS)

@@ -23,19 +23,20 @@ same all day.
 
 Rollup tables may hold several rows per key (delta rows not yet compacted): every term SUMs rows.
 Filters on user_id or purpose are not rollup dimensions; those windows are summed from the raw log.
-Without a model filter, totals read the all-models rollups (one row per bucket). The statement runs
-in one snapshot; with a read replica configured, reporting reads go to it (core.db_routers).
+Without a model filter, totals read the all-models rollups (one row per bucket). One statement reads
+one snapshot, so a batch or a compaction committing meanwhile is in the whole answer or not at all (no
+transaction needed); with a read replica configured, reporting reads go to it (core.db_routers).
 """
 
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from itertools import pairwise
 from typing import NamedTuple
 
-from django.db import connections, router, transaction
+from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
@@ -45,7 +46,6 @@ from usage.dialects import (
     INT,
     in_list_sql,
     range_terms_sql,
-    snapshot_begin,
     values_table_sql,
     window_number_sql,
 )
@@ -58,7 +58,10 @@ from usage.models import (
     UsageRollupHourTotal,
     prefix_column,
 )
-from usage.rollup_sums import COUNT, ROLLUP_SUMS, SUM_NAMES, RollupDelta
+from usage.rollup_sums import COUNT, ROLLUP_SUMS, RollupDelta, RollupSum, delta_reader
+
+Sums = tuple[RollupSum, ...]  # Which declared sums a read takes (calls always among them).
+CALLS = next(s for s in ROLLUP_SUMS if s.name == "calls")
 
 EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)  # Before any call: "since the beginning".
 SECOND = timedelta(seconds=1)
@@ -77,9 +80,12 @@ class UsageFilters:
 
 
 # --- Windows as signed terms ----------------------------------------------------------------------
-# Terms: ("day", first day, day after the last); ("hour", first hour, last hour, minutes): the whole
-# hours from the first up to the last, and the last one's first 0, 15, 30 or 45 minutes (its prefix
-# columns); both in UTC epoch seconds. ("log", start, end) as UTC datetimes.
+# Terms: ("day", first day, day after the last); ("hour", first hour, hour after the last): whole
+# hours; ("prefix", hour, minutes): an hour's first 15, 30 or 45 minutes (its prefix columns);
+# ("hours+prefix", first hour, last hour, minutes): the whole hours before the last and the last's
+# prefix, one read; all in UTC epoch seconds. ("log", start, end) as UTC datetimes. Whole hours
+# without a prefix are their own terms so that their rows are summed column by column, with no
+# choice of column per row (a quarter of the hour terms' time in the zoned 366-day trend).
 Term = tuple
 
 
@@ -113,8 +119,13 @@ class _Edge(NamedTuple):
 def _since_hour(hour: int, edge: _Edge) -> dict[Term, int]:
     """Terms adding up to [hour, edge), for a UTC hour at or before the edge's hour."""
     terms: dict[Term, int] = {}
-    if hour < edge.quarter:  # Whole hours, and the edge hour's prefix up to its quarter: one term.
-        terms[("hour", hour, edge.hour, (edge.quarter - edge.hour) // 60)] = 1
+    minutes = (edge.quarter - edge.hour) // 60
+    if hour < edge.hour and minutes:  # One read of the hours and the prefix after them.
+        terms[("hours+prefix", hour, edge.hour, minutes)] = 1
+    elif hour < edge.hour:
+        terms[("hour", hour, edge.hour)] = 1
+    elif minutes:
+        terms[("prefix", edge.hour, minutes)] = 1
     if edge.quarter < edge.seconds or edge.utc.microsecond:
         terms[("log", _utc(edge.quarter), edge.utc)] = 1
     return terms
@@ -128,7 +139,7 @@ def _since_utc_midnight(edge: _Edge) -> dict[Term, int]:
     # Past noon: the whole day minus its hours from the edge's hour on, plus what precedes the edge in its hour.
     terms = _since_hour(edge.hour, edge)
     terms[("day", midnight, midnight + DAY_SECONDS)] = 1
-    terms[("hour", edge.hour, midnight + DAY_SECONDS, 0)] = -1
+    terms[("hour", edge.hour, midnight + DAY_SECONDS)] = -1
     return terms
 
 
@@ -187,18 +198,18 @@ def _count_cast(rollup_sum, expression: str) -> str:
 
 
 def _hour_column(name: str) -> str:
-    """The column of a declared sum that an hour term reads: the whole hour before its last hour,
-    the last hour's prefix of r.minutes."""
+    """The column of a declared sum that a term of the hour rows reads: the whole hour before its last
+    hour, the last hour's prefix of r.minutes."""
     prefixes = " ".join(f"WHEN {minutes} THEN t.{prefix_column(name, minutes)}" for minutes in PREFIX_MINUTES)
     return f"CASE WHEN t.bucket < r.last THEN t.{name} ELSE CASE r.minutes {prefixes} END END"
 
 
-def _rollup_sums_sql(column_of) -> str:
-    return ", ".join(f"{s.type.sum_sql(column_of(s.name))} AS {s.name}" for s in ROLLUP_SUMS)
+def _rollup_sums_sql(column_of, sums: Sums) -> str:
+    return ", ".join(f"{s.type.sum_sql(column_of(s.name))} AS {s.name}" for s in sums)
 
 
-def _log_sums_sql() -> str:
-    return ", ".join(f"{_count_cast(s, s.source.sql())} AS {s.name}" for s in ROLLUP_SUMS)
+def _log_sums_sql(sums: Sums = ROLLUP_SUMS) -> str:
+    return ", ".join(f"{_count_cast(s, s.source.sql())} AS {s.name}" for s in sums)
 
 
 @dataclass(frozen=True)
@@ -209,7 +220,7 @@ class _Part:
     sums: str
 
 
-def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
+def _parts(*, per_model: bool, sums: Sums) -> dict[str, tuple[_Part, str]]:
     """The rollup terms' parts of the statement (a join of the terms with the table), and the table."""
     day_table = (UsageRollupDaily if per_model else UsageRollupDailyTotal)._meta.db_table
     hour_table = (UsageRollupHour if per_model else UsageRollupHourTotal)._meta.db_table
@@ -219,34 +230,60 @@ def _parts(*, per_model: bool) -> dict[str, tuple[_Part, str]]:
                 "day",
                 (("i", INT), ("lo", EPOCH_DAYS), ("hi", EPOCH_DAYS)),
                 "t.day >= r.lo AND t.day < r.hi",
-                _rollup_sums_sql(lambda n: f"t.{n}"),
+                _rollup_sums_sql(lambda n: f"t.{n}", sums),
             ),
             day_table,
         ),
-        "hour": (
+        "whole hours": (
             _Part(
-                "hour",
-                (
-                    ("i", INT),
-                    ("lo", EPOCH_HOURS),
-                    ("last", EPOCH_HOURS),
-                    ("hi", EPOCH_HOURS),
-                    ("minutes", INT),
-                ),
+                "whole hours",
+                (("i", INT), ("lo", EPOCH_HOURS), ("hi", EPOCH_HOURS)),
                 "t.bucket >= r.lo AND t.bucket < r.hi",
-                _rollup_sums_sql(_hour_column),
+                _rollup_sums_sql(lambda n: f"t.{n}", sums),
+            ),
+            hour_table,
+        ),
+        "hours": (
+            _Part(
+                "hours",
+                (("i", INT), ("lo", EPOCH_HOURS), ("last", EPOCH_HOURS), ("hi", EPOCH_HOURS), ("minutes", INT)),
+                "t.bucket >= r.lo AND t.bucket < r.hi",
+                _rollup_sums_sql(_hour_column, sums),
             ),
             hour_table,
         ),
     }
 
 
-def _term_row(i: int, term: Term) -> tuple:
-    """A term's parameters: in UTC days or hours since the epoch."""
-    if term[0] == "hour":  # Rows read: up to the last hour, and it too when a prefix of it counts.
-        _kind, first, last, minutes = term
-        return (i, first // HOUR_SECONDS, last // HOUR_SECONDS, last // HOUR_SECONDS + (1 if minutes else 0), minutes)
-    return (i, term[1] // DAY_SECONDS, term[2] // DAY_SECONDS)
+# From this many whole-hours terms on, they are read apart from the terms with a prefix (their rows
+# summed column by column, no CASE per row); below it, one part reads every hour term, so a
+# statement planned per request (stats: its end is now) has fewer parts to plan.
+WHOLE_HOURS_APART = 32
+
+
+def _part_rows(terms: list[Term]) -> dict[str, list[tuple]]:
+    """Each term's parameters, by the part that reads it: in UTC days or hours since the epoch."""
+    apart = sum(term[0] == "hour" for term in terms) >= WHOLE_HOURS_APART
+    rows: dict[str, list[tuple]] = defaultdict(list)
+    for i, term in enumerate(terms):
+        kind, *bounds = term
+        if kind == "day":
+            rows["day"].append((i, bounds[0] // DAY_SECONDS, bounds[1] // DAY_SECONDS))
+            continue
+        if kind == "log":
+            continue
+        if kind == "hour" and apart:
+            rows["whole hours"].append((i, bounds[0] // HOUR_SECONDS, bounds[1] // HOUR_SECONDS))
+            continue
+        if kind == "hour":
+            (first, last), minutes = bounds, 0
+        elif kind == "prefix":
+            (first, minutes), last = bounds, bounds[0]
+        else:  # hours+prefix
+            first, last, minutes = bounds
+        first, last = first // HOUR_SECONDS, last // HOUR_SECONDS
+        rows["hours"].append((i, first, last, last + (1 if minutes else 0), minutes))
+    return rows
 
 
 def _filters_sql(
@@ -264,13 +301,13 @@ def _filters_sql(
     return sql, params
 
 
-def _log_select(connection: BaseDatabaseWrapper, i: int, term: Term, filters: UsageFilters, by_model: bool):
+def _log_select(connection: BaseDatabaseWrapper, i: int, term: Term, filters: UsageFilters, by_model: bool, sums: Sums):
     """A log term's sums: its own select with constant bounds, so the planner prunes the log's
     partitions and scans its timestamp index (a join on ranges would leave it guessing)."""
     where, params = _filters_sql(connection, filters, "log", True)
     key, group = (f"{i} AS i, t.model_name AS model_name", " GROUP BY t.model_name") if by_model else (f"{i} AS i", "")
     sql = (
-        f"SELECT {key}, {_log_sums_sql()} FROM {UsageLog._meta.db_table} AS t "  # noqa: S608
+        f"SELECT {key}, {_log_sums_sql(sums)} FROM {UsageLog._meta.db_table} AS t "  # noqa: S608
         f"WHERE t.timestamp >= %s AND t.timestamp < %s{where}{group}"
     )
     adapt = connection.ops.adapt_datetimefield_value
@@ -283,14 +320,16 @@ def _statement(
     signs: list[tuple[int, int, int]],
     filters: UsageFilters,
     by_model: bool,
+    sums: Sums,
 ) -> tuple[str, list]:
     """One SELECT of (window number, [model_name,] sums...) rows: each term's sums (x: a UNION ALL of
     one part per kind of rollup term and one per log term), added up per window with the term's
     sign in it (w)."""
     per_model = by_model or filters.model_names is not None
     selects, params = [], []
-    for kind, (part, table) in _parts(per_model=per_model).items():
-        rows = [_term_row(i, term) for i, term in enumerate(terms) if term[0] == kind]
+    part_rows = _part_rows(terms)
+    for kind, (part, table) in _parts(per_model=per_model, sums=sums).items():
+        rows = part_rows.get(kind)
         if not rows:
             continue
         terms_sql, terms_params = values_table_sql(connection, part.columns, rows)
@@ -303,27 +342,27 @@ def _statement(
                 condition=part.join + where,
                 by_model=by_model,
                 sums_sql=part.sums,
-                sum_names=SUM_NAMES,
+                sum_names=[s.name for s in sums],
             )
         )
         params += terms_params + where_params
     for i, term in enumerate(terms):
         if term[0] == "log":
-            sql, log_params = _log_select(connection, i, term, filters, by_model)
+            sql, log_params = _log_select(connection, i, term, filters, by_model, sums)
             selects.append(sql)
             params += log_params
     signs_sql, signs_params = values_table_sql(connection, (("n", INT), ("i", INT), ("sign", INT)), signs)
     window_key = "w.n, x.model_name" if by_model else "w.n"
-    sums = ", ".join(s.type.sum_sql(f"w.sign * x.{s.name}") for s in ROLLUP_SUMS)
+    signed = ", ".join(s.type.sum_sql(f"w.sign * x.{s.name}") for s in sums)
     sql = (
         f"WITH x AS ({' UNION ALL '.join(selects)}) "  # noqa: S608
-        f"SELECT {window_key}, {sums} FROM x JOIN {signs_sql} AS w ON w.i = x.i GROUP BY {window_key}"
+        f"SELECT {window_key}, {signed} FROM x JOIN {signs_sql} AS w ON w.i = x.i GROUP BY {window_key}"
     )
     return sql, params + signs_params
 
 
 def _log_statement(
-    connection: BaseDatabaseWrapper, boundaries: Sequence[datetime], filters: UsageFilters, by_model: bool
+    connection: BaseDatabaseWrapper, boundaries: Sequence[datetime], filters: UsageFilters, by_model: bool, sums: Sums
 ) -> tuple[str, list]:
     """One SELECT of (window number, [model_name,] sums...) rows straight from the log: one scan of
     [b0, bn) through its timestamp index, each row numbered by the window it falls in."""
@@ -331,36 +370,22 @@ def _log_statement(
     where, params = _filters_sql(connection, filters, "log", True)
     key = f"{window_sql}, t.model_name" if by_model else window_sql
     sql = (
-        f"SELECT {key}, {_log_sums_sql()} FROM {UsageLog._meta.db_table} AS t "  # noqa: S608
+        f"SELECT {key}, {_log_sums_sql(sums)} FROM {UsageLog._meta.db_table} AS t "  # noqa: S608
         f"WHERE t.timestamp >= %s AND t.timestamp < %s{where} GROUP BY {'1, 2' if by_model else '1'}"
     )
     adapt = connection.ops.adapt_datetimefield_value
     return sql, [*window_params, adapt(boundaries[0]), adapt(boundaries[-1]), *params]
 
 
-@contextmanager
-def _one_snapshot(alias: str) -> Iterator[None]:
-    """A transaction whose reads all see the same committed data (PostgreSQL: REPEATABLE READ), so a
-    compaction or a batch committing meanwhile is seen by the whole answer or not at all. Inside a
-    transaction already (ingestion evaluating budgets), that transaction is the snapshot."""
-    connection = connections[alias]
-    if connection.in_atomic_block:
-        yield
-        return
-    with transaction.atomic(using=alias):
-        snapshot_begin(connection)
-        yield
-
-
 @lru_cache(maxsize=128)
 def _window_statement(
-    alias: str, boundaries: tuple[datetime, ...], filters: UsageFilters, by_model: bool
+    alias: str, boundaries: tuple[datetime, ...], filters: UsageFilters, by_model: bool, sums: Sums
 ) -> tuple[str | None, tuple]:
     """The statement for these windows (None: nothing to read). A pure function of its arguments,
     kept for the next request: the daily trend's boundaries stay the same all day."""
     connection = connections[alias]
     if filters.needs_raw_log:
-        sql, params = _log_statement(connection, boundaries, filters, by_model)
+        sql, params = _log_statement(connection, boundaries, filters, by_model, sums)
         return sql, tuple(params)
     numbers: dict[Term, int] = {}
     signs = []  # (window, term number, sign)
@@ -369,30 +394,35 @@ def _window_statement(
             signs.append((n, numbers.setdefault(term, len(numbers)), sign))
     if not numbers:
         return None, ()
-    sql, params = _statement(connection, list(numbers), signs, filters, by_model)
+    sql, params = _statement(connection, list(numbers), signs, filters, by_model, sums)
     return sql, tuple(params)  # Shared by every call that hits the cache: immutable.
 
 
 def _window_sums(
-    boundaries: Sequence[datetime], filters: UsageFilters, by_model: bool, using: str | None
+    boundaries: Sequence[datetime], filters: UsageFilters, by_model: bool, using: str | None, sums: Sums = ROLLUP_SUMS
 ) -> list[dict[str | None, RollupDelta]]:
-    """For each window, the sums per model (by_model) or under None, of the keys with calls in it."""
+    """For each window, the sums per model (by_model) or under None, of the keys with calls in it:
+    every declared sum, or only `sums` (the others None)."""
+    if CALLS not in sums:
+        raise ValueError("a read of the sums must take calls: it tells a window with calls from one without")
     answers: list[dict[str | None, RollupDelta]] = [{} for _window in pairwise(boundaries)]
     if not answers or boundaries[0] >= boundaries[-1] or (filters.model_names is not None and not filters.model_names):
         return answers
     alias = using or router.db_for_read(UsageRollupHour)
     connection = connections[alias]
-    sql, params = _window_statement(alias, tuple(moment.astimezone(UTC) for moment in boundaries), filters, by_model)
+    utc = tuple(moment.astimezone(UTC) for moment in boundaries)
+    sql, params = _window_statement(alias, utc, filters, by_model, sums)
     if sql is None:
         return answers
-    with _one_snapshot(alias), connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # One statement: one snapshot, in any transaction or none.
         cursor.execute(sql, params)
         rows = cursor.fetchall()
+    read_delta = delta_reader(sums)
     for row in rows:
         key, values = (row[1], row[2:]) if by_model else (None, row[1:])
-        sums = RollupDelta.from_db(values)
-        if sums.calls:  # Without calls in the window a key has nothing else there (float leftovers of signed terms).
-            answers[row[0]][key] = sums
+        read = read_delta(values)
+        if read.calls:  # Without calls in the window a key has nothing else there (float leftovers of signed terms).
+            answers[row[0]][key] = read
     return answers
 
 
@@ -404,10 +434,11 @@ def usage_sums_by_window(
 
 
 def usage_totals_by_window(
-    *, boundaries: Sequence[datetime], filters: UsageFilters, using: str | None = None
+    *, boundaries: Sequence[datetime], filters: UsageFilters, using: str | None = None, sums: Sums = ROLLUP_SUMS
 ) -> list[RollupDelta]:
-    """For each window [boundaries[k], boundaries[k + 1]), the sums over all models passing `filters`."""
-    return [window.get(None, RollupDelta()) for window in _window_sums(boundaries, filters, False, using)]
+    """For each window [boundaries[k], boundaries[k + 1]), the sums over all models passing `filters`:
+    every declared sum, or only `sums` (the others None; a window without calls is all zeros)."""
+    return [window.get(None, RollupDelta()) for window in _window_sums(boundaries, filters, False, using, sums)]
 
 
 def usage_sums_over_spans(
@@ -443,11 +474,12 @@ def local_midnights(*, first_day: date, days: int, zone: tzinfo) -> list[datetim
 
 
 def usage_sums_by_local_day(
-    *, first_day: date, days: int, zone: tzinfo, filters: UsageFilters
+    *, first_day: date, days: int, zone: tzinfo, filters: UsageFilters, sums: Sums = ROLLUP_SUMS
 ) -> dict[date, RollupDelta]:
-    """Sums per calendar day in `zone` for `days` days from `first_day` (days with calls)."""
+    """Sums per calendar day in `zone` for `days` days from `first_day` (days with calls): every
+    declared sum, or only `sums` (the others None)."""
     boundaries = local_midnights(first_day=first_day, days=days, zone=zone)
-    totals = usage_totals_by_window(boundaries=boundaries, filters=filters)
+    totals = usage_totals_by_window(boundaries=boundaries, filters=filters, sums=sums)
     return {first_day + timedelta(days=n): sums for n, sums in enumerate(totals) if sums.calls}
 
 
@@ -493,7 +525,7 @@ def usage_log_sums_by_key(
         f"AND t.timestamp >= %s AND t.timestamp < %s GROUP BY 1, 2"
     )
     params = [*window_params, *values, adapt(boundaries[0]), adapt(boundaries[-1])]
-    with _one_snapshot(alias), connection.cursor() as cursor:
+    with connection.cursor() as cursor:  # One statement: one snapshot, in any transaction or none.
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     for row in rows:

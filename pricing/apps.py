@@ -5,3 +5,9 @@ from django.utils.translation import gettext_lazy as _
 class PricingConfig(AppConfig):
     name = "pricing"
     verbose_name = _("Pricing")
+
+    def ready(self) -> None:
+        from pricing.generation import price_generation_layout
+        from schemaguard.guard import table_layout_register
+
+        table_layout_register(price_generation_layout())

@@ -7,7 +7,8 @@ class PricingConfig(AppConfig):
     verbose_name = _("Pricing")
 
     def ready(self) -> None:
-        from pricing.generation import price_generation_layout
+        from pricing.generation import price_generation_layouts
         from schemaguard.guard import table_layout_register
 
-        table_layout_register(price_generation_layout())
+        for layout in price_generation_layouts():
+            table_layout_register(layout)

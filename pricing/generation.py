@@ -2,7 +2,8 @@
 transaction as every write to a table the price book reads (triggers), so a process may keep a
 price book while the generation it was read under is still the one in force (pricing.selectors.
 price_book_cached). A missing trigger would let a cache go silently stale: the schema guard reports it
-(aicost.E014) and `schema_repair` recreates it.
+(aicost.E014, on the table that lacks it) and `schema_repair` recreates it; a watched
+table the repair creates gets its triggers with it.
 
 PostgreSQL: one statement trigger per table (INSERT, UPDATE, DELETE, TRUNCATE) sets the row to the
 next value of a sequence (never a value seen before, even if the row is deleted). SQLite: a row
@@ -58,44 +59,43 @@ def sqlite_trigger_sql(table: str, event: str) -> list[str]:
     ]
 
 
-def expected_triggers(vendor: str) -> dict[str, list[str]]:
-    """trigger name -> the statements that (re)create it, for this vendor (empty: no cache there)."""
+def expected_triggers(vendor: str, table: str) -> dict[str, list[str]]:
+    """trigger name -> the statements that (re)create it, for a watched table on this vendor (empty:
+    no cache there)."""
     if vendor == "postgresql":
-        return {trigger_name(table): [POSTGRESQL_FUNCTION, *postgresql_trigger_sql(table)] for table in WATCHED_TABLES}
+        return {trigger_name(table): [POSTGRESQL_FUNCTION, *postgresql_trigger_sql(table)]}
     if vendor == "sqlite":
-        return {
-            trigger_name(table, event): sqlite_trigger_sql(table, event)
-            for table in WATCHED_TABLES
-            for event in SQLITE_EVENTS
-        }
+        return {trigger_name(table, event): sqlite_trigger_sql(table, event) for event in SQLITE_EVENTS}
     return {}
 
 
-def present_triggers(connection) -> set[str]:
-    """The names of the generation triggers the database has (enabled ones, on PostgreSQL)."""
+def present_triggers(connection, table: str) -> set[str]:
+    """The names of the generation triggers on a table (enabled ones, on PostgreSQL)."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
                 "SELECT t.tgname FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
-                "WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND p.proname = %s "
-                "AND t.tgrelid::regclass::text = ANY(%s)",
-                [GENERATION_FUNCTION, list(WATCHED_TABLES)],
+                "WHERE NOT t.tgisinternal AND t.tgenabled <> 'D' AND p.proname = %s AND t.tgrelid = %s::regclass",
+                [GENERATION_FUNCTION, table],
             )
         else:
-            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s", [table])
         return {name for (name,) in cursor.fetchall()}
 
 
-def missing_triggers(connection) -> list[str]:
-    expected = expected_triggers(connection.vendor)
-    if not expected:
-        return []
-    present = present_triggers(connection)
-    return sorted(name for name in expected if name not in present)
+def missing_triggers(connection, tables: tuple[str, ...] = WATCHED_TABLES) -> list[str]:
+    """The generation triggers missing on these (existing) tables."""
+    missing = []
+    for table in tables:
+        expected = expected_triggers(connection.vendor, table)
+        if expected:
+            present = present_triggers(connection, table)
+            missing += [name for name in expected if name not in present]
+    return sorted(missing)
 
 
-def price_generation_findings(connection) -> list[CheckMessage]:
-    missing = missing_triggers(connection)
+def _trigger_findings(connection, table: str) -> list[CheckMessage]:
+    missing = missing_triggers(connection, (table,))
     if not missing:
         return []
     return [
@@ -106,50 +106,67 @@ def price_generation_findings(connection) -> list[CheckMessage]:
             )
             % {"triggers": ", ".join(missing), "table": GENERATION_TABLE},
             hint=_("Run `%(command)s` to recreate them.") % {"command": REPAIR_COMMAND},
-            obj=GENERATION_TABLE,
+            obj=table,
             id=TRIGGER_MISSING,
         )
     ]
 
 
-def generation_objects_create(editor) -> None:
-    """The sequence, function and triggers (PostgreSQL), or the triggers (SQLite)."""
-    vendor = editor.connection.vendor
-    if vendor == "postgresql":
+def _generation_objects_create(editor) -> None:
+    """The sequence and the function the PostgreSQL triggers call (both kept if present)."""
+    if editor.connection.vendor == "postgresql":
         editor.execute(f"CREATE SEQUENCE IF NOT EXISTS {GENERATION_SEQUENCE}")
-    for statements in expected_triggers(vendor).values():
-        for statement in statements:
-            editor.execute(statement)
+        editor.execute(POSTGRESQL_FUNCTION)
 
 
-def _trigger_repairs(connection) -> list:
-    expected = expected_triggers(connection.vendor)
-
-    def step(editor, name: str) -> None:
-        if editor.connection.vendor == "postgresql":
-            editor.execute(f"CREATE SEQUENCE IF NOT EXISTS {GENERATION_SEQUENCE}")
-        for statement in expected[name]:
-            editor.execute(statement)
-
-    return [(f"create trigger {name}", lambda editor, n=name: step(editor, n)) for name in missing_triggers(connection)]
+def _triggers_create(editor, table: str, names: list[str] | None = None) -> None:
+    _generation_objects_create(editor)
+    for name, statements in expected_triggers(editor.connection.vendor, table).items():
+        if names is None or name in names:
+            for statement in statements:
+                editor.execute(statement)
 
 
-def price_generation_layout():
+def _watched_layout(table: str):
+    """A watched table: created with its triggers; a missing trigger is a finding its repair fixes."""
+    from django.apps import apps
+
+    from schemaguard.guard import TableLayout
+
+    def create(editor) -> None:
+        model = next(m for m in apps.get_models() if m._meta.db_table == table)
+        editor.create_model(model)
+        _triggers_create(editor, table)
+
+    def repairs(connection) -> list:
+        missing = missing_triggers(connection, (table,))
+        if not missing:
+            return []
+        return [(f"create triggers {', '.join(missing)} on {table}", lambda e: _triggers_create(e, table, missing))]
+
+    return TableLayout(
+        table=table,
+        findings=lambda connection: _trigger_findings(connection, table),
+        create=create,
+        repairs=repairs,
+        repairable=frozenset({TRIGGER_MISSING}),
+    )
+
+
+def _generation_layout():
     from schemaguard.guard import TableLayout
 
     def create(editor) -> None:
         from pricing.models import PriceGeneration
 
         editor.create_model(PriceGeneration)
-        generation_objects_create(editor)
+        _generation_objects_create(editor)
 
-    return TableLayout(
-        table=GENERATION_TABLE,
-        findings=price_generation_findings,
-        create=create,
-        repairs=_trigger_repairs,
-        repairable=frozenset({TRIGGER_MISSING}),
-    )
+    return TableLayout(table=GENERATION_TABLE, findings=lambda connection: [], create=create, repairs=lambda c: [])
+
+
+def price_generation_layouts() -> list:
+    return [_generation_layout(), *(_watched_layout(table) for table in WATCHED_TABLES)]
 
 
 def generation_select_sql() -> str:

@@ -131,6 +131,7 @@ def test_the_guard_reports_a_dropped_trigger_and_the_repair_recreates_it():
     findings = [f for f in schema_report().findings if f.id == TRIGGER_MISSING]
     assert len(findings) == 1
     assert dropped in findings[0].msg
+    assert findings[0].obj == "ai_model_price_version"
     plan = schema_repair_plan()
     steps = [(description, step) for description, step in plan.steps if dropped in description]
     assert steps

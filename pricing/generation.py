@@ -142,7 +142,8 @@ def _watched_layout(table: str):
         missing = missing_triggers(connection, (table,))
         if not missing:
             return []
-        return [(f"create triggers {', '.join(missing)} on {table}", lambda e: _triggers_create(e, table, missing))]
+        # Every trigger of the table, at apply time: a rebuild planned before this step (SQLite) drops them all.
+        return [(f"create triggers {', '.join(missing)} on {table}", lambda e: _triggers_create(e, table))]
 
     return TableLayout(
         table=table,

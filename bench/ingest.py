@@ -15,8 +15,10 @@ service time has passed since the last compaction, as the thread would, and once
 Compactions are timed and counted as service time, so the records/s and the upkeep share
 (appends + compactions over service time + compactions) leave no upkeep out.
 
-Pricing (the price book's query and each call's price, inside the batch; not the building of
-the rows) is timed too. With
+Pricing (the price book: its cache check, pricing.selectors.price_book_cached, and its query when
+the cache misses; and each call's price, inside the batch; not the building of the rows) is timed
+too. The price generation the cache check needs is read in the round trip of the log lock the batch
+takes anyway; that round trip is timed apart ("lock + generation read") and shown both ways. With
 `--pricing rich` every model has every token price, a long-context tier, an alias, a gateway prefix
 and a regular expression for dated snapshots; calls arrive under all four kinds of name, carry
 every token kind, and one in ten has a prompt above the tier's threshold.
@@ -210,8 +212,18 @@ def _bench(batches: int, spread: float, rich: bool, mixed: bool) -> None:
         compacted_rows += rollups.rollups_compact() or 0
         compact_times.append(time.perf_counter() - began)
 
-    pricing_seconds = conversion_seconds = 0.0
-    original_book, original_pricer = services.price_book_for_models, services.BatchPricer
+    pricing_seconds = conversion_seconds = lock_seconds = 0.0
+    book_name = "price_book_cached" if hasattr(services, "price_book_cached") else "price_book_for_models"
+    original_book, original_pricer = getattr(services, book_name), services.BatchPricer
+    original_lock = services._log_lock_for_pricing
+
+    def timed_lock():
+        nonlocal lock_seconds
+        began = time.perf_counter()
+        generation = original_lock()
+        lock_seconds += time.perf_counter() - began
+        return generation
+
     original_rate_book = services.rate_book_for_prices
 
     def timed_rate_book(*args, **kwargs):
@@ -248,7 +260,8 @@ def _bench(batches: int, spread: float, rich: bool, mixed: bool) -> None:
             return priced
 
     services.rollups_apply_logs = timed_apply
-    services.price_book_for_models, services.BatchPricer = timed_book, TimedPricer
+    setattr(services, book_name, timed_book)
+    services.BatchPricer, services._log_lock_for_pricing = TimedPricer, timed_lock
     services.rate_book_for_prices = timed_rate_book
     service_times = []
     since_compaction = 0.0
@@ -262,7 +275,8 @@ def _bench(batches: int, spread: float, rich: bool, mixed: bool) -> None:
             timed_compaction()
             since_compaction = 0.0
     services.rollups_apply_logs = original_apply
-    services.price_book_for_models, services.BatchPricer = original_book, original_pricer
+    setattr(services, book_name, original_book)
+    services.BatchPricer, services._log_lock_for_pricing = original_pricer, original_lock
     services.rate_book_for_prices = original_rate_book
     timed_compaction()  # What the last batches left.
     compact_seconds = sum(compact_times)
@@ -332,6 +346,11 @@ def _bench(batches: int, spread: float, rich: bool, mixed: bool) -> None:
         f"  pricing (price book and each call's price, in the batch): {1000 * pricing_seconds / batches:.2f} ms per "
         f"batch, {1e6 * pricing_seconds / records:.2f} us per record, "
         f"{100 * pricing_seconds / total:.1f}% of service time"
+    )
+    print(
+        f"  lock + generation read (one round trip, in the batch): {1000 * lock_seconds / batches:.2f} ms per batch, "
+        f"{100 * lock_seconds / total:.1f}% of service time; pricing with it: "
+        f"{100 * (pricing_seconds + lock_seconds) / total:.1f}%"
     )
     print(
         f"  conversion (rate book and each call's conversion, in the batch): {1000 * conversion_seconds / batches:.2f} "

@@ -394,3 +394,19 @@ class ExchangeRate(models.Model):
             "rate": self.rate.normalize() if self.rate is not None else "",
             "start": f"{self.effective_from:%Y-%m-%d %H:%M}",
         }
+
+
+class PriceGeneration(models.Model):
+    """One row whose generation the database changes with every write to a table the price book reads
+    (triggers: pricing.generation); a process's cached price book is good while it is unchanged."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, verbose_name=_("id"))
+    generation = models.BigIntegerField(verbose_name=_("generation"))
+
+    class Meta:
+        db_table = "ai_price_generation"
+        verbose_name = _("price generation")
+        verbose_name_plural = _("price generations")
+
+    def __str__(self) -> str:
+        return str(self.generation)

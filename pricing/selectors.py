@@ -1,6 +1,7 @@
 """Reads of prices: which price was in force for a model at a moment."""
 
 import functools
+import threading
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
@@ -41,6 +42,14 @@ class PriceBook:
     _starts: dict[str, list[datetime]] = field(default_factory=dict)
     # Resolves sent names (aliases, prefixes, expressions: pricing.matching); None: names as they are.
     matcher: NameMatcher | None = None
+    # A cached book (price_book_cached): the price generation it was read under, the database, and
+    # the sent names it was loaded for; None: a book for one use (a reprice chunk, a report).
+    cache_key: tuple | None = None
+    covered: frozenset[str] = frozenset()
+    # What readers derive from a cached book once, not once per batch: rate books by quote currency
+    # (rate_book_for_prices) and usage.services.BatchPricer's prepared histories and names.
+    rate_books: dict[str, "RateBook"] = field(default_factory=dict)
+    prepared: dict = field(default_factory=dict)
 
     def resolve(self, name: str) -> NameMatch:
         """Which of the book's models a sent name is priced as (cached per name)."""
@@ -122,6 +131,39 @@ def price_book_for_models(*, model_names: Iterable[str]) -> PriceBook:
             tiers = [ModelPriceVersionTier.from_db(alias, _TIER_NAMES, row) for row in cursor.fetchall()]
     _tiers_attach(book, tiers)
     return book.finish()
+
+
+_book_cache = threading.local()  # Per thread: each thread has its own connection and transaction.
+CACHED_NAMES_AT_MOST = 4096  # More sent names than this: the book is read again for the batch's alone.
+
+
+def price_book_cached(*, model_names: Iterable[str], generation: int | None) -> PriceBook:
+    """price_book_for_models, kept per process (per thread) while the price generation
+    (pricing.generation) read in the caller's transaction is the one the book was read under, and
+    the book covers the batch's names (else the names seen so far and the new ones are read again).
+
+    The generation is read before the book, so a book never claims an older generation than its
+    content: an edit committing between the two makes the next batch read a new generation and
+    reload. A batch that finds its generation cached prices as a fresh read at the moment it read
+    the generation would. None (no generation row: a flushed test database): a fresh book each time."""
+    names = model_names if isinstance(model_names, set | frozenset) else set(model_names)
+    if generation is None:
+        return price_book_for_models(model_names=names)
+    key = (connection.alias, connection.settings_dict.get("NAME"), generation)
+    book = getattr(_book_cache, "book", None)
+    if book is not None and book.cache_key == key:
+        if names <= book.covered:
+            return book
+        if len(book.covered) + len(names) <= CACHED_NAMES_AT_MOST:
+            names = book.covered | names
+    book = price_book_for_models(model_names=names)
+    book.cache_key, book.covered = key, frozenset(names)
+    _book_cache.book = book
+    return book
+
+
+def price_book_cache_forget() -> None:
+    _book_cache.book = None
 
 
 def _price_book_orm(names: list[str]) -> PriceBook:
@@ -423,8 +465,22 @@ def exchange_rate_book(
 
 def rate_book_for_prices(book: PriceBook, *, start: datetime | None = None, end: datetime | None = None) -> RateBook:
     """The rates into the reporting currency from every currency `book`'s models are priced in, in
-    force at some moment of [start, end); no query when they are all priced in the reporting currency."""
+    force at some moment of [start, end); no query when they are all priced in the reporting currency.
+    A cached book (price_book_cached) keeps its rate book, every span, read once per generation:
+    its answers in [start, end) are the same (the triggers watch the rates too)."""
+    if book.cache_key is not None:
+        quote = reporting_currency()
+        rates = book.rate_books.get(quote)
+        if rates is None:
+            rates = book.rate_books[quote] = _rate_book_for(book, quote_currency=quote)
+        return rates
+    return _rate_book_for(book, start=start, end=end)
+
+
+def _rate_book_for(
+    book: PriceBook, *, quote_currency: str | None = None, start: datetime | None = None, end: datetime | None = None
+) -> RateBook:
     currencies = {pricing.currency for pricing in book.pricing_by_model.values()}
     for model_name in book.pricing_by_model:
         currencies.update(version.currency for version in book.versions(model_name))
-    return exchange_rate_book(base_currencies=currencies, start=start, end=end)
+    return exchange_rate_book(base_currencies=currencies, quote_currency=quote_currency, start=start, end=end)

@@ -187,13 +187,14 @@ BREAKS = {  # name: (how, the findings it must cause)
     "many-to-many table": (drop_many_to_many_table, {"aicost.E001"}),
     "columns": (drop_columns, {"aicost.E002", "aicost.E005", "aicost.E006"}),
     "indexes": (drop_indexes, {"aicost.E005"}),
-    "unique constraints": (drop_unique_constraints, {"aicost.E006"}),
+    # Rebuilding a table by hand drops its price generation triggers too (aicost.E014).
+    "unique constraints": (drop_unique_constraints, {"aicost.E006", "aicost.E014"}),
     "check constraints": (drop_check_constraints, {"aicost.E013"}),
     "exchange rates": (drop_exchange_rates, {"aicost.E001"}),
-    "exchange rate constraints": (damage_exchange_rates, {"aicost.E006", "aicost.E013"}),
+    "exchange rate constraints": (damage_exchange_rates, {"aicost.E006", "aicost.E013", "aicost.E014"}),
     "all but the log at once": (
         all_of_them,
-        {"aicost.E001", "aicost.E002", "aicost.E005", "aicost.E006", "aicost.E013"},
+        {"aicost.E001", "aicost.E002", "aicost.E005", "aicost.E006", "aicost.E013", "aicost.E014"},
     ),
 }
 

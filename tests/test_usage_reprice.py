@@ -614,7 +614,7 @@ def test_a_batch_that_read_prices_before_a_backdating_run_holds_the_run_back(mon
     )
     book_read, go, errors = threading.Event(), threading.Event(), []
     batch_thread: list[threading.Thread] = []
-    read_prices = services.price_book_for_models
+    read_prices = services.price_book_cached  # What a batch reads its prices with (cached or not).
 
     def prices_then_pause(**kwargs):
         book = read_prices(**kwargs)
@@ -623,7 +623,7 @@ def test_a_batch_that_read_prices_before_a_backdating_run_holds_the_run_back(mon
             go.wait(10)
         return book
 
-    monkeypatch.setattr(services, "price_book_for_models", prices_then_pause)
+    monkeypatch.setattr(services, "price_book_cached", prices_then_pause)
 
     def in_thread(work):
         def run() -> None:

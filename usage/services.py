@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from core.money import ZERO, cost_exact, cost_from_float
 from core.timeutils import month_bounds, month_start
+from pricing.generation import generation_select_sql
 from pricing.models import ModelPriceVersion, ModelPricing
 from pricing.selectors import (
     PriceBook,
@@ -29,6 +30,7 @@ from pricing.selectors import (
     model_currencies,
     model_pricing_get,
     name_matcher_all,
+    price_book_cached,
     price_book_for_models,
     rate_book_for_prices,
 )
@@ -151,9 +153,13 @@ class BatchPricer:
         self._book = book
         self._rates = rates if rates is not None else rate_book_for_prices(book)
         self._reporting = self._rates.quote_currency
-        self._models: dict[str, _ModelPrices | None] = {}  # By sent name.
-        self._priced: dict[str | None, _ModelPrices | None] = {}  # By the model a name is priced as.
-        self.counted_names: dict[str, str] = {}  # Sent name -> counted_name's answer.
+        # Prepared once per book: a cached book (pricing.selectors.price_book_cached) keeps them across batches.
+        prepared = book.prepared
+        if not prepared:
+            prepared.update(models={}, priced={}, counted_names={})
+        self._models: dict[str, _ModelPrices | None] = prepared["models"]  # By sent name.
+        self._priced: dict[str | None, _ModelPrices | None] = prepared["priced"]  # By the model a name is priced as.
+        self.counted_names: dict[str, str] = prepared["counted_names"]  # Sent name -> counted_name's answer.
 
     def counted_name(self, sent_name: str) -> str:
         """The name a call sent as sent_name is stored and counted under: the model it is priced as
@@ -514,8 +520,8 @@ def usage_batch_store(*, batch: PreparedBatch) -> IngestResult:
     fresh, log_ids, duplicates = _claim_and_allocate(records=batch.records, now=batch.now)
     if not fresh:
         return IngestResult(duplicates=duplicates)
-    _log_lock_for_pricing()
-    book = price_book_for_models(model_names={r.model_name for r in fresh})
+    generation = _log_lock_for_pricing()
+    book = price_book_cached(model_names={r.model_name for r in fresh}, generation=generation)
     rows = _rows_insert(_rows_priced(fresh, log_ids, book, batch.now))
     _counters_add(logs=rows, now=batch.now)
     rollups_apply_logs(logs=rows)
@@ -523,14 +529,24 @@ def usage_batch_store(*, batch: PreparedBatch) -> IngestResult:
     return IngestResult(stored=rows, duplicates=duplicates, currencies=currencies)
 
 
-def _log_lock_for_pricing() -> None:
+def _log_lock_for_pricing() -> int | None:
     """PostgreSQL: take the lock the batch's COPY takes anyway (ROW EXCLUSIVE on the log, shared
     with other batches) before reading prices, not after: a back-dating reprice holds the log in
     EXCLUSIVE mode while it moves price spans, so a batch either priced its calls before that
-    began, or waits and reads the new spans; it never stores a call against a span just moved."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE ONLY {UsageLog._meta.db_table} IN ROW EXCLUSIVE MODE")
+    began, or waits and reads the new spans; it never stores a call against a span just moved.
+
+    Returns the price generation (pricing.generation), read after the lock is granted in the same
+    round trip (two statements, each with its own snapshot), or None when there is no generation row."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"LOCK TABLE ONLY {UsageLog._meta.db_table} IN ROW EXCLUSIVE MODE; {generation_select_sql()}"
+            )
+            cursor.cursor.nextset()
+        else:
+            cursor.execute(generation_select_sql())
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def usage_batch_run(*, batch: PreparedBatch, store: Callable[[PreparedBatch], T]) -> T:

@@ -121,14 +121,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AICOST_DB_POOL_MAX_SIZE = env.int("AICOST_DB_POOL_MAX_SIZE", default=0)
 AICOST_DB_POOL_TIMEOUT = env.float("AICOST_DB_POOL_TIMEOUT", default=3.0)
 for _database in DATABASES.values():
-    if _database["ENGINE"] == "django.db.backends.postgresql":
-        # No JIT compilation: the rollup reads join terms to ranges, which the planner cannot size (it
-        # guesses 0.5% of a table per range), and it would spend 100-250 ms compiling a few-ms statement.
-        _options = _database.setdefault("OPTIONS", {})
-        _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
-    if AICOST_DB_POOL_MAX_SIZE > 0 and _database["ENGINE"] == "django.db.backends.postgresql":
+    if _database["ENGINE"] != "django.db.backends.postgresql":
+        continue
+    _options = _database.setdefault("OPTIONS", {})
+    # No JIT compilation: the rollup reads join terms to ranges, which the planner cannot size (it
+    # guesses 0.5% of a table per range), and it would spend 100-250 ms compiling a few-ms statement.
+    _options["options"] = f"{_options.get('options', '')} -c jit=off".strip()
+    if AICOST_DB_POOL_MAX_SIZE > 0:
         _database["CONN_MAX_AGE"] = 0  # Django refuses a pool with persistent connections.
-        _database.setdefault("OPTIONS", {})["pool"] = {
+        _options["pool"] = {
             "min_size": min(2, AICOST_DB_POOL_MAX_SIZE),
             "max_size": AICOST_DB_POOL_MAX_SIZE,
             "timeout": AICOST_DB_POOL_TIMEOUT,

@@ -213,8 +213,7 @@ def _bench(batches: int, spread: float, rich: bool, mixed: bool) -> None:
         compact_times.append(time.perf_counter() - began)
 
     pricing_seconds = conversion_seconds = lock_seconds = 0.0
-    book_name = "price_book_cached" if hasattr(services, "price_book_cached") else "price_book_for_models"
-    original_book, original_pricer = getattr(services, book_name), services.BatchPricer
+    original_book, original_pricer = services.price_book_cached, services.BatchPricer
     original_lock = services._log_lock_for_pricing
 
     def timed_lock():
@@ -260,7 +259,7 @@ def _bench(batches: int, spread: float, rich: bool, mixed: bool) -> None:
             return priced
 
     services.rollups_apply_logs = timed_apply
-    setattr(services, book_name, timed_book)
+    services.price_book_cached = timed_book
     services.BatchPricer, services._log_lock_for_pricing = TimedPricer, timed_lock
     services.rate_book_for_prices = timed_rate_book
     service_times = []
@@ -275,7 +274,7 @@ def _bench(batches: int, spread: float, rich: bool, mixed: bool) -> None:
             timed_compaction()
             since_compaction = 0.0
     services.rollups_apply_logs = original_apply
-    setattr(services, book_name, original_book)
+    services.price_book_cached = original_book
     services.BatchPricer, services._log_lock_for_pricing = original_pricer, original_lock
     services.rate_book_for_prices = original_rate_book
     timed_compaction()  # What the last batches left.

@@ -46,8 +46,9 @@ MODELS = ["gpt-4o", "gpt-4o-mini", "deepseek-chat", "claude-haiku-4-5", "qwen-pl
 TIER_ABOVE = 200_000
 
 
-def _rich_prices() -> None:
-    """Every model: every token price, a tier above TIER_ABOVE prompt tokens, and other names."""
+def _rich_prices(start: datetime) -> None:
+    """Every model: every token price, a tier above TIER_ABOVE prompt tokens, and other names; in
+    force a day before the bench's first call (the database holds no calls yet), so they price them."""
     from decimal import Decimal
 
     from pricing.models import ModelPricing
@@ -70,6 +71,8 @@ def _rich_prices() -> None:
             price_per_call=Decimal("0.0001"),
             tiers=[PriceTierInput(TIER_ABOVE, base_in * 2, base_out * Decimal("1.5"), base_in / 5)],
             source="bench.ingest --pricing rich",
+            effective_from=start - timedelta(days=1),
+            allow_past=True,
         )
         name = pricing.model_name
         model_name_patterns_set(
@@ -176,10 +179,10 @@ def _bench(batches: int, spread: float, rich: bool, mixed: bool) -> None:
     from usage.records import usage_records_validated
 
     call_command("migrate", verbosity=0)
-    if rich:
-        _rich_prices()
     rng = random.Random(42)
     start = datetime(2026, 11, 1, tzinfo=UTC)
+    if rich:
+        _rich_prices(start)
     if mixed:
         _cny_prices(start, spread)
     compact_every = settings.AICOST_ROLLUP_COMPACT_SECONDS
@@ -356,12 +359,51 @@ def _bench(batches: int, spread: float, rich: bool, mixed: bool) -> None:
         f"ms per batch, {1e6 * conversion_seconds / records:.2f} us per record, "
         f"{100 * conversion_seconds / total:.1f}% of service time"
     )
+    _pricing_isolated(as_checked(_records(rng, start, spread, rich)), service_times)
     if mixed:
         _conversion_isolated(as_checked(_records(rng, start, spread, rich)), service_times)
 
 
 def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
+
+
+def _pricing_isolated(checked: list, service_times: list[float], repeats: int = 31) -> None:
+    """Pricing's cost without the per-call timing wrappers' own (two clock reads and a super() call per
+    call, about as much as the price itself): one batch's calls priced as a batch prices them, the
+    price book taken as a batch takes it (the per-process cache at the current generation: a warm
+    process's batch), median of `repeats`, next to the median batch. The first repeat, cold, is
+    shown too: each sent name resolved and each model's history prepared, as a new process's first
+    batch pays once."""
+    from django.db import transaction
+
+    from pricing.selectors import price_book_cache_forget, rate_book_for_prices
+    from usage import services
+
+    names = {record.model_name for record in checked}
+    moments = [record.timestamp for record in checked]
+    times = []
+    for repeat in range(repeats + 1):
+        with transaction.atomic():
+            generation = services._log_lock_for_pricing()  # Its round trip is the batch's log lock: not timed.
+            if repeat == 0:
+                price_book_cache_forget()
+            began = time.perf_counter()
+            book = services.price_book_cached(model_names=names, generation=generation)
+            elapsed = time.perf_counter() - began
+            rates = rate_book_for_prices(book, start=min(moments), end=max(moments) + timedelta(microseconds=1))
+            began = time.perf_counter()  # The rate book is conversion's (timed apart): not pricing's.
+            price = services.BatchPricer(book, rates).price
+            for record in checked:
+                price(record, record.timestamp)
+            times.append(elapsed + time.perf_counter() - began)
+    cold, warm, batch = times[0], _median(times[1:]), _median(service_times)
+    print(
+        f"  pricing in isolation (price book from the cache, then each call's price, median of {repeats}): "
+        f"{1000 * warm:.2f} ms per batch, {1e6 * warm / len(checked):.2f} us per call, "
+        f"{100 * warm / batch:.1f}% of the median service batch ({1000 * batch:.1f} ms); "
+        f"cold (a new process's first batch) {1000 * cold:.2f} ms"
+    )
 
 
 def _conversion_isolated(checked: list, service_times: list[float], repeats: int = 31) -> None:

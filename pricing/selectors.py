@@ -150,14 +150,19 @@ def price_book_cached(*, model_names: Iterable[str], generation: int | None) -> 
     if generation is None:
         return price_book_for_models(model_names=names)
     key = (connection.alias, connection.settings_dict.get("NAME"), generation)
-    book = getattr(_book_cache, "book", None)
-    if book is not None and book.cache_key == key:
-        if names <= book.covered:
-            return book
-        if len(book.covered) + len(names) <= CACHED_NAMES_AT_MOST:
-            names = book.covered | names
+    cached = getattr(_book_cache, "book", None)
+    same_generation = cached is not None and cached.cache_key == key
+    if same_generation:
+        if names <= cached.covered:
+            return cached
+        if len(cached.covered) + len(names) <= CACHED_NAMES_AT_MOST:
+            names = cached.covered | names
     book = price_book_for_models(model_names=names)
     book.cache_key, book.covered = key, frozenset(names)
+    if same_generation and book.covered >= cached.covered:
+        # Read under the same generation, the names already covered price as they did: their
+        # prepared histories and resolved names stay (new names prepare theirs on first use).
+        book.prepared = cached.prepared
     _book_cache.book = book
     return book
 

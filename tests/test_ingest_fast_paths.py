@@ -9,6 +9,7 @@
 
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from datetime import timezone as timezone_fixed
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -191,6 +192,15 @@ def _slow_price(record: CheckedRecord, book: PriceBook, at: datetime) -> tuple:
 
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+# Calls' zones: the API's (the current zone, UTC), Python callers' (UTC, an offset), zones with changing offsets.
+CALL_ZONES = [
+    UTC,
+    ZoneInfo("UTC"),
+    timezone_fixed(timedelta(hours=8)),
+    ZoneInfo("Asia/Kathmandu"),
+    ZoneInfo("Pacific/Chatham"),
+    ZoneInfo("America/New_York"),
+]
 HOURS = st.integers(min_value=-50, max_value=500)
 HISTORY = st.lists(  # Per version: hours from the previous end to its start (0: contiguous), its length (None: open),
     # its prices, enabled and is_free.
@@ -236,16 +246,20 @@ def _book(histories: dict[str, tuple[bool, list]]) -> PriceBook:
             TOKENS,
             st.floats(0, 1),
             st.none() | st.decimals(min_value=0, max_value=1000, places=8),
+            st.sampled_from([timedelta(0), timedelta(microseconds=-1), timedelta(minutes=17)]),
+            st.sampled_from(CALL_ZONES),
         ),
         min_size=1,
         max_size=30,
     ),
 )
 def test_the_batch_pricer_prices_every_call_as_version_at_and_call_cost_do(histories, calls):
+    """At, just before and inside version edges (whole hours), in zones of fixed and changing offset
+    mixed in one batch (the pricer compares within a fixed-offset zone as wall times)."""
     book = _book(histories)
     price = services.BatchPricer(book).price
-    for model, hours, prompt, completion, cached_share, provider_cost in calls:
-        at = EPOCH + timedelta(hours=hours, minutes=17)
+    for model, hours, prompt, completion, cached_share, provider_cost, past_the_hour, zone in calls:
+        at = (EPOCH + timedelta(hours=hours) + past_the_hour).astimezone(zone)
         record = _record(model, at, prompt=prompt, completion=completion, cached=int(prompt * cached_share))
         record = record._replace(cost=provider_cost)
         got = price(record, at)

@@ -17,7 +17,9 @@ exceed the tier's threshold (the highest such tier); the fee is not tiered. Noth
 price keeps at most 18 places, so a cost is a whole number of 10^-24 (core.money.COST_DECIMAL_PLACES).
 """
 
+from collections.abc import Callable
 from decimal import Decimal, Inexact, localcontext
+from functools import lru_cache
 from typing import NamedTuple, Protocol
 
 from core.money import COST_DECIMAL_PLACES, MONEY_CONTEXT, PRICE_DECIMAL_PLACES, TOKENS_PER_PRICE_UNIT, cost_exact
@@ -161,31 +163,55 @@ def integer_rates(version: ModelPriceVersion) -> IntegerRates | None:
 def call_cost_at_rates(rates: IntegerRates, tokens: CallTokens) -> Decimal:
     """call_cost of one call, to the digit (tests/test_ingest_fast_paths.py holds the two to each other).
     Token counts are the record rules' (the parts never exceed their whole)."""
-    prompt = tokens.prompt_tokens
-    kinds = rates.rates
-    for above, tier_rates in rates.tiers:
-        if prompt > above:
-            kinds = tier_rates
-            break
-    plain_in, cached, write_5m, write_1h, audio_in, plain_out, reasoning, audio_out, image_out = kinds
-    c5, c1, ai = tokens.cache_write_5m_tokens, tokens.cache_write_1h_tokens, tokens.input_audio_tokens
-    ca, re, ao, oi = (
-        tokens.cached_tokens,
-        tokens.reasoning_tokens,
-        tokens.output_audio_tokens,
-        tokens.output_image_tokens,
-    )
-    units = (
-        (prompt - ca - c5 - c1 - ai) * plain_in
-        + ca * cached
-        + c5 * write_5m
-        + c1 * write_1h
-        + ai * audio_in
-        + (tokens.completion_tokens - re - ao - oi) * plain_out
-        + re * reasoning
-        + ao * audio_out
-        + oi * image_out
-    )
-    if tokens.success:
-        units += rates.fee
-    return Decimal(units).scaleb(-COST_DECIMAL_PLACES, MONEY_CONTEXT)
+    return cost_function(rates)(tokens)
+
+
+# Each kind's count attribute, in KindPrices' order; the first of each side is the whole it is part of.
+_INPUT_KINDS = (
+    "prompt_tokens",
+    "cached_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+)
+_OUTPUT_KINDS = ("completion_tokens", "reasoning_tokens", "output_audio_tokens", "output_image_tokens")
+
+
+def _units_expression(kinds: tuple[int, ...]) -> str:
+    """The formula's sum in units, as Python source over the call `t`: plain input is the prompt less
+    its parts, so each part's coefficient is its own rate less the plain rate (parts billed as plain
+    input vanish), and likewise on the output side. Only non-zero coefficients are read."""
+    sides = ((_INPUT_KINDS, kinds[:5]), (_OUTPUT_KINDS, kinds[5:]))
+    terms = []
+    for names, rates in sides:
+        whole_rate = rates[0]
+        if whole_rate:
+            terms.append(f"t.{names[0]} * {whole_rate}")
+        terms += [
+            f"t.{name} * {rate - whole_rate}"
+            for name, rate in zip(names[1:], rates[1:], strict=True)
+            if rate != whole_rate
+        ]
+    return " + ".join(terms) or "0"
+
+
+@lru_cache(maxsize=4096)
+def cost_function(rates: IntegerRates) -> Callable[[CallTokens], Decimal]:
+    """call_cost_at_rates compiled for one version's rates: its tiers as branches from the highest
+    threshold, each a single expression over the counts its rates make matter, the fee when it is
+    not zero. Built once per distinct rates (a price book's versions share it across batches); the
+    source holds only integers, so it is exactly the formula at these rates."""
+    lines = ["def cost(t):"]
+    branches = [(f"t.prompt_tokens > {above}", tier_rates) for above, tier_rates in rates.tiers]
+    for n, (condition, tier_rates) in enumerate(branches):
+        lines += [f"    {'if' if n == 0 else 'elif'} {condition}:", f"        units = {_units_expression(tier_rates)}"]
+    indent = "    " if not branches else "        "
+    if branches:
+        lines.append("    else:")
+    lines.append(f"{indent}units = {_units_expression(rates.rates)}")
+    if rates.fee:
+        lines += ["    if t.success:", f"        units += {rates.fee}"]
+    lines.append(f"    return _decimal(units).scaleb({-COST_DECIMAL_PLACES}, _context)")
+    namespace = {"_decimal": Decimal, "_context": MONEY_CONTEXT}
+    exec("\n".join(lines), namespace)  # noqa: S102 (integers and attribute names of this module only)
+    return namespace["cost"]

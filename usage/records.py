@@ -337,6 +337,12 @@ _new_tuple = tuple.__new__
 _UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu", "GMT", "Etc/GMT"})
 
 
+def zone_offset_fixed(zone) -> bool:
+    """Whether `zone` (a tzinfo, or None) has one offset forever: moments in it compare with bounds
+    moved into the same zone object as plain wall times, exactly."""
+    return isinstance(zone, timezone) or getattr(zone, "key", None) in _UTC_KEYS
+
+
 class PlausibleWindow:
     """From EARLIEST_CALL to `latest`, with the bounds moved once per batch into each fixed-offset
     zone its timestamps come in (the API's are in the current zone, Python callers' often in UTC)."""
@@ -352,7 +358,7 @@ class PlausibleWindow:
         try:
             return self._by_zone[zone]
         except KeyError:
-            fixed = isinstance(zone, timezone) or getattr(zone, "key", None) in _UTC_KEYS
+            fixed = zone_offset_fixed(zone)
             bounds = (EARLIEST_CALL.astimezone(zone), self.latest.astimezone(zone)) if fixed else None
             self._by_zone[zone] = bounds
             return bounds

@@ -90,6 +90,12 @@ def upserts_run(cursor, dialect: RollupDialect, hours_sql: str, params: list, up
         cursor.execute(f"WITH h AS ({hours_sql}) {upsert}", params)
 
 
+def batch_log_ids_sql(column: str, ids: Sequence[int]) -> tuple[str, list]:
+    """`column` is one of `ids` (PostgreSQL: one bigint[] parameter, written as text: far cheaper
+    for the driver than a list adapted element by element)."""
+    return f"{column} = ANY(%s::bigint[])", ["{" + ",".join(map(str, ids)) + "}"]
+
+
 # PostgreSQL: a batch's delta rows --------------------------------------------------------------
 
 

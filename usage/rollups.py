@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from operator import attrgetter
 from typing import Protocol
 
@@ -39,6 +40,7 @@ from django.db.models import Max
 from usage.dialects import (
     DeltaRows,
     RollupDialect,
+    batch_log_ids_sql,
     bucket_value,
     compacted_upsert_sql,
     postgresql_deltas_append,
@@ -246,15 +248,36 @@ def _compacted_upsert(hours: dict[RowKey, list]) -> None:
 
 
 def rollups_apply_logs(*, logs: Sequence[LoggedCall]) -> None:
-    """Add the logs to every rollup. Must run in the transaction that stores the logs."""
+    """Add the logs to every rollup. Must run in the transaction that stores the logs, after they
+    are stored. PostgreSQL: the database sums the batch's own log rows (their ids) into delta rows
+    of every grain, in one statement (_batch_deltas_append). SQLite: sums in Python, upserted."""
     if not logs:
         return
-    hours = hour_rows(quarter_sums(logs))
-    if rollup_dialect(connection).appends_deltas:
-        _deltas_append(hours)
+    dialect = rollup_dialect(connection)
+    if dialect.appends_deltas:
+        _batch_deltas_append(dialect, logs)
         rollups_compactor_ensure()
     else:
-        _compacted_upsert(hours)
+        _compacted_upsert(hour_rows(quarter_sums(logs)))
+
+
+def _batch_deltas_append(dialect: RollupDialect, logs: Sequence[LoggedCall]) -> None:
+    """One statement: the log rows of `logs` (by id; within their moments' range, so the log's
+    partitions are pruned) summed per 15-minute bucket, hour and grain, and appended as delta rows
+    of every rollup table. Concurrent batches interleave ids, so rows are picked by their ids, never
+    by an id range alone."""
+    moments = list(map(_TIMESTAMP, logs))
+    ids, params = batch_log_ids_sql("id", [log.id for log in logs])
+    where = f'WHERE {ids} AND "timestamp" >= %s AND "timestamp" < %s'
+    params += [min(moments), max(moments) + timedelta(microseconds=1)]
+    hours = _hours_from_quarters_sql(_log_quarters_sql(dialect, where), dialect)
+    with connection.cursor() as cursor:
+        upserts_run(cursor, dialect, hours, params, _batch_appends_sql(dialect))
+
+
+@cache
+def _batch_appends_sql(dialect: RollupDialect) -> tuple[str, ...]:
+    return tuple(_grain_from_hours_append_sql(grain, dialect) for grain in GRAINS)
 
 
 def _negated(values: list) -> list:
@@ -467,6 +490,22 @@ def _grain_from_hours_upsert_sql(grain: Grain, dialect: RollupDialect) -> str:
         f"GROUP BY {order} ORDER BY {order}"
     )
     return compacted_upsert_sql(table=grain.table, keys=keys, sums=stored, select=select)
+
+
+def _grain_from_hours_append_sql(grain: Grain, dialect: RollupDialect) -> str:
+    """Delta rows of the hour-shaped relation h regrouped by the grain's keys (the per-model hour
+    grain is h itself)."""
+    keys = _key_columns(grain)
+    stored = rollup_columns(grain)
+    columns = ", ".join([*keys, "compacted", *stored])
+    if grain is HOUR_GRAIN:
+        select = f"SELECT {', '.join(keys)}, false, {', '.join(stored)} FROM h"  # noqa: S608 (model metadata)
+    else:
+        key_values = ", ".join([grain.bucket_of_hour_sql(dialect), *keys[1:]])
+        order = ", ".join(str(n) for n in range(1, len(keys) + 1))
+        sums = ", ".join(f"sum({c})" for c in stored)
+        select = f"SELECT {key_values}, false, {sums} FROM h GROUP BY {order}"  # noqa: S608 (model metadata)
+    return f"INSERT INTO {grain.table} ({columns}) {select}"
 
 
 def _log_quarters_sql(dialect: RollupDialect, where: str) -> str:

@@ -40,10 +40,12 @@ from django.db.models import Max
 from usage.dialects import (
     DeltaRows,
     RollupDialect,
-    batch_log_ids_sql,
     bucket_value,
+    chained_upserts_sql,
     compacted_upsert_sql,
+    postgresql_calls_relation,
     postgresql_deltas_append,
+    postgresql_prepared_run,
     rollup_dialect,
     sqlite_compacted_upsert,
     upserts_run,
@@ -127,6 +129,13 @@ QUARTER_SECONDS, SECONDS_PER_HOUR, SECONDS_PER_DAY = 15 * 60, 3600, 86_400
 
 _TIMESTAMP, _MODEL_NAME = attrgetter("timestamp"), attrgetter("model_name")
 _ZEROS = [rollup_sum.type.zero for rollup_sum in ROLLUP_SUMS]
+# The log columns the sums read, each once, in ROLLUP_SUMS order.
+SOURCE_COLUMNS = tuple(dict.fromkeys(s.source.column for s in ROLLUP_SUMS if getattr(s.source, "column", None)))
+# The PostgreSQL type of each log column the sums read (arrays of a batch's calls).
+_ARRAY_TYPES = {"IntegerField": "integer", "BooleanField": "boolean", "DecimalField": "numeric", "FloatField": "float8"}
+_LOG_FIELD_TYPES = {
+    column: _ARRAY_TYPES.get(UsageLog._meta.get_field(column).get_internal_type(), "text") for column in SOURCE_COLUMNS
+}
 
 
 def quarter_sums(logs: Iterable[LoggedCall]) -> dict[tuple[int, str], list]:
@@ -248,9 +257,9 @@ def _compacted_upsert(hours: dict[RowKey, list]) -> None:
 
 
 def rollups_apply_logs(*, logs: Sequence[LoggedCall]) -> None:
-    """Add the logs to every rollup. Must run in the transaction that stores the logs, after they
-    are stored. PostgreSQL: the database sums the batch's own log rows (their ids) into delta rows
-    of every grain, in one statement (_batch_deltas_append). SQLite: sums in Python, upserted."""
+    """Add the logs to every rollup. Must run in the transaction that stores the logs.
+    PostgreSQL: the database sums the batch's calls into delta rows of every grain, in one
+    statement (_batch_deltas_append). SQLite: sums in Python, upserted."""
     if not logs:
         return
     dialect = rollup_dialect(connection)
@@ -262,17 +271,26 @@ def rollups_apply_logs(*, logs: Sequence[LoggedCall]) -> None:
 
 
 def _batch_deltas_append(dialect: RollupDialect, logs: Sequence[LoggedCall]) -> None:
-    """One statement: the log rows of `logs` (by id; within their moments' range, so the log's
-    partitions are pruned) summed per 15-minute bucket, hour and grain, and appended as delta rows
-    of every rollup table. Concurrent batches interleave ids, so rows are picked by their ids, never
-    by an id range alone."""
-    moments = list(map(_TIMESTAMP, logs))
-    ids, params = batch_log_ids_sql("id", [log.id for log in logs])
-    where = f'WHERE {ids} AND "timestamp" >= %s AND "timestamp" < %s'
-    params += [min(moments), max(moments) + timedelta(microseconds=1)]
-    hours = _hours_from_quarters_sql(_log_quarters_sql(dialect, where), dialect)
-    with connection.cursor() as cursor:
-        upserts_run(cursor, dialect, hours, params, _batch_appends_sql(dialect))
+    """One statement: the calls' columns that the declared sums read, sent as one array each, summed
+    per 15-minute bucket, hour and grain by the database and appended as delta rows of every rollup
+    table (measured faster than reading the batch's rows back from the log by their keys: the
+    log's primary key leads with the moment, and a batch spread over a day would scan it)."""
+    relation, params = postgresql_calls_relation(
+        epochs=list(map(int, map(datetime.timestamp, map(_TIMESTAMP, logs)))),
+        model_names=list(map(_MODEL_NAME, logs)),
+        columns=[(column, attrgetter(column), _LOG_FIELD_TYPES[column]) for column in SOURCE_COLUMNS],
+        calls=logs,
+    )
+    postgresql_prepared_run(connection, _batch_deltas_sql(dialect, relation), params)
+
+
+@cache
+def _batch_deltas_sql(dialect: RollupDialect, relation: str) -> str:
+    """The statement of _batch_deltas_append (the same text for every batch: prepared once per
+    connection)."""
+    quarters = _quarters_sql(dialect, f"to_timestamp(epoch - epoch %% {QUARTER_SECONDS})", relation)
+    hours = _hours_from_quarters_sql(quarters, dialect)
+    return chained_upserts_sql(hours, _batch_appends_sql(dialect))
 
 
 @cache
@@ -466,11 +484,12 @@ _Q_COLUMNS = ["bucket", "quarter", "model_name", *SUM_NAMES]
 def _hours_from_quarters_sql(quarters_sql: str, dialect: RollupDialect) -> str:
     """The hour-shaped sums of a relation of 15-minute sums (columns _Q_COLUMNS): a prefix of n
     quarters sums the quarters before the n-th."""
-    sums = [f"sum({c}) AS {c}" for c in SUM_NAMES]
+    sums = [f"{s.type.sum_sql(s.name)} AS {s.name}" for s in ROLLUP_SUMS]
     for minutes in PREFIX_MINUTES:
         sums += [
-            f"sum(CASE WHEN quarter < {minutes // 15} THEN {c} ELSE 0 END) AS {prefix_column(c, minutes)}"
-            for c in SUM_NAMES
+            f"{s.type.sum_sql(f'CASE WHEN quarter < {minutes // 15} THEN {s.name} ELSE 0 END')} "
+            f"AS {prefix_column(s.name, minutes)}"
+            for s in ROLLUP_SUMS
         ]
     return (
         f"SELECT {dialect.hour_of_quarter} AS bucket, model_name, {', '.join(sums)} "  # noqa: S608
@@ -510,10 +529,16 @@ def _grain_from_hours_append_sql(grain: Grain, dialect: RollupDialect) -> str:
 
 def _log_quarters_sql(dialect: RollupDialect, where: str) -> str:
     """The log's 15-minute sums as relation q (columns _Q_COLUMNS)."""
+    return _quarters_sql(dialect, dialect.quarter_of_log, f"{UsageLog._meta.db_table} {where}")
+
+
+def _quarters_sql(dialect: RollupDialect, bucket_sql: str, relation_sql: str) -> str:
+    """The 15-minute sums (columns _Q_COLUMNS) of a relation of calls (the log's columns that the
+    declared sums read, and model_name) whose 15-minute bucket is bucket_sql."""
     sums = ", ".join(f"{rollup_sum.source.sql()} AS {rollup_sum.name}" for rollup_sum in ROLLUP_SUMS)
     grouped = (
-        f"SELECT {dialect.quarter_of_log} AS bucket, model_name, {sums} "  # noqa: S608 (model metadata)
-        f"FROM {UsageLog._meta.db_table} {where} GROUP BY 1, 2"
+        f"SELECT {bucket_sql} AS bucket, model_name, {sums} "  # noqa: S608 (model metadata)
+        f"FROM {relation_sql} GROUP BY 1, 2"
     )
     return f"SELECT bucket, {dialect.quarter_of_hour} AS quarter, {', '.join(_Q_COLUMNS[2:])} FROM ({grouped}) AS s"  # noqa: S608
 

@@ -7,6 +7,8 @@ hour's 15/30/45-minute prefixes), with every declared sum non-zero somewhere, co
 failed calls and calls on quarter-hour edges; and a second batch over the same buckets writes the
 sums of its own calls only (rows are picked by id, not by time or id range)."""
 
+import subprocess
+import sys
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
@@ -15,6 +17,7 @@ from django.db import connection
 
 from ingest.services import usage_record_batch
 from tests.rollup_oracle import expected_sums
+from tests.sqlite_process import ROOT, sqlite_environment
 from usage.models import UsageLog
 from usage.rollup_sums import ROLLUP_SUMS
 from usage.rollups import GRAINS, grain_rows, hour_rows, quarter_sums, rollup_columns, rollups_compact
@@ -113,3 +116,30 @@ def test_a_second_batch_over_the_same_buckets_adds_the_sums_of_its_own_calls():
         _assert_batch_rows_equal_python_sums(second, deltas_only=True)
         rollups_compact()
     _assert_batch_rows_equal_python_sums(first + second, deltas_only=False)
+
+
+SQLITE_SCRIPT = """
+import django
+django.setup()
+from ingest.services import usage_record_batch
+from tests.test_rollup_batch_sums import _assert_batch_rows_equal_python_sums, _records, _stored
+first = _stored(usage_record_batch(records=_records(0)))
+_assert_batch_rows_equal_python_sums(first, deltas_only=False)
+second = _stored(usage_record_batch(records=_records(1)))
+_assert_batch_rows_equal_python_sums(first + second, deltas_only=False)
+print("rows equal the Python sums", len(first) + len(second))
+"""
+
+
+@pytest.mark.slow
+def test_on_sqlite_the_rows_batches_upsert_hold_the_python_sums_of_their_calls(tmp_path):
+    """SQLite (bin/dev) sums batches in Python and upserts compacted rows: a real SQLite file, in a
+    subprocess (the suite runs on PostgreSQL)."""
+    database = tmp_path / "aicost.sqlite3"
+    env = {**sqlite_environment(database), "AICOST_ENV_FILE": "/dev/null"}
+    for args in (["manage.py", "migrate", "-v0"], ["-c", SQLITE_SCRIPT]):
+        done = subprocess.run(
+            [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "rows equal the Python sums 48"

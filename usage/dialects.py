@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-import psycopg
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 # --- Write side (usage.rollups) -------------------------------------------------------------------
@@ -84,57 +83,11 @@ def upserts_run(cursor, dialect: RollupDialect, hours_sql: str, params: list, up
     statement (h computed once), on SQLite (no INSERT inside WITH) one statement per upsert."""
     upserts = list(upserts)
     if dialect.insert_in_with:
-        cursor.execute(chained_upserts_sql(hours_sql, upserts), params)
+        chained = ", ".join(f"g{n} AS ({upsert})" for n, upsert in enumerate(upserts))
+        cursor.execute(f"WITH h AS ({hours_sql}), {chained} SELECT 1", params)
         return
     for upsert in upserts:
         cursor.execute(f"WITH h AS ({hours_sql}) {upsert}", params)
-
-
-_ARRAY_TEXT = {
-    "boolean": lambda values: ",".join(["t" if value else "f" for value in values]),
-    "integer": lambda values: ",".join(map(str, values)),
-}
-
-
-def _array_text(values: Sequence, sql_type: str) -> str:
-    """The text of a PostgreSQL array of `values` (None: NULL)."""
-    if None not in values and sql_type in _ARRAY_TEXT:
-        return "{" + _ARRAY_TEXT[sql_type](values) + "}"
-    if sql_type == "text":
-        return _pg_array_literal(values)  # No nulls: the text columns the sums read are NOT NULL.
-    return "{" + ",".join(["NULL" if value is None else str(value) for value in values]) + "}"
-
-
-def postgresql_calls_relation(
-    *, epochs: Sequence[int], model_names: Sequence[str], columns: Sequence[tuple], calls: Sequence
-) -> tuple[str, list]:
-    """A FROM item of a batch's calls (columns epoch: whole UTC epoch seconds, model_name, and each
-    (name, getter, PostgreSQL type) of `columns`), as SQL and its parameters: one array per column,
-    written as text (far cheaper for the driver than lists adapted element by element)."""
-    names = ["epoch", "model_name", *(name for name, _get, _type in columns)]
-    types = ["bigint", "text", *(sql_type for _name, _get, sql_type in columns)]
-    params = [
-        _array_text(epochs, "integer"),
-        _pg_array_literal(model_names),
-        *(_array_text(list(map(get, calls)), sql_type) for _name, get, sql_type in columns),
-    ]
-    arrays = ", ".join(f"%s::{sql_type}[]" for sql_type in types)
-    return f"unnest({arrays}) AS u({', '.join(names)})", params
-
-
-def chained_upserts_sql(hours_sql: str, upserts: Iterable[str]) -> str:
-    """PostgreSQL: one statement running every upsert (or insert) over the hour-shaped relation h."""
-    chained = ", ".join(f"g{n} AS ({upsert})" for n, upsert in enumerate(upserts))
-    return f"WITH h AS ({hours_sql}), {chained} SELECT 1"
-
-
-def postgresql_prepared_run(connection: BaseDatabaseWrapper, sql: str, params: Sequence) -> None:
-    """Run `sql` as a prepared statement of this connection (server-side parameters): a statement
-    run for every batch is parsed and planned once, not each time (Django's cursors bind on the
-    client and so plan on each run)."""
-    connection.ensure_connection()
-    with psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(sql, params, prepare=True)
 
 
 # PostgreSQL: a batch's delta rows --------------------------------------------------------------

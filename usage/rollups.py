@@ -29,7 +29,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from functools import cache
 from operator import attrgetter
 from typing import Protocol
 
@@ -41,11 +40,8 @@ from usage.dialects import (
     DeltaRows,
     RollupDialect,
     bucket_value,
-    chained_upserts_sql,
     compacted_upsert_sql,
-    postgresql_calls_relation,
     postgresql_deltas_append,
-    postgresql_prepared_run,
     rollup_dialect,
     sqlite_compacted_upsert,
     upserts_run,
@@ -129,13 +125,6 @@ QUARTER_SECONDS, SECONDS_PER_HOUR, SECONDS_PER_DAY = 15 * 60, 3600, 86_400
 
 _TIMESTAMP, _MODEL_NAME = attrgetter("timestamp"), attrgetter("model_name")
 _ZEROS = [rollup_sum.type.zero for rollup_sum in ROLLUP_SUMS]
-# The log columns the sums read, each once, in ROLLUP_SUMS order.
-SOURCE_COLUMNS = tuple(dict.fromkeys(s.source.column for s in ROLLUP_SUMS if getattr(s.source, "column", None)))
-# The PostgreSQL type of each log column the sums read (arrays of a batch's calls).
-_ARRAY_TYPES = {"IntegerField": "integer", "BooleanField": "boolean", "DecimalField": "numeric", "FloatField": "float8"}
-_LOG_FIELD_TYPES = {
-    column: _ARRAY_TYPES.get(UsageLog._meta.get_field(column).get_internal_type(), "text") for column in SOURCE_COLUMNS
-}
 
 
 def quarter_sums(logs: Iterable[LoggedCall]) -> dict[tuple[int, str], list]:
@@ -257,45 +246,15 @@ def _compacted_upsert(hours: dict[RowKey, list]) -> None:
 
 
 def rollups_apply_logs(*, logs: Sequence[LoggedCall]) -> None:
-    """Add the logs to every rollup. Must run in the transaction that stores the logs.
-    PostgreSQL: the database sums the batch's calls into delta rows of every grain, in one
-    statement (_batch_deltas_append). SQLite: sums in Python, upserted."""
+    """Add the logs to every rollup. Must run in the transaction that stores the logs."""
     if not logs:
         return
-    dialect = rollup_dialect(connection)
-    if dialect.appends_deltas:
-        _batch_deltas_append(dialect, logs)
+    hours = hour_rows(quarter_sums(logs))
+    if rollup_dialect(connection).appends_deltas:
+        _deltas_append(hours)
         rollups_compactor_ensure()
     else:
-        _compacted_upsert(hour_rows(quarter_sums(logs)))
-
-
-def _batch_deltas_append(dialect: RollupDialect, logs: Sequence[LoggedCall]) -> None:
-    """One statement: the calls' columns that the declared sums read, sent as one array each, summed
-    per 15-minute bucket, hour and grain by the database and appended as delta rows of every rollup
-    table (measured faster than reading the batch's rows back from the log by their keys: the
-    log's primary key leads with the moment, and a batch spread over a day would scan it)."""
-    relation, params = postgresql_calls_relation(
-        epochs=list(map(int, map(datetime.timestamp, map(_TIMESTAMP, logs)))),
-        model_names=list(map(_MODEL_NAME, logs)),
-        columns=[(column, attrgetter(column), _LOG_FIELD_TYPES[column]) for column in SOURCE_COLUMNS],
-        calls=logs,
-    )
-    postgresql_prepared_run(connection, _batch_deltas_sql(dialect, relation), params)
-
-
-@cache
-def _batch_deltas_sql(dialect: RollupDialect, relation: str) -> str:
-    """The statement of _batch_deltas_append (the same text for every batch: prepared once per
-    connection)."""
-    quarters = _quarters_sql(dialect, f"to_timestamp(epoch - epoch %% {QUARTER_SECONDS})", relation)
-    hours = _hours_from_quarters_sql(quarters, dialect)
-    return chained_upserts_sql(hours, _batch_appends_sql(dialect))
-
-
-@cache
-def _batch_appends_sql(dialect: RollupDialect) -> tuple[str, ...]:
-    return tuple(_grain_from_hours_append_sql(grain, dialect) for grain in GRAINS)
+        _compacted_upsert(hours)
 
 
 def _negated(values: list) -> list:
@@ -484,12 +443,11 @@ _Q_COLUMNS = ["bucket", "quarter", "model_name", *SUM_NAMES]
 def _hours_from_quarters_sql(quarters_sql: str, dialect: RollupDialect) -> str:
     """The hour-shaped sums of a relation of 15-minute sums (columns _Q_COLUMNS): a prefix of n
     quarters sums the quarters before the n-th."""
-    sums = [f"{s.type.sum_sql(s.name)} AS {s.name}" for s in ROLLUP_SUMS]
+    sums = [f"sum({c}) AS {c}" for c in SUM_NAMES]
     for minutes in PREFIX_MINUTES:
         sums += [
-            f"{s.type.sum_sql(f'CASE WHEN quarter < {minutes // 15} THEN {s.name} ELSE 0 END')} "
-            f"AS {prefix_column(s.name, minutes)}"
-            for s in ROLLUP_SUMS
+            f"sum(CASE WHEN quarter < {minutes // 15} THEN {c} ELSE 0 END) AS {prefix_column(c, minutes)}"
+            for c in SUM_NAMES
         ]
     return (
         f"SELECT {dialect.hour_of_quarter} AS bucket, model_name, {', '.join(sums)} "  # noqa: S608
@@ -511,34 +469,12 @@ def _grain_from_hours_upsert_sql(grain: Grain, dialect: RollupDialect) -> str:
     return compacted_upsert_sql(table=grain.table, keys=keys, sums=stored, select=select)
 
 
-def _grain_from_hours_append_sql(grain: Grain, dialect: RollupDialect) -> str:
-    """Delta rows of the hour-shaped relation h regrouped by the grain's keys (the per-model hour
-    grain is h itself)."""
-    keys = _key_columns(grain)
-    stored = rollup_columns(grain)
-    columns = ", ".join([*keys, "compacted", *stored])
-    if grain is HOUR_GRAIN:
-        select = f"SELECT {', '.join(keys)}, false, {', '.join(stored)} FROM h"  # noqa: S608 (model metadata)
-    else:
-        key_values = ", ".join([grain.bucket_of_hour_sql(dialect), *keys[1:]])
-        order = ", ".join(str(n) for n in range(1, len(keys) + 1))
-        sums = ", ".join(f"sum({c})" for c in stored)
-        select = f"SELECT {key_values}, false, {sums} FROM h GROUP BY {order}"  # noqa: S608 (model metadata)
-    return f"INSERT INTO {grain.table} ({columns}) {select}"
-
-
 def _log_quarters_sql(dialect: RollupDialect, where: str) -> str:
     """The log's 15-minute sums as relation q (columns _Q_COLUMNS)."""
-    return _quarters_sql(dialect, dialect.quarter_of_log, f"{UsageLog._meta.db_table} {where}")
-
-
-def _quarters_sql(dialect: RollupDialect, bucket_sql: str, relation_sql: str) -> str:
-    """The 15-minute sums (columns _Q_COLUMNS) of a relation of calls (the log's columns that the
-    declared sums read, and model_name) whose 15-minute bucket is bucket_sql."""
     sums = ", ".join(f"{rollup_sum.source.sql()} AS {rollup_sum.name}" for rollup_sum in ROLLUP_SUMS)
     grouped = (
-        f"SELECT {bucket_sql} AS bucket, model_name, {sums} "  # noqa: S608 (model metadata)
-        f"FROM {relation_sql} GROUP BY 1, 2"
+        f"SELECT {dialect.quarter_of_log} AS bucket, model_name, {sums} "  # noqa: S608 (model metadata)
+        f"FROM {UsageLog._meta.db_table} {where} GROUP BY 1, 2"
     )
     return f"SELECT bucket, {dialect.quarter_of_hour} AS quarter, {', '.join(_Q_COLUMNS[2:])} FROM ({grouped}) AS s"  # noqa: S608
 

@@ -20,7 +20,7 @@ from tests.rollup_oracle import expected_sums
 from tests.sqlite_process import ROOT, sqlite_environment
 from usage.models import UsageLog
 from usage.rollup_sums import ROLLUP_SUMS
-from usage.rollups import GRAINS, grain_rows, hour_rows, quarter_sums, rollup_columns, rollups_compact
+from usage.rollups import DAY_TOTAL_GRAIN, GRAINS, grain_rows, hour_rows, quarter_sums, rollup_columns, rollups_compact
 from usage.services import UsageRecordInput
 
 pytestmark = pytest.mark.django_db
@@ -105,6 +105,11 @@ def test_a_batchs_rows_hold_the_python_sums_of_its_calls_in_every_declared_sum()
     assert zero == ["unconverted_calls"], totals
     assert any(log.cost is not None and log.cost.as_tuple().exponent <= -12 for log in logs)
     _assert_batch_rows_equal_python_sums(logs, deltas_only=connection.vendor == "postgresql")
+    # And the Python sums themselves against the oracle (tests/rollup_oracle.py): the all-models day
+    # rows added up hold every declared sum of the batch.
+    day_rows = list(_rows_of(DAY_TOTAL_GRAIN, deltas_only=False).values())
+    added = {s.name: sum((row[n] for row in day_rows), s.type.zero) for n, s in enumerate(ROLLUP_SUMS)}
+    assert added == totals
 
 
 def test_a_second_batch_over_the_same_buckets_adds_the_sums_of_its_own_calls():

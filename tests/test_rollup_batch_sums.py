@@ -1,11 +1,11 @@
 """A batch's own rollup rows equal the Python sums of its calls, for every declared sum.
 
-PostgreSQL sums the batch's log rows in the database (usage.rollups._batch_deltas_append) into delta
-rows; SQLite sums them in Python and upserts. Either way the rows a batch writes must equal
-quarter_sums -> hour_rows -> grain_rows of the calls it stored, in every column (each sum and each
-hour's 15/30/45-minute prefixes), with every declared sum non-zero somewhere, costs with 12 places,
-failed calls and calls on quarter-hour edges; and a second batch over the same buckets writes the
-sums of its own calls only (rows are picked by id, not by time or id range)."""
+A batch sums its calls in Python (usage.rollups); PostgreSQL appends the sums as delta rows, SQLite
+upserts them. Either way the rows a batch writes must equal quarter_sums -> hour_rows -> grain_rows of
+the calls it stored, in every column (each sum and each hour's 15/30/45-minute prefixes), with every
+declared sum non-zero somewhere, costs with 12 places, failed calls and calls on quarter-hour edges;
+and a second batch over the same buckets writes the sums of its own calls only. Any other way of
+summing a batch (in SQL: bench/README.md measured two) must pass the same test."""
 
 import subprocess
 import sys

@@ -121,28 +121,24 @@ _new_tuple = tuple.__new__
 
 
 class _Span(NamedTuple):
-    """A price version as a batch reads it: its end (None: in force), id, the version, whether its
-    calls are priced (enabled) and free (is_free), its currency, and its cost function (None:
+    """A price version as a batch reads it: its end (None: in force), id, and cost function (None:
     call_cost prices its calls)."""
 
     end: datetime | None
     version_id: int
     version: ModelPriceVersion
-    enabled: bool
-    is_free: bool
-    currency: str
     cost: Callable[[CheckedRecord], Decimal] | None
 
 
 class _ModelPrices(NamedTuple):
-    """One model's price history: its versions' starts and spans, the last of them apart (most calls
-    fall in it: one comparison instead of a search), and the model's currency (of a provider-reported
-    cost at a moment no version covers)."""
+    """One model's price history: its versions' starts and spans (each version says whether its
+    calls are priced, enabled, and free, is_free, and its currency), the model's currency (of a
+    provider-reported cost at a moment no version covers), and the last span's start per zone (most
+    calls fall in the last span: one comparison instead of a search)."""
 
     starts: list[datetime]
     spans: list[_Span]
     currency: str
-    last: _Span
     last_start_in: dict  # tzinfo -> the last span's start in that zone (usage.records.zone_offset_fixed).
 
     def last_start_for(self, zone) -> datetime:
@@ -157,7 +153,7 @@ class _ModelPrices(NamedTuple):
 def _span(version: ModelPriceVersion) -> _Span:
     rates = integer_rates(version)
     cost = None if rates is None else cost_function(rates)
-    return _Span(version.effective_to, version.pk, version, version.enabled, version.is_free, version.currency, cost)
+    return _Span(version.effective_to, version.pk, version, cost)
 
 
 _UNSEEN = object()
@@ -199,7 +195,7 @@ class BatchPricer:
             if versions:
                 spans = [_span(version) for version in versions]
                 starts = [version.effective_from for version in versions]
-                prices = _ModelPrices(starts, spans, pricing.currency, spans[-1], {})
+                prices = _ModelPrices(starts, spans, pricing.currency, {})
             self._priced[model_name] = prices
         self._models[sent_name] = prices
         return prices
@@ -233,7 +229,7 @@ class BatchPricer:
             zone = timestamp.tzinfo
             last_start = prices.last_start_in.get(zone) or prices.last_start_for(zone)
             if timestamp >= last_start:
-                span = prices.last
+                span = prices.spans[-1]
             else:
                 index = bisect_right(prices.starts, timestamp) - 1
                 if index >= 0:
@@ -244,12 +240,12 @@ class BatchPricer:
             version_id = None
             currency = settings.AICOST_CURRENCY if prices is None else prices.currency
         else:
-            version_id, currency = span.version_id, span.currency
+            version_id, currency = span.version_id, span.version.currency
         if record.cost is not None:
             return cost_exact(record.cost), CostSource.PROVIDER, version_id, currency
-        if span is None or not span.enabled:  # Disabled at the call's moment.
+        if span is None or not span.version.enabled:  # Disabled at the call's moment.
             return None, CostSource.UNPRICED, version_id, currency
-        if span.is_free:  # Free at the call's moment: costs nothing, and says which version.
+        if span.version.is_free:  # Free at the call's moment: costs nothing, and says which version.
             return _FREE, CostSource.COMPUTED, version_id, currency
         cost = call_cost(version=span.version, tokens=record) if span.cost is None else span.cost(record)
         return cost, CostSource.COMPUTED, version_id, currency

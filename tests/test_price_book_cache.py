@@ -14,7 +14,7 @@ from ingest.services import usage_record
 from pricing import selectors
 from pricing.generation import TRIGGER_MISSING, WATCHED_TABLES, missing_triggers, trigger_name
 from pricing.models import ModelPriceVersion, ModelPricing
-from pricing.services import model_pricing_create, model_pricing_update
+from pricing.services import model_name_patterns_set, model_pricing_create, model_pricing_update
 from schemaguard.guard import schema_report
 from schemaguard.services import schema_repair_plan
 
@@ -111,6 +111,59 @@ def test_a_batch_with_a_new_model_name_loads_it():
         output_price_per_million=Decimal("1"),
     )
     assert _cost_of_a_million_input("brand-new") == Decimal("0.5")
+
+
+def _patterns_set(model_name: str, patterns: list[tuple[str, str]]) -> None:
+    model_name_patterns_set(pricing=ModelPricing.objects.get(model_name=model_name), patterns=patterns)
+
+
+def test_new_names_that_load_no_new_model_are_covered_without_reading_the_book_again():
+    _patterns_set("gpt-4o", [("regex", r"gpt-4o-\d{4}-\d{2}-\d{2}")])
+    assert _cost_of_a_million_input("gpt-4o") == _current_input("gpt-4o")
+    book = _cached_book()
+    # A dated snapshot name: no model's name, alias or prefix; gpt-4o's expression (in the book) prices it.
+    assert _cost_of_a_million_input("gpt-4o-2024-08-06") == _current_input("gpt-4o")
+    assert _cached_book() is book
+    assert "gpt-4o-2024-08-06" in book.covered
+    # The name index is read once per generation: a further new name reuses it.
+    index = selectors._book_cache.name_index
+    assert index.cache_key == book.cache_key
+    assert _cost_of_a_million_input("gpt-4o-2025-01-31") == _current_input("gpt-4o")
+    assert _cached_book() is book
+    assert selectors._book_cache.name_index is index
+    assert usage_record(model_name="nothing-matches-this", prompt_tokens=1, completion_tokens=0).cost is None
+    assert _cached_book() is book  # An unmatched name loads nothing either.
+
+
+@pytest.mark.parametrize(
+    ("patterns", "sent"),
+    [
+        ([("exact", "mini-latest")], "mini-latest"),
+        ([("prefix", "gw/mini/")], "gw/mini/eu"),
+        ([], "gpt-4o-mini"),  # The model's own name.
+    ],
+)
+def test_a_new_name_that_loads_a_model_the_book_lacks_reads_the_book_again(patterns, sent):
+    _patterns_set("gpt-4o-mini", patterns)
+    _patterns_set("gpt-4o", [("regex", r"gpt-4o.*")])  # Would price every gpt-4o* name, were mini missing.
+    assert _cost_of_a_million_input("gpt-4o") == _current_input("gpt-4o")
+    book = _cached_book()
+    assert "gpt-4o-mini" not in book.pricing_by_model
+    assert _cost_of_a_million_input(sent) == _current_input("gpt-4o-mini")
+    assert _cached_book() is not book
+    assert "gpt-4o-mini" in _cached_book().pricing_by_model
+
+
+def test_a_name_index_read_after_prices_changed_is_not_used():
+    usage_record(model_name="gpt-4o", prompt_tokens=1, completion_tokens=0)
+    key = _cached_book().cache_key
+    assert selectors._name_index_read(key) is not None
+    stale = (*key[:2], key[2] - 1)  # As if a price edit had committed after the batch read its generation.
+    assert selectors._name_index_read(stale) is None
+    assert selectors._names_load_nothing_new(_cached_book(), {"gpt-4o-2024-08-06"}) is True
+    selectors._book_cache.name_index = None
+    _cached_book().cache_key = stale
+    assert selectors._names_load_nothing_new(_cached_book(), {"gpt-4o-2024-08-06"}) is False
 
 
 def test_an_exchange_rate_change_is_a_new_generation():

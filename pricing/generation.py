@@ -138,8 +138,11 @@ def _watched_layout(table: str):
         editor.create_model(model)
         _triggers_create(editor, table)
 
-    def repairs(connection) -> list:
+    def repairs(connection, *, altered: bool) -> list:
         missing = missing_triggers(connection, (table,))
+        if altered and connection.vendor == "sqlite":
+            # SQLite makes most changes by rebuilding the table, which drops its triggers: recreate them all.
+            missing = sorted(expected_triggers("sqlite", table))
         if not missing:
             return []
         # Every trigger of the table, at apply time: a rebuild planned before this step (SQLite) drops them all.
@@ -163,7 +166,9 @@ def _generation_layout():
         editor.create_model(PriceGeneration)
         _generation_objects_create(editor)
 
-    return TableLayout(table=GENERATION_TABLE, findings=lambda connection: [], create=create, repairs=lambda c: [])
+    return TableLayout(
+        table=GENERATION_TABLE, findings=lambda connection: [], create=create, repairs=lambda c, altered: []
+    )
 
 
 def price_generation_layouts() -> list:

@@ -50,7 +50,8 @@ class TableLayout:
     table: str
     findings: Callable  # findings(connection) -> list[CheckMessage], when the table exists
     create: Callable  # create(schema_editor): the table as it must be, in place of create_model
-    repairs: Callable  # repairs(connection) -> [(description, step(schema_editor))] for its findings
+    # repairs(connection, altered=whether the plan alters the table first) -> [(description, step(schema_editor))]
+    repairs: Callable
     repairable: frozenset[str] = frozenset()  # ids of its findings that `repairs` fixes
 
 

@@ -208,9 +208,10 @@ def schema_repair_plan(*, using: str = "default") -> RepairPlan:
                 create = layout.create if layout else partial(_create_table_alone, model=model)
                 plan.steps.append((f"create table {table}", create))
                 continue
+            steps_before = len(plan.steps)
             _plan_present_table(plan, connection, cursor, model, columns.get(table, {}))
             if table in TABLE_LAYOUTS:  # After the table's own steps: SQLite's table rebuilds drop its triggers.
-                plan.steps += TABLE_LAYOUTS[table].repairs(connection)
+                plan.steps += TABLE_LAYOUTS[table].repairs(connection, altered=len(plan.steps) > steps_before)
     for _table, index in invalid_indexes(connection, present):
         plan.steps.append((f"rebuild invalid index {index}", _index_rebuild_step(connection, index)))
     report = schema_report(using=using)

@@ -177,6 +177,23 @@ def damage_exchange_rates(conn):
     _rebuild(conn, "ai_exchange_rate", remove=RATE_CHECK)
 
 
+PRICES_CHECK = r', CONSTRAINT "ai_model_pricing_prices_not_negative" CHECK \(\(.*?\)\)(?=, CONSTRAINT|\)$)'
+
+
+def drop_a_watched_tables_check_keeping_its_triggers(conn):
+    """A watched table (pricing.generation) rebuilt by hand with care: its triggers recreated, a
+    CHECK constraint lost. The repair's own rebuild drops the triggers again, and must remake them."""
+    triggers = [
+        sql
+        for (sql,) in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?", ["ai_model_pricing"]
+        )
+    ]
+    assert len(triggers) == 3
+    _rebuild(conn, "ai_model_pricing", remove=PRICES_CHECK)
+    _execute(conn, *triggers)
+
+
 def all_of_them(conn):
     for other in (drop_many_to_many_table, drop_columns, drop_indexes, drop_unique_constraints, drop_check_constraints):
         other(conn)
@@ -191,6 +208,7 @@ BREAKS = {  # name: (how, the findings it must cause)
     "unique constraints": (drop_unique_constraints, {"aicost.E006", "aicost.E014"}),
     "check constraints": (drop_check_constraints, {"aicost.E013"}),
     "exchange rates": (drop_exchange_rates, {"aicost.E001"}),
+    "a watched table's check, triggers kept": (drop_a_watched_tables_check_keeping_its_triggers, {"aicost.E013"}),
     "exchange rate constraints": (damage_exchange_rates, {"aicost.E006", "aicost.E013", "aicost.E014"}),
     "all but the log at once": (
         all_of_them,

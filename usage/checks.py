@@ -77,7 +77,7 @@ def _create_log_table(editor) -> None:
         editor.execute(create_partition_sql(month))
 
 
-def _partition_repairs(connection) -> list:
+def _partition_repairs(connection, *, altered: bool) -> list:
     if not is_partitioned(connection):
         return []
     return [

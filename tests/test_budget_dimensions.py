@@ -3,7 +3,7 @@ thresholds raised at ingestion once per budget, period and threshold, the defaul
 overrides, budget/check for every budget that applies, the "forecast to exceed" alert, and the
 month's spend per user read through the log's (user_id, timestamp) index."""
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -139,13 +139,16 @@ def test_budget_check_parameters():
     assert "model" in none.json()["error"]["fields"]
 
 
+def _noon_days_ago(days: int) -> datetime:
+    """Noon of a local day before today: inside that day whatever the time of day now."""
+    day = timezone.localdate() - timedelta(days=days)
+    return datetime.combine(day, time(12), tzinfo=timezone.get_current_timezone())
+
+
 def _spend_on_past_days(days: int, amount: str, **fields) -> None:
-    now = timezone.now()
     usage_record_batch(
         records=[
-            UsageRecordInput(
-                model_name="gpt-4o", cost=Decimal(amount), timestamp=now - timedelta(days=n, hours=1), **fields
-            )
+            UsageRecordInput(model_name="gpt-4o", cost=Decimal(amount), timestamp=_noon_days_ago(n), **fields)
             for n in range(1, days + 1)
         ]
     )
@@ -155,11 +158,8 @@ def test_forecast_to_exceed_is_raised_once_per_budget_and_period():
     # 10 a day for the last 7 days (what falls in this month counts as spent): at that pace a budget a
     # little above the month so far is reached before the month ends, unless today is its last day.
     _spend_on_past_days(7, "10", user_id=4, purpose="extract")
-    now = timezone.now()
-    month_start = timezone.localtime(now).date().replace(day=1)
-    spent_this_month = sum(
-        Decimal(10) for n in range(1, 8) if timezone.localtime(now - timedelta(days=n, hours=1)).date() >= month_start
-    )
+    month_start = timezone.localdate().replace(day=1)
+    spent_this_month = sum(Decimal(10) for n in range(1, 8) if _noon_days_ago(n).date() >= month_start)
     next_month = (month_start + timedelta(days=32)).replace(day=1)
     if (next_month - timezone.localdate()).days < 2:
         pytest.skip("the month ends today: no room for a forecast to exceed")

@@ -354,6 +354,7 @@ class UsageSeriesSerializer(serializers.Serializer):
             "to its cost in daily_trend exactly: each the rounded running sum of the series so far minus the one "
             "before (within 0.00000001 of its own rounding)."
         )
+        currency = serializers.CharField(help_text="ISO 4217: the reporting currency.")
         calls = serializers.IntegerField()
 
     key = GroupKeyField()

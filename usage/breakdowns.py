@@ -186,6 +186,7 @@ def usage_daily_trend_groups(
     order = ranked(over_window)
     top = [key for key, _sums in order[:limit]]
     rest = [key for key, _sums in order[limit:]]
+    currency = reporting_currency()
     day_sums = {
         first_day + timedelta(days=n): sum(window.values(), RollupDelta()) for n, window in enumerate(windows) if window
     }
@@ -196,7 +197,7 @@ def usage_daily_trend_groups(
         parts.append(sum((window[key] for key in rest if key in window), RollupDelta()))
         day = first_day + timedelta(days=n)
         for series, part, cost in zip(series_days, parts, _stacked([p.reporting_cost for p in parts]), strict=True):
-            series.append({"date": day, "cost": cost, "calls": part.calls})
+            series.append({"date": day, "cost": cost, "currency": currency, "calls": part.calls})
     other_total = sum((over_window[key] for key in rest), RollupDelta())
     totals = [over_window[key] for key in top] + [other_total]
     keys: list[Key] = [*top, None]
@@ -211,7 +212,7 @@ def usage_daily_trend_groups(
             "cost": money_display(total.reporting_cost),
             "calls": total.calls,
             "unconverted_calls": total.unconverted_calls,
-            "currency": reporting_currency(),
+            "currency": currency,
             "daily": series,
         }
         for n, (key, total, series) in enumerate(zip(keys, totals, series_days, strict=True))

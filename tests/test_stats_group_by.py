@@ -21,6 +21,7 @@ from tests.api_helpers import exact_json
 from tests.fx_scenario import model_priced
 from tests.sqlite_process import sqlite_python
 from usage.models import UsageLog
+from usage.records import TOKEN_FIELDS
 from usage.services import UsageRecordInput
 
 pytestmark = pytest.mark.django_db
@@ -30,17 +31,7 @@ EXPORT = "/api/v1/usage/export.csv"
 GROUP_BYS = ("model", "provider", "user_id", "purpose")
 MODELS = ("gpt-4o", "gpt-4o-mini", "deepseek-chat", "claude-sonnet-4-5", "llama-local", "cny-chat")
 PURPOSES = ("summarise", "extract", "=sum(A1)", "", "摘要")
-TOKEN_NAMES = (
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "input_audio_tokens",
-    "output_audio_tokens",
-    "output_image_tokens",
-)
+TOKEN_NAMES = TOKEN_FIELDS
 
 
 def _seed(now: datetime, calls: int = 300) -> None:
@@ -415,6 +406,7 @@ from ingest.services import usage_record_batch
 from pricing.models import ModelPricing
 from usage.breakdowns import ranked, usage_sums_by_group, usage_sums_by_group_and_window
 from usage.models import UsageLog
+from usage.records import TOKEN_FIELDS
 from usage.services import UsageRecordInput
 from usage.window_sums import UsageFilters
 

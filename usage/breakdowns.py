@@ -25,6 +25,7 @@ from pricing.models import ModelPricing
 from pricing.selectors import reporting_currency
 from usage.dialects import window_number_sql
 from usage.models import UsageLog
+from usage.records import TOKEN_FIELDS
 from usage.reports import (
     UNKNOWN_PROVIDER,
     rates_of,
@@ -222,22 +223,7 @@ def usage_daily_trend_groups(
 
 # --- Export ---------------------------------------------------------------------------------------
 
-GROUP_EXPORT_SUMS = (
-    "calls",
-    "successful_calls",
-    "failed_calls",
-    "unpriced_calls",
-    "unconverted_calls",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "input_audio_tokens",
-    "output_audio_tokens",
-    "output_image_tokens",
-)
+GROUP_EXPORT_SUMS = ("calls", "successful_calls", "failed_calls", "unpriced_calls", "unconverted_calls", *TOKEN_FIELDS)
 
 
 def usage_export_group_columns(group_by: str) -> tuple[str, ...]:

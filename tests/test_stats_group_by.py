@@ -404,7 +404,7 @@ from decimal import Decimal
 from django.utils import timezone
 from ingest.services import usage_record_batch
 from pricing.models import ModelPricing
-from usage.breakdowns import ranked, usage_sums_by_group, usage_sums_by_group_and_window
+from usage.breakdowns import ranked, usage_daily_trend_groups, usage_sums_by_group
 from usage.models import UsageLog
 from usage.records import TOKEN_FIELDS
 from usage.services import UsageRecordInput
@@ -430,8 +430,9 @@ for group_by, key_of in keys.items():
         oracle[key_of(row)][0] += 1
         oracle[key_of(row)][1] += row.reporting_cost or 0
     got = usage_sums_by_group(start=start, end=now, filters=UsageFilters(), group_by=group_by)
-    windows = usage_sums_by_group_and_window(boundaries=[start, start + timedelta(hours=20), now],
-                                             filters=UsageFilters(), group_by=group_by)
+    trend = usage_daily_trend_groups(days=6, now=now, zone=timezone.get_current_timezone(), filters=UsageFilters(),
+                                     group_by=group_by, limit=2)
+    days = trend["daily_trend"]
     out[group_by] = {
         "keys": [key for key, _sums in ranked(got)],
         "oracle_keys": sorted(oracle, key=lambda k: (-oracle[k][1], k is None, "" if k is None else k)),
@@ -439,7 +440,10 @@ for group_by, key_of in keys.items():
         "oracle_calls": {str(k): v[0] for k, v in oracle.items()},
         "cost": {str(k): str(s.reporting_cost) for k, s in got.items()},
         "oracle_cost": {str(k): str(v[1]) for k, v in oracle.items()},
-        "window_calls": {str(k): sum(w[k].calls for w in windows if k in w) for k in got},
+        "stacks": [[str(sum(s["daily"][n]["cost"] for s in trend["series"])), str(day["cost"]),
+                    sum(s["daily"][n]["calls"] for s in trend["series"]), day["calls"]] for n, day in enumerate(days)],
+        "trend_calls": sum(s["calls"] for s in trend["series"]),
+        "trend_top": [s["key"] for s in trend["series"]],
     }
 print(json.dumps(out))
 """
@@ -455,7 +459,11 @@ def test_on_sqlite_the_groups_equal_the_rows(tmp_path):
     answers = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(answers) == set(GROUP_BYS)
     for group_by, answer in answers.items():
-        assert answer["calls"] == answer["oracle_calls"] == answer["window_calls"], group_by
+        assert answer["calls"] == answer["oracle_calls"], group_by
+        for stacked_cost, day_cost, stacked_calls, day_calls in answer["stacks"]:  # Exact on SQLite too.
+            assert (Decimal(stacked_cost), stacked_calls) == (Decimal(day_cost), day_calls), group_by
+        assert answer["trend_calls"] == 200
+        assert len(answer["trend_top"]) == 3
         for key, cost in answer["cost"].items():  # SQLite sums as float: exact to 15 significant digits.
             assert Decimal(cost) == pytest.approx(Decimal(answer["oracle_cost"][key]), rel=Decimal("1e-14"))
         assert answer["keys"] == answer["oracle_keys"], group_by

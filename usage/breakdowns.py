@@ -15,7 +15,6 @@ compares them (text by code point), the same on PostgreSQL and SQLite.
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
-from itertools import pairwise
 
 from django.db import connections, router
 
@@ -35,7 +34,7 @@ from usage.reports import (
     trend_answer,
     trend_first_day,
 )
-from usage.rollup_sums import ROLLUP_SUMS, RollupDelta, delta_reader
+from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES, RollupDelta, delta_reader, typed_values_reader
 from usage.window_sums import UsageFilters, local_midnights, log_filters_sql, log_sums_sql
 
 GROUP_BY = ("model", "provider", "user_id", "purpose")
@@ -45,6 +44,7 @@ STATS_GROUPS_LIMIT = 100
 TREND_GROUPS_LIMIT = 10
 
 Key = str | int | None
+_COST, _CALLS, _UNCONVERTED = (SUM_NAMES.index(name) for name in ("reporting_cost", "calls", "unconverted_calls"))
 
 
 def _key_sql(group_by: str) -> tuple[str, str, list]:
@@ -107,22 +107,6 @@ def usage_sums_by_group(
     }
 
 
-@reading_from_replica()
-def usage_sums_by_group_and_window(
-    *, boundaries: Sequence[datetime], filters: UsageFilters, group_by: str
-) -> list[dict[Key, RollupDelta]]:
-    """For each window [boundaries[k], boundaries[k + 1]), the sums per value of `group_by` (values
-    with calls in it), in one statement."""
-    answers: list[dict[Key, RollupDelta]] = [{} for _window in pairwise(boundaries)]
-    if not answers or boundaries[0] >= boundaries[-1]:
-        return answers
-    utc = [moment.astimezone(UTC) for moment in boundaries]
-    read = delta_reader(ROLLUP_SUMS)
-    for row in _grouped_rows(boundaries=utc, filters=filters, group_by=group_by, by_window=True):
-        answers[row[0]][row[1]] = read(row[2:])
-    return answers
-
-
 def ranked(groups: dict[Key, RollupDelta]) -> list[tuple[Key, RollupDelta]]:
     """The groups by reporting cost, highest first, then by key (None last)."""
     return sorted(
@@ -170,53 +154,71 @@ def _stacked(values: Sequence) -> list:
     return shown
 
 
+@reading_from_replica()
 def usage_daily_trend_groups(
     *, days: int, now: datetime, zone: tzinfo, filters: UsageFilters, group_by: str, limit: int
 ) -> dict:
     """The daily trend with group_by, for a stacked chart: the window's `limit` costliest groups and
     "other" (every other group), each with its cost and calls per day; per day, the groups' costs
     and other's add up to the day's cost exactly (and their calls to its calls). The days, the
-    totals and the series come from one read of the log."""
+    totals and the series come from one read of the log, summed in Python column by column (a
+    RollupDelta per day and group costs more than the read for thousands of users)."""
     first_day = trend_first_day(days=days, now=now, zone=zone)
     boundaries = local_midnights(first_day=first_day, days=days, zone=zone)
-    windows = usage_sums_by_group_and_window(boundaries=boundaries, filters=filters, group_by=group_by)
-    over_window: dict[Key, RollupDelta] = {}
-    for window in windows:
-        for key, sums in window.items():
-            over_window[key] = over_window[key] + sums if key in over_window else sums
-    order = ranked(over_window)
-    top = [key for key, _sums in order[:limit]]
-    rest = [key for key, _sums in order[limit:]]
-    currency = reporting_currency()
+    utc = [moment.astimezone(UTC) for moment in boundaries]
+    typed = typed_values_reader(ROLLUP_SUMS)
+    rows = [
+        (row[0], row[1], typed(row[2:]))
+        for row in _grouped_rows(boundaries=utc, filters=filters, group_by=group_by, by_window=True)
+    ]
+    per_key: dict[Key, list] = {}  # reporting cost, calls, unconverted calls over the window
+    by_day: list[list[tuple]] = [[] for _day in range(days)]
+    for n, key, values in rows:
+        by_day[n].append(values)
+        totals = per_key.setdefault(key, [ZERO, 0, 0])
+        totals[0] += values[_COST]
+        totals[1] += values[_CALLS]
+        totals[2] += values[_UNCONVERTED]
+    order = sorted(per_key, key=lambda key: (-per_key[key][0], key is None, "" if key is None else key))
+    top = order[:limit]
+    slot = {key: position for position, key in enumerate(top)}
+    other = len(top)
+    cells = [[[ZERO, 0] for _series in range(other + 1)] for _day in range(days)]
+    for n, key, values in rows:
+        cell = cells[n][slot.get(key, other)]
+        cell[0] += values[_COST]
+        cell[1] += values[_CALLS]
     day_sums = {
-        first_day + timedelta(days=n): sum(window.values(), RollupDelta()) for n, window in enumerate(windows) if window
+        first_day + timedelta(days=n): RollupDelta(*(sum(column) for column in zip(*values, strict=True)))
+        for n, values in enumerate(by_day)
+        if values
     }
     answer = trend_answer(days=days, zone=zone, first_day=first_day, sums=day_sums)
-    series_days: list[list[dict]] = [[] for _key in range(len(top) + 1)]
-    for n, window in enumerate(windows):
-        parts = [window.get(key, RollupDelta()) for key in top]
-        parts.append(sum((window[key] for key in rest if key in window), RollupDelta()))
+    currency = reporting_currency()
+    series_days: list[list[dict]] = [[] for _series in range(other + 1)]
+    for n, day_cells in enumerate(cells):
         day = first_day + timedelta(days=n)
-        for series, part, cost in zip(series_days, parts, _stacked([p.reporting_cost for p in parts]), strict=True):
-            series.append({"date": day, "cost": cost, "currency": currency, "calls": part.calls})
-    other_total = sum((over_window[key] for key in rest), RollupDelta())
-    totals = [over_window[key] for key in top] + [other_total]
-    keys: list[Key] = [*top, None]
+        shown = _stacked([cost for cost, _calls in day_cells])
+        for series, (_cost, calls), cost in zip(series_days, day_cells, shown, strict=True):
+            series.append({"date": day, "cost": cost, "currency": currency, "calls": calls})
+    rest = order[limit:]
+    totals = [per_key[key] for key in top]
+    totals.append([sum((per_key[key][i] for key in rest), start) for i, start in enumerate((ZERO, 0, 0))])
     answer["group_by"] = group_by
     answer["limit"] = limit
     answer["total"] = len(order)
     answer["series"] = [
         {
-            "key": key,
-            "other": n == len(top),
-            "groups": 1 if n < len(top) else len(rest),
-            "cost": money_display(total.reporting_cost),
-            "calls": total.calls,
-            "unconverted_calls": total.unconverted_calls,
+            "key": None if n == other else top[n],
+            "other": n == other,
+            "groups": len(rest) if n == other else 1,
+            "cost": money_display(cost),
+            "calls": calls,
+            "unconverted_calls": unconverted,
             "currency": currency,
             "daily": series,
         }
-        for n, (key, total, series) in enumerate(zip(keys, totals, series_days, strict=True))
+        for n, ((cost, calls, unconverted), series) in enumerate(zip(totals, series_days, strict=True))
     ]
     return answer
 

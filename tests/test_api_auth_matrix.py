@@ -274,3 +274,56 @@ def test_the_schema_answers_anonymous_like_the_api():
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Api-Key"
     assert "Send `Authorization: Api-Key <key>`" in _body(response)["error"]["message"]
+
+
+# --- group_by (issue 17): every new parameter on every endpoint that takes it -------------------
+# purpose is free text, so a grouping by it (and, alike, every other grouping) answers only readers.
+
+GROUPED_ROUTES = ("/api/v1/ai-platforms/stats", "/api/v1/ai-platforms/cost-trend-daily", "/api/v1/usage/export.csv")
+GROUPED_QUERIES = [
+    {"group_by": group_by, **extra}
+    for group_by in ("model", "provider", "user_id", "purpose")
+    for extra in ({}, {"limit": 1}, {"limit": 1, "offset": 1})
+]
+
+
+def _grouped_calls():
+    for route in GROUPED_ROUTES:
+        for query in GROUPED_QUERIES:
+            if route.endswith("export.csv") and "limit" in query:
+                continue  # The export writes every group.
+            if route.endswith("cost-trend-daily") and "offset" in query:
+                continue  # The trend's limit is its top N: no pages.
+            yield route, query
+
+
+GROUPED_CALLS = list(_grouped_calls())
+
+
+def _grouped(client, route: str, query: dict):
+    usage_record(model_name="gpt-4o-mini", user_id=7, purpose="secret purpose")
+    return client.get(route, query)
+
+
+@pytest.mark.parametrize(("route", "query"), GROUPED_CALLS)
+def test_grouped_reads_refuse_whoever_may_not_read(route, query, django_user_model):
+    plain = HttpsApiClient()
+    plain.force_login(django_user_model.objects.create_user(username="plain", password="plain-pass-123"))
+    for client, statuses in (
+        (HttpsApiClient(), (401, 403)),
+        (key_client(ApiKeyScope.WRITE_USAGE), (403,)),
+        (key_client(ApiKeyScope.READ, revoked=True), (401,)),
+        (plain, (403,)),
+    ):
+        response = _grouped(client, route, query)
+        assert_denied(response, *statuses)
+        assert b"secret purpose" not in response.content
+
+
+@pytest.mark.parametrize(("route", "query"), GROUPED_CALLS)
+def test_grouped_reads_answer_read_keys_and_staff(route, query, staff_client):
+    for client in (key_client(ApiKeyScope.READ), key_client(ApiKeyScope.READ_WRITE), staff_client):
+        response = _grouped(client, route, query)
+        assert_allowed(response)
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        assert (b"secret purpose" in body) is (query["group_by"] == "purpose" and "offset" not in query)

@@ -255,6 +255,7 @@ def test_the_export_is_in_the_openapi_schema(staff_client):
         "provider",
         "user_id",
         "purpose",
+        "group_by",
     }
 
 

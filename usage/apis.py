@@ -21,7 +21,18 @@ from core.api.negotiation import ErrorsAsJsonNegotiation
 from core.api.responses import ErrorResponseSerializer, success_response
 from core.api.serializers import output_data
 from core.money import COST_DISPLAY_PLACES, COST_MAX_DIGITS, PERCENT_DECIMAL_PLACES, PERCENT_MAX_DIGITS
-from usage.export import usage_csv_response, usage_export_filename
+from usage.breakdowns import (
+    DEFAULT_GROUP_BY,
+    GROUP_BY,
+    MAX_GROUPS_LIMIT,
+    STATS_GROUPS_LIMIT,
+    TREND_GROUPS_LIMIT,
+    usage_daily_trend_groups,
+    usage_export_group_columns,
+    usage_export_group_rows,
+    usage_stats_groups,
+)
+from usage.export import usage_csv_response, usage_export_filename, usage_groups_csv_chunks
 from usage.records import (
     MAX_TOKENS,
     TOKEN_FIELDS,
@@ -74,6 +85,37 @@ class UsageFilterSerializer(serializers.Serializer):
     purpose = lookup_field(required=False, max_length=100)
 
 
+GROUP_BY_HELP = (
+    "Break the answer down by model, provider (the priced model's, else unknown), user_id or purpose. "
+    "Read from the usage log with one GROUP BY (slower than the ungrouped answer on a large log). "
+    "Cost is in the reporting currency; purpose is free text, so every group_by needs the read scope "
+    "(or staff), as every read of this API does."
+)
+
+
+def _group_by(**kwargs) -> serializers.ChoiceField:
+    return serializers.ChoiceField(choices=list(GROUP_BY), required=False, **kwargs)
+
+
+def _groups_limit(default: int, help_text: str) -> serializers.IntegerField:
+    return serializers.IntegerField(
+        min_value=1, max_value=MAX_GROUPS_LIMIT, default=default, required=False, help_text=help_text
+    )
+
+
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "string"}, {"type": "integer"}],
+        "nullable": True,
+        "description": "The group's model name, provider, user_id (an integer) or purpose; null: the calls "
+        "without a user_id or a purpose.",
+    }
+)
+class GroupKeyField(serializers.Field):
+    def to_representation(self, value):
+        return value
+
+
 def _filters_and_zone(validated: dict) -> tuple:
     filters = usage_filters_resolve(
         model=validated.get("model"),
@@ -118,82 +160,141 @@ class CallRatesSerializer(serializers.Serializer):
     cost_share = _percent(help_text="Percent of the window's total cost, both in the reporting currency.")
 
 
+class UsageStatsSummarySerializer(serializers.Serializer):
+    class Meta:
+        ref_name = "UsageStatsSummary"
+
+    total_calls = serializers.IntegerField()
+    successful_calls = serializers.IntegerField()
+    failed_calls = serializers.IntegerField()
+    success_rate = _percent()
+    total_cost = _money()
+    unpriced_calls = serializers.IntegerField()
+    unconverted_calls = serializers.IntegerField(help_text=UNCONVERTED_HELP)
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    cached_tokens = serializers.IntegerField()
+    reasoning_tokens = serializers.IntegerField()
+    cache_write_5m_tokens = _part_of("prompt_tokens", "written to a 5-minute cache (or one without a duration)")
+    cache_write_1h_tokens = _part_of("prompt_tokens", "written to a 1-hour cache")
+    input_audio_tokens = _part_of("prompt_tokens", "audio")
+    output_audio_tokens = _part_of("completion_tokens", "audio")
+    output_image_tokens = _part_of("completion_tokens", "images")
+    avg_response_time = serializers.FloatField(allow_null=True)
+    currency = serializers.CharField(
+        help_text="ISO 4217 code of total_cost: the reporting currency (AICOST_REPORTING_CURRENCY)."
+    )
+
+
+class UsagePlatformSerializer(CallRatesSerializer):
+    class Meta:
+        ref_name = "UsagePlatform"
+
+    provider = serializers.CharField()
+    model_name = serializers.CharField()
+    display_name = serializers.CharField()
+    currency = serializers.CharField(
+        allow_null=True,
+        help_text="ISO 4217 code of the model's price currency (cost, current_month_cost); null: unpriced.",
+    )
+    reporting_cost = _money(help_text="The model's cost in reporting_currency (unconverted calls left out).")
+    reporting_currency = serializers.CharField(help_text="ISO 4217: AICOST_REPORTING_CURRENCY.")
+    monthly_budget = _money(allow_null=True, help_text="The budget as stated, in budget_currency; null: none.")
+    budget_currency = serializers.CharField(
+        allow_null=True, help_text="ISO 4217 code of monthly_budget (default: the model's currency)."
+    )
+    monthly_budget_reporting = _money(
+        allow_null=True,
+        help_text="monthly_budget in reporting_currency at the exchange rate in force now; null: no budget, "
+        "or no rate (budget_convertible false).",
+    )
+    budget_convertible = serializers.BooleanField(
+        allow_null=True,
+        help_text="False: no exchange rate from budget_currency is in force, so the budget is not compared "
+        "(no budget_used_percent, no alert); null: no budget.",
+    )
+    current_month_cost = _money(help_text="This budget month's cost, in currency.")
+    current_month_reporting_cost = _money(help_text="This budget month's cost, in reporting_currency.")
+    current_month_unconverted_calls = serializers.IntegerField(help_text=UNCONVERTED_HELP)
+    budget_used_percent = _percent(
+        allow_null=True,
+        help_text="current_month_reporting_cost in percent of monthly_budget_reporting.",
+    )
+
+
+class UsageProviderSerializer(CallRatesSerializer):
+    class Meta:
+        ref_name = "UsageProvider"
+
+    provider = serializers.CharField()
+    currency = serializers.CharField(help_text="ISO 4217 code of cost: the reporting currency, the summary's.")
+
+
+class UsageGroupSerializer(CallRatesSerializer):
+    class Meta:
+        ref_name = "UsageGroup"
+
+    key = GroupKeyField()
+    currency = serializers.CharField(help_text="ISO 4217 code of cost: the reporting currency.")
+
+
+class UsageStatsGroupsSerializer(serializers.Serializer):
+    """The answer's part with group_by (alone, or added to the per-model answer for group_by=model)."""
+
+    time_range = serializers.CharField()
+    time_label = serializers.CharField()
+    start = serializers.DateTimeField(allow_null=True)
+    end = serializers.DateTimeField()
+    group_by = serializers.CharField()
+    total = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    offset = serializers.IntegerField()
+    summary = UsageStatsSummarySerializer()
+    groups = UsageGroupSerializer(many=True)
+
+
+class UsageStatsAnswerSerializer(UsageStatsGroupsSerializer):
+    """What the schema says of the stats answer: the per-model fields without group_by (and with
+    group_by=model), the groups' fields with group_by."""
+
+    class Meta:
+        ref_name = "UsageStats"
+
+    start = serializers.DateTimeField(allow_null=True, help_text="Null for all time.")
+    end = serializers.DateTimeField(help_text="Exclusive.")
+    platforms = UsagePlatformSerializer(many=True, required=False, help_text="Without group_by, or with model.")
+    providers = UsageProviderSerializer(many=True, required=False, help_text="Without group_by, or with model.")
+    group_by = serializers.CharField(required=False, help_text="With group_by: as given.")
+    total = serializers.IntegerField(required=False, help_text="With group_by: the number of groups with calls.")
+    limit = serializers.IntegerField(required=False, help_text="With group_by.")
+    offset = serializers.IntegerField(required=False, help_text="With group_by.")
+    groups = UsageGroupSerializer(
+        many=True, required=False, help_text="With group_by: one page, by cost (highest first), then by key."
+    )
+
+
 class UsageStatsApi(APIView):
     """GET /api/v1/ai-platforms/stats?time_range=all: totals, per model and per provider."""
 
     class InputSerializer(UsageFilterSerializer):
         time_range = serializers.ChoiceField(choices=list(TIME_RANGES), default="all")
+        group_by = _group_by(
+            help_text=f"{GROUP_BY_HELP} Absent: the per-model answer (platforms, providers). Given: the "
+            "groups, ranked by cost (highest first, then by key), paged by limit and offset, with their total; "
+            "group_by=model adds them to the per-model answer."
+        )
+        limit = _groups_limit(STATS_GROUPS_LIMIT, "Groups per page (with group_by).")
+        offset = serializers.IntegerField(
+            min_value=0, default=0, required=False, help_text="Groups to skip (with group_by)."
+        )
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
             ref_name = "UsageStats"
 
-        class SummarySerializer(serializers.Serializer):
-            class Meta:
-                ref_name = "UsageStatsSummary"
-
-            total_calls = serializers.IntegerField()
-            successful_calls = serializers.IntegerField()
-            failed_calls = serializers.IntegerField()
-            success_rate = _percent()
-            total_cost = _money()
-            unpriced_calls = serializers.IntegerField()
-            unconverted_calls = serializers.IntegerField(help_text=UNCONVERTED_HELP)
-            prompt_tokens = serializers.IntegerField()
-            completion_tokens = serializers.IntegerField()
-            cached_tokens = serializers.IntegerField()
-            reasoning_tokens = serializers.IntegerField()
-            cache_write_5m_tokens = _part_of("prompt_tokens", "written to a 5-minute cache (or one without a duration)")
-            cache_write_1h_tokens = _part_of("prompt_tokens", "written to a 1-hour cache")
-            input_audio_tokens = _part_of("prompt_tokens", "audio")
-            output_audio_tokens = _part_of("completion_tokens", "audio")
-            output_image_tokens = _part_of("completion_tokens", "images")
-            avg_response_time = serializers.FloatField(allow_null=True)
-            currency = serializers.CharField(
-                help_text="ISO 4217 code of total_cost: the reporting currency (AICOST_REPORTING_CURRENCY)."
-            )
-
-        class PlatformSerializer(CallRatesSerializer):
-            class Meta:
-                ref_name = "UsagePlatform"
-
-            provider = serializers.CharField()
-            model_name = serializers.CharField()
-            display_name = serializers.CharField()
-            currency = serializers.CharField(
-                allow_null=True,
-                help_text="ISO 4217 code of the model's price currency (cost, current_month_cost); null: unpriced.",
-            )
-            reporting_cost = _money(help_text="The model's cost in reporting_currency (unconverted calls left out).")
-            reporting_currency = serializers.CharField(help_text="ISO 4217: AICOST_REPORTING_CURRENCY.")
-            monthly_budget = _money(allow_null=True, help_text="The budget as stated, in budget_currency; null: none.")
-            budget_currency = serializers.CharField(
-                allow_null=True, help_text="ISO 4217 code of monthly_budget (default: the model's currency)."
-            )
-            monthly_budget_reporting = _money(
-                allow_null=True,
-                help_text="monthly_budget in reporting_currency at the exchange rate in force now; null: no budget, "
-                "or no rate (budget_convertible false).",
-            )
-            budget_convertible = serializers.BooleanField(
-                allow_null=True,
-                help_text="False: no exchange rate from budget_currency is in force, so the budget is not compared "
-                "(no budget_used_percent, no alert); null: no budget.",
-            )
-            current_month_cost = _money(help_text="This budget month's cost, in currency.")
-            current_month_reporting_cost = _money(help_text="This budget month's cost, in reporting_currency.")
-            current_month_unconverted_calls = serializers.IntegerField(help_text=UNCONVERTED_HELP)
-            budget_used_percent = _percent(
-                allow_null=True,
-                help_text="current_month_reporting_cost in percent of monthly_budget_reporting.",
-            )
-
-        class ProviderSerializer(CallRatesSerializer):
-            class Meta:
-                ref_name = "UsageProvider"
-
-            provider = serializers.CharField()
-            currency = serializers.CharField(help_text="ISO 4217 code of cost: the reporting currency, the summary's.")
+        SummarySerializer = UsageStatsSummarySerializer
+        PlatformSerializer = UsagePlatformSerializer
+        ProviderSerializer = UsageProviderSerializer
 
         time_range = serializers.CharField()
         time_label = serializers.CharField()
@@ -206,17 +307,64 @@ class UsageStatsApi(APIView):
     @extend_schema(
         parameters=[InputSerializer],
         responses=inline_serializer(
-            name="UsageStatsResponse", fields={"success": serializers.BooleanField(), "data": OutputSerializer()}
+            name="UsageStatsResponse",
+            fields={"success": serializers.BooleanField(), "data": UsageStatsAnswerSerializer()},
         ),
     )
     def get(self, request):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        filters, zone = _filters_and_zone(params.validated_data)
-        data = usage_stats(
-            time_range=params.validated_data["time_range"], now=timezone.now(), zone=zone, filters=filters
+        query = params.validated_data
+        filters, zone = _filters_and_zone(query)
+        now = timezone.now()
+        group_by = query.get("group_by")
+        data = {}
+        if group_by in (None, DEFAULT_GROUP_BY):
+            data = output_data(
+                self.OutputSerializer,
+                usage_stats(time_range=query["time_range"], now=now, zone=zone, filters=filters),
+            )
+        if group_by is not None:
+            grouped = usage_stats_groups(
+                time_range=query["time_range"],
+                now=now,
+                zone=zone,
+                filters=filters,
+                group_by=group_by,
+                limit=query["limit"],
+                offset=query["offset"],
+            )
+            data = {**data, **output_data(UsageStatsGroupsSerializer, grouped)}
+        return success_response(data)
+
+
+class UsageSeriesSerializer(serializers.Serializer):
+    """One series of the trend with group_by: a group (or other) per day."""
+
+    class Meta:
+        ref_name = "UsageSeries"
+
+    class DaySerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "UsageSeriesDay"
+
+        date = serializers.DateField()
+        cost = _money(
+            help_text="The group's cost that day, in the reporting currency, shown so that a day's series add up "
+            "to its cost in daily_trend exactly: each the rounded running sum of the series so far minus the one "
+            "before (within 0.00000001 of its own rounding)."
         )
-        return success_response(output_data(self.OutputSerializer, data))
+        currency = serializers.CharField(help_text="ISO 4217: the reporting currency.")
+        calls = serializers.IntegerField()
+
+    key = GroupKeyField()
+    other = serializers.BooleanField(help_text="True: every group after the first limit (key null), last.")
+    groups = serializers.IntegerField(help_text="How many groups the series adds up (1, or other's).")
+    cost = _money(help_text="Over the window, in currency.")
+    calls = serializers.IntegerField()
+    unconverted_calls = serializers.IntegerField(help_text=UNCONVERTED_HELP)
+    currency = serializers.CharField(help_text="ISO 4217: the reporting currency.")
+    daily = DaySerializer(many=True, help_text="Every day of daily_trend, in its order.")
 
 
 class UsageDailyTrendApi(APIView):
@@ -224,6 +372,11 @@ class UsageDailyTrendApi(APIView):
 
     class InputSerializer(UsageFilterSerializer):
         days = serializers.IntegerField(min_value=1, max_value=MAX_TREND_DAYS, default=7)
+        group_by = _group_by(
+            help_text=f"{GROUP_BY_HELP} Given: series for a stacked chart, the window's limit costliest groups "
+            "and other (every other group), whose costs and calls add up to each day's exactly."
+        )
+        limit = _groups_limit(TREND_GROUPS_LIMIT, "With group_by: how many groups get a series of their own.")
 
     class OutputSerializer(serializers.Serializer):
         class Meta:
@@ -271,25 +424,64 @@ class UsageDailyTrendApi(APIView):
         daily_trend = DaySerializer(many=True)
         summary = SummarySerializer()
 
+    class GroupsOutputSerializer(OutputSerializer):
+        class Meta:
+            ref_name = "UsageDailyTrendGroups"
+
+        group_by = serializers.CharField()
+        limit = serializers.IntegerField()
+        total = serializers.IntegerField()
+        series = UsageSeriesSerializer(many=True)
+
+    class AnswerSerializer(OutputSerializer):
+        """What the schema says: the series' fields are there with group_by."""
+
+        class Meta:
+            ref_name = "UsageDailyTrend"
+
+        group_by = serializers.CharField(required=False, help_text="With group_by: as given.")
+        limit = serializers.IntegerField(required=False, help_text="With group_by.")
+        total = serializers.IntegerField(required=False, help_text="With group_by: groups with calls in the window.")
+        series = UsageSeriesSerializer(
+            many=True, required=False, help_text="With group_by: the top limit groups by cost, then other."
+        )
+
     @extend_schema(
         parameters=[InputSerializer],
         responses=inline_serializer(
-            name="UsageDailyTrendResponse", fields={"success": serializers.BooleanField(), "data": OutputSerializer()}
+            name="UsageDailyTrendResponse", fields={"success": serializers.BooleanField(), "data": AnswerSerializer()}
         ),
     )
     def get(self, request):
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        filters, zone = _filters_and_zone(params.validated_data)
-        data = usage_daily_trend(days=params.validated_data["days"], now=timezone.now(), zone=zone, filters=filters)
-        return success_response(output_data(self.OutputSerializer, data))
+        query = params.validated_data
+        filters, zone = _filters_and_zone(query)
+        if query.get("group_by") is None:
+            data = usage_daily_trend(days=query["days"], now=timezone.now(), zone=zone, filters=filters)
+            return success_response(output_data(self.OutputSerializer, data))
+        data = usage_daily_trend_groups(
+            days=query["days"],
+            now=timezone.now(),
+            zone=zone,
+            filters=filters,
+            group_by=query["group_by"],
+            limit=query["limit"],
+        )
+        return success_response(output_data(self.GroupsOutputSerializer, data))
 
 
 class UsageExportApi(APIView):
     """GET /api/v1/usage/export.csv: the raw log rows behind the stats, as a streamed CSV download."""
 
     content_negotiation_class = ErrorsAsJsonNegotiation
-    InputSerializer = UsageStatsApi.InputSerializer
+
+    class InputSerializer(UsageFilterSerializer):
+        time_range = serializers.ChoiceField(choices=list(TIME_RANGES), default="all")
+        group_by = _group_by(
+            help_text=f"{GROUP_BY_HELP} Given: one row per group instead of one per call, ranked as the stats "
+            "rank them, with its counts and its exact reporting cost."
+        )
 
     @extend_schema(
         operation_id="v1_usage_export_csv",
@@ -298,7 +490,11 @@ class UsageExportApi(APIView):
             (200, "text/csv"): OpenApiResponse(
                 response=OpenApiTypes.STR,
                 description=(
-                    "A header row, then one row per logged call, oldest first: "
+                    "With group_by: a header row (group_by's name, then "
+                    f"{', '.join(usage_export_group_columns('')[1:])}), then one row per group, ranked by cost "
+                    "(highest first), then by key; reporting_cost the exact sum of the calls' stored reporting costs "
+                    "(unconverted calls counted, not added). Without: "
+                    "a header row, then one row per logged call, oldest first: "
                     f"{', '.join(USAGE_EXPORT_COLUMNS)}. The same rows the stats API counts for the same "
                     "parameters. Money is the stored decimal, timestamps ISO 8601 with offset (in tz), "
                     "free text starting with = + - @ is prefixed with a single quote. Errors are JSON. "
@@ -317,10 +513,17 @@ class UsageExportApi(APIView):
         params.is_valid(raise_exception=True)
         filters, zone = _filters_and_zone(params.validated_data)
         time_range = params.validated_data["time_range"]
+        group_by = params.validated_data.get("group_by")
         start, end = time_range_window(time_range=time_range, now=timezone.now(), zone=zone)
-        rows = usage_export_rows(start=start, end=end, filters=filters)
-        filename = usage_export_filename(label=time_range, start=start, end=end)
-        return usage_csv_response(rows, zone=zone, filename=filename)
+        filename = usage_export_filename(label=time_range, start=start, end=end, group_by=group_by)
+        if group_by is None:
+            rows = usage_export_rows(start=start, end=end, filters=filters)
+            return usage_csv_response(rows, zone=zone, filename=filename)
+        rows = usage_export_group_rows(start=start, end=end, filters=filters, group_by=group_by)
+        columns = usage_export_group_columns(group_by)
+        return usage_csv_response(
+            rows, zone=zone, filename=filename, chunks=lambda rows: usage_groups_csv_chunks(rows, columns=columns)
+        )
 
 
 # --- One decision -----------------------------------------------------------------------------------

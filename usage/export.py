@@ -1,4 +1,4 @@
-"""The usage CSV: a header row, then one row per logged call, streamed; safe to open in a spreadsheet.
+"""The usage CSV: a header row, then one row per logged call (or per group), streamed; safe to open in a spreadsheet.
 
 Cells: money as the stored decimal (never a float, never 1E-8), timestamps ISO 8601 with their
 offset, booleans true/false, empty for null. Free-text cells a spreadsheet would take for a formula
@@ -7,7 +7,7 @@ get a leading single quote (OWASP, CSV injection).
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from itertools import chain, islice
 
@@ -89,10 +89,30 @@ def _row_formatter(zone: tzinfo) -> Callable[[tuple], tuple]:
 
 def usage_csv_chunks(rows: Iterable[tuple], *, zone: tzinfo) -> Iterator[str]:
     """The CSV text of `rows` (USAGE_EXPORT_COLUMNS tuples) in chunks of ROWS_PER_CHUNK rows, header first."""
-    cells = map(_row_formatter(zone), rows)
+    return _csv_chunks(USAGE_EXPORT_COLUMNS, map(_row_formatter(zone), rows))
+
+
+def _group_cells(row: tuple) -> tuple:
+    """Cells of one aggregated row (usage.breakdowns.usage_export_group_columns): the key, the
+    counts, the exact reporting cost and its currency."""
+    key, *counts, reporting_cost, reporting_currency = row
+    return (
+        spreadsheet_safe(key) if isinstance(key, str) else key,
+        *counts,
+        format(reporting_cost, "f"),
+        reporting_currency,
+    )
+
+
+def usage_groups_csv_chunks(rows: Iterable[tuple], *, columns: Sequence[str]) -> Iterator[str]:
+    """The CSV text of aggregated rows, one per group, header first."""
+    return _csv_chunks(columns, map(_group_cells, rows))
+
+
+def _csv_chunks(header: Sequence[str], cells: Iterator[tuple]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(USAGE_EXPORT_COLUMNS)
+    writer.writerow(header)
     while True:
         writer.writerows(islice(cells, ROWS_PER_CHUNK))
         text = buffer.getvalue()
@@ -107,9 +127,11 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def usage_export_filename(*, label: str, start: datetime | None, end: datetime) -> str:
-    """e.g. aicost-usage-7d-20261117T100000Z-20261124T100000Z.csv (start "beginning" for all time)."""
-    return f"aicost-usage-{label}-{'beginning' if start is None else _stamp(start)}-{_stamp(end)}.csv"
+def usage_export_filename(*, label: str, start: datetime | None, end: datetime, group_by: str | None = None) -> str:
+    """e.g. aicost-usage-7d-20261117T100000Z-20261124T100000Z.csv (start "beginning" for all time),
+    aicost-usage-by-user_id-7d-....csv for rows per group."""
+    by = "" if group_by is None else f"by-{group_by}-"
+    return f"aicost-usage-{by}{label}-{'beginning' if start is None else _stamp(start)}-{_stamp(end)}.csv"
 
 
 def usage_selection_filename(*, at: datetime) -> str:
@@ -117,7 +139,13 @@ def usage_selection_filename(*, at: datetime) -> str:
     return f"aicost-usage-selected-{_stamp(at)}.csv"
 
 
-def usage_csv_response(rows: Iterator[tuple], *, zone: tzinfo, filename: str) -> StreamingHttpResponse:
+def usage_csv_response(
+    rows: Iterator[tuple],
+    *,
+    zone: tzinfo,
+    filename: str,
+    chunks: Callable[[Iterator[tuple]], Iterator[str]] | None = None,
+) -> StreamingHttpResponse:
     """A streamed CSV download of `rows`. The first row is fetched here, so a database failure happens
     inside the view (an error response) rather than as a download cut short after a 200.
 
@@ -128,6 +156,7 @@ def usage_csv_response(rows: Iterator[tuple], *, zone: tzinfo, filename: str) ->
     first = next(rows, None)
     if first is not None:
         rows = chain([first], rows)
-    response = StreamingHttpResponse(usage_csv_chunks(rows, zone=zone), content_type=CONTENT_TYPE)
+    text = usage_csv_chunks(rows, zone=zone) if chunks is None else chunks(rows)
+    response = StreamingHttpResponse(text, content_type=CONTENT_TYPE)
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

@@ -63,7 +63,7 @@ def time_range_window(*, time_range: str, now: datetime, zone: tzinfo) -> tuple[
     return starts[time_range](), now
 
 
-def _rates(sums: RollupDelta, *, own_currency: bool = False) -> dict:
+def rates_of(sums: RollupDelta, *, own_currency: bool = False) -> dict:
     """The figures of a set of calls. `cost` is the reporting currency's (the sum of `reporting_cost`)
     wherever several models may be added (summary, providers), the model's own price currency's for
     one model (`own_currency`); calls whose cost has no rate into the reporting currency are counted
@@ -173,7 +173,7 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
                 "model_name": model_name,
                 "display_name": pricing.display_name if pricing else model_name,
                 "currency": pricing.currency if pricing else None,
-                **_rates(sums[model_name], own_currency=True),
+                **rates_of(sums[model_name], own_currency=True),
                 "reporting_cost": money_display(sums[model_name].reporting_cost),
                 "reporting_currency": reporting,
                 "cost_share": percent_of(sums[model_name].reporting_cost, total.reporting_cost),
@@ -187,36 +187,48 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
     providers = [
         {
             "provider": provider,
-            **_rates(_total(parts)),
+            **rates_of(_total(parts)),
             "cost_share": percent_of(_total(parts).reporting_cost, total.reporting_cost),
             "currency": reporting,
         }
         for provider, parts in sorted(by_provider.items(), key=lambda item: -_total(item[1]).reporting_cost)
     ]
-    summary = _rates(total)
+    return {
+        **stats_window(time_range=time_range, start=start, end=end),
+        "summary": stats_summary(total),
+        "platforms": platforms,
+        "providers": providers,
+    }
+
+
+def stats_window(*, time_range: str, start: datetime | None, end: datetime) -> dict:
+    """The stats answer's window: the named range, its label and its [start, end)."""
     return {
         "time_range": time_range,
         "time_label": str(TIME_RANGES[time_range]),  # In the request's language.
         "start": start,
         "end": end,
-        "summary": {
-            "total_calls": summary["calls"],
-            "successful_calls": summary["successful_calls"],
-            "failed_calls": summary["failed_calls"],
-            "success_rate": summary["success_rate"],
-            "total_cost": summary["cost"],
-            "unpriced_calls": summary["unpriced_calls"],
-            "unconverted_calls": summary["unconverted_calls"],
-            "prompt_tokens": summary["prompt_tokens"],
-            "completion_tokens": summary["completion_tokens"],
-            "cached_tokens": summary["cached_tokens"],
-            "reasoning_tokens": summary["reasoning_tokens"],
-            **{name: summary[name] for name in TOKEN_KIND_SUMS},
-            "avg_response_time": summary["avg_response_time"],
-            "currency": reporting,
-        },
-        "platforms": platforms,
-        "providers": providers,
+    }
+
+
+def stats_summary(total: RollupDelta) -> dict:
+    """The stats answer's summary of every call in the window, in the reporting currency."""
+    summary = rates_of(total)
+    return {
+        "total_calls": summary["calls"],
+        "successful_calls": summary["successful_calls"],
+        "failed_calls": summary["failed_calls"],
+        "success_rate": summary["success_rate"],
+        "total_cost": summary["cost"],
+        "unpriced_calls": summary["unpriced_calls"],
+        "unconverted_calls": summary["unconverted_calls"],
+        "prompt_tokens": summary["prompt_tokens"],
+        "completion_tokens": summary["completion_tokens"],
+        "cached_tokens": summary["cached_tokens"],
+        "reasoning_tokens": summary["reasoning_tokens"],
+        **{name: summary[name] for name in TOKEN_KIND_SUMS},
+        "avg_response_time": summary["avg_response_time"],
+        "currency": reporting_currency(),
     }
 
 
@@ -243,8 +255,18 @@ def _day_entry(day: date, sums: RollupDelta | None) -> dict:
 @reading_from_replica()
 def usage_daily_trend(*, days: int, now: datetime, zone: tzinfo, filters: UsageFilters) -> dict:
     """The daily-trend API's data: every calendar day of the window, zero-filled, oldest first."""
-    first_day = now.astimezone(zone).date() - timedelta(days=days - 1)
+    first_day = trend_first_day(days=days, now=now, zone=zone)
     sums = usage_sums_by_local_day(first_day=first_day, days=days, zone=zone, filters=filters, sums=DAY_ENTRY_SUMS)
+    return trend_answer(days=days, zone=zone, first_day=first_day, sums=sums)
+
+
+def trend_first_day(*, days: int, now: datetime, zone: tzinfo) -> date:
+    """The first calendar day in `zone` of the trend's `days` days ending today."""
+    return now.astimezone(zone).date() - timedelta(days=days - 1)
+
+
+def trend_answer(*, days: int, zone: tzinfo, first_day: date, sums: dict[date, RollupDelta]) -> dict:
+    """The daily trend's answer from the sums of each day with calls."""
     daily = [_day_entry(first_day + timedelta(days=n), sums.get(first_day + timedelta(days=n))) for n in range(days)]
     costs = [entry["cost"] for entry in daily]
     total_cost = money_display(sum(costs, ZERO))

@@ -198,6 +198,13 @@ def _typed_reader(sums: tuple["RollupSum", ...]) -> Callable[[Iterable], tuple]:
 
 
 @cache
+def typed_values_reader(sums: tuple["RollupSum", ...]) -> Callable[[Iterable], tuple]:
+    """reader(values): the values of `sums` read from the database (in their order), exact and typed
+    (None: zero), as a tuple: for summing many rows column by column before making a RollupDelta."""
+    return _typed_reader(sums)
+
+
+@cache
 def delta_reader(sums: tuple["RollupSum", ...]) -> Callable[[Iterable], "RollupDelta"]:
     """reader(values): the RollupDelta of the values of `sums` read from the database (in their
     order; None: zero); the declared sums not read are None, so using one fails rather than reading

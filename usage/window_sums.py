@@ -301,6 +301,16 @@ def _filters_sql(
     return sql, params
 
 
+def log_filters_sql(connection: BaseDatabaseWrapper, filters: UsageFilters) -> tuple[str, list]:
+    """`filters` on log rows t, as " AND ..." conditions and their parameters."""
+    return _filters_sql(connection, filters, "log", True)
+
+
+def log_sums_sql(sums: Sums = ROLLUP_SUMS) -> str:
+    """The declared sums over a group of log rows t, in their order."""
+    return _log_sums_sql(sums)
+
+
 def _log_select(connection: BaseDatabaseWrapper, i: int, term: Term, filters: UsageFilters, by_model: bool, sums: Sums):
     """A log term's sums: its own select with constant bounds, so the planner prunes the log's
     partitions and scans its timestamp index (a join on ranges would leave it guessing)."""

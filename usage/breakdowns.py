@@ -1,0 +1,256 @@
+"""Breakdowns by group_by (issue 17): the stats, the daily trend and the export per model, provider,
+user or purpose, read from the raw log with one GROUP BY per request.
+
+No rollup carries users or purposes yet (issue 17 point 3), so a breakdown scans the log's rows of
+its window (half-open, its partitions pruned by the timestamp bounds) with the stats' filters: slower
+than the ungrouped stats at scale. Every group's cost is its calls' stored reporting_cost summed (in
+the reporting currency, as the stats' summary and providers are: two currencies are never added; a
+call without a rate in force is counted in unconverted_calls). A model's provider is its priced
+model's (pricing.selectors.model_providers), else "unknown", as the stats' providers are.
+
+Groups are ranked by reporting cost, highest first, then by key (calls without a user or a purpose
+form the group whose key is None, after the others of the same cost); keys compare as Python
+compares them (text by code point), the same on PostgreSQL and SQLite.
+"""
+
+import operator
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from django.db import connections, router
+
+from core.db_routers import reading_from_replica
+from core.money import ZERO, money_display, percent_of
+from pricing.selectors import model_providers, reporting_currency
+from usage.dialects import window_number_sql
+from usage.models import UsageLog
+from usage.records import TOKEN_FIELDS
+from usage.reports import (
+    UNKNOWN_PROVIDER,
+    rates_of,
+    stats_summary,
+    stats_window,
+    time_range_window,
+    trend_answer,
+    trend_first_day,
+)
+from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES, RollupDelta, delta_reader, typed_values_reader
+from usage.window_sums import UsageFilters, local_midnights, log_filters_sql, log_sums_sql
+
+GROUP_BY = ("model", "provider", "user_id", "purpose")
+DEFAULT_GROUP_BY = "model"
+MAX_GROUPS_LIMIT = 1000
+STATS_GROUPS_LIMIT = 100
+TREND_GROUPS_LIMIT = 10
+
+Key = str | int | None
+_COST, _CALLS, _UNCONVERTED = (SUM_NAMES.index(name) for name in ("reporting_cost", "calls", "unconverted_calls"))
+
+
+def _key_sql(group_by: str) -> str:
+    """The group's key as an expression over the log t (provider: the model, folded in _by_provider)."""
+    if group_by in ("model", "provider"):
+        return "t.model_name"
+    if group_by == "user_id":
+        return "t.user_id"
+    if group_by == "purpose":
+        return "NULLIF(t.purpose, '')"  # No purpose: the group None, as no user is.
+    raise ValueError(f"unknown group_by {group_by!r}")
+
+
+def _by_provider(rows: list[tuple], *, keys: int) -> list[tuple]:
+    """Rows keyed by model (their key the last of `keys` columns) added up per provider: the priced
+    model's (pricing's selector), else "unknown", as the stats' providers are."""
+    providers = model_providers()
+    typed = typed_values_reader(ROLLUP_SUMS)
+    merged: dict[tuple, list] = {}
+    for row in rows:
+        provider = providers.get(row[keys - 1], (UNKNOWN_PROVIDER,))[0]
+        key = (*row[: keys - 1], provider)
+        values = typed(row[keys:])
+        merged[key] = list(map(operator.add, merged[key], values)) if key in merged else list(values)
+    return [(*key, *values) for key, values in merged.items()]
+
+
+def _grouped_rows(
+    *, boundaries: Sequence[datetime | None], filters: UsageFilters, group_by: str, by_window: bool
+) -> list[tuple]:
+    """(window number if by_window, key, sums in ROLLUP_SUMS order...) rows of the log's calls in
+    [boundaries[0], boundaries[-1]) (boundaries[0] None: since the first call) passing `filters`."""
+    if filters.model_names is not None and not filters.model_names:
+        return []
+    alias = router.db_for_read(UsageLog)
+    connection = connections[alias]
+    adapt = connection.ops.adapt_datetimefield_value
+    key_sql = _key_sql(group_by)
+    window_sql, window_params = "", []
+    if by_window:
+        window_sql, window_params = window_number_sql(connection, "t.timestamp", boundaries)
+        window_sql += ", "
+    where, where_params = log_filters_sql(connection, filters)
+    bounds, bound_params = "t.timestamp < %s", [adapt(boundaries[-1])]
+    if boundaries[0] is not None:
+        bounds, bound_params = "t.timestamp >= %s AND " + bounds, [adapt(boundaries[0]), *bound_params]
+    group = "1, 2" if by_window else "1"
+    sql = (
+        f"SELECT {window_sql}{key_sql}, {log_sums_sql()} FROM {UsageLog._meta.db_table} AS t "  # noqa: S608
+        f"WHERE {bounds}{where} GROUP BY {group}"
+    )
+    with connection.cursor() as cursor:  # One statement: one snapshot.
+        cursor.execute(sql, [*window_params, *bound_params, *where_params])
+        rows = cursor.fetchall()
+    return _by_provider(rows, keys=2 if by_window else 1) if group_by == "provider" else rows
+
+
+@reading_from_replica()
+def usage_sums_by_group(
+    *, start: datetime | None, end: datetime, filters: UsageFilters, group_by: str
+) -> dict[Key, RollupDelta]:
+    """The sums of the calls in [start, end) (start None: since the first) passing `filters`, per
+    value of `group_by` (values with calls)."""
+    read = delta_reader(ROLLUP_SUMS)
+    return {
+        row[0]: read(row[1:])
+        for row in _grouped_rows(boundaries=[start, end], filters=filters, group_by=group_by, by_window=False)
+    }
+
+
+def ranked(groups: dict[Key, RollupDelta]) -> list[tuple[Key, RollupDelta]]:
+    """The groups by reporting cost, highest first, then by key (None last)."""
+    return sorted(
+        groups.items(), key=lambda item: (-item[1].reporting_cost, item[0] is None, "" if item[0] is None else item[0])
+    )
+
+
+def _group_entry(key: Key, sums: RollupDelta, whole: RollupDelta) -> dict:
+    return {
+        "key": key,
+        **rates_of(sums),
+        "currency": reporting_currency(),
+        "cost_share": percent_of(sums.reporting_cost, whole.reporting_cost),
+    }
+
+
+def usage_stats_groups(
+    *, time_range: str, now: datetime, zone: tzinfo, filters: UsageFilters, group_by: str, limit: int, offset: int
+) -> dict:
+    """The stats API's answer with group_by: the window, its summary and one page of its groups."""
+    start, end = time_range_window(time_range=time_range, now=now, zone=zone)
+    groups = ranked(usage_sums_by_group(start=start, end=end, filters=filters, group_by=group_by))
+    whole = sum((sums for _key, sums in groups), RollupDelta())
+    return {
+        **stats_window(time_range=time_range, start=start, end=end),
+        "group_by": group_by,
+        "total": len(groups),
+        "limit": limit,
+        "offset": offset,
+        "summary": stats_summary(whole),
+        "groups": [_group_entry(key, sums, whole) for key, sums in groups[offset : offset + limit]],
+    }
+
+
+def _stacked(values: Sequence) -> list:
+    """Display figures of exact costs that add up to the display figure of their sum exactly: each
+    the rounded running sum minus the rounded running sum before it (never negative, within one
+    unit of the last place of its own rounding)."""
+    shown, running, before = [], ZERO, ZERO
+    for value in values:
+        running += value
+        rounded = money_display(running)
+        shown.append(rounded - before)
+        before = rounded
+    return shown
+
+
+@reading_from_replica()
+def usage_daily_trend_groups(
+    *, days: int, now: datetime, zone: tzinfo, filters: UsageFilters, group_by: str, limit: int
+) -> dict:
+    """The daily trend with group_by, for a stacked chart: the window's `limit` costliest groups and
+    "other" (every other group), each with its cost and calls per day; per day, the groups' costs
+    and other's add up to the day's cost exactly (and their calls to its calls). The days, the
+    totals and the series come from one read of the log, summed in Python column by column (a
+    RollupDelta per day and group costs more than the read for thousands of users)."""
+    first_day = trend_first_day(days=days, now=now, zone=zone)
+    boundaries = local_midnights(first_day=first_day, days=days, zone=zone)
+    utc = [moment.astimezone(UTC) for moment in boundaries]
+    typed = typed_values_reader(ROLLUP_SUMS)
+    rows = [
+        (row[0], row[1], typed(row[2:]))
+        for row in _grouped_rows(boundaries=utc, filters=filters, group_by=group_by, by_window=True)
+    ]
+    per_key: dict[Key, list] = {}  # reporting cost, calls, unconverted calls over the window
+    by_day: list[list[tuple]] = [[] for _day in range(days)]
+    for n, key, values in rows:
+        by_day[n].append(values)
+        totals = per_key.setdefault(key, [ZERO, 0, 0])
+        totals[0] += values[_COST]
+        totals[1] += values[_CALLS]
+        totals[2] += values[_UNCONVERTED]
+    order = sorted(per_key, key=lambda key: (-per_key[key][0], key is None, "" if key is None else key))
+    top = order[:limit]
+    slot = {key: position for position, key in enumerate(top)}
+    other = len(top)
+    cells = [[[ZERO, 0] for _series in range(other + 1)] for _day in range(days)]
+    for n, key, values in rows:
+        cell = cells[n][slot.get(key, other)]
+        cell[0] += values[_COST]
+        cell[1] += values[_CALLS]
+    day_sums = {
+        first_day + timedelta(days=n): RollupDelta(*(sum(column) for column in zip(*values, strict=True)))
+        for n, values in enumerate(by_day)
+        if values
+    }
+    answer = trend_answer(days=days, zone=zone, first_day=first_day, sums=day_sums)
+    currency = reporting_currency()
+    series_days: list[list[dict]] = [[] for _series in range(other + 1)]
+    for n, day_cells in enumerate(cells):
+        day = first_day + timedelta(days=n)
+        shown = _stacked([cost for cost, _calls in day_cells])
+        for series, (_cost, calls), cost in zip(series_days, day_cells, shown, strict=True):
+            series.append({"date": day, "cost": cost, "currency": currency, "calls": calls})
+    rest = order[limit:]
+    totals = [per_key[key] for key in top]
+    totals.append([sum((per_key[key][i] for key in rest), start) for i, start in enumerate((ZERO, 0, 0))])
+    answer["group_by"] = group_by
+    answer["limit"] = limit
+    answer["total"] = len(order)
+    answer["series"] = [
+        {
+            "key": None if n == other else top[n],
+            "other": n == other,
+            "groups": len(rest) if n == other else 1,
+            "cost": money_display(cost),
+            "calls": calls,
+            "unconverted_calls": unconverted,
+            "currency": currency,
+            "daily": series,
+        }
+        for n, ((cost, calls, unconverted), series) in enumerate(zip(totals, series_days, strict=True))
+    ]
+    return answer
+
+
+# --- Export ---------------------------------------------------------------------------------------
+
+GROUP_EXPORT_SUMS = ("calls", "successful_calls", "failed_calls", "unpriced_calls", "unconverted_calls", *TOKEN_FIELDS)
+
+
+def usage_export_group_columns(group_by: str) -> tuple[str, ...]:
+    return (group_by, *GROUP_EXPORT_SUMS, "reporting_cost", "reporting_currency")
+
+
+def usage_export_group_rows(
+    *, start: datetime | None, end: datetime, filters: UsageFilters, group_by: str
+) -> Iterator[tuple]:
+    """One row per group (usage_export_group_columns), ranked as the stats rank them; the reporting
+    cost exact, as stored sums (not rounded for display)."""
+    currency = reporting_currency()
+    for key, sums in ranked(usage_sums_by_group(start=start, end=end, filters=filters, group_by=group_by)):
+        counts = {"failed_calls": sums.calls - sums.successful_calls}
+        yield (
+            key,
+            *(counts[name] if name in counts else getattr(sums, name) for name in GROUP_EXPORT_SUMS),
+            sums.reporting_cost,
+            currency,
+        )

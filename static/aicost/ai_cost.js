@@ -236,10 +236,10 @@
   }
 
   // Top users and top purposes: the stats API's group_by (cost in the reporting currency). A server
-  // without it answers 400 (or the ungrouped shape): the tables stay hidden.
+  // without it answers 400 (or the ungrouped shape): the tables stay hidden. The group of calls
+  // without a user id (or purpose) has the key null: it is not a user, so it is not listed.
   function groupsOf(data) {
-    if (Array.isArray(data)) return data;
-    return data.groups || data.results || data.items || null;
+    return Array.isArray(data.groups) ? data.groups.filter((group) => group.key !== null) : null;
   }
 
   async function loadGroups(groupBy) {
@@ -271,14 +271,12 @@
     const tbody = table.querySelector("tbody");
     tbody.replaceChildren();
     for (const group of groups) {
-      const cost = group.cost ?? group.reporting_cost;
-      const currency = group.currency ?? group.reporting_currency;
-      const tokens = group.tokens ?? (group.total_tokens ?? (Number(group.prompt_tokens || 0) + Number(group.completion_tokens || 0)));
+      const tokens = Number(group.prompt_tokens) + Number(group.completion_tokens);
       const row = document.createElement("tr");
       row.dataset.key = String(group.key);
       row.innerHTML = `<td></td><td class="num" data-field="calls">${integer(group.calls)}</td>` +
         `<td class="num" data-field="tokens">${integer(tokens)}</td>` +
-        `<td class="num" data-field="cost" data-value="${cost}">${money(cost, currency)}</td>`;
+        `<td class="num" data-field="cost" data-value="${group.cost}">${money(group.cost, group.currency)}</td>`;
       row.cells[0].textContent = String(group.key);
       tbody.appendChild(row);
     }

@@ -40,6 +40,7 @@ from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
+from core import prepared
 from usage.dialects import (
     EPOCH_DAYS,
     EPOCH_HOURS,
@@ -377,25 +378,46 @@ def _log_statement(
     return sql, [*window_params, adapt(boundaries[0]), adapt(boundaries[-1]), *params]
 
 
+@dataclass(eq=False)
+class _Statement:
+    """A window statement, kept for the next request (the daily trend's boundaries stay the same all
+    day): once it runs again in this process, PostgreSQL runs it by name (core.prepared), its text with
+    the parameters in it, so it is parsed and planned once per connection."""
+
+    sql: str
+    params: tuple  # Shared by every call that hits the cache: immutable.
+    runs: int = 0
+    _literal: str | None = None
+
+    def rows(self, connection: BaseDatabaseWrapper) -> list[tuple]:
+        self.runs += 1
+        if connection.vendor == "postgresql" and self.runs > 1:
+            if self._literal is None:
+                self._literal = connection.ops.compose_sql(self.sql, self.params)
+            return prepared.fetch_all(connection, self._literal)
+        with connection.cursor() as cursor:  # One statement: one snapshot, in any transaction or none.
+            cursor.execute(self.sql, self.params)
+            return cursor.fetchall()
+
+
 @lru_cache(maxsize=128)
 def _window_statement(
     alias: str, boundaries: tuple[datetime, ...], filters: UsageFilters, by_model: bool, sums: Sums
-) -> tuple[str | None, tuple]:
-    """The statement for these windows (None: nothing to read). A pure function of its arguments,
-    kept for the next request: the daily trend's boundaries stay the same all day."""
+) -> _Statement | None:
+    """The statement for these windows (None: nothing to read): a pure function of its arguments."""
     connection = connections[alias]
     if filters.needs_raw_log:
         sql, params = _log_statement(connection, boundaries, filters, by_model, sums)
-        return sql, tuple(params)
+        return _Statement(sql, tuple(params))
     numbers: dict[Term, int] = {}
     signs = []  # (window, term number, sign)
     for n, terms in enumerate(windows_terms(boundaries)):
         for term, sign in terms.items():
             signs.append((n, numbers.setdefault(term, len(numbers)), sign))
     if not numbers:
-        return None, ()
+        return None
     sql, params = _statement(connection, list(numbers), signs, filters, by_model, sums)
-    return sql, tuple(params)  # Shared by every call that hits the cache: immutable.
+    return _Statement(sql, tuple(params))
 
 
 def _window_sums(
@@ -411,12 +433,10 @@ def _window_sums(
     alias = using or router.db_for_read(UsageRollupHour)
     connection = connections[alias]
     utc = tuple(moment.astimezone(UTC) for moment in boundaries)
-    sql, params = _window_statement(alias, utc, filters, by_model, sums)
-    if sql is None:
+    statement = _window_statement(alias, utc, filters, by_model, sums)
+    if statement is None:
         return answers
-    with connection.cursor() as cursor:  # One statement: one snapshot, in any transaction or none.
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    rows = statement.rows(connection)
     read_delta = delta_reader(sums)
     for row in rows:
         key, values = (row[1], row[2:]) if by_model else (None, row[1:])

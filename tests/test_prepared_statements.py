@@ -40,7 +40,8 @@ def _record(calls: int, *, when=None) -> None:
 def test_a_prepared_statement_answers_with_the_data_committed_since():
     assert prepared.fetch_all(connection, _count_sql(1)) == [(0, 1)]
     name = prepared.statement_name(_count_sql(1))
-    assert name in _server_names() and name in prepared.prepared_names(connection)
+    assert name in _server_names()
+    assert name in prepared.prepared_names(connection)
     _record(3)
     assert prepared.fetch_all(connection, _count_sql(1)) == [(3, 1)]  # EXECUTE of the same plan: today's rows.
 

@@ -163,3 +163,19 @@ def test_openapi_schema_and_docs(staff_client):
 
 def test_schema_is_not_public(client):
     assert client.get("/api/schema/").status_code in (401, 403)
+
+
+def test_stats_read_the_pricing_table_as_it_is_at_each_request(reader):
+    """The pricing query is compiled once per process (usage.reports): its rows are read every time."""
+    _seed()
+    first = {p["model_name"]: p for p in exact_json(reader.get(STATS, {"time_range": "all"}))["data"]["platforms"]}
+    assert (first["gpt-4o"]["display_name"], first["gpt-4o"]["monthly_budget"]) != ("GPT-4o renamed", Decimal("7"))
+    ModelPricing.objects.filter(model_name="gpt-4o").update(
+        display_name="GPT-4o renamed", monthly_budget=Decimal("7"), budget_currency="CNY"
+    )
+    ModelPricing.objects.filter(model_name="deepseek-chat").update(provider="elsewhere")
+    again = {p["model_name"]: p for p in exact_json(reader.get(STATS, {"time_range": "all"}))["data"]["platforms"]}
+    assert (again["gpt-4o"]["display_name"], again["gpt-4o"]["monthly_budget"]) == ("GPT-4o renamed", Decimal("7"))
+    assert again["gpt-4o"]["budget_currency"] == "CNY"
+    assert again["deepseek-chat"]["provider"] == "elsewhere"
+    assert again["llama-local"]["provider"] == "unknown"  # Unpriced: no row, whatever the others.

@@ -102,3 +102,16 @@ def test_the_daily_trend_run_by_name_follows_every_new_record(reader):
         totals.append((data["summary"]["total_calls"], sum(day["calls"] for day in data["daily_trend"])))
     assert totals == [(2, 2), (5, 5), (9, 9)]
     assert prepared.prepared_names(connection)  # From the second request on, the statement ran by name.
+
+
+def test_windows_ending_now_are_not_kept_so_the_trends_statement_stays(reader):
+    from usage.window_sums import _window_statement
+
+    _window_statement.cache_clear()
+    reader.get(TREND, {"days": 30, "tz": "Asia/Kathmandu"})
+    assert _window_statement.cache_info().currsize == 1
+    for time_range in ("today", "24h", "7d", "all"):
+        reader.get("/api/v1/ai-platforms/stats", {"time_range": time_range})
+    assert _window_statement.cache_info().currsize == 1
+    reader.get(TREND, {"days": 30, "tz": "Asia/Kathmandu"})
+    assert _window_statement.cache_info().hits == 1

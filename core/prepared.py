@@ -12,14 +12,16 @@ DEALLOCATEd with the next PREPARE, in the same round trip). Which statements a c
 known per physical connection, so a reconnect or another pooled connection starts empty. Inside a
 transaction (atomic) the text is sent as it is: a failing EXECUTE there would abort the caller's
 transaction. Outside one, a statement the server no longer knows (DEALLOCATE ALL, DISCARD ALL by
-someone else) is prepared again and run once more. Other vendors run the text as it is.
+someone else), or whose result types a schema change altered, is prepared again and run once more.
+Other vendors run the text as it is.
 """
 
 import hashlib
+import threading
 from collections import OrderedDict
 from weakref import WeakKeyDictionary
 
-from django.db import ProgrammingError
+from django.db import NotSupportedError, ProgrammingError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 PREPARED_PER_CONNECTION = 32
@@ -27,6 +29,7 @@ NAME_PREFIX = "aicost_"
 
 # The physical connection (psycopg's) -> names of the statements prepared on it, least recently used first.
 _prepared: "WeakKeyDictionary[object, OrderedDict[str, None]]" = WeakKeyDictionary()
+_prepared_lock = threading.Lock()  # A physical connection serves one thread at a time; the mapping is shared.
 
 
 def statement_name(sql: str) -> str:
@@ -48,12 +51,16 @@ def fetch_all(connection: BaseDatabaseWrapper, sql: str, *, name: str | None = N
         name = name or statement_name(sql)
         held = _prepared.get(connection.connection)
         if held is None:
-            held = _prepared[connection.connection] = OrderedDict()
+            with _prepared_lock:
+                held = _prepared.setdefault(connection.connection, OrderedDict())
         try:
             return _execute(cursor, held, name, sql)
-        except ProgrammingError as error:
-            if getattr(error.__cause__, "sqlstate", None) not in _OUT_OF_STEP:
+        except (ProgrammingError, NotSupportedError) as error:
+            state = getattr(error.__cause__, "sqlstate", None)
+            if state not in _OUT_OF_STEP and not (state == _FEATURE_NOT_SUPPORTED and name in held):
                 raise
+        if state == _FEATURE_NOT_SUPPORTED:  # A table it reads changed its columns' types: prepared anew.
+            cursor.execute(f"DEALLOCATE {name}")
         # What this process knew of the connection was wrong (someone else deallocated or prepared):
         # read what the server holds, then run again.
         cursor.execute("SELECT name FROM pg_prepared_statements WHERE starts_with(name, %s)", [NAME_PREFIX])
@@ -63,6 +70,7 @@ def fetch_all(connection: BaseDatabaseWrapper, sql: str, *, name: str | None = N
 
 
 _OUT_OF_STEP = {"26000", "42P05"}  # invalid_sql_statement_name, duplicate_prepared_statement
+_FEATURE_NOT_SUPPORTED = "0A000"  # "cached plan must not change result type"
 
 
 def _execute(cursor, held: OrderedDict, name: str, sql: str) -> list[tuple]:

@@ -115,3 +115,19 @@ def test_windows_ending_now_are_not_kept_so_the_trends_statement_stays(reader):
     assert _window_statement.cache_info().currsize == 1
     reader.get(TREND, {"days": 30, "tz": "Asia/Kathmandu"})
     assert _window_statement.cache_info().hits == 1
+
+
+def test_a_statement_whose_result_type_a_schema_change_altered_is_prepared_again():
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE aicost_prepared_probe (a integer)")
+        cursor.execute("INSERT INTO aicost_prepared_probe VALUES (41)")
+    try:
+        sql = "SELECT a FROM aicost_prepared_probe"
+        assert prepared.fetch_all(connection, sql) == [(41,)]
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE aicost_prepared_probe ALTER COLUMN a TYPE text")
+        assert prepared.fetch_all(connection, sql) == [("41",)]
+        assert prepared.fetch_all(connection, sql) == [("41",)]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE aicost_prepared_probe")

@@ -388,13 +388,15 @@ class _Statement:
     params: tuple  # Shared by every call that hits the cache: immutable.
     runs: int = 0
     _literal: str | None = None
+    _name: str | None = None
 
     def rows(self, connection: BaseDatabaseWrapper) -> list[tuple]:
         self.runs += 1
         if connection.vendor == "postgresql" and self.runs > 1:
             if self._literal is None:
                 self._literal = connection.ops.compose_sql(self.sql, self.params)
-            return prepared.fetch_all(connection, self._literal)
+                self._name = prepared.statement_name(self._literal)
+            return prepared.fetch_all(connection, self._literal, name=self._name)
         with connection.cursor() as cursor:  # One statement: one snapshot, in any transaction or none.
             cursor.execute(self.sql, self.params)
             return cursor.fetchall()

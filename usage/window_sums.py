@@ -18,8 +18,9 @@ last bits.
 
 The statement is a UNION ALL of the terms' sums (on PostgreSQL each rollup term a LATERAL index range
 scan, each log term a select with constant bounds: usage.dialects) joined to a table of (window,
-term, sign) and summed per window. It is cached per set of windows: the trend's boundaries stay the
-same all day.
+term, sign) and summed per window. It is cached per set of windows ending on quarter hours (the
+trend's boundaries stay the same all day), and once it runs again PostgreSQL runs it by name, parsed
+and planned once per connection (core.prepared).
 
 Rollup tables may hold several rows per key (delta rows not yet compacted): every term SUMs rows.
 Filters on user_id or purpose are not rollup dimensions; those windows are summed from the raw log.

@@ -13,7 +13,9 @@ known per physical connection, so a reconnect or another pooled connection start
 transaction (atomic) the text is sent as it is: a failing EXECUTE there would abort the caller's
 transaction. Outside one, a statement the server no longer knows (DEALLOCATE ALL, DISCARD ALL by
 someone else), or whose result types a schema change altered, is prepared again and run once more.
-Other vendors run the text as it is.
+Other vendors run the text as it is. Prepared statements live in a server session: this needs the
+connection to be one session throughout (Django's own connections and pool are; a transaction-mode
+pooler such as PgBouncer's is not).
 """
 
 import hashlib

@@ -179,3 +179,17 @@ def test_stats_read_the_pricing_table_as_it_is_at_each_request(reader):
     assert again["gpt-4o"]["budget_currency"] == "CNY"
     assert again["deepseek-chat"]["provider"] == "elsewhere"
     assert again["llama-local"]["provider"] == "unknown"  # Unpriced: no row, whatever the others.
+
+
+def test_compiled_output_writes_int_and_str_subclasses_as_drf_does():
+    """Plain ints and strs are written as they are; a bool or a str subclass still goes through int()/str()."""
+
+    class Code(str):
+        pass
+
+    data = usage_daily_trend(days=2, now=timezone.now(), zone=ZoneInfo("UTC"), filters=UsageFilters())
+    data["daily_trend"][0] |= {"calls": True, "currency": Code("USD")}
+    written = output_data(UsageDailyTrendApi.OutputSerializer, data)
+    assert written == UsageDailyTrendApi.OutputSerializer(data).data
+    day = written["daily_trend"][0]
+    assert (type(day["calls"]), type(day["currency"]), day["calls"]) == (int, str, 1)

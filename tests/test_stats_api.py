@@ -163,3 +163,33 @@ def test_openapi_schema_and_docs(staff_client):
 
 def test_schema_is_not_public(client):
     assert client.get("/api/schema/").status_code in (401, 403)
+
+
+def test_stats_read_the_pricing_table_as_it_is_at_each_request(reader):
+    """The pricing query is compiled once per process (usage.reports): its rows are read every time."""
+    _seed()
+    first = {p["model_name"]: p for p in exact_json(reader.get(STATS, {"time_range": "all"}))["data"]["platforms"]}
+    assert (first["gpt-4o"]["display_name"], first["gpt-4o"]["monthly_budget"]) != ("GPT-4o renamed", Decimal("7"))
+    ModelPricing.objects.filter(model_name="gpt-4o").update(
+        display_name="GPT-4o renamed", monthly_budget=Decimal("7"), budget_currency="CNY"
+    )
+    ModelPricing.objects.filter(model_name="deepseek-chat").update(provider="elsewhere")
+    again = {p["model_name"]: p for p in exact_json(reader.get(STATS, {"time_range": "all"}))["data"]["platforms"]}
+    assert (again["gpt-4o"]["display_name"], again["gpt-4o"]["monthly_budget"]) == ("GPT-4o renamed", Decimal("7"))
+    assert again["gpt-4o"]["budget_currency"] == "CNY"
+    assert again["deepseek-chat"]["provider"] == "elsewhere"
+    assert again["llama-local"]["provider"] == "unknown"  # Unpriced: no row, whatever the others.
+
+
+def test_compiled_output_writes_int_and_str_subclasses_as_drf_does():
+    """Plain ints and strs are written as they are; a bool or a str subclass still goes through int()/str()."""
+
+    class Code(str):
+        pass
+
+    data = usage_daily_trend(days=2, now=timezone.now(), zone=ZoneInfo("UTC"), filters=UsageFilters())
+    data["daily_trend"][0] |= {"calls": True, "currency": Code("USD")}
+    written = output_data(UsageDailyTrendApi.OutputSerializer, data)
+    assert written == UsageDailyTrendApi.OutputSerializer(data).data
+    day = written["daily_trend"][0]
+    assert (type(day["calls"]), type(day["currency"]), day["calls"]) == (int, str, 1)

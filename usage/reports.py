@@ -5,11 +5,16 @@ shares, budget use). Querying stays in usage.window_sums.
 """
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
+from operator import attrgetter
+from typing import NamedTuple
 
+from django.db import router
 from django.utils.translation import gettext_lazy as _
 
+from core.compiled import compiled_values
 from core.db_routers import reading_from_replica
 from core.money import ZERO, money_display, percent_of
 from pricing.models import ModelPricing
@@ -91,7 +96,37 @@ def _total(parts: Iterable[RollupDelta]) -> RollupDelta:
     return sum(parts, RollupDelta())
 
 
-def _budget_use(pricing: ModelPricing | None, month: RollupDelta, rates: RateBook, now: datetime) -> dict:
+class _Pricing(NamedTuple):
+    """What stats show of a priced model (ModelPricing's fields of these names)."""
+
+    model_name: str
+    provider: str
+    display_name: str
+    currency: str
+    monthly_budget: Decimal | None
+    budget_currency: str
+
+    @property
+    def monthly_budget_currency(self) -> str:
+        return self.budget_currency or self.currency  # As ModelPricing.monthly_budget_currency.
+
+
+def _pricings_query():
+    return ModelPricing.objects.order_by().values_list(*_Pricing._fields)
+
+
+def _pricings_of(model_names: Collection[str]) -> dict[str, _Pricing]:
+    """The priced models among `model_names`: every priced model read by a query compiled once per
+    process (core.compiled; a stats answer has at most a few dozen models, the pricing table a few
+    hundred rows), kept here for those asked about."""
+    if not model_names:
+        return {}
+    using = router.db_for_read(ModelPricing)  # Where the ORM would read it (the replica, when reporting).
+    rows = compiled_values("usage.reports.pricings", _pricings_query, using=using)
+    return {row[0]: _Pricing._make(row) for row in rows if row[0] in model_names}
+
+
+def _budget_use(pricing: _Pricing | None, month: RollupDelta, rates: RateBook, now: datetime) -> dict:
     """A model's budget this month: as stated (in its budget currency), converted into the reporting
     currency at the rate in force now, and compared there with the month's reporting cost. A budget
     with no rate in force cannot be compared: budget_convertible false, no percentage."""
@@ -157,11 +192,11 @@ def usage_stats(*, time_range: str, now: datetime, zone: tzinfo, filters: UsageF
     is looked up to answer); each model also has its cost in its own price currency."""
     start, end = time_range_window(time_range=time_range, now=now, zone=zone)
     sums, in_month = _window_and_month_sums(start=start, end=end, now=now, filters=filters)
-    pricings = ModelPricing.objects.filter(model_name__in=sums)
-    pricing_by_model = {p.model_name: p for p in pricings}
+    pricing_by_model = _pricings_of(sums)
     reporting = reporting_currency()
     rates = budget_rates_now(
-        currencies={p.monthly_budget_currency for p in pricings if p.monthly_budget is not None}, now=now
+        currencies={p.monthly_budget_currency for p in pricing_by_model.values() if p.monthly_budget is not None},
+        now=now,
     )
     total = _total(sums.values())
     platforms = []
@@ -232,24 +267,29 @@ def stats_summary(total: RollupDelta) -> dict:
     }
 
 
-def _day_entry(day: date, sums: RollupDelta | None) -> dict:
+# The figures of a trend day that are its sums as they are (cost and failed_calls are derived).
+_DAY_COUNTS = (
+    "calls",
+    "successful_calls",
+    "unpriced_calls",
+    "unconverted_calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    *TOKEN_KIND_SUMS,
+)
+_day_counts = attrgetter(*_DAY_COUNTS)
+
+
+def _day_entry(day: date, sums: RollupDelta, currency: str) -> dict:
     """One day of the trend (a year of them: only the figures it shows, not every rate)."""
-    sums = sums or RollupDelta()
-    return {
-        "date": day,
-        "cost": money_display(sums.reporting_cost),  # Every model's, in the reporting currency.
-        "currency": reporting_currency(),
-        "calls": sums.calls,
-        "successful_calls": sums.successful_calls,
-        "failed_calls": sums.calls - sums.successful_calls,
-        "unpriced_calls": sums.unpriced_calls,
-        "unconverted_calls": sums.unconverted_calls,
-        "prompt_tokens": sums.prompt_tokens,
-        "completion_tokens": sums.completion_tokens,
-        "cached_tokens": sums.cached_tokens,
-        "reasoning_tokens": sums.reasoning_tokens,
-        **_token_kinds(sums),
-    }
+    entry = dict(zip(_DAY_COUNTS, _day_counts(sums), strict=True))
+    entry["date"] = day
+    entry["cost"] = money_display(sums.reporting_cost)  # Every model's, in the reporting currency.
+    entry["currency"] = currency
+    entry["failed_calls"] = sums.calls - sums.successful_calls
+    return entry
 
 
 @reading_from_replica()
@@ -267,7 +307,13 @@ def trend_first_day(*, days: int, now: datetime, zone: tzinfo) -> date:
 
 def trend_answer(*, days: int, zone: tzinfo, first_day: date, sums: dict[date, RollupDelta]) -> dict:
     """The daily trend's answer from the sums of each day with calls."""
-    daily = [_day_entry(first_day + timedelta(days=n), sums.get(first_day + timedelta(days=n))) for n in range(days)]
+    currency = reporting_currency()
+    no_calls = _day_entry(first_day, RollupDelta(), currency)
+    daily = []
+    for n in range(days):
+        day = first_day + timedelta(days=n)
+        day_sums = sums.get(day)
+        daily.append({**no_calls, "date": day} if day_sums is None else _day_entry(day, day_sums, currency))
     costs = [entry["cost"] for entry in daily]
     total_cost = money_display(sum(costs, ZERO))
     return {
@@ -282,6 +328,6 @@ def trend_answer(*, days: int, zone: tzinfo, first_day: date, sums: dict[date, R
             "total_calls": sum(entry["calls"] for entry in daily),
             "unpriced_calls": sum(entry["unpriced_calls"] for entry in daily),
             "unconverted_calls": sum(entry["unconverted_calls"] for entry in daily),
-            "currency": reporting_currency(),
+            "currency": currency,
         },
     }

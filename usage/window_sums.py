@@ -18,8 +18,9 @@ last bits.
 
 The statement is a UNION ALL of the terms' sums (on PostgreSQL each rollup term a LATERAL index range
 scan, each log term a select with constant bounds: usage.dialects) joined to a table of (window,
-term, sign) and summed per window. It is cached per set of windows: the trend's boundaries stay the
-same all day.
+term, sign) and summed per window. It is cached per set of windows ending on quarter hours (the
+trend's boundaries stay the same all day), and once it runs again PostgreSQL runs it by name, parsed
+and planned once per connection (core.prepared).
 
 Rollup tables may hold several rows per key (delta rows not yet compacted): every term SUMs rows.
 Filters on user_id or purpose are not rollup dimensions; those windows are summed from the raw log.
@@ -40,6 +41,7 @@ from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
 
+from core import prepared
 from usage.dialects import (
     EPOCH_DAYS,
     EPOCH_HOURS,
@@ -387,25 +389,48 @@ def _log_statement(
     return sql, [*window_params, adapt(boundaries[0]), adapt(boundaries[-1]), *params]
 
 
+@dataclass(eq=False)
+class _Statement:
+    """A window statement, kept for the next request (the daily trend's boundaries stay the same all
+    day): once it runs again in this process, PostgreSQL runs it by name (core.prepared), its text with
+    the parameters in it, so it is parsed and planned once per connection."""
+
+    sql: str
+    params: tuple  # Shared by every call that hits the cache: immutable.
+    runs: int = 0
+    _literal: str | None = None
+    _name: str | None = None
+
+    def rows(self, connection: BaseDatabaseWrapper) -> list[tuple]:
+        self.runs += 1
+        if connection.vendor == "postgresql" and self.runs > 1:
+            if self._literal is None:
+                self._literal = connection.ops.compose_sql(self.sql, self.params)
+                self._name = prepared.statement_name(self._literal)
+            return prepared.fetch_all(connection, self._literal, name=self._name)
+        with connection.cursor() as cursor:  # One statement: one snapshot, in any transaction or none.
+            cursor.execute(self.sql, self.params)
+            return cursor.fetchall()
+
+
 @lru_cache(maxsize=128)
 def _window_statement(
     alias: str, boundaries: tuple[datetime, ...], filters: UsageFilters, by_model: bool, sums: Sums
-) -> tuple[str | None, tuple]:
-    """The statement for these windows (None: nothing to read). A pure function of its arguments,
-    kept for the next request: the daily trend's boundaries stay the same all day."""
+) -> _Statement | None:
+    """The statement for these windows (None: nothing to read): a pure function of its arguments."""
     connection = connections[alias]
     if filters.needs_raw_log:
         sql, params = _log_statement(connection, boundaries, filters, by_model, sums)
-        return sql, tuple(params)
+        return _Statement(sql, tuple(params))
     numbers: dict[Term, int] = {}
     signs = []  # (window, term number, sign)
     for n, terms in enumerate(windows_terms(boundaries)):
         for term, sign in terms.items():
             signs.append((n, numbers.setdefault(term, len(numbers)), sign))
     if not numbers:
-        return None, ()
+        return None
     sql, params = _statement(connection, list(numbers), signs, filters, by_model, sums)
-    return sql, tuple(params)  # Shared by every call that hits the cache: immutable.
+    return _Statement(sql, tuple(params))
 
 
 def _window_sums(
@@ -421,12 +446,13 @@ def _window_sums(
     alias = using or router.db_for_read(UsageRollupHour)
     connection = connections[alias]
     utc = tuple(moment.astimezone(UTC) for moment in boundaries)
-    sql, params = _window_statement(alias, utc, filters, by_model, sums)
-    if sql is None:
+    # Windows ending at an unaligned moment (stats: now) never come again: not kept, so they do not
+    # push the ones that do (the trend's) out of the cache.
+    aligned = all(m.minute % 15 == 0 and not m.second and not m.microsecond for m in utc)
+    statement = (_window_statement if aligned else _window_statement.__wrapped__)(alias, utc, filters, by_model, sums)
+    if statement is None:
         return answers
-    with connection.cursor() as cursor:  # One statement: one snapshot, in any transaction or none.
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    rows = statement.rows(connection)
     read_delta = delta_reader(sums)
     for row in rows:
         key, values = (row[1], row[2:]) if by_model else (None, row[1:])
@@ -488,9 +514,16 @@ def usage_sums_by_local_day(
 ) -> dict[date, RollupDelta]:
     """Sums per calendar day in `zone` for `days` days from `first_day` (days with calls): every
     declared sum, or only `sums` (the others None)."""
-    boundaries = local_midnights(first_day=first_day, days=days, zone=zone)
+    boundaries, dates = _local_days(first_day, days, zone)
     totals = usage_totals_by_window(boundaries=boundaries, filters=filters, sums=sums)
-    return {first_day + timedelta(days=n): sums for n, sums in enumerate(totals) if sums.calls}
+    return {day: sums for day, sums in zip(dates, totals, strict=True) if sums.calls}
+
+
+@lru_cache(maxsize=64)
+def _local_days(first_day: date, days: int, zone: tzinfo) -> tuple[tuple[datetime, ...], tuple[date, ...]]:
+    """local_midnights in UTC, and the days they start: the same all day for the trend's request."""
+    midnights = local_midnights(first_day=first_day, days=days, zone=zone)
+    return tuple(moment.astimezone(UTC) for moment in midnights), tuple(m.date() for m in midnights[:-1])
 
 
 def usage_log_window(*, start: datetime | None, end: datetime, filters: UsageFilters) -> QuerySet[UsageLog]:

@@ -641,6 +641,15 @@ def _compiled_output(serializer: serializers.Serializer) -> Callable[[object], d
     return _represented_function(names, representers)
 
 
+def _entry(value: str, represent_name: str, represent: Converter) -> str:
+    """The expression writing one field's value; an int or a str as it is when int() or str() would
+    return it unchanged (a subclass, bool included, goes through its representer)."""
+    written = f"None if {value} is None else {represent_name}({value})"
+    if represent is int or represent is str:
+        return f"{value} if type({value}) is {represent.__name__} else ({written})"
+    return written
+
+
 def _represented_function(names: list[str], representers: list[Converter]) -> Callable[[object], dict]:
     """represented(instance): the fields' values read at once (itemgetter for a mapping, attrgetter
     otherwise, as DRF's get_attribute reads them) and written in one dict display: straight-line code
@@ -649,7 +658,8 @@ def _represented_function(names: list[str], representers: list[Converter]) -> Ca
     count = len(names)
     values = ", ".join(f"v{index}" for index in range(count)) + ("," if count == 1 else "")
     entries = ", ".join(
-        f"{name!r}: None if v{index} is None else r{index}(v{index})" for index, name in enumerate(names)
+        f"{name!r}: {_entry(f'v{index}', f'r{index}', represent)}"
+        for index, (name, represent) in enumerate(zip(names, representers, strict=True))
     )
     any_callable = " or ".join(f"callable(v{index})" for index in range(count))
     code = "\n".join(

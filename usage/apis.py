@@ -1,5 +1,6 @@
 """The usage API: stats, daily trend and the CSV export (recording calls is ingest.apis)."""
 
+from collections.abc import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.utils import timezone
@@ -13,6 +14,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
+from rest_framework.fields import SkipField
 from rest_framework.views import APIView
 
 from core.api.exceptions import ApiError
@@ -115,6 +117,19 @@ def _groups_limit(default: int, help_text: str) -> serializers.IntegerField:
 class GroupKeyField(serializers.Field):
     def to_representation(self, value):
         return value
+
+
+class KeyLabelField(serializers.CharField):
+    """An API key's name or prefix on a group_by=api_key entry: null for the calls without a key, left
+    out of the other groupings' entries (DRF would write null for a missing nullable field)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, allow_null=True, **kwargs)
+
+    def get_attribute(self, instance):
+        if isinstance(instance, Mapping) and self.source not in instance:
+            raise SkipField
+        return super().get_attribute(instance)
 
 
 def _filters_and_zone(validated: dict) -> tuple:
@@ -236,12 +251,8 @@ class UsageGroupSerializer(CallRatesSerializer):
         ref_name = "UsageGroup"
 
     key = GroupKeyField()
-    name = serializers.CharField(
-        required=False, allow_null=True, help_text="group_by=api_key only: the key's name (null: no key)."
-    )
-    prefix = serializers.CharField(
-        required=False,
-        allow_null=True,
+    name = KeyLabelField(help_text="group_by=api_key only: the key's name (null: no key).")
+    prefix = KeyLabelField(
         help_text="group_by=api_key only: the key's prefix, aic_<prefix>_… (null: no key).",
     )
     currency = serializers.CharField(help_text="ISO 4217 code of cost: the reporting currency.")
@@ -367,12 +378,8 @@ class UsageSeriesSerializer(serializers.Serializer):
         calls = serializers.IntegerField()
 
     key = GroupKeyField()
-    name = serializers.CharField(
-        required=False, allow_null=True, help_text="group_by=api_key only: the key's name (null: no key, or other)."
-    )
-    prefix = serializers.CharField(
-        required=False, allow_null=True, help_text="group_by=api_key only: the key's prefix (null: no key, or other)."
-    )
+    name = KeyLabelField(help_text="group_by=api_key only: the key's name (null: no key, or other).")
+    prefix = KeyLabelField(help_text="group_by=api_key only: the key's prefix (null: no key, or other).")
     other = serializers.BooleanField(help_text="True: every group after the first limit (key null), last.")
     groups = serializers.IntegerField(help_text="How many groups the series adds up (1, or other's).")
     cost = _money(help_text="Over the window, in currency.")

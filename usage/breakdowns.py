@@ -8,8 +8,8 @@ the reporting currency, as the stats' summary and providers are: two currencies 
 call without a rate in force is counted in unconverted_calls). A model's provider is its priced
 model's (pricing.selectors.model_providers), else "unknown", as the stats' providers are.
 
-Groups are ranked by reporting cost, highest first, then by key (calls without a user or a purpose
-form the group whose key is None, after the others of the same cost); keys compare as Python
+Groups are ranked by reporting cost, highest first, then by key (calls without a user, a purpose or
+a key form the group whose key is None, after the others of the same cost); keys compare as Python
 compares them (text by code point), the same on PostgreSQL and SQLite.
 
 By api_key a group's key is the key's id (None: calls recorded from Python or by a staff login), and

@@ -21,7 +21,7 @@ from core.api.serializers import (
 )
 from core.money import COST_DECIMAL_PLACES, COST_MAX_DIGITS
 from ingest.services import usage_batch_record
-from usage.permissions import CanWriteUsage
+from usage.permissions import CanWriteUsage, sending_key
 from usage.records import (
     MAX_RESPONSE_SECONDS,
     MAX_TOKENS,
@@ -422,7 +422,7 @@ class UsageIngestApi(APIView):
         batch.is_valid(raise_exception=True)
         records = [UsageRecordInput(**record) for record in batch.validated_data["records"]]
         try:
-            result = usage_batch_record(records=records)
+            result = usage_batch_record(records=records, api_key=sending_key(request))
         except UsageRecordInvalid as error:
             raise _rule_error(error) from None
         data = {

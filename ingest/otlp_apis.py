@@ -42,7 +42,7 @@ from ingest.otlp import (
 )
 from ingest.services import usage_spans_record
 from usage.authentication import KEYWORD, ApiKeyAuthentication
-from usage.permissions import CanWriteUsage
+from usage.permissions import CanWriteUsage, sending_key
 from usage.selectors import api_key_get_active
 
 logger = logging.getLogger("aicost.otlp")
@@ -230,7 +230,7 @@ class OtlpTracesApi(APIView):
         export = self._export(request)
         if isinstance(export, HttpResponse):
             return export
-        outcome = usage_spans_record(request=export)
+        outcome = usage_spans_record(request=export, api_key=sending_key(request))
         answer = ExportTraceServiceResponse()
         if outcome.rejected or outcome.warnings:
             # The specification: rejected spans counted, or warnings with rejected_spans 0 (not retried).

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from alerts.services import budget_alerts_evaluate
 from ingest.otlp import SPANS_RECEIVED, MappedSpans, OtlpMapping, SpanRecord, spans_mapped
 from pricing.selectors import price_book_for_models
-from usage.models import UsageLog
+from usage.models import ApiKey, UsageLog
 from usage.records import UsageRecordInput, UsageRecordInvalid, usage_records_validated
 from usage.services import (
     CONVERT_CHUNK,
@@ -32,11 +32,12 @@ from usage.services import (
 )
 
 
-def usage_batch_record(*, records: Sequence[UsageRecordInput]) -> IngestResult:
+def usage_batch_record(*, records: Sequence[UsageRecordInput], api_key: ApiKey | None = None) -> IngestResult:
     """Check and store the calls, add them to counters and rollups, and raise the alerts they call
     for: all in one transaction, or nothing. An invalid record raises UsageRecordInvalid naming it
-    (`records[2].cached_tokens`) before anything is stored; retried duplicates are skipped and counted."""
-    return usage_batch_run(batch=usage_batch_prepare(records=records), store=_stored_and_evaluated)
+    (`records[2].cached_tokens`) before anything is stored; retried duplicates are skipped and counted.
+    `api_key`: the key that sent them (None: a Python caller), recorded with each call."""
+    return usage_batch_run(batch=usage_batch_prepare(records=records, api_key=api_key), store=_stored_and_evaluated)
 
 
 def _stored_and_evaluated(batch: PreparedBatch) -> IngestResult:
@@ -51,16 +52,17 @@ def _stored_and_evaluated(batch: PreparedBatch) -> IngestResult:
     return result
 
 
-def usage_record_batch(*, records: Sequence[UsageRecordInput]) -> list[UsageLog]:
-    """Record calls; returns the stored ones (retried duplicates are skipped)."""
-    return usage_rows_as_logs(usage_batch_record(records=records).stored)
+def usage_record_batch(*, records: Sequence[UsageRecordInput], api_key: ApiKey | None = None) -> list[UsageLog]:
+    """Record calls (sent with `api_key`, if any); returns the stored ones (retried duplicates are skipped)."""
+    return usage_rows_as_logs(usage_batch_record(records=records, api_key=api_key).stored)
 
 
-def usage_record(**fields) -> UsageLog | None:
-    """Record one call (keyword arguments of UsageRecordInput); None if it was a retried duplicate.
-    Raises UsageRecordInvalid naming the field (`cached_tokens`) if the call breaks a rule."""
+def usage_record(*, api_key: ApiKey | None = None, **fields) -> UsageLog | None:
+    """Record one call (keyword arguments of UsageRecordInput; `api_key`: the key it was sent with, if
+    any); None if it was a retried duplicate. Raises UsageRecordInvalid naming the field
+    (`cached_tokens`) if the call breaks a rule."""
     try:
-        stored = usage_record_batch(records=[UsageRecordInput(**fields)])
+        stored = usage_record_batch(records=[UsageRecordInput(**fields)], api_key=api_key)
     except UsageRecordInvalid as error:
         raise UsageRecordInvalid(error.field.removeprefix("records[0]."), error.message, error.code) from None
     return stored[0] if stored else None
@@ -118,12 +120,12 @@ def _priced_model_names(mapped: MappedSpans) -> None:
             span.record.model_name = span.request_model
 
 
-def _spans_stored(spans: Sequence[SpanRecord], rejected: list[str]) -> IngestResult:
+def _spans_stored(spans: Sequence[SpanRecord], rejected: list[str], api_key: ApiKey | None) -> IngestResult:
     """Store the spans' records as one batch. If one breaks a rule (usage_batch_record refuses the
     whole batch before storing anything), each is checked alone, the ones that break a rule are
     rejected with a message naming the attribute, and the others are stored."""
     try:
-        return usage_batch_record(records=[span.record for span in spans])
+        return usage_batch_record(records=[span.record for span in spans], api_key=api_key)
     except UsageRecordInvalid:
         pass
     now = timezone.now()
@@ -141,7 +143,7 @@ def _spans_stored(spans: Sequence[SpanRecord], rejected: list[str]) -> IngestRes
             )
             continue
         valid.append(span.record)
-    return usage_batch_record(records=valid) if valid else IngestResult()
+    return usage_batch_record(records=valid, api_key=api_key) if valid else IngestResult()
 
 
 @dataclass(kw_only=True)
@@ -157,19 +159,22 @@ class SpansOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def usage_spans_record(*, request: ExportTraceServiceRequest, mapping: OtlpMapping | None = None) -> SpansOutcome:
+def usage_spans_record(
+    *, request: ExportTraceServiceRequest, mapping: OtlpMapping | None = None, api_key: ApiKey | None = None
+) -> SpansOutcome:
     """Record the model calls of an OTLP export (ingest.otlp maps the spans) through usage_batch_record,
     in batches of at most AICOST_MAX_BATCH_SIZE, each its own transaction. A span that breaks a rule is
     rejected alone (the others are stored); a span stored before (same trace, span and decision id) is
     skipped, so a re-sent export stores nothing twice and a retry after a failed batch is safe.
     A span whose response model the price book does not know but whose request model it does is
-    recorded under the request model, so a snapshot name without an alias is priced, not unpriced."""
+    recorded under the request model, so a snapshot name without an alias is priced, not unpriced.
+    `api_key`: the key that sent the export, recorded with each call."""
     mapped = spans_mapped(request, mapping=mapping or OtlpMapping.from_settings())
     _priced_model_names(mapped)
     outcome = SpansOutcome(ignored=mapped.ignored, rejected=mapped.rejected, warnings=mapped.warnings)
     size = max(1, settings.AICOST_MAX_BATCH_SIZE)
     for start in range(0, len(mapped.records), size):
-        result = _spans_stored(mapped.records[start : start + size], outcome.rejected)
+        result = _spans_stored(mapped.records[start : start + size], outcome.rejected, api_key)
         outcome.stored += len(result.stored)
         outcome.duplicates += result.duplicates
         outcome.unpriced += sum(1 for row in result.stored if row.cost is None)

@@ -17,7 +17,7 @@ from ingest.services import usage_record
 from tests.api_helpers import HttpsApiClient
 from tests.conftest import HttpsClient
 from usage.keys import api_key_create, api_key_revoke
-from usage.models import ApiKeyScope, UsageLog
+from usage.models import ApiKey, ApiKeyScope, UsageLog
 
 pytestmark = pytest.mark.django_db
 
@@ -277,12 +277,13 @@ def test_the_schema_answers_anonymous_like_the_api():
 
 
 # --- group_by (issue 17): every new parameter on every endpoint that takes it -------------------
-# purpose is free text, so a grouping by it (and, alike, every other grouping) answers only readers.
+# purpose and an API key's name are free text, so a grouping by them (and, alike, every other
+# grouping) answers only readers.
 
 GROUPED_ROUTES = ("/api/v1/ai-platforms/stats", "/api/v1/ai-platforms/cost-trend-daily", "/api/v1/usage/export.csv")
 GROUPED_QUERIES = [
     {"group_by": group_by, **extra}
-    for group_by in ("model", "provider", "user_id", "purpose")
+    for group_by in ("model", "provider", "user_id", "purpose", "api_key")
     for extra in ({}, {"limit": 1}, {"limit": 1, "offset": 1})
 ]
 
@@ -302,6 +303,10 @@ GROUPED_CALLS = list(_grouped_calls())
 
 def _grouped(client, route: str, query: dict):
     usage_record(model_name="gpt-4o-mini", user_id=7, purpose="secret purpose")
+    sender = ApiKey.objects.filter(name="secret key name").first()
+    if sender is None:  # One key for the test: its calls are one group, ranked before those without a key.
+        sender = api_key_create(name="secret key name", scope=ApiKeyScope.WRITE_USAGE)[0]
+    usage_record(model_name="gpt-4o-mini", api_key=sender)
     return client.get(route, query)
 
 
@@ -318,6 +323,7 @@ def test_grouped_reads_refuse_whoever_may_not_read(route, query, django_user_mod
         response = _grouped(client, route, query)
         assert_denied(response, *statuses)
         assert b"secret purpose" not in response.content
+        assert b"secret key name" not in response.content
 
 
 @pytest.mark.parametrize(("route", "query"), GROUPED_CALLS)
@@ -327,3 +333,4 @@ def test_grouped_reads_answer_read_keys_and_staff(route, query, staff_client):
         assert_allowed(response)
         body = b"".join(response.streaming_content) if response.streaming else response.content
         assert (b"secret purpose" in body) is (query["group_by"] == "purpose" and "offset" not in query)
+        assert (b"secret key name" in body) is (query["group_by"] == "api_key" and "offset" not in query)

@@ -75,6 +75,12 @@ def test_a_protobuf_export_is_stored_priced_and_a_resend_stores_nothing(key):
     assert _spans_counted("stored") == stored_before
 
 
+def test_an_exported_call_carries_the_key_that_sent_it():
+    api_key, raw_key = api_key_create(name="collector", scope=ApiKeyScope.WRITE_USAGE)
+    assert _post(export(span(chat(), trace_id=TRACE, span_id=SPAN)).SerializeToString(), key=raw_key).status_code == 200
+    assert UsageLog.objects.get().api_key_id == api_key.pk
+
+
 def test_otlp_json_is_answered_in_json(key):
     attributes = [
         {"key": key_, "value": {"intValue": value} if isinstance(value, int) else {"stringValue": value}}

@@ -1,6 +1,6 @@
 """Breakdowns by group_by (issue 17 points 1 and 7): the stats, the stacked trend and the export per
-model, provider, user and purpose, each checked against an oracle computed here from the log's rows in
-Python (not the SQL GROUP BY the service runs)."""
+model, provider, user, purpose and API key, each checked against an oracle computed here from the log's
+rows in Python (not the SQL GROUP BY the service runs)."""
 
 import csv
 import io
@@ -15,12 +15,13 @@ import pytest
 from django.utils import timezone
 
 from core.money import money_display
-from ingest.services import usage_record_batch
+from ingest.services import usage_record, usage_record_batch
 from pricing.models import ModelPricing
-from tests.api_helpers import exact_json
+from tests.api_helpers import HttpsApiClient, exact_json
 from tests.fx_scenario import model_priced
 from tests.sqlite_process import sqlite_python
-from usage.models import UsageLog
+from usage.keys import api_key_create, api_key_revoke
+from usage.models import ApiKey, ApiKeyScope, UsageLog
 from usage.records import TOKEN_FIELDS
 from usage.services import UsageRecordInput
 
@@ -28,7 +29,8 @@ pytestmark = pytest.mark.django_db
 STATS = "/api/v1/ai-platforms/stats"
 TREND = "/api/v1/ai-platforms/cost-trend-daily"
 EXPORT = "/api/v1/usage/export.csv"
-GROUP_BYS = ("model", "provider", "user_id", "purpose")
+GROUP_BYS = ("model", "provider", "user_id", "purpose", "api_key")
+KEY_NAMES = ("web app", "=cron")  # The second is revoked once it has sent its calls; its name looks like a formula.
 MODELS = ("gpt-4o", "gpt-4o-mini", "deepseek-chat", "claude-sonnet-4-5", "llama-local", "cny-chat")
 PURPOSES = ("summarise", "extract", "=sum(A1)", "", "摘要")
 TOKEN_NAMES = TOKEN_FIELDS
@@ -36,7 +38,9 @@ TOKEN_NAMES = TOKEN_FIELDS
 
 def _seed(now: datetime, calls: int = 300) -> None:
     """Calls over the last 20 days: priced USD models of three providers, an unknown model (unpriced)
-    and a CNY model with no rate into USD (unconverted), users 1-7 and none, five purposes and none."""
+    and a CNY model with no rate into USD (unconverted), users 1-7 and none, five purposes and none;
+    a third sent through the API by each of two keys (the second revoked since), a third recorded
+    from Python (no key)."""
     model_priced("cny-chat", "CNY", "2", "8", now)
     rng = random.Random(17)
     records = []
@@ -44,20 +48,33 @@ def _seed(now: datetime, calls: int = 300) -> None:
         prompt = rng.randrange(0, 200_000)
         completion = rng.randrange(0, 50_000)
         records.append(
-            UsageRecordInput(
-                model_name=rng.choice(MODELS),
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                cached_tokens=rng.randrange(0, prompt + 1) // 2,
-                reasoning_tokens=rng.randrange(0, completion + 1) // 2,
-                user_id=rng.choice([1, 2, 3, 4, 5, 6, 7, None]),
-                purpose=rng.choice(PURPOSES),
-                success=rng.random() > 0.2,
-                response_time=rng.random() * 3,
-                timestamp=now - timedelta(seconds=rng.randrange(0, 20 * 86_400)) if n else now - timedelta(days=8),
-            )
+            {
+                "model_name": rng.choice(MODELS),
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "cached_tokens": rng.randrange(0, prompt + 1) // 2,
+                "reasoning_tokens": rng.randrange(0, completion + 1) // 2,
+                "user_id": rng.choice([1, 2, 3, 4, 5, 6, 7, None]),
+                "purpose": rng.choice(PURPOSES),
+                "success": rng.random() > 0.2,
+                "response_time": rng.random() * 3,
+                "timestamp": now - timedelta(seconds=rng.randrange(0, 20 * 86_400)) if n else now - timedelta(days=8),
+            }
         )
-    usage_record_batch(records=records)
+    for position, name in enumerate(KEY_NAMES):
+        api_key, raw_key = api_key_create(name=name, scope=ApiKeyScope.WRITE_USAGE)
+        sent = [{**record, "timestamp": record["timestamp"].isoformat()} for record in records[position::3]]
+        response = _sender(raw_key).post("/api/v1/usage/", {"records": sent}, format="json")
+        assert response.status_code == 201, response.content[:500]
+        if position == 1:
+            api_key_revoke(api_key=api_key)
+    usage_record_batch(records=[UsageRecordInput(**record) for record in records[2::3]])
+
+
+def _sender(raw_key: str) -> HttpsApiClient:
+    client = HttpsApiClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
+    return client
 
 
 # --- The oracle: the log's rows grouped in Python ---------------------------------------------------
@@ -70,6 +87,8 @@ def _key_of(group_by: str, row: UsageLog, providers: dict) -> object:
         return providers.get(row.model_name, "unknown")
     if group_by == "user_id":
         return row.user_id
+    if group_by == "api_key":
+        return row.api_key_id
     return row.purpose or None
 
 
@@ -121,6 +140,20 @@ def _assert_group(entry: dict, key, sums: dict) -> None:
         assert entry[name] == sums[name], name
     assert entry["cost"] == money_display(sums["reporting_cost"])
     assert entry["currency"] == "USD"
+    _assert_key_named(entry)
+
+
+def _assert_key_named(entry: dict) -> None:
+    """A group (or series) of group_by=api_key names its key; the others carry no name."""
+    if "name" not in entry:
+        assert "prefix" not in entry
+        return
+    if entry["key"] is None:
+        assert (entry["name"], entry["prefix"]) == (None, None)
+    else:
+        assert (entry["name"], entry["prefix"]) == tuple(
+            ApiKey.objects.values_list("name", "prefix").get(pk=entry["key"])
+        )
 
 
 def _stats(reader, **params) -> dict:
@@ -143,6 +176,7 @@ def test_every_group_equals_the_raw_group_by(reader, group_by, time_range):
     assert data["group_by"] == group_by
     assert data["total"] == len(expected) == len(data["groups"])
     assert expected, "the seed has calls in every range"
+    assert all(("name" in entry) is (group_by == "api_key") for entry in data["groups"])
     for entry, (key, sums) in zip(data["groups"], expected, strict=True):
         _assert_group(entry, key, sums)
     assert data["summary"]["total_calls"] == sum(sums["calls"] for _key, sums in expected)
@@ -155,6 +189,9 @@ def test_the_oracle_sees_what_the_seed_holds(reader):
     keys = {group_by: [key for key, _sums in _oracle(group_by, _rows())] for group_by in GROUP_BYS}
     assert None in keys["user_id"]
     assert None in keys["purpose"]
+    revoked = ApiKey.objects.get(name="=cron")
+    assert revoked.revoked_at is not None
+    assert set(keys["api_key"]) == {None, ApiKey.objects.get(name="web app").pk, revoked.pk}  # Revoked: still its own.
     assert "unknown" in keys["provider"]
     assert {"OpenAI", "DeepSeek", "Anthropic", "Acme"} <= set(keys["provider"])
     model_sums = dict(_oracle("model", _rows()))
@@ -252,10 +289,51 @@ def test_an_empty_window_has_no_groups(reader):
     assert _stats(reader, group_by="model", model="no-such-model", provider="OpenAI")["groups"] == []
 
 
+def test_the_key_is_recorded_by_every_path_that_has_one(staff_client):
+    """A Python caller may pass the key; a staff login sends none; revoking a key leaves its calls its own."""
+    api_key, _raw_key = api_key_create(name="batch job", scope=ApiKeyScope.WRITE_USAGE)
+    by_python = usage_record(model_name="gpt-4o", prompt_tokens=10, api_key=api_key)
+    batch = usage_record_batch(records=[UsageRecordInput(model_name="gpt-4o", prompt_tokens=5)], api_key=api_key)
+    plain = usage_record(model_name="gpt-4o", prompt_tokens=1)
+    response = staff_client.post(
+        "/api/v1/usage/", {"model_name": "gpt-4o"}, content_type="application/json", secure=True
+    )
+    assert response.status_code == 201, response.content[:300]
+    by_staff = response.json()["data"]["records"][0]["id"]
+    api_key_revoke(api_key=api_key)
+    stored = dict(UsageLog.objects.values_list("pk", "api_key_id"))
+    assert stored == {by_python.pk: api_key.pk, batch[0].pk: api_key.pk, plain.pk: None, by_staff: None}
+
+
+def test_the_migration_adds_the_column_to_a_log_with_rows_and_removes_it_again():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from schemaguard.guard import schema_report
+
+    api_key, _raw_key = api_key_create(name="before", scope=ApiKeyScope.WRITE_USAGE)
+    sent = usage_record(model_name="gpt-4o", prompt_tokens=10, api_key=api_key)
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    MigrationExecutor(connection).migrate([("usage", "0020_usage_log_user_purpose_indexes")])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prompt_tokens FROM ai_model_usage_log WHERE id = %s", [sent.pk])
+        assert cursor.fetchall() == [(10,)]
+        columns = [
+            column.name for column in connection.introspection.get_table_description(cursor, "ai_model_usage_log")
+        ]
+    assert "api_key_id" not in columns
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert UsageLog.objects.get(pk=sent.pk).api_key_id is None  # Stored before the column: no key.
+    assert usage_record(model_name="gpt-4o", prompt_tokens=1, api_key=api_key).api_key_id == api_key.pk
+    assert [f.id for f in schema_report().findings if f.is_serious()] == []
+
+
 @pytest.mark.parametrize(
     ("url", "params", "field"),
     [
-        (STATS, {"group_by": "api_key"}, "group_by"),
+        (STATS, {"group_by": "api_key_id"}, "group_by"),
         (STATS, {"group_by": "decision_id"}, "group_by"),
         (STATS, {"group_by": "user_id", "limit": 1001}, "limit"),
         (STATS, {"group_by": "user_id", "limit": 0}, "limit"),
@@ -320,6 +398,9 @@ def test_the_stacked_trend_is_top_n_and_other_adding_up_to_each_day(reader, grou
     assert series[-1]["groups"] == len(ranking) - len(top) == data["total"] - len(top)
     for s, (_key, sums) in zip(series[:-1], ranking, strict=False):
         assert (s["calls"], s["cost"]) == (sums["calls"], money_display(sums["reporting_cost"]))
+    for s in series:
+        assert ("name" in s) is (group_by == "api_key")
+        _assert_key_named(s)
     rest = ranking[limit:]
     assert series[-1]["calls"] == sum(sums["calls"] for _key, sums in rest)
     assert series[-1]["cost"] == money_display(sum((sums["reporting_cost"] for _key, sums in rest), Decimal(0)))
@@ -368,6 +449,7 @@ def test_the_export_writes_one_row_per_group(reader, group_by):
     table = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     header, rows = table[0], table[1:]
     assert header[0] == group_by
+    assert (header[1:3] == ["api_key_name", "api_key_prefix"]) is (group_by == "api_key")
     assert header[-2:] == ["reporting_cost", "reporting_currency"]
     expected = _oracle(group_by, _rows())
     assert len(rows) == len(expected)
@@ -375,6 +457,12 @@ def test_the_export_writes_one_row_per_group(reader, group_by):
         cells = dict(zip(header, row, strict=True))
         shown = "" if key is None else str(key)
         assert cells[group_by] == ("'" + shown if shown.startswith("=") else shown)
+        if group_by == "api_key":
+            name, prefix = ("", "") if key is None else ApiKey.objects.values_list("name", "prefix").get(pk=key)
+            assert (cells["api_key_name"], cells["api_key_prefix"]) == (
+                "'" + name if name.startswith("=") else name,  # Spreadsheet-safe, as every text cell.
+                prefix,
+            )
         assert Decimal(cells["reporting_cost"]) == sums["reporting_cost"]  # Exact, not rounded for display.
         assert cells["reporting_currency"] == "USD"
         assert int(cells["calls"]) == sums["calls"]
@@ -402,9 +490,10 @@ from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
 from django.utils import timezone
-from ingest.services import usage_record_batch
+from ingest.services import usage_record, usage_record_batch
 from pricing.models import ModelPricing
-from usage.breakdowns import ranked, usage_daily_trend_groups, usage_sums_by_group
+from usage.breakdowns import ranked, usage_daily_trend_groups, usage_export_group_rows, usage_sums_by_group
+from usage.keys import api_key_create, api_key_revoke
 from usage.models import UsageLog
 from usage.records import TOKEN_FIELDS
 from usage.services import UsageRecordInput
@@ -412,16 +501,19 @@ from usage.window_sums import UsageFilters
 
 now = timezone.now()
 rng = random.Random(5)
-usage_record_batch(records=[
-    UsageRecordInput(model_name=rng.choice(["gpt-4o", "deepseek-chat", "llama-local"]),
-                     prompt_tokens=rng.randrange(10**6), completion_tokens=rng.randrange(10**5),
-                     user_id=rng.choice([1, 2, None]),
-                     purpose=rng.choice(["a", "", "b"]), timestamp=now - timedelta(hours=rng.randrange(100)))
-    for _ in range(200)
-])
+senders = [api_key_create(name=name, scope="write_usage")[0] for name in ("one", "two")]
+for api_key in (*senders, None):
+    usage_record_batch(records=[
+        UsageRecordInput(model_name=rng.choice(["gpt-4o", "deepseek-chat", "llama-local"]),
+                         prompt_tokens=rng.randrange(10**6), completion_tokens=rng.randrange(10**5),
+                         user_id=rng.choice([1, 2, None]),
+                         purpose=rng.choice(["a", "", "b"]), timestamp=now - timedelta(hours=rng.randrange(100)))
+        for _ in range(100 if api_key is None else 50)
+    ], api_key=api_key)
+api_key_revoke(api_key=senders[1])
 providers = dict(ModelPricing.objects.values_list("model_name", "provider"))
 keys = {"model": lambda r: r.model_name, "provider": lambda r: providers.get(r.model_name, "unknown"),
-        "user_id": lambda r: r.user_id, "purpose": lambda r: r.purpose or None}
+        "user_id": lambda r: r.user_id, "purpose": lambda r: r.purpose or None, "api_key": lambda r: r.api_key_id}
 start = now - timedelta(hours=50)
 out = {}
 for group_by, key_of in keys.items():
@@ -445,6 +537,9 @@ for group_by, key_of in keys.items():
         "trend_calls": sum(s["calls"] for s in trend["series"]),
         "trend_top": [s["key"] for s in trend["series"]],
     }
+out["key_ids"] = [api_key.pk for api_key in senders]
+out["export_labels"] = [list(row[:3]) for row in usage_export_group_rows(start=start, end=now, filters=UsageFilters(),
+                                                                        group_by="api_key")]
 print(json.dumps(out))
 """
 
@@ -457,7 +552,11 @@ def test_on_sqlite_the_groups_equal_the_rows(tmp_path):
     result = sqlite_python(database, "-c", SQLITE_SCRIPT)
     assert result.returncode == 0, result.stderr[-3000:]
     answers = json.loads(result.stdout.strip().splitlines()[-1])
+    key_ids, export_labels = answers.pop("key_ids"), answers.pop("export_labels")
     assert set(answers) == set(GROUP_BYS)
+    assert set(answers["api_key"]["keys"]) == {*key_ids, None}  # The revoked key's calls too.
+    labels = {key: (name, prefix is not None) for key, name, prefix in export_labels}
+    assert labels == {key_ids[0]: ("one", True), key_ids[1]: ("two", True), None: (None, False)}
     for group_by, answer in answers.items():
         assert answer["calls"] == answer["oracle_calls"], group_by
         for stacked_cost, day_cost, stacked_calls, day_calls in answer["stacks"]:  # Exact on SQLite too.

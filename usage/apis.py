@@ -1,5 +1,6 @@
 """The usage API: stats, daily trend and the CSV export (recording calls is ingest.apis)."""
 
+from collections.abc import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.utils import timezone
@@ -13,6 +14,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers, status
+from rest_framework.fields import SkipField
 from rest_framework.views import APIView
 
 from core.api.exceptions import ApiError
@@ -86,7 +88,8 @@ class UsageFilterSerializer(serializers.Serializer):
 
 
 GROUP_BY_HELP = (
-    "Break the answer down by model, provider (the priced model's, else unknown), user_id or purpose. "
+    "Break the answer down by model, provider (the priced model's, else unknown), user_id, purpose or api_key "
+    "(the key that sent the calls: its id, with its name and prefix). "
     "Read from the usage log with one GROUP BY (slower than the ungrouped answer on a large log). "
     "Cost is in the reporting currency; purpose is free text, so every group_by needs the read scope "
     "(or staff), as every read of this API does."
@@ -107,13 +110,26 @@ def _groups_limit(default: int, help_text: str) -> serializers.IntegerField:
     {
         "oneOf": [{"type": "string"}, {"type": "integer"}],
         "nullable": True,
-        "description": "The group's model name, provider, user_id (an integer) or purpose; null: the calls "
-        "without a user_id or a purpose.",
+        "description": "The group's model name, provider, user_id (an integer), purpose or API key id (an "
+        "integer); null: the calls without a user_id, a purpose or a key (recorded from Python or by a staff login).",
     }
 )
 class GroupKeyField(serializers.Field):
     def to_representation(self, value):
         return value
+
+
+class KeyLabelField(serializers.CharField):
+    """An API key's name or prefix on a group_by=api_key entry: null for the calls without a key, left
+    out of the other groupings' entries (DRF would write null for a missing nullable field)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, allow_null=True, **kwargs)
+
+    def get_attribute(self, instance):
+        if isinstance(instance, Mapping) and self.source not in instance:
+            raise SkipField
+        return super().get_attribute(instance)
 
 
 def _filters_and_zone(validated: dict) -> tuple:
@@ -235,6 +251,10 @@ class UsageGroupSerializer(CallRatesSerializer):
         ref_name = "UsageGroup"
 
     key = GroupKeyField()
+    name = KeyLabelField(help_text="group_by=api_key only: the key's name (null: no key).")
+    prefix = KeyLabelField(
+        help_text="group_by=api_key only: the key's prefix, aic_<prefix>_… (null: no key).",
+    )
     currency = serializers.CharField(help_text="ISO 4217 code of cost: the reporting currency.")
 
 
@@ -358,6 +378,8 @@ class UsageSeriesSerializer(serializers.Serializer):
         calls = serializers.IntegerField()
 
     key = GroupKeyField()
+    name = KeyLabelField(help_text="group_by=api_key only: the key's name (null: no key, or other).")
+    prefix = KeyLabelField(help_text="group_by=api_key only: the key's prefix (null: no key, or other).")
     other = serializers.BooleanField(help_text="True: every group after the first limit (key null), last.")
     groups = serializers.IntegerField(help_text="How many groups the series adds up (1, or other's).")
     cost = _money(help_text="Over the window, in currency.")
@@ -490,8 +512,8 @@ class UsageExportApi(APIView):
             (200, "text/csv"): OpenApiResponse(
                 response=OpenApiTypes.STR,
                 description=(
-                    "With group_by: a header row (group_by's name, then "
-                    f"{', '.join(usage_export_group_columns('')[1:])}), then one row per group, ranked by cost "
+                    "With group_by: a header row (group_by's name, for api_key then api_key_name and api_key_prefix, "
+                    f"then {', '.join(usage_export_group_columns('')[1:])}), then one row per group, ranked by cost "
                     "(highest first), then by key; reporting_cost the exact sum of the calls' stored reporting costs "
                     "(unconverted calls counted, not added). Without: "
                     "a header row, then one row per logged call, oldest first: "

@@ -1,16 +1,20 @@
 """Breakdowns by group_by (issue 17): the stats, the daily trend and the export per model, provider,
-user or purpose, read from the raw log with one GROUP BY per request.
+user, purpose or API key, read from the raw log with one GROUP BY per request.
 
-No rollup carries users or purposes yet (issue 17 point 3), so a breakdown scans the log's rows of
+No rollup carries users, purposes or keys yet (issue 17 point 3), so a breakdown scans the log's rows of
 its window (half-open, its partitions pruned by the timestamp bounds) with the stats' filters: slower
 than the ungrouped stats at scale. Every group's cost is its calls' stored reporting_cost summed (in
 the reporting currency, as the stats' summary and providers are: two currencies are never added; a
 call without a rate in force is counted in unconverted_calls). A model's provider is its priced
 model's (pricing.selectors.model_providers), else "unknown", as the stats' providers are.
 
-Groups are ranked by reporting cost, highest first, then by key (calls without a user or a purpose
-form the group whose key is None, after the others of the same cost); keys compare as Python
+Groups are ranked by reporting cost, highest first, then by key (calls without a user, a purpose or
+a key form the group whose key is None, after the others of the same cost); keys compare as Python
 compares them (text by code point), the same on PostgreSQL and SQLite.
+
+By api_key a group's key is the key's id (None: calls recorded from Python or by a staff login), and
+its entry names the key (name and prefix, read by usage's selector for the page's keys): a revoked
+key's calls still group under it.
 """
 
 import operator
@@ -35,9 +39,11 @@ from usage.reports import (
     trend_first_day,
 )
 from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES, RollupDelta, delta_reader, typed_values_reader
+from usage.selectors import api_key_labels
 from usage.window_sums import UsageFilters, local_midnights, log_filters_sql, log_sums_sql
 
-GROUP_BY = ("model", "provider", "user_id", "purpose")
+GROUP_BY = ("model", "provider", "user_id", "purpose", "api_key")
+API_KEY = "api_key"
 DEFAULT_GROUP_BY = "model"
 MAX_GROUPS_LIMIT = 1000
 STATS_GROUPS_LIMIT = 100
@@ -55,6 +61,8 @@ def _key_sql(group_by: str) -> str:
         return "t.user_id"
     if group_by == "purpose":
         return "NULLIF(t.purpose, '')"  # No purpose: the group None, as no user is.
+    if group_by == API_KEY:
+        return "t.api_key_id"
     raise ValueError(f"unknown group_by {group_by!r}")
 
 
@@ -122,9 +130,19 @@ def ranked(groups: dict[Key, RollupDelta]) -> list[tuple[Key, RollupDelta]]:
     )
 
 
-def _group_entry(key: Key, sums: RollupDelta, whole: RollupDelta) -> dict:
+def _key_labels(group_by: str, keys: Sequence[Key]) -> dict[Key, dict] | None:
+    """By api_key: each key's {"name", "prefix"} (both None for the calls without a key); else None."""
+    if group_by != API_KEY:
+        return None
+    labels = api_key_labels(ids=[key for key in keys if key is not None])
+    unnamed = (None, None)
+    return {key: dict(zip(("name", "prefix"), labels.get(key, unnamed), strict=True)) for key in keys}
+
+
+def _group_entry(key: Key, sums: RollupDelta, whole: RollupDelta, labels: dict[Key, dict] | None) -> dict:
     return {
         "key": key,
+        **({} if labels is None else labels[key]),
         **rates_of(sums),
         "currency": reporting_currency(),
         "cost_share": percent_of(sums.reporting_cost, whole.reporting_cost),
@@ -138,6 +156,8 @@ def usage_stats_groups(
     start, end = time_range_window(time_range=time_range, now=now, zone=zone)
     groups = ranked(usage_sums_by_group(start=start, end=end, filters=filters, group_by=group_by))
     whole = sum((sums for _key, sums in groups), RollupDelta())
+    page = groups[offset : offset + limit]
+    labels = _key_labels(group_by, [key for key, _sums in page])
     return {
         **stats_window(time_range=time_range, start=start, end=end),
         "group_by": group_by,
@@ -145,7 +165,7 @@ def usage_stats_groups(
         "limit": limit,
         "offset": offset,
         "summary": stats_summary(whole),
-        "groups": [_group_entry(key, sums, whole) for key, sums in groups[offset : offset + limit]],
+        "groups": [_group_entry(key, sums, whole, labels) for key, sums in page],
     }
 
 
@@ -215,9 +235,12 @@ def usage_daily_trend_groups(
     answer["group_by"] = group_by
     answer["limit"] = limit
     answer["total"] = len(order)
+    series_keys = [*top, None]  # other's key is None
+    labels = _key_labels(group_by, series_keys)
     answer["series"] = [
         {
-            "key": None if n == other else top[n],
+            "key": series_keys[n],
+            **({} if labels is None else labels[series_keys[n]]),
             "other": n == other,
             "groups": len(rest) if n == other else 1,
             "cost": money_display(cost),
@@ -237,7 +260,9 @@ GROUP_EXPORT_SUMS = ("calls", "successful_calls", "failed_calls", "unpriced_call
 
 
 def usage_export_group_columns(group_by: str) -> tuple[str, ...]:
-    return (group_by, *GROUP_EXPORT_SUMS, "reporting_cost", "reporting_currency")
+    """By api_key the key's id is followed by its name and prefix."""
+    labels = ("api_key_name", "api_key_prefix") if group_by == API_KEY else ()
+    return (group_by, *labels, *GROUP_EXPORT_SUMS, "reporting_cost", "reporting_currency")
 
 
 def usage_export_group_rows(
@@ -246,10 +271,13 @@ def usage_export_group_rows(
     """One row per group (usage_export_group_columns), ranked as the stats rank them; the reporting
     cost exact, as stored sums (not rounded for display)."""
     currency = reporting_currency()
-    for key, sums in ranked(usage_sums_by_group(start=start, end=end, filters=filters, group_by=group_by)):
+    groups = ranked(usage_sums_by_group(start=start, end=end, filters=filters, group_by=group_by))
+    labels = _key_labels(group_by, [key for key, _sums in groups])
+    for key, sums in groups:
         counts = {"failed_calls": sums.calls - sums.successful_calls}
         yield (
             key,
+            *(() if labels is None else labels[key].values()),
             *(counts[name] if name in counts else getattr(sums, name) for name in GROUP_EXPORT_SUMS),
             sums.reporting_cost,
             currency,

@@ -93,12 +93,11 @@ def usage_csv_chunks(rows: Iterable[tuple], *, zone: tzinfo) -> Iterator[str]:
 
 
 def _group_cells(row: tuple) -> tuple:
-    """Cells of one aggregated row (usage.breakdowns.usage_export_group_columns): the key, the
-    counts, the exact reporting cost and its currency."""
-    key, *counts, reporting_cost, reporting_currency = row
+    """Cells of one aggregated row (usage.breakdowns.usage_export_group_columns): the key (and an API
+    key's name and prefix), the counts, the exact reporting cost and its currency."""
+    *cells, reporting_cost, reporting_currency = row
     return (
-        spreadsheet_safe(key) if isinstance(key, str) else key,
-        *counts,
+        *(spreadsheet_safe(cell) if isinstance(cell, str) else cell for cell in cells),
         format(reporting_cost, "f"),
         reporting_currency,
     )

@@ -125,6 +125,18 @@ class UsageLog(models.Model):
         help_text=_("The model name as the client sent it (empty: rows stored before it was kept; then model_name)."),
         verbose_name=_("sent model name"),
     )
+    # PROTECT: a key is revoked, never deleted (the admin refuses), so its calls keep grouping under it.
+    # No index: breakdowns scan their window's rows anyway.
+    api_key = models.ForeignKey(
+        "ApiKey",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,
+        related_name="+",
+        help_text=_("The API key that sent the call (empty: recorded from Python, or by a staff login)."),
+        verbose_name=_("API key"),
+    )
 
     class Meta:
         db_table = "ai_model_usage_log"

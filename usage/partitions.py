@@ -27,6 +27,7 @@ CREATE TABLE {LOG_TABLE} (
     "timestamp" timestamp with time zone NOT NULL,
     price_version_id bigint NULL,
     exchange_rate_id bigint NULL,
+    api_key_id bigint NULL,
     response_time double precision NULL,
     user_id integer NULL,
     prompt_tokens integer NOT NULL,
@@ -74,7 +75,9 @@ CREATE TABLE {LOG_TABLE} (
     CONSTRAINT {LOG_TABLE}_price_version_id_fk FOREIGN KEY (price_version_id)
         REFERENCES ai_model_price_version (id) DEFERRABLE INITIALLY DEFERRED,
     CONSTRAINT {LOG_TABLE}_exchange_rate_id_fk FOREIGN KEY (exchange_rate_id)
-        REFERENCES ai_exchange_rate (id) DEFERRABLE INITIALLY DEFERRED
+        REFERENCES ai_exchange_rate (id) DEFERRABLE INITIALLY DEFERRED,
+    CONSTRAINT {LOG_TABLE}_api_key_id_fk FOREIGN KEY (api_key_id)
+        REFERENCES ai_api_key (id) DEFERRABLE INITIALLY DEFERRED
 ) PARTITION BY RANGE ("timestamp")
 """
 
@@ -87,7 +90,7 @@ PARENT_INDEXES_SQL = [
     f"CREATE INDEX {LOG_TABLE}_id_brin ON {LOG_TABLE} USING brin (id)",
     f"CREATE INDEX {LOG_TABLE}_model_name_idx ON {LOG_TABLE} (model_name)",
     f"CREATE INDEX {LOG_TABLE}_decision_id_idx ON {LOG_TABLE} (decision_id)",
-    # UsageLog.Meta.indexes (migration usage 0019): the month's spend per user and per purpose.
+    # UsageLog.Meta.indexes (migration usage 0020): the month's spend per user and per purpose.
     f'CREATE INDEX ai_usage_log_user_ts ON {LOG_TABLE} (user_id, "timestamp") WHERE user_id IS NOT NULL',
     f"CREATE INDEX ai_usage_log_purpose_ts ON {LOG_TABLE} (purpose, \"timestamp\") WHERE NOT (purpose = '')",
 ]

@@ -7,7 +7,8 @@ from core.api.permissions import is_staff
 from usage.models import ApiKey
 
 
-def _api_key(request) -> ApiKey | None:
+def sending_key(request) -> ApiKey | None:
+    """The API key the request was sent with (None: a staff login)."""
     return request.auth if isinstance(request.auth, ApiKey) else None
 
 
@@ -17,7 +18,7 @@ class CanReadStats(BasePermission):
     message = _("Reading needs a staff login or an API key with read scope.")
 
     def has_permission(self, request, view) -> bool:
-        key = _api_key(request)
+        key = sending_key(request)
         return is_staff(request) or bool(key and key.can_read)
 
 
@@ -27,5 +28,5 @@ class CanWriteUsage(BasePermission):
     message = _("Recording usage needs a staff login or an API key with write_usage scope.")
 
     def has_permission(self, request, view) -> bool:
-        key = _api_key(request)
+        key = sending_key(request)
         return is_staff(request) or bool(key and key.can_write_usage)

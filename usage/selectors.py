@@ -71,6 +71,16 @@ def _active_api_key_sql() -> str:
     return f"SELECT {columns} FROM {qn(ApiKey._meta.db_table)} WHERE {key_hash} = %s AND {revoked_at} IS NULL"  # noqa: S608
 
 
+def api_key_labels(*, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """(name, prefix) of the keys with these ids, revoked ones included."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    return {
+        pk: (name, prefix) for pk, name, prefix in ApiKey.objects.filter(pk__in=ids).values_list("pk", "name", "prefix")
+    }
+
+
 def usage_any_recorded() -> bool:
     """Whether any usage is on record: in the log, or in what is derived from it (the hour and day
     rollups, the months retention retired). After rows were lost the

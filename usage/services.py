@@ -44,6 +44,7 @@ from usage.consistency import (
 )
 from usage.costing import call_cost, cost_function, integer_rates
 from usage.models import (
+    ApiKey,
     CostSource,
     RepriceStatus,
     UsageCounter,
@@ -104,6 +105,7 @@ class UsageRow(NamedTuple):
     purpose: str
     timestamp: datetime
     sent_model_name: str
+    api_key_id: int | None
 
 
 T = TypeVar("T")
@@ -252,9 +254,14 @@ class BatchPricer:
 
 
 def _rows_priced(
-    records: Sequence[CheckedRecord], log_ids: Sequence[int | None], book: PriceBook, now: datetime
+    records: Sequence[CheckedRecord],
+    log_ids: Sequence[int | None],
+    book: PriceBook,
+    now: datetime,
+    api_key_id: int | None = None,
 ) -> list[UsageRow]:
-    """The batch's rows as stored: each record with its id, its moment (now when it gave none) and its price."""
+    """The batch's rows as stored: each record with its id, its moment (now when it gave none), its
+    price, and the API key that sent the batch (None: none did)."""
     moments = [record.timestamp or now for record in records]
     rates = rate_book_for_prices(book, start=min(moments), end=max(moments) + _INSTANT) if moments else None
     pricer = BatchPricer(book, rates)
@@ -290,6 +297,7 @@ def _rows_priced(
             record.purpose,
             timestamp,
             record.model_name,
+            api_key_id,
         )
         append(_new_tuple(UsageRow, fields))  # UsageRow(*fields) without its argument parsing.
     return rows
@@ -503,17 +511,20 @@ class PreparedBatch:
     records: Sequence[CheckedRecord]
     now: datetime
     months: frozenset[date] = frozenset()  # The log partitions (UTC months) the records go to.
+    api_key_id: int | None = None  # The key that sent the batch, stored on each of its calls.
 
 
-def usage_batch_prepare(*, records: Sequence[UsageRecordInput]) -> PreparedBatch:
+def usage_batch_prepare(*, records: Sequence[UsageRecordInput], api_key: ApiKey | None = None) -> PreparedBatch:
     """Check every record (UsageRecordInvalid, path `records[i].field`, before anything is stored)
     and create the log partitions the batch needs. Runs before the batch's transaction: creating a
-    partition locks the whole log, so that lock is kept short."""
+    partition locks the whole log, so that lock is kept short. `api_key`: the key that sent the
+    records (None: a Python caller or a staff login), recorded with each call."""
     now = timezone.now()
     checked = usage_records_validated(records, now=now) if records else []
     months = frozenset(_months_of(checked, now))
     usage_partitions_ensure_known(months=months)
-    return PreparedBatch(records=checked, now=now, months=months)
+    api_key_id = None if api_key is None else api_key.pk
+    return PreparedBatch(records=checked, now=now, months=months, api_key_id=api_key_id)
 
 
 def _months_of(records: Sequence[CheckedRecord], now: datetime) -> set[date]:
@@ -541,7 +552,7 @@ def usage_batch_store(*, batch: PreparedBatch) -> IngestResult:
         return IngestResult(duplicates=duplicates)
     generation = _log_lock_for_pricing()
     book = price_book_cached(model_names={r.model_name for r in fresh}, generation=generation)
-    rows = _rows_insert(_rows_priced(fresh, log_ids, book, batch.now))
+    rows = _rows_insert(_rows_priced(fresh, log_ids, book, batch.now, batch.api_key_id))
     _counters_add(logs=rows, now=batch.now)
     rollups_apply_logs(logs=rows)
     currencies = {model_name: pricing.currency for model_name, pricing in book.pricing_by_model.items()}
@@ -599,10 +610,10 @@ def _no_partition_for_row(error: Exception) -> bool:
     )
 
 
-def usage_ingest(*, records: Sequence[UsageRecordInput]) -> IngestResult:
+def usage_ingest(*, records: Sequence[UsageRecordInput], api_key: ApiKey | None = None) -> IngestResult:
     """Store calls (usage_batch_prepare, then usage_batch_store), without budget evaluation: the
     service's callers use ingest.services.usage_batch_record, which adds it."""
-    return usage_batch_run(batch=usage_batch_prepare(records=records), store=_stored)
+    return usage_batch_run(batch=usage_batch_prepare(records=records, api_key=api_key), store=_stored)
 
 
 def _stored(batch: PreparedBatch) -> IngestResult:

@@ -214,14 +214,21 @@ def test_staff_sees_the_numbers_the_api_gives(browser, served, django_user_model
 
 
 def _check_stacked_trend(page, api, stats: dict, *, days: int, total: dict) -> None:
-    """The trend's datasets: the range's five costliest models, each its own trend, and the others."""
+    """The trend's datasets: the trend's five costliest models over its days and the others, as the
+    trend's group_by=model answer gives them, labelled with the models' display names."""
     datasets = page.evaluate(
         "Chart.getChart('trend-chart').data.datasets.map((d) => ({label: d.label, model: d.model, data: d.data}))"
     )
-    top = [p for p in stats["platforms"] if p["reporting_cost"] > 0][:5]
-    assert [d["model"] for d in datasets[: len(top)]] == [p["model_name"] for p in top]
-    assert [d["label"] for d in datasets[: len(top)]] == [p["display_name"] for p in top]
-    first = api(f"/api/v1/ai-platforms/cost-trend-daily?days={days}&model={top[0]['model_name']}")
+    grouped = api(f"/api/v1/ai-platforms/cost-trend-daily?days={days}&group_by=model&limit=5")
+    shown = [series for series in grouped["series"] if series["cost"] > 0]
+    top = [series for series in shown if not series["other"]]
+    assert len(top) == 5
+    assert [d["model"] for d in datasets] == [series["key"] for series in top] + [""] * (len(shown) - len(top))
+    display = {p["model_name"]: p["display_name"] for p in stats["platforms"]}
+    assert [d["label"] for d in datasets[:5]] == [display.get(series["key"], series["key"]) for series in top]
+    for dataset, series in zip(datasets, shown, strict=True):
+        assert dataset["data"] == [float(d["cost"]) for d in series["daily"]]
+    first = api(f"/api/v1/ai-platforms/cost-trend-daily?days={days}&model={top[0]['key']}")
     assert datasets[0]["data"] == [float(d["cost"]) for d in first["daily_trend"]]
     for n, day in enumerate(total["daily_trend"]):  # Stacked, the bars add up to each day's total.
         assert sum(d["data"][n] for d in datasets) == pytest.approx(float(day["cost"]), abs=1e-6)

@@ -183,9 +183,10 @@
 
   const STACKED_MODELS = 5;
 
-  // The trend stacked by model: the range's STACKED_MODELS costliest models (each one's own daily
-  // trend) and the rest together ("other": the day's total minus theirs). Without the stats (their
-  // panel failed) the chart is the total alone.
+  // The trend stacked by model: the trend's STACKED_MODELS costliest models over its days and the rest
+  // together ("other"), from the trend's group_by=model answer, whose series add up to each day's cost.
+  // The models are labelled with their display names from the stats (their model names without them).
+  // Without the breakdown (it reads the log, which may be missing) the chart is the total alone.
   async function modelDatasets(days, total) {
     let stats = null;
     try {
@@ -193,15 +194,19 @@
     } catch (_statsFailed) {
       stats = null;
     }
-    const top = stats ? stats.platforms.filter((p) => Number(p.reporting_cost) > 0).slice(0, STACKED_MODELS) : [];
-    if (!top.length) return [{ label: say(T.costOf, { currency: total.summary.currency }), data: total.daily_trend.map((d) => Number(d.cost)) }];
-    const trends = await Promise.all(top.map((p) => getJson(root.dataset.trendUrl, { days, model: p.model_name })));
-    const datasets = top.map((p, n) => ({ label: p.display_name, model: p.model_name, data: trends[n].daily_trend.map((d) => Number(d.cost)) }));
-    const other = total.daily_trend.map((d, i) => {
-      const rest = Number(d.cost) - datasets.reduce((sum, set) => sum + set.data[i], 0);
-      return rest > 1e-9 ? Number(rest.toFixed(9)) : 0;
-    });
-    if (other.some((cost) => cost > 0)) datasets.push({ label: T.otherModels, model: "", data: other });
+    let grouped = null;
+    try {
+      grouped = await getJson(root.dataset.trendUrl, { days, group_by: "model", limit: STACKED_MODELS });
+    } catch (_groupsFailed) {
+      grouped = { series: [] }; // It reads the log, the total the rollups: the total alone still shows.
+    }
+    const names = new Map((stats ? stats.platforms : []).map((p) => [p.model_name, p.display_name]));
+    const datasets = grouped.series.filter((series) => Number(series.cost) > 0).map((series) => ({
+      label: series.other ? T.otherModels : names.get(series.key) || series.key,
+      model: series.other ? "" : series.key,
+      data: series.daily.map((d) => Number(d.cost)),
+    }));
+    if (!datasets.length) return [{ label: say(T.costOf, { currency: total.summary.currency }), data: total.daily_trend.map((d) => Number(d.cost)) }];
     return datasets;
   }
 

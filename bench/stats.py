@@ -1,12 +1,15 @@
 """Stats and daily-trend API latency on PostgreSQL, next to a direct GROUP BY on the raw log.
 
     .venv/bin/python -m bench.stats --rows 1000000 [--iterations 50] [--raw-budget 6]
+        [--users 500 --top-share 0 --purposes 5 --keys 0]
+    # Issue 17's population: --users 100000 --top-share 0.5 --purposes 50 --keys 20
 
 Starts its own throwaway PostgreSQL 15 unless DATABASE_URL is set, migrates, then:
   - seeds --rows usage rows server-side (one INSERT ... SELECT FROM generate_series): the 9 seeded
     models plus an unknown, unpriced one, 13 months of timestamps ending an hour from now (so the
     unaligned newest edge of every window has rows, as under live ingestion), 3% failures, user ids,
-    purposes, costs computed from the price in force;
+    purposes and sending API keys (Population: how many of each, and how skewed the users are), costs
+    computed from the price in force;
   - rebuilds the rollups with usage.rollups.rollups_rebuild and ANALYZEs; each step is timed;
   - records --delta-batches more batches of 1000 calls spread over the last day through the
     ingestion service without compacting them, so the reads also sum rollup delta rows beside the
@@ -65,6 +68,24 @@ MODEL_WEIGHTS = {
     UNPRICED_MODEL: 2,
 }
 PURPOSES = ["chat", "summarise", "classify", "extract", "translate"]
+
+
+@dataclass(frozen=True)
+class Population:
+    """Who sends the seeded calls: user ids 1..users (a tenth of the calls have none), top_share of the
+    others going to the top 1% of the users (0: every user alike; 0.5: the top 1% make about half the
+    calls, as in real traffic); purposes (PURPOSES, then purpose-06, ...); keys API keys, each call
+    sent by one of them at random (0: none, as calls recorded from Python)."""
+
+    users: int = 500
+    top_share: float = 0.0
+    purposes: int = len(PURPOSES)
+    keys: int = 0
+
+    def purpose_names(self) -> list[str]:
+        return (PURPOSES + [f"purpose-{n:02d}" for n in range(len(PURPOSES) + 1, self.purposes + 1)])[: self.purposes]
+
+
 SETTINGS_SHOWN = [
     "shared_buffers",
     "effective_cache_size",
@@ -80,7 +101,8 @@ SETTINGS_SHOWN = [
 SEED_SQL = """
 INSERT INTO ai_model_usage_log (
     model_name, decision_id, user_id, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens,
-    cost, reporting_cost, cost_source, price_version_id, response_time, success, error_message, purpose, timestamp
+    cost, reporting_cost, cost_source, price_version_id, response_time, success, error_message, purpose, timestamp,
+    api_key_id
 )
 SELECT
     m.model_name, 'bench-' || lpad(t.i::text, 10, '0'), t.user_id, t.prompt, t.completion, t.cached,
@@ -94,10 +116,10 @@ SELECT
     END,
     CASE WHEN m.version_id IS NULL THEN 'unpriced' ELSE 'computed' END,
     m.version_id, t.response_time, t.success, CASE WHEN t.success THEN '' ELSE 'upstream timeout' END,
-    t.purpose, t.ts
+    t.purpose, t.ts, t.api_key_id
 FROM (
     SELECT
-        r.i, r.model_idx, r.success, r.user_id, r.purpose, r.response_time, r.ts,
+        r.i, r.model_idx, r.success, r.user_id, r.purpose, r.api_key_id, r.response_time, r.ts,
         200 + floor(r.r_prompt ^ 2 * 6000)::int AS prompt,
         CASE WHEN r.success THEN 20 + floor(r.r_completion * 1200)::int ELSE 0 END AS completion,
         CASE WHEN r.r_cache < 0.3 THEN (200 + floor(r.r_prompt ^ 2 * 6000)::int) / 2 ELSE 0 END AS cached
@@ -106,8 +128,11 @@ FROM (
             g.i,
             (%(weights)s::int[])[1 + floor(random() * 100)::int] AS model_idx,
             random() >= 0.03 AS success,
-            CASE WHEN random() < 0.1 THEN NULL ELSE 1 + floor(random() * 500)::int END AS user_id,
+            CASE WHEN random() < 0.1 THEN NULL
+                 WHEN random() < %(top_share)s THEN 1 + floor(random() * %(top_users)s)::int
+                 ELSE 1 + floor(random() * %(users)s)::int END AS user_id,
             (%(purposes)s::text[])[1 + floor(random() * %(n_purposes)s)::int] AS purpose,
+            (%(keys)s::bigint[])[1 + floor(random() * %(n_keys)s)::int] AS api_key_id,
             CASE WHEN random() < 0.05 THEN NULL ELSE round((0.2 + random() * 8)::numeric, 3)::float8 END
                 AS response_time,
             %(start)s::timestamptz + (g.i - 1 + random()) * %(step)s::interval AS ts,
@@ -168,10 +193,11 @@ def _percentile(values: list[float], share: float) -> float:
 # --- Seed -----------------------------------------------------------------------------------------
 
 
-def _seed(rows: int, now: datetime) -> None:
+def _seed(rows: int, now: datetime, population: Population) -> None:
     from django.db import connection
 
     from pricing.models import ModelPriceVersion
+    from usage.keys import api_key_create
     from usage.partitions import month_of, months_from
     from usage.services import usage_partitions_ensure
 
@@ -199,8 +225,13 @@ def _seed(rows: int, now: datetime) -> None:
         "start": end - SPAN,
         "step": SPAN / rows,
         "weights": weights,
-        "purposes": PURPOSES,
-        "n_purposes": len(PURPOSES),
+        "users": population.users,
+        "top_users": max(1, population.users // 100),
+        "top_share": population.top_share,
+        "purposes": population.purpose_names(),
+        "n_purposes": population.purposes,
+        "keys": [api_key_create(name=f"bench-sender-{n}")[0].pk for n in range(1, population.keys + 1)] or [None],
+        "n_keys": max(1, population.keys),
         "idx": list(range(1, len(names) + 1)),
         "names": names,
         "versions": [versions[n].pk if n in versions else None for n in names],
@@ -215,7 +246,7 @@ def _seed(rows: int, now: datetime) -> None:
         cursor.execute(SEED_SQL, params)
 
 
-def _seed_all(rows: int) -> None:
+def _seed_all(rows: int, population: Population) -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
@@ -224,7 +255,7 @@ def _seed_all(rows: int) -> None:
     steps = []
     began = time.perf_counter()
     with transaction.atomic():
-        _seed(rows, timezone.now())
+        _seed(rows, timezone.now(), population)
     steps.append(("insert", time.perf_counter() - began))
     began = time.perf_counter()
     rollups_rebuild()
@@ -475,7 +506,9 @@ def _delta_seed(batches: int) -> None:
     print(f"recorded {batches} batches in {time.perf_counter() - began:.1f} s, leaving {deltas:,} rollup delta rows")
 
 
-def _bench(rows: int, iterations: int, warmup: int, raw_budget: float, skip_seed: bool, deltas: int) -> int:
+def _bench(
+    rows: int, iterations: int, warmup: int, raw_budget: float, skip_seed: bool, deltas: int, population: Population
+) -> int:
     from bench.django_setup import django_setup_for_bench
 
     django_setup_for_bench()
@@ -490,7 +523,7 @@ def _bench(rows: int, iterations: int, warmup: int, raw_budget: float, skip_seed
     if not skip_seed:
         if UsageLog.objects.exists():
             raise SystemExit("The database already holds usage; use an empty one or pass --skip-seed.")
-        _seed_all(rows)
+        _seed_all(rows, population)
         _delta_seed(deltas)
     rows = UsageLog.objects.count()
     _print_sizes()
@@ -514,11 +547,20 @@ def main() -> int:
     parser.add_argument("--raw-budget", type=float, default=6.0, help="seconds of raw GROUP BY runs per case")
     parser.add_argument("--skip-seed", action="store_true", help="measure the usage already in DATABASE_URL")
     parser.add_argument("--delta-batches", type=int, default=20, help="batches left uncompacted (delta rows)")
+    parser.add_argument("--users", type=int, default=500, help="distinct user ids in the seed")
+    parser.add_argument(
+        "--top-share", type=float, default=0.0, help="share of the calls with a user sent by the top 1%% (0.5: skewed)"
+    )
+    parser.add_argument("--purposes", type=int, default=len(PURPOSES), help="distinct purposes in the seed")
+    parser.add_argument("--keys", type=int, default=0, help="API keys the seeded calls were sent with (0: none)")
     args = parser.parse_args()
     status = rerun_without_database("bench.stats", durable=False)
     if status is not None:
         return status
-    return _bench(args.rows, args.iterations, args.warmup, args.raw_budget, args.skip_seed, args.delta_batches)
+    population = Population(users=args.users, top_share=args.top_share, purposes=args.purposes, keys=args.keys)
+    return _bench(
+        args.rows, args.iterations, args.warmup, args.raw_budget, args.skip_seed, args.delta_batches, population
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ key's calls still group under it.
 import operator
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
+from decimal import Decimal
 
 from django.db import connections, router
 
@@ -38,7 +39,7 @@ from usage.reports import (
     trend_answer,
     trend_first_day,
 )
-from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES, RollupDelta, delta_reader, typed_values_reader
+from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES, RollupDelta, typed_values_reader
 from usage.selectors import api_key_labels
 from usage.window_sums import UsageFilters, local_midnights, log_filters_sql, log_sums_sql
 
@@ -50,7 +51,9 @@ STATS_GROUPS_LIMIT = 100
 TREND_GROUPS_LIMIT = 10
 
 Key = str | int | None
-_COST, _CALLS, _UNCONVERTED = (SUM_NAMES.index(name) for name in ("reporting_cost", "calls", "unconverted_calls"))
+_COST, _CALLS, _SUCCESSFUL, _UNCONVERTED = (
+    SUM_NAMES.index(name) for name in ("reporting_cost", "calls", "successful_calls", "unconverted_calls")
+)
 
 
 def _key_sql(group_by: str) -> str:
@@ -111,23 +114,37 @@ def _grouped_rows(
 
 
 @reading_from_replica()
+def _group_values(*, start: datetime | None, end: datetime, filters: UsageFilters, group_by: str) -> dict[Key, tuple]:
+    """The sums (ROLLUP_SUMS order, exact and typed) of the calls in [start, end) passing `filters`, per
+    value of `group_by`: plain tuples, as a window may have tens of thousands of users."""
+    typed = typed_values_reader(ROLLUP_SUMS)
+    return {
+        row[0]: typed(row[1:])
+        for row in _grouped_rows(boundaries=[start, end], filters=filters, group_by=group_by, by_window=False)
+    }
+
+
 def usage_sums_by_group(
     *, start: datetime | None, end: datetime, filters: UsageFilters, group_by: str
 ) -> dict[Key, RollupDelta]:
     """The sums of the calls in [start, end) (start None: since the first) passing `filters`, per
     value of `group_by` (values with calls)."""
-    read = delta_reader(ROLLUP_SUMS)
-    return {
-        row[0]: read(row[1:])
-        for row in _grouped_rows(boundaries=[start, end], filters=filters, group_by=group_by, by_window=False)
-    }
+    values = _group_values(start=start, end=end, filters=filters, group_by=group_by)
+    return {key: RollupDelta(*sums) for key, sums in values.items()}
+
+
+def _rank(key: Key, cost: Decimal) -> tuple:
+    return (-cost, key is None, "" if key is None else key)
 
 
 def ranked(groups: dict[Key, RollupDelta]) -> list[tuple[Key, RollupDelta]]:
     """The groups by reporting cost, highest first, then by key (None last)."""
-    return sorted(
-        groups.items(), key=lambda item: (-item[1].reporting_cost, item[0] is None, "" if item[0] is None else item[0])
-    )
+    return sorted(groups.items(), key=lambda item: _rank(item[0], item[1].reporting_cost))
+
+
+def _ranked_keys(values: dict[Key, tuple]) -> list[Key]:
+    """ranked's order, of _group_values' tuples."""
+    return sorted(values, key=lambda key: _rank(key, values[key][_COST]))
 
 
 def _key_labels(group_by: str, keys: Sequence[Key]) -> dict[Key, dict] | None:
@@ -154,18 +171,20 @@ def usage_stats_groups(
 ) -> dict:
     """The stats API's answer with group_by: the window, its summary and one page of its groups."""
     start, end = time_range_window(time_range=time_range, now=now, zone=zone)
-    groups = ranked(usage_sums_by_group(start=start, end=end, filters=filters, group_by=group_by))
-    whole = sum((sums for _key, sums in groups), RollupDelta())
-    page = groups[offset : offset + limit]
-    labels = _key_labels(group_by, [key for key, _sums in page])
+    values = _group_values(start=start, end=end, filters=filters, group_by=group_by)
+    order = _ranked_keys(values)
+    # Summed column by column, and a RollupDelta only for the page's groups: not one per user.
+    whole = RollupDelta(*map(sum, zip(*values.values(), strict=True))) if values else RollupDelta()
+    page = order[offset : offset + limit]
+    labels = _key_labels(group_by, page)
     return {
         **stats_window(time_range=time_range, start=start, end=end),
         "group_by": group_by,
-        "total": len(groups),
+        "total": len(order),
         "limit": limit,
         "offset": offset,
         "summary": stats_summary(whole),
-        "groups": [_group_entry(key, sums, whole, labels) for key, sums in page],
+        "groups": [_group_entry(key, RollupDelta(*values[key]), whole, labels) for key in page],
     }
 
 
@@ -257,6 +276,8 @@ def usage_daily_trend_groups(
 # --- Export ---------------------------------------------------------------------------------------
 
 GROUP_EXPORT_SUMS = ("calls", "successful_calls", "failed_calls", "unpriced_calls", "unconverted_calls", *TOKEN_FIELDS)
+# Each export sum's position in _group_values' tuples; None: failed_calls, calls less successful ones.
+_EXPORT_COLUMNS = tuple(None if name == "failed_calls" else SUM_NAMES.index(name) for name in GROUP_EXPORT_SUMS)
 
 
 def usage_export_group_columns(group_by: str) -> tuple[str, ...]:
@@ -271,14 +292,15 @@ def usage_export_group_rows(
     """One row per group (usage_export_group_columns), ranked as the stats rank them; the reporting
     cost exact, as stored sums (not rounded for display)."""
     currency = reporting_currency()
-    groups = ranked(usage_sums_by_group(start=start, end=end, filters=filters, group_by=group_by))
-    labels = _key_labels(group_by, [key for key, _sums in groups])
-    for key, sums in groups:
-        counts = {"failed_calls": sums.calls - sums.successful_calls}
+    values = _group_values(start=start, end=end, filters=filters, group_by=group_by)
+    order = _ranked_keys(values)
+    labels = _key_labels(group_by, order)
+    for key in order:
+        sums = values[key]
         yield (
             key,
             *(() if labels is None else labels[key].values()),
-            *(counts[name] if name in counts else getattr(sums, name) for name in GROUP_EXPORT_SUMS),
-            sums.reporting_cost,
+            *(sums[_CALLS] - sums[_SUCCESSFUL] if column is None else sums[column] for column in _EXPORT_COLUMNS),
+            sums[_COST],
             currency,
         )

@@ -19,7 +19,7 @@ key's calls still group under it.
 
 import operator
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 
 from django.db import connections, router
@@ -41,7 +41,7 @@ from usage.reports import (
 )
 from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES, RollupDelta, typed_values_reader
 from usage.selectors import api_key_labels
-from usage.window_sums import UsageFilters, local_midnights, log_filters_sql, log_sums_sql
+from usage.window_sums import UsageFilters, local_days_utc, log_filters_sql, log_sums_sql
 
 GROUP_BY = ("model", "provider", "user_id", "purpose", "api_key")
 API_KEY = "api_key"
@@ -211,8 +211,7 @@ def usage_daily_trend_groups(
     totals and the series come from one read of the log, summed in Python column by column (a
     RollupDelta per day and group costs more than the read for thousands of users)."""
     first_day = trend_first_day(days=days, now=now, zone=zone)
-    boundaries = local_midnights(first_day=first_day, days=days, zone=zone)
-    utc = [moment.astimezone(UTC) for moment in boundaries]
+    utc, _dates = local_days_utc(first_day, days, zone)
     typed = typed_values_reader(ROLLUP_SUMS)
     rows = [
         (row[0], row[1], typed(row[2:]))
@@ -226,7 +225,7 @@ def usage_daily_trend_groups(
         totals[0] += values[_COST]
         totals[1] += values[_CALLS]
         totals[2] += values[_UNCONVERTED]
-    order = sorted(per_key, key=lambda key: (-per_key[key][0], key is None, "" if key is None else key))
+    order = sorted(per_key, key=lambda key: _rank(key, per_key[key][0]))
     top = order[:limit]
     slot = {key: position for position, key in enumerate(top)}
     other = len(top)

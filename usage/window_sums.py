@@ -514,13 +514,13 @@ def usage_sums_by_local_day(
 ) -> dict[date, RollupDelta]:
     """Sums per calendar day in `zone` for `days` days from `first_day` (days with calls): every
     declared sum, or only `sums` (the others None)."""
-    boundaries, dates = _local_days(first_day, days, zone)
+    boundaries, dates = local_days_utc(first_day, days, zone)
     totals = usage_totals_by_window(boundaries=boundaries, filters=filters, sums=sums)
     return {day: sums for day, sums in zip(dates, totals, strict=True) if sums.calls}
 
 
 @lru_cache(maxsize=64)
-def _local_days(first_day: date, days: int, zone: tzinfo) -> tuple[tuple[datetime, ...], tuple[date, ...]]:
+def local_days_utc(first_day: date, days: int, zone: tzinfo) -> tuple[tuple[datetime, ...], tuple[date, ...]]:
     """local_midnights in UTC, and the days they start: the same all day for the trend's request."""
     midnights = local_midnights(first_day=first_day, days=days, zone=zone)
     return tuple(moment.astimezone(UTC) for moment in midnights), tuple(m.date() for m in midnights[:-1])

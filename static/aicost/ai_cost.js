@@ -240,36 +240,21 @@
     root.dataset.loadedDays = String(data.days);
   }
 
-  // Top users and top purposes: the stats API's group_by (cost in the reporting currency). A server
-  // without it answers 400 (or the ungrouped shape): the tables stay hidden. The group of calls
-  // without a user id (or purpose) has the key null: it is not a user, so it is not listed.
-  function groupsOf(data) {
-    return Array.isArray(data.groups) ? data.groups.filter((group) => group.key !== null) : null;
-  }
-
+  // Top users and top purposes: the stats API's group_by (cost in the reporting currency). The group of
+  // calls without a user id (or purpose) has the key null: it is not a user, so it is not listed.
   async function loadGroups(groupBy) {
     const panel = root.querySelector(`[data-group-panel="${groupBy}"]`);
     const range = document.getElementById("time-range").value;
-    const query = new URLSearchParams({ time_range: range, group_by: groupBy, limit: 10 }).toString();
-    const response = await fetch(`${root.dataset.statsUrl}?${query}`, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    let body = null;
+    let data = null;
     try {
-      body = await response.json();
-    } catch (_notJson) {
-      body = null;
-    }
-    const groups = response.ok && body && body.success ? groupsOf(body.data) : null;
-    if (response.status === 400 || (response.ok && !groups)) {
-      panel.hidden = true; // Not supported by this server.
-      panel.dataset.supported = "false";
-      return;
-    }
-    if (!response.ok || !body || !body.success) {
+      data = await getJson(root.dataset.statsUrl, { time_range: range, group_by: groupBy, limit: 10 });
+    } catch (_statsFailed) {
       // The stats API failed (the stats panels say why, e.g. a missing table): no tables of groups.
       panel.hidden = true;
       panel.dataset.supported = "unknown";
       return;
     }
+    const groups = data.groups.filter((group) => group.key !== null);
     panel.hidden = false;
     panel.dataset.supported = "true";
     const table = panel.querySelector("table");

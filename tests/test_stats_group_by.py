@@ -183,6 +183,25 @@ def test_every_group_equals_the_raw_group_by(reader, group_by, time_range):
     assert data["summary"]["total_cost"] == money_display(sum(sums["reporting_cost"] for _key, sums in expected))
 
 
+@pytest.mark.parametrize("group_by", ["model", "provider"])
+def test_by_model_and_provider_the_groups_are_the_rollups_not_a_log_scan(reader, group_by):
+    """Without a user or purpose filter these groups are read from the rollups, as the ungrouped
+    stats are: a row put in the log behind the rollups' back (no service stores calls so) is in
+    neither, while a breakdown that scans the log (by user) counts it."""
+    now = timezone.now()
+    _seed(now)
+    before = {g: _stats(reader, time_range="all", group_by=g, limit=1000) for g in (group_by, "user_id")}
+    UsageLog.objects.create(model_name="gpt-4o", timestamp=now - timedelta(days=3), prompt_tokens=1, user_id=99)
+    grouped = _stats(reader, time_range="all", group_by=group_by, limit=1000)
+    assert grouped["groups"] == before[group_by]["groups"]
+    assert grouped["summary"]["total_calls"] == _stats(reader, time_range="all")["summary"]["total_calls"]
+    by_user = _stats(reader, time_range="all", group_by="user_id", limit=1000)
+    assert by_user["summary"]["total_calls"] == before["user_id"]["summary"]["total_calls"] + 1
+    trend = exact_json(reader.get(TREND, {"days": 7, "group_by": group_by, "tz": "Asia/Kathmandu"}))["data"]
+    plain = exact_json(reader.get(TREND, {"days": 7, "tz": "Asia/Kathmandu"}))["data"]
+    assert sum(s["calls"] for s in trend["series"]) == plain["summary"]["total_calls"]
+
+
 def test_the_oracle_sees_what_the_seed_holds(reader):
     """The seed gives every kind of group: no user, no purpose, unknown provider, unconverted calls."""
     _seed(timezone.now())

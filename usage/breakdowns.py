@@ -1,9 +1,11 @@
 """Breakdowns by group_by (issue 17): the stats, the daily trend and the export per model, provider,
-user, purpose or API key, read from the raw log with one GROUP BY per request.
+user, purpose or API key.
 
-No rollup carries users, purposes or keys yet (issue 17 point 3), so a breakdown scans the log's rows of
-its window (half-open, its partitions pruned by the timestamp bounds) with the stats' filters: slower
-than the ungrouped stats at scale. Every group's cost is its calls' stored reporting_cost summed (in
+By model or provider, without a user or purpose filter, the groups are the per-model rollups' sums
+(usage.window_sums: the stats' own read, exact in any zone, no log scan). No rollup carries users,
+purposes or keys yet (issue 17 point 3), so any other breakdown scans the log's rows of its window
+(half-open, its partitions pruned by the timestamp bounds) with the stats' filters, in one GROUP BY:
+slower than the ungrouped stats at scale. Every group's cost is its calls' stored reporting_cost summed (in
 the reporting currency, as the stats' summary and providers are: two currencies are never added; a
 call without a rate in force is counted in unconverted_calls). A model's provider is its priced
 model's (pricing.selectors.model_providers), else "unknown", as the stats' providers are.
@@ -21,6 +23,7 @@ import operator
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
+from operator import attrgetter
 
 from django.db import connections, router
 
@@ -41,7 +44,14 @@ from usage.reports import (
 )
 from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES, RollupDelta, typed_values_reader
 from usage.selectors import api_key_labels
-from usage.window_sums import UsageFilters, local_days_utc, log_filters_sql, log_sums_sql
+from usage.window_sums import (
+    EPOCH_START,
+    UsageFilters,
+    local_days_utc,
+    log_filters_sql,
+    log_sums_sql,
+    usage_sums_by_window,
+)
 
 GROUP_BY = ("model", "provider", "user_id", "purpose", "api_key")
 API_KEY = "api_key"
@@ -90,6 +100,31 @@ def _grouped_rows(
     [boundaries[0], boundaries[-1]) (boundaries[0] None: since the first call) passing `filters`."""
     if filters.model_names is not None and not filters.model_names:
         return []
+    if group_by in ("model", "provider") and not filters.needs_raw_log:
+        rows = _rollup_rows(boundaries=boundaries, filters=filters, by_window=by_window)
+    else:
+        rows = _log_rows(boundaries=boundaries, filters=filters, group_by=group_by, by_window=by_window)
+    return _by_provider(rows, keys=2 if by_window else 1) if group_by == "provider" else rows
+
+
+_SUMS_OF = attrgetter(*SUM_NAMES)
+
+
+def _rollup_rows(*, boundaries: Sequence[datetime | None], filters: UsageFilters, by_window: bool) -> list[tuple]:
+    """_grouped_rows' rows per model, from the rollups."""
+    start = EPOCH_START if boundaries[0] is None else boundaries[0]
+    windows = usage_sums_by_window(boundaries=[start, *boundaries[1:]], filters=filters)
+    return [
+        (*((n,) if by_window else ()), model_name, *_SUMS_OF(sums))
+        for n, window in enumerate(windows)
+        for model_name, sums in window.items()
+    ]
+
+
+def _log_rows(
+    *, boundaries: Sequence[datetime | None], filters: UsageFilters, group_by: str, by_window: bool
+) -> list[tuple]:
+    """_grouped_rows' rows, from one GROUP BY over the log."""
     alias = router.db_for_read(UsageLog)
     connection = connections[alias]
     adapt = connection.ops.adapt_datetimefield_value
@@ -109,8 +144,7 @@ def _grouped_rows(
     )
     with connection.cursor() as cursor:  # One statement: one snapshot.
         cursor.execute(sql, [*window_params, *bound_params, *where_params])
-        rows = cursor.fetchall()
-    return _by_provider(rows, keys=2 if by_window else 1) if group_by == "provider" else rows
+        return cursor.fetchall()
 
 
 @reading_from_replica()

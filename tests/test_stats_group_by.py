@@ -17,7 +17,7 @@ from django.utils import timezone
 from core.money import money_display
 from ingest.services import usage_record, usage_record_batch
 from pricing.models import ModelPricing
-from tests.api_helpers import HttpsApiClient, exact_json
+from tests.api_helpers import HttpsApiClient, api_client_with_key, exact_json
 from tests.fx_scenario import model_priced
 from tests.sqlite_process import sqlite_python
 from usage.keys import api_key_create, api_key_revoke
@@ -187,7 +187,7 @@ def test_every_group_equals_the_raw_group_by(reader, group_by, time_range):
 def test_by_model_and_provider_the_groups_are_the_rollups_not_a_log_scan(reader, group_by):
     """Without a user or purpose filter these groups are read from the rollups, as the ungrouped
     stats are: a row put in the log behind the rollups' back (no service stores calls so) is in
-    neither, while a breakdown that scans the log (by user) counts it."""
+    neither, while a breakdown whose groups scan the log (by user) has its group."""
     now = timezone.now()
     _seed(now)
     before = {g: _stats(reader, time_range="all", group_by=g, limit=1000) for g in (group_by, "user_id")}
@@ -196,7 +196,8 @@ def test_by_model_and_provider_the_groups_are_the_rollups_not_a_log_scan(reader,
     assert grouped["groups"] == before[group_by]["groups"]
     assert grouped["summary"]["total_calls"] == _stats(reader, time_range="all")["summary"]["total_calls"]
     by_user = _stats(reader, time_range="all", group_by="user_id", limit=1000)
-    assert by_user["summary"]["total_calls"] == before["user_id"]["summary"]["total_calls"] + 1
+    assert by_user["total"] == before["user_id"]["total"] + 1
+    assert [g["calls"] for g in by_user["groups"] if g["key"] == 99] == [1]
     trend = exact_json(reader.get(TREND, {"days": 7, "group_by": group_by, "tz": "Asia/Kathmandu"}))["data"]
     plain = exact_json(reader.get(TREND, {"days": 7, "tz": "Asia/Kathmandu"}))["data"]
     assert sum(s["calls"] for s in trend["series"]) == plain["summary"]["total_calls"]
@@ -587,3 +588,48 @@ def test_on_sqlite_the_groups_equal_the_rows(tmp_path):
         assert answer["keys"] == answer["oracle_keys"], group_by
     assert None in answers["user_id"]["keys"]
     assert "unknown" in answers["provider"]["keys"]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("url", [STATS, TREND])
+def test_a_paged_breakdown_reads_one_snapshot(monkeypatch, url):
+    """By user the groups are ranked, the shown ones summed and the window's sums read in three
+    statements: a batch committed between the first and the others is in none of them, so the groups
+    add up to the summary."""
+    import threading
+
+    from django.db import connection
+
+    from usage import breakdowns
+
+    now = timezone.now()
+    usage_record_batch(
+        records=[UsageRecordInput(model_name="gpt-4o", prompt_tokens=1000, user_id=1, timestamp=now) for _ in range(3)]
+    )
+    reads = breakdowns._log_rows
+
+    def record_meanwhile():
+        usage_record(model_name="gpt-4o", prompt_tokens=1000, user_id=2, timestamp=now)
+        connection.close()
+
+    def ranking_then_a_batch(**kwargs):
+        rows = reads(**kwargs)
+        if kwargs.get("keys") is None:
+            thread = threading.Thread(target=record_meanwhile)
+            thread.start()
+            thread.join()
+        return rows
+
+    monkeypatch.setattr(breakdowns, "_log_rows", ranking_then_a_batch)
+    client = api_client_with_key(ApiKeyScope.READ)
+    if url == STATS:
+        data = _stats(client, time_range="today", group_by="user_id")
+    else:
+        data = exact_json(client.get(url, {"group_by": "user_id", "days": 1, "tz": "UTC"}))["data"]
+    assert UsageLog.objects.count() == 4  # The batch did commit.
+    if url == STATS:
+        assert [g["key"] for g in data["groups"]] == [1]
+        assert data["summary"]["total_calls"] == 3
+    else:
+        assert [(s["key"], s["calls"]) for s in data["series"]] == [(1, 3), (None, 0)]
+        assert data["daily_trend"][0]["calls"] == 3

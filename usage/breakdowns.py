@@ -3,11 +3,15 @@ user, purpose or API key.
 
 By model or provider, without a user or purpose filter, the groups are the per-model rollups' sums
 (usage.window_sums: the stats' own read, exact in any zone, no log scan). No rollup carries users,
-purposes or keys yet (issue 17 point 3), so any other breakdown scans the log's rows of its window
-(half-open, its partitions pruned by the timestamp bounds) with the stats' filters, in one GROUP BY:
-slower than the ungrouped stats at scale. Every group's cost is its calls' stored reporting_cost summed (in
-the reporting currency, as the stats' summary and providers are: two currencies are never added; a
-call without a rate in force is counted in unconverted_calls). A model's provider is its priced
+purposes or keys yet (issue 17 point 3), so the other breakdowns read the log's rows of their window
+(half-open, its partitions pruned by the timestamp bounds) with the stats' filters: by user, purpose
+or key the groups are ranked by one GROUP BY of their cost alone, only the page shown (the trend's
+top N per day) is summed in full, and the window's sums (the summary, each day's) are the rollups',
+the three reads in one snapshot; slower than the ungrouped stats at scale.
+
+Every group's cost is its calls' stored reporting_cost summed (in the reporting currency, as the stats'
+summary and providers are: two currencies are never added; a call without a rate in force is counted
+in unconverted_calls). A model's provider is its priced
 model's (pricing.selectors.model_providers), else "unknown", as the stats' providers are.
 
 Groups are ranked by reporting cost, highest first, then by key (calls without a user, a purpose or
@@ -21,19 +25,21 @@ key's calls still group under it.
 
 import operator
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta, tzinfo
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from operator import attrgetter
 
-from django.db import connections, router
+from django.db import connections, router, transaction
 
 from core.db_routers import reading_from_replica
 from core.money import ZERO, money_display, percent_of
 from pricing.selectors import model_providers, reporting_currency
-from usage.dialects import window_number_sql
+from usage.dialects import one_snapshot_begin, window_number_sql
 from usage.models import UsageLog
 from usage.records import TOKEN_FIELDS
 from usage.reports import (
+    DAY_ENTRY_SUMS,
     UNKNOWN_PROVIDER,
     rates_of,
     stats_summary,
@@ -42,7 +48,7 @@ from usage.reports import (
     trend_answer,
     trend_first_day,
 )
-from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES, RollupDelta, typed_values_reader
+from usage.rollup_sums import ROLLUP_SUMS, SUM_NAMES, RollupDelta, RollupSum, typed_values_reader
 from usage.selectors import api_key_labels
 from usage.window_sums import (
     EPOCH_START,
@@ -50,7 +56,9 @@ from usage.window_sums import (
     local_days_utc,
     log_filters_sql,
     log_sums_sql,
+    usage_sums_by_local_day,
     usage_sums_by_window,
+    usage_totals_by_window,
 )
 
 GROUP_BY = ("model", "provider", "user_id", "purpose", "api_key")
@@ -122,9 +130,15 @@ def _rollup_rows(*, boundaries: Sequence[datetime | None], filters: UsageFilters
 
 
 def _log_rows(
-    *, boundaries: Sequence[datetime | None], filters: UsageFilters, group_by: str, by_window: bool
+    *,
+    boundaries: Sequence[datetime | None],
+    filters: UsageFilters,
+    group_by: str,
+    by_window: bool,
+    sums: tuple[RollupSum, ...] = ROLLUP_SUMS,
+    keys: Sequence[Key] | None = None,
 ) -> list[tuple]:
-    """_grouped_rows' rows, from one GROUP BY over the log."""
+    """_grouped_rows' rows (of `sums` only, and of the groups `keys` only), from one GROUP BY over the log."""
     alias = router.db_for_read(UsageLog)
     connection = connections[alias]
     adapt = connection.ops.adapt_datetimefield_value
@@ -134,17 +148,87 @@ def _log_rows(
         window_sql, window_params = window_number_sql(connection, "t.timestamp", boundaries)
         window_sql += ", "
     where, where_params = log_filters_sql(connection, filters)
+    if keys is not None:
+        keys_where, keys_params = _keys_sql(group_by, keys)
+        where, where_params = where + keys_where, [*where_params, *keys_params]
     bounds, bound_params = "t.timestamp < %s", [adapt(boundaries[-1])]
     if boundaries[0] is not None:
         bounds, bound_params = "t.timestamp >= %s AND " + bounds, [adapt(boundaries[0]), *bound_params]
     group = "1, 2" if by_window else "1"
     sql = (
-        f"SELECT {window_sql}{key_sql}, {log_sums_sql()} FROM {UsageLog._meta.db_table} AS t "  # noqa: S608
+        f"SELECT {window_sql}{key_sql}, {log_sums_sql(sums)} FROM {UsageLog._meta.db_table} AS t "  # noqa: S608
         f"WHERE {bounds}{where} GROUP BY {group}"
     )
     with connection.cursor() as cursor:  # One statement: one snapshot.
         cursor.execute(sql, [*window_params, *bound_params, *where_params])
         return cursor.fetchall()
+
+
+# Keyed by user, purpose or key, a window may have tens of thousands of groups, of which a request shows
+# a page (or the trend its top N): the groups are ranked by their cost alone, and only the shown ones
+# are summed in full (through the log's user, purpose and key indexes). The whole window's sums are the
+# rollups' (usage.window_sums), as the ungrouped answer's; all in one snapshot, so they agree.
+PAGED_GROUP_BY = ("user_id", "purpose", API_KEY)
+_KEY_COLUMN = {"user_id": "t.user_id", "purpose": "t.purpose", API_KEY: "t.api_key_id"}
+_NO_KEY = {"user_id": "t.user_id IS NULL", "purpose": "t.purpose = ''", API_KEY: "t.api_key_id IS NULL"}
+_SUM = {rollup_sum.name: rollup_sum for rollup_sum in ROLLUP_SUMS}
+_COST_SUMS = (_SUM["reporting_cost"],)
+_SERIES_SUMS = (_SUM["reporting_cost"], _SUM["calls"], _SUM["unconverted_calls"])  # A series' totals, in order.
+_CELL_SUMS = (_SUM["reporting_cost"], _SUM["calls"])  # A series' day.
+
+
+def _keys_sql(group_by: str, keys: Sequence[Key]) -> tuple[str, list]:
+    """ " AND ..." keeping the log rows of the groups `keys` (None: the rows without a value)."""
+    present = [key for key in keys if key is not None]
+    conditions = [f"{_KEY_COLUMN[group_by]} IN ({', '.join(['%s'] * len(present))})"] if present else []
+    if None in keys:
+        conditions.append(_NO_KEY[group_by])
+    return f" AND ({' OR '.join(conditions)})", present
+
+
+@contextmanager
+def _one_snapshot(alias: str) -> Iterator[None]:
+    connection = connections[alias]
+    if connection.in_atomic_block:  # A caller's transaction (a test's): its isolation is already set.
+        yield
+        return
+    with transaction.atomic(using=alias):
+        one_snapshot_begin(connection)
+        yield
+
+
+def _sums_of_keys(
+    rows: list[tuple], sums: tuple[RollupSum, ...], *, by_window: bool = False
+) -> dict[Key, tuple] | list[tuple]:
+    typed = typed_values_reader(sums)
+    if by_window:
+        return [(row[0], row[1], typed(row[2:])) for row in rows]
+    return {row[0]: typed(row[1:]) for row in rows}
+
+
+@reading_from_replica()
+def _ranked_page(
+    *, start: datetime | None, end: datetime, filters: UsageFilters, group_by: str, limit: int, offset: int
+) -> tuple[int, list[Key], dict[Key, tuple], RollupDelta]:
+    """The number of groups, one page of their keys ranked, the page's groups' sums (ROLLUP_SUMS
+    order) and the whole window's."""
+    if filters.model_names is not None and not filters.model_names:
+        return 0, [], {}, RollupDelta()
+    boundaries = [start, end]
+    alias = router.db_for_read(UsageLog)
+    with _one_snapshot(alias):
+        rows = _log_rows(boundaries=boundaries, filters=filters, group_by=group_by, by_window=False, sums=_COST_SUMS)
+        costs = _sums_of_keys(rows, _COST_SUMS)
+        order = sorted(costs, key=lambda key: _rank(key, costs[key][0]))
+        page = order[offset : offset + limit]
+        values = {}
+        if page:
+            page_rows = _log_rows(boundaries=boundaries, filters=filters, group_by=group_by, by_window=False, keys=page)
+            values = _sums_of_keys(page_rows, ROLLUP_SUMS)
+        [whole] = usage_totals_by_window(
+            boundaries=[EPOCH_START if start is None else start, end], filters=filters, using=alias
+        )
+    return len(order), page, values, whole
 
 
 @reading_from_replica()
@@ -205,16 +289,20 @@ def usage_stats_groups(
 ) -> dict:
     """The stats API's answer with group_by: the window, its summary and one page of its groups."""
     start, end = time_range_window(time_range=time_range, now=now, zone=zone)
-    values = _group_values(start=start, end=end, filters=filters, group_by=group_by)
-    order = _ranked_keys(values)
-    # Summed column by column, and a RollupDelta only for the page's groups: not one per user.
-    whole = RollupDelta(*map(sum, zip(*values.values(), strict=True))) if values else RollupDelta()
-    page = order[offset : offset + limit]
+    if group_by in PAGED_GROUP_BY:
+        total, page, values, whole = _ranked_page(
+            start=start, end=end, filters=filters, group_by=group_by, limit=limit, offset=offset
+        )
+    else:
+        values = _group_values(start=start, end=end, filters=filters, group_by=group_by)
+        order = _ranked_keys(values)
+        whole = RollupDelta(*map(sum, zip(*values.values(), strict=True))) if values else RollupDelta()
+        total, page = len(order), order[offset : offset + limit]
     labels = _key_labels(group_by, page)
     return {
         **stats_window(time_range=time_range, start=start, end=end),
         "group_by": group_by,
-        "total": len(order),
+        "total": total,
         "limit": limit,
         "offset": offset,
         "summary": stats_summary(whole),
@@ -235,22 +323,22 @@ def _stacked(values: Sequence) -> list:
     return shown
 
 
-@reading_from_replica()
-def usage_daily_trend_groups(
-    *, days: int, now: datetime, zone: tzinfo, filters: UsageFilters, group_by: str, limit: int
-) -> dict:
-    """The daily trend with group_by, for a stacked chart: the window's `limit` costliest groups and
-    "other" (every other group), each with its cost and calls per day; per day, the groups' costs
-    and other's add up to the day's cost exactly (and their calls to its calls). The days, the
-    totals and the series come from one read of the log, summed in Python column by column (a
-    RollupDelta per day and group costs more than the read for thousands of users)."""
-    first_day = trend_first_day(days=days, now=now, zone=zone)
-    utc, _dates = local_days_utc(first_day, days, zone)
+_TrendGroups = tuple[dict[Key, list], list[Key], list[list[list]], list[RollupDelta | None]]
+
+
+def _trend_whole(
+    *, boundaries: Sequence[datetime], filters: UsageFilters, group_by: str, limit: int, **_days
+) -> _TrendGroups:
+    """The stacked trend's groups from one read of every (day, group)'s sums, added up in Python
+    column by column (a RollupDelta per day and group would cost more than the read): per group its
+    reporting cost, calls and unconverted calls over the window; the groups ranked; per day the
+    [cost, calls] of each of the top `limit` groups and of the rest; per day its sums (None: no calls)."""
     typed = typed_values_reader(ROLLUP_SUMS)
     rows = [
         (row[0], row[1], typed(row[2:]))
-        for row in _grouped_rows(boundaries=utc, filters=filters, group_by=group_by, by_window=True)
+        for row in _grouped_rows(boundaries=boundaries, filters=filters, group_by=group_by, by_window=True)
     ]
+    days = len(boundaries) - 1
     per_key: dict[Key, list] = {}  # reporting cost, calls, unconverted calls over the window
     by_day: list[list[tuple]] = [[] for _day in range(days)]
     for n, key, values in rows:
@@ -260,19 +348,83 @@ def usage_daily_trend_groups(
         totals[1] += values[_CALLS]
         totals[2] += values[_UNCONVERTED]
     order = sorted(per_key, key=lambda key: _rank(key, per_key[key][0]))
-    top = order[:limit]
-    slot = {key: position for position, key in enumerate(top)}
-    other = len(top)
+    slot = {key: position for position, key in enumerate(order[:limit])}
+    other = len(slot)
     cells = [[[ZERO, 0] for _series in range(other + 1)] for _day in range(days)]
     for n, key, values in rows:
         cell = cells[n][slot.get(key, other)]
         cell[0] += values[_COST]
         cell[1] += values[_CALLS]
-    day_sums = {
-        first_day + timedelta(days=n): RollupDelta(*(sum(column) for column in zip(*values, strict=True)))
-        for n, values in enumerate(by_day)
-        if values
-    }
+    day_sums = [
+        RollupDelta(*(sum(column) for column in zip(*values, strict=True))) if values else None for values in by_day
+    ]
+    return per_key, order, cells, day_sums
+
+
+def _trend_paged(
+    *,
+    boundaries: Sequence[datetime],
+    filters: UsageFilters,
+    group_by: str,
+    limit: int,
+    first_day: date,
+    days: int,
+    zone: tzinfo,
+) -> _TrendGroups:
+    """_trend_whole's answer with the groups ranked by their cost, calls and unconverted calls alone,
+    only the top `limit` summed per day, and the days' sums the rollups' (the plain trend's): the rest
+    of a day is the day less its top groups, exactly. One snapshot."""
+    if filters.model_names is not None and not filters.model_names:
+        return {}, [], [[[ZERO, 0]] for _day in range(days)], [None] * days
+    alias = router.db_for_read(UsageLog)
+    with _one_snapshot(alias):
+        rows = _log_rows(
+            boundaries=[boundaries[0], boundaries[-1]],
+            filters=filters,
+            group_by=group_by,
+            by_window=False,
+            sums=_SERIES_SUMS,
+        )
+        per_key = {key: list(values) for key, values in _sums_of_keys(rows, _SERIES_SUMS).items()}
+        order = sorted(per_key, key=lambda key: _rank(key, per_key[key][0]))
+        top = order[:limit]
+        slot = {key: position for position, key in enumerate(top)}
+        cells = [[[ZERO, 0] for _series in range(len(top) + 1)] for _day in range(days)]
+        if top:
+            top_rows = _log_rows(
+                boundaries=boundaries, filters=filters, group_by=group_by, by_window=True, sums=_CELL_SUMS, keys=top
+            )
+            for n, key, (cost, calls) in _sums_of_keys(top_rows, _CELL_SUMS, by_window=True):
+                cells[n][slot[key]] = [cost, calls]
+        by_date = usage_sums_by_local_day(
+            first_day=first_day, days=days, zone=zone, filters=filters, sums=DAY_ENTRY_SUMS, using=alias
+        )
+    day_sums = [by_date.get(first_day + timedelta(days=n)) for n in range(days)]
+    for day_cells, sums in zip(cells, day_sums, strict=True):
+        if sums is not None:
+            day_cells[-1] = [
+                sums.reporting_cost - sum((cell[0] for cell in day_cells[:-1]), ZERO),
+                sums.calls - sum(cell[1] for cell in day_cells[:-1]),
+            ]
+    return per_key, order, cells, day_sums
+
+
+@reading_from_replica()
+def usage_daily_trend_groups(
+    *, days: int, now: datetime, zone: tzinfo, filters: UsageFilters, group_by: str, limit: int
+) -> dict:
+    """The daily trend with group_by, for a stacked chart: the window's `limit` costliest groups and
+    "other" (every other group), each with its cost and calls per day; per day, the groups' costs
+    and other's add up to the day's cost exactly (and their calls to its calls)."""
+    first_day = trend_first_day(days=days, now=now, zone=zone)
+    utc, _dates = local_days_utc(first_day, days, zone)
+    read = _trend_paged if group_by in PAGED_GROUP_BY else _trend_whole
+    per_key, order, cells, by_day = read(
+        boundaries=utc, filters=filters, group_by=group_by, limit=limit, first_day=first_day, days=days, zone=zone
+    )
+    top = order[:limit]
+    other = len(top)
+    day_sums = {first_day + timedelta(days=n): sums for n, sums in enumerate(by_day) if sums is not None}
     answer = trend_answer(days=days, zone=zone, first_day=first_day, sums=day_sums)
     currency = reporting_currency()
     series_days: list[list[dict]] = [[] for _series in range(other + 1)]

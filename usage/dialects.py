@@ -252,3 +252,12 @@ def window_number_sql(connection: BaseDatabaseWrapper, column: str, boundaries: 
         return f"width_bucket({column}, %s::timestamptz[]) - 1", [literal]
     cases = " ".join(f"WHEN {column} < %s THEN {n}" for n in range(len(boundaries) - 1))
     return f"CASE {cases} END", [connection.ops.adapt_datetimefield_value(b) for b in boundaries[1:]]
+
+
+def one_snapshot_begin(connection: BaseDatabaseWrapper) -> None:
+    """At the start of a transaction: its statements read one snapshot (several reads that must
+    agree). PostgreSQL's default gives each statement its own; SQLite's read transaction already
+    holds one from its first read."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -510,12 +510,18 @@ def local_midnights(*, first_day: date, days: int, zone: tzinfo) -> list[datetim
 
 
 def usage_sums_by_local_day(
-    *, first_day: date, days: int, zone: tzinfo, filters: UsageFilters, sums: Sums = ROLLUP_SUMS
+    *,
+    first_day: date,
+    days: int,
+    zone: tzinfo,
+    filters: UsageFilters,
+    sums: Sums = ROLLUP_SUMS,
+    using: str | None = None,
 ) -> dict[date, RollupDelta]:
     """Sums per calendar day in `zone` for `days` days from `first_day` (days with calls): every
     declared sum, or only `sums` (the others None)."""
     boundaries, dates = local_days_utc(first_day, days, zone)
-    totals = usage_totals_by_window(boundaries=boundaries, filters=filters, sums=sums)
+    totals = usage_totals_by_window(boundaries=boundaries, filters=filters, sums=sums, using=using)
     return {day: sums for day, sums in zip(dates, totals, strict=True) if sums.calls}
 
 

@@ -4,10 +4,9 @@ user, purpose or API key.
 By model or provider, without a user or purpose filter, the groups are the per-model rollups' sums
 (usage.window_sums: the stats' own read, exact in any zone, no log scan). No rollup carries users,
 purposes or keys yet (issue 17 point 3), so the other breakdowns read the log's rows of their window
-(half-open, its partitions pruned by the timestamp bounds) with the stats' filters: by user, purpose
-or key the groups are ranked by one GROUP BY of their cost alone, only the page shown (the trend's
-top N per day) is summed in full, and the window's sums (the summary, each day's) are the rollups',
-the three reads in one snapshot; slower than the ungrouped stats at scale.
+(half-open, its partitions pruned by the timestamp bounds) with the stats' filters; by user (stats)
+and by user, purpose or key (trend) the groups are ranked by their cost alone and only those shown
+summed in full (PAGED_GROUP_BY below); slower than the ungrouped stats at scale.
 
 Every group's cost is its calls' stored reporting_cost summed (in the reporting currency, as the stats'
 summary and providers are: two currencies are never added; a call without a rate in force is counted
@@ -164,11 +163,14 @@ def _log_rows(
         return cursor.fetchall()
 
 
-# Keyed by user, purpose or key, a window may have tens of thousands of groups, of which a request shows
-# a page (or the trend its top N): the groups are ranked by their cost alone, and only the shown ones
-# are summed in full (through the log's user, purpose and key indexes). The whole window's sums are the
-# rollups' (usage.window_sums), as the ungrouped answer's; all in one snapshot, so they agree.
-PAGED_GROUP_BY = ("user_id", "purpose", API_KEY)
+# By user a window may have tens of thousands of groups, of which the stats show a page: the groups are
+# ranked by their cost alone and only the page's summed in full (through the log's user index). The
+# trend shows its top N of any grouping by user, purpose or key: only those are summed per day, and
+# "other" is each day less them. The whole window's and days' sums are the rollups' (usage.window_sums),
+# as the ungrouped answer's; all in one snapshot, so they agree. Purposes and keys are tens, not
+# thousands: a stats page holds most of them, so they are summed in full in one pass (measured faster).
+PAGED_GROUP_BY = ("user_id",)
+TOP_N_GROUP_BY = ("user_id", "purpose", API_KEY)
 _KEY_COLUMN = {"user_id": "t.user_id", "purpose": "t.purpose", API_KEY: "t.api_key_id"}
 _NO_KEY = {"user_id": "t.user_id IS NULL", "purpose": "t.purpose = ''", API_KEY: "t.api_key_id IS NULL"}
 _SUM = {rollup_sum.name: rollup_sum for rollup_sum in ROLLUP_SUMS}
@@ -418,7 +420,7 @@ def usage_daily_trend_groups(
     and other's add up to the day's cost exactly (and their calls to its calls)."""
     first_day = trend_first_day(days=days, now=now, zone=zone)
     utc, _dates = local_days_utc(first_day, days, zone)
-    read = _trend_paged if group_by in PAGED_GROUP_BY else _trend_whole
+    read = _trend_paged if group_by in TOP_N_GROUP_BY else _trend_whole
     per_key, order, cells, by_day = read(
         boundaries=utc, filters=filters, group_by=group_by, limit=limit, first_day=first_day, days=days, zone=zone
     )

@@ -594,8 +594,8 @@ def test_on_sqlite_the_groups_equal_the_rows(tmp_path):
 @pytest.mark.parametrize("url", [STATS, TREND])
 def test_a_paged_breakdown_reads_one_snapshot(monkeypatch, url):
     """By user the groups are ranked, the shown ones summed and the window's sums read in three
-    statements: a batch committed between the first and the others is in none of them, so the groups
-    add up to the summary."""
+    statements: a batch committed before the last (the rollups' read of the summary or the days) is in
+    none of them, so the groups add up to the summary."""
     import threading
 
     from django.db import connection
@@ -606,21 +606,22 @@ def test_a_paged_breakdown_reads_one_snapshot(monkeypatch, url):
     usage_record_batch(
         records=[UsageRecordInput(model_name="gpt-4o", prompt_tokens=1000, user_id=1, timestamp=now) for _ in range(3)]
     )
-    reads = breakdowns._log_rows
 
     def record_meanwhile():
         usage_record(model_name="gpt-4o", prompt_tokens=1000, user_id=2, timestamp=now)
         connection.close()
 
-    def ranking_then_a_batch(**kwargs):
-        rows = reads(**kwargs)
-        if kwargs.get("keys") is None:
+    def after_a_batch(read):
+        def reading(**kwargs):
             thread = threading.Thread(target=record_meanwhile)
             thread.start()
             thread.join()
-        return rows
+            return read(**kwargs)
 
-    monkeypatch.setattr(breakdowns, "_log_rows", ranking_then_a_batch)
+        return reading
+
+    for name in ("usage_totals_by_window", "usage_sums_by_local_day"):
+        monkeypatch.setattr(breakdowns, name, after_a_batch(getattr(breakdowns, name)))
     client = api_client_with_key(ApiKeyScope.READ)
     if url == STATS:
         data = _stats(client, time_range="today", group_by="user_id")

@@ -261,3 +261,9 @@ def one_snapshot_begin(connection: BaseDatabaseWrapper) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
+def sums_money_exactly(connection: BaseDatabaseWrapper) -> bool:
+    """PostgreSQL sums numeric exactly, so it can rank groups by their summed cost; SQLite sums as
+    floating point (core.money.cost_from_float), so its groups are ranked in Python on the exact reading."""
+    return connection.vendor == "postgresql"

@@ -10,8 +10,8 @@ summed in full (PAGED_GROUP_BY below); slower than the ungrouped stats at scale.
 
 Every group's cost is its calls' stored reporting_cost summed (in the reporting currency, as the stats'
 summary and providers are: two currencies are never added; a call without a rate in force is counted
-in unconverted_calls). A model's provider is its priced
-model's (pricing.selectors.model_providers), else "unknown", as the stats' providers are.
+in unconverted_calls). A model's provider is its priced model's (pricing.selectors.model_providers),
+else "unknown", as the stats' providers are.
 
 Groups are ranked by reporting cost, highest first, then by key (calls without a user, a purpose or
 a key form the group whose key is None, after the others of the same cost); keys compare as Python
@@ -420,9 +420,10 @@ def _trend_paged(
     days: int,
     zone: tzinfo,
 ) -> _TrendGroups:
-    """_trend_whole's answer with the groups ranked by their cost, calls and unconverted calls alone,
-    only the top `limit` summed per day, and the days' sums the rollups' (the plain trend's): the rest
-    of a day is the day less its top groups, exactly. One snapshot."""
+    """_trend_whole's answer from three reads in one snapshot: each group's cost, calls and
+    unconverted calls over the window (its ranking and series totals), the top `limit` groups' cost
+    and calls per day, and the days' sums (the rollups', the plain trend's); the rest of a day is the
+    day less its top groups, exactly."""
     if filters.model_names is not None and not filters.model_names:
         return {}, [], [[[ZERO, 0]] for _day in range(days)], [None] * days
     alias = router.db_for_read(UsageLog)

@@ -25,6 +25,7 @@ key's calls still group under it.
 import operator
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from operator import attrgetter
@@ -235,9 +236,9 @@ def _ranked_page(
     boundaries = [start, end]
     alias = router.db_for_read(UsageLog)
     with _one_snapshot(alias):
-        in_sql = sums_money_exactly(connections[alias]) and group_by in _INTEGER_KEYS
-        ranked = _ranked_in_sql if in_sql else _ranked_in_python
-        total, page = ranked(boundaries=boundaries, filters=filters, group_by=group_by, limit=limit, offset=offset)
+        ranked = _ranked(connections[alias], group_by)
+        total, entries = ranked(boundaries=boundaries, filters=filters, group_by=group_by, limit=limit, offset=offset)
+        page = [key for key, _sums in entries]
         values = {}
         if page:
             page_rows = _log_rows(boundaries=boundaries, filters=filters, group_by=group_by, by_window=False, keys=page)
@@ -249,35 +250,43 @@ def _ranked_page(
 
 
 def _ranked_in_python(
-    *, boundaries: list, filters: UsageFilters, group_by: str, limit: int, offset: int
-) -> tuple[int, list[Key]]:
-    """The number of groups and one page of their keys, every group's cost read and ranked here."""
-    rows = _log_rows(boundaries=boundaries, filters=filters, group_by=group_by, by_window=False, sums=_COST_SUMS)
-    costs = _sums_of_keys(rows, _COST_SUMS)
-    order = sorted(costs, key=lambda key: _rank(key, costs[key][0]))
-    return len(order), order[offset : offset + limit]
+    *, boundaries: list, filters: UsageFilters, group_by: str, limit: int, offset: int, sums: tuple = _COST_SUMS
+) -> tuple[int, list[tuple[Key, tuple]]]:
+    """The number of groups and one page of them ranked, each (key, its `sums`, reporting_cost first):
+    every group read and ranked here."""
+    rows = _log_rows(boundaries=boundaries, filters=filters, group_by=group_by, by_window=False, sums=sums)
+    values = _sums_of_keys(rows, sums)
+    order = sorted(values, key=lambda key: _rank(key, values[key][0]))
+    return len(order), [(key, values[key]) for key in order[offset : offset + limit]]
 
 
 def _ranked_in_sql(
-    *, boundaries: list, filters: UsageFilters, group_by: str, limit: int, offset: int
-) -> tuple[int, list[Key]]:
+    *, boundaries: list, filters: UsageFilters, group_by: str, limit: int, offset: int, sums: tuple = _COST_SUMS
+) -> tuple[int, list[tuple[Key, tuple]]]:
     """_ranked_in_python's answer with the ranking in the database, which sends the count and the page
-    only (by user: tens of thousands of costs fewer to read). Integer keys only (_INTEGER_KEYS), which
+    only (by user: tens of thousands of groups fewer to read). Integer keys only (_INTEGER_KEYS), which
     the database orders as Python does; the page is re-sorted here by _rank all the same."""
     connection, sql, params = _log_group_sql(
-        boundaries=boundaries, filters=filters, group_by=group_by, by_window=False, sums=_COST_SUMS, keys=None
+        boundaries=boundaries, filters=filters, group_by=group_by, by_window=False, sums=sums, keys=None
     )
+    names = [f"s{n}" for n in range(len(sums))]
+    nulls = ", ".join(["NULL"] * len(sums))
     statement = (
-        f"WITH g(k, cost) AS ({sql}), "  # noqa: S608 (model metadata)
-        "p AS (SELECT k, cost FROM g ORDER BY cost DESC, k IS NULL, k LIMIT %s OFFSET %s) "
-        "SELECT false, NULL, (SELECT count(*) FROM g) UNION ALL SELECT true, k, cost FROM p"
+        f"WITH g(k, {', '.join(names)}) AS ({sql}), "  # noqa: S608 (model metadata)
+        f"p AS (SELECT * FROM g ORDER BY s0 DESC, k IS NULL, k LIMIT %s OFFSET %s) "
+        f"SELECT false, (SELECT count(*) FROM g), {nulls} UNION ALL SELECT true, * FROM p"
     )
     with connection.cursor() as cursor:
         cursor.execute(statement, [*params, limit, offset])
         rows = cursor.fetchall()
-    total = next(count for in_page, _key, count in rows if not in_page)
-    page = sorted(((key, cost) for in_page, key, cost in rows if in_page), key=lambda row: _rank(*row))
-    return total, [key for key, _cost in page]
+    total = next(row[1] for row in rows if not row[0])
+    typed = typed_values_reader(sums)
+    page = [(row[1], typed(row[2:])) for row in rows if row[0]]
+    return total, sorted(page, key=lambda entry: _rank(entry[0], entry[1][0]))
+
+
+def _ranked(connection: BaseDatabaseWrapper, group_by: str):
+    return _ranked_in_sql if sums_money_exactly(connection) and group_by in _INTEGER_KEYS else _ranked_in_python
 
 
 @reading_from_replica()
@@ -372,16 +381,25 @@ def _stacked(values: Sequence) -> list:
     return shown
 
 
-_TrendGroups = tuple[dict[Key, list], list[Key], list[list[list]], list[RollupDelta | None]]
+@dataclass
+class _TrendGroups:
+    """What the stacked trend shows of its groups: the top keys with their [cost, calls, unconverted
+    calls] over the window, other's, the number of groups, per day the [cost, calls] of each top
+    group and then of other, and per day its sums (None: no calls)."""
+
+    top: list[Key]
+    top_totals: list[list]
+    other_totals: list
+    groups: int
+    cells: list[list[list]]
+    day_sums: list[RollupDelta | None]
 
 
 def _trend_whole(
     *, boundaries: Sequence[datetime], filters: UsageFilters, group_by: str, limit: int, **_days
 ) -> _TrendGroups:
     """The stacked trend's groups from one read of every (day, group)'s sums, added up in Python
-    column by column (a RollupDelta per day and group would cost more than the read): per group its
-    reporting cost, calls and unconverted calls over the window; the groups ranked; per day the
-    [cost, calls] of each of the top `limit` groups and of the rest; per day its sums (None: no calls)."""
+    column by column (a RollupDelta per day and group would cost more than the read)."""
     typed = typed_values_reader(ROLLUP_SUMS)
     rows = [
         (row[0], row[1], typed(row[2:]))
@@ -397,17 +415,24 @@ def _trend_whole(
         totals[1] += values[_CALLS]
         totals[2] += values[_UNCONVERTED]
     order = sorted(per_key, key=lambda key: _rank(key, per_key[key][0]))
-    slot = {key: position for position, key in enumerate(order[:limit])}
-    other = len(slot)
-    cells = [[[ZERO, 0] for _series in range(other + 1)] for _day in range(days)]
+    top = order[:limit]
+    slot = {key: position for position, key in enumerate(top)}
+    cells = [[[ZERO, 0] for _series in range(len(top) + 1)] for _day in range(days)]
     for n, key, values in rows:
-        cell = cells[n][slot.get(key, other)]
+        cell = cells[n][slot.get(key, len(top))]
         cell[0] += values[_COST]
         cell[1] += values[_CALLS]
-    day_sums = [
-        RollupDelta(*(sum(column) for column in zip(*values, strict=True))) if values else None for values in by_day
-    ]
-    return per_key, order, cells, day_sums
+    rest = [per_key[key] for key in order[limit:]]
+    return _TrendGroups(
+        top=top,
+        top_totals=[per_key[key] for key in top],
+        other_totals=[sum((totals[i] for totals in rest), start) for i, start in enumerate((ZERO, 0, 0))],
+        groups=len(order),
+        cells=cells,
+        day_sums=[
+            RollupDelta(*(sum(column) for column in zip(*values, strict=True))) if values else None for values in by_day
+        ],
+    )
 
 
 def _trend_paged(
@@ -420,24 +445,24 @@ def _trend_paged(
     days: int,
     zone: tzinfo,
 ) -> _TrendGroups:
-    """_trend_whole's answer from three reads in one snapshot: each group's cost, calls and
-    unconverted calls over the window (its ranking and series totals), the top `limit` groups' cost
-    and calls per day, and the days' sums (the rollups', the plain trend's); the rest of a day is the
-    day less its top groups, exactly."""
+    """_trend_whole's answer from three reads in one snapshot: the top `limit` groups ranked with
+    their cost, calls and unconverted calls over the window (and the number of groups), their cost
+    and calls per day, and the days' sums (the rollups', the plain trend's); other is the window, and
+    each day, less the top groups, exactly."""
     if filters.model_names is not None and not filters.model_names:
-        return {}, [], [[[ZERO, 0]] for _day in range(days)], [None] * days
+        return _TrendGroups([], [], [ZERO, 0, 0], 0, [[[ZERO, 0]] for _day in range(days)], [None] * days)
     alias = router.db_for_read(UsageLog)
     with _one_snapshot(alias):
-        rows = _log_rows(
+        ranked = _ranked(connections[alias], group_by)
+        groups, entries = ranked(
             boundaries=[boundaries[0], boundaries[-1]],
             filters=filters,
             group_by=group_by,
-            by_window=False,
+            limit=limit,
+            offset=0,
             sums=_SERIES_SUMS,
         )
-        per_key = {key: list(values) for key, values in _sums_of_keys(rows, _SERIES_SUMS).items()}
-        order = sorted(per_key, key=lambda key: _rank(key, per_key[key][0]))
-        top = order[:limit]
+        top = [key for key, _sums in entries]
         slot = {key: position for position, key in enumerate(top)}
         cells = [[[ZERO, 0] for _series in range(len(top) + 1)] for _day in range(days)]
         if top:
@@ -456,7 +481,14 @@ def _trend_paged(
                 sums.reporting_cost - sum((cell[0] for cell in day_cells[:-1]), ZERO),
                 sums.calls - sum(cell[1] for cell in day_cells[:-1]),
             ]
-    return per_key, order, cells, day_sums
+    top_totals = [list(sums) for _key, sums in entries]
+    window = [
+        sum((day.reporting_cost for day in day_sums if day is not None), ZERO),
+        sum(day.calls for day in day_sums if day is not None),
+        sum(day.unconverted_calls for day in day_sums if day is not None),
+    ]
+    other = [whole - sum((totals[i] for totals in top_totals), type(whole)()) for i, whole in enumerate(window)]
+    return _TrendGroups(top, top_totals, other, groups, cells, day_sums)
 
 
 @reading_from_replica()
@@ -469,12 +501,12 @@ def usage_daily_trend_groups(
     first_day = trend_first_day(days=days, now=now, zone=zone)
     utc, _dates = local_days_utc(first_day, days, zone)
     read = _trend_paged if group_by in TOP_N_GROUP_BY else _trend_whole
-    per_key, order, cells, by_day = read(
+    groups = read(
         boundaries=utc, filters=filters, group_by=group_by, limit=limit, first_day=first_day, days=days, zone=zone
     )
-    top = order[:limit]
+    top, cells = groups.top, groups.cells
     other = len(top)
-    day_sums = {first_day + timedelta(days=n): sums for n, sums in enumerate(by_day) if sums is not None}
+    day_sums = {first_day + timedelta(days=n): sums for n, sums in enumerate(groups.day_sums) if sums is not None}
     answer = trend_answer(days=days, zone=zone, first_day=first_day, sums=day_sums)
     currency = reporting_currency()
     series_days: list[list[dict]] = [[] for _series in range(other + 1)]
@@ -483,12 +515,10 @@ def usage_daily_trend_groups(
         shown = _stacked([cost for cost, _calls in day_cells])
         for series, (_cost, calls), cost in zip(series_days, day_cells, shown, strict=True):
             series.append({"date": day, "cost": cost, "currency": currency, "calls": calls})
-    rest = order[limit:]
-    totals = [per_key[key] for key in top]
-    totals.append([sum((per_key[key][i] for key in rest), start) for i, start in enumerate((ZERO, 0, 0))])
+    totals = [*groups.top_totals, groups.other_totals]
     answer["group_by"] = group_by
     answer["limit"] = limit
-    answer["total"] = len(order)
+    answer["total"] = groups.groups
     series_keys = [*top, None]  # other's key is None
     labels = _key_labels(group_by, series_keys)
     answer["series"] = [
@@ -496,7 +526,7 @@ def usage_daily_trend_groups(
             "key": series_keys[n],
             **({} if labels is None else labels[series_keys[n]]),
             "other": n == other,
-            "groups": len(rest) if n == other else 1,
+            "groups": groups.groups - len(top) if n == other else 1,
             "cost": money_display(cost),
             "calls": calls,
             "unconverted_calls": unconverted,

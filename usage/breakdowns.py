@@ -107,7 +107,7 @@ def _grouped_rows(
 ) -> list[tuple]:
     """(window number if by_window, key, sums in ROLLUP_SUMS order...) rows of the log's calls in
     [boundaries[0], boundaries[-1]) (boundaries[0] None: since the first call) passing `filters`."""
-    if filters.model_names is not None and not filters.model_names:
+    if filters.matches_nothing:
         return []
     if group_by in ("model", "provider") and not filters.needs_raw_log:
         rows = _rollup_rows(boundaries=boundaries, filters=filters, by_window=by_window)
@@ -216,12 +216,9 @@ def _one_snapshot(alias: str) -> Iterator[None]:
         yield
 
 
-def _sums_of_keys(
-    rows: list[tuple], sums: tuple[RollupSum, ...], *, by_window: bool = False
-) -> dict[Key, tuple] | list[tuple]:
+def _sums_of_keys(rows: list[tuple], sums: tuple[RollupSum, ...]) -> dict[Key, tuple]:
+    """(key, sums...) rows as each key's `sums`, exact and typed."""
     typed = typed_values_reader(sums)
-    if by_window:
-        return [(row[0], row[1], typed(row[2:])) for row in rows]
     return {row[0]: typed(row[1:]) for row in rows}
 
 
@@ -231,7 +228,7 @@ def _ranked_page(
 ) -> tuple[int, list[Key], dict[Key, tuple], RollupDelta]:
     """The number of groups, one page of their keys ranked, the page's groups' sums (ROLLUP_SUMS
     order) and the whole window's."""
-    if filters.model_names is not None and not filters.model_names:
+    if filters.matches_nothing:
         return 0, [], {}, RollupDelta()
     boundaries = [start, end]
     alias = router.db_for_read(UsageLog)
@@ -449,7 +446,7 @@ def _trend_paged(
     their cost, calls and unconverted calls over the window (and the number of groups), their cost
     and calls per day, and the days' sums (the rollups', the plain trend's); other is the window, and
     each day, less the top groups, exactly."""
-    if filters.model_names is not None and not filters.model_names:
+    if filters.matches_nothing:
         return _TrendGroups([], [], [ZERO, 0, 0], 0, [[[ZERO, 0]] for _day in range(days)], [None] * days)
     alias = router.db_for_read(UsageLog)
     with _one_snapshot(alias):
@@ -469,8 +466,9 @@ def _trend_paged(
             top_rows = _log_rows(
                 boundaries=boundaries, filters=filters, group_by=group_by, by_window=True, sums=_CELL_SUMS, keys=top
             )
-            for n, key, (cost, calls) in _sums_of_keys(top_rows, _CELL_SUMS, by_window=True):
-                cells[n][slot[key]] = [cost, calls]
+            typed = typed_values_reader(_CELL_SUMS)
+            for n, key, *values in top_rows:
+                cells[n][slot[key]] = list(typed(values))
         by_date = usage_sums_by_local_day(
             first_day=first_day, days=days, zone=zone, filters=filters, sums=DAY_ENTRY_SUMS, using=alias
         )

@@ -77,6 +77,11 @@ class UsageFilters:
     purpose: str | None = None
 
     @property
+    def matches_nothing(self) -> bool:
+        """A model or provider filter that resolved to no model: no call passes."""
+        return self.model_names is not None and not self.model_names
+
+    @property
     def needs_raw_log(self) -> bool:
         return self.user_id is not None or self.purpose is not None
 
@@ -441,7 +446,7 @@ def _window_sums(
     if CALLS not in sums:
         raise ValueError("a read of the sums must take calls: it tells a window with calls from one without")
     answers: list[dict[str | None, RollupDelta]] = [{} for _window in pairwise(boundaries)]
-    if not answers or boundaries[0] >= boundaries[-1] or (filters.model_names is not None and not filters.model_names):
+    if not answers or boundaries[0] >= boundaries[-1] or filters.matches_nothing:
         return answers
     alias = using or router.db_for_read(UsageRollupHour)
     connection = connections[alias]

@@ -90,7 +90,8 @@ class UsageFilterSerializer(serializers.Serializer):
 GROUP_BY_HELP = (
     "Break the answer down by model, provider (the priced model's, else unknown), user_id, purpose or api_key "
     "(the key that sent the calls: its id, with its name and prefix). "
-    "Read from the usage log with one GROUP BY (slower than the ungrouped answer on a large log). "
+    "By model or provider (without a user_id or purpose filter) read from the rollups, as the ungrouped "
+    "answer; by user_id, purpose or api_key from the usage log (slower on a large log). "
     "Cost is in the reporting currency; purpose is free text, so every group_by needs the read scope "
     "(or staff), as every read of this API does."
 )

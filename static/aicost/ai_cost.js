@@ -186,7 +186,7 @@
   // The trend stacked by model: the trend's STACKED_MODELS costliest models over its days and the rest
   // together ("other"), from the trend's group_by=model answer, whose series add up to each day's cost.
   // The models are labelled with their display names from the stats (their model names without them).
-  // Without the breakdown (it reads the log, which may be missing) the chart is the total alone.
+  // Without the breakdown (its request failed) the chart is the total alone.
   async function modelDatasets(days, total) {
     let stats = null;
     try {
@@ -198,7 +198,7 @@
     try {
       grouped = await getJson(root.dataset.trendUrl, { days, group_by: "model", limit: STACKED_MODELS });
     } catch (_groupsFailed) {
-      grouped = { series: [] }; // It reads the log, the total the rollups: the total alone still shows.
+      grouped = { series: [] }; // The total alone still shows.
     }
     const names = new Map((stats ? stats.platforms : []).map((p) => [p.model_name, p.display_name]));
     const datasets = grouped.series.filter((series) => Number(series.cost) > 0).map((series) => ({
